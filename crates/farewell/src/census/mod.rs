@@ -1,0 +1,1 @@
+//! Kernel socket census (sock_diag).
