@@ -5,7 +5,13 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod census;
+pub mod outcome;
+pub mod policy;
 pub mod sys;
 mod tcp_state;
+mod teardown;
 
+pub use outcome::{Delivery, Outcome, Path, TimeWait};
+pub use policy::{FinThenReset, Lingering, PeerFirst, Plain, Policy};
 pub use tcp_state::TcpState;
+pub use teardown::{close, close_split};

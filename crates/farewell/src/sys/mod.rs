@@ -1,1 +1,150 @@
-//! OS layer.
+//! The OS layer: the few socket calls the teardown needs that tokio and socket2 do not offer.
+//!
+//! Everything here is a thin wrapper over one system call, with the kernel's
+//! behaviour written next to it. The functions take a borrowed or owned file
+//! descriptor (`AsFd` / [`std::net::TcpStream`]), so they work with tokio,
+//! std and socket2 sockets alike.
+//!
+//! | call | kernel interface | notes |
+//! |---|---|---|
+//! | [`abort`] | `SO_LINGER {on, 0}` + `close()` | RST, no TIME-WAIT, unsent data discarded (DESIGN.md F3) |
+//! | [`unacked_bytes`] | `ioctl(SIOCOUTQ)` | sent-but-unACKed + unsent bytes; a queued FIN counts 1 (F5) |
+//! | [`unsent_bytes`] | `ioctl(SIOCOUTQNSD)` | bytes not yet sent at all |
+//! | [`unread_bytes`] | `ioctl(SIOCINQ)` | bytes waiting in the receive queue (closing with these sends RST, F4) |
+//! | [`tcp_state`] | `getsockopt(TCP_INFO)` | the connection's [`TcpState`] |
+//! | [`set_user_timeout`] | `TCP_USER_TIMEOUT` via socket2 | bounds how long unACKed data keeps a connection (F7) |
+//! | [`close_silently`] | `TCP_REPAIR` + `close()` | nothing on the wire; needs `CAP_NET_ADMIN` (F8) |
+//!
+//! # Platform support
+//!
+//! Linux only for now. On other systems every call returns
+//! [`io::ErrorKind::Unsupported`]; the layer is kept this narrow so that other
+//! systems can follow by adding one file beside `linux.rs`.
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as imp;
+
+#[cfg(not(target_os = "linux"))]
+mod unsupported;
+#[cfg(not(target_os = "linux"))]
+use unsupported as imp;
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use crate::TcpState;
+
+/// Closes `stream` with a TCP reset: `SO_LINGER {on, 0}`, then `close()`.
+///
+/// On the wire: one RST. Nobody keeps a TIME-WAIT entry. Whatever was still
+/// unsent or unacknowledged in our send queue is discarded (DESIGN.md F3), and
+/// on systems other than Linux the peer may lose data it had received but not
+/// yet read (F6).
+///
+/// The descriptor is always closed, even when setting the linger option fails.
+///
+/// # Errors
+///
+/// Returns the `setsockopt` error when `SO_LINGER` could not be set; the socket
+/// was then closed normally (a FIN, or an RST if unread data was pending).
+pub fn abort(stream: std::net::TcpStream) -> io::Result<()> {
+    let socket = socket2::Socket::from(stream);
+    let linger = socket.set_linger(Some(Duration::ZERO));
+    drop(socket);
+    linger
+}
+
+/// Bytes in the send queue that the peer's kernel has not acknowledged yet:
+/// sent-but-unACKed plus not-yet-sent (`ioctl(SIOCOUTQ)`).
+///
+/// 0 means everything written reached the peer's kernel. A FIN that has been
+/// queued counts as one byte until it is acknowledged.
+///
+/// # Notes
+///
+/// After the connection was reset the value is stale; check [`tcp_state`] too.
+///
+/// # Errors
+///
+/// Fails when `socket` is not a TCP socket (`ENOTTY`/`EINVAL`) or on an unsupported system.
+pub fn unacked_bytes(socket: &impl AsFd) -> io::Result<u32> {
+    imp::unacked_bytes(socket.as_fd())
+}
+
+/// Bytes in the send queue that were not sent at all yet (`ioctl(SIOCOUTQNSD)`),
+/// e.g. because the peer's receive window is closed.
+///
+/// # Errors
+///
+/// As [`unacked_bytes`].
+pub fn unsent_bytes(socket: &impl AsFd) -> io::Result<u32> {
+    imp::unsent_bytes(socket.as_fd())
+}
+
+/// Bytes received but not yet read by the application (`ioctl(SIOCINQ)`).
+///
+/// Closing a socket while this is non-zero sends RST whatever the linger
+/// setting (DESIGN.md F4).
+///
+/// # Errors
+///
+/// As [`unacked_bytes`]; `EINVAL` on a listening socket.
+pub fn unread_bytes(socket: &impl AsFd) -> io::Result<u32> {
+    imp::unread_bytes(socket.as_fd())
+}
+
+/// The connection's TCP state, from `getsockopt(TCP_INFO)`.
+///
+/// # Errors
+///
+/// Fails when `socket` is not a TCP socket or on an unsupported system.
+pub fn tcp_state(socket: &impl AsFd) -> io::Result<TcpState> {
+    imp::tcp_state(socket.as_fd())
+}
+
+/// Sets `TCP_USER_TIMEOUT`: how long transmitted data may stay unacknowledged
+/// before the kernel gives up on the connection with `ETIMEDOUT` (no RST is
+/// sent, DESIGN.md F7). `None` restores the system default.
+///
+/// Delegates to socket2.
+///
+/// # Errors
+///
+/// Fails when `socket` is not a TCP socket, or the duration does not fit in
+/// the option's milliseconds.
+pub fn set_user_timeout(socket: &impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
+    socket2::SockRef::from(socket).set_tcp_user_timeout(timeout)
+}
+
+/// A socket that [`close_silently`] could not close; it is handed back so the
+/// caller can close it another way.
+#[derive(Debug)]
+pub struct NotClosed {
+    /// Why the silent close failed (`EPERM` without `CAP_NET_ADMIN`).
+    pub error: io::Error,
+    /// The socket, still open and unchanged.
+    pub stream: std::net::TcpStream,
+}
+
+/// Closes `stream` without sending anything: no FIN, no RST (`TCP_REPAIR`, then `close()`).
+///
+/// The peer learns nothing; its side stays open until its own timers give up.
+/// Meant for abusive peers only (HAProxy's *silent-drop*). Nobody keeps a
+/// TIME-WAIT entry.
+///
+/// # Errors
+///
+/// Needs `CAP_NET_ADMIN`; without it `TCP_REPAIR` fails with `EPERM` and the
+/// socket comes back untouched in [`NotClosed`].
+pub fn close_silently(stream: std::net::TcpStream) -> Result<(), Box<NotClosed>> {
+    match imp::enter_repair_mode(stream.as_fd()) {
+        Ok(()) => {
+            drop(stream);
+            Ok(())
+        }
+        Err(error) => Err(Box::new(NotClosed { error, stream })),
+    }
+}

@@ -1,0 +1,214 @@
+//! What one teardown did: the path it took, who keeps TIME-WAIT, whether the goodbye arrived.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::TcpState;
+
+/// The way a teardown ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Path {
+    /// The peer sent its FIN first; we closed after it (passive close).
+    PeerClosed,
+    /// Peer-first: the grace passed without the peer's FIN; we reset, after the
+    /// goodbye was ACKed or the bounded confirmation wait ended.
+    ResetAfterGrace,
+    /// Peer-first: the peer sent more than the drain limit during the teardown; we reset.
+    ResetOnDrainLimit,
+    /// The peer reset the connection (or it was already reset) during the teardown.
+    PeerReset,
+    /// The connection failed during the teardown for another reason (e.g.
+    /// `ETIMEDOUT` after `TCP_USER_TIMEOUT`); we closed.
+    ConnectionLost,
+    /// Lingering: we sent FIN, the peer closed in time, we closed.
+    LingeringClose,
+    /// Lingering: a deadline passed; we closed anyway (no reset).
+    LingeringTimeout,
+    /// Lingering with `reset_on_timeout`: a deadline passed; we reset.
+    ResetAfterLinger,
+    /// Fin-then-reset: our FIN was ACKed, then we reset.
+    ResetAfterFinAck,
+    /// Fin-then-reset: our FIN was not ACKed in time; we reset.
+    ResetFinUnacked,
+    /// Plain: we wrote the goodbye (or gave up writing it) and closed.
+    PlainClose,
+    /// Abort: we reset at once.
+    Aborted,
+    /// Silent: the socket was closed with nothing on the wire.
+    Silent,
+    /// Silent was asked for but `TCP_REPAIR` was refused (no `CAP_NET_ADMIN`); we reset instead.
+    SilentRefusedReset,
+    /// The socket was not an established connection (still connecting, or never
+    /// connected); we reset it at once.
+    NotEstablished,
+}
+
+impl Path {
+    /// Every path, in declaration order.
+    pub const ALL: [Path; 15] = [
+        Path::PeerClosed,
+        Path::ResetAfterGrace,
+        Path::ResetOnDrainLimit,
+        Path::PeerReset,
+        Path::ConnectionLost,
+        Path::LingeringClose,
+        Path::LingeringTimeout,
+        Path::ResetAfterLinger,
+        Path::ResetAfterFinAck,
+        Path::ResetFinUnacked,
+        Path::PlainClose,
+        Path::Aborted,
+        Path::Silent,
+        Path::SilentRefusedReset,
+        Path::NotEstablished,
+    ];
+
+    /// A short kebab-case name, stable for logs, metrics labels and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::PeerClosed => "peer-closed",
+            Path::ResetAfterGrace => "reset-after-grace",
+            Path::ResetOnDrainLimit => "reset-on-drain-limit",
+            Path::PeerReset => "peer-reset",
+            Path::ConnectionLost => "connection-lost",
+            Path::LingeringClose => "lingering-close",
+            Path::LingeringTimeout => "lingering-timeout",
+            Path::ResetAfterLinger => "reset-after-linger",
+            Path::ResetAfterFinAck => "reset-after-fin-ack",
+            Path::ResetFinUnacked => "reset-fin-unacked",
+            Path::PlainClose => "plain-close",
+            Path::Aborted => "aborted",
+            Path::Silent => "silent",
+            Path::SilentRefusedReset => "silent-refused-reset",
+            Path::NotEstablished => "not-established",
+        }
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// Which side keeps the connection's TIME-WAIT entry after the teardown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TimeWait {
+    /// The peer closed first; it keeps TIME-WAIT and we keep nothing.
+    Peer,
+    /// We sent the first FIN and the peer's FIN has come: our kernel keeps the
+    /// entry (60 s on Linux).
+    Us,
+    /// We sent the first FIN and the peer has not closed yet: if it closes
+    /// within `tcp_fin_timeout`, our kernel keeps the entry; if not, nobody does.
+    UsIfPeerCloses,
+    /// The connection ended with a reset (or silently): no entry anywhere.
+    Nobody,
+}
+
+impl TimeWait {
+    /// A short name for logs and JSON: `peer`, `us`, `us-if-peer-closes`, `nobody`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeWait::Peer => "peer",
+            TimeWait::Us => "us",
+            TimeWait::UsIfPeerCloses => "us-if-peer-closes",
+            TimeWait::Nobody => "nobody",
+        }
+    }
+}
+
+impl fmt::Display for TimeWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// Whether the goodbye reached the peer's kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// The whole goodbye was written and the peer's kernel ACKed it
+    /// (`SIOCOUTQ` reached 0, or our later FIN was ACKed).
+    Confirmed,
+    /// It may or may not have arrived: not fully written, or not ACKed when the
+    /// socket was closed.
+    Unconfirmed,
+    /// There was no goodbye to send (empty, or the policy sends none).
+    NoneSent,
+}
+
+impl Delivery {
+    /// A short name for logs and JSON: `confirmed`, `unconfirmed`, `none-sent`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivery::Confirmed => "confirmed",
+            Delivery::Unconfirmed => "unconfirmed",
+            Delivery::NoneSent => "none-sent",
+        }
+    }
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The report of one teardown.
+///
+/// `Display` gives one line, e.g.
+/// `peer-first 127.0.0.1:7878 -> 127.0.0.1:50312: peer-closed, TIME-WAIT at peer, goodbye confirmed, drained 0 B, unacked 0 B, 1.2ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The policy's name (`"peer-first"`, …).
+    pub policy: &'static str,
+    /// The way the teardown ended.
+    pub path: Path,
+    /// Who keeps TIME-WAIT, as far as the kernel's state at close tells.
+    pub time_wait: TimeWait,
+    /// Whether the goodbye reached the peer's kernel.
+    pub goodbye: Delivery,
+    /// Bytes of the goodbye that were written into the socket.
+    pub goodbye_written: usize,
+    /// Bytes read and discarded during the teardown.
+    pub bytes_drained: u64,
+    /// Data bytes still unacknowledged when the socket was closed (a queued FIN
+    /// is not counted); `None` when the kernel could no longer tell (the
+    /// connection was already reset).
+    pub unacked_at_close: Option<u32>,
+    /// The TCP state just before the socket was closed, when the kernel reported one.
+    pub state_at_close: Option<TcpState>,
+    /// From the start of the teardown until the descriptor was closed.
+    pub elapsed: Duration,
+    /// Our address, when known.
+    pub local: Option<SocketAddr>,
+    /// The peer's address, when known.
+    pub peer: Option<SocketAddr>,
+}
+
+impl Outcome {
+    /// True when the teardown sent an RST (or nothing at all) rather than a FIN exchange.
+    pub fn was_reset(&self) -> bool {
+        self.time_wait == TimeWait::Nobody
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.policy)?;
+        if let (Some(local), Some(peer)) = (self.local, self.peer) {
+            write!(f, " {local} -> {peer}")?;
+        }
+        write!(
+            f,
+            ": {}, TIME-WAIT at {}, goodbye {}, drained {} B, unacked ",
+            self.path, self.time_wait, self.goodbye, self.bytes_drained
+        )?;
+        match self.unacked_at_close {
+            Some(n) => write!(f, "{n} B")?,
+            None => write!(f, "unknown")?,
+        }
+        write!(f, ", {:.1?}", self.elapsed)
+    }
+}

@@ -1,0 +1,89 @@
+//! Linux implementations of [`super`]'s calls.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use crate::TcpState;
+
+/// `SIOCOUTQNSD` from `linux/sockios.h` (not in the libc crate).
+const SIOCOUTQNSD: libc::Ioctl = 0x894B;
+
+/// Turns a `-1` return into `io::Error::last_os_error()`.
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        // SAFETY: the caller of the macro upholds the system call's contract;
+        // each use below says how.
+        let res = unsafe { libc::$fn($($arg),*) };
+        if res == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+/// Runs an `ioctl` that writes one `c_int` count.
+fn ioctl_count(fd: BorrowedFd<'_>, request: libc::Ioctl) -> io::Result<u32> {
+    let mut count: libc::c_int = 0;
+    // SAFETY: `fd` is a live descriptor for the borrow's lifetime; the request
+    // numbers used here (SIOCOUTQ, SIOCOUTQNSD, SIOCINQ) write exactly one
+    // `int` through the pointer, which points to a local `c_int`.
+    syscall!(ioctl(
+        fd.as_raw_fd(),
+        request,
+        &mut count as *mut libc::c_int
+    ))?;
+    // The kernel never reports a negative queue length.
+    Ok(u32::try_from(count).unwrap_or(0))
+}
+
+pub(super) fn unacked_bytes(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    ioctl_count(fd, libc::TIOCOUTQ) // SIOCOUTQ == TIOCOUTQ
+}
+
+pub(super) fn unsent_bytes(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    ioctl_count(fd, SIOCOUTQNSD)
+}
+
+pub(super) fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    ioctl_count(fd, libc::FIONREAD) // SIOCINQ == FIONREAD
+}
+
+pub(super) fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<TcpState> {
+    let mut info = MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `fd` is live; `info` is a zeroed buffer of `len` bytes that the
+    // kernel fills (possibly partly: it writes at most `len`, and the first
+    // field, `tcpi_state`, is always written).
+    syscall!(getsockopt(
+        fd.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        info.as_mut_ptr().cast(),
+        &mut len,
+    ))?;
+    // SAFETY: zero-initialised `tcp_info` is a valid value (plain integers),
+    // and the kernel only wrote integers over it.
+    let info = unsafe { info.assume_init() };
+    TcpState::from_kernel(info.tcpi_state).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("kernel reported unknown tcp state {}", info.tcpi_state),
+        )
+    })
+}
+
+pub(super) fn enter_repair_mode(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `fd` is live; the option value is one `c_int` and we pass its size.
+    syscall!(setsockopt(
+        fd.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR,
+        (&on as *const libc::c_int).cast(),
+        size_of::<libc::c_int>() as libc::socklen_t,
+    ))?;
+    Ok(())
+}

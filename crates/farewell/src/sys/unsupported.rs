@@ -1,0 +1,33 @@
+//! Stand-ins for systems other than Linux: every call says it is unsupported.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use crate::TcpState;
+
+fn unsupported<T>() -> io::Result<T> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "farewell's socket probes are implemented for linux only",
+    ))
+}
+
+pub(super) fn unacked_bytes(_: BorrowedFd<'_>) -> io::Result<u32> {
+    unsupported()
+}
+
+pub(super) fn unsent_bytes(_: BorrowedFd<'_>) -> io::Result<u32> {
+    unsupported()
+}
+
+pub(super) fn unread_bytes(_: BorrowedFd<'_>) -> io::Result<u32> {
+    unsupported()
+}
+
+pub(super) fn tcp_state(_: BorrowedFd<'_>) -> io::Result<TcpState> {
+    unsupported()
+}
+
+pub(super) fn enter_repair_mode(_: BorrowedFd<'_>) -> io::Result<()> {
+    unsupported()
+}

@@ -1,0 +1,215 @@
+//! The async driver: runs a [`Policy`] on a tokio `TcpStream` and reports the [`Outcome`].
+
+use std::cell::RefCell;
+use std::io;
+use std::net::Shutdown;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
+use tokio::net::TcpStream;
+
+use crate::outcome::{Outcome, Path};
+use crate::policy::{Ending, Event, Machine, Policy, Probe, Step};
+use crate::sys;
+use crate::TcpState;
+
+/// Bytes read and thrown away per read call. One buffer per runtime thread,
+/// shared by every teardown on it, so a pending teardown holds no buffer.
+const SCRATCH_LEN: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+}
+
+/// Tears `stream` down with `policy`, after saying `goodbye`, and reports what happened.
+///
+/// This is the whole teardown in one call: it never blocks a thread (no
+/// non-zero `SO_LINGER`, reads and writes are non-blocking, waits are tokio
+/// timers), always ends within the policy's deadlines (each clamped to
+/// [`MAX_WAIT`](crate::policy::MAX_WAIT)), and always closes the descriptor.
+/// Peer resets and I/O errors end the teardown early and show in
+/// [`Outcome::path`]; they are not errors.
+///
+/// `goodbye` is the protocol's last message (for example `b"BYE idle\n"`); it
+/// may be empty. With the default [`Policy::PeerFirst`], the server never sends
+/// the first FIN, so it never keeps a TIME-WAIT entry, and the outcome says
+/// whether the goodbye was confirmed delivered.
+///
+/// A socket that is not established (still connecting) is reset at once
+/// ([`Path::NotEstablished`]); one the peer already reset is just closed
+/// ([`Path::PeerReset`]).
+///
+/// To hand a stream over and move on, use a [`Closer`](crate::Closer).
+///
+/// # Examples
+///
+/// ```no_run
+/// use farewell::{Policy, TimeWait};
+/// use tokio::net::TcpListener;
+///
+/// # async fn demo() -> std::io::Result<()> {
+/// let listener = TcpListener::bind("127.0.0.1:7878").await?;
+/// let (stream, _) = listener.accept().await?;
+/// // ... the protocol decides the client must go ...
+/// let outcome = farewell::close(stream, Policy::default(), &b"BYE idle\n"[..]).await;
+/// println!("{outcome}");
+/// assert_ne!(outcome.time_wait, TimeWait::Us);
+/// # Ok(())
+/// # }
+/// ```
+pub async fn close(stream: TcpStream, policy: Policy, goodbye: impl Into<Bytes>) -> Outcome {
+    let goodbye = goodbye.into();
+    let started = Instant::now();
+    let local = stream.local_addr().ok();
+    let peer = stream.peer_addr().ok();
+    let mut machine = Machine::new(policy, goodbye.len(), started);
+
+    let finish = loop {
+        let now = Instant::now();
+        match machine.step(now) {
+            Step::Finish(finish) => break finish,
+            Step::Probe => {
+                let event = probe(&stream).map_or(Event::ProbeFailed, Event::Probed);
+                machine.on_event(now, event);
+            }
+            Step::ShutdownWrite => {
+                let event = match socket2::SockRef::from(&stream).shutdown(Shutdown::Write) {
+                    Ok(()) => Event::HalfClosed(sys::tcp_state(&stream).ok()),
+                    Err(e) => Event::Failed(e.kind()),
+                };
+                machine.on_event(Instant::now(), event);
+            }
+            Step::Wait { write, read, until } => {
+                let pending = &goodbye[machine.written()..];
+                if let Some(event) = try_io(&stream, write.then_some(pending), read) {
+                    machine.on_event(Instant::now(), event);
+                    continue;
+                }
+                let event = tokio::select! {
+                    biased;
+                    ready = stream.readable(), if read => ready.err().map(|e| Event::Failed(e.kind())),
+                    ready = stream.writable(), if write => ready.err().map(|e| Event::Failed(e.kind())),
+                    () = tokio::time::sleep_until(until.into()) => Some(Event::Timer),
+                };
+                if let Some(event) = event {
+                    machine.on_event(Instant::now(), event);
+                }
+            }
+        }
+    };
+
+    let last = probe(&stream).ok();
+    if last.is_some_and(|p| p.state == TcpState::Closed) {
+        // CLOSED after our FIN: either the peer's FIN came (TIME-WAIT is ours)
+        // or a reset did. One read tells which.
+        if let Some(event @ Event::Eof) = try_io(&stream, None, true) {
+            machine.on_event(Instant::now(), event);
+        }
+    }
+    let path = release(stream, finish.ending).unwrap_or(finish.path);
+    let finish = crate::policy::Finish { path, ..finish };
+    let mut outcome = machine.outcome(finish, last, started.elapsed());
+    outcome.local = local;
+    outcome.peer = peer;
+    tracing::debug!(%outcome, "teardown finished");
+    outcome
+}
+
+/// Tears down a stream that was split with [`TcpStream::into_split`], as [`close`] does.
+///
+/// Use this rather than dropping the halves: dropping an [`OwnedWriteHalf`]
+/// calls `shutdown(SHUT_WR)`, which sends the first FIN and puts the
+/// TIME-WAIT entry on our side (DESIGN.md F2).
+///
+/// # Errors
+///
+/// Fails when the halves come from two different streams; both are handed back
+/// in the error, untouched.
+pub async fn close_split(
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    policy: Policy,
+    goodbye: impl Into<Bytes>,
+) -> Result<Outcome, ReuniteError> {
+    let stream = read.reunite(write)?;
+    Ok(close(stream, policy, goodbye).await)
+}
+
+/// Asks the kernel for the connection's state and queues.
+fn probe(stream: &TcpStream) -> io::Result<Probe> {
+    Ok(Probe {
+        state: sys::tcp_state(stream)?,
+        unacked: sys::unacked_bytes(stream)?,
+        unread: sys::unread_bytes(stream)?,
+    })
+}
+
+/// One non-blocking attempt to write what is left of the goodbye and to read;
+/// returns the first thing that happened, or `None` if both would block.
+fn try_io(stream: &TcpStream, pending: Option<&[u8]>, read: bool) -> Option<Event> {
+    if let Some(pending) = pending {
+        match stream.try_write(pending) {
+            Ok(n) => return Some(Event::Wrote(n)),
+            Err(e) if is_transient(&e) => {}
+            Err(e) => return Some(Event::Failed(e.kind())),
+        }
+    }
+    if read {
+        let result = SCRATCH.with(|scratch| stream.try_read(&mut scratch.borrow_mut()));
+        match result {
+            Ok(0) => return Some(Event::Eof),
+            Ok(n) => return Some(Event::Read(n)),
+            Err(e) if is_transient(&e) => {}
+            Err(e) => return Some(Event::Failed(e.kind())),
+        }
+    }
+    None
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// Lets go of the socket the way the machine decided. Returns a different path
+/// when the decided way was refused (silent close without `CAP_NET_ADMIN`).
+fn release(stream: TcpStream, ending: Ending) -> Option<Path> {
+    if ending == Ending::Close {
+        drop(stream);
+        return None;
+    }
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            // Only fails if the reactor is gone; dropping still closes the fd.
+            tracing::warn!(error = %e, "could not take the socket from the runtime; closing it");
+            return None;
+        }
+    };
+    match ending {
+        Ending::Silent => match sys::close_silently(stream) {
+            Ok(()) => None,
+            Err(refused) => {
+                tracing::warn!(
+                    error = %refused.error,
+                    "silent close needs CAP_NET_ADMIN (TCP_REPAIR); resetting instead"
+                );
+                reset(refused.stream);
+                Some(Path::SilentRefusedReset)
+            }
+        },
+        _ => {
+            reset(stream);
+            None
+        }
+    }
+}
+
+fn reset(stream: std::net::TcpStream) {
+    if let Err(e) = sys::abort(stream) {
+        tracing::warn!(error = %e, "SO_LINGER 0 failed; the socket was closed without a reset");
+    }
+}
