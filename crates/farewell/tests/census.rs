@@ -421,3 +421,74 @@ fn destroy_of_a_live_socket_resets_the_peer() {
         assert!(tw.is_empty(), "{tw:#?}");
     }
 }
+
+#[test]
+fn orphaned_fin_wait_2_is_a_reduced_entry_reported_as_fin_wait_2() {
+    for ip in [V4, V6] {
+        let Some(p) = pair(ip) else { continue };
+        let port = p.port();
+        let tuple = (
+            p.server.local_addr().unwrap(),
+            p.server.peer_addr().unwrap(),
+        );
+        // The server closes first and the client never does: once the client
+        // ACKs the FIN, the orphaned server socket waits in FIN-WAIT-2, kept
+        // by the kernel as a time-wait entry with that sub-state.
+        drop(p.server);
+        let filter = Filter::local_port(port).states(TcpState::FinWait2);
+        let mut found = Vec::new();
+        eventually("the server side reaches FIN-WAIT-2", || {
+            found = census::dump(&filter).unwrap();
+            !found.is_empty()
+        });
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!((found[0].local, found[0].remote), tuple);
+        assert_eq!(found[0].inode, 0, "an orphan has no file");
+        let tw_only = census::dump(&Filter::local_port(port).states(TcpState::TimeWait)).unwrap();
+        assert!(tw_only.is_empty(), "{tw_only:#?}");
+        // /proc says the same.
+        let procfs = census::dump_procfs(&filter).unwrap();
+        assert_eq!(procfs.len(), 1);
+        assert_eq!(procfs[0].state, TcpState::FinWait2);
+        drop(p.client);
+    }
+}
+
+// ---------------------------------------------------------------- scale
+
+/// Opens `pairs` connections to one listener and checks that one dump sees
+/// every accepted socket; returns how long the dump took.
+fn dump_sees_every_socket_of(pairs: usize) -> Duration {
+    let listener = listen(V4).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut streams = Vec::with_capacity(2 * pairs);
+    for _ in 0..pairs {
+        streams.push(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+        streams.push(listener.accept().unwrap().0);
+    }
+    let filter = Filter::local_port(port).states(TcpState::Established);
+    let started = Instant::now();
+    let entries = census::dump_netlink(&filter).unwrap();
+    let took = started.elapsed();
+    assert_eq!(entries.len(), pairs);
+    let all = census::dump_netlink(&Filter::all()).unwrap();
+    eprintln!(
+        "dump of {} sockets ({} on our port) took {took:?}",
+        all.len(),
+        entries.len()
+    );
+    took
+}
+
+#[test]
+fn dump_reads_a_multipart_reply_of_a_thousand_connections() {
+    // 2000 sockets span many netlink datagrams (each at most ~32 KiB).
+    dump_sees_every_socket_of(1000);
+}
+
+#[test]
+#[ignore = "opens 10,000 sockets; run with --ignored"]
+fn dump_of_ten_thousand_sockets_is_fast() {
+    let took = dump_sees_every_socket_of(5000);
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}

@@ -135,23 +135,19 @@ impl Filter {
             && self.family.covers(entry.local.is_ipv6())
     }
 
-    /// The `idiag_states` mask to send: the states asked for, widened so that
-    /// no entry the user-space check would keep is dropped by the kernel.
+    /// The `idiag_states` mask to send: the states asked for, plus
+    /// `TCP_NEW_SYN_RECV` with `SYN-RECEIVED` (and the reverse), because
+    /// request sockets are reported as `SYN-RECEIVED`.
     ///
-    /// * Request sockets (`TCP_NEW_SYN_RECV`) are reported as `SYN-RECEIVED`,
-    ///   so asking for either state asks the kernel for both.
-    /// * An orphaned `FIN-WAIT-2` connection lives as a time-wait socket whose
-    ///   reported state is `FIN-WAIT-2`; asking for `FIN-WAIT-2` also asks for
-    ///   `TIME-WAIT` so it is found whichever of the two the kernel filters on.
+    /// Time-wait entries need no such widening: the kernel filters them by
+    /// the sub-state it reports (`FIN-WAIT-2` for an orphan), as the test
+    /// `orphaned_fin_wait_2_is_a_reduced_entry_reported_as_fin_wait_2` checks.
     pub(crate) fn kernel_states(&self) -> u32 {
         let mut set = self.states;
         if set.contains(TcpState::SynReceived) || set.contains(TcpState::NewSynReceived) {
             set = set
                 .with(TcpState::SynReceived)
                 .with(TcpState::NewSynReceived);
-        }
-        if set.contains(TcpState::FinWait2) {
-            set = set.with(TcpState::TimeWait);
         }
         set.bits()
     }
@@ -209,11 +205,11 @@ mod tests {
     }
 
     #[test]
-    fn kernel_states_widen_for_request_and_orphan_sockets() {
+    fn kernel_states_widen_for_request_sockets_only() {
         let syn = Filter::all().states(TcpState::SynReceived).kernel_states();
         assert_eq!(syn, (1 << 3) | (1 << 12));
         let fw2 = Filter::all().states(TcpState::FinWait2).kernel_states();
-        assert_eq!(fw2, (1 << 5) | (1 << 6));
+        assert_eq!(fw2, 1 << 5);
         let tw = Filter::all().states(TcpState::TimeWait).kernel_states();
         assert_eq!(tw, 1 << 6);
     }
