@@ -74,8 +74,9 @@ pub async fn close(stream: TcpStream, policy: Policy, goodbye: impl Into<Bytes>)
                 machine.on_event(now, event);
             }
             Step::ShutdownWrite => {
+                let before = sys::tcp_state(&stream).ok();
                 let event = match socket2::SockRef::from(&stream).shutdown(Shutdown::Write) {
-                    Ok(()) => Event::HalfClosed(sys::tcp_state(&stream).ok()),
+                    Ok(()) => Event::HalfClosed(before),
                     Err(e) => Event::Failed(e.kind()),
                 };
                 machine.on_event(Instant::now(), event);

@@ -35,20 +35,38 @@ const fn expect(paths: &'static [Path], server_tw: Option<bool>, got: Option<boo
 fn check_consistency(cell: &Cell, label: &str) {
     let o = &cell.outcome;
     match o.time_wait {
-        TimeWait::Us => assert!(cell.server_time_wait, "{label}: outcome says TIME-WAIT is ours, kernel has none: {o}"),
+        TimeWait::Us => assert!(
+            cell.server_time_wait,
+            "{label}: outcome says TIME-WAIT is ours, kernel has none: {o}"
+        ),
         TimeWait::Peer => {
-            assert!(!cell.server_time_wait, "{label}: outcome says the peer holds TIME-WAIT, kernel has it here: {o}");
-            assert!(cell.client_time_wait, "{label}: outcome says the peer holds TIME-WAIT, kernel has none there: {o}");
+            assert!(
+                !cell.server_time_wait,
+                "{label}: outcome says the peer holds TIME-WAIT, kernel has it here: {o}"
+            );
+            assert!(
+                cell.client_time_wait,
+                "{label}: outcome says the peer holds TIME-WAIT, kernel has none there: {o}"
+            );
         }
         TimeWait::Nobody => {
-            assert!(!cell.server_time_wait, "{label}: outcome says nobody holds TIME-WAIT, kernel has it here: {o}");
-            assert!(!cell.client_time_wait, "{label}: outcome says nobody holds TIME-WAIT, kernel has it at the peer: {o}");
+            assert!(
+                !cell.server_time_wait,
+                "{label}: outcome says nobody holds TIME-WAIT, kernel has it here: {o}"
+            );
+            assert!(
+                !cell.client_time_wait,
+                "{label}: outcome says nobody holds TIME-WAIT, kernel has it at the peer: {o}"
+            );
         }
         // Depends on whether the peer closes before tcp_fin_timeout: no claim.
         TimeWait::UsIfPeerCloses => {}
     }
     if o.goodbye == Delivery::Confirmed {
-        assert!(cell.peer_got_goodbye, "{label}: outcome says the goodbye was ACKed, the peer never read it: {o}");
+        assert!(
+            cell.peer_got_goodbye,
+            "{label}: outcome says the goodbye was ACKed, the peer never read it: {o}"
+        );
     }
     if cell.peer_got_goodbye {
         assert_eq!(o.goodbye_written, common::GOODBYE.len(), "{label}: {o}");
@@ -63,12 +81,25 @@ async fn check(policy: &str, behaviour: Behaviour, ip: std::net::IpAddr, want: E
         "{label}: {} | kernel: server TIME-WAIT {}, client TIME-WAIT {} | peer got goodbye: {}",
         cell.outcome, cell.server_time_wait, cell.client_time_wait, cell.peer_got_goodbye
     );
-    assert!(want.paths.contains(&cell.outcome.path), "{label}: path {} not in {:?}", cell.outcome.path, want.paths);
+    assert!(
+        want.paths.contains(&cell.outcome.path),
+        "{label}: path {} not in {:?}",
+        cell.outcome.path,
+        want.paths
+    );
     if let Some(tw) = want.server_time_wait {
-        assert_eq!(cell.server_time_wait, tw, "{label}: server TIME-WAIT per the kernel: {}", cell.outcome);
+        assert_eq!(
+            cell.server_time_wait, tw,
+            "{label}: server TIME-WAIT per the kernel: {}",
+            cell.outcome
+        );
     }
     if let Some(got) = want.peer_got_goodbye {
-        assert_eq!(cell.peer_got_goodbye, got, "{label}: peer received the goodbye: {}", cell.outcome);
+        assert_eq!(
+            cell.peer_got_goodbye, got,
+            "{label}: peer received the goodbye: {}",
+            cell.outcome
+        );
     }
     check_consistency(&cell, &label);
 }

@@ -118,7 +118,8 @@ pub(crate) enum Event {
     Eof,
     /// A read, write or shutdown failed.
     Failed(io::ErrorKind),
-    /// Our FIN is queued; the state the kernel reported right after, if it could.
+    /// Our FIN is queued; carries the state the kernel reported just *before*
+    /// the shutdown, if it could (`CLOSE-WAIT` then means the peer's FIN came first).
     HalfClosed(Option<TcpState>),
     /// The kernel's answer to [`Step::Probe`].
     Probed(Probe),
@@ -411,8 +412,10 @@ impl Machine {
             }
             Event::HalfClosed(state) => {
                 self.we_fin = true;
-                // CLOSE-WAIT became LAST-ACK: the peer's FIN came before ours.
-                self.peer_fin_first = self.peer_fin || state == Some(TcpState::LastAck);
+                // Already in CLOSE-WAIT before our FIN: the peer's came first.
+                // (After the shutdown the state is no witness: on loopback
+                // LAST-ACK turns CLOSED at once, as does FIN-WAIT-2 on the peer's FIN.)
+                self.peer_fin_first = self.peer_fin || state == Some(TcpState::CloseWait);
                 self.next_probe = now;
                 match self.policy {
                     Policy::FinThenReset(_) => self.set_state(State::AwaitingFinAck),

@@ -76,7 +76,10 @@ pub async fn connected_pair(ip: IpAddr, client_rcvbuf: Option<u32>) -> (TcpStrea
     if let Some(size) = client_rcvbuf {
         socket.set_recv_buffer_size(size).unwrap();
     }
-    let (client, accepted) = tokio::join!(socket.connect(listener.local_addr().unwrap()), listener.accept());
+    let (client, accepted) = tokio::join!(
+        socket.connect(listener.local_addr().unwrap()),
+        listener.accept()
+    );
     (accepted.unwrap().0, client.unwrap())
 }
 
@@ -144,7 +147,11 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Runs the peer's side; returns everything it received.
-async fn run_peer(mut client: TcpStream, behaviour: Behaviour, release: oneshot::Receiver<()>) -> Vec<u8> {
+async fn run_peer(
+    mut client: TcpStream,
+    behaviour: Behaviour,
+    release: oneshot::Receiver<()>,
+) -> Vec<u8> {
     let mut received = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     match behaviour {
@@ -172,20 +179,22 @@ async fn run_peer(mut client: TcpStream, behaviour: Behaviour, release: oneshot:
         }
         Behaviour::NeverReads => {
             let _ = release.await;
-            // Now read what its kernel had queued (Linux keeps it readable after a reset, F6).
-            loop {
-                match client.try_read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => received.extend_from_slice(&buf[..n]),
-                }
+            // Look at what its kernel had queued without consuming it (reading
+            // would open the window and make it a cooperative peer). Linux keeps
+            // the queue readable after a reset (F6). Then close with it unread.
+            let client = client.into_std().unwrap();
+            if let Ok(n) = client.peek(&mut buf) {
+                received.extend_from_slice(&buf[..n]);
             }
         }
         Behaviour::Floods => {
             let (mut rd, mut wr) = client.split();
             let chunk = vec![b'f'; 16 * 1024];
+            // Bounded in time and count: until the test ends, at most 5 s and 4 GiB.
+            let flood_until = Instant::now() + Duration::from_secs(5);
             let flood = async {
                 let mut sent = 0usize;
-                while sent < 64 * 1024 * 1024 {
+                while sent < 4 << 30 && Instant::now() < flood_until {
                     match wr.write(&chunk).await {
                         Ok(n) => sent += n,
                         Err(_) => break,
@@ -225,8 +234,8 @@ pub async fn run_cell(policy: Policy, behaviour: Behaviour, ip: IpAddr) -> Cell 
     let (release_tx, release_rx) = oneshot::channel();
     let peer = match behaviour {
         Behaviour::ResetsFirst => {
-            client.set_linger(Some(Duration::ZERO)).unwrap();
-            drop(client);
+            // The peer aborts: SO_LINGER 0 + close sends RST.
+            farewell::sys::abort(client.into_std().unwrap()).unwrap();
             await_state(&server, TcpState::Closed).await;
             drop(release_rx);
             None
@@ -246,7 +255,11 @@ pub async fn run_cell(policy: Policy, behaviour: Behaviour, ip: IpAddr) -> Cell 
 
     let outcome = tokio::time::timeout(TEARDOWN_BOUND, farewell::close(server, policy, GOODBYE))
         .await
-        .unwrap_or_else(|_| panic!("{policy} teardown of a {behaviour:?} peer did not end within {TEARDOWN_BOUND:?}"));
+        .unwrap_or_else(|_| {
+            panic!(
+                "{policy} teardown of a {behaviour:?} peer did not end within {TEARDOWN_BOUND:?}"
+            )
+        });
 
     // Let the peer see what it sees, then end it (the peers that wait for the test end close now).
     tokio::time::sleep(Duration::from_millis(50)).await;

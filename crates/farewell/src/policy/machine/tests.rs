@@ -381,7 +381,7 @@ fn test_lingering_half_closes_then_peer_fin_leaves_time_wait_with_us() {
     let t0 = Instant::now();
     let mut m = flushed(lingering(false), t0);
     assert_eq!(m.step(t0), Step::ShutdownWrite);
-    m.on_event(t0, Event::HalfClosed(Some(TcpState::FinWait1)));
+    m.on_event(t0, Event::HalfClosed(Some(TcpState::Established)));
     assert_eq!(m.state(), State::Draining);
     m.on_event(t0 + ms(3), Event::Eof);
     let f = finish_of(m.step(t0 + ms(3)));
@@ -403,7 +403,7 @@ fn test_lingering_peer_fin_first_leaves_time_wait_with_the_peer() {
     let t0 = Instant::now();
     let mut m = flushed(lingering(false), t0);
     assert_eq!(m.step(t0), Step::ShutdownWrite);
-    m.on_event(t0, Event::HalfClosed(Some(TcpState::LastAck)));
+    m.on_event(t0, Event::HalfClosed(Some(TcpState::CloseWait)));
     m.on_event(t0, Event::Eof);
     let f = finish_of(m.step(t0));
     let o = m.outcome(
@@ -424,7 +424,7 @@ fn test_lingering_idle_timeout_is_rearmed_by_each_read() {
     let t0 = Instant::now();
     let mut m = flushed(lingering(false), t0);
     let _ = m.step(t0);
-    m.on_event(t0, Event::HalfClosed(Some(TcpState::FinWait1)));
+    m.on_event(t0, Event::HalfClosed(Some(TcpState::Established)));
     m.on_event(t0 + ms(20), Event::Read(1));
     assert_eq!(
         m.step(t0 + ms(40)),
@@ -443,7 +443,7 @@ fn test_lingering_reset_on_timeout_resets_at_max_time() {
     let t0 = Instant::now();
     let mut m = flushed(lingering(true), t0);
     let _ = m.step(t0);
-    m.on_event(t0, Event::HalfClosed(Some(TcpState::FinWait2)));
+    m.on_event(t0, Event::HalfClosed(Some(TcpState::Established)));
     for i in 1..=10 {
         m.on_event(t0 + ms(i * 10), Event::Read(1));
     }
@@ -471,7 +471,7 @@ fn test_awaiting_fin_ack_resets_once_fin_wait_2_is_seen() {
     });
     let mut m = flushed(policy, t0);
     assert_eq!(m.step(t0), Step::ShutdownWrite);
-    m.on_event(t0, Event::HalfClosed(Some(TcpState::FinWait1)));
+    m.on_event(t0, Event::HalfClosed(Some(TcpState::Established)));
     assert_eq!(m.step(t0), Step::Probe);
     m.on_event(t0, probe(TcpState::FinWait1, 1));
     assert!(matches!(m.step(t0), Step::Wait { .. }));
@@ -503,7 +503,7 @@ fn test_awaiting_fin_ack_peer_fin_first_means_time_wait_here() {
     });
     let mut m = flushed(policy, t0);
     let _ = m.step(t0);
-    m.on_event(t0, Event::HalfClosed(Some(TcpState::FinWait1)));
+    m.on_event(t0, Event::HalfClosed(Some(TcpState::Established)));
     m.on_event(t0, Event::Eof);
     let f = finish_of(m.step(t0));
     assert_eq!(f.path, Path::PeerClosed);
@@ -518,7 +518,7 @@ fn test_awaiting_fin_ack_unacked_fin_resets_at_the_deadline() {
     });
     let mut m = flushed(policy, t0);
     let _ = m.step(t0);
-    m.on_event(t0, Event::HalfClosed(Some(TcpState::FinWait1)));
+    m.on_event(t0, Event::HalfClosed(Some(TcpState::Established)));
     let mut t = t0;
     let f = loop {
         match m.step(t) {
@@ -542,7 +542,7 @@ fn test_done_late_eof_after_our_fin_means_time_wait_here() {
     });
     let mut m = flushed(policy, t0);
     let _ = m.step(t0);
-    m.on_event(t0, Event::HalfClosed(Some(TcpState::FinWait2)));
+    m.on_event(t0, Event::HalfClosed(Some(TcpState::Established)));
     m.on_event(t0, probe(TcpState::FinWait2, 0));
     let f = finish_of(m.step(t0));
     assert_eq!(f.path, Path::ResetAfterFinAck);
