@@ -332,13 +332,36 @@ fn counts_agree_with_the_dump() {
     assert_eq!(counts.to_string(), "ESTABLISHED 1, TIME-WAIT 2, LISTEN 1");
 }
 
-// ---------------------------------------------------------------- destroy (privileged)
+// ---------------------------------------------------------------- destroy
+
+#[test]
+fn destroy_of_a_socket_nobody_has_is_no_such_socket() {
+    // No privilege needed: the cookie lookup fails before SOCK_DESTROY is sent.
+    let Some(listener) = listen(V4) else { return };
+    let entry = SocketEntry {
+        local: listener.local_addr().unwrap(),
+        remote: SocketAddr::new(V4, 9),
+        state: TcpState::Established,
+        recv_queue: 0,
+        send_queue: 0,
+        inode: 0,
+        uid: 0,
+        cookie: 0,
+    };
+    let err = census::destroy(&entry).unwrap_err();
+    assert!(matches!(err, CensusError::NoSuchSocket { .. }), "{err}");
+    assert!(
+        census::lookup(listener.local_addr().unwrap(), unspecified(V4))
+            .unwrap()
+            .is_some()
+    );
+}
 
 fn skip_without_net_admin(test: &str) -> bool {
     if census::has_net_admin() {
         return false;
     }
-    eprintln!("skipping {test}: needs CAP_NET_ADMIN (run as root to include it)");
+    eprintln!("skipping {test}: needs CAP_NET_ADMIN, which this process lacks (run as root to include it)");
     true
 }
 

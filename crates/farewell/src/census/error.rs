@@ -101,3 +101,40 @@ pub enum CensusError {
         remote: SocketAddr,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_lowercase_and_say_what_to_do() {
+        let a: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let cases = [
+            (CensusError::NeedsNetAdmin, "needs CAP_NET_ADMIN"),
+            (
+                CensusError::DestroyUnsupported,
+                "kernel built without CONFIG_INET_DIAG_DESTROY",
+            ),
+            (
+                CensusError::NoSuchSocket {
+                    local: a,
+                    remote: b,
+                },
+                "no such socket: 127.0.0.1:80 -> 127.0.0.1:5000",
+            ),
+            (
+                CensusError::NetlinkUnavailable(io::Error::from_raw_os_error(libc::EPERM)),
+                "dump_procfs",
+            ),
+        ];
+        for (error, needle) in cases {
+            let message = error.to_string();
+            assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+            assert!(
+                message.starts_with(|c: char| !c.is_uppercase()),
+                "{message:?}"
+            );
+        }
+    }
+}
