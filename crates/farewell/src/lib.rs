@@ -5,12 +5,14 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod census;
+mod closer;
 pub mod outcome;
 pub mod policy;
 pub mod sys;
 mod tcp_state;
 mod teardown;
 
+pub use closer::{Closer, CloserBuilder, CloserStats};
 pub use outcome::{Delivery, Outcome, Path, TimeWait};
 pub use policy::{FinThenReset, Lingering, PeerFirst, Plain, Policy};
 pub use tcp_state::TcpState;

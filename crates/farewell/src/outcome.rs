@@ -185,6 +185,9 @@ pub struct Outcome {
     pub local: Option<SocketAddr>,
     /// The peer's address, when known.
     pub peer: Option<SocketAddr>,
+    /// The TIME-WAIT entry this teardown left on our side was destroyed
+    /// afterwards (a [`Closer`](crate::Closer) with `reap_time_wait`).
+    pub reaped: bool,
 }
 
 impl Outcome {
@@ -209,6 +212,10 @@ impl fmt::Display for Outcome {
             Some(n) => write!(f, "{n} B")?,
             None => write!(f, "unknown")?,
         }
-        write!(f, ", {:.1?}", self.elapsed)
+        write!(f, ", {:.1?}", self.elapsed)?;
+        if self.reaped {
+            write!(f, ", reaped")?;
+        }
+        Ok(())
     }
 }

@@ -500,9 +500,16 @@ impl Machine {
                 _ => TimeWait::Nobody,
             },
         };
-        let unacked_at_close = last
-            .filter(|p| p.state != TcpState::Closed)
-            .map(|p| self.data_unacked(&p));
+        // CLOSED after both FINs were exchanged: the kernel only gets there
+        // (LAST-ACK -> CLOSED, or FIN-WAIT-2 -> TIME-WAIT) once our FIN, and so
+        // all data before it, was ACKed.
+        let closed_cleanly = both_fins && state_at_close == Some(TcpState::Closed);
+        let unacked_at_close = if closed_cleanly {
+            Some(0)
+        } else {
+            last.filter(|p| p.state != TcpState::Closed)
+                .map(|p| self.data_unacked(&p))
+        };
         let goodbye = if self.goodbye_len == 0 {
             Delivery::NoneSent
         } else if self.confirmed
@@ -524,6 +531,7 @@ impl Machine {
             elapsed,
             local: None,
             peer: None,
+            reaped: false,
         }
     }
 }

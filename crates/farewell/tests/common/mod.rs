@@ -17,6 +17,9 @@ pub const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 /// No teardown in these tests may take longer than this; past it the test fails instead of hanging.
 pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 
+/// How long a cooperative peer takes between reading the goodbye and closing.
+pub const COOPERATIVE_REACTION: Duration = Duration::from_millis(2);
+
 /// How the peer (the client) behaves while the server tears the connection down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {
@@ -171,6 +174,13 @@ async fn run_peer(
                     },
                     _ = &mut release => break,
                 }
+            }
+            if until_goodbye {
+                // Reaction time: on a real network the server's FIN (if it sends
+                // one) leaves a round trip before the peer could answer. Loopback
+                // has no round trip, so without this a peer that closes the
+                // instant it reads BYE can beat even a plain server's close().
+                tokio::time::sleep(COOPERATIVE_REACTION).await;
             }
             if behaviour == Behaviour::Ignores {
                 // It ignores the goodbye: it closes only when the test ends.

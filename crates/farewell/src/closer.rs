@@ -1,0 +1,304 @@
+//! The background closer: hand a stream over and move on.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+
+use crate::outcome::{Outcome, Path, TimeWait};
+use crate::policy::Policy;
+
+type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
+
+/// Owns closing connections so the caller does not have to: [`Closer::close`]
+/// returns at once, and the teardown runs as a tokio task.
+///
+/// Each teardown is one small task; it holds no buffer of its own (reads go to
+/// a per-thread scratch buffer), so many thousands can be pending at once.
+/// The teardown future itself is under 1 KiB (checked by a test); the bench
+/// (`farewell bench scale`) reports the whole per-connection memory, tokio's
+/// task and I/O registration included.
+///
+/// Outcomes go to the hook given to [`CloserBuilder::on_outcome`] (for example
+/// a channel's sender); running counts are in [`Closer::stats`]. Clones share
+/// the same counts and hook.
+///
+/// # Examples
+///
+/// ```no_run
+/// use farewell::{Closer, Policy};
+/// use tokio::net::TcpListener;
+///
+/// # async fn demo() -> std::io::Result<()> {
+/// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+/// let closer = Closer::builder(Policy::default())
+///     .on_outcome(move |outcome| { let _ = tx.send(outcome); })
+///     .build();
+///
+/// let listener = TcpListener::bind("127.0.0.1:7878").await?;
+/// let (stream, _) = listener.accept().await?;
+/// closer.close(stream, &b"BYE busy\n"[..]); // returns at once
+///
+/// closer.idle().await; // e.g. at shutdown: wait for every teardown
+/// while let Ok(outcome) = outcomes.try_recv() {
+///     println!("{outcome}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Closer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    policy: Policy,
+    on_outcome: Option<OutcomeHook>,
+    reap_time_wait: bool,
+    handle: Handle,
+    in_flight: AtomicUsize,
+    started: AtomicU64,
+    by_path: [AtomicU64; Path::ALL.len()],
+    idle: Notify,
+}
+
+/// Configures a [`Closer`].
+pub struct CloserBuilder {
+    policy: Policy,
+    on_outcome: Option<OutcomeHook>,
+    reap_time_wait: bool,
+    handle: Option<Handle>,
+}
+
+impl CloserBuilder {
+    /// Calls `hook` with every teardown's outcome, on a runtime thread. Keep it
+    /// short and non-blocking (send it to a channel, bump a metric).
+    pub fn on_outcome(mut self, hook: impl Fn(Outcome) + Send + Sync + 'static) -> Self {
+        self.on_outcome = Some(Box::new(hook));
+        self
+    }
+
+    /// After a teardown that left a TIME-WAIT entry on *our* side (a clean close
+    /// where we sent the first FIN, e.g. the lingering policy), destroy that one
+    /// entry with `SOCK_DESTROY`. Off by default. Linux only, needs
+    /// `CAP_NET_ADMIN` and a kernel with `CONFIG_INET_DIAG_DESTROY`; without
+    /// them the entry stays and the outcome's `reaped` is false.
+    ///
+    /// # Hazards (RFC 1337)
+    ///
+    /// TIME-WAIT exists to absorb delayed segments of the old connection and
+    /// to re-send the last ACK if the peer's FIN is retransmitted. Destroying
+    /// it early means: a retransmitted FIN from the peer gets an RST instead
+    /// of an ACK (harmless to a peer that already closed, but it may log an
+    /// error), and a new connection reusing the same 4-tuple could accept a
+    /// delayed old segment (RFC 1337's "TIME-WAIT assassination" hazards H1–H3).
+    /// The entry is only destroyed after the close was verified clean (both
+    /// FINs exchanged and ACKed), which is what makes the risk small; with
+    /// peer-first there is nothing to reap in the first place.
+    pub fn reap_time_wait(mut self, reap: bool) -> Self {
+        self.reap_time_wait = reap;
+        self
+    }
+
+    /// Runs the teardowns on this runtime instead of the current one.
+    pub fn runtime(mut self, handle: Handle) -> Self {
+        self.handle = Some(handle);
+        self
+    }
+
+    /// Builds the closer.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, unless [`CloserBuilder::runtime`] was given.
+    pub fn build(self) -> Closer {
+        let handle = self.handle.unwrap_or_else(|| {
+            Handle::try_current().expect("farewell::Closer must be built inside a tokio runtime, or given one with CloserBuilder::runtime")
+        });
+        Closer {
+            inner: Arc::new(Inner {
+                policy: self.policy,
+                on_outcome: self.on_outcome,
+                reap_time_wait: self.reap_time_wait,
+                handle,
+                in_flight: AtomicUsize::new(0),
+                started: AtomicU64::new(0),
+                by_path: std::array::from_fn(|_| AtomicU64::new(0)),
+                idle: Notify::new(),
+            }),
+        }
+    }
+}
+
+impl Closer {
+    /// A closer using `policy`, with no outcome hook, on the current runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn new(policy: Policy) -> Closer {
+        Closer::builder(policy).build()
+    }
+
+    /// Starts configuring a closer using `policy` by default.
+    pub fn builder(policy: Policy) -> CloserBuilder {
+        CloserBuilder {
+            policy,
+            on_outcome: None,
+            reap_time_wait: false,
+            handle: None,
+        }
+    }
+
+    /// The default policy of this closer.
+    pub fn policy(&self) -> Policy {
+        self.inner.policy
+    }
+
+    /// Tears `stream` down in the background with the closer's policy, after `goodbye`.
+    /// Returns at once.
+    pub fn close(&self, stream: TcpStream, goodbye: impl Into<Bytes>) {
+        self.close_with(stream, goodbye, self.inner.policy);
+    }
+
+    /// As [`Closer::close`], with another policy for this one connection (e.g.
+    /// [`Policy::Abort`] for a peer that is shed for overload).
+    pub fn close_with(&self, stream: TcpStream, goodbye: impl Into<Bytes>, policy: Policy) {
+        let goodbye = goodbye.into();
+        let inner = Arc::clone(&self.inner);
+        inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        inner.started.fetch_add(1, Ordering::Relaxed);
+        self.inner.handle.spawn(async move {
+            let mut outcome = crate::close(stream, policy, goodbye).await;
+            if inner.reap_time_wait && outcome.time_wait == TimeWait::Us {
+                outcome.reaped = reap(&outcome).await;
+            }
+            inner.finish(outcome);
+        });
+    }
+
+    /// Teardowns handed over and not finished yet.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the running counts.
+    pub fn stats(&self) -> CloserStats {
+        CloserStats {
+            in_flight: self.in_flight(),
+            started: self.inner.started.load(Ordering::Relaxed),
+            by_path: Path::ALL
+                .iter()
+                .zip(&self.inner.by_path)
+                .map(|(&path, n)| (path, n.load(Ordering::Relaxed)))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+        }
+    }
+
+    /// Waits until no teardown is in flight.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Inner {
+    fn finish(&self, outcome: Outcome) {
+        let index = Path::ALL
+            .iter()
+            .position(|&p| p == outcome.path)
+            .expect("every path is in Path::ALL");
+        self.by_path[index].fetch_add(1, Ordering::Relaxed);
+        if let Some(hook) = &self.on_outcome {
+            hook(outcome);
+        }
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+/// Destroys our TIME-WAIT entry for the outcome's 4-tuple, after checking the
+/// kernel really has one there. Returns whether it was destroyed.
+async fn reap(outcome: &Outcome) -> bool {
+    let (Some(local), Some(peer)) = (outcome.local, outcome.peer) else {
+        return false;
+    };
+    let result = tokio::task::spawn_blocking(move || match crate::census::lookup(local, peer)? {
+        Some(entry) if entry.state == crate::TcpState::TimeWait => {
+            crate::census::destroy(&entry).map(|()| true)
+        }
+        _ => Ok(false),
+    })
+    .await;
+    match result {
+        Ok(Ok(reaped)) => reaped,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, %local, %peer, "could not reap the TIME-WAIT entry");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reap task failed");
+            false
+        }
+    }
+}
+
+/// Running counts of a [`Closer`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CloserStats {
+    /// Teardowns handed over and not finished yet.
+    pub in_flight: usize,
+    /// Teardowns handed over since the closer was built.
+    pub started: u64,
+    /// Finished teardowns by path (paths never taken are left out).
+    pub by_path: Vec<(Path, u64)>,
+}
+
+impl CloserStats {
+    /// Finished teardowns.
+    pub fn finished(&self) -> u64 {
+        self.by_path.iter().map(|&(_, n)| n).sum()
+    }
+
+    /// Finished teardowns that took `path`.
+    pub fn count(&self, path: Path) -> u64 {
+        self.by_path
+            .iter()
+            .find(|&&(p, _)| p == path)
+            .map_or(0, |&(_, n)| n)
+    }
+}
+
+impl fmt::Display for CloserStats {
+    /// One line: `12 in flight, 340 finished (peer-closed 300, reset-after-grace 40)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} in flight, {} finished",
+            self.in_flight,
+            self.finished()
+        )?;
+        if !self.by_path.is_empty() {
+            let parts: Vec<String> = self
+                .by_path
+                .iter()
+                .map(|(path, n)| format!("{path} {n}"))
+                .collect();
+            write!(f, " ({})", parts.join(", "))?;
+        }
+        Ok(())
+    }
+}
