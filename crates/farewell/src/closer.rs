@@ -33,6 +33,7 @@ type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 /// use farewell::{Closer, Policy};
 /// use tokio::net::TcpListener;
 ///
+/// # #[allow(dead_code)]
 /// # async fn demo() -> std::io::Result<()> {
 /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
 /// let closer = Closer::builder(Policy::default())

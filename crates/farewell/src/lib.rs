@@ -1,4 +1,67 @@
-//! farewell: end TCP connections the right way.
+//! End TCP connections the right way: the peer gets the last bytes, and the
+//! server keeps no TIME-WAIT entry, whatever the peer does.
+//!
+//! The side that sends the first FIN keeps the connection's TIME-WAIT entry
+//! (60 s on Linux). A server that disconnects many clients piles them up; the
+//! usual cures either do not work (`shutdown()`, wait for EOF, `close()`: the
+//! peer's FIN still lands us in TIME-WAIT) or lose data (`SO_LINGER` 0 throws
+//! away whatever was not delivered yet). farewell's default policy,
+//! [`Policy::PeerFirst`], does neither:
+//!
+//! 1. write the protocol's goodbye (`BYE idle\n`), and do **not** send a FIN;
+//! 2. read and discard (bounded) until the peer's FIN, then close: the
+//!    *peer* keeps TIME-WAIT;
+//! 3. if the peer does not close within the grace, wait (bounded) until its
+//!    kernel has ACKed the goodbye, then reset: nobody keeps TIME-WAIT, and the
+//!    goodbye was delivered to every peer whose kernel is alive.
+//!
+//! Every teardown reports an [`Outcome`]: the [`Path`] it took, who keeps
+//! TIME-WAIT ([`TimeWait`]), whether the goodbye was confirmed delivered
+//! ([`Delivery`]), bytes drained, bytes unacknowledged at close, and the time
+//! it took. The other policies (plain, lingering, fin-then-reset, abort,
+//! silent) are here too, for comparison and for the cases they fit; the
+//! [`policy`] module has the table of what each puts on the wire.
+//!
+//! # Example
+//!
+//! ```
+//! use farewell::{Delivery, Path, Policy, TimeWait};
+//! use tokio::io::AsyncReadExt;
+//! use tokio::net::{TcpListener, TcpStream};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! let mut client = TcpStream::connect(listener.local_addr()?).await?;
+//! let (server, _) = listener.accept().await?;
+//!
+//! // A cooperative client: reads the goodbye, then closes.
+//! let peer = tokio::spawn(async move {
+//!     let mut goodbye = [0u8; 9];
+//!     client.read_exact(&mut goodbye).await?;
+//!     Ok::<_, std::io::Error>(goodbye)
+//! });
+//!
+//! let outcome = farewell::close(server, Policy::default(), &b"BYE idle\n"[..]).await;
+//! assert_eq!(&peer.await.unwrap()?, b"BYE idle\n");
+//! assert_eq!(outcome.path, Path::PeerClosed);      // the client closed first...
+//! assert_eq!(outcome.time_wait, TimeWait::Peer);   // ...so TIME-WAIT is on its side
+//! assert_eq!(outcome.goodbye, Delivery::Confirmed);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! To hand a connection over and move on, use a [`Closer`]; to see what the
+//! kernel itself holds, the [`census`] reads its socket table (sock_diag).
+//!
+//! # Platform
+//!
+//! Linux is the platform farewell is verified on (kernel 6.x): the OS layer in
+//! [`sys`] and the [`census`] are Linux-only, and on other systems the probes
+//! return `Unsupported`, so teardowns run blind on their deadlines. Nothing
+//! ever blocks a thread: no non-zero `SO_LINGER`, no blocking waits.
+//! `TCP_REPAIR` ([`Policy::Silent`]) and `SOCK_DESTROY` ([`census::destroy`],
+//! [`CloserBuilder::reap_time_wait`]) need `CAP_NET_ADMIN`.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]

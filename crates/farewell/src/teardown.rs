@@ -48,6 +48,7 @@ thread_local! {
 /// use farewell::{Policy, TimeWait};
 /// use tokio::net::TcpListener;
 ///
+/// # #[allow(dead_code)]
 /// # async fn demo() -> std::io::Result<()> {
 /// let listener = TcpListener::bind("127.0.0.1:7878").await?;
 /// let (stream, _) = listener.accept().await?;
