@@ -19,9 +19,10 @@ type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 ///
 /// Each teardown is one small task; it holds no buffer of its own (reads go to
 /// a per-thread scratch buffer), so many thousands can be pending at once.
-/// The teardown future itself is under 1 KiB (checked by a test); the bench
-/// (`farewell bench scale`) reports the whole per-connection memory, tokio's
-/// task and I/O registration included.
+/// Measured on Linux 6.18 x86_64 (`tests/closer_memory.rs`, 2,000 pending
+/// teardowns): about 1.4 KiB of user-space memory each, of which the teardown
+/// future is 840 B — so 100,000 pending teardowns cost about 140 MiB of user
+/// space, plus the kernel's own socket memory.
 ///
 /// Outcomes go to the hook given to [`CloserBuilder::on_outcome`] (for example
 /// a channel's sender); running counts are in [`Closer::stats`]. Clones share

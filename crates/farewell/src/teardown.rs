@@ -42,6 +42,17 @@ thread_local! {
 ///
 /// To hand a stream over and move on, use a [`Closer`](crate::Closer).
 ///
+/// A stream cannot be torn down twice: `close` takes it by value, so a second
+/// call does not compile.
+///
+/// ```compile_fail
+/// # async fn twice(stream: tokio::net::TcpStream) {
+/// use farewell::Policy;
+/// farewell::close(stream, Policy::default(), &b""[..]).await;
+/// farewell::close(stream, Policy::default(), &b""[..]).await; // error: use of moved value
+/// # }
+/// ```
+///
 /// # Examples
 ///
 /// ```no_run
