@@ -106,6 +106,7 @@ fn vanished_peer(policy: Policy, then: impl FnOnce(&VethPair, &Vanished)) -> Van
     net.vanish_b();
 
     let counters_before = net.a.tcp_counters();
+    let forks = netns::no_forks();
     let started = Instant::now();
     let outcome = close_bounded(conn.server, policy);
     let elapsed = started.elapsed();
@@ -113,6 +114,7 @@ fn vanished_peer(policy: Policy, then: impl FnOnce(&VethPair, &Vanished)) -> Van
     let left_in_a = connections(&net.a);
     let counters_after = net.a.tcp_counters();
     let client_state = lookup(&net.b, conn.client_addr, conn.server_addr).map(|e| e.state);
+    drop(forks);
 
     let seen = Vanished {
         outcome,
@@ -142,6 +144,11 @@ fn vanished_peer(policy: Policy, then: impl FnOnce(&VethPair, &Vanished)) -> Van
     );
     then(&net, &seen);
     discard(conn.client);
+    let bound = [net.a.path(), net.b.path()];
+    drop(net);
+    for path in bound {
+        assert!(!path.exists(), "{} is deleted", path.display());
+    }
     seen
 }
 
@@ -155,6 +162,12 @@ fn peer_first_vanished_peer_is_reset_after_grace_and_leaves_no_server_socket() {
     let o = &seen.outcome;
     assert_eq!(o.path, Path::ResetAfterGrace, "{o}");
     assert_eq!(o.goodbye, Delivery::Unconfirmed, "nobody ACKed it: {o}");
+    assert_eq!(o.goodbye_written, GOODBYE.len(), "{o}");
+    // The peer had its grace before the reset (timers never fire early).
+    let Policy::PeerFirst(p) = peer_first_short() else {
+        unreachable!()
+    };
+    assert!(o.elapsed >= p.grace, "reset before the grace ended: {o}");
     assert_eq!(o.time_wait, TimeWait::Nobody, "{o}");
     // The kernel is the judge: nothing left for the 4-tuple, and nothing at
     // all in the namespace but the listener (no TIME-WAIT, no FIN-WAIT orphan).
@@ -264,6 +277,7 @@ fn silent_close_sends_no_packet_and_leaves_peer_established() {
     let mut conn = ns.loopback_pair();
     let before = ns.tcp_counters();
 
+    let forks = netns::no_forks();
     let started = Instant::now();
     let outcome = close_bounded(conn.server, Policy::Silent);
     let elapsed = started.elapsed();
@@ -271,6 +285,7 @@ fn silent_close_sends_no_packet_and_leaves_peer_established() {
     let client = lookup(&ns, conn.client_addr, conn.server_addr);
     let read = client_read(&mut conn.client);
     let after = ns.tcp_counters();
+    drop(forks);
     eprintln!(
         "silent: {outcome} | teardown {elapsed:.1?} | server 4-tuple: {server:?} | \
          client: {:?} | client read: {read:?} | segments sent {}, RSTs {}, CurrEstab {} -> {}",
@@ -324,6 +339,7 @@ fn silent_without_net_admin_falls_back_to_reset() {
         server_addr,
         client_addr,
     } = ns.loopback_pair();
+    let forks = netns::no_forks();
     let (outcome, left, before, had_admin, lib_says) = ns.run(|| {
         netns::drop_net_admin_on_this_thread();
         let had_admin = netns::thread_has_cap(netns::CAP_NET_ADMIN);
@@ -335,6 +351,7 @@ fn silent_without_net_admin_falls_back_to_reset() {
     });
     let client_read = client_read(&mut client);
     let after = ns.tcp_counters();
+    drop(forks);
     eprintln!(
         "silent without CAP_NET_ADMIN: {outcome} | server 4-tuple: {left:?} | client read: {client_read:?} \
          | RSTs sent {} | census::has_net_admin() on that thread: {lib_says}",

@@ -20,6 +20,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// `CAP_SYS_ADMIN` (`include/uapi/linux/capability.h`): `setns` and `ip netns add` need it.
@@ -41,6 +42,32 @@ pub const VETH_A: &str = "fw-a";
 pub const VETH_B: &str = "fw-b";
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// Held while this process forks (every `ip` command), and by a test while
+/// it closes a socket and reads the verdict; see [`no_forks`].
+static FORKS: Mutex<()> = Mutex::new(());
+
+/// Keeps every other test thread of this process from forking until the
+/// guard is dropped.
+///
+/// A forked child shares all our descriptors until it execs (close-on-exec
+/// only takes effect then), so a socket closed while a parallel test is
+/// starting `ip` is not released when `close()` returns: the kernel sends
+/// the RST, or orphans or frees the socket, only when the child's copy goes.
+/// A census read right after the teardown would then still see the socket,
+/// established and owned. Hold this from the teardown until the verdict is
+/// read; never call [`Netns::new`] or [`Netns::ip`] while holding it.
+pub fn no_forks() -> MutexGuard<'static, ()> {
+    FORKS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `ip args...` with no test thread in a [`no_forks`] section.
+fn run_ip(args: &[&str]) -> io::Result<std::process::Output> {
+    let _forking = no_forks();
+    Command::new("ip").args(args).output()
+}
 
 /// True when the test may run; otherwise prints why it is skipped.
 ///
@@ -64,7 +91,7 @@ pub fn may_run(test: &str, needs_netns: bool) -> bool {
         );
         return false;
     }
-    match Command::new("ip").arg("-V").output() {
+    match run_ip(&["-V"]) {
         Ok(out) if out.status.success() => true,
         Ok(out) => {
             eprintln!(
@@ -100,10 +127,7 @@ pub fn thread_has_cap(cap: u32) -> bool {
 
 /// Runs `ip args...`; panics with its stderr when it fails.
 fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running ip {}: {e}", args.join(" ")));
+    let out = run_ip(args).unwrap_or_else(|e| panic!("running ip {}: {e}", args.join(" ")));
     assert!(
         out.status.success(),
         "ip {} failed ({}): {}",
@@ -129,6 +153,11 @@ impl Netns {
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
+    }
+
+    /// Where `ip netns` binds the namespace; gone once the namespace is deleted.
+    pub fn path(&self) -> std::path::PathBuf {
+        std::path::Path::new("/run/netns").join(&self.name)
     }
 
     /// The namespace's name, as `ip netns list` shows it.
@@ -178,10 +207,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // No panic here: this may run while a failed assertion unwinds.
-        match Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output()
-        {
+        match run_ip(&["netns", "del", &self.name]) {
             Ok(out) if out.status.success() => {}
             Ok(out) => eprintln!(
                 "warning: ip netns del {} failed: {}",
