@@ -42,6 +42,15 @@ thread_local! {
 ///
 /// To hand a stream over and move on, use a [`Closer`](crate::Closer).
 ///
+/// # Notes
+///
+/// A process that forks while a teardown ends (to run a child program, say)
+/// hands the child a copy of every descriptor until the child calls `exec`;
+/// for that moment the kernel sees the socket as still open, and the close,
+/// reset or orphaning takes effect only when the child's copy goes. Sockets
+/// opened by std and tokio are close-on-exec, so this lasts only from `fork`
+/// to `exec`.
+///
 /// A stream cannot be torn down twice: `close` takes it by value, so a second
 /// call does not compile.
 ///

@@ -3,10 +3,15 @@
 /// `CAP_NET_ADMIN` (`include/uapi/linux/capability.h`).
 const CAP_NET_ADMIN: u32 = 12;
 
-/// True when the effective capability set from the `CapEff:` line of
-/// /proc/self/status has `CAP_NET_ADMIN`.
+/// True when the calling thread's effective capability set (the `CapEff:`
+/// line of /proc/thread-self/status) has `CAP_NET_ADMIN`.
+///
+/// Capabilities belong to threads, not processes: /proc/self/status shows the
+/// main thread's, which may differ. /proc/self is the fallback for kernels
+/// before 3.17, which lack thread-self.
 pub(super) fn has_net_admin() -> bool {
-    std::fs::read_to_string("/proc/self/status")
+    std::fs::read_to_string("/proc/thread-self/status")
+        .or_else(|_| std::fs::read_to_string("/proc/self/status"))
         .ok()
         .and_then(|status| cap_eff(&status))
         .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)

@@ -283,10 +283,12 @@ pub fn destroy(entry: &SocketEntry) -> Result<(), CensusError> {
     destroy::destroy(entry)
 }
 
-/// True when this process has `CAP_NET_ADMIN` in its effective set (bit 12
-/// of `CapEff` in /proc/self/status), which [`destroy`] needs.
+/// True when the calling thread has `CAP_NET_ADMIN` in its effective set
+/// (bit 12 of `CapEff` in /proc/thread-self/status), which [`destroy`],
+/// `TCP_REPAIR` and network namespaces need.
 ///
-/// False when /proc/self/status cannot be read.
+/// Capabilities are per thread; this answers for the thread that asks. False
+/// when the status file cannot be read.
 ///
 /// # Examples
 ///
