@@ -114,6 +114,14 @@ fn run_lab(args: LabArgs) -> anyhow::Result<()> {
         ..LabConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if !args.json {
+        // The header goes first, so a reader knows what is running while it runs.
+        eprintln!("{}", lab::KernelInfo::read().header());
+        eprintln!(
+            "{} connections per cell, grace {:?}, at most {} cells at once, on {}",
+            config.connections, config.grace, config.concurrency, config.ip
+        );
+    }
 
     let bar = ProgressBar::with_draw_target(
         Some(lab::planned_connections(&config)),
@@ -143,11 +151,6 @@ fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     if args.json {
         writeln!(stdout, "{}", report.to_json())?;
     } else {
-        eprintln!("{}", report.kernel.header());
-        eprintln!(
-            "{} connections per cell, grace {:?}, on {}",
-            config.connections, config.grace, config.ip
-        );
         write!(stdout, "{}", report.table())?;
     }
     stdout.flush()?;
