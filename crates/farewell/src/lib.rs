@@ -69,6 +69,7 @@
 
 pub mod census;
 mod closer;
+pub mod lab;
 pub mod outcome;
 pub mod policy;
 pub mod sys;
