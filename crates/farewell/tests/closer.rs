@@ -74,7 +74,7 @@ async fn closer_peer_first_many_concurrent_peers_leave_nothing_on_the_server_por
     eprintln!("closer stats: {stats}");
     assert_eq!(stats.finished(), N as u64);
     assert_eq!(stats.in_flight, 0);
-    let outcomes = outcomes.lock().unwrap();
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     assert_eq!(outcomes.len(), N);
     assert!(outcomes.iter().all(|o| o.time_wait != TimeWait::Us));
     assert_eq!(

@@ -161,6 +161,7 @@ async fn run_peer(
         Behaviour::Cooperative | Behaviour::HalfClosesFirst | Behaviour::Ignores => {
             let until_goodbye = behaviour == Behaviour::Cooperative;
             tokio::pin!(release);
+            let mut released = false;
             loop {
                 tokio::select! {
                     r = client.read(&mut buf) => match r {
@@ -172,7 +173,10 @@ async fn run_peer(
                             }
                         }
                     },
-                    _ = &mut release => break,
+                    _ = &mut release => {
+                        released = true;
+                        break;
+                    }
                 }
             }
             if until_goodbye {
@@ -182,7 +186,7 @@ async fn run_peer(
                 // instant it reads BYE can beat even a plain server's close().
                 tokio::time::sleep(COOPERATIVE_REACTION).await;
             }
-            if behaviour == Behaviour::Ignores {
+            if behaviour == Behaviour::Ignores && !released {
                 // It ignores the goodbye: it closes only when the test ends.
                 let _ = (&mut release).await;
             }
