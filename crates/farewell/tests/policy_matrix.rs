@@ -62,6 +62,10 @@ fn check_consistency(cell: &Cell, label: &str) {
         // Depends on whether the peer closes before tcp_fin_timeout: no claim.
         TimeWait::UsIfPeerCloses => {}
     }
+    assert!(
+        !cell.server_leftover,
+        "{label}: the kernel still holds the server's socket after the teardown: {o}"
+    );
     if o.goodbye == Delivery::Confirmed {
         assert!(
             cell.peer_got_goodbye,
