@@ -1,0 +1,3 @@
+//! One module per subcommand: its clap arguments, its `--help` text and its `run`.
+
+pub mod lab;
