@@ -1,8 +1,10 @@
 //! The async driver: runs a [`Policy`] on a tokio `TcpStream` and reports the [`Outcome`].
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -79,63 +81,109 @@ thread_local! {
 /// # Ok(())
 /// # }
 /// ```
-pub async fn close(stream: TcpStream, policy: Policy, goodbye: impl Into<Bytes>) -> Outcome {
+pub fn close(
+    stream: TcpStream,
+    policy: Policy,
+    goodbye: impl Into<Bytes>,
+) -> impl Future<Output = Outcome> + Send + 'static {
+    // Everything is set up here, outside the future, and the future keeps it
+    // in place: an async fn would hold a second copy of each argument for its
+    // whole life (rust-lang/rust#62958), and a pending teardown should be small.
     let goodbye = goodbye.into();
     let started = Instant::now();
-    let local = stream.local_addr().ok();
-    let peer = stream.peer_addr().ok();
-    let mut machine = Machine::new(policy, goodbye.len(), started);
+    let machine = Machine::new(policy, goodbye.len(), started);
+    drive(Teardown {
+        local: stream.local_addr().ok(),
+        peer: stream.peer_addr().ok(),
+        stream,
+        goodbye,
+        started,
+        machine,
+    })
+}
 
-    let finish = loop {
-        let now = Instant::now();
-        match machine.step(now) {
-            Step::Finish(finish) => break finish,
-            Step::Probe => {
-                let event = probe(&stream).map_or(Event::ProbeFailed, Event::Probed);
-                machine.on_event(now, event);
-            }
-            Step::ShutdownWrite => {
-                let before = sys::tcp_state(&stream).ok();
-                let event = match socket2::SockRef::from(&stream).shutdown(Shutdown::Write) {
-                    Ok(()) => Event::HalfClosed(before),
-                    Err(e) => Event::Failed(e.kind()),
-                };
-                machine.on_event(Instant::now(), event);
-            }
-            Step::Wait { write, read, until } => {
-                let pending = &goodbye[machine.written()..];
-                if let Some(event) = try_io(&stream, write.then_some(pending), read) {
-                    machine.on_event(Instant::now(), event);
-                    continue;
+/// What a teardown holds while it waits.
+struct Teardown {
+    stream: TcpStream,
+    goodbye: Bytes,
+    started: Instant,
+    machine: Machine,
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+}
+
+// A plain fn returning an `async move` block: the block keeps `t` in place,
+// where an `async fn` would copy its argument into a second slot.
+#[allow(clippy::manual_async_fn)] // deliberate: see the comment above
+fn drive(mut t: Teardown) -> impl Future<Output = Outcome> + Send + 'static {
+    async move {
+        // One timer for the whole teardown, re-armed per wait, and readiness polled
+        // straight on the t.stream (no per-wait readiness futures): a pending
+        // teardown stays small (see `Closer`'s memory note).
+        let timer = tokio::time::sleep_until(t.started.into());
+        tokio::pin!(timer);
+        let finish = loop {
+            let now = Instant::now();
+            match t.machine.step(now) {
+                Step::Finish(finish) => break finish,
+                Step::Probe => {
+                    let event = probe(&t.stream).map_or(Event::ProbeFailed, Event::Probed);
+                    t.machine.on_event(now, event);
                 }
-                let event = tokio::select! {
-                    biased;
-                    ready = stream.readable(), if read => ready.err().map(|e| Event::Failed(e.kind())),
-                    ready = stream.writable(), if write => ready.err().map(|e| Event::Failed(e.kind())),
-                    () = tokio::time::sleep_until(until.into()) => Some(Event::Timer),
-                };
-                if let Some(event) = event {
-                    machine.on_event(Instant::now(), event);
+                Step::ShutdownWrite => {
+                    let before = sys::tcp_state(&t.stream).ok();
+                    let event = match socket2::SockRef::from(&t.stream).shutdown(Shutdown::Write) {
+                        Ok(()) => Event::HalfClosed(before),
+                        Err(e) => Event::Failed(e.kind()),
+                    };
+                    t.machine.on_event(Instant::now(), event);
                 }
+                Step::Wait { write, read, until } => {
+                    let pending = &t.goodbye[t.machine.written()..];
+                    if let Some(event) = try_io(&t.stream, write.then_some(pending), read) {
+                        t.machine.on_event(Instant::now(), event);
+                        continue;
+                    }
+                    timer.as_mut().reset(until.into());
+                    let event = std::future::poll_fn(|cx| {
+                        // Read, then write, then the timer: an EOF or the last
+                        // byte of a flood wins over a deadline that passed meanwhile.
+                        if read {
+                            if let Poll::Ready(ready) = t.stream.poll_read_ready(cx) {
+                                return Poll::Ready(ready.err().map(|e| Event::Failed(e.kind())));
+                            }
+                        }
+                        if write {
+                            if let Poll::Ready(ready) = t.stream.poll_write_ready(cx) {
+                                return Poll::Ready(ready.err().map(|e| Event::Failed(e.kind())));
+                            }
+                        }
+                        timer.as_mut().poll(cx).map(|()| Some(Event::Timer))
+                    })
+                    .await;
+                    if let Some(event) = event {
+                        t.machine.on_event(Instant::now(), event);
+                    }
+                }
+            }
+        };
+
+        let last = probe(&t.stream).ok();
+        if last.is_some_and(|p| p.state == TcpState::Closed) {
+            // CLOSED after our FIN: either the peer's FIN came (TIME-WAIT is ours)
+            // or a reset did. One read tells which.
+            if let Some(event @ Event::Eof) = try_io(&t.stream, None, true) {
+                t.machine.on_event(Instant::now(), event);
             }
         }
-    };
-
-    let last = probe(&stream).ok();
-    if last.is_some_and(|p| p.state == TcpState::Closed) {
-        // CLOSED after our FIN: either the peer's FIN came (TIME-WAIT is ours)
-        // or a reset did. One read tells which.
-        if let Some(event @ Event::Eof) = try_io(&stream, None, true) {
-            machine.on_event(Instant::now(), event);
-        }
+        let path = release(t.stream, finish.ending).unwrap_or(finish.path);
+        let finish = crate::policy::Finish { path, ..finish };
+        let mut outcome = t.machine.outcome(finish, last, t.started.elapsed());
+        outcome.local = t.local;
+        outcome.peer = t.peer;
+        tracing::debug!(%outcome, "teardown finished");
+        outcome
     }
-    let path = release(stream, finish.ending).unwrap_or(finish.path);
-    let finish = crate::policy::Finish { path, ..finish };
-    let mut outcome = machine.outcome(finish, last, started.elapsed());
-    outcome.local = local;
-    outcome.peer = peer;
-    tracing::debug!(%outcome, "teardown finished");
-    outcome
 }
 
 /// Tears down a stream that was split with [`TcpStream::into_split`], as [`close`] does.
