@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod cmd;
 mod duration;
 
@@ -20,12 +21,16 @@ enum Command {
     /// Run every teardown policy against every peer behaviour on this kernel and print the matrix.
     #[command(long_about = cmd::lab::LAB_HELP)]
     Lab(cmd::lab::LabArgs),
+    /// Measure what peer-first costs against a plain tokio server, side by side.
+    #[command(long_about = cmd::bench::BENCH_HELP)]
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Lab(args) => cmd::lab::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,7 @@
 //! Which sockets a census asks for.
 
+use std::net::{IpAddr, SocketAddr};
+
 use crate::TcpState;
 
 use super::{SocketEntry, StateSet};
@@ -64,6 +66,9 @@ pub struct Filter {
     pub states: StateSet,
     /// Only sockets whose local port is this.
     pub local_port: Option<u16>,
+    /// Only sockets whose local address is this (a listener on `0.0.0.0` or
+    /// `::` accepts connections whose local address is the one dialled).
+    pub local_ip: Option<IpAddr>,
     /// Only sockets whose remote port is this.
     pub remote_port: Option<u16>,
     /// The address families wanted.
@@ -82,6 +87,7 @@ impl Filter {
         Filter {
             states: StateSet::all(),
             local_port: None,
+            local_ip: None,
             remote_port: None,
             family: Families::Both,
         }
@@ -91,6 +97,20 @@ impl Filter {
     /// connections it accepted).
     pub fn local_port(port: u16) -> Filter {
         Filter::all().with_local_port(port)
+    }
+
+    /// Every socket whose local address is exactly `addr`: a server's
+    /// listener and accepted connections, and nothing else.
+    ///
+    /// # Notes
+    ///
+    /// Prefer this to [`Filter::local_port`] when clients bind their own
+    /// source addresses: a client socket on `127.1.0.7:8080` has local port
+    /// 8080 too, while the server's listener holds `127.0.0.1:8080`.
+    pub fn local(addr: SocketAddr) -> Filter {
+        Filter::all()
+            .with_local_port(addr.port())
+            .with_local_ip(addr.ip())
     }
 
     /// Every socket whose remote port is `port` (a client's connections to
@@ -103,6 +123,13 @@ impl Filter {
     #[must_use]
     pub fn with_local_port(mut self, port: u16) -> Filter {
         self.local_port = Some(port);
+        self
+    }
+
+    /// This filter, restricted to the local address `ip`.
+    #[must_use]
+    pub fn with_local_ip(mut self, ip: IpAddr) -> Filter {
+        self.local_ip = Some(ip);
         self
     }
 
@@ -131,6 +158,7 @@ impl Filter {
     pub fn matches(&self, entry: &SocketEntry) -> bool {
         self.states.contains(entry.state)
             && port_ok(self.local_port, entry.local.port())
+            && self.local_ip.map_or(true, |ip| ip == entry.local.ip())
             && port_ok(self.remote_port, entry.remote.port())
             && self.family.covers(entry.local.is_ipv6())
     }
@@ -160,7 +188,6 @@ fn port_ok(wanted: Option<u16>, port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
 
     fn entry(local: &str, remote: &str, state: TcpState) -> SocketEntry {
         SocketEntry {
@@ -202,6 +229,17 @@ mod tests {
         );
         assert!(Filter::all().family(Families::V6).matches(&mapped));
         assert!(!Filter::all().family(Families::V4).matches(&mapped));
+    }
+
+    #[test]
+    fn local_address_tells_a_server_from_a_client_on_the_same_port() {
+        let server = entry("127.0.0.1:8080", "127.1.0.7:40000", TcpState::Established);
+        // A client that bound its own source address got the same port number.
+        let client = entry("127.1.0.7:8080", "127.0.0.1:9090", TcpState::TimeWait);
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        assert!(Filter::local(addr).matches(&server));
+        assert!(!Filter::local(addr).matches(&client));
+        assert!(Filter::local_port(8080).matches(&client));
     }
 
     #[test]

@@ -1,0 +1,87 @@
+//! CPU time of one runtime's threads, read from `/proc/self/task/<tid>/stat` (Linux).
+//!
+//! Each benchmarked server runs on its own tokio runtime; its threads record
+//! their ids when they start, so the bench can charge a server exactly the CPU
+//! its threads used, not the clients' (which run in the same process).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The threads of one runtime, collected by [`ThreadCpu::register_current`].
+#[derive(Clone, Default)]
+pub struct ThreadCpu {
+    stat_paths: Arc<Mutex<Vec<String>>>,
+}
+
+impl ThreadCpu {
+    /// Call from `on_thread_start`: remembers the calling thread.
+    pub fn register_current(&self) {
+        // /proc/thread-self links to "<pid>/task/<tid>" for the calling thread.
+        if let Ok(link) = std::fs::read_link("/proc/thread-self") {
+            let path = format!("/proc/{}/stat", link.display());
+            self.stat_paths.lock().expect("not poisoned").push(path);
+        }
+    }
+
+    /// User + system CPU time used so far by the registered threads that are
+    /// still alive; `None` where `/proc` cannot say (not Linux).
+    pub fn total(&self) -> Option<Duration> {
+        let paths = self.stat_paths.lock().expect("not poisoned");
+        if paths.is_empty() {
+            return None;
+        }
+        let ticks: u64 = paths.iter().filter_map(|p| thread_ticks(p)).sum();
+        Some(Duration::from_secs_f64(ticks as f64 / CLOCK_TICKS_PER_SEC))
+    }
+}
+
+/// `USER_HZ`: the unit of the times in `/proc/*/stat`; 100 on every Linux
+/// architecture we know of (the kernel's ABI fixes it, whatever `HZ` is).
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// utime + stime (fields 14 and 15 of `proc_pid_stat(5)`) of one thread.
+fn thread_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11); // field 3 is rest[0]; 14 is rest[11]
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_thread_shows_cpu_time() {
+        let cpu = ThreadCpu::default();
+        let spin = cpu.clone();
+        let (spun, wait_spun) = std::sync::mpsc::channel();
+        let (done, wait_done) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            spin.register_current();
+            let start = std::time::Instant::now();
+            let mut x = 0u64;
+            // 100 ms of its own CPU is 10 ticks, whatever else the machine does.
+            while std::fs::read_to_string("/proc/thread-self/stat").is_ok()
+                && start.elapsed() < Duration::from_secs(10)
+                && thread_ticks("/proc/thread-self/stat").unwrap_or(u64::MAX) < 10
+            {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            spun.send(()).unwrap();
+            let _ = wait_done.recv(); // stay alive while the total is read
+        });
+        wait_spun.recv().unwrap();
+        let used = cpu.total().expect("linux /proc");
+        done.send(()).unwrap();
+        thread.join().unwrap();
+        assert!(
+            used >= Duration::from_millis(100),
+            "a thread that spun for 10 ticks of its own CPU shows {used:?}"
+        );
+    }
+}
