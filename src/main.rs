@@ -20,12 +20,16 @@ enum Command {
     /// Run every teardown policy against every peer behaviour on this kernel and print the matrix.
     #[command(long_about = cmd::lab::LAB_HELP)]
     Lab(cmd::lab::LabArgs),
+    /// Serve FLP/1 (the line protocol) and end every connection the right way.
+    #[command(long_about = cmd::serve::SERVE_HELP)]
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Lab(args) => cmd::lab::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
