@@ -16,6 +16,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once; boxing buys nothing
 enum Command {
     /// Run every teardown policy against every peer behaviour on this kernel and print the matrix.
     #[command(long_about = cmd::lab::LAB_HELP)]
