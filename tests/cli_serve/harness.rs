@@ -112,8 +112,9 @@ impl Server {
 
     /// Sends SIGTERM and waits (bounded) for the exit; returns its status and all of stderr.
     pub fn terminate(mut self) -> (ExitStatus, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+        // The shell's own kill builtin: no procps needed.
+        let status = Command::new("sh")
+            .args(["-c", "kill -TERM \"$0\"", &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM failed");
