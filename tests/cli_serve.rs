@@ -137,6 +137,7 @@ fn every_goodbye_reason_is_reachable_and_counted_in_metrics() {
         .lines()
         .find(|l| l.starts_with("farewell serve: "))
         .expect("summary line");
+    eprintln!("{summary}");
     for reason in [
         "quit 1",
         "bad-handshake 2",
@@ -184,6 +185,10 @@ fn busy_beyond_max_connections_and_never_time_wait() {
         let (status, stderr) = server.terminate();
         assert!(status.success());
         assert!(stderr.contains("busy 1"), "{stderr}");
+        eprintln!(
+            "--busy {mode}: {}",
+            stderr.lines().last().unwrap_or_default()
+        );
     }
 }
 
@@ -216,6 +221,7 @@ fn a_client_that_never_reads_cannot_stall_the_others() {
         stderr.contains("send-timeout 1"),
         "the stalled client is let go for not reading:\n{stderr}"
     );
+    eprintln!("{}", stderr.lines().last().unwrap_or_default());
 }
 
 #[test]
