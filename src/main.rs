@@ -17,6 +17,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once; boxing buys nothing
 enum Command {
     /// Run every teardown policy against every peer behaviour on this kernel and print the matrix.
     #[command(long_about = cmd::lab::LAB_HELP)]
@@ -24,6 +25,9 @@ enum Command {
     /// Measure what peer-first costs against a plain tokio server, side by side.
     #[command(long_about = cmd::bench::BENCH_HELP)]
     Bench(cmd::bench::BenchArgs),
+    /// Serve FLP/1 (the line protocol) and end every connection the right way.
+    #[command(long_about = cmd::serve::SERVE_HELP)]
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lab(args) => cmd::lab::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

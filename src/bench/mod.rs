@@ -7,7 +7,6 @@
 pub mod churn;
 pub mod clients;
 pub mod cpu;
-pub mod flp_shim;
 pub mod scale;
 pub mod servers;
 

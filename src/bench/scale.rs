@@ -80,9 +80,7 @@ async fn scale(
             while let Ok((mut stream, _)) = listener.accept().await {
                 let accepted = Arc::clone(&accepted);
                 tokio::spawn(async move {
-                    let mut session = crate::bench::flp_shim::Session::new(
-                        crate::bench::flp_shim::DEFAULT_MAX_LINE,
-                    );
+                    let mut session = farewell::flp::Session::new(farewell::flp::DEFAULT_MAX_LINE);
                     let mut input = [0u8; 64];
                     let mut reply = Vec::new();
                     while !session.is_established() {
@@ -167,7 +165,7 @@ async fn scale(
     for stream in streams {
         closer.close(
             stream,
-            crate::bench::flp_shim::goodbye(crate::bench::flp_shim::Reason::Shutdown),
+            farewell::flp::goodbye(farewell::server::Reason::Shutdown),
         );
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Every server runs on its own one-worker tokio runtime, so its CPU time can
 //! be read apart from the clients' ([`ThreadCpu`]). They share the accept loop
-//! and the FLP/1 handling (`crate::bench::flp_shim::Session`, the same code `farewell
+//! and the FLP/1 handling (`farewell::flp::Session`, the same code `farewell
 //! serve` runs); only what happens after the goodbye differs:
 //!
 //! - `plain-tokio`: write the goodbye, drop the stream — what a tokio server
@@ -143,8 +143,7 @@ async fn accept_loop(
 
 /// FLP/1 over one connection, then the server's ending.
 async fn serve_connection(mut stream: TcpStream, closer: Option<Closer>) {
-    let mut session =
-        crate::bench::flp_shim::Session::new(crate::bench::flp_shim::DEFAULT_MAX_LINE);
+    let mut session = farewell::flp::Session::new(farewell::flp::DEFAULT_MAX_LINE);
     let mut input = [0u8; 512];
     let mut reply = Vec::new();
     let reason = loop {
@@ -161,7 +160,7 @@ async fn serve_connection(mut stream: TcpStream, closer: Option<Closer>) {
             break reason;
         }
     };
-    let goodbye = crate::bench::flp_shim::goodbye(reason);
+    let goodbye = farewell::flp::goodbye(reason);
     match closer {
         Some(closer) => closer.close(stream, goodbye),
         None => {

@@ -69,9 +69,11 @@
 
 pub mod census;
 mod closer;
+pub mod flp;
 pub mod lab;
 pub mod outcome;
 pub mod policy;
+pub mod server;
 pub mod sys;
 mod tcp_state;
 mod teardown;

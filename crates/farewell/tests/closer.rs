@@ -10,12 +10,11 @@ use common::{connected_pair, kernel_state, test_policy, GOODBYE, V4};
 use farewell::census::{self, Filter, StateSet};
 use farewell::{Closer, Path, Policy, TcpState, TimeWait};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
 
-/// Sockets on `port` other than the listener, per the kernel, after waiting
-/// (bounded) for transient closing states to pass.
-async fn leftovers_on_port(port: u16) -> census::StateCounts {
-    let filter = Filter::local_port(port).states(StateSet::all().without(TcpState::Listen));
+/// Sockets on the server's address other than the listener, per the kernel,
+/// after waiting (bounded) for transient closing states to pass.
+async fn leftovers_on(server: std::net::SocketAddr) -> census::StateCounts {
+    let filter = Filter::local(server).states(StateSet::all().without(TcpState::Listen));
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let counts = census::count_by_state(&filter).unwrap();
@@ -30,7 +29,7 @@ async fn leftovers_on_port(port: u16) -> census::StateCounts {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closer_peer_first_many_concurrent_peers_leave_nothing_on_the_server_port() {
     const N: usize = 300;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = common::clean_listener().await;
     let addr = listener.local_addr().unwrap();
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&outcomes);
@@ -86,7 +85,7 @@ async fn closer_peer_first_many_concurrent_peers_leave_nothing_on_the_server_por
         "the ignoring third is reset: {stats}"
     );
 
-    let left = leftovers_on_port(addr.port()).await;
+    let left = leftovers_on(addr).await;
     assert_eq!(
         left.total(),
         0,
@@ -98,7 +97,7 @@ async fn closer_peer_first_many_concurrent_peers_leave_nothing_on_the_server_por
 async fn closer_plain_policy_does_leave_time_wait_on_the_server_port() {
     // The contrast that makes the test above meaningful: the same census check fails for plain.
     const N: usize = 20;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = common::clean_listener().await;
     let addr = listener.local_addr().unwrap();
     let closer = Closer::new(test_policy("plain"));
     let mut clients = Vec::new();
@@ -117,7 +116,7 @@ async fn closer_plain_policy_does_leave_time_wait_on_the_server_port() {
     for client in clients {
         client.await.unwrap();
     }
-    let left = leftovers_on_port(addr.port()).await;
+    let left = leftovers_on(addr).await;
     assert_eq!(
         left.get(TcpState::TimeWait),
         N,

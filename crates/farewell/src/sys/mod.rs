@@ -148,3 +148,17 @@ pub fn close_silently(stream: std::net::TcpStream) -> Result<(), Box<NotClosed>>
         Err(error) => Err(Box::new(NotClosed { error, stream })),
     }
 }
+
+/// True when `error` says the process (`EMFILE`) or the whole system
+/// (`ENFILE`) is out of file descriptors, e.g. from `accept()`.
+pub fn is_fd_exhaustion(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = error;
+        false
+    }
+}

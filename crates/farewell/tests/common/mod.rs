@@ -73,3 +73,20 @@ pub async fn settle(server: SocketAddr, client: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A listener on 127.0.0.1 whose port no other socket uses, on either side,
+/// per the kernel: TIME-WAIT entries from earlier runs (they last 60 s) can
+/// share a port that `bind(0)` hands out again, and tests that count the
+/// sockets on their port must not count those.
+pub async fn clean_listener() -> TcpListener {
+    for _ in 0..100 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let local = farewell::census::count_by_state(&farewell::census::Filter::local_port(port));
+        let remote = farewell::census::count_by_state(&farewell::census::Filter::remote_port(port));
+        if local.unwrap().total() + remote.unwrap().total() == 1 {
+            return listener; // only our listener
+        }
+    }
+    panic!("no port free of leftover sockets after 100 tries");
+}

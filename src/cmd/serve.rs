@@ -1,0 +1,207 @@
+//! `farewell serve`: the reference server, speaking FLP/1 under the supervisor.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use farewell::flp::Flp;
+use farewell::server::{self, BusyMode, ServerConfig};
+use farewell::Policy;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use tokio::net::{TcpListener, TcpSocket};
+
+use crate::duration::parse_duration;
+
+pub const SERVE_HELP: &str = "\
+Serve FLP/1, the line protocol of farewell, and end every connection the right way.
+
+FLP/1: lines end in \\n and are at most --max-line bytes long. The client sends
+`HELLO <id>` within --handshake-timeout and gets `WELCOME <id>`; after that every line is
+echoed back; `QUIT` ends the session. The server's goodbye is the line `BYE <reason>`:
+quit, handshake-timeout, bad-handshake, idle, line-too-long, shutdown or busy. After it
+the server sends nothing more and tears the connection down with --policy; a cooperative
+client closes when it reads BYE, and then keeps the TIME-WAIT entry itself.
+
+Try it:  farewell serve   then, in another terminal:  nc 127.0.0.1 7878   and type
+HELLO me, a line or two, QUIT.
+
+On start the real bound address goes to stderr as `listening on ADDR`. SIGTERM or Ctrl-C
+stops accepting, says `BYE shutdown` to every connection, tears them down in parallel
+within --drain-timeout, prints one summary line on stderr (connections, goodbyes by
+reason, teardowns by outcome path) and exits 0.
+
+Logs go to stderr: warnings and a periodic summary by default, one line per goodbye and
+per teardown with -v, everything with -vv; RUST_LOG overrides (e.g. RUST_LOG=farewell=debug).
+--metrics ADDR serves Prometheus text at http://ADDR/metrics: farewell_goodbyes_total by
+reason, farewell_teardowns_total by path, farewell_connections_open/closing,
+farewell_teardown_seconds, farewell_accept_errors_total.";
+
+/// How connections beyond --max-connections are shed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Busy {
+    /// `BYE busy`, then --busy-grace for the peer to close, then reset.
+    Goodbye,
+    /// Reset at once.
+    Reset,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (IPv4 or IPv6, e.g. [::1]:7878; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// Teardown policy after a goodbye.
+    #[arg(long, default_value = "peer-first", value_parser = parse_policy)]
+    policy: Policy,
+    /// The policy's main deadline (peer-first: how long the peer has to close after BYE).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    grace: Duration,
+    /// Time from accept to a complete HELLO.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    handshake_timeout: Duration,
+    /// Longest silence from a client after the handshake.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// End every connection this long after accept, with `BYE shutdown` (default: never).
+    #[arg(long, value_parser = parse_duration)]
+    max_lifetime: Option<Duration>,
+    /// How long a reply may wait for a client that does not read, then `BYE idle`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    send_timeout: Duration,
+    /// Connections served at once; more are shed (see --busy).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_connections: u64,
+    /// How connections beyond --max-connections are shed.
+    #[arg(long, value_enum, default_value_t = Busy::Goodbye)]
+    busy: Busy,
+    /// With --busy goodbye: how long a shed client has to close before the reset.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    busy_grace: Duration,
+    /// Longest line in bytes, \n included.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(2..=16 * 1024 * 1024))]
+    max_line: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// On shutdown: the hard deadline for every goodbye and teardown.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// How often the info-level summary is logged.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    summary_every: Duration,
+    /// More logs: -v one line per goodbye and teardown, -vv everything.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn parse_policy(s: &str) -> Result<Policy, String> {
+    s.parse::<Policy>().map_err(|e| e.to_string())
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    install_tracing(args.verbose);
+    let config = ServerConfig {
+        policy: args.policy.with_grace(args.grace),
+        handshake_timeout: args.handshake_timeout,
+        idle_timeout: args.idle_timeout,
+        max_lifetime: args.max_lifetime,
+        max_line: args.max_line as usize,
+        max_connections: args.max_connections as usize,
+        busy: match args.busy {
+            Busy::Goodbye => BusyMode::Goodbye {
+                grace: args.busy_grace,
+            },
+            Busy::Reset => BusyMode::Reset,
+        },
+        send_timeout: args.send_timeout,
+        drain_timeout: args.drain_timeout,
+        summary_interval: Some(args.summary_every),
+        ..ServerConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let summary = runtime.block_on(async {
+        if let Some(addr) = args.metrics {
+            install_metrics(addr)?;
+            eprintln!("metrics on http://{addr}/metrics");
+        }
+        let listener = bind(args.listen).with_context(|| {
+            format!(
+                "cannot listen on {}\nhint: is another server using it? try another --listen, \
+                 e.g. 127.0.0.1:0 for a free port",
+                args.listen
+            )
+        })?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        eprintln!("listening on {addr} (policy {})", config.policy);
+        let shutdown = shutdown_signal().context("installing the SIGTERM handler")?;
+        anyhow::Ok(server::serve(listener, Flp, config, shutdown).await)
+    })?;
+    eprintln!("farewell serve: {summary}");
+    // Teardowns still in flight after the drain deadline end with the runtime.
+    runtime.shutdown_background();
+    Ok(())
+}
+
+/// Binds with a backlog that holds a burst of connects (the kernel caps it at somaxconn).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// Completes on the first SIGTERM or Ctrl-C (SIGINT).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        eprintln!("{name}: shutting down");
+    })
+}
+
+fn install_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn,farewell=info",
+        1 => "warn,farewell=debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn install_metrics(addr: SocketAddr) -> anyhow::Result<()> {
+    let (recorder, exporter) = PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(
+            Matcher::Full(server::metrics::TEARDOWN_SECONDS.into()),
+            &[0.001, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0],
+        )
+        .context("configuring the metrics exporter")?
+        .build()
+        .with_context(|| {
+            format!("cannot serve metrics on {addr}\nhint: pick a free address for --metrics")
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = exporter.await {
+            tracing::warn!(error = ?e, "the metrics endpoint stopped");
+        }
+    });
+    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+    Ok(())
+}
