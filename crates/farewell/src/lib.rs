@@ -70,6 +70,7 @@
 pub mod census;
 mod closer;
 pub mod lab;
+pub mod load;
 pub mod outcome;
 pub mod policy;
 pub mod sys;

@@ -1,0 +1,237 @@
+//! `farewell::load` against a test-fixture FLP/1 server on real loopback
+//! sockets: what each behaviour's clients report must match what the server
+//! did, and the kernel's table must show nothing left open afterwards.
+
+mod flp_fixture;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use farewell::census::{self, Filter};
+use farewell::load::{self, Behaviour, ClientConfig, LoadConfig, LoadReport, Mix};
+use farewell::TcpState;
+use flp_fixture::{Fixture, FixtureConfig, SentGoodbye};
+
+/// Every behaviour, twice.
+const EVERY_BEHAVIOUR: &str = "cooperative=2,ignore=2,silent=2,flood=2,never-read=2,bad-handshake=2,overlong=2,reset=2,half-close=2";
+
+fn quick_client() -> ClientConfig {
+    ClientConfig {
+        timeout: Duration::from_secs(10),
+        flood_bytes: 256 * 1024,
+        flood_time: Duration::from_millis(300),
+        ..ClientConfig::default()
+    }
+}
+
+async fn run_against(fixture: &Fixture, mix: &str, connections: u64) -> LoadReport {
+    let mut config = LoadConfig::new(vec![fixture.addr], mix.parse::<Mix>().unwrap(), connections);
+    config.concurrency = 32;
+    config.client = quick_client();
+    let finished = Arc::new(AtomicU64::new(0));
+    let counter = finished.clone();
+    let report = load::run(
+        &config,
+        Arc::new(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }),
+        std::future::pending(),
+    )
+    .await
+    .expect("load runs");
+    assert_eq!(
+        finished.load(Ordering::Relaxed),
+        connections,
+        "on_conn once per client"
+    );
+    report
+}
+
+/// Reasons the fixture sent to clients of `behaviour` (by the id in HELLO).
+fn sent_to(sent: &[SentGoodbye], behaviour: &str) -> BTreeMap<String, u64> {
+    let mut by = BTreeMap::new();
+    for g in sent.iter().filter(|g| g.behaviour() == Some(behaviour)) {
+        *by.entry(g.reason.to_owned()).or_default() += 1;
+    }
+    by
+}
+
+fn reasons_without_id(sent: &[SentGoodbye]) -> BTreeMap<String, u64> {
+    let mut by = BTreeMap::new();
+    for g in sent.iter().filter(|g| g.id.is_none()) {
+        *by.entry(g.reason.to_owned()).or_default() += 1;
+    }
+    by
+}
+
+/// Waits (bounded) until the fixture's port has only its listener and
+/// client sockets in TIME-WAIT; returns the last counts (server side, client side).
+fn settled(port: u16) -> (census::StateCounts, census::StateCounts) {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let server = census::count_by_state(&Filter::local_port(port)).unwrap();
+        let clients = census::count_by_state(&Filter::remote_port(port)).unwrap();
+        let open = clients.total() - clients.get(TcpState::TimeWait);
+        if (server.total() == 1 && open == 0) || Instant::now() > until {
+            return (server, clients);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_behaviour_reports_what_the_server_did() {
+    let fixture = Fixture::start(FixtureConfig::default()).await;
+    let report = run_against(&fixture, EVERY_BEHAVIOUR, 18).await;
+    eprintln!("{}", report.table());
+    let sent = fixture.sent();
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+
+    assert_eq!(report.started, 18);
+    assert_eq!(report.unfinished, 0);
+    assert_eq!(report.totals.connections, 18);
+    assert_eq!(fixture.accepted(), 18, "one server connection per client");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.totals.ends["connect-error"], 0);
+    assert_eq!(report.totals.ends["timeout"], 0, "{}", report.table());
+    assert_eq!(report.totals.echo_mismatches, 0);
+
+    for b in Behaviour::ALL {
+        let tally = &report.behaviours[b.name()];
+        assert_eq!(tally.connections, 2, "{b}");
+        assert_eq!(json["behaviours"][b.name()]["connections"], 2, "{b}");
+        let seen = &tally.goodbyes;
+        match b {
+            // The server's goodbye to a client that never reads cannot arrive.
+            Behaviour::NeverRead => {
+                assert_eq!(sent_to(&sent, "never-read").values().sum::<u64>(), 2);
+                assert!(seen.is_empty(), "never-read saw {seen:?}");
+                assert_eq!(tally.ends["reset"] + tally.ends["eof"], 2, "{tally:?}");
+            }
+            // No HELLO, so no id: match by reason, which only these get.
+            Behaviour::Silent | Behaviour::BadHandshake => {
+                let reason = b.expected_goodbye().unwrap();
+                assert_eq!(seen.get(reason), Some(&2), "{b}: {seen:?}");
+                assert_eq!(reasons_without_id(&sent).get(reason), Some(&2), "{b}");
+                assert_eq!(tally.ends["closed"], 2, "{b}");
+            }
+            _ => {
+                assert_eq!(
+                    seen,
+                    &sent_to(&sent, b.name()),
+                    "{b}: client saw vs server sent"
+                );
+                if let Some(reason) = b.expected_goodbye() {
+                    assert_eq!(seen.get(reason), Some(&2), "{b}: {seen:?}");
+                }
+            }
+        }
+    }
+    assert_eq!(report.behaviours["cooperative"].ends["closed"], 2);
+    // peer-first never closes first: an ignoring client is reset after the grace.
+    assert_eq!(report.behaviours["ignore"].ends["reset"], 2);
+    assert_eq!(report.behaviours["reset"].ends["aborted"], 2);
+    assert!(report.behaviours["reset"].goodbyes.is_empty());
+    // The fixture closes quietly on EOF: no goodbye, just its FIN.
+    assert_eq!(report.behaviours["half-close"].eof_without_goodbye, 2);
+    assert_eq!(report.totals.latency_ms.connect.count, 18);
+    assert!(report.totals.latency_ms.goodbye.count >= 12);
+
+    // The kernel: nothing left open on either side, and no server TIME-WAIT.
+    let (server, clients) = settled(fixture.addr.port());
+    assert_eq!(server.get(TcpState::Listen), 1);
+    assert_eq!(server.total(), 1, "server side after the run: {server}");
+    assert_eq!(
+        clients.total() - clients.get(TcpState::TimeWait),
+        0,
+        "client side after the run: {clients}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sources_spread_the_clients_over_127_1_x_y() {
+    let fixture = Fixture::start(FixtureConfig::default()).await;
+    let mut config = LoadConfig::new(vec![fixture.addr], "cooperative".parse().unwrap(), 12);
+    config.sources = load::Sources::Count(4);
+    config.client = quick_client();
+    // Watch the clients from the kernel's side while they run.
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let port = fixture.addr.port();
+    let (s, stop) = (
+        seen.clone(),
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let stop2 = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            for e in census::dump(&Filter::local_port(port)).unwrap() {
+                if e.state != TcpState::Listen {
+                    s.lock().unwrap().insert(e.remote.ip());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let report = load::run(&config, Arc::new(|_| {}), std::future::pending())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    assert_eq!(report.sources, 4);
+    assert_eq!(
+        report.behaviours["cooperative"].goodbyes.get("quit"),
+        Some(&12)
+    );
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter().all(|ip| ip.to_string().starts_with("127.1.0.")),
+        "{seen:?}"
+    );
+    assert!(!seen.is_empty());
+}
+
+#[tokio::test]
+async fn non_loopback_targets_are_refused_before_anything_is_sent() {
+    let config = LoadConfig::new(vec!["192.0.2.1:7878".parse().unwrap()], Mix::default(), 1);
+    let err = load::run(
+        &config,
+        Arc::new(|_| panic!("no client may run")),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("only connects to loopback"),
+        "{err}"
+    );
+    // Nothing was attempted: the kernel has no socket towards that address.
+    let towards = census::dump(&Filter::remote_port(7878))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.remote.ip().to_string() == "192.0.2.1")
+        .count();
+    assert_eq!(towards, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_signal_ends_the_run_early_and_says_so() {
+    let fixture = Fixture::start(FixtureConfig::default()).await;
+    let mut config = LoadConfig::new(vec![fixture.addr], "silent".parse().unwrap(), 1000);
+    config.concurrency = 4;
+    config.client = quick_client();
+    let report = load::run(
+        &config,
+        Arc::new(|_| {}),
+        tokio::time::sleep(Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
+    assert!(report.interrupted);
+    assert!(report.started < 1000);
+    assert_eq!(
+        report.started,
+        report.totals.connections + report.unfinished
+    );
+}
