@@ -20,12 +20,20 @@ enum Command {
     /// Run every teardown policy against every peer behaviour on this kernel and print the matrix.
     #[command(long_about = cmd::lab::LAB_HELP)]
     Lab(cmd::lab::LabArgs),
+    /// Drive any FLP/1 server on loopback with a mix of client behaviours and report what they saw.
+    #[command(long_about = cmd::load::LOAD_HELP)]
+    Load(cmd::load::LoadArgs),
+    /// Live per-state counts of TCP sockets (one port's, or all) from the kernel's table.
+    #[command(long_about = cmd::watch::WATCH_HELP)]
+    Watch(cmd::watch::WatchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Lab(args) => cmd::lab::run(args),
+        Command::Load(args) => cmd::load::run(args),
+        Command::Watch(args) => cmd::watch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,6 @@
 //! One module per subcommand: its clap arguments, its `--help` text and its `run`.
 
 pub mod lab;
+pub mod load;
+mod progress;
+pub mod watch;

@@ -6,6 +6,7 @@
 //! Shared by `crates/farewell/tests/load.rs` and `tests/cli_load.rs`.
 #![allow(dead_code)] // each test binary uses its own part
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,6 +93,16 @@ impl Fixture {
     /// Every goodbye sent so far.
     pub fn sent(&self) -> Vec<SentGoodbye> {
         self.sent.lock().unwrap().clone()
+    }
+
+    /// Reason → count of the goodbyes sent to clients whose id names
+    /// `behaviour` (`None`: to clients that never said `HELLO`).
+    pub fn sent_to(&self, behaviour: Option<&str>) -> BTreeMap<String, u64> {
+        let mut by = BTreeMap::new();
+        for g in self.sent().iter().filter(|g| g.behaviour() == behaviour) {
+            *by.entry(g.reason.to_owned()).or_default() += 1;
+        }
+        by
     }
 
     /// Connections accepted so far.
