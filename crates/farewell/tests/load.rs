@@ -4,6 +4,7 @@
 
 mod flp_fixture;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,40 +138,23 @@ async fn many_sources_spread_the_clients_over_127_1_x_y() {
     let mut config = LoadConfig::new(vec![fixture.addr], "cooperative".parse().unwrap(), 12);
     config.sources = load::Sources::Count(4);
     config.client = quick_client();
-    // Watch the clients from the kernel's side while they run.
-    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-    let port = fixture.addr.port();
-    let (s, stop) = (
-        seen.clone(),
-        Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    );
-    let stop2 = stop.clone();
-    let watcher = std::thread::spawn(move || {
-        while !stop2.load(Ordering::Relaxed) {
-            for e in census::dump(&Filter::local_port(port)).unwrap() {
-                if e.state != TcpState::Listen {
-                    s.lock().unwrap().insert(e.remote.ip());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    });
     let report = load::run(&config, Arc::new(|_| {}), std::future::pending())
         .await
         .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    watcher.join().unwrap();
     assert_eq!(report.sources, 4);
     assert_eq!(
         report.behaviours["cooperative"].goodbyes.get("quit"),
         Some(&12)
     );
-    let seen = seen.lock().unwrap();
-    assert!(
-        seen.iter().all(|ip| ip.to_string().starts_with("127.1.0.")),
-        "{seen:?}"
-    );
-    assert!(!seen.is_empty());
+    // The clients closed first, so the kernel keeps their TIME-WAIT entries,
+    // under the source addresses they used.
+    let port = fixture.addr.port();
+    let mut by_source = BTreeMap::new();
+    for e in census::dump(&Filter::remote_port(port).states(TcpState::TimeWait)).unwrap() {
+        *by_source.entry(e.local.ip().to_string()).or_insert(0) += 1;
+    }
+    let expected: BTreeMap<String, i32> = (1..=4).map(|i| (format!("127.1.0.{i}"), 3)).collect();
+    assert_eq!(by_source, expected);
 }
 
 #[tokio::test]
@@ -203,5 +187,59 @@ async fn a_stop_signal_ends_the_run_early_and_says_so() {
     assert_eq!(
         report.started,
         report.totals.connections + report.unfinished
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_starts_no_more_than_rate_times_duration() {
+    let fixture = Fixture::start(FixtureConfig::default()).await;
+    let mut config = LoadConfig::new(vec![fixture.addr], "cooperative".parse().unwrap(), 1);
+    config.connections = None;
+    config.rate = Some(100.0);
+    config.duration = Duration::from_millis(200);
+    config.client = quick_client();
+    assert_eq!(config.planned(), 20);
+    let report = load::run(&config, Arc::new(|_| {}), std::future::pending())
+        .await
+        .unwrap();
+    assert!(
+        report.started >= 1 && report.started <= 20,
+        "{}",
+        report.started
+    );
+    assert_eq!(report.totals.goodbyes.get("quit"), Some(&report.started));
+    assert_eq!(fixture.accepted() as u64, report.started);
+}
+
+/// A measurement, not a check of speed: many cooperative clients, all of
+/// which must get their goodbye. Run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: cargo test -p farewell --test load -- --ignored --nocapture"]
+async fn measure_many_clients() {
+    let fixture = Fixture::start(FixtureConfig::default()).await;
+    let mut config = LoadConfig::new(
+        vec![fixture.addr],
+        "cooperative=90,silent=5,reset=5".parse().unwrap(),
+        5000,
+    );
+    config.concurrency = 200;
+    config.client = quick_client();
+    let report = load::run(&config, Arc::new(|_| {}), std::future::pending())
+        .await
+        .unwrap();
+    eprintln!("{}", report.table());
+    eprintln!(
+        "{:.0} connections/s",
+        report.started as f64 / (report.elapsed_ms / 1000.0)
+    );
+    assert_eq!(
+        report.behaviours["cooperative"].goodbyes.get("quit"),
+        Some(&4500)
+    );
+    assert_eq!(
+        report.behaviours["silent"]
+            .goodbyes
+            .get("handshake-timeout"),
+        Some(&250)
     );
 }

@@ -204,8 +204,9 @@ pub async fn run(
     let mut interrupted = false;
     tokio::pin!(stop);
 
+    let planned = config.planned();
     loop {
-        if config.connections.is_some_and(|n| started >= n) {
+        if started >= planned {
             break;
         }
         while tasks.try_join_next().is_some() {}
