@@ -182,7 +182,11 @@ async fn serve(mut stream: TcpStream, config: FixtureConfig, sent: Arc<Mutex<Vec
         return; // the client left (EOF or reset): close quietly
     };
     sent.lock().unwrap().push(SentGoodbye { id, reason });
-    let policy = farewell::lab::lab_policy("peer-first", config.grace).expect("peer-first");
+    let policy = farewell::Policy::PeerFirst(farewell::PeerFirst {
+        grace: config.grace,
+        confirm_timeout: config.grace,
+        ..farewell::PeerFirst::default()
+    });
     farewell::close(stream, policy, format!("BYE {reason}\n")).await;
 }
 
