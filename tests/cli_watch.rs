@@ -1,6 +1,9 @@
 //! `farewell watch` against sockets in known states on a listener this test
 //! owns, checked against the census itself.
 
+#[path = "../crates/farewell/tests/flp_fixture/mod.rs"]
+mod flp_fixture;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -18,7 +21,8 @@ struct ThreePairs {
 
 impl ThreePairs {
     fn open() -> ThreePairs {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = flp_fixture::unused_port_listener();
+        listener.set_nonblocking(false).unwrap();
         let pairs = (0..3)
             .map(|_| {
                 let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();

@@ -149,6 +149,7 @@ async fn many_sources_spread_the_clients_over_127_1_x_y() {
     // The clients closed first, so the kernel keeps their TIME-WAIT entries,
     // under the source addresses they used.
     let port = fixture.addr.port();
+    settled(port); // the clients' FIN-WAIT-2 ends in TIME-WAIT when the server's FIN comes
     let mut by_source = BTreeMap::new();
     for e in census::dump(&Filter::remote_port(port).states(TcpState::TimeWait)).unwrap() {
         *by_source.entry(e.local.ip().to_string()).or_insert(0) += 1;

@@ -1,9 +1,10 @@
-//! TEST FIXTURE — a minimal FLP/1 server for the `farewell load` tests. It is
+//! TEST FIXTURE — a minimal FLP/1 server for the `farewell load` tests (and a
+//! helper for a listener on a port nobody else uses). The server is
 //! not `farewell serve`: it exists so the load client can be tested against a
 //! server that records, per connection, which goodbye it sent. Goodbyes go
 //! through `farewell::close` with the peer-first policy (short grace).
 //!
-//! Shared by `crates/farewell/tests/load.rs` and `tests/cli_load.rs`.
+//! Shared by `crates/farewell/tests/load.rs`, `tests/cli_load.rs` and `tests/cli_watch.rs`.
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::collections::BTreeMap;
@@ -115,6 +116,25 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A listener on 127.0.0.1 whose port no other socket on the host has as
+/// its local or remote port, so census counts by that port see only this
+/// test's sockets. (This host may hold tens of thousands of TIME-WAIT
+/// entries from other runs; an ephemeral listener port can collide with them.)
+pub fn unused_port_listener() -> std::net::TcpListener {
+    use farewell::census::{self, Filter};
+    for _ in 0..50 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        let local = census::count_by_state(&Filter::local_port(port)).expect("census");
+        let remote = census::count_by_state(&Filter::remote_port(port)).expect("census");
+        if local.total() == 1 && remote.total() == 0 {
+            listener.set_nonblocking(true).unwrap();
+            return listener;
+        }
+    }
+    panic!("no port without other sockets found in 50 tries");
 }
 
 enum Next {
