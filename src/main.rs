@@ -28,6 +28,12 @@ enum Command {
     /// Serve FLP/1 (the line protocol) and end every connection the right way.
     #[command(long_about = cmd::serve::SERVE_HELP)]
     Serve(cmd::serve::ServeArgs),
+    /// Drive any FLP/1 server on loopback with a mix of client behaviours and report what they saw.
+    #[command(long_about = cmd::load::LOAD_HELP)]
+    Load(cmd::load::LoadArgs),
+    /// Live per-state counts of TCP sockets (one port's, or all) from the kernel's table.
+    #[command(long_about = cmd::watch::WATCH_HELP)]
+    Watch(cmd::watch::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,8 @@ fn main() -> ExitCode {
         Command::Lab(args) => cmd::lab::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Load(args) => cmd::load::run(args),
+        Command::Watch(args) => cmd::watch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,4 +2,7 @@
 
 pub mod bench;
 pub mod lab;
+pub mod load;
+mod progress;
 pub mod serve;
+pub mod watch;

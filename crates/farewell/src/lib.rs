@@ -71,6 +71,7 @@ pub mod census;
 mod closer;
 pub mod flp;
 pub mod lab;
+pub mod load;
 pub mod outcome;
 pub mod policy;
 pub mod server;
