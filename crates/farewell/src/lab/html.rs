@@ -30,7 +30,7 @@ pub fn page(report: &LabReport) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>\
          <title>farewell lab</title><style>{STYLE}</style></head><body>\n\
          <h1>farewell lab</h1>\n<p>{}</p>\n",
         escape(&report.kernel.header())
