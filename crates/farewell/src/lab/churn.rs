@@ -7,7 +7,8 @@
 //! `rate` connections a second for `duration`. Every client is cooperative
 //! (it reads the goodbye, then closes) and binds a source address of its own
 //! from 127.1.0.1 on, so the client side never runs out of ports even though
-//! it keeps the TIME-WAIT entries under peer-first. The server side says
+//! it keeps the TIME-WAIT entries under peer-first (all clients use one port,
+//! just below the ephemeral range: see `client_port`). The server side says
 //! [`GOODBYE`](super::GOODBYE) and is torn down with the policy. A sampler
 //! counts the port's sockets in TIME-WAIT by the census: the server's (local
 //! port) and the clients' (remote port). Everything is bounded: at most
@@ -201,10 +202,26 @@ fn listen() -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// One cooperative client from `source` to `to`: reads the goodbye, then closes.
-async fn client(source: Ipv4Addr, to: SocketAddr) -> io::Result<()> {
+/// The port every churn client binds: the one just below the kernel's
+/// ephemeral range, so the many client TIME-WAIT entries that peer-first
+/// leaves never share a port number with a listener bound to port 0 (which
+/// would then count strangers). 0 (the kernel picks) when the range starts
+/// too low. Each client has its own source address, so one port serves all.
+fn client_port() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|&low| low > 1025)
+        .map_or(0, |low| low - 1)
+}
+
+/// One cooperative client from `source:port` to `to`: reads the goodbye, then closes.
+async fn client(source: Ipv4Addr, port: u16, to: SocketAddr) -> io::Result<()> {
     let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+    // The same address and port may still be in TIME-WAIT from an earlier
+    // run, towards another listener port: a different 4-tuple, so reuse it.
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::new(IpAddr::V4(source), port))?;
     let mut stream = socket.connect(to).await?;
     let mut received = Vec::new();
     let mut buf = [0u8; 256];
@@ -291,6 +308,7 @@ async fn churn_one(
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let open_until = started + config.duration;
+    let port = client_port();
     let mut ok = 0usize;
     for i in 0..total {
         tick.tick().await;
@@ -301,7 +319,7 @@ async fn churn_one(
         let on_connection = Arc::clone(&on_connection);
         clients.spawn(async move {
             let ok = matches!(
-                tokio::time::timeout(CLIENT_BOUND, client(source_ip(i), to)).await,
+                tokio::time::timeout(CLIENT_BOUND, client(source_ip(i), port, to)).await,
                 Ok(Ok(()))
             );
             on_connection();
