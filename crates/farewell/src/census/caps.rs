@@ -10,11 +10,17 @@ const CAP_NET_ADMIN: u32 = 12;
 /// main thread's, which may differ. /proc/self is the fallback for kernels
 /// before 3.17, which lack thread-self.
 pub(super) fn has_net_admin() -> bool {
+    thread_has_cap(CAP_NET_ADMIN)
+}
+
+/// True when the calling thread's effective set has capability number `cap`
+/// (see `capabilities(7)`), read as in [`has_net_admin`].
+pub(crate) fn thread_has_cap(cap: u32) -> bool {
     std::fs::read_to_string("/proc/thread-self/status")
         .or_else(|_| std::fs::read_to_string("/proc/self/status"))
         .ok()
         .and_then(|status| cap_eff(&status))
-        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+        .is_some_and(|caps| caps & (1 << cap) != 0)
 }
 
 fn cap_eff(status: &str) -> Option<u64> {

@@ -57,7 +57,7 @@ use std::net::SocketAddr;
 
 use crate::TcpState;
 
-mod caps;
+pub(crate) mod caps;
 mod counts;
 mod destroy;
 mod error;

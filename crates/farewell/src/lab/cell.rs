@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
-use super::peer::{self, Behaviour, GOODBYE};
+use super::peer::{self, Behaviour};
 use super::LabError;
 use crate::{census, Outcome, Policy, TcpState};
 
@@ -20,6 +20,9 @@ pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 pub struct Trial {
     /// The outcome the library reported for the server side.
     pub outcome: Outcome,
+    /// How long the teardown took until the server's descriptor was closed,
+    /// timed by the lab around [`close`](crate::close).
+    pub release: Duration,
     /// The kernel holds a TIME-WAIT entry for the server's end after settling.
     pub server_time_wait: bool,
     /// The kernel holds a TIME-WAIT entry for the client's end after settling.
@@ -27,6 +30,8 @@ pub struct Trial {
     /// The server's end is still in the kernel's table in a state other than
     /// TIME-WAIT after settling (a leaked or stuck socket).
     pub server_leftover: bool,
+    /// The server end's state in the kernel's table after settling, if any.
+    pub server_state: Option<TcpState>,
     /// The peer's application received the whole goodbye.
     pub peer_got_goodbye: bool,
     /// Bytes of the goodbye the peer's application did not receive.
@@ -61,7 +66,7 @@ async fn settle(server: SocketAddr, client: SocketAddr) -> Result<(), LabError> 
 
 /// How many bytes of `goodbye` the peer did not get: all of it, less the
 /// longest prefix of it that `received` ends with (or 0 when it holds it whole).
-fn goodbye_bytes_lost(received: &[u8], goodbye: &[u8]) -> usize {
+pub(crate) fn goodbye_bytes_lost(received: &[u8], goodbye: &[u8]) -> usize {
     if peer::contains(received, goodbye) {
         return 0;
     }
@@ -118,12 +123,7 @@ pub async fn run_connection(
         _ => Some(tokio::spawn(peer::run_peer(client, behaviour, release_rx))),
     };
 
-    let outcome = tokio::time::timeout(TEARDOWN_BOUND, crate::close(server, policy, GOODBYE))
-        .await
-        .map_err(|_| LabError::Timeout {
-            what: "the teardown",
-            bound: TEARDOWN_BOUND,
-        })?;
+    let (outcome, release) = timed_close(server, policy, behaviour.goodbye()).await?;
 
     // Let the peer see what it sees, then end it (the peers that wait for the run's end close now).
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -140,15 +140,55 @@ pub async fn run_connection(
     };
 
     settle(server_addr, client_addr).await?;
-    let server_state = kernel_state(server_addr, client_addr)?;
-    Ok(Trial {
-        server_time_wait: server_state == Some(TcpState::TimeWait),
-        server_leftover: server_state.is_some_and(|s| s != TcpState::TimeWait),
-        client_time_wait: kernel_state(client_addr, server_addr)? == Some(TcpState::TimeWait),
-        peer_got_goodbye: peer::contains(&received, GOODBYE),
-        goodbye_bytes_lost: goodbye_bytes_lost(&received, GOODBYE),
+    Ok(Trial::judged(
         outcome,
-    })
+        release,
+        kernel_state(server_addr, client_addr)?,
+        kernel_state(client_addr, server_addr)?,
+        &received,
+        behaviour.goodbye(),
+    ))
+}
+
+/// Tears `server` down with `policy` (bounded by [`TEARDOWN_BOUND`]) and
+/// times it: the outcome and how long until the descriptor was closed.
+pub(crate) async fn timed_close(
+    server: tokio::net::TcpStream,
+    policy: Policy,
+    goodbye: &'static [u8],
+) -> Result<(Outcome, Duration), LabError> {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(TEARDOWN_BOUND, crate::close(server, policy, goodbye))
+        .await
+        .map_err(|_| LabError::Timeout {
+            what: "the teardown",
+            bound: TEARDOWN_BOUND,
+        })?;
+    Ok((outcome, started.elapsed()))
+}
+
+impl Trial {
+    /// A trial judged by the kernel's states of both ends (`None`: no such
+    /// socket) and by what the peer's application `received`.
+    pub(crate) fn judged(
+        outcome: Outcome,
+        release: Duration,
+        server_state: Option<TcpState>,
+        client_state: Option<TcpState>,
+        received: &[u8],
+        goodbye: &[u8],
+    ) -> Trial {
+        Trial {
+            server_time_wait: server_state == Some(TcpState::TimeWait),
+            server_leftover: server_state.is_some_and(|s| s != TcpState::TimeWait),
+            server_state,
+            client_time_wait: client_state == Some(TcpState::TimeWait),
+            peer_got_goodbye: peer::contains(received, goodbye),
+            goodbye_bytes_lost: goodbye_bytes_lost(received, goodbye),
+            outcome,
+            release,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub struct LabConfig {
     pub concurrency: usize,
     /// The loopback address to run on (default 127.0.0.1).
     pub ip: IpAddr,
+    /// Also run a churn after the matrix (default `None`); see [`run_churn`](super::run_churn).
+    pub churn: Option<super::ChurnConfig>,
 }
 
 impl Default for LabConfig {
@@ -41,6 +43,7 @@ impl Default for LabConfig {
             grace: Duration::from_millis(300),
             concurrency: 4,
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            churn: None,
         }
     }
 }
@@ -89,10 +92,18 @@ pub struct CellReport {
     pub bytes_lost: u64,
     /// Median time until the server released the socket, in milliseconds.
     pub release_ms_median: Option<f64>,
+    /// 99th percentile (nearest rank) of the time until the server released
+    /// the socket, in milliseconds; equals the max below 100 connections.
+    pub release_ms_p99: Option<f64>,
     /// Longest time until the server released the socket, in milliseconds.
     pub release_ms_max: Option<f64>,
+    /// Every connection's time until release, in milliseconds, ascending
+    /// (the distribution the HTML report draws).
+    pub release_ms: Vec<f64>,
     /// Server ends still in the kernel's table, not in TIME-WAIT, after settling.
     pub leftover_sockets: usize,
+    /// Those left-over server ends by kernel state (`"FIN-WAIT-1"` -> count).
+    pub leftover_states: BTreeMap<String, usize>,
     /// How many connections took each outcome path (by [`Path::name`](crate::Path::name)).
     pub paths: BTreeMap<String, usize>,
     /// Why the cell did not run (`"needs CAP_NET_ADMIN"`), or `None`.
@@ -113,12 +124,22 @@ impl CellReport {
             goodbye_acked_pct: None,
             bytes_lost: 0,
             release_ms_median: None,
+            release_ms_p99: None,
             release_ms_max: None,
+            release_ms: Vec::new(),
             leftover_sockets: 0,
+            leftover_states: BTreeMap::new(),
             paths: BTreeMap::new(),
             skipped: None,
             errors: Vec::new(),
         }
+    }
+
+    /// A cell that did not run, and why (e.g. `"needs CAP_NET_ADMIN"`).
+    pub fn skipped(policy: &str, behaviour: Behaviour, why: &str) -> CellReport {
+        let mut cell = CellReport::empty(policy, behaviour);
+        cell.skipped = Some(why.to_owned());
+        cell
     }
 
     /// Aggregates the trials of one cell.
@@ -145,7 +166,7 @@ impl CellReport {
         cell.bytes_lost = trials.iter().map(|t| t.goodbye_bytes_lost as u64).sum();
         let mut ms: Vec<f64> = trials
             .iter()
-            .map(|t| t.outcome.elapsed.as_secs_f64() * 1000.0)
+            .map(|t| round1(t.release.as_secs_f64() * 1000.0))
             .collect();
         ms.sort_by(f64::total_cmp);
         let median = if n % 2 == 1 {
@@ -154,7 +175,16 @@ impl CellReport {
             (ms[n / 2 - 1] + ms[n / 2]) / 2.0
         };
         cell.release_ms_median = Some(round1(median));
+        // Nearest rank: the smallest sample with at least 99% at or below it.
+        let p99 = ((n as f64 * 0.99).ceil() as usize).clamp(1, n) - 1;
+        cell.release_ms_p99 = Some(round1(ms[p99]));
         cell.release_ms_max = ms.last().copied().map(round1);
+        cell.release_ms = ms;
+        for state in trials.iter().filter(|t| t.server_leftover) {
+            if let Some(state) = state.server_state {
+                *cell.leftover_states.entry(state.to_string()).or_default() += 1;
+            }
+        }
         for t in trials {
             *cell
                 .paths
@@ -184,19 +214,48 @@ pub async fn run_matrix(
 ) -> Result<Vec<CellReport>, LabError> {
     preflight(config.ip).await?;
     let net_admin = census::has_net_admin();
+    let mut policies = Vec::with_capacity(config.policies.len());
+    for &name in &config.policies {
+        policies.push((name, lab_policy(name, config.grace)?));
+    }
+    let slot = |policy: usize, behaviour: usize| policy * config.behaviours.len() + behaviour;
+    let mut cells = Vec::new();
+
+    // The vanished peers first, all at once in their namespaces, so that no
+    // `ip` command forks while a loopback cell tears sockets down.
+    if let Some(column) = config.behaviours.iter().position(|b| b.needs_netns()) {
+        let runnable: Vec<(&'static str, Policy)> = policies
+            .iter()
+            .copied()
+            .filter(|(name, _)| *name != "silent" || net_admin)
+            .collect();
+        let mut ran =
+            super::vanish::run_column(&runnable, config.connections, Arc::clone(&on_connection))
+                .await?
+                .into_iter();
+        for (p, (name, _)) in policies.iter().enumerate() {
+            let cell = if *name == "silent" && !net_admin {
+                CellReport::skipped(name, Behaviour::Vanishes, "needs CAP_NET_ADMIN")
+            } else {
+                ran.next().expect("one cell per runnable policy")
+            };
+            cells.push((slot(p, column), cell));
+        }
+    }
+
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut tasks = JoinSet::new();
-    let mut cells = Vec::new();
-    let mut index = 0usize;
-    for &name in &config.policies {
-        let policy = lab_policy(name, config.grace)?;
-        for &behaviour in &config.behaviours {
-            let slot = index;
-            index += 1;
+    for (p, &(name, policy)) in policies.iter().enumerate() {
+        for (b, &behaviour) in config.behaviours.iter().enumerate() {
+            if behaviour.needs_netns() {
+                continue;
+            }
+            let slot = slot(p, b);
             if name == "silent" && !net_admin {
-                let mut cell = CellReport::empty(name, behaviour);
-                cell.skipped = Some("needs CAP_NET_ADMIN".to_owned());
-                cells.push((slot, cell));
+                cells.push((
+                    slot,
+                    CellReport::skipped(name, behaviour, "needs CAP_NET_ADMIN"),
+                ));
                 continue;
             }
             let permits = Arc::clone(&permits);
@@ -230,12 +289,26 @@ pub async fn run_matrix(
 /// The number of connections [`run_matrix`] will run (for a progress bar).
 pub fn planned_connections(config: &LabConfig) -> u64 {
     let net_admin = census::has_net_admin();
+    let netns = super::netns::unavailable().is_none();
     let policies = config
         .policies
         .iter()
         .filter(|&&p| p != "silent" || net_admin)
         .count();
-    (policies * config.behaviours.len() * config.connections) as u64
+    let behaviours = config
+        .behaviours
+        .iter()
+        .filter(|b| !b.needs_netns() || netns)
+        .count();
+    let churn = config.churn.as_ref().map_or(0, |c| {
+        let policies = c
+            .policies
+            .iter()
+            .filter(|&&p| p != "silent" || net_admin)
+            .count();
+        policies * c.connections_per_policy()
+    });
+    (policies * behaviours * config.connections + churn) as u64
 }
 
 /// Checks once that the census can read the kernel's table, so a broken judge

@@ -14,8 +14,12 @@ use tokio::sync::oneshot;
 
 use crate::TcpState;
 
-/// The goodbye the server sends in every lab connection (FLP/1's `BYE quit`).
+/// The goodbye the server sends in a lab connection (FLP/1's `BYE quit`);
+/// see [`Behaviour::goodbye`] for the one exception.
 pub const GOODBYE: &[u8] = b"BYE quit\n";
+
+/// The goodbye to a peer that never handshakes (FLP/1's `BYE handshake-timeout`).
+pub const HANDSHAKE_TIMEOUT_GOODBYE: &[u8] = b"BYE handshake-timeout\n";
 
 /// How long a cooperative peer takes between reading the goodbye and closing.
 pub const COOPERATIVE_REACTION: Duration = Duration::from_millis(2);
@@ -27,6 +31,12 @@ pub enum Behaviour {
     Cooperative,
     /// Reads everything but closes only when the connection's run ends.
     Ignores,
+    /// Connects and never sends a byte (a scanner, a stuck or slow-loris
+    /// client): the server's goodbye is `BYE handshake-timeout`. It *reads*,
+    /// as a client of a server-speaks-first protocol waits for the server's
+    /// first line, does not understand the goodbye, and closes only when it
+    /// reads EOF (or the run ends): the goodbye alone does not make it leave.
+    NeverHandshakes,
     /// Never reads, with a tiny receive buffer that the server fills first:
     /// the goodbye cannot be delivered.
     NeverReads,
@@ -36,17 +46,23 @@ pub enum Behaviour {
     ResetsFirst,
     /// Half-closes (sends its FIN) before the teardown, then reads until EOF.
     HalfClosesFirst,
+    /// Vanishes before the teardown: its host is gone, nothing it could send
+    /// or answer arrives (not even a reset). Played in two network namespaces
+    /// ([`netns`](super::netns)); needs `CAP_NET_ADMIN`.
+    Vanishes,
 }
 
 impl Behaviour {
     /// Every behaviour, in the order the lab runs and prints them.
-    pub const ALL: [Behaviour; 6] = [
+    pub const ALL: [Behaviour; 8] = [
         Behaviour::Cooperative,
         Behaviour::Ignores,
+        Behaviour::NeverHandshakes,
         Behaviour::NeverReads,
         Behaviour::Floods,
         Behaviour::ResetsFirst,
         Behaviour::HalfClosesFirst,
+        Behaviour::Vanishes,
     ];
 
     /// A short kebab-case name for tables and JSON (`"never-reads"`, …).
@@ -54,17 +70,41 @@ impl Behaviour {
         match self {
             Behaviour::Cooperative => "cooperative",
             Behaviour::Ignores => "ignores",
+            Behaviour::NeverHandshakes => "never-handshakes",
             Behaviour::NeverReads => "never-reads",
             Behaviour::Floods => "floods",
             Behaviour::ResetsFirst => "resets-first",
             Behaviour::HalfClosesFirst => "half-closes-first",
+            Behaviour::Vanishes => "vanishes",
         }
+    }
+
+    /// The behaviour named `name` (as [`name`](Behaviour::name) prints it).
+    pub fn from_name(name: &str) -> Option<Behaviour> {
+        Behaviour::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// The goodbye the server sends this peer: [`HANDSHAKE_TIMEOUT_GOODBYE`]
+    /// to a peer that never handshakes, [`GOODBYE`] to every other.
+    pub fn goodbye(self) -> &'static [u8] {
+        match self {
+            Behaviour::NeverHandshakes => HANDSHAKE_TIMEOUT_GOODBYE,
+            _ => GOODBYE,
+        }
+    }
+
+    /// True when the lab can play this peer only in network namespaces.
+    pub fn needs_netns(self) -> bool {
+        self == Behaviour::Vanishes
     }
 
     /// True for a peer whose application reads while the server tears down,
     /// so it can receive the goodbye if the policy lets it through.
     pub fn reads(self) -> bool {
-        !matches!(self, Behaviour::NeverReads | Behaviour::ResetsFirst)
+        !matches!(
+            self,
+            Behaviour::NeverReads | Behaviour::ResetsFirst | Behaviour::Vanishes
+        )
     }
 }
 
@@ -146,7 +186,10 @@ pub(crate) async fn run_peer(
     let mut received = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     match behaviour {
-        Behaviour::Cooperative | Behaviour::HalfClosesFirst | Behaviour::Ignores => {
+        Behaviour::Cooperative
+        | Behaviour::HalfClosesFirst
+        | Behaviour::Ignores
+        | Behaviour::NeverHandshakes => {
             let until_goodbye = behaviour == Behaviour::Cooperative;
             tokio::pin!(release);
             // A oneshot receiver must not be polled again once it has completed.
@@ -157,7 +200,7 @@ pub(crate) async fn run_peer(
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
                             received.extend_from_slice(&buf[..n]);
-                            if until_goodbye && contains(&received, GOODBYE) {
+                            if until_goodbye && contains(&received, behaviour.goodbye()) {
                                 break;
                             }
                         }
@@ -222,8 +265,9 @@ pub(crate) async fn run_peer(
                 _ = release => {},
             }
         }
-        // The reset happens before the teardown; there is nothing left to run.
-        Behaviour::ResetsFirst => {}
+        // The reset happens before the teardown, and a vanished peer is played
+        // by its namespace: there is nothing left to run.
+        Behaviour::ResetsFirst | Behaviour::Vanishes => {}
     }
     received
 }

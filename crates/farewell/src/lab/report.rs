@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::churn::ChurnReport;
 use super::matrix::CellReport;
 use super::peer::Behaviour;
 
@@ -68,17 +69,55 @@ pub struct LabReport {
     pub cells: Vec<CellReport>,
     /// One plain-words verdict per policy, derived from the cells.
     pub verdicts: Vec<String>,
+    /// One entry per policy of the churn run, empty when no churn ran.
+    pub churn: Vec<ChurnReport>,
 }
 
 impl LabReport {
     /// Builds the report and derives the verdicts from `cells`.
-    pub fn new(kernel: KernelInfo, cells: Vec<CellReport>) -> LabReport {
+    pub fn new(kernel: KernelInfo, cells: Vec<CellReport>, churn: Vec<ChurnReport>) -> LabReport {
         let verdicts = verdicts(&cells);
         LabReport {
             kernel,
             cells,
             verdicts,
+            churn,
         }
+    }
+
+    /// The churn as an aligned table (empty when no churn ran).
+    pub fn churn_table(&self) -> String {
+        if self.churn.is_empty() {
+            return String::new();
+        }
+        let mut rows: Vec<Vec<String>> = vec![[
+            "policy",
+            "conns",
+            "no goodbye",
+            "rate/s",
+            "peak server TW",
+            "final server TW",
+            "final client TW",
+        ]
+        .iter()
+        .map(|h| h.to_string())
+        .collect()];
+        for c in &self.churn {
+            if let Some(why) = &c.skipped {
+                rows.push(vec![c.policy.clone(), format!("skipped: {why}")]);
+                continue;
+            }
+            rows.push(vec![
+                c.policy.clone(),
+                c.connections.to_string(),
+                c.failed.to_string(),
+                format!("{:.0} of {}", c.rate_achieved, c.rate_target),
+                c.peak_server_time_wait.to_string(),
+                c.final_server_time_wait.to_string(),
+                c.final_client_time_wait.to_string(),
+            ]);
+        }
+        align(&rows, 1, false)
     }
 
     /// The report as one JSON object.
@@ -98,7 +137,7 @@ impl LabReport {
             "acked",
             "lost B",
             "release med",
-            "release max",
+            "release p99",
             "leftover",
             "paths",
         ];
@@ -127,35 +166,22 @@ impl LabReport {
                 pct(c.goodbye_acked_pct),
                 c.bytes_lost.to_string(),
                 ms(c.release_ms_median),
-                ms(c.release_ms_max),
+                ms(c.release_ms_p99),
                 c.leftover_sockets.to_string(),
                 paths.join(", "),
             ]);
         }
-        let columns = header.len();
-        let widths: Vec<usize> = (0..columns)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        let mut out = String::new();
-        for row in &rows {
-            let mut line = String::new();
-            for (i, cell) in row.iter().enumerate() {
-                let w = widths[i];
-                if i == columns - 1 {
-                    line.push_str(cell);
-                } else if i < 2 {
-                    let _ = write!(line, "{cell:<w$}  ");
-                } else {
-                    let _ = write!(line, "{cell:>w$}  ");
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
+        let mut out = align(&rows, 2, true);
         out.push('\n');
         for v in &self.verdicts {
             out.push_str(v);
             out.push('\n');
+        }
+        if !self.churn.is_empty() {
+            out.push_str(
+                "\nchurn: server and client TIME-WAIT on one port under a sustained rate\n",
+            );
+            out.push_str(&self.churn_table());
         }
         let errors: Vec<&CellReport> = self.cells.iter().filter(|c| !c.errors.is_empty()).collect();
         if !errors.is_empty() {
@@ -166,6 +192,39 @@ impl LabReport {
         }
         out
     }
+}
+
+/// Rows as aligned columns: the first `left` left-aligned, the others
+/// right-aligned; a row's last cell is left unpadded when `ragged` (or when
+/// the row ends early).
+fn align(rows: &[Vec<String>], left: usize, ragged: bool) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter(|r| i + 1 < r.len() || !ragged && r.len() == columns)
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let w = widths[i];
+            if i + 1 == row.len() && (ragged || row.len() < columns) {
+                line.push_str(cell);
+            } else if i < left {
+                let _ = write!(line, "{cell:<w$}  ");
+            } else {
+                let _ = write!(line, "{cell:>w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn behaviour_reads(name: &str) -> bool {
@@ -243,7 +302,22 @@ fn verdict(policy: &str, cells: &[&CellReport]) -> String {
     }
     let leftover: usize = ran.iter().map(|c| c.leftover_sockets).sum();
     if leftover > 0 {
-        parts.push(format!("{leftover} server sockets left over"));
+        let which: Vec<String> = ran
+            .iter()
+            .filter(|c| c.leftover_sockets > 0)
+            .map(|c| {
+                let states: Vec<String> = c
+                    .leftover_states
+                    .iter()
+                    .map(|(s, n)| format!("{n} {s}"))
+                    .collect();
+                format!("{}: {}", c.behaviour, states.join(", "))
+            })
+            .collect();
+        parts.push(format!(
+            "{leftover} server sockets left over in the kernel after close ({})",
+            which.join("; ")
+        ));
     }
     let failed: usize = ran.iter().map(|c| c.errors.len()).sum();
     if failed > 0 {

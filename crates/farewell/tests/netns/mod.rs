@@ -3,6 +3,10 @@
 //! socket table and TCP counters), sockets made inside them, and a thread
 //! that gives up `CAP_NET_ADMIN`.
 //!
+//! The namespaces themselves are the library's ([`farewell::lab::netns`],
+//! which the lab uses for its vanished peers); this harness panics where the
+//! library returns errors, and adds what only tests need.
+//!
 //! A socket keeps the namespace it was created in, so a test makes its
 //! sockets on a thread that entered the namespace ([`Netns::run`]) and then
 //! uses them from any thread. The census (sock_diag) and
@@ -14,95 +18,38 @@
 #![allow(dead_code)] // helpers for more tests than each one uses
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// `CAP_SYS_ADMIN` (`include/uapi/linux/capability.h`): `setns` and `ip netns add` need it.
-const CAP_SYS_ADMIN: u32 = 21;
+use farewell::lab::netns as lib;
+/// Hold from a teardown until its verdict is read: no `ip` command (a fork
+/// that would hold a copy of the socket) runs meanwhile.
+pub use lib::no_forks;
+pub use lib::{ADDR_A, VETH_B};
+
 /// `CAP_NET_ADMIN`: `TCP_REPAIR`, `SOCK_DESTROY`, configuring links.
 pub const CAP_NET_ADMIN: u32 = 12;
 
 /// How long connecting and accepting in a namespace may take.
 const CONNECT_BOUND: Duration = Duration::from_secs(5);
 
-/// Server address inside namespace A of a [`VethPair`] (a private /30 that
-/// exists only inside the test's own namespaces).
-pub const ADDR_A: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
-/// Client address inside namespace B of a [`VethPair`].
-pub const ADDR_B: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
-/// The veth end in namespace A; the names are per namespace, so constant.
-pub const VETH_A: &str = "fw-a";
-/// The veth end in namespace B.
-pub const VETH_B: &str = "fw-b";
-
-static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
-
-/// Held while this process forks (every `ip` command), and by a test while
-/// it closes a socket and reads the verdict; see [`no_forks`].
-static FORKS: Mutex<()> = Mutex::new(());
-
-/// Keeps every other test thread of this process from forking until the
-/// guard is dropped.
-///
-/// A forked child shares all our descriptors until it execs (close-on-exec
-/// only takes effect then), so a socket closed while a parallel test is
-/// starting `ip` is not released when `close()` returns: the kernel sends
-/// the RST, or orphans or frees the socket, only when the child's copy goes.
-/// A census read right after the teardown would then still see the socket,
-/// established and owned. Hold this from the teardown until the verdict is
-/// read; never call [`Netns::new`] or [`Netns::ip`] while holding it.
-pub fn no_forks() -> MutexGuard<'static, ()> {
-    FORKS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Runs `ip args...` with no test thread in a [`no_forks`] section.
-fn run_ip(args: &[&str]) -> io::Result<std::process::Output> {
-    let _forking = no_forks();
-    Command::new("ip").args(args).output()
-}
-
 /// True when the test may run; otherwise prints why it is skipped.
 ///
 /// `needs_netns`: the test creates namespaces, so it also needs
 /// `CAP_SYS_ADMIN` and the `ip` tool.
 pub fn may_run(test: &str, needs_netns: bool) -> bool {
-    if !farewell::census::has_net_admin() {
-        eprintln!(
-            "skipped: {test}: needs CAP_NET_ADMIN (run the tests as root, \
-             or in a container with --cap-add NET_ADMIN --cap-add SYS_ADMIN)"
-        );
-        return false;
-    }
-    if !needs_netns {
-        return true;
-    }
-    if !thread_has_cap(CAP_SYS_ADMIN) {
-        eprintln!(
-            "skipped: {test}: needs CAP_SYS_ADMIN to create and enter network namespaces \
-             (ip netns add, setns)"
-        );
-        return false;
-    }
-    match run_ip(&["-V"]) {
-        Ok(out) if out.status.success() => true,
-        Ok(out) => {
+    let why = if needs_netns {
+        lib::unavailable()
+    } else {
+        (!farewell::census::has_net_admin()).then(|| "needs CAP_NET_ADMIN".to_owned())
+    };
+    match why {
+        None => true,
+        Some(why) => {
             eprintln!(
-                "skipped: {test}: `ip -V` failed ({}); needs a working `ip` from the Debian package iproute2",
-                out.status
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!(
-                "skipped: {test}: needs the `ip` tool ({e}); install the Debian package iproute2"
+                "skipped: {test}: {why} (run the tests as root, or in a container with \
+                 --cap-add NET_ADMIN --cap-add SYS_ADMIN and iproute2 installed)"
             );
             false
         }
@@ -125,67 +72,35 @@ pub fn thread_has_cap(cap: u32) -> bool {
         .is_some_and(|caps| caps & (1 << cap) != 0)
 }
 
-/// Runs `ip args...`; panics with its stderr when it fails.
-fn ip(args: &[&str]) {
-    let out = run_ip(args).unwrap_or_else(|e| panic!("running ip {}: {e}", args.join(" ")));
-    assert!(
-        out.status.success(),
-        "ip {} failed ({}): {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-}
-
 /// A network namespace of this test process, deleted on drop.
-pub struct Netns {
-    name: String,
-}
+pub struct Netns(lib::Netns);
 
 impl Netns {
     /// Creates a namespace named `farewell-<pid>-<n>-<role>`, with its
-    /// loopback up.
+    /// loopback up; panics when it cannot.
     pub fn new(role: &str) -> Netns {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let name = format!("farewell-{}-{id}-{role}", std::process::id());
-        ip(&["netns", "add", &name]);
-        // From here on, Drop deletes it whatever fails next.
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
+        Netns(lib::Netns::new(role).unwrap_or_else(|e| panic!("creating namespace {role}: {e}")))
     }
 
     /// Where `ip netns` binds the namespace; gone once the namespace is deleted.
     pub fn path(&self) -> std::path::PathBuf {
-        std::path::Path::new("/run/netns").join(&self.name)
+        self.0.path()
     }
 
     /// The namespace's name, as `ip netns list` shows it.
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// Runs `ip -n <name> args...`; panics when it fails.
     pub fn ip(&self, args: &[&str]) {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        ip(&all);
+        self.0.ip(args).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Runs `f` on a new thread that entered this namespace, and returns its
-    /// result (a panic in `f` is passed on). The thread ends with `f`, so no
-    /// other code ever runs in the namespace by accident.
+    /// result (a panic in `f` is passed on).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|scope| {
-            let handle = scope.spawn(|| {
-                enter(&path);
-                f()
-            });
-            handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        self.0.run(f).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// This namespace's TCP counters (`Tcp:` of /proc/thread-self/net/snmp, read in it).
@@ -196,7 +111,8 @@ impl Netns {
     /// A connection on this namespace's loopback: (listener, server side, client side).
     pub fn loopback_pair(&self) -> Conn {
         self.run(|| {
-            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1");
+            let listener =
+                TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1");
             let client = TcpStream::connect_timeout(&listener.local_addr().unwrap(), CONNECT_BOUND)
                 .expect("connect on the namespace's loopback");
             Conn::accepted(listener, client)
@@ -204,33 +120,8 @@ impl Netns {
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // No panic here: this may run while a failed assertion unwinds.
-        match run_ip(&["netns", "del", &self.name]) {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "warning: ip netns del {} failed: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            Err(e) => eprintln!("warning: ip netns del {}: {e}", self.name),
-        }
-    }
-}
-
-/// Moves the calling thread into the namespace bound at `path`.
-fn enter(path: &str) {
-    let file = File::open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-    // SAFETY: `file` is an open namespace file for the duration of the call;
-    // setns only changes the calling thread's network namespace.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns({path}): {}", io::Error::last_os_error());
-}
-
-/// Two namespaces joined by a veth pair: A holds [`ADDR_A`] on [`VETH_A`], B
-/// holds [`ADDR_B`] on [`VETH_B`]. Nothing else is routed: traffic stays
-/// between them.
+/// Two namespaces joined by a veth pair ([`lib::VethPair`]): A holds
+/// [`ADDR_A`] on `fw-a`, B holds `10.200.0.2` on [`VETH_B`].
 pub struct VethPair {
     /// The server's namespace.
     pub a: Netns,
@@ -239,33 +130,14 @@ pub struct VethPair {
 }
 
 impl VethPair {
-    /// Creates both namespaces and the link, and brings it up.
+    /// Creates both namespaces and the link, and brings it up; panics when it cannot.
     pub fn new() -> VethPair {
-        let pair = VethPair {
-            a: Netns::new("a"),
-            b: Netns::new("b"),
-        };
-        // Created in A with its peer directly in B: the host namespace never
-        // sees either end.
-        pair.a.ip(&[
-            "link",
-            "add",
-            VETH_A,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            VETH_B,
-            "netns",
-            pair.b.name(),
-        ]);
-        pair.a
-            .ip(&["addr", "add", &format!("{ADDR_A}/30"), "dev", VETH_A]);
-        pair.b
-            .ip(&["addr", "add", &format!("{ADDR_B}/30"), "dev", VETH_B]);
-        pair.a.ip(&["link", "set", VETH_A, "up"]);
-        pair.b.ip(&["link", "set", VETH_B, "up"]);
-        pair
+        let lib::VethPair { a, b } =
+            lib::VethPair::new().unwrap_or_else(|e| panic!("creating the veth pair: {e}"));
+        VethPair {
+            a: Netns(a),
+            b: Netns(b),
+        }
     }
 
     /// A connection from B to a listener in A: (listener, server side in A, client side in B).
@@ -282,15 +154,8 @@ impl VethPair {
         Conn::accepted(listener, client)
     }
 
-    /// Makes B vanish: B's address is removed, so B's kernel drops whatever
-    /// A sends (IP forwarding is off in a new namespace, so not even an
-    /// ICMP error comes back) and never answers again: no ACK, no FIN, no
-    /// RST, no ARP reply.
-    ///
-    /// The link itself stays up. Taking B's end down instead also takes A's
-    /// carrier down, and then A's kernel fails to transmit locally rather
-    /// than sending into the void: its retransmissions are never counted and
-    /// the test would not see a real vanished peer.
+    /// Makes B vanish by removing its address, as
+    /// [`lib::VethPair::vanish_b`] does (see there why not the link).
     pub fn vanish_b(&self) {
         self.b.ip(&["addr", "flush", "dev", VETH_B]);
     }
