@@ -20,12 +20,16 @@ enum Command {
     /// Run every teardown policy against every peer behaviour on this kernel and print the matrix.
     #[command(long_about = cmd::lab::LAB_HELP)]
     Lab(cmd::lab::LabArgs),
+    /// Serve HTTP (hyper, HTTP/1.1 and h2) with a teardown policy: no server TIME_WAIT.
+    #[command(name = "serve-http", long_about = cmd::serve_http::SERVE_HTTP_HELP)]
+    ServeHttp(cmd::serve_http::ServeHttpArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Lab(args) => cmd::lab::run(args),
+        Command::ServeHttp(args) => cmd::serve_http::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,4 @@
 //! One module per subcommand: its clap arguments, its `--help` text and its `run`.
 
 pub mod lab;
+pub mod serve_http;
