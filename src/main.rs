@@ -23,6 +23,9 @@ enum Command {
     /// Serve HTTP (hyper, HTTP/1.1 and h2) with a teardown policy: no server TIME_WAIT.
     #[command(name = "serve-http", long_about = cmd::serve_http::SERVE_HTTP_HELP)]
     ServeHttp(cmd::serve_http::ServeHttpArgs),
+    /// Run a benchmark (`farewell bench http`).
+    #[command(long_about = cmd::bench::BENCH_HELP)]
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lab(args) => cmd::lab::run(args),
         Command::ServeHttp(args) => cmd::serve_http::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
