@@ -19,10 +19,16 @@ impl Drop for Server {
     }
 }
 
-/// Starts `farewell serve-http --listen 127.0.0.1:0 ARGS` and reads the bound address.
+/// Starts `farewell serve-http --listen 127.0.0.1:PORT ARGS` and reads the
+/// bound address from stderr. PORT is below the ephemeral range with no
+/// sockets on it (`farewell_http::port`), so the census on it sees only this
+/// server's sockets, not TIME-WAIT left by other tests' clients.
 fn serve_http(args: &[&str]) -> (Server, String, BufReader<std::process::ChildStderr>) {
+    let quiet = farewell_http::port::bind_quiet_port([127, 0, 0, 1].into()).unwrap();
+    let listen = quiet.local_addr().unwrap().to_string();
+    drop(quiet);
     let mut child = Command::new(env!("CARGO_BIN_EXE_farewell"))
-        .args(["serve-http", "--listen", "127.0.0.1:0"])
+        .args(["serve-http", "--listen", &listen])
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

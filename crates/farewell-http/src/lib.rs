@@ -63,6 +63,7 @@
 //! ```no_run
 //! use hyper::service::service_fn;
 //!
+//! # #[allow(dead_code)]
 //! # async fn demo() -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -91,6 +92,7 @@ pub mod baseline;
 mod conn;
 pub mod demo;
 mod io;
+pub mod port;
 mod server;
 mod service;
 

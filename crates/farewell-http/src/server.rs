@@ -43,6 +43,7 @@ pub const DEFAULT_DRAIN_LIMIT: u64 = 2 * 1024 * 1024;
 /// use std::time::Duration;
 /// use farewell_http::Server;
 ///
+/// # #[allow(dead_code)]
 /// # async fn demo(app: axum::Router) -> std::io::Result<()> {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// let report = Server::new()
@@ -286,6 +287,7 @@ async fn accept_error(e: io::Error) {
 /// ```no_run
 /// use axum::{routing::get, Router};
 ///
+/// # #[allow(dead_code)]
 /// # async fn demo() -> std::io::Result<()> {
 /// let app = Router::new().route("/", get(|| async { "hello\n" }));
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;

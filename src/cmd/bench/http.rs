@@ -51,7 +51,7 @@ pub struct HttpArgs {
     /// Rounds of interleaved runs per mode.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
     rounds: u32,
-    /// Short runs for tests: 1s, 1 thread, 4 connections, 1 round.
+    /// Short runs for tests: 1 thread, 4 connections, 1 round, at most 1s and 300 responses per run.
     #[arg(long)]
     quick: bool,
     /// Leave nginx out even if installed.
@@ -123,6 +123,36 @@ struct WrkSettings {
     connections: u32,
     duration_s: f64,
     rounds: u32,
+    /// --quick: each wrk thread stops after this many responses.
+    max_responses_per_thread: Option<u32>,
+}
+
+/// A wrk Lua script that stops each thread after `max` responses; removed on drop.
+struct WrkScript {
+    path: PathBuf,
+}
+
+impl WrkScript {
+    fn new(max: u32) -> anyhow::Result<WrkScript> {
+        let path = std::env::temp_dir().join(format!(
+            "farewell-bench-wrk-{}-{max}.lua",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            format!(
+                "local n = 0\nfunction response(status, headers, body)\n  n = n + 1\n  \
+                 if n >= {max} then wrk.thread:stop() end\nend\n"
+            ),
+        )?;
+        Ok(WrkScript { path })
+    }
+}
+
+impl Drop for WrkScript {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Runs the benchmark and prints the report.
@@ -133,6 +163,7 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
             connections: 4,
             duration_s: 1.0,
             rounds: 1,
+            max_responses_per_thread: Some(300),
         }
     } else {
         WrkSettings {
@@ -140,6 +171,7 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
             connections: args.connections,
             duration_s: args.duration.as_secs_f64(),
             rounds: args.rounds,
+            max_responses_per_thread: None,
         }
     };
     check_wrk()?;
@@ -220,6 +252,7 @@ async fn run_one(target: Target, mode: Mode, round: u32, wrk: WrkSettings) -> an
     )
     .context("reading the kernel's socket table")?
     .get(TcpState::TimeWait);
+    forget_client_time_wait(port);
     Ok(Run {
         server: target,
         mode,
@@ -229,6 +262,24 @@ async fn run_one(target: Target, mode: Mode, round: u32, wrk: WrkSettings) -> an
         errors,
         server_time_wait,
     })
+}
+
+/// Removes the TIME-WAIT entries wrk's clients left (remote port = the run's
+/// server port), with `SOCK_DESTROY` when we have `CAP_NET_ADMIN`. Otherwise
+/// tens of thousands of them would sit on ephemeral ports for 60 s, and any
+/// census of a port-0 listener on this machine (other tests, say) would count
+/// them. They are the load generator's, never the server's, and are counted
+/// before they go.
+fn forget_client_time_wait(server_port: u16) {
+    if !census::has_net_admin() {
+        return;
+    }
+    let filter = Filter::remote_port(server_port).states(StateSet::single(TcpState::TimeWait));
+    if let Ok(entries) = census::dump(&filter) {
+        for entry in entries {
+            let _ = census::destroy(&entry);
+        }
+    }
 }
 
 /// Lets the last FINs and ACKs of a run land before the census reads the table.
@@ -252,6 +303,14 @@ async fn wrk_run(
     if mode == Mode::Close {
         command.arg("-H").arg("Connection: close");
     }
+    let _script = match wrk.max_responses_per_thread {
+        Some(max) => {
+            let script = WrkScript::new(max)?;
+            command.arg("-s").arg(&script.path);
+            Some(script)
+        }
+        None => None,
+    };
     command
         .arg(format!("http://{addr}/"))
         .stdin(Stdio::null())
@@ -295,6 +354,16 @@ fn parse_wrk(out: &str) -> Option<(u64, f64, u64)> {
     Some((requests?, rate?, errors))
 }
 
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// A listener on a port below the ephemeral range with no sockets on it, so the
+/// census on it counts this server's TIME-WAIT and not that of earlier wrk clients.
+fn quiet_listener() -> anyhow::Result<TcpListener> {
+    let listener = farewell_http::port::bind_quiet_port(LOOPBACK)?;
+    listener.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(listener)?)
+}
+
 /// farewell-http or plain hyper, running the demo handler in this process.
 struct InProcess {
     addr: SocketAddr,
@@ -304,7 +373,7 @@ struct InProcess {
 
 impl InProcess {
     async fn start(target: Target) -> anyhow::Result<InProcess> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = quiet_listener()?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let stopped = async {
@@ -348,8 +417,8 @@ struct Nginx {
 
 impl Nginx {
     async fn start() -> anyhow::Result<Nginx> {
-        // Ask the kernel for a free port, then hand it to nginx.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        // Find a quiet port, then hand it to nginx.
+        let addr = farewell_http::port::bind_quiet_port(LOOPBACK)?.local_addr()?;
         let dir = std::env::temp_dir().join(format!(
             "farewell-bench-nginx-{}-{}",
             std::process::id(),

@@ -38,8 +38,16 @@ pub struct Running {
     done: tokio::task::JoinHandle<std::io::Result<ServeReport>>,
 }
 
+/// A listener on a port no other socket uses (see `farewell_http::port`), so
+/// the census on it counts this server's sockets only.
+pub fn quiet_listener() -> TcpListener {
+    let listener = farewell_http::port::bind_quiet_port([127, 0, 0, 1].into()).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    TcpListener::from_std(listener).unwrap()
+}
+
 pub async fn start(server: Server) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = quiet_listener();
     let addr = listener.local_addr().unwrap();
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&outcomes);
