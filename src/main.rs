@@ -34,6 +34,9 @@ enum Command {
     /// Live per-state counts of TCP sockets (one port's, or all) from the kernel's table.
     #[command(long_about = cmd::watch::WATCH_HELP)]
     Watch(cmd::watch::WatchArgs),
+    /// Serve HTTP (hyper, HTTP/1.1 and h2) with a teardown policy: no server TIME_WAIT.
+    #[command(name = "serve-http", long_about = cmd::serve_http::SERVE_HTTP_HELP)]
+    ServeHttp(cmd::serve_http::ServeHttpArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Load(args) => cmd::load::run(args),
         Command::Watch(args) => cmd::watch::run(args),
+        Command::ServeHttp(args) => cmd::serve_http::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,4 +5,5 @@ pub mod lab;
 pub mod load;
 mod progress;
 pub mod serve;
+pub mod serve_http;
 pub mod watch;

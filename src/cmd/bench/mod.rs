@@ -1,4 +1,4 @@
-//! `farewell bench`: churn and scale benchmarks (and `bench http`).
+//! `farewell bench [churn|scale|http]`: benchmarks, one module per kind.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -12,6 +12,8 @@ use crate::bench::churn::{self, ChurnConfig};
 use crate::bench::scale::{self, ScaleConfig};
 use crate::bench::{BenchReport, ChurnSettings};
 use crate::duration::parse_duration;
+
+pub mod http;
 
 pub const BENCH_HELP: &str = "\
 Measure what peer-first costs, side by side with what a server would do without it.
@@ -36,9 +38,13 @@ and user-space memory per closing connection (RSS growth ÷ N; goal ≤ 1 KiB). 
 live in this process, so N needs 2N descriptors: the bench raises RLIMIT_NOFILE as far as
 the system allows and says so if N must shrink.
 
+http: wrk against farewell-http, plain hyper and (if installed) nginx: requests/s and server
+TIME-WAIT, with and without `Connection: close` (see `farewell bench http --help`).
+
 With no KIND, runs churn then scale. --quick runs a tiny version of both (for tests).";
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
     #[command(subcommand)]
     kind: Option<BenchKind>,
@@ -49,47 +55,51 @@ pub struct BenchArgs {
 #[derive(Subcommand, Debug)]
 enum BenchKind {
     /// Only the churn bench: connections per second and server TIME-WAIT.
-    Churn,
+    Churn(CommonArgs),
     /// Only the scale bench: N idle clients told goodbye at once.
-    Scale,
+    Scale(CommonArgs),
+    /// farewell-http vs plain hyper (and nginx) under wrk: requests/s and server TIME-WAIT.
+    #[command(long_about = http::HTTP_HELP)]
+    Http(http::HttpArgs),
 }
 
 #[derive(Args, Debug)]
 struct CommonArgs {
     /// Length of each churn run.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, global = true)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     duration: Duration,
     /// Churn runs per server (interleaved).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20), global = true)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
     rounds: u64,
     /// Closed-loop churn clients.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096), global = true)]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
     clients: u64,
     /// Idle clients in the scale bench.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     idle_clients: u64,
     /// Scale bench with 100,000 idle clients (needs ~200,000 descriptors).
-    #[arg(long, global = true)]
+    #[arg(long)]
     large: bool,
     /// Peer-first grace in the scale bench.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, global = true)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     grace: Duration,
     /// A tiny run of everything, for tests: 300 ms churn runs, 1 round, 200 idle clients.
-    #[arg(long, global = true)]
+    #[arg(long)]
     quick: bool,
     /// Print one JSON object (schema in `farewell bench --help`'s source, src/bench/mod.rs).
-    #[arg(long, global = true)]
+    #[arg(long)]
     json: bool,
 }
 
 /// Runs the benches and prints the report.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let c = &args.common;
-    let (do_churn, do_scale) = match args.kind {
-        None => (true, true),
-        Some(BenchKind::Churn) => (true, false),
-        Some(BenchKind::Scale) => (false, true),
+    let (c, do_churn, do_scale) = match args.kind {
+        None => (args.common, true, true),
+        Some(BenchKind::Churn(common)) => (common, true, false),
+        Some(BenchKind::Scale(common)) => (common, false, true),
+        Some(BenchKind::Http(args)) => return http::run(args),
     };
+    let c = &c;
     let churn_config = ChurnConfig {
         duration: if c.quick {
             Duration::from_millis(300)

@@ -1,0 +1,180 @@
+//! One connection: what it has done (for the idle timer and the teardown
+//! decision), and the task that serves it with hyper and ends it.
+
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use farewell::{Closer, Policy};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+
+use crate::io::TeardownIo;
+use crate::service::Counted;
+
+/// What every connection of one server shares.
+pub(crate) struct Shared {
+    pub(crate) closer: Closer,
+    /// The policy for a connection whose last response went out (or the client closed).
+    pub(crate) policy: Policy,
+    /// The policy for a connection we close with nothing to say (idle HTTP/1.1 keep-alive,
+    /// laggards at shutdown): reset once everything written is ACKed.
+    pub(crate) quiet_policy: Policy,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_requests: Option<u64>,
+    /// Set when the shutdown deadline passed: every connection still open is a laggard.
+    pub(crate) forcing: AtomicBool,
+    pub(crate) connections: AtomicU64,
+    pub(crate) requests: AtomicU64,
+}
+
+/// Marks "we decided to close, and had written this many bytes by then" as unset.
+const NOT_CLOSING: u64 = u64::MAX;
+
+/// One connection's counters, shared by its IO, its service and its task.
+pub(crate) struct ConnState {
+    pub(crate) shared: Arc<Shared>,
+    started: Instant,
+    /// Milliseconds since `started` of the last byte read or written, or response finished.
+    last_activity_ms: AtomicU64,
+    written: AtomicU64,
+    /// Bytes written when we decided to close without a request in flight, or [`NOT_CLOSING`].
+    written_at_quiet_close: AtomicU64,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) requests: AtomicU64,
+    /// Told when the request that reaches `max_requests` arrives.
+    pub(crate) limit_reached: Notify,
+}
+
+impl ConnState {
+    pub(crate) fn new(shared: Arc<Shared>) -> ConnState {
+        ConnState {
+            shared,
+            started: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            written_at_quiet_close: AtomicU64::new(NOT_CLOSING),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            limit_reached: Notify::new(),
+        }
+    }
+
+    /// Something happened on the connection: the idle clock restarts.
+    pub(crate) fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn wrote(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn last_activity(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
+    }
+
+    /// `None` when the connection has been idle (no request in flight, no I/O) for
+    /// `idle`; else when to look again.
+    fn idle_check(&self, idle: Duration, now: Instant) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Some(now + idle);
+        }
+        let due = self.last_activity() + idle;
+        (due > now).then_some(due)
+    }
+
+    /// We are about to ask hyper to end the connection while nothing may be in flight.
+    /// If hyper then writes nothing more (HTTP/1.1 closes an idle connection
+    /// silently), the teardown has nothing to deliver and uses the quiet policy.
+    /// If it does write (a response finishing, an h2 GOAWAY), it uses the normal one.
+    fn closing_quietly(&self) {
+        let written = self.written.load(Ordering::Relaxed);
+        self.written_at_quiet_close
+            .store(written, Ordering::Relaxed);
+    }
+
+    /// Hands the socket, which hyper is done with, to the server's closer.
+    pub(crate) fn release(&self, stream: TcpStream) {
+        let quiet = self.written_at_quiet_close.load(Ordering::Relaxed);
+        let nothing_since = quiet != NOT_CLOSING && quiet == self.written.load(Ordering::Relaxed);
+        let policy = if nothing_since || self.shared.forcing.load(Ordering::Relaxed) {
+            self.shared.quiet_policy
+        } else {
+            self.shared.policy
+        };
+        // The goodbye is whatever hyper wrote last (a `Connection: close`
+        // response, an h2 GOAWAY); it is already in the socket, so the
+        // teardown's own goodbye is empty. Its confirmation (SIOCOUTQ = 0)
+        // covers those bytes all the same.
+        self.shared.closer.close_with(stream, Bytes::new(), policy);
+    }
+}
+
+/// Serves one accepted connection until it ends, then lets the IO's drop hand
+/// the socket to the closer.
+pub(crate) async fn serve_connection<S, B>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    service: S,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let state = Arc::new(ConnState::new(shared));
+    let idle = state.shared.idle_timeout;
+    let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
+    let conn =
+        builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state)));
+    tokio::pin!(conn);
+
+    let mut closing = false;
+    let mut idle_at = Instant::now() + idle;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = stop.wait_for(|stop| *stop), if !closing => {
+                // Server shutdown: in-flight responses finish with `Connection: close`
+                // (or h2 GOAWAY); idle HTTP/1.1 connections end at once.
+                state.closing_quietly();
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = state.limit_reached.notified(), if !closing => {
+                // HTTP/1.1 responses already carry `Connection: close` (see
+                // `Counted`); for h2 this sends GOAWAY.
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = tokio::time::sleep_until(idle_at.into()), if !closing => {
+                match state.idle_check(idle, Instant::now()) {
+                    Some(next) => idle_at = next,
+                    None => {
+                        state.closing_quietly();
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The socket as hyper sees it: reads and writes pass through, shutdown sends no FIN,
+//! and dropping it hands the socket to the teardown instead of closing it.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::conn::ConnState;
+
+/// A `TcpStream` lent to hyper for the life of one connection.
+///
+/// hyper ends a connection by calling `poll_shutdown` (HTTP/1.1 after a
+/// `Connection: close` response, h2 after GOAWAY) and then dropping its IO.
+/// Both would send the first FIN and leave TIME-WAIT on the server (DESIGN.md
+/// F1). Here `poll_shutdown` only records the request, and `Drop` gives the
+/// socket to the connection's teardown ([`ConnState::release`]), which runs the
+/// server's policy on it: for peer-first, no FIN from us, ever.
+pub(crate) struct TeardownIo {
+    stream: Option<TcpStream>,
+    conn: Arc<ConnState>,
+}
+
+impl TeardownIo {
+    pub(crate) fn new(stream: TcpStream, conn: Arc<ConnState>) -> TeardownIo {
+        TeardownIo {
+            stream: Some(stream),
+            conn,
+        }
+    }
+
+    fn stream(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(
+            self.stream
+                .as_mut()
+                .expect("the stream is only taken in Drop"),
+        )
+    }
+}
+
+impl AsyncRead for TeardownIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = self.stream().poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.conn.touch();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for TeardownIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = self.stream().poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.conn.wrote(n);
+        }
+        poll
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = self.stream().poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.conn.wrote(n);
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_some_and(AsyncWrite::is_write_vectored)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+
+    /// Flushes and returns: **no FIN**. Whether one is ever sent is the
+    /// teardown policy's decision, made when hyper drops the IO.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+}
+
+impl Drop for TeardownIo {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            self.conn.release(stream);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Serve hyper and axum (HTTP/1.1 and HTTP/2) so that the server keeps no
+//! TIME-WAIT and no response is cut short.
+//!
+//! hyper ends a connection by calling `shutdown()` on it and dropping it: the
+//! server sends the first FIN, so every connection the server ends (a
+//! `Connection: close` response, a keep-alive limit, an idle timeout, a
+//! restart) leaves a 60 s TIME-WAIT entry on the server (DESIGN.md F1). Under
+//! `Connection: close` churn that is thousands of entries a second.
+//!
+//! [`Server`] serves hyper connections through hyper-util's `auto::Builder`,
+//! on an IO wrapper whose `shutdown()` sends no FIN and whose drop hands the
+//! socket to a [`farewell::Closer`]. The closer then runs the server's
+//! [`Policy`](farewell::Policy), by default peer-first.
+//!
+//! # What goes on the wire (peer-first, the default)
+//!
+//! | connection ends because | the server sends | then | TIME-WAIT kept by |
+//! |---|---|---|---|
+//! | the client asked (`Connection: close` request), or the max-requests limit | the last response, with `Connection: close`; **no FIN** | waits up to the grace for the client's FIN, reading and discarding; closes passively (LAST-ACK → CLOSED). No FIN by then: waits (bounded) until the response is ACKed, then RST | the client; nobody if reset |
+//! | the client closed (FIN) | nothing more | closes passively | the client |
+//! | keep-alive idle timeout (HTTP/1.1, nothing in flight) | nothing | RST once everything written is ACKed (`SIOCOUTQ` = 0) | nobody |
+//! | keep-alive idle timeout (h2), max requests (h2) | GOAWAY; **no FIN** | as for `Connection: close` | the client; nobody if reset |
+//! | response sent before the request body was read (early 413/401) | the response, `Connection: close`; no FIN | reads and discards the unread body (up to the drain limit, within the grace) until the client's FIN, so the client reads the response instead of a reset (RFC 9112 §9.6); over the limit: RST | the client; nobody if reset |
+//! | server shutdown | in-flight responses finish with `Connection: close` / GOAWAY; idle HTTP/1.1 connections as for the idle timeout | as above; laggards after the shutdown timeout: RST once their bytes are ACKed | the client; nobody if reset |
+//!
+//! **Why an idle HTTP/1.1 connection is reset rather than given a grace.**
+//! HTTP/1.1 has no message that tells a client "this idle connection is going
+//! away": a grace would wait for a FIN the client has no reason to send. A
+//! reset is safe there: the last response was written long ago, and the reset
+//! is sent only once the client's kernel has ACKed everything (`SIOCOUTQ` = 0),
+//! so no response byte can be lost. The only request it can hit is one that
+//! crosses it on the wire; a client sees that as a reset of a reused connection,
+//! which HTTP clients retry just as they retry after a FIN on a reused
+//! connection (RFC 9112 §9.3.1). A FIN instead would leave TIME-WAIT on the
+//! server for every idle connection it ends.
+//!
+//! With [`Policy::Plain`](farewell::Policy::Plain) the server closes like plain
+//! hyper (FIN first; TIME-WAIT on the server); the other policies behave as the
+//! [`farewell::policy`] table says. Every teardown's [`farewell::Outcome`] can
+//! be observed with [`Server::on_outcome`]; [`ServeReport`] counts them by
+//! [`farewell::Path`].
+//!
+//! # Example: axum
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let app = Router::new().route("/", get(|| async { "hello\n" }));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//!     // Instead of `axum::serve(listener, app).await?`:
+//!     let report = farewell_http::Server::new()
+//!         .serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; })
+//!         .await?;
+//!     eprintln!("{report}"); // e.g. "12 connections, 40 requests, 0 forced at shutdown; teardowns: ..."
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Example: a plain hyper service
+//!
+//! ```no_run
+//! use hyper::service::service_fn;
+//!
+//! # #[allow(dead_code)]
+//! # async fn demo() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! # drop(stop);
+//! let report = farewell_http::Server::new()
+//!     .serve_hyper(listener, service_fn(farewell_http::demo::handle), async {
+//!         let _ = stopped.await;
+//!     })
+//!     .await?;
+//! println!("{report}");
+//! # Ok(()) }
+//! ```
+//!
+//! # Notes
+//!
+//! HTTP upgrades (WebSocket) are served: the upgraded stream still holds the
+//! wrapper, so its teardown runs the same policy when the upgraded stream is
+//! dropped. Read-ahead bytes hyper had buffered past the last response
+//! (pipelined requests after a `Connection: close`) are discarded, as
+//! RFC 9112 §9.3.2 allows.
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod baseline;
+mod conn;
+pub mod demo;
+mod io;
+pub mod port;
+mod server;
+mod service;
+
+pub use server::{serve, ServeReport, Server, DEFAULT_DRAIN_LIMIT};

@@ -1,0 +1,342 @@
+//! The accept loop, the settings, graceful shutdown and its report.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use farewell::{Closer, CloserStats, Outcome, PeerFirst, Policy};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::conn::{serve_connection, Shared};
+
+type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
+
+/// The default drain limit of [`Server`]'s peer-first policy: 2 MiB, so the
+/// unread body of a request answered early (a 413 for a 1 MB upload) is read
+/// and discarded instead of being met with a reset (RFC 9112 §9.6).
+pub const DEFAULT_DRAIN_LIMIT: u64 = 2 * 1024 * 1024;
+
+/// An HTTP/1.1 and HTTP/2 server (hyper 1.x, via hyper-util) that ends
+/// connections with a farewell [`Policy`].
+///
+/// See the [crate docs](crate) for what goes on the wire. Build one with
+/// [`Server::new`] and the setters, then run it with [`Server::serve`] (a tower
+/// service, e.g. an axum `Router`) or [`Server::serve_hyper`] (a hyper
+/// service). Both stop accepting when the `shutdown` future completes, end every
+/// connection gracefully, and return a [`ServeReport`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use farewell_http::Server;
+///
+/// # #[allow(dead_code)]
+/// # async fn demo(app: axum::Router) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// let report = Server::new()
+///     .idle_timeout(Duration::from_secs(30))
+///     .max_requests_per_connection(Some(1000))
+///     .serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; })
+///     .await?;
+/// eprintln!("{report}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    policy: Policy,
+    idle_timeout: Duration,
+    max_requests: Option<u64>,
+    shutdown_timeout: Duration,
+    on_outcome: Option<OutcomeHook>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server::new()
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("policy", &self.policy)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_requests", &self.max_requests)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with the defaults: peer-first (2 s grace, 1 s confirmation wait,
+    /// [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, no request limit,
+    /// 10 s shutdown timeout.
+    pub fn new() -> Server {
+        Server {
+            policy: Policy::PeerFirst(PeerFirst {
+                drain_limit: DEFAULT_DRAIN_LIMIT,
+                ..PeerFirst::default()
+            }),
+            idle_timeout: Duration::from_secs(60),
+            max_requests: None,
+            shutdown_timeout: Duration::from_secs(10),
+            on_outcome: None,
+        }
+    }
+
+    /// The teardown policy for connections that end after a response (or when the client closes).
+    ///
+    /// With [`Policy::PeerFirst`], connections closed with nothing left to say
+    /// (idle HTTP/1.1 keep-alive, laggards at shutdown) use the same policy with
+    /// a zero grace: reset once everything written is ACKed. Other policies are
+    /// used as they are for every connection.
+    pub fn policy(mut self, policy: Policy) -> Server {
+        self.policy = policy;
+        self
+    }
+
+    /// How long a connection may sit with no request in flight and no bytes
+    /// moving before the server ends it (default 60 s).
+    pub fn idle_timeout(mut self, idle: Duration) -> Server {
+        self.idle_timeout = idle.min(farewell::policy::MAX_WAIT);
+        self
+    }
+
+    /// After this many requests on one connection, the last response carries
+    /// `Connection: close` (HTTP/1.1) or the connection gets a GOAWAY (h2).
+    /// `None` (the default): no limit.
+    pub fn max_requests_per_connection(mut self, max: Option<u64>) -> Server {
+        self.max_requests = max.map(|m| m.max(1));
+        self
+    }
+
+    /// At shutdown, how long connections have to finish before the laggards are
+    /// reset (after their written bytes are ACKed, within the policy's bound). Default 10 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Server {
+        self.shutdown_timeout = timeout.min(farewell::policy::MAX_WAIT);
+        self
+    }
+
+    /// Calls `hook` with every connection's teardown [`Outcome`], on a runtime
+    /// thread. Keep it short (bump a metric, send to a channel).
+    pub fn on_outcome(mut self, hook: impl Fn(Outcome) + Send + Sync + 'static) -> Server {
+        self.on_outcome = Some(Arc::new(hook));
+        self
+    }
+
+    /// Serves a tower service (an axum `Router`, say) on `listener` until
+    /// `shutdown` completes, then shuts down gracefully.
+    ///
+    /// # Errors
+    ///
+    /// None today: accept errors are logged and retried (after a pause when
+    /// descriptors run out). The `Result` leaves room for setup errors.
+    pub async fn serve<S, B>(
+        self,
+        listener: TcpListener,
+        service: S,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> io::Result<ServeReport>
+    where
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn StdError + Send + Sync>>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        self.serve_hyper(listener, TowerToHyperService::new(service), shutdown)
+            .await
+    }
+
+    /// Serves a hyper service (e.g. `hyper::service::service_fn(..)`) on
+    /// `listener` until `shutdown` completes, then shuts down gracefully.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
+    pub async fn serve_hyper<S, B>(
+        self,
+        listener: TcpListener,
+        service: S,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> io::Result<ServeReport>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn StdError + Send + Sync>>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let mut closer = Closer::builder(self.policy);
+        if let Some(hook) = self.on_outcome.clone() {
+            closer = closer.on_outcome(move |outcome| hook(outcome));
+        }
+        let shared = Arc::new(Shared {
+            closer: closer.build(),
+            policy: self.policy,
+            quiet_policy: match self.policy {
+                Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
+                    grace: Duration::ZERO,
+                    ..p
+                }),
+                other => other,
+            },
+            idle_timeout: self.idle_timeout,
+            max_requests: self.max_requests,
+            forcing: AtomicBool::new(false),
+            connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        });
+        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        // Responses are written whole; do not let Nagle hold their tails.
+                        let _ = stream.set_nodelay(true);
+                        shared.connections.fetch_add(1, Ordering::Relaxed);
+                        tasks.spawn(serve_connection(
+                            Arc::clone(&builder),
+                            stream,
+                            service.clone(),
+                            Arc::clone(&shared),
+                            stop_rx.clone(),
+                        ));
+                    }
+                    Err(e) => accept_error(e).await,
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+
+        drop(listener);
+        tracing::debug!(connections = tasks.len(), "shutting down");
+        let _ = stop_tx.send(true);
+        let deadline = tokio::time::sleep(self.shutdown_timeout);
+        tokio::pin!(deadline);
+        let mut forced = 0;
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { break },
+                () = &mut deadline => {
+                    forced = tasks.len();
+                    shared.forcing.store(true, Ordering::Relaxed);
+                    // Dropping each connection drops its IO, which hands the
+                    // socket to the closer with the quiet (confirmed reset) policy.
+                    tasks.shutdown().await;
+                    break;
+                }
+            }
+        }
+        shared.closer.idle().await;
+        Ok(ServeReport {
+            connections: shared.connections.load(Ordering::Relaxed),
+            requests: shared.requests.load(Ordering::Relaxed),
+            forced,
+            teardowns: shared.closer.stats(),
+        })
+    }
+}
+
+/// Logs an accept error; pauses when the process is out of descriptors or memory,
+/// so the loop does not spin.
+async fn accept_error(e: io::Error) {
+    let out_of_resources = matches!(e.raw_os_error(), Some(code) if code == 23 || code == 24)
+        || e.kind() == io::ErrorKind::OutOfMemory;
+    if out_of_resources {
+        tracing::warn!(error = %e, "accept failed; pausing 50ms");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    } else {
+        tracing::debug!(error = %e, "accept failed");
+    }
+}
+
+/// Serves `service` (an axum `Router` or any tower service) on `listener` with
+/// the default [`Server`] until the process ends: a drop-in for `axum::serve`.
+///
+/// # Errors
+///
+/// As [`Server::serve`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use axum::{routing::get, Router};
+///
+/// # #[allow(dead_code)]
+/// # async fn demo() -> std::io::Result<()> {
+/// let app = Router::new().route("/", get(|| async { "hello\n" }));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// // was: axum::serve(listener, app).await?;
+/// farewell_http::serve(listener, app).await?;
+/// # Ok(()) }
+/// ```
+pub async fn serve<S, B>(listener: TcpListener, service: S) -> io::Result<()>
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    Server::new()
+        .serve(listener, service, std::future::pending::<()>())
+        .await
+        .map(|_| ())
+}
+
+/// What a server did, returned when it has shut down.
+///
+/// `Display` gives one line:
+/// `42 connections, 1234 requests, 0 forced at shutdown; teardowns: 0 in flight, 42 finished (peer-closed 40, reset-after-grace 2)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServeReport {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Requests handed to the service.
+    pub requests: u64,
+    /// Connections still open when the shutdown timeout passed; they were reset
+    /// once their written bytes were ACKed (or the policy's bound ended).
+    pub forced: usize,
+    /// Every teardown, counted by [`farewell::Path`].
+    pub teardowns: CloserStats,
+}
+
+impl fmt::Display for ServeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} connections, {} requests, {} forced at shutdown; teardowns: {}",
+            self.connections, self.requests, self.forced, self.teardowns
+        )
+    }
+}

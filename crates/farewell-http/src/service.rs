@@ -1,0 +1,92 @@
+//! The service wrapper: counts requests in flight (for the idle timer) and
+//! enforces the max-requests-per-connection limit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{HeaderValue, CONNECTION};
+use http::{Request, Response, Version};
+use hyper::service::Service;
+
+use crate::conn::ConnState;
+
+/// Wraps the user's service for one connection.
+pub(crate) struct Counted<S> {
+    inner: S,
+    conn: Arc<ConnState>,
+}
+
+impl<S> Counted<S> {
+    pub(crate) fn new(inner: S, conn: Arc<ConnState>) -> Counted<S> {
+        Counted { inner, conn }
+    }
+}
+
+impl<S, R, B> Service<Request<R>> for Counted<S>
+where
+    S: Service<Request<R>, Response = Response<B>>,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = CountedFuture<S::Future>;
+
+    fn call(&self, request: Request<R>) -> Self::Future {
+        let conn = &self.conn;
+        conn.shared.requests.fetch_add(1, Ordering::Relaxed);
+        let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let last = conn.shared.max_requests.is_some_and(|max| n >= max);
+        if last {
+            conn.limit_reached.notify_one();
+        }
+        // HTTP/1.x: say so on this response, so the client knows to close
+        // (RFC 9112 §9.6). h2 gets a GOAWAY from the connection task instead.
+        let close = last && request.version() <= Version::HTTP_11;
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        CountedFuture {
+            inner: self.inner.call(request),
+            close,
+            _guard: InFlight(Arc::clone(conn)),
+        }
+    }
+}
+
+/// Decrements the connection's in-flight count when the response future ends or is dropped.
+struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The user's response future, with `Connection: close` added on the last allowed request.
+    pub(crate) struct CountedFuture<F> {
+        #[pin]
+        inner: F,
+        close: bool,
+        _guard: InFlight,
+    }
+}
+
+impl<F, B, E> Future for CountedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if *this.close {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(response))
+    }
+}

@@ -1,0 +1,108 @@
+//! `farewell serve-http`: a tiny HTTP server (farewell-http) for trying and benchmarking teardowns.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use farewell::Policy;
+use farewell_http::Server;
+
+use crate::duration::parse_duration;
+
+pub const SERVE_HTTP_HELP: &str = "\
+Serve HTTP/1.1 and HTTP/2 (hyper) on a TCP port and end connections with a teardown policy.
+
+With the default policy, peer-first, the server never sends the first FIN: after the last
+response (`Connection: close`, --max-requests, or shutdown) it waits up to --grace for the
+client's FIN and closes passively, so the client keeps TIME-WAIT; a client that does not
+close is reset once the response is ACKed. Idle HTTP/1.1 keep-alive connections
+(--idle-timeout) are reset once everything written is ACKed; h2 connections get a GOAWAY.
+--policy plain behaves like plain hyper (the server keeps TIME-WAIT).
+
+Routes: GET / (a short greeting), GET /bytes/N (N bytes of a-z repeating),
+POST /upload (read and counted up to 64 KiB; a larger Content-Length gets an early 413
+and the unread body is drained), anything else 404.
+
+Prints `listening on ADDR` to stderr once bound (so --listen 127.0.0.1:0 works). On SIGTERM
+or Ctrl-C: stops accepting, lets every connection finish (at most --drain-timeout, then the
+laggards are reset), and prints one summary line to stderr: connections, requests, and how
+each teardown ended (farewell paths, e.g. peer-closed 40, reset-after-grace 2). Exit 0.";
+
+#[derive(Args, Debug)]
+pub struct ServeHttpArgs {
+    /// Address to listen on (IPv4 or IPv6).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Teardown policy.
+    #[arg(long, default_value = "peer-first", value_parser = clap::builder::PossibleValuesParser::new(Policy::NAMES))]
+    policy: String,
+    /// The policy's main deadline: how long a client has to close after the last response.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    grace: Duration,
+    /// End a keep-alive connection after this long with no request in flight and no bytes moving.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Requests per connection; the last response carries `Connection: close` (h2: GOAWAY).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_requests: Option<u64>,
+    /// At shutdown, how long connections have to finish before the laggards are reset.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+}
+
+/// The policy named `name` with the server's drain limit (so early answers
+/// drain the unread body) and `grace` as its deadline.
+pub fn http_policy(name: &str, grace: Duration) -> anyhow::Result<Policy> {
+    let policy: Policy = name.parse()?;
+    let policy = match policy {
+        Policy::PeerFirst(p) => Policy::PeerFirst(farewell::PeerFirst {
+            drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
+            ..p
+        }),
+        other => other,
+    };
+    Ok(policy.with_grace(grace))
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
+    let policy = http_policy(&args.policy, args.grace)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}; is the port in use?", args.listen))?;
+        eprintln!("listening on {}", listener.local_addr()?);
+        let report = Server::new()
+            .policy(policy)
+            .idle_timeout(args.idle_timeout)
+            .max_requests_per_connection(args.max_requests)
+            .shutdown_timeout(args.drain_timeout)
+            .serve_hyper(
+                listener,
+                hyper::service::service_fn(farewell_http::demo::handle),
+                shutdown_signal(),
+            )
+            .await?;
+        eprintln!("shut down: {report}");
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    eprintln!("shutting down");
+}

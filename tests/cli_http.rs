@@ -1,0 +1,214 @@
+//! Integration tests of `farewell serve-http` and `farewell bench http`: the
+//! real binary, real clients (curl, wrk), and the kernel's socket table.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use farewell::census::{self, Filter, StateSet};
+use farewell::TcpState;
+use serde_json::Value;
+
+/// Kills the server if a test fails before it exits.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `farewell serve-http --listen 127.0.0.1:PORT ARGS` and reads the
+/// bound address from stderr. PORT is below the ephemeral range with no
+/// sockets on it (`farewell_http::port`), so the census on it sees only this
+/// server's sockets, not TIME-WAIT left by other tests' clients.
+fn serve_http(args: &[&str]) -> (Server, String, BufReader<std::process::ChildStderr>) {
+    let quiet = farewell_http::port::bind_quiet_port([127, 0, 0, 1].into()).unwrap();
+    let listen = quiet.local_addr().unwrap().to_string();
+    drop(quiet);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["serve-http", "--listen", &listen])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the farewell binary runs");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first stderr line: {line:?}"))
+        .to_owned();
+    (Server(child), addr, stderr)
+}
+
+fn curl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs (apt-get install curl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Sends SIGTERM and waits (bounded) for the exit; returns the rest of stderr.
+fn terminate(mut server: Server, mut stderr: BufReader<std::process::ChildStderr>) -> String {
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve-http did not exit within 20s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "exit {status}: {rest}");
+    rest
+}
+
+fn server_time_wait(port: u16) -> usize {
+    census::count_by_state(&Filter::local_port(port).states(StateSet::single(TcpState::TimeWait)))
+        .unwrap()
+        .get(TcpState::TimeWait)
+}
+
+#[test]
+fn serve_http_connection_close_then_sigterm_leaves_no_server_time_wait() {
+    let (server, addr, stderr) = serve_http(&["--grace", "1s", "--drain-timeout", "3s"]);
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let url = format!("http://{addr}/");
+    let body = curl(&["-H", "Connection: close", &url, &url]);
+    assert_eq!(
+        body,
+        b"hello from farewell-http\nhello from farewell-http\n"
+    );
+    let summary = terminate(server, stderr);
+    assert!(summary.contains("2 connections, 2 requests"), "{summary}");
+    assert!(summary.contains("peer-closed 2"), "{summary}");
+    assert_eq!(server_time_wait(port), 0);
+}
+
+#[test]
+fn serve_http_plain_policy_leaves_server_time_wait() {
+    let (server, addr, stderr) = serve_http(&["--policy", "plain", "--drain-timeout", "3s"]);
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let url = format!("http://{addr}/");
+    curl(&["-H", "Connection: close", &url, &url, &url]);
+    let summary = terminate(server, stderr);
+    assert!(summary.contains("plain-close"), "{summary}");
+    // curl's FIN can win the race for some connections, not for all three.
+    assert!(server_time_wait(port) >= 1);
+}
+
+#[test]
+fn serve_http_rejects_unknown_policy_and_lists_the_choices() {
+    let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["serve-http", "--policy", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("peer-first") && err.contains("lingering"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_help_names_the_kinds_and_an_unknown_kind_is_refused() {
+    let help = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["bench", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for kind in ["churn", "scale", "http"] {
+        assert!(text.contains(kind), "{kind} in {text}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["bench", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait() {
+    let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["bench", "http", "--quick", "--json"])
+        .output()
+        .expect("the farewell binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    let runs = report["runs"].as_array().expect("runs");
+    for field in ["threads", "connections", "duration_s", "rounds"] {
+        assert!(report["wrk"][field].is_number(), "wrk.{field}");
+    }
+    let servers = ["farewell-http", "hyper"];
+    for mode in ["close", "keep-alive"] {
+        for server in servers {
+            let row = rows
+                .iter()
+                .find(|r| r["server"] == server && r["mode"] == mode)
+                .unwrap_or_else(|| panic!("no row for {server} {mode}"));
+            for field in ["requests_per_sec", "server_time_wait", "errors"] {
+                assert!(row[field].is_number(), "{server} {mode} {field}: {row}");
+            }
+            assert!(row["ratio_to_hyper"].is_number(), "{row}");
+        }
+    }
+    for run in runs {
+        for field in [
+            "server",
+            "mode",
+            "round",
+            "requests",
+            "requests_per_sec",
+            "errors",
+            "server_time_wait",
+        ] {
+            assert!(!run[field].is_null(), "run.{field}: {run}");
+        }
+        assert!(
+            run["requests"].as_u64().unwrap() > 0,
+            "wrk got responses: {run}"
+        );
+        if run["server"] == "farewell-http" {
+            assert_eq!(run["server_time_wait"], 0, "{run}");
+        }
+    }
+    // Plain hyper under Connection: close churn does leave TIME-WAIT: the census can see it.
+    let hyper_close = runs
+        .iter()
+        .find(|r| r["server"] == "hyper" && r["mode"] == "close")
+        .unwrap();
+    assert!(
+        hyper_close["server_time_wait"].as_u64().unwrap() > 0,
+        "{hyper_close}"
+    );
+}
