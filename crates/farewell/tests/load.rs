@@ -77,7 +77,15 @@ async fn every_behaviour_reports_what_the_server_did() {
     assert_eq!(fixture.accepted(), 18, "one server connection per client");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.totals.ends["connect-error"], 0);
-    assert_eq!(report.totals.ends["timeout"], 0, "{}", report.table());
+    // Only never-read may hit its own bound: the server's reset can fall out
+    // of its zero window and be dropped (RFC 5961); see tests/cli_load.rs.
+    let never_read = &report.behaviours["never-read"];
+    assert_eq!(
+        report.totals.ends["timeout"],
+        never_read.ends["timeout"],
+        "{}",
+        report.table()
+    );
     assert_eq!(report.totals.echo_mismatches, 0);
 
     for b in Behaviour::ALL {
