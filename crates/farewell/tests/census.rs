@@ -417,7 +417,7 @@ fn destroy_of_a_procfs_entry_finds_its_cookie_first() {
     let (local, remote) = server_time_wait(&listener);
     let filter = Filter::local(addr).states(TcpState::TimeWait);
     let entries = census::dump_procfs(&filter).unwrap();
-    assert_eq!(entries.len(), 1);
+    assert_eq!(entries.len(), 1, "{entries:#?}");
     assert_eq!(entries[0].cookie, 0);
     census::destroy(&entries[0]).unwrap();
     assert_eq!(census::lookup(local, remote).unwrap(), None);

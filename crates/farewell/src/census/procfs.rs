@@ -13,6 +13,7 @@
 //! (`%08X` of a `__be32`), so on a little-endian machine 127.0.0.1 reads
 //! `0100007F`; ports are host-order hex. IPv6 addresses are four such words.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -24,7 +25,14 @@ use super::{CensusError, Filter, SocketEntry};
 const TCP4: &str = "/proc/net/tcp";
 const TCP6: &str = "/proc/net/tcp6";
 
-/// Calls `each` for every socket in /proc/net/tcp{,6} that passes `filter`.
+/// Calls `each` for every socket in /proc/net/tcp{,6} that passes `filter`,
+/// once.
+///
+/// The kernel prints these files a page at a time, walking its hash tables
+/// afresh for each `read()`; when sockets come and go between two reads, an
+/// entry can be printed twice (or missed). Duplicates are dropped here: a
+/// 4-tuple appears once in the table, except listeners sharing a port
+/// (`SO_REUSEPORT`), which differ by inode.
 pub(super) fn for_each(
     filter: &Filter,
     each: &mut dyn FnMut(SocketEntry),
@@ -33,6 +41,7 @@ pub(super) fn for_each(
         return Ok(());
     }
     let mut text = String::new();
+    let mut seen = HashSet::new();
     for (path, v6) in [(TCP4, false), (TCP6, true)] {
         if !filter.family.covers(v6) {
             continue;
@@ -59,7 +68,7 @@ pub(super) fn for_each(
                 line: n + 1,
                 reason,
             })?;
-            if filter.matches(&entry) {
+            if filter.matches(&entry) && seen.insert((entry.local, entry.remote, entry.inode)) {
                 each(entry);
             }
         }
