@@ -1,6 +1,6 @@
 //! `farewell lab`: every policy against every peer behaviour, judged by the kernel.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use farewell::lab::{self, ChurnConfig, LabConfig};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::duration::parse_duration;
 
@@ -126,18 +125,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         );
     }
 
-    let bar = ProgressBar::with_draw_target(
-        Some(lab::planned_connections(&config)),
-        if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} connections {elapsed}")
-            .expect("valid template"),
-    );
+    let bar = super::progress::bar(lab::planned_connections(&config), "connections");
     let tick = bar.clone();
     let report = runtime.block_on(async {
         let ctrl_c = tokio::signal::ctrl_c();

@@ -3,7 +3,7 @@
 pub mod bench;
 pub mod lab;
 pub mod load;
-mod progress;
+pub(crate) mod progress;
 pub mod serve;
 pub mod serve_http;
 pub mod watch;

@@ -1,12 +1,11 @@
 //! `farewell bench [churn|scale|http]`: benchmarks, one module per kind.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use farewell::lab::KernelInfo;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::bench::churn::{self, ChurnConfig};
 use crate::bench::scale::{self, ScaleConfig};
@@ -178,17 +177,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(
-        Some(len),
-        if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
+fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = super::progress::bar(len, what);
     bar.set_style(
-        ProgressStyle::with_template(&format!(
+        indicatif::ProgressStyle::with_template(&format!(
             "{{spinner}} {{bar:40}} {{pos}}/{{len}} {what} {{msg}} {{elapsed}}"
         ))
         .expect("valid template"),
