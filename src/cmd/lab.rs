@@ -1,6 +1,5 @@
 //! `farewell lab`: every policy against every peer behaviour, judged by the kernel.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,12 +157,5 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing the report to {}", dir.display()))?;
         eprintln!("report: {}", path.display());
     }
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        writeln!(stdout, "{}", report.to_json())?;
-    } else {
-        write!(stdout, "{}", report.table())?;
-    }
-    stdout.flush()?;
-    Ok(())
+    super::print_report(args.json, || Ok(report.to_json()), || report.table())
 }

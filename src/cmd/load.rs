@@ -1,6 +1,6 @@
 //! `farewell load HOST:PORT`: a mix of FLP/1 client behaviours against any server on loopback.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,14 +167,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     }))?;
     bar.finish_and_clear();
 
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        writeln!(stdout, "{}", report.to_json())?;
-    } else {
-        write!(stdout, "{}", report.table())?;
-    }
-    stdout.flush()?;
-    Ok(())
+    super::print_report(args.json, || Ok(report.to_json()), || report.table())
 }
 
 #[cfg(test)]

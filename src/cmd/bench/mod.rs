@@ -1,6 +1,5 @@
 //! `farewell bench [churn|scale|http]`: benchmarks, one module per kind.
 
-use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -167,14 +166,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.scale = Some(result.context("the scale bench failed")?);
     }
 
-    let mut stdout = std::io::stdout().lock();
-    if c.json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
-    } else {
-        write!(stdout, "{}", report.table())?;
-    }
-    stdout.flush()?;
-    Ok(())
+    crate::cmd::print_report(
+        c.json,
+        || Ok(serde_json::to_string_pretty(&report)?),
+        || report.table(),
+    )
 }
 
 fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
