@@ -142,32 +142,40 @@ pub(crate) async fn serve_connection<S, B>(
         builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state)));
     tokio::pin!(conn);
 
+    // The three things that can end a connection besides hyper itself, each
+    // created once: re-creating them per wakeup would register and deregister a
+    // timer and two waiters every time the connection's task runs.
+    let stopped = stop.wait_for(|stop| *stop);
+    let limit_reached = state.limit_reached.notified();
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(stopped, limit_reached, idle_timer);
+
     let mut closing = false;
-    let mut idle_at = Instant::now() + idle;
     loop {
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 break;
             }
-            _ = stop.wait_for(|stop| *stop), if !closing => {
+            _ = stopped.as_mut(), if !closing => {
                 // Server shutdown: in-flight responses finish with `Connection: close`
                 // (or h2 GOAWAY); idle HTTP/1.1 connections end at once.
                 state.closing_quietly();
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = state.limit_reached.notified(), if !closing => {
+            () = limit_reached.as_mut(), if !closing => {
                 // HTTP/1.1 responses already carry `Connection: close` (see
                 // `Counted`); for h2 this sends GOAWAY.
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = tokio::time::sleep_until(idle_at.into()), if !closing => {
+            () = idle_timer.as_mut(), if !closing => {
                 match state.idle_check(idle, Instant::now()) {
-                    Some(next) => idle_at = next,
+                    Some(next) => idle_timer.as_mut().reset(next.into()),
                     None => {
                         state.closing_quietly();
                         conn.as_mut().graceful_shutdown();

@@ -126,6 +126,11 @@ fn drive(mut t: Teardown) -> impl Future<Output = Outcome> + Send + 'static {
             let now = Instant::now();
             match t.machine.step(now) {
                 Step::Finish(finish) => break finish,
+                Step::CheckState => {
+                    let event =
+                        sys::tcp_state(&t.stream).map_or(Event::ProbeFailed, Event::StateIs);
+                    t.machine.on_event(now, event);
+                }
                 Step::Probe => {
                     let event = probe(&t.stream).map_or(Event::ProbeFailed, Event::Probed);
                     t.machine.on_event(now, event);
@@ -168,7 +173,12 @@ fn drive(mut t: Teardown) -> impl Future<Output = Outcome> + Send + 'static {
             }
         };
 
-        let last = probe(&t.stream).ok();
+        let last = if t.machine.saw_eof() {
+            // After the peer's FIN was read nothing can be left unread: spare the ioctl.
+            probe_after_eof(&t.stream).ok()
+        } else {
+            probe(&t.stream).ok()
+        };
         if last.is_some_and(|p| p.state == TcpState::Closed) {
             // CLOSED after our FIN: either the peer's FIN came (TIME-WAIT is ours)
             // or a reset did. One read tells which.
@@ -212,6 +222,15 @@ fn probe(stream: &TcpStream) -> io::Result<Probe> {
         state: sys::tcp_state(stream)?,
         unacked: sys::unacked_bytes(stream)?,
         unread: sys::unread_bytes(stream)?,
+    })
+}
+
+/// As [`probe`], for a socket whose receive queue is known to be empty.
+fn probe_after_eof(stream: &TcpStream) -> io::Result<Probe> {
+    Ok(Probe {
+        state: sys::tcp_state(stream)?,
+        unacked: sys::unacked_bytes(stream)?,
+        unread: 0,
     })
 }
 

@@ -6,7 +6,7 @@
 //! the bottom drive the clock by hand, state by state.
 //!
 //! ```text
-//!  Starting ──probe──▶ Flushing ──goodbye written──▶ Draining ──peer FIN──▶ Done(close)
+//!  Starting ──state──▶ Flushing ──goodbye written──▶ Draining ──peer FIN──▶ Done(close)
 //!      │                  │  (peer-first)               │ grace passed
 //!      │                  │                             ▼
 //!      │                  │                    ConfirmingDelivery ──ACKed / bounded wait──▶ Done(reset)
@@ -90,6 +90,9 @@ pub(crate) enum Step {
     },
     /// Send our FIN, then report [`Event::HalfClosed`].
     ShutdownWrite,
+    /// Ask the kernel for the state only (one `TCP_INFO`), then report [`Event::StateIs`].
+    /// The start needs no more: the queues matter only once something was written.
+    CheckState,
     /// Ask the kernel for the state and queues, then report [`Event::Probed`].
     Probe,
     /// Stop and close the socket this way.
@@ -121,6 +124,8 @@ pub(crate) enum Event {
     /// Our FIN is queued; carries the state the kernel reported just *before*
     /// the shutdown, if it could (`CLOSE-WAIT` then means the peer's FIN came first).
     HalfClosed(Option<TcpState>),
+    /// The kernel's answer to [`Step::CheckState`].
+    StateIs(TcpState),
     /// The kernel's answer to [`Step::Probe`].
     Probed(Probe),
     /// The kernel could not be asked (not a TCP socket, or an unsupported system).
@@ -180,6 +185,11 @@ impl Machine {
             probe_gap: FIRST_PROBE_GAP,
             finish: None,
         }
+    }
+
+    /// The peer's FIN was read: nothing unread can be left in the socket.
+    pub(crate) fn saw_eof(&self) -> bool {
+        self.peer_fin
     }
 
     /// How many goodbye bytes have been written so far.
@@ -252,7 +262,7 @@ impl Machine {
                 return Step::Finish(finish);
             }
             match self.state {
-                State::Starting => return Step::Probe,
+                State::Starting => return Step::CheckState,
                 State::Flushing => {
                     if self.drain_limit_exceeded() {
                         self.finish(Ending::Reset, Path::ResetOnDrainLimit);
@@ -422,6 +432,11 @@ impl Machine {
                     _ => self.set_state(State::Draining),
                 }
             }
+            Event::StateIs(state) => {
+                if self.state == State::Starting {
+                    self.on_start_state(state);
+                }
+            }
             Event::Probed(probe) => self.on_probe(now, probe),
             Event::ProbeFailed => {
                 // Without the kernel's word, we cannot confirm anything; go on
@@ -440,17 +455,22 @@ impl Machine {
         self.probe_gap = (self.probe_gap * 2).min(MAX_PROBE_GAP);
     }
 
+    /// Decides from the state at the start whether there is a connection to say goodbye on.
+    fn on_start_state(&mut self, state: TcpState) {
+        match state {
+            // A reset connection reports CLOSED; there is nothing left to say goodbye on.
+            TcpState::Closed => self.finish(Ending::Close, Path::PeerReset),
+            TcpState::SynSent
+            | TcpState::SynReceived
+            | TcpState::NewSynReceived
+            | TcpState::Listen => self.finish(Ending::Reset, Path::NotEstablished),
+            _ => self.set_state(State::Flushing),
+        }
+    }
+
     fn on_probe(&mut self, now: Instant, probe: Probe) {
         if self.state == State::Starting {
-            match probe.state {
-                // A reset connection reports CLOSED; there is nothing left to say goodbye on.
-                TcpState::Closed => return self.finish(Ending::Close, Path::PeerReset),
-                TcpState::SynSent
-                | TcpState::SynReceived
-                | TcpState::NewSynReceived
-                | TcpState::Listen => return self.finish(Ending::Reset, Path::NotEstablished),
-                _ => return self.set_state(State::Flushing),
-            }
+            return self.on_start_state(probe.state);
         }
         if probe.state == TcpState::Closed && !self.we_fin {
             // Without our FIN, only a reset (or a timeout) closes the connection.

@@ -40,8 +40,8 @@ fn lingering(reset_on_timeout: bool) -> Policy {
 /// A machine past its start probe (the connection is ESTABLISHED), in `Flushing`.
 fn flushing(policy: Policy, t0: Instant) -> Machine {
     let mut m = Machine::new(policy, GOODBYE, t0);
-    assert_eq!(m.step(t0), Step::Probe);
-    m.on_event(t0, probe(TcpState::Established, 0));
+    assert_eq!(m.step(t0), Step::CheckState);
+    m.on_event(t0, Event::StateIs(TcpState::Established));
     assert_eq!(m.state(), State::Flushing);
     m
 }
@@ -67,7 +67,8 @@ fn finish_of(step: Step) -> Finish {
 fn test_starting_closed_connection_is_a_peer_reset() {
     let t0 = Instant::now();
     let mut m = Machine::new(peer_first(), GOODBYE, t0);
-    m.on_event(t0, probe(TcpState::Closed, 0));
+    assert_eq!(m.step(t0), Step::CheckState);
+    m.on_event(t0, Event::StateIs(TcpState::Closed));
     let f = finish_of(m.step(t0));
     assert_eq!((f.ending, f.path), (Ending::Close, Path::PeerReset));
     let outcome = m.outcome(f, None, ms(0));
@@ -79,7 +80,7 @@ fn test_starting_closed_connection_is_a_peer_reset() {
 fn test_starting_connecting_socket_is_reset_as_not_established() {
     let t0 = Instant::now();
     let mut m = Machine::new(peer_first(), GOODBYE, t0);
-    m.on_event(t0, probe(TcpState::SynSent, 0));
+    m.on_event(t0, Event::StateIs(TcpState::SynSent));
     let f = finish_of(m.step(t0));
     assert_eq!((f.ending, f.path), (Ending::Reset, Path::NotEstablished));
 }
