@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::outcome::{Outcome, Path, TimeWait};
 use crate::policy::Policy;
+use crate::teardown::Addresses;
 
 type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 
@@ -178,8 +179,17 @@ impl Closer {
         let inner = Arc::clone(&self.inner);
         inner.in_flight.fetch_add(1, Ordering::AcqRel);
         inner.started.fetch_add(1, Ordering::Relaxed);
+        // The addresses cost two syscalls; ask only when something will show them.
+        let addresses = if self.inner.on_outcome.is_some()
+            || self.inner.reap_time_wait
+            || tracing::enabled!(tracing::Level::DEBUG)
+        {
+            Addresses::Ask
+        } else {
+            Addresses::Skip
+        };
         self.inner.handle.spawn(Tracked {
-            teardown: crate::close(stream, policy, goodbye),
+            teardown: crate::teardown::teardown(stream, policy, goodbye, addresses),
             inner: Some(inner),
         });
     }

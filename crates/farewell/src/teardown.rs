@@ -86,15 +86,38 @@ pub fn close(
     policy: Policy,
     goodbye: impl Into<Bytes>,
 ) -> impl Future<Output = Outcome> + Send + 'static {
+    teardown(stream, policy, goodbye.into(), Addresses::Ask)
+}
+
+/// Whether a teardown asks the kernel for the connection's addresses (two
+/// syscalls) to put in its [`Outcome`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Addresses {
+    /// Someone will read the outcome's addresses.
+    Ask,
+    /// Nobody will: leave [`Outcome::local`] and [`Outcome::peer`] empty.
+    Skip,
+}
+
+/// [`close`], with the choice of asking for the addresses.
+pub(crate) fn teardown(
+    stream: TcpStream,
+    policy: Policy,
+    goodbye: Bytes,
+    addresses: Addresses,
+) -> impl Future<Output = Outcome> + Send + 'static {
     // Everything is set up here, outside the future, and the future keeps it
     // in place: an async fn would hold a second copy of each argument for its
     // whole life (rust-lang/rust#62958), and a pending teardown should be small.
-    let goodbye = goodbye.into();
     let started = Instant::now();
     let machine = Machine::new(policy, goodbye.len(), started);
+    let (local, peer) = match addresses {
+        Addresses::Ask => (stream.local_addr().ok(), stream.peer_addr().ok()),
+        Addresses::Skip => (None, None),
+    };
     drive(Teardown {
-        local: stream.local_addr().ok(),
-        peer: stream.peer_addr().ok(),
+        local,
+        peer,
         stream,
         goodbye,
         started,
