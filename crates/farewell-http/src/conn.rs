@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 
+use crate::decide;
 use crate::io::TeardownIo;
 use crate::service::Counted;
 
@@ -82,14 +83,14 @@ impl ConnState {
         self.started + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
     }
 
-    /// `None` when the connection has been idle (no request in flight, no I/O) for
-    /// `idle`; else when to look again.
-    fn idle_check(&self, idle: Duration, now: Instant) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Some(now + idle);
-        }
-        let due = self.last_activity() + idle;
-        (due > now).then_some(due)
+    /// Whether the connection has been idle (no request in flight, no I/O) for `idle` at `now`.
+    fn idle_check(&self, idle: Duration, now: Instant) -> decide::Idle {
+        decide::idle(
+            self.in_flight.load(Ordering::Acquire),
+            self.last_activity(),
+            idle,
+            now,
+        )
     }
 
     /// We are about to ask hyper to end the connection while nothing may be in flight.
@@ -104,12 +105,14 @@ impl ConnState {
 
     /// Hands the socket, which hyper is done with, to the server's closer.
     pub(crate) fn release(&self, stream: TcpStream) {
-        let quiet = self.written_at_quiet_close.load(Ordering::Relaxed);
-        let nothing_since = quiet != NOT_CLOSING && quiet == self.written.load(Ordering::Relaxed);
-        let policy = if nothing_since || self.shared.forcing.load(Ordering::Relaxed) {
-            self.shared.quiet_policy
-        } else {
-            self.shared.policy
+        let mark = self.written_at_quiet_close.load(Ordering::Relaxed);
+        let policy = match decide::teardown(
+            (mark != NOT_CLOSING).then_some(mark),
+            self.written.load(Ordering::Relaxed),
+            self.shared.forcing.load(Ordering::Relaxed),
+        ) {
+            decide::Teardown::Quiet => self.shared.quiet_policy,
+            decide::Teardown::AfterGoodbye => self.shared.policy,
         };
         // The goodbye is whatever hyper wrote last (a `Connection: close`
         // response, an h2 GOAWAY); it is already in the socket, so the
@@ -175,8 +178,8 @@ pub(crate) async fn serve_connection<S, B>(
             }
             () = idle_timer.as_mut(), if !closing => {
                 match state.idle_check(idle, Instant::now()) {
-                    Some(next) => idle_timer.as_mut().reset(next.into()),
-                    None => {
+                    decide::Idle::CheckAt(next) => idle_timer.as_mut().reset(next.into()),
+                    decide::Idle::Expired => {
                         state.closing_quietly();
                         conn.as_mut().graceful_shutdown();
                         closing = true;

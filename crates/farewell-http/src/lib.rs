@@ -90,6 +90,7 @@
 
 pub mod baseline;
 mod conn;
+mod decide;
 pub mod demo;
 mod io;
 pub mod port;

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{HeaderValue, CONNECTION};
-use http::{Request, Response, Version};
+use http::{Request, Response};
 use hyper::service::Service;
 
 use crate::conn::ConnState;
+use crate::decide;
 
 /// Wraps the user's service for one connection.
 pub(crate) struct Counted<S> {
@@ -37,13 +38,11 @@ where
         let conn = &self.conn;
         conn.shared.requests.fetch_add(1, Ordering::Relaxed);
         let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let last = conn.shared.max_requests.is_some_and(|max| n >= max);
-        if last {
+        let limit = decide::request_limit(n, conn.shared.max_requests, request.version());
+        if limit.last {
             conn.limit_reached.notify_one();
         }
-        // HTTP/1.x: say so on this response, so the client knows to close
-        // (RFC 9112 §9.6). h2 gets a GOAWAY from the connection task instead.
-        let close = last && request.version() <= Version::HTTP_11;
+        let close = limit.close_header;
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
         CountedFuture {
             inner: self.inner.call(request),

@@ -1,0 +1,184 @@
+//! The per-connection decisions, with no I/O: when an idle keep-alive
+//! connection ends, which request is the last one, and which teardown a
+//! connection gets once hyper lets go of it.
+//!
+//! The clock and the counters are passed in, so the unit tests at the bottom
+//! drive them by hand; the integration tests in `tests/` prove the whole on
+//! real sockets against the kernel's socket table.
+
+use std::time::{Duration, Instant};
+
+use http::Version;
+
+/// What the idle timer found when it fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Idle {
+    /// Nothing in flight and nothing moved for the whole timeout: end the connection.
+    Expired,
+    /// Something is going on (or went on lately): look again at this instant.
+    CheckAt(Instant),
+}
+
+/// Whether a connection with `in_flight` requests, whose last byte moved at
+/// `last_activity`, has been idle for `timeout` at `now`.
+///
+/// A request in flight keeps the connection alive however long the handler
+/// takes: the idle timeout is about a client that sends nothing, not a slow
+/// handler (RFC 9112 §9.8 lets a server close an idle connection at any time,
+/// but a response it already owes must not be cut off).
+pub(crate) fn idle(
+    in_flight: usize,
+    last_activity: Instant,
+    timeout: Duration,
+    now: Instant,
+) -> Idle {
+    if in_flight > 0 {
+        return Idle::CheckAt(now + timeout);
+    }
+    let due = last_activity + timeout;
+    if due > now {
+        Idle::CheckAt(due)
+    } else {
+        Idle::Expired
+    }
+}
+
+/// What the `n`-th request (counting from 1) on a connection means for it,
+/// given the max-requests-per-connection limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RequestLimit {
+    /// This request reaches the limit: the connection ends after its response.
+    pub(crate) last: bool,
+    /// The response must say so itself, with `Connection: close` (HTTP/1.x,
+    /// RFC 9112 §9.6). h2 gets a GOAWAY from the connection task instead.
+    pub(crate) close_header: bool,
+}
+
+/// See [`RequestLimit`].
+pub(crate) fn request_limit(n: u64, max: Option<u64>, version: Version) -> RequestLimit {
+    let last = max.is_some_and(|max| n >= max);
+    RequestLimit {
+        last,
+        close_header: last && version <= Version::HTTP_11,
+    }
+}
+
+/// Which of the server's two policies tears a connection down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Teardown {
+    /// The connection's last bytes are a goodbye (a `Connection: close`
+    /// response, an h2 GOAWAY), or the client closed: the server's policy, which
+    /// waits for the client's FIN within its grace.
+    AfterGoodbye,
+    /// The server ends the connection with nothing to say (an idle HTTP/1.1
+    /// keep-alive connection, a laggard at a forced shutdown): reset once
+    /// everything written is ACKed. A grace would wait for a FIN the client has
+    /// no reason to send.
+    Quiet,
+}
+
+/// The teardown for a connection hyper let go of.
+///
+/// `quiet_mark` is how many bytes had been written when the server decided to
+/// end the connection with nothing in flight (idle timeout, shutdown), if it
+/// did; `written` is the count now. If hyper wrote nothing since (HTTP/1.1
+/// ends an idle connection silently), the teardown is quiet; if it did write
+/// (a response finishing, an h2 GOAWAY), those bytes are a goodbye.
+pub(crate) fn teardown(quiet_mark: Option<u64>, written: u64, forcing: bool) -> Teardown {
+    if forcing || quiet_mark == Some(written) {
+        Teardown::Quiet
+    } else {
+        Teardown::AfterGoodbye
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    // ---- Serving: the idle timer ---------------------------------------------
+
+    #[test]
+    fn test_serving_idle_timer_fires_on_a_quiet_connection() {
+        let t0 = Instant::now();
+        assert_eq!(idle(0, t0, s(60), t0 + s(60)), Idle::Expired);
+        assert_eq!(idle(0, t0, s(60), t0 + s(61)), Idle::Expired);
+    }
+
+    #[test]
+    fn test_serving_idle_timer_recent_activity_moves_the_deadline() {
+        let t0 = Instant::now();
+        // Timer armed at t0 fires at t0+60s, but bytes moved at t0+50s.
+        assert_eq!(
+            idle(0, t0 + s(50), s(60), t0 + s(60)),
+            Idle::CheckAt(t0 + s(110))
+        );
+    }
+
+    #[test]
+    fn test_serving_idle_timer_request_in_flight_keeps_the_connection() {
+        let t0 = Instant::now();
+        // A handler that has run for 10 minutes is not an idle client.
+        assert_eq!(idle(1, t0, s(60), t0 + s(600)), Idle::CheckAt(t0 + s(660)));
+    }
+
+    #[test]
+    fn test_serving_idle_timer_zero_timeout_expires_at_once() {
+        let t0 = Instant::now();
+        assert_eq!(idle(0, t0, Duration::ZERO, t0), Idle::Expired);
+    }
+
+    // ---- Serving: the request limit --------------------------------------------
+
+    #[test]
+    fn test_serving_request_limit_none_never_ends_the_connection() {
+        let limit = request_limit(u64::MAX, None, Version::HTTP_11);
+        assert!(!limit.last && !limit.close_header);
+    }
+
+    #[test]
+    fn test_serving_request_limit_reached_http11_says_connection_close() {
+        assert!(!request_limit(2, Some(3), Version::HTTP_11).last);
+        let limit = request_limit(3, Some(3), Version::HTTP_11);
+        assert!(limit.last && limit.close_header);
+        assert!(request_limit(1, Some(1), Version::HTTP_10).close_header);
+    }
+
+    #[test]
+    fn test_serving_request_limit_reached_h2_leaves_it_to_goaway() {
+        let limit = request_limit(3, Some(3), Version::HTTP_2);
+        assert!(limit.last);
+        assert!(
+            !limit.close_header,
+            "h2 has no Connection header (RFC 9113 §8.2.2)"
+        );
+    }
+
+    // ---- Released: which teardown ------------------------------------------------
+
+    #[test]
+    fn test_released_after_a_response_waits_for_the_clients_fin() {
+        assert_eq!(teardown(None, 1234, false), Teardown::AfterGoodbye);
+    }
+
+    #[test]
+    fn test_released_idle_http11_with_nothing_written_since_is_quiet() {
+        assert_eq!(teardown(Some(1234), 1234, false), Teardown::Quiet);
+    }
+
+    #[test]
+    fn test_released_idle_h2_goaway_written_since_is_a_goodbye() {
+        // The GOAWAY (17 bytes) went out after the idle decision.
+        assert_eq!(teardown(Some(1234), 1251, false), Teardown::AfterGoodbye);
+    }
+
+    #[test]
+    fn test_released_forced_at_shutdown_is_quiet_whatever_was_written() {
+        assert_eq!(teardown(None, 1234, true), Teardown::Quiet);
+        assert_eq!(teardown(Some(1), 1234, true), Teardown::Quiet);
+    }
+}
