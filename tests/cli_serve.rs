@@ -59,9 +59,8 @@ fn socat_session_echoes_binary_lines_unchanged() {
 
 #[test]
 fn every_goodbye_reason_is_reachable_and_counted_in_metrics() {
-    let metrics_port = free_port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let server = Server::start(&args(&["--metrics", &metrics_addr]));
+    let mut server = Server::start(&args(&["--metrics", "127.0.0.1:0"]));
+    let metrics_addr = metrics_addr(&mut server);
     let addr = server.addr;
     let cases: &[(&str, &[u8], &[u8])] = &[
         ("quit", b"HELLO a\nQUIT\n", b"WELCOME a\nBYE quit\n"),
@@ -108,7 +107,7 @@ fn every_goodbye_reason_is_reachable_and_counted_in_metrics() {
     });
     assert_clean(server.addr, 1);
 
-    let body = scrape(metrics_addr.parse().unwrap());
+    let (body, _) = scrape(metrics_addr);
     for reason in [
         "quit",
         "bad-handshake",
@@ -147,6 +146,78 @@ fn every_goodbye_reason_is_reachable_and_counted_in_metrics() {
     ] {
         assert!(summary.contains(reason), "{reason} missing from {summary}");
     }
+}
+
+#[test]
+fn metrics_on_port_zero_prints_the_bound_address_and_serves_it() {
+    let mut server = Server::start(&args(&["--metrics", "127.0.0.1:0"]));
+    let metrics = metrics_addr(&mut server);
+    assert_eq!(metrics.ip(), std::net::Ipv4Addr::LOCALHOST);
+    assert_ne!(metrics.port(), 0, "the real port, not the requested 0");
+    assert_ne!(metrics.port(), server.port());
+    assert_eq!(
+        python(server.addr, b"HELLO m\nQUIT\n"),
+        b"WELCOME m\nBYE quit\n"
+    );
+    assert_clean(server.addr, 1);
+
+    // A client we did not write, at the printed URL.
+    let url = format!("http://{metrics}/metrics");
+    let out = Command::new("timeout")
+        .args(["30", "curl", "-sS", "--fail", &url])
+        .output()
+        .expect("run curl (apt-get install curl)");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "curl {url}: {out:?}");
+    assert!(
+        body.contains("# TYPE farewell_goodbyes_total counter"),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, "farewell_goodbyes_total{reason=\"quit\"}"),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, "farewell_connections_accepted_total"),
+        1.0,
+        "{body}"
+    );
+
+    // The scrape itself ends peer-first: we close first, so our end keeps the
+    // TIME-WAIT entry and the endpoint's end of that connection is gone.
+    let (body, client) = scrape(metrics);
+    assert!(body.contains("farewell_teardowns_total{path="), "{body}");
+    let deadline = std::time::Instant::now() + BOUND;
+    let (ours, theirs) = loop {
+        let ours = farewell::census::lookup(client, metrics).unwrap();
+        let theirs = farewell::census::lookup(metrics, client).unwrap();
+        let settled =
+            theirs.is_none() && ours.as_ref().map(|e| e.state) == Some(TcpState::TimeWait);
+        if settled || std::time::Instant::now() > deadline {
+            break (ours, theirs);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(theirs.is_none(), "the metrics endpoint kept {theirs:?}");
+    assert_eq!(ours.map(|e| e.state), Some(TcpState::TimeWait));
+}
+
+#[test]
+fn metrics_on_a_taken_address_fails_with_a_hint() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics", &addr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot serve metrics on {addr}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use farewell::flp::Flp;
 use farewell::server::{self, BusyMode, ServerConfig};
 use farewell::Policy;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::duration::parse_duration;
@@ -26,16 +26,19 @@ client closes when it reads BYE, and then keeps the TIME-WAIT entry itself.
 Try it:  farewell serve   then, in another terminal:  nc 127.0.0.1 7878   and type
 HELLO me, a line or two, QUIT.
 
-On start the real bound address goes to stderr as `listening on ADDR`. SIGTERM or Ctrl-C
-stops accepting, says `BYE shutdown` to every connection, tears them down in parallel
-within --drain-timeout, prints one summary line on stderr (connections, goodbyes by
-reason, teardowns by outcome path) and exits 0.
+On start the real bound address goes to stderr as `listening on ADDR` (and, with
+--metrics, `metrics on http://ADDR/metrics`). SIGTERM or Ctrl-C stops accepting, says
+`BYE shutdown` to every connection, tears them down in parallel within --drain-timeout,
+prints one summary line on stderr (connections, goodbyes by reason, teardowns by outcome
+path) and exits 0.
 
 Logs go to stderr: warnings and a periodic summary by default, one line per goodbye and
 per teardown with -v, everything with -vv; RUST_LOG overrides (e.g. RUST_LOG=farewell=debug).
 --metrics ADDR serves Prometheus text at http://ADDR/metrics: farewell_goodbyes_total by
 reason, farewell_teardowns_total by path, farewell_connections_open/closing,
-farewell_teardown_seconds, farewell_accept_errors_total.";
+farewell_teardown_seconds, farewell_accept_errors_total. With port 0 (e.g. --metrics
+127.0.0.1:0) a free port is picked; read it from the `metrics on` line. Scrapes are
+served by farewell-http, so they end peer-first too: no server TIME-WAIT per scrape.";
 
 /// How connections beyond --max-connections are shed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,7 +84,8 @@ pub struct ServeArgs {
     /// Longest line in bytes, \n included.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(2..=16 * 1024 * 1024))]
     max_line: u64,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free one; the
+    /// bound address is printed as `metrics on http://ADDR/metrics`).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// On shutdown: the hard deadline for every goodbye and teardown.
@@ -123,8 +127,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let summary = runtime.block_on(async {
         if let Some(addr) = args.metrics {
-            install_metrics(addr)?;
-            eprintln!("metrics on http://{addr}/metrics");
+            let bound = install_metrics(addr).await?;
+            eprintln!("metrics on http://{bound}/metrics");
         }
         let listener = bind(args.listen).with_context(|| {
             format!(
@@ -185,23 +189,77 @@ fn install_tracing(verbose: u8) {
         .init();
 }
 
-fn install_metrics(addr: SocketAddr) -> anyhow::Result<()> {
-    let (recorder, exporter) = PrometheusBuilder::new()
-        .with_http_listener(addr)
+/// Installs the Prometheus recorder and serves its text on `addr` (any path;
+/// `/health` answers `OK`); returns the bound address, the real port when
+/// `addr` has port 0.
+///
+/// The exporter's own HTTP listener binds inside `build()` and never tells
+/// its address, so we bind, and serve the recorder's rendering with
+/// farewell-http (peer-first: a scraper that closes leaves no TIME-WAIT here).
+async fn install_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot serve metrics on {addr}\nhint: pick a free address for --metrics, \
+             e.g. 127.0.0.1:0 for a free port"
+        )
+    })?;
+    let bound = listener
+        .local_addr()
+        .context("reading the metrics address")?;
+    let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(server::metrics::TEARDOWN_SECONDS.into()),
             &[0.001, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0],
         )
         .context("configuring the metrics exporter")?
-        .build()
-        .with_context(|| {
-            format!("cannot serve metrics on {addr}\nhint: pick a free address for --metrics")
-        })?;
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+    tokio::spawn(upkeep(handle.clone()));
+    let service = hyper::service::service_fn(move |request| scrape(handle.clone(), request));
     tokio::spawn(async move {
-        if let Err(e) = exporter.await {
-            tracing::warn!(error = ?e, "the metrics endpoint stopped");
+        let served = farewell_http::Server::new()
+            .serve_hyper(listener, service, std::future::pending::<()>())
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the metrics endpoint stopped");
         }
     });
-    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
-    Ok(())
+    Ok(bound)
+}
+
+/// What `PrometheusBuilder::build` would run: drain histogram samples every 5 s.
+async fn upkeep(handle: PrometheusHandle) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// One scrape: the Prometheus text format (rendered off the runtime threads).
+async fn scrape<B>(
+    handle: PrometheusHandle,
+    request: hyper::Request<B>,
+) -> Result<hyper::Response<String>, std::convert::Infallible> {
+    use hyper::header::{HeaderValue, CONTENT_TYPE};
+    let rendered = if request.uri().path() == "/health" {
+        Ok("OK".to_owned())
+    } else {
+        tokio::task::spawn_blocking(move || handle.render()).await
+    };
+    let mut response = match rendered {
+        Ok(body) => hyper::Response::new(body),
+        Err(e) => {
+            tracing::warn!(error = %e, "rendering the metrics failed");
+            let mut response = hyper::Response::new("rendering the metrics failed\n".to_owned());
+            *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    };
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(response)
 }

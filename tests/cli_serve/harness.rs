@@ -315,24 +315,47 @@ pub fn read_line(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&line).into_owned()
 }
 
-/// Scrapes the Prometheus endpoint at `addr` (plain HTTP/1.0 over a socket).
-pub fn scrape(addr: SocketAddr) -> String {
+/// Scrapes the Prometheus endpoint at `addr`: one HTTP/1.1 GET with
+/// `Connection: close`, the body read by its `Content-Length`, then we close
+/// first (the endpoint is peer-first: it waits for our FIN and keeps no
+/// TIME-WAIT). Returns the body and our end's address.
+pub fn scrape(addr: SocketAddr) -> (String, SocketAddr) {
     let mut s = TcpStream::connect(addr).expect("connect to --metrics");
     s.set_read_timeout(Some(BOUND)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    let client = s.local_addr().unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
+    let mut reader = BufReader::new(s);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200 "), "{status:?}");
+    let mut length = None;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(value.trim().parse::<usize>().unwrap());
+            }
+        }
+    }
+    let mut body = vec![0; length.expect("a Content-Length header")];
+    reader.read_exact(&mut body).unwrap();
+    (String::from_utf8(body).unwrap(), client)
 }
 
-/// A port that was free a moment ago (for --metrics, whose exporter binds by itself).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Reads the `metrics on http://ADDR/metrics` line of a server started with `--metrics`.
+pub fn metrics_addr(server: &mut Server) -> SocketAddr {
+    let line = server.wait_for_stderr("metrics on http://");
+    line.split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
 /// The value of one metric line (`name{labels} value`), or 0 when absent.
