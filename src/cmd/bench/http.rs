@@ -67,13 +67,13 @@ summary rows.";
 
 #[derive(Args, Debug)]
 pub struct HttpArgs {
-    /// Length of each wrk run.
+    /// Length of each run (wrk and close-spread).
     #[arg(long, default_value = "5s", value_parser = |s: &str| parse_duration_in(s, Duration::from_secs(1), Duration::from_secs(60)))]
     duration: Duration,
-    /// wrk connections (-c).
+    /// Connections at once: wrk -c, and the close-spread clients.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     connections: u32,
-    /// wrk threads (-t).
+    /// Client threads: wrk -t, and the close-spread clients' own runtime.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     threads: u32,
     /// Rounds of interleaved runs per mode.
