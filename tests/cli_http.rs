@@ -207,6 +207,7 @@ fn bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait() {
                 .unwrap_or_else(|| panic!("no row for {server} {mode}"));
             for field in [
                 "requests_per_sec",
+                "server_cpu_us_per_request",
                 "server_time_wait",
                 "client_time_wait",
                 "errors",

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::bench::churn::clear_time_wait;
 use crate::bench::clients::SourceAddrs;
+use crate::bench::cpu::ThreadCpu;
 use crate::bench::http_clients::{self, HttpErrors, HttpLoad};
 use crate::duration::parse_duration_in;
 
@@ -49,6 +50,9 @@ Columns:
   mode         close, close-spread or keep-alive (above)
   req/s        responses per second (wrk's Requests/sec in the wrk modes), mean over rounds
   vs hyper     req/s divided by plain hyper's in the same mode
+  CPU µs/r     the in-process server's threads' CPU time per response (- for nginx, another
+               process); loopback's kernel work is charged partly to the client's threads,
+               so compare rows, not absolute costs
   server TW    TIME-WAIT entries on the server's port after the run (census, sock_diag),
                mean over the rounds
   client TW    TIME-WAIT entries whose remote port is the server's port, i.e. the clients'
@@ -158,6 +162,10 @@ struct Run {
     /// close-spread only: the errors by kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     error_kinds: Option<HttpErrors>,
+    /// In-process servers' threads' CPU time (user + system) per response, in
+    /// microseconds; `None` for nginx (another process). Kernel work that
+    /// loopback does in the sending thread's context is charged to the sender.
+    server_cpu_us_per_request: Option<f64>,
     server_time_wait: usize,
     /// TIME-WAIT entries whose remote port is the server's: the clients'.
     client_time_wait: usize,
@@ -174,6 +182,7 @@ struct Row {
     mode: Mode,
     requests_per_sec: f64,
     ratio_to_hyper: Option<f64>,
+    server_cpu_us_per_request: Option<f64>,
     server_time_wait: f64,
     client_time_wait: f64,
     errors: u64,
@@ -282,7 +291,15 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         eprintln!("nginx is not installed (apt-get install nginx); leaving its row out");
     }
 
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // The in-process servers' runtime; its threads' CPU is the servers'.
+    let server_cpu = ThreadCpu::default();
+    let register = server_cpu.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench-http-server")
+        .on_thread_start(move || register.register_current())
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     // The close-spread clients compete for CPU as wrk does: threads of their own.
     let clients = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(spread.threads as usize)
@@ -295,6 +312,7 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         spread,
         clients: clients.handle().clone(),
         sources: SourceAddrs::default(),
+        server_cpu,
     };
     let mut runs = Vec::new();
     for &mode in &modes {
@@ -349,6 +367,8 @@ struct Load {
     spread: SpreadSettings,
     clients: tokio::runtime::Handle,
     sources: SourceAddrs,
+    /// The in-process servers' threads.
+    server_cpu: ThreadCpu,
 }
 
 /// What one load run measured.
@@ -363,22 +383,31 @@ struct Measured {
 /// counts the TIME-WAIT entries on both sides of its port.
 async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow::Result<Run> {
     let overflow_before = time_wait_overflows();
-    let (measured, server) = match target {
+    let (measured, server, server_cpu) = match target {
         Target::Nginx => {
             let nginx = Nginx::start().await?;
             let measured = drive(nginx.addr, mode, load).await?;
             settle(nginx.addr.port()).await;
-            (measured, nginx.addr)
+            (measured, nginx.addr, None)
         }
         _ => {
+            let cpu_before = load.server_cpu.total();
             let server = InProcess::start(target).await?;
             let addr = server.addr;
             let measured = drive(addr, mode, load).await;
             server.stop().await;
+            let cpu = load
+                .server_cpu
+                .total()
+                .zip(cpu_before)
+                .map(|(after, before)| after.saturating_sub(before));
             settle(addr.port()).await;
-            (measured?, addr)
+            (measured?, addr, cpu)
         }
     };
+    let server_cpu_us_per_request = server_cpu
+        .filter(|_| measured.requests > 0)
+        .map(|cpu| cpu.as_secs_f64() * 1e6 / measured.requests as f64);
     let time_wait = |filter: Filter| -> anyhow::Result<usize> {
         Ok(
             census::count_by_state(&filter.states(StateSet::single(TcpState::TimeWait)))
@@ -401,6 +430,7 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
         requests_per_sec: measured.requests_per_sec,
         errors: measured.errors,
         error_kinds: measured.error_kinds,
+        server_cpu_us_per_request,
         server_time_wait,
         client_time_wait,
         time_wait_overflow,
@@ -678,6 +708,7 @@ fn summarise(runs: &[Run]) -> Vec<Row> {
                 mode,
                 requests_per_sec: these.iter().map(|r| r.requests_per_sec).sum::<f64>() / n,
                 ratio_to_hyper: None,
+                server_cpu_us_per_request: mean(these.iter().map(|r| r.server_cpu_us_per_request)),
                 server_time_wait: these.iter().map(|r| r.server_time_wait as f64).sum::<f64>() / n,
                 client_time_wait: these.iter().map(|r| r.client_time_wait as f64).sum::<f64>() / n,
                 errors: these.iter().map(|r| r.errors).sum(),
@@ -696,6 +727,14 @@ fn summarise(runs: &[Run]) -> Vec<Row> {
     rows
 }
 
+/// The mean of the values, `None` if any is `None` (or there are none).
+fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let values: Option<Vec<f64>> = values.collect();
+    values
+        .filter(|v| !v.is_empty())
+        .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+}
+
 fn print_table(report: &Report) {
     let w = report.wrk;
     println!(
@@ -710,19 +749,23 @@ fn print_table(report: &Report) {
         );
     }
     println!(
-        "{:<14} {:<13} {:>10} {:>9} {:>10} {:>10} {:>7}",
-        "server", "mode", "req/s", "vs hyper", "server TW", "client TW", "errors"
+        "{:<14} {:<13} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7}",
+        "server", "mode", "req/s", "vs hyper", "CPU µs/r", "server TW", "client TW", "errors"
     );
     for row in &report.rows {
         let ratio = row
             .ratio_to_hyper
             .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+        let cpu = row
+            .server_cpu_us_per_request
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
         println!(
-            "{:<14} {:<13} {:>10.0} {:>9} {:>10.0} {:>10.0} {:>7}",
+            "{:<14} {:<13} {:>10.0} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
             row.server.name(),
             row.mode.name(),
             row.requests_per_sec,
             ratio,
+            cpu,
             row.server_time_wait,
             row.client_time_wait,
             row.errors
