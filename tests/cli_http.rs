@@ -172,10 +172,11 @@ fn bench_help_names_the_kinds_and_an_unknown_kind_is_refused() {
     assert!(err.contains("nope"), "{err}");
 }
 
-#[test]
-fn bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait() {
+/// Runs `farewell bench http --quick --json ARGS`; returns its report.
+fn bench_http_quick(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
         .args(["bench", "http", "--quick", "--json"])
+        .args(args)
         .output()
         .expect("the farewell binary runs");
     assert!(
@@ -183,20 +184,34 @@ fn bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait() {
+    let report = bench_http_quick(&[]);
     let rows = report["rows"].as_array().expect("rows");
     let runs = report["runs"].as_array().expect("runs");
     for field in ["threads", "connections", "duration_s", "rounds"] {
         assert!(report["wrk"][field].is_number(), "wrk.{field}");
     }
+    for field in ["threads", "connections", "duration_s", "source_addresses"] {
+        assert!(report["spread"][field].is_number(), "spread.{field}");
+    }
     let servers = ["farewell-http", "hyper"];
-    for mode in ["close", "keep-alive"] {
+    for mode in ["close", "close-spread", "keep-alive"] {
         for server in servers {
             let row = rows
                 .iter()
                 .find(|r| r["server"] == server && r["mode"] == mode)
                 .unwrap_or_else(|| panic!("no row for {server} {mode}"));
-            for field in ["requests_per_sec", "server_time_wait", "errors"] {
+            for field in [
+                "requests_per_sec",
+                "server_cpu_us_per_request",
+                "server_time_wait",
+                "client_time_wait",
+                "errors",
+            ] {
                 assert!(row[field].is_number(), "{server} {mode} {field}: {row}");
             }
             assert!(row["ratio_to_hyper"].is_number(), "{row}");
@@ -211,6 +226,7 @@ fn bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait() {
             "requests_per_sec",
             "errors",
             "server_time_wait",
+            "client_time_wait",
         ] {
             assert!(!run[field].is_null(), "run.{field}: {run}");
         }
@@ -230,5 +246,45 @@ fn bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait() {
     assert!(
         hyper_close["server_time_wait"].as_u64().unwrap() > 0,
         "{hyper_close}"
+    );
+}
+
+/// The close-spread mode: our own client, every connection from its own
+/// 127.1.x.y address. The kernel's table says where TIME-WAIT went: to the
+/// clients under peer-first, to the server under plain hyper.
+#[test]
+fn bench_http_close_spread_moves_time_wait_to_the_many_clients_and_sees_no_errors() {
+    let report = bench_http_quick(&["--no-nginx", "--modes", "close-spread"]);
+    let runs = report["runs"].as_array().expect("runs");
+    assert!(
+        runs.iter().all(|r| r["mode"] == "close-spread"),
+        "--modes close-spread runs that mode only: {report}"
+    );
+    let run = |server: &str| {
+        runs.iter()
+            .find(|r| r["server"] == server)
+            .unwrap_or_else(|| panic!("no close-spread run for {server}: {report}"))
+    };
+    for server in ["farewell-http", "hyper"] {
+        let run = run(server);
+        assert!(run["requests"].as_u64().unwrap() > 0, "{run}");
+        assert_eq!(
+            run["errors"], 0,
+            "every response a 200 with the body: {run}"
+        );
+        for kind in ["connect", "timeout", "reset", "bad_response"] {
+            assert_eq!(run["error_kinds"][kind], 0, "{kind}: {run}");
+        }
+    }
+    let farewell = run("farewell-http");
+    assert_eq!(farewell["server_time_wait"], 0, "peer-first: {farewell}");
+    assert!(
+        farewell["client_time_wait"].as_u64().unwrap() > 0,
+        "the clients hold TIME-WAIT: {farewell}"
+    );
+    let hyper = run("hyper");
+    assert!(
+        hyper["server_time_wait"].as_u64().unwrap() > 0,
+        "plain hyper closes first and keeps TIME-WAIT: {hyper}"
     );
 }

@@ -143,7 +143,7 @@ fn settle(server: std::net::SocketAddr) -> anyhow::Result<census::StateCounts> {
 /// (`tcp_max_tw_buckets`) under the next run. They were counted already.
 /// Only entries whose local or remote address is exactly the run's server are
 /// touched.
-fn clear_time_wait(server: std::net::SocketAddr) {
+pub fn clear_time_wait(server: std::net::SocketAddr) {
     if !census::has_net_admin() {
         return;
     }

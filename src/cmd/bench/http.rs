@@ -1,4 +1,5 @@
-//! `farewell bench http`: wrk against farewell-http, plain hyper and nginx, on loopback.
+//! `farewell bench http`: wrk and a many-sources client against farewell-http,
+//! plain hyper and nginx, on loopback.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,47 +14,82 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::bench::churn::clear_time_wait;
+use crate::bench::clients::SourceAddrs;
+use crate::bench::cpu::ThreadCpu;
+use crate::bench::http_clients::{self, HttpErrors, HttpLoad};
 use crate::duration::parse_duration_in;
 
 pub const HTTP_HELP: &str = "\
-Benchmark farewell-http against plain hyper (and nginx, if installed) with wrk.
+Benchmark farewell-http against plain hyper (and nginx, if installed) with wrk, and with a
+client of our own that models many client hosts.
 
 Each run starts a fresh server on its own loopback port (so the TIME-WAIT count is that run's
 alone): farewell-http with peer-first, plain hyper-util with the same handler (GET / answers
 `hello from farewell-http`), and nginx with a generated config (temp dir, its own pid and log
-files, `return 200` with the same body; killed after). Runs are interleaved (A B C A B C ...),
-once with `-H 'Connection: close'` (every request a new connection, ended by the server) and
-once with keep-alive.
+files, `return 200` with the same body; killed after). Runs are interleaved (A B C A B C ...)
+in three modes:
+  close         wrk -H 'Connection: close': every request a new connection
+  close-spread  the same requests from our own closed-loop client (--connections clients on
+                --threads threads of their own, like wrk), each connection from its own
+                source address 127.1.x.y (IP_BIND_ADDRESS_NO_PORT); it checks every response
+                is a 200 with the expected body
+  keep-alive    wrk, connections reused
+
+Why close-spread: peer-first never sends the first FIN, so the CLIENT keeps TIME-WAIT (that is
+the design: RFC 9293 section 3.5.2, after Faber, Touch and Yue). wrk is one process on one
+source address to one server address; in close mode it soon holds ~15k TIME-WAIT entries of
+its own on its ~28k ephemeral ports, and every connect() searches past them for a usable
+port, so wrk, not the server, runs out of CPU. Plain hyper and nginx send the first FIN and
+keep TIME-WAIT themselves, so wrk never pays that there. Real clients are many hosts, each
+holding a few entries: close-spread models that, so its row compares the servers without the
+single-source client's cost. The `client TW` column shows where TIME-WAIT went.
 
 Columns:
   server       farewell-http, hyper (plain hyper-util), nginx
-  mode         close (`Connection: close`) or keep-alive
-  req/s        wrk's Requests/sec, mean over the rounds
+  mode         close, close-spread or keep-alive (above)
+  req/s        responses per second (wrk's Requests/sec in the wrk modes), mean over rounds
   vs hyper     req/s divided by plain hyper's in the same mode
+  CPU µs/r     the in-process server's threads' CPU time per response (- for nginx, another
+               process); loopback's kernel work is charged partly to the client's threads,
+               so compare rows, not absolute costs
   server TW    TIME-WAIT entries on the server's port after the run (census, sock_diag),
                mean over the rounds
-  errors       wrk socket errors + non-2xx responses, summed over the rounds
+  client TW    TIME-WAIT entries whose remote port is the server's port, i.e. the clients'
+               (wrk's, or all 127.1.x.y sources'), mean over the rounds
+  errors       wrk socket errors + non-2xx responses; close-spread: failed connects,
+               timeouts, resets and bad responses; summed over the rounds
 
-Needs wrk (`apt-get install wrk`). --quick runs short, small loads (for tests); --json prints
-one object with every run and the summary rows.";
+With CAP_NET_ADMIN both sides' TIME-WAIT entries are removed (SOCK_DESTROY) after they are
+counted, so no run inherits a full TIME-WAIT table (tcp_max_tw_buckets) from the one before;
+if the table overflows during a run anyway, a note under the table says so (the TW columns are
+capped there).
+
+Needs wrk (`apt-get install wrk`) for the wrk modes. --modes picks modes (default all three).
+--quick runs short, small loads (for tests); --json prints one object with every run and the
+summary rows.";
 
 #[derive(Args, Debug)]
 pub struct HttpArgs {
-    /// Length of each wrk run.
+    /// Length of each run (wrk and close-spread).
     #[arg(long, default_value = "5s", value_parser = |s: &str| parse_duration_in(s, Duration::from_secs(1), Duration::from_secs(60)))]
     duration: Duration,
-    /// wrk connections (-c).
+    /// Connections at once: wrk -c, and the close-spread clients.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     connections: u32,
-    /// wrk threads (-t).
+    /// Client threads: wrk -t, and the close-spread clients' own runtime.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     threads: u32,
     /// Rounds of interleaved runs per mode.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
     rounds: u32,
-    /// Short runs for tests: 1 thread, 4 connections, 1 round, at most 1s and 300 responses per run.
+    /// Short runs for tests: 1 thread, 4 connections, 1 round, at most 1s and 300 responses per run
+    /// (per mode).
     #[arg(long)]
     quick: bool,
+    /// Modes to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Mode::ALL)]
+    modes: Vec<Mode>,
     /// Leave nginx out even if installed.
     #[arg(long)]
     no_nginx: bool,
@@ -80,14 +116,41 @@ impl Target {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// How the load runs; the order is the table's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 enum Mode {
+    /// wrk with `Connection: close`.
     Close,
+    /// Our client with `Connection: close`, every connection from its own source address.
+    CloseSpread,
+    /// wrk with keep-alive.
     KeepAlive,
 }
 
-/// One wrk run against one server.
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::Close, Mode::CloseSpread, Mode::KeepAlive];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Close => "close",
+            Mode::CloseSpread => "close-spread",
+            Mode::KeepAlive => "keep-alive",
+        }
+    }
+
+    fn uses_wrk(self) -> bool {
+        self != Mode::CloseSpread
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One load run (wrk or our clients) against one server.
 #[derive(Debug, Serialize)]
 struct Run {
     server: Target,
@@ -96,7 +159,20 @@ struct Run {
     requests: u64,
     requests_per_sec: f64,
     errors: u64,
+    /// close-spread only: the errors by kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_kinds: Option<HttpErrors>,
+    /// In-process servers' threads' CPU time (user + system) per response, in
+    /// microseconds; `None` for nginx (another process). Kernel work that
+    /// loopback does in the sending thread's context is charged to the sender.
+    server_cpu_us_per_request: Option<f64>,
     server_time_wait: usize,
+    /// TIME-WAIT entries whose remote port is the server's: the clients'.
+    client_time_wait: usize,
+    /// TIME-WAIT entries the kernel could not create during the run
+    /// (`TCPTimeWaitOverflow`: its table, `tcp_max_tw_buckets`, was full); the
+    /// TW counts are capped when this is not 0. `None`: the counter is unreadable.
+    time_wait_overflow: Option<u64>,
 }
 
 /// The summary of one server in one mode.
@@ -106,15 +182,33 @@ struct Row {
     mode: Mode,
     requests_per_sec: f64,
     ratio_to_hyper: Option<f64>,
+    server_cpu_us_per_request: Option<f64>,
     server_time_wait: f64,
+    client_time_wait: f64,
     errors: u64,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
     wrk: WrkSettings,
+    /// How the close-spread clients ran (null when that mode did not run).
+    spread: Option<SpreadSettings>,
     rows: Vec<Row>,
     runs: Vec<Run>,
+}
+
+/// The close-spread clients' settings.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct SpreadSettings {
+    /// Worker threads of the clients' own runtime.
+    threads: u32,
+    /// Clients running at once.
+    connections: u32,
+    duration_s: f64,
+    /// Distinct source addresses used in turn (127.1.x.y), one per connection.
+    source_addresses: u64,
+    /// --quick: the run stops after this many requests in all.
+    max_requests: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -174,7 +268,22 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
             max_responses_per_thread: None,
         }
     };
-    check_wrk()?;
+    let modes: Vec<Mode> = Mode::ALL
+        .into_iter()
+        .filter(|m| args.modes.contains(m))
+        .collect();
+    let spread = SpreadSettings {
+        threads: wrk.threads,
+        connections: wrk.connections,
+        duration_s: wrk.duration_s,
+        source_addresses: SourceAddrs::COUNT,
+        max_requests: wrk
+            .max_responses_per_thread
+            .map(|max| u64::from(max) * u64::from(wrk.threads)),
+    };
+    if modes.iter().any(|m| m.uses_wrk()) {
+        check_wrk()?;
+    }
     let mut targets = vec![Target::FarewellHttp, Target::Hyper];
     if !args.no_nginx && nginx_installed() {
         targets.push(Target::Nginx);
@@ -182,18 +291,41 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         eprintln!("nginx is not installed (apt-get install nginx); leaving its row out");
     }
 
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // The in-process servers' runtime; its threads' CPU is the servers'.
+    let server_cpu = ThreadCpu::default();
+    let register = server_cpu.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench-http-server")
+        .on_thread_start(move || register.register_current())
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // The close-spread clients compete for CPU as wrk does: threads of their own.
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(spread.threads as usize)
+        .thread_name("bench-http-clients")
+        .enable_all()
+        .build()
+        .context("starting the clients' runtime")?;
+    let load = Load {
+        wrk,
+        spread,
+        clients: clients.handle().clone(),
+        sources: SourceAddrs::default(),
+        server_cpu,
+    };
     let mut runs = Vec::new();
-    for mode in [Mode::Close, Mode::KeepAlive] {
+    for &mode in &modes {
         for round in 1..=wrk.rounds {
             for &target in &targets {
-                eprintln!("{} {mode:?} round {round}/{}", target.name(), wrk.rounds);
-                runs.push(runtime.block_on(run_one(target, mode, round, wrk))?);
+                eprintln!("{} {mode} round {round}/{}", target.name(), wrk.rounds);
+                runs.push(runtime.block_on(run_one(target, mode, round, &load))?);
             }
         }
     }
     let report = Report {
         wrk,
+        spread: modes.contains(&Mode::CloseSpread).then_some(spread),
         rows: summarise(&runs),
         runs,
     };
@@ -229,62 +361,153 @@ fn nginx_installed() -> bool {
         .is_ok()
 }
 
-/// Starts `target` on a fresh port, runs wrk once, stops it, and counts its port's TIME-WAIT.
-async fn run_one(target: Target, mode: Mode, round: u32, wrk: WrkSettings) -> anyhow::Result<Run> {
-    let (requests, requests_per_sec, errors, port) = match target {
+/// What drives the load: wrk's settings, or our clients on their own runtime.
+struct Load {
+    wrk: WrkSettings,
+    spread: SpreadSettings,
+    clients: tokio::runtime::Handle,
+    sources: SourceAddrs,
+    /// The in-process servers' threads.
+    server_cpu: ThreadCpu,
+}
+
+/// What one load run measured.
+struct Measured {
+    requests: u64,
+    requests_per_sec: f64,
+    errors: u64,
+    error_kinds: Option<HttpErrors>,
+}
+
+/// Starts `target` on a fresh port, runs the load once, stops the server, and
+/// counts the TIME-WAIT entries on both sides of its port.
+async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow::Result<Run> {
+    let overflow_before = time_wait_overflows();
+    let (measured, server, server_cpu) = match target {
         Target::Nginx => {
             let nginx = Nginx::start().await?;
-            let result = wrk_run(nginx.addr, mode, wrk).await?;
-            settle().await;
-            (result.0, result.1, result.2, nginx.addr.port())
+            let measured = drive(nginx.addr, mode, load).await?;
+            settle(nginx.addr.port()).await;
+            (measured, nginx.addr, None)
         }
         _ => {
+            let cpu_before = load.server_cpu.total();
             let server = InProcess::start(target).await?;
             let addr = server.addr;
-            let result = wrk_run(addr, mode, wrk).await;
+            let measured = drive(addr, mode, load).await;
             server.stop().await;
-            let result = result?;
-            (result.0, result.1, result.2, addr.port())
+            let cpu = load
+                .server_cpu
+                .total()
+                .zip(cpu_before)
+                .map(|(after, before)| after.saturating_sub(before));
+            settle(addr.port()).await;
+            (measured?, addr, cpu)
         }
     };
-    let server_time_wait = census::count_by_state(
-        &Filter::local_port(port).states(StateSet::single(TcpState::TimeWait)),
-    )
-    .context("reading the kernel's socket table")?
-    .get(TcpState::TimeWait);
-    forget_client_time_wait(port);
+    let server_cpu_us_per_request = server_cpu
+        .filter(|_| measured.requests > 0)
+        .map(|cpu| cpu.as_secs_f64() * 1e6 / measured.requests as f64);
+    let time_wait = |filter: Filter| -> anyhow::Result<usize> {
+        Ok(
+            census::count_by_state(&filter.states(StateSet::single(TcpState::TimeWait)))
+                .context("reading the kernel's socket table")?
+                .get(TcpState::TimeWait),
+        )
+    };
+    let server_time_wait = time_wait(Filter::local_port(server.port()))?;
+    let client_time_wait = time_wait(Filter::remote_port(server.port()))?;
+    let time_wait_overflow = overflow_before
+        .zip(time_wait_overflows())
+        .map(|(before, after)| after.saturating_sub(before));
+    // Counted: now neither side's entries may fill the table under the next run.
+    clear_time_wait(server);
     Ok(Run {
         server: target,
         mode,
         round,
-        requests,
-        requests_per_sec,
-        errors,
+        requests: measured.requests,
+        requests_per_sec: measured.requests_per_sec,
+        errors: measured.errors,
+        error_kinds: measured.error_kinds,
+        server_cpu_us_per_request,
         server_time_wait,
+        client_time_wait,
+        time_wait_overflow,
     })
 }
 
-/// Removes the TIME-WAIT entries wrk's clients left (remote port = the run's
-/// server port), with `SOCK_DESTROY` when we have `CAP_NET_ADMIN`. Otherwise
-/// tens of thousands of them would sit on ephemeral ports for 60 s, and any
-/// census of a port-0 listener on this machine (other tests, say) would count
-/// them. They are the load generator's, never the server's, and are counted
-/// before they go.
-fn forget_client_time_wait(server_port: u16) {
-    if !census::has_net_admin() {
-        return;
+/// Runs the mode's load against `addr`: wrk, or our many-sources clients on
+/// their own runtime.
+async fn drive(addr: SocketAddr, mode: Mode, load: &Load) -> anyhow::Result<Measured> {
+    if mode.uses_wrk() {
+        let (requests, requests_per_sec, errors) = wrk_run(addr, mode, load.wrk).await?;
+        return Ok(Measured {
+            requests,
+            requests_per_sec,
+            errors,
+            error_kinds: None,
+        });
     }
-    let filter = Filter::remote_port(server_port).states(StateSet::single(TcpState::TimeWait));
-    if let Ok(entries) = census::dump(&filter) {
-        for entry in entries {
-            let _ = census::destroy(&entry);
-        }
+    let spread = load.spread;
+    let clients = http_clients::closed_loop(
+        HttpLoad {
+            server: addr,
+            connections: spread.connections as usize,
+            duration: Duration::from_secs_f64(spread.duration_s),
+            max_requests: spread.max_requests,
+        },
+        load.sources.clone(),
+    );
+    let count = load
+        .clients
+        .spawn(clients)
+        .await
+        .context("the close-spread clients panicked")?;
+    if let Some(first) = &count.first_error {
+        eprintln!(
+            "  {} failed requests; the first: {first}",
+            count.errors.total()
+        );
     }
+    Ok(Measured {
+        requests: count.responses,
+        requests_per_sec: count.responses as f64 / count.elapsed.as_secs_f64().max(1e-9),
+        errors: count.errors.total(),
+        error_kinds: Some(count.errors),
+    })
 }
 
-/// Lets the last FINs and ACKs of a run land before the census reads the table.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(200)).await;
+/// The kernel's count of TIME-WAIT entries it could not create because its
+/// table was full (`TcpExt: TCPTimeWaitOverflow` in `/proc/net/netstat`).
+fn time_wait_overflows() -> Option<u64> {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut tcp_ext = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next()?, tcp_ext.next()?);
+    let at = names
+        .split_whitespace()
+        .position(|name| name == "TCPTimeWaitOverflow")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+/// Waits (bounded, 2 s) until no connection on the server's port is still
+/// closing (FIN-WAIT, CLOSING, LAST-ACK, …), so the census that follows sees
+/// every TIME-WAIT entry the run made, on both sides.
+async fn settle(port: u16) {
+    let closing = StateSet::all()
+        .without(TcpState::TimeWait)
+        .without(TcpState::Listen);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        let busy = [Filter::local_port(port), Filter::remote_port(port)]
+            .into_iter()
+            .map(|f| census::count_by_state(&f.states(closing)).map_or(0, |c| c.total()))
+            .sum::<usize>();
+        if busy == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Runs wrk against `addr`; returns (requests, requests/s, errors).
@@ -470,7 +693,7 @@ impl Drop for Nginx {
 
 fn summarise(runs: &[Run]) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
-    for mode in [Mode::Close, Mode::KeepAlive] {
+    for mode in Mode::ALL {
         for server in [Target::FarewellHttp, Target::Hyper, Target::Nginx] {
             let these: Vec<&Run> = runs
                 .iter()
@@ -485,7 +708,9 @@ fn summarise(runs: &[Run]) -> Vec<Row> {
                 mode,
                 requests_per_sec: these.iter().map(|r| r.requests_per_sec).sum::<f64>() / n,
                 ratio_to_hyper: None,
+                server_cpu_us_per_request: mean(these.iter().map(|r| r.server_cpu_us_per_request)),
                 server_time_wait: these.iter().map(|r| r.server_time_wait as f64).sum::<f64>() / n,
+                client_time_wait: these.iter().map(|r| r.client_time_wait as f64).sum::<f64>() / n,
                 errors: these.iter().map(|r| r.errors).sum(),
             });
         }
@@ -502,32 +727,69 @@ fn summarise(runs: &[Run]) -> Vec<Row> {
     rows
 }
 
+/// The mean of the values, `None` if any is `None` (or there are none).
+fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let values: Option<Vec<f64>> = values.collect();
+    values
+        .filter(|v| !v.is_empty())
+        .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+}
+
 fn print_table(report: &Report) {
     let w = report.wrk;
     println!(
         "wrk -t{} -c{} -d{}s, {} round(s) per mode, interleaved",
         w.threads, w.connections, w.duration_s, w.rounds
     );
+    if let Some(s) = report.spread {
+        println!(
+            "close-spread: our client, {} thread(s), {} connections, {}s, each connection from \
+             its own source address (127.1.x.y, {} in turn)",
+            s.threads, s.connections, s.duration_s, s.source_addresses
+        );
+    }
     println!(
-        "{:<14} {:<11} {:>10} {:>9} {:>10} {:>7}",
-        "server", "mode", "req/s", "vs hyper", "server TW", "errors"
+        "{:<14} {:<13} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7}",
+        "server", "mode", "req/s", "vs hyper", "CPU µs/r", "server TW", "client TW", "errors"
     );
     for row in &report.rows {
-        let mode = match row.mode {
-            Mode::Close => "close",
-            Mode::KeepAlive => "keep-alive",
-        };
         let ratio = row
             .ratio_to_hyper
             .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+        let cpu = row
+            .server_cpu_us_per_request
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
         println!(
-            "{:<14} {:<11} {:>10.0} {:>9} {:>10.0} {:>7}",
+            "{:<14} {:<13} {:>10.0} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
             row.server.name(),
-            mode,
+            row.mode.name(),
             row.requests_per_sec,
             ratio,
+            cpu,
             row.server_time_wait,
+            row.client_time_wait,
             row.errors
+        );
+    }
+    let overflowed: Vec<String> = report
+        .runs
+        .iter()
+        .filter(|r| r.time_wait_overflow.is_some_and(|n| n > 0))
+        .map(|r| {
+            format!(
+                "{} {} round {} ({})",
+                r.server.name(),
+                r.mode,
+                r.round,
+                r.time_wait_overflow.unwrap_or(0)
+            )
+        })
+        .collect();
+    if !overflowed.is_empty() {
+        println!(
+            "note: the kernel's TIME-WAIT table (tcp_max_tw_buckets) overflowed in: {}; \
+             TW counts of those runs are capped",
+            overflowed.join(", ")
         );
     }
 }

@@ -37,7 +37,8 @@ live in this process, so N needs 2N descriptors: the bench raises RLIMIT_NOFILE 
 the system allows and says so if N must shrink.
 
 http: wrk against farewell-http, plain hyper and (if installed) nginx: requests/s and server
-TIME-WAIT, with and without `Connection: close` (see `farewell bench http --help`).
+TIME-WAIT, with and without `Connection: close` (see `farewell bench http --help`), plus
+close-spread: our own client, every connection from its own source address (many clients).
 
 With no KIND, runs churn then scale. --quick runs a tiny version of both (for tests).";
 
@@ -56,7 +57,7 @@ enum BenchKind {
     Churn(CommonArgs),
     /// Only the scale bench: N idle clients told goodbye at once.
     Scale(CommonArgs),
-    /// farewell-http vs plain hyper (and nginx) under wrk: requests/s and server TIME-WAIT.
+    /// farewell-http vs plain hyper (and nginx) under wrk and many-sources clients: requests/s, TIME-WAIT.
     #[command(long_about = http::HTTP_HELP)]
     Http(http::HttpArgs),
 }
