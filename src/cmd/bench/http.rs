@@ -62,8 +62,9 @@ Columns:
 
 With CAP_NET_ADMIN both sides' TIME-WAIT entries are removed (SOCK_DESTROY) after they are
 counted, so no run inherits a full TIME-WAIT table (tcp_max_tw_buckets) from the one before;
-if the table overflows during a run anyway, a note under the table says so (the TW columns are
-capped there).
+a close-spread run also stops after 3/4 of tcp_max_tw_buckets connections (its rate is taken
+over the time it ran). If the table overflows during a run anyway, a note under the table says
+so (the TW columns are capped there).
 
 Needs wrk (`apt-get install wrk`) for the wrk modes. --modes picks modes (default all three).
 --quick runs short, small loads (for tests); --json prints one object with every run and the
@@ -277,9 +278,10 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         connections: wrk.connections,
         duration_s: wrk.duration_s,
         source_addresses: SourceAddrs::COUNT,
-        max_requests: wrk
-            .max_responses_per_thread
-            .map(|max| u64::from(max) * u64::from(wrk.threads)),
+        max_requests: Some(match wrk.max_responses_per_thread {
+            Some(max) => u64::from(max) * u64::from(wrk.threads),
+            None => time_wait_budget(),
+        }),
     };
     if modes.iter().any(|m| m.uses_wrk()) {
         check_wrk()?;
@@ -480,6 +482,18 @@ async fn drive(addr: SocketAddr, mode: Mode, load: &Load) -> anyhow::Result<Meas
 
 /// The kernel's count of TIME-WAIT entries it could not create because its
 /// table was full (`TcpExt: TCPTimeWaitOverflow` in `/proc/net/netstat`).
+/// How many connections one close-spread run may make: three quarters of the
+/// kernel's TIME-WAIT table (`tcp_max_tw_buckets`), so the run ends (and its
+/// rate is taken) before the table overflows and starts dropping entries,
+/// which would make the side that keeps them look cheaper than it is.
+fn time_wait_budget() -> u64 {
+    let buckets = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_max_tw_buckets")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(131_072);
+    (buckets / 4 * 3).max(1_000)
+}
+
 fn time_wait_overflows() -> Option<u64> {
     let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
     let mut tcp_ext = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
