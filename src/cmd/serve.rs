@@ -28,8 +28,9 @@ HELLO me, a line or two, QUIT.
 
 On start the real bound address goes to stderr as `listening on ADDR` (and, with
 --metrics, `metrics on http://ADDR/metrics`). SIGTERM or Ctrl-C stops accepting, says
-`BYE shutdown` to every connection, tears them down in parallel within --drain-timeout,
-prints one summary line on stderr (connections, goodbyes by reason, teardowns by outcome
+`BYE shutdown` to every connection, tears them down in parallel within --drain-timeout
+(at that deadline, teardowns still waiting for their peer are reset after one check that
+the goodbye was ACKed, counted as reset-at-deadline), prints one summary line on stderr (connections, goodbyes by reason, teardowns by outcome
 path) and exits 0.
 
 Logs go to stderr: warnings and a periodic summary by default, one line per goodbye and
@@ -143,7 +144,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(server::serve(listener, Flp, config, shutdown).await)
     })?;
     eprintln!("farewell serve: {summary}");
-    // Teardowns still in flight after the drain deadline end with the runtime.
+    // serve() hurried every teardown at the drain deadline (reset-at-deadline);
+    // only one stuck past that bound would still end with the runtime, plainly.
     runtime.shutdown_background();
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -11,11 +11,12 @@ use bytes::Bytes;
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 use crate::outcome::{Outcome, Path, TimeWait};
 use crate::policy::Policy;
-use crate::teardown::Addresses;
+use crate::teardown::{Addresses, Urgency};
 
 type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 
@@ -25,9 +26,10 @@ type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 /// Each teardown is one small task; it holds no buffer of its own (reads go to
 /// a per-thread scratch buffer), so many thousands can be pending at once.
 /// Measured on Linux 6.18 x86_64 (`tests/closer_memory.rs`, 2,000 pending
-/// teardowns): about 810 B of user-space memory each — one task allocation,
-/// of which the teardown future is 456 B — so 100,000 pending teardowns cost
-/// about 80 MiB of user space, plus the kernel's own socket memory.
+/// teardowns): about 930 B of user-space memory each — one task allocation,
+/// the hurry's waiter (a tokio `Notified`, about 100 B) included — so 100,000 pending teardowns cost about 90 MiB of
+/// user space, plus the kernel's own socket memory. ([`close`](crate::close)
+/// has no hurry: its future is 464 B.)
 ///
 /// Outcomes go to the hook given to [`CloserBuilder::on_outcome`] (for example
 /// a channel's sender); running counts are in [`Closer::stats`]. Clones share
@@ -71,6 +73,26 @@ struct Inner {
     started: AtomicU64,
     by_path: [AtomicU64; Path::ALL.len()],
     idle: Notify,
+    hurry: Arc<Hurry>,
+}
+
+/// The one-shot "end now" of [`Closer::hurry`], shared by the closer's teardowns.
+#[derive(Default)]
+pub(crate) struct Hurry {
+    hurried: AtomicBool,
+    now: Notify,
+}
+
+impl Urgency for Arc<Hurry> {
+    type Wait<'a> = Notified<'a>;
+
+    fn is_hurried(&self) -> bool {
+        self.hurried.load(Ordering::Acquire)
+    }
+
+    fn wait(&self) -> Notified<'_> {
+        self.now.notified()
+    }
 }
 
 /// Configures a [`Closer`].
@@ -136,6 +158,7 @@ impl CloserBuilder {
                 started: AtomicU64::new(0),
                 by_path: std::array::from_fn(|_| AtomicU64::new(0)),
                 idle: Notify::new(),
+                hurry: Arc::default(),
             }),
         }
     }
@@ -189,9 +212,66 @@ impl Closer {
             Addresses::Skip
         };
         self.inner.handle.spawn(Tracked {
-            teardown: crate::teardown::teardown(stream, policy, goodbye, addresses),
+            teardown: crate::teardown::teardown(
+                stream,
+                policy,
+                goodbye,
+                addresses,
+                Arc::clone(&self.inner.hurry),
+            ),
             inner: Some(inner),
         });
+    }
+
+    /// Ends every teardown in flight on this closer now, and every one handed
+    /// over later, by the shortest safe way: a hard deadline, e.g. a server's
+    /// drain limit. Returns at once; await [`Closer::idle`] for the ends.
+    ///
+    /// Each hurried teardown, whatever its policy and wherever it is:
+    ///
+    /// * if the peer's FIN was read (or is queued with nothing before it,
+    ///   `CLOSE-WAIT`), closes passively, as it would have: the peer keeps
+    ///   TIME-WAIT ([`Path::PeerClosed`], or [`Path::LingeringClose`] after
+    ///   our own FIN, which already left TIME-WAIT with us);
+    /// * otherwise makes one non-blocking attempt to write what is left of the
+    ///   goodbye, asks the kernel once whether it was ACKed (`SIOCOUTQ` = 0),
+    ///   and resets: on the wire, at most the rest of the goodbye, then RST. No
+    ///   TIME-WAIT anywhere, nothing waits for the peer
+    ///   ([`Path::ResetAtDeadline`]; [`Outcome::goodbye`] says whether the
+    ///   goodbye was confirmed delivered).
+    ///
+    /// A teardown handed over after the hurry still asks the kernel for the
+    /// connection's state first, so one that is not established ends as
+    /// [`Path::NotEstablished`]. Dropping the runtime instead would close the
+    /// sockets plainly: our FIN first (server TIME-WAIT), or an RST with no
+    /// report.
+    ///
+    /// # Notes
+    ///
+    /// The hurry is for good: there is no way to take it back on this closer
+    /// (or its clones). Build another closer for new connections.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use farewell::Closer;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(closer: Closer) {
+    /// // At shutdown: give the teardowns 5 s, then end the rest now.
+    /// if tokio::time::timeout(Duration::from_secs(5), closer.idle()).await.is_err() {
+    ///     closer.hurry();
+    ///     let _ = tokio::time::timeout(Duration::from_secs(1), closer.idle()).await;
+    /// }
+    /// println!("{}", closer.stats()); // e.g. `0 in flight, 9 finished (peer-closed 7, reset-at-deadline 2)`
+    /// # }
+    /// ```
+    pub fn hurry(&self) {
+        let hurry = &self.inner.hurry;
+        if !hurry.hurried.swap(true, Ordering::AcqRel) {
+            hurry.now.notify_waiters();
+        }
     }
 
     /// Teardowns handed over and not finished yet.

@@ -42,11 +42,15 @@ pub enum Path {
     /// The socket was not an established connection (still connecting, or never
     /// connected); we reset it at once.
     NotEstablished,
+    /// The closer was hurried ([`Closer::hurry`](crate::Closer::hurry), e.g. at
+    /// a server's drain deadline) before the peer's FIN came; we reset after one
+    /// probe of whether the goodbye was ACKed (the outcome's `goodbye` says).
+    ResetAtDeadline,
 }
 
 impl Path {
     /// Every path, in declaration order.
-    pub const ALL: [Path; 15] = [
+    pub const ALL: [Path; 16] = [
         Path::PeerClosed,
         Path::ResetAfterGrace,
         Path::ResetOnDrainLimit,
@@ -62,6 +66,7 @@ impl Path {
         Path::Silent,
         Path::SilentRefusedReset,
         Path::NotEstablished,
+        Path::ResetAtDeadline,
     ];
 
     /// A short kebab-case name, stable for logs, metrics labels and JSON.
@@ -82,6 +87,7 @@ impl Path {
             Path::Silent => "silent",
             Path::SilentRefusedReset => "silent-refused-reset",
             Path::NotEstablished => "not-established",
+            Path::ResetAtDeadline => "reset-at-deadline",
         }
     }
 }

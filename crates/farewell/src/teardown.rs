@@ -86,7 +86,39 @@ pub fn close(
     policy: Policy,
     goodbye: impl Into<Bytes>,
 ) -> impl Future<Output = Outcome> + Send + 'static {
-    teardown(stream, policy, goodbye.into(), Addresses::Ask)
+    teardown(stream, policy, goodbye.into(), Addresses::Ask, NoHurry)
+}
+
+/// Where a teardown learns that its closer was hurried ([`Closer::hurry`](crate::Closer::hurry)).
+///
+/// Generic so that [`close`], which has no closer, pays nothing for it.
+pub(crate) trait Urgency: Send + 'static {
+    /// Completes once the closer is hurried after [`Urgency::wait`] was called.
+    type Wait<'a>: Future<Output = ()> + Send + 'a
+    where
+        Self: 'a;
+
+    /// The closer was hurried.
+    fn is_hurried(&self) -> bool;
+
+    /// A future that completes on the next hurry. Create it, then check
+    /// [`Urgency::is_hurried`], so a hurry in between is not missed.
+    fn wait(&self) -> Self::Wait<'_>;
+}
+
+/// No closer, no hurry: the teardown runs on its policy's deadlines alone.
+pub(crate) struct NoHurry;
+
+impl Urgency for NoHurry {
+    type Wait<'a> = std::future::Pending<()>;
+
+    fn is_hurried(&self) -> bool {
+        false
+    }
+
+    fn wait(&self) -> Self::Wait<'_> {
+        std::future::pending()
+    }
 }
 
 /// Whether a teardown asks the kernel for the connection's addresses (two
@@ -100,11 +132,12 @@ pub(crate) enum Addresses {
 }
 
 /// [`close`], with the choice of asking for the addresses.
-pub(crate) fn teardown(
+pub(crate) fn teardown<H: Urgency>(
     stream: TcpStream,
     policy: Policy,
     goodbye: Bytes,
     addresses: Addresses,
+    hurry: H,
 ) -> impl Future<Output = Outcome> + Send + 'static {
     // Everything is set up here, outside the future, and the future keeps it
     // in place: an async fn would hold a second copy of each argument for its
@@ -122,31 +155,41 @@ pub(crate) fn teardown(
         goodbye,
         started,
         machine,
+        hurry,
     })
 }
 
 /// What a teardown holds while it waits.
-struct Teardown {
+struct Teardown<H> {
     stream: TcpStream,
     goodbye: Bytes,
     started: Instant,
     machine: Machine,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
+    hurry: H,
 }
 
 // A plain fn returning an `async move` block: the block keeps `t` in place,
 // where an `async fn` would copy its argument into a second slot.
 #[allow(clippy::manual_async_fn)] // deliberate: see the comment above
-fn drive(mut t: Teardown) -> impl Future<Output = Outcome> + Send + 'static {
+fn drive<H: Urgency>(mut t: Teardown<H>) -> impl Future<Output = Outcome> + Send + 'static {
     async move {
         // One timer for the whole teardown, re-armed per wait, and readiness polled
         // straight on the t.stream (no per-wait readiness futures): a pending
         // teardown stays small (see `Closer`'s memory note).
-        let timer = tokio::time::sleep_until(t.started.into());
-        tokio::pin!(timer);
+        // The hurry's waiter is created before the first look at the flag, so no
+        // hurry is missed. One pinned pair, so each wait captures one pointer.
+        let deadlines = Deadlines {
+            timer: tokio::time::sleep_until(t.started.into()),
+            hurry: t.hurry.wait(),
+        };
+        tokio::pin!(deadlines);
         let finish = loop {
             let now = Instant::now();
+            if !t.machine.hurried() && t.hurry.is_hurried() {
+                t.machine.on_event(now, Event::Hurry);
+            }
             match t.machine.step(now) {
                 Step::Finish(finish) => break finish,
                 Step::CheckState => {
@@ -166,16 +209,21 @@ fn drive(mut t: Teardown) -> impl Future<Output = Outcome> + Send + 'static {
                     };
                     t.machine.on_event(Instant::now(), event);
                 }
+                Step::TryWrite => {
+                    let pending = &t.goodbye[t.machine.written()..];
+                    let event = try_io(&t.stream, Some(pending), false).unwrap_or(Event::Timer);
+                    t.machine.on_event(Instant::now(), event);
+                }
                 Step::Wait { write, read, until } => {
                     let pending = &t.goodbye[t.machine.written()..];
                     if let Some(event) = try_io(&t.stream, write.then_some(pending), read) {
                         t.machine.on_event(Instant::now(), event);
                         continue;
                     }
-                    timer.as_mut().reset(until.into());
+                    deadlines.as_mut().project().timer.reset(until.into());
                     let event = std::future::poll_fn(|cx| {
-                        // Read, then write, then the timer: an EOF or the last
-                        // byte of a flood wins over a deadline that passed meanwhile.
+                        // Read, then write, then the hurry and the timer: an EOF or
+                        // the last byte of a flood wins over a deadline that passed meanwhile.
                         if read {
                             if let Poll::Ready(ready) = t.stream.poll_read_ready(cx) {
                                 return Poll::Ready(ready.err().map(|e| Event::Failed(e.kind())));
@@ -186,7 +234,7 @@ fn drive(mut t: Teardown) -> impl Future<Output = Outcome> + Send + 'static {
                                 return Poll::Ready(ready.err().map(|e| Event::Failed(e.kind())));
                             }
                         }
-                        timer.as_mut().poll(cx).map(|()| Some(Event::Timer))
+                        deadlines.as_mut().poll_next(cx).map(Some)
                     })
                     .await;
                     if let Some(event) = event {
@@ -216,6 +264,30 @@ fn drive(mut t: Teardown) -> impl Future<Output = Outcome> + Send + 'static {
         outcome.peer = t.peer;
         tracing::debug!(%outcome, "teardown finished");
         outcome
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// What a waiting teardown also waits for: its timer and its closer's hurry.
+    struct Deadlines<W> {
+        #[pin]
+        timer: tokio::time::Sleep,
+        #[pin]
+        hurry: W,
+    }
+}
+
+impl<W: Future<Output = ()>> Deadlines<W> {
+    /// [`Event::Hurry`] once the closer is hurried, [`Event::Timer`] once the timer fires.
+    ///
+    /// Once hurried, the machine never waits again, so a finished `hurry` is
+    /// not polled twice.
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Event> {
+        let this = self.project();
+        if this.hurry.poll(cx).is_ready() {
+            return Poll::Ready(Event::Hurry);
+        }
+        this.timer.poll(cx).map(|()| Event::Timer)
     }
 }
 

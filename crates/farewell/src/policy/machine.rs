@@ -12,7 +12,16 @@
 //!      │                  │                    ConfirmingDelivery ──ACKed / bounded wait──▶ Done(reset)
 //!      │                  └─(lingering, fin-then-reset)─▶ HalfClosing ──FIN sent──▶ Draining | AwaitingFinAck
 //!      └─ not established / already reset ─▶ Done
+//!
+//!  any state but Done ──Hurry──▶ Hurrying ──peer FIN──▶ Done(close)
+//!                                   │ one write attempt, one probe
+//!                                   └──────────────────▶ Done(reset at deadline)
 //! ```
+//!
+//! [`Event::Hurry`] is the hard deadline of a [`Closer`](crate::Closer) (a
+//! server's drain): every deadline of the policy is cut short. From `Starting`
+//! the kernel is asked for the state first, so a connection that is not
+//! established still ends as `not-established`.
 
 use std::fmt;
 use std::io;
@@ -42,6 +51,9 @@ pub(crate) enum State {
     AwaitingFinAck,
     /// Peer-first, after the grace: waiting (bounded) until the goodbye is ACKed.
     ConfirmingDelivery,
+    /// Hurried: one non-blocking write of what is left of the goodbye, one
+    /// probe, then close (the peer's FIN is in) or reset. No waiting.
+    Hurrying,
     /// Decided; the driver closes the socket.
     Done,
 }
@@ -55,10 +67,24 @@ impl fmt::Display for State {
             State::Draining => "draining",
             State::AwaitingFinAck => "awaiting-fin-ack",
             State::ConfirmingDelivery => "confirming-delivery",
+            State::Hurrying => "hurrying",
             State::Done => "done",
         };
         f.pad(name)
     }
+}
+
+/// How far a hurried teardown got: one write attempt, then one probe, then the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hurry {
+    /// Not hurried.
+    No,
+    /// [`Event::Hurry`] came.
+    Asked,
+    /// The one write attempt was made.
+    Wrote,
+    /// The one probe was answered.
+    Probed,
 }
 
 /// How the driver finally lets go of the socket.
@@ -88,6 +114,9 @@ pub(crate) enum Step {
         read: bool,
         until: Instant,
     },
+    /// One non-blocking write of what is left of the goodbye, no waiting: report
+    /// [`Event::Wrote`], [`Event::Failed`], or [`Event::Timer`] if it would block.
+    TryWrite,
     /// Send our FIN, then report [`Event::HalfClosed`].
     ShutdownWrite,
     /// Ask the kernel for the state only (one `TCP_INFO`), then report [`Event::StateIs`].
@@ -132,6 +161,8 @@ pub(crate) enum Event {
     ProbeFailed,
     /// A deadline passed; nothing else happened.
     Timer,
+    /// The closer's hard deadline: end now, by the shortest safe way.
+    Hurry,
 }
 
 /// One teardown's decisions. See the [module docs](self).
@@ -147,7 +178,8 @@ pub(crate) struct Machine {
     write_attempted: bool,
     drained: u64,
     last_read: Instant,
-    /// The peer's FIN was read.
+    /// The peer's FIN was read (or, hurrying, the kernel reported `CLOSE-WAIT`
+    /// with nothing unread before the FIN).
     peer_fin: bool,
     /// Our FIN was queued.
     we_fin: bool,
@@ -155,6 +187,8 @@ pub(crate) struct Machine {
     peer_fin_first: bool,
     /// The goodbye (or our FIN after it) was seen ACKed.
     confirmed: bool,
+    /// How far the hurry got (one byte: a pending teardown should be small).
+    hurry: Hurry,
     next_probe: Instant,
     probe_gap: Duration,
     finish: Option<Finish>,
@@ -181,6 +215,7 @@ impl Machine {
             we_fin: false,
             peer_fin_first: false,
             confirmed: false,
+            hurry: Hurry::No,
             next_probe: now,
             probe_gap: FIRST_PROBE_GAP,
             finish: None,
@@ -190,6 +225,11 @@ impl Machine {
     /// The peer's FIN was read: nothing unread can be left in the socket.
     pub(crate) fn saw_eof(&self) -> bool {
         self.peer_fin
+    }
+
+    /// [`Event::Hurry`] came: the driver need not watch for it any more.
+    pub(crate) fn hurried(&self) -> bool {
+        self.hurry != Hurry::No
     }
 
     /// How many goodbye bytes have been written so far.
@@ -231,6 +271,14 @@ impl Machine {
 
     fn drain_limit_exceeded(&self) -> bool {
         matches!(self.policy, Policy::PeerFirst(p) if self.drained > p.drain_limit)
+    }
+
+    /// The path of a close after the peer's FIN was read: lingering names its own.
+    fn closed_after_peer_fin(&self) -> Path {
+        match self.policy {
+            Policy::Lingering(_) => Path::LingeringClose,
+            _ => Path::PeerClosed,
+        }
     }
 
     /// Policies that read and discard while they write the goodbye.
@@ -354,6 +402,20 @@ impl Machine {
                         return self.probe_or_wait(now, deadline);
                     }
                 }
+                State::Hurrying => {
+                    if self.peer_fin {
+                        // Passive close, as without the hurry: the peer keeps
+                        // TIME-WAIT (or, after our FIN, we already do: F2).
+                        self.finish(Ending::Close, self.closed_after_peer_fin());
+                    } else if self.hurry == Hurry::Asked && self.written < self.goodbye_len {
+                        self.hurry = Hurry::Wrote;
+                        return Step::TryWrite;
+                    } else if self.hurry != Hurry::Probed {
+                        return Step::Probe;
+                    } else {
+                        self.finish(Ending::Reset, Path::ResetAtDeadline);
+                    }
+                }
                 State::Done => unreachable!("a finished machine always has its finish"),
             }
         }
@@ -442,11 +504,35 @@ impl Machine {
                 // Without the kernel's word, we cannot confirm anything; go on
                 // blind and let the deadlines decide.
                 if self.state == State::Starting {
-                    self.set_state(State::Flushing);
+                    self.established();
+                } else if self.state == State::Hurrying {
+                    self.hurry = Hurry::Probed;
                 }
                 self.schedule_probe(now);
             }
             Event::Timer => {}
+            Event::Hurry => self.on_hurry(),
+        }
+    }
+
+    /// The closer's hard deadline. `Starting` first learns the state (so a
+    /// connection that is not established ends as such); every other state
+    /// moves to `Hurrying`.
+    fn on_hurry(&mut self) {
+        if self.hurry == Hurry::No {
+            self.hurry = Hurry::Asked;
+        }
+        if self.state != State::Starting {
+            self.set_state(State::Hurrying);
+        }
+    }
+
+    /// Where a teardown goes once it knows the connection is established.
+    fn established(&mut self) {
+        if self.hurried() {
+            self.set_state(State::Hurrying);
+        } else {
+            self.set_state(State::Flushing);
         }
     }
 
@@ -464,7 +550,7 @@ impl Machine {
             | TcpState::SynReceived
             | TcpState::NewSynReceived
             | TcpState::Listen => self.finish(Ending::Reset, Path::NotEstablished),
-            _ => self.set_state(State::Flushing),
+            _ => self.established(),
         }
     }
 
@@ -475,6 +561,14 @@ impl Machine {
         if probe.state == TcpState::Closed && !self.we_fin {
             // Without our FIN, only a reset (or a timeout) closes the connection.
             return self.finish(Ending::Close, Path::PeerReset);
+        }
+        if self.state == State::Hurrying {
+            self.hurry = Hurry::Probed;
+            if probe.state == TcpState::CloseWait && probe.unread == 0 {
+                // The peer's FIN is in, not yet read, and nothing is before it:
+                // closing now is the passive close (LAST-ACK), with no RST.
+                self.peer_fin = true;
+            }
         }
         let all_written = self.written >= self.goodbye_len;
         if all_written && probe.state != TcpState::Closed && self.data_unacked(&probe) == 0 {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::policy::{FinThenReset, Lingering, PeerFirst, Plain, Policy};
+use crate::policy::{FinThenReset, PeerFirst, Plain, Policy};
 
 /// What happens to a connection accepted beyond [`ServerConfig::max_connections`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,8 +82,10 @@ pub struct ServerConfig {
     pub send_timeout: Duration,
     /// After the shutdown signal, the hard deadline for every connection's
     /// goodbye and teardown (default 5 s). Shutdown teardowns get deadlines
-    /// that fit inside it; teardowns still running when it passes are counted
-    /// as unfinished.
+    /// that fit inside it (peer-first, plain, fin-then-reset); teardowns still
+    /// running when it passes are hurried ([`Closer::hurry`](crate::Closer::hurry)):
+    /// a passive close if the peer's FIN is in, else a reset, reported as
+    /// `reset-at-deadline`.
     pub drain_timeout: Duration,
     /// How often a summary is logged at info level (default 60 s; `None`: never).
     pub summary_interval: Option<Duration>,
@@ -111,6 +113,10 @@ impl Default for ServerConfig {
 }
 
 /// `policy` with every deadline shortened so its teardown ends within `budget`.
+///
+/// Lingering is left as it is: at its deadline it closes plainly, or resets
+/// like the hurry at the drain deadline does, so fitting it would only race
+/// that hurry to a worse (or the same) end.
 pub(crate) fn fit_policy(policy: Policy, budget: Duration) -> Policy {
     match policy {
         Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
@@ -120,11 +126,6 @@ pub(crate) fn fit_policy(policy: Policy, budget: Duration) -> Policy {
         }),
         Policy::Plain(p) => Policy::Plain(Plain {
             flush_timeout: p.flush_timeout.min(budget),
-        }),
-        Policy::Lingering(l) => Policy::Lingering(Lingering {
-            max_time: l.max_time.min(budget),
-            idle_timeout: l.idle_timeout.min(budget),
-            ..l
         }),
         Policy::FinThenReset(f) => Policy::FinThenReset(FinThenReset {
             fin_ack_timeout: f.fin_ack_timeout.min(budget),

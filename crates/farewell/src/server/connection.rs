@@ -155,7 +155,6 @@ impl<P: Protocol> Shared<P> {
     /// replies not yet written in front of the protocol's goodbye.
     /// `served` is false for a connection shed at accept (never counted as open).
     pub(super) fn goodbye(&self, stream: TcpStream, reason: Reason, unsent: Vec<u8>, served: bool) {
-        self.counts.goodbye(reason, served);
         super::metrics::goodbye(reason);
         tracing::debug!(peer = ?stream.peer_addr().ok(), %reason, "goodbye");
         let goodbye = self.protocol.goodbye(reason);
@@ -172,5 +171,9 @@ impl<P: Protocol> Shared<P> {
             _ => self.config.policy,
         };
         self.closer.close_with(stream, goodbye, policy);
+        // Only now: the drain waits for no connection open *and* the closer
+        // idle, so the teardown must be in flight before the connection stops
+        // counting as open, or the drain could end between the two.
+        self.counts.goodbye(reason, served);
     }
 }

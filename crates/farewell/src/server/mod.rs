@@ -91,6 +91,10 @@ use crate::closer::Closer;
 use crate::policy::Policy;
 use summary::Counts;
 
+/// How long [`serve`] waits for hurried teardowns after the drain deadline.
+/// They do not wait for peers, so this is only a bound against a stuck runtime.
+const HURRY_BOUND: Duration = Duration::from_secs(1);
+
 /// What the accept loop and every connection task share.
 pub(crate) struct Shared<P> {
     protocol: P,
@@ -108,11 +112,15 @@ pub(crate) struct Shared<P> {
 /// address first). Connections run as tasks on the current tokio runtime; a
 /// multi-threaded runtime serves them in parallel. On shutdown the listener
 /// is closed at once, every connection gets the `shutdown` goodbye, and the
-/// function returns when every teardown finished or
-/// [`ServerConfig::drain_timeout`] passed, whichever is first. Teardowns
-/// still running then go on in the background (and show in
-/// [`Summary::unfinished`]); they end on their policy's deadlines unless the
-/// runtime is dropped first, which closes their sockets plainly.
+/// function returns when every teardown finished, or soon after
+/// [`ServerConfig::drain_timeout`] passed. At that deadline the teardowns
+/// still running (a lingering close, a long peer-first grace) are hurried
+/// ([`Closer::hurry`]): each closes passively if the peer's FIN is in, and
+/// otherwise resets after one check of whether its goodbye was ACKed
+/// ([`Path::ResetAtDeadline`](crate::Path::ResetAtDeadline) in the summary),
+/// so no socket is left to be closed plainly (our FIN first, TIME-WAIT here)
+/// when the runtime is dropped. The wait for them is bounded (1 s); what
+/// still did not end shows as unfinished in the [`Summary`] (0 normally).
 ///
 /// # Panics
 ///
@@ -156,8 +164,21 @@ pub async fn serve<P: Protocol>(
         tracing::warn!(
             open = shared.counts.open(),
             closing = shared.closer.in_flight(),
-            "drain deadline passed with connections still closing"
+            "drain deadline passed with connections still closing: resetting them"
         );
+        shared.closer.hurry();
+        let hurried = tokio::time::timeout(HURRY_BOUND, async {
+            shared.counts.none_open().await;
+            shared.closer.idle().await;
+        })
+        .await;
+        if hurried.is_err() {
+            tracing::warn!(
+                open = shared.counts.open(),
+                closing = shared.closer.in_flight(),
+                "connections still closing {HURRY_BOUND:?} after the drain deadline"
+            );
+        }
     }
     let summary = shared.summary(drain_started.elapsed());
     tracing::info!(%summary, "stopped");

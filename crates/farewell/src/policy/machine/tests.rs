@@ -556,3 +556,272 @@ fn test_done_late_eof_after_our_fin_means_time_wait_here() {
     };
     assert_eq!(m.outcome(f, Some(closed), ms(0)).time_wait, TimeWait::Us);
 }
+
+// ---- Hurry (Closer::hurry), from every state ----------------------------------
+
+/// Feeds the hurry at `t` and answers the one probe with `answer`; returns the finish.
+/// Fails if the hurried machine asks to wait for anything.
+fn hurry_then_probe(m: &mut Machine, t: Instant, answer: Probe) -> Finish {
+    m.on_event(t, Event::Hurry);
+    assert!(m.hurried());
+    loop {
+        match m.step(t) {
+            Step::Probe => m.on_event(t, Event::Probed(answer)),
+            Step::TryWrite => m.on_event(t, Event::Timer), // would block
+            Step::Finish(f) => return f,
+            other => panic!("a hurried teardown never waits, got {other:?}"),
+        }
+    }
+}
+
+/// A lingering or fin-then-reset machine whose FIN is queued.
+fn half_closed(policy: Policy, t0: Instant) -> Machine {
+    let mut m = flushed(policy, t0);
+    assert_eq!(m.step(t0), Step::ShutdownWrite);
+    m.on_event(t0, Event::HalfClosed(Some(TcpState::Established)));
+    m
+}
+
+/// What the kernel reports: state, `SIOCOUTQ`, `SIOCINQ`.
+fn kernel(state: TcpState, unacked: u32, unread: u32) -> Probe {
+    Probe {
+        state,
+        unacked,
+        unread,
+    }
+}
+
+fn established(unacked: u32) -> Probe {
+    kernel(TcpState::Established, unacked, 0)
+}
+
+#[test]
+fn test_starting_hurry_asks_the_state_first_then_resets() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(Policy::default(), GOODBYE, t0);
+    m.on_event(t0, Event::Hurry);
+    assert_eq!(m.step(t0), Step::CheckState);
+    m.on_event(t0, Event::StateIs(TcpState::Established));
+    assert_eq!(m.state(), State::Hurrying);
+    // Nothing written yet: one non-blocking write of the goodbye, then one probe.
+    assert_eq!(m.step(t0), Step::TryWrite);
+    m.on_event(t0, Event::Wrote(GOODBYE));
+    assert_eq!(m.step(t0), Step::Probe);
+    m.on_event(t0, probe(TcpState::Established, 0));
+    let f = finish_of(m.step(t0));
+    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    let o = m.outcome(f, Some(established(0)), ms(0));
+    assert_eq!(
+        (o.goodbye, o.time_wait),
+        (Delivery::Confirmed, TimeWait::Nobody)
+    );
+}
+
+#[test]
+fn test_starting_hurry_on_a_connecting_socket_is_still_not_established() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(Policy::default(), GOODBYE, t0);
+    m.on_event(t0, Event::Hurry);
+    m.on_event(t0, Event::StateIs(TcpState::SynSent));
+    let f = finish_of(m.step(t0));
+    assert_eq!((f.ending, f.path), (Ending::Reset, Path::NotEstablished));
+}
+
+#[test]
+fn test_flushing_hurry_stuck_goodbye_gets_one_write_then_resets_unconfirmed() {
+    let t0 = Instant::now();
+    let mut m = flushing(peer_first(), t0);
+    let _ = m.step(t0);
+    m.on_event(t0, Event::Wrote(3));
+    let t = t0 + ms(10);
+    m.on_event(t, Event::Hurry);
+    assert_eq!(m.step(t), Step::TryWrite);
+    m.on_event(t, Event::Timer); // would block: zero window
+    assert_eq!(m.step(t), Step::Probe);
+    m.on_event(t, probe(TcpState::Established, 3));
+    let f = finish_of(m.step(t));
+    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    let o = m.outcome(f, Some(established(3)), ms(10));
+    assert_eq!(o.goodbye, Delivery::Unconfirmed);
+    assert_eq!(o.goodbye_written, 3);
+    assert_eq!(o.time_wait, TimeWait::Nobody);
+}
+
+#[test]
+fn test_flushing_hurry_failed_write_is_a_peer_reset() {
+    let t0 = Instant::now();
+    let mut m = flushing(peer_first(), t0);
+    m.on_event(t0, Event::Hurry);
+    assert_eq!(m.step(t0), Step::TryWrite);
+    m.on_event(t0, Event::Failed(io::ErrorKind::ConnectionReset));
+    let f = finish_of(m.step(t0));
+    assert_eq!((f.ending, f.path), (Ending::Close, Path::PeerReset));
+}
+
+#[test]
+fn test_half_closing_hurry_resets_without_sending_our_fin() {
+    let t0 = Instant::now();
+    let mut m = flushed(lingering(false), t0);
+    assert_eq!(m.step(t0), Step::ShutdownWrite);
+    let f = hurry_then_probe(&mut m, t0, established(0));
+    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(
+        m.outcome(f, Some(established(0)), ms(0)).time_wait,
+        TimeWait::Nobody
+    );
+}
+
+#[test]
+fn test_draining_hurry_peer_ignoring_the_goodbye_is_reset_confirmed() {
+    let t0 = Instant::now();
+    let mut m = flushed(peer_first(), t0);
+    assert!(matches!(m.step(t0), Step::Wait { read: true, .. }));
+    let t = t0 + ms(20); // well inside the grace
+    let f = hurry_then_probe(&mut m, t, established(0));
+    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    let o = m.outcome(f, Some(established(0)), ms(20));
+    assert_eq!(
+        (o.goodbye, o.time_wait),
+        (Delivery::Confirmed, TimeWait::Nobody)
+    );
+}
+
+#[test]
+fn test_draining_hurry_after_the_peer_fin_closes_passively() {
+    let t0 = Instant::now();
+    for peer_fin_read in [true, false] {
+        // Read (EOF seen) or only queued (the probe says CLOSE-WAIT, nothing unread).
+        let mut m = flushed(peer_first(), t0);
+        if peer_fin_read {
+            m.on_event(t0, Event::Eof);
+        }
+        let close_wait = kernel(TcpState::CloseWait, 0, 0);
+        let f = hurry_then_probe(&mut m, t0, close_wait);
+        assert_eq!((f.ending, f.path), (Ending::Close, Path::PeerClosed));
+        let o = m.outcome(f, Some(close_wait), ms(0));
+        assert_eq!(o.time_wait, TimeWait::Peer);
+    }
+}
+
+#[test]
+fn test_hurrying_ends_by_what_the_one_probe_says() {
+    let t0 = Instant::now();
+    let cases = [
+        // The peer's FIN queued, nothing before it: the passive close.
+        (
+            kernel(TcpState::CloseWait, 0, 0),
+            Ending::Close,
+            Path::PeerClosed,
+        ),
+        // Data before the FIN: close() would send RST anyway (F4), so say so.
+        (
+            kernel(TcpState::CloseWait, 0, 100),
+            Ending::Reset,
+            Path::ResetAtDeadline,
+        ),
+        // Closed without our FIN: the peer reset.
+        (
+            kernel(TcpState::Closed, 0, 0),
+            Ending::Close,
+            Path::PeerReset,
+        ),
+    ];
+    for (answer, ending, path) in cases {
+        let mut m = flushed(peer_first(), t0);
+        let f = hurry_then_probe(&mut m, t0, answer);
+        assert_eq!((f.ending, f.path), (ending, path), "{answer:?}");
+    }
+}
+
+#[test]
+fn test_draining_lingering_hurry_after_our_fin_resets_from_fin_wait_2() {
+    let t0 = Instant::now();
+    let mut m = half_closed(lingering(false), t0);
+    assert_eq!(m.state(), State::Draining);
+    let fin_wait_2 = kernel(TcpState::FinWait2, 0, 0);
+    let f = hurry_then_probe(&mut m, t0 + ms(5), fin_wait_2);
+    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    let o = m.outcome(f, Some(fin_wait_2), ms(5));
+    assert_eq!(
+        (o.goodbye, o.time_wait),
+        (Delivery::Confirmed, TimeWait::Nobody)
+    );
+}
+
+#[test]
+fn test_draining_lingering_hurry_after_both_fins_is_a_lingering_close() {
+    let t0 = Instant::now();
+    let mut m = half_closed(lingering(false), t0);
+    m.on_event(t0, Event::Eof);
+    m.on_event(t0, Event::Hurry);
+    let f = finish_of(m.step(t0));
+    assert_eq!((f.ending, f.path), (Ending::Close, Path::LingeringClose));
+    // Our FIN went first: the entry is ours already, the hurry cannot undo it (F2).
+    assert_eq!(m.outcome(f, None, ms(0)).time_wait, TimeWait::Us);
+}
+
+#[test]
+fn test_awaiting_fin_ack_hurry_resets_at_deadline() {
+    let t0 = Instant::now();
+    let policy = Policy::FinThenReset(FinThenReset {
+        fin_ack_timeout: ms(100),
+    });
+    let mut m = half_closed(policy, t0);
+    assert_eq!(m.state(), State::AwaitingFinAck);
+    let fin_wait_1 = kernel(TcpState::FinWait1, 1, 0);
+    let f = hurry_then_probe(&mut m, t0, fin_wait_1);
+    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    // Only the FIN is unACKed: the goodbye before it arrived.
+    let o = m.outcome(f, Some(fin_wait_1), ms(0));
+    assert_eq!(o.goodbye, Delivery::Confirmed);
+}
+
+#[test]
+fn test_confirming_delivery_hurry_cuts_the_bounded_wait_short() {
+    let t0 = Instant::now();
+    let mut m = flushed(peer_first(), t0);
+    let t = t0 + ms(100);
+    assert_eq!(m.step(t), Step::Probe);
+    m.on_event(t, probe(TcpState::Established, 8));
+    assert!(matches!(m.step(t), Step::Wait { .. }));
+    let f = hurry_then_probe(&mut m, t + ms(1), established(8));
+    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(
+        m.outcome(f, Some(established(8)), ms(101)).goodbye,
+        Delivery::Unconfirmed
+    );
+}
+
+#[test]
+fn test_hurrying_probe_failure_resets_unconfirmed() {
+    let t0 = Instant::now();
+    let mut m = flushed(peer_first(), t0);
+    m.on_event(t0, Event::Hurry);
+    assert_eq!(m.step(t0), Step::Probe);
+    m.on_event(t0, Event::ProbeFailed);
+    let f = finish_of(m.step(t0));
+    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(m.outcome(f, None, ms(0)).goodbye, Delivery::Unconfirmed);
+}
+
+#[test]
+fn test_hurrying_second_hurry_changes_nothing() {
+    let t0 = Instant::now();
+    let mut m = flushed(peer_first(), t0);
+    m.on_event(t0, Event::Hurry);
+    assert_eq!(m.step(t0), Step::Probe);
+    m.on_event(t0, probe(TcpState::Established, 0));
+    m.on_event(t0, Event::Hurry);
+    let f = finish_of(m.step(t0));
+    assert_eq!(f.path, Path::ResetAtDeadline);
+}
+
+#[test]
+fn test_done_hurry_is_ignored() {
+    let t0 = Instant::now();
+    let mut m = flushed(Policy::Abort, t0);
+    let f = finish_of(m.step(t0));
+    m.on_event(t0, Event::Hurry);
+    assert_eq!(m.step(t0), Step::Finish(f));
+    assert_eq!(f.path, Path::Aborted);
+}
