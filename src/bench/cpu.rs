@@ -23,6 +23,21 @@ impl ThreadCpu {
         }
     }
 
+    /// Waits (at most `bound`, polling) until `threads` threads have registered.
+    ///
+    /// A runtime's worker threads run `on_thread_start` on their own schedule,
+    /// after `build()` returns; a reading taken before they all did would miss
+    /// them (or find none at all). Call this once, right after building the
+    /// runtime, from outside it.
+    pub fn wait_for_threads(&self, threads: usize, bound: Duration) {
+        let deadline = std::time::Instant::now() + bound;
+        while self.stat_paths.lock().expect("not poisoned").len() < threads
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// User + system CPU time used so far by the registered threads that are
     /// still alive; `None` where `/proc` cannot say (not Linux).
     pub fn total(&self) -> Option<Duration> {

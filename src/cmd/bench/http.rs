@@ -296,12 +296,16 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
     // The in-process servers' runtime; its threads' CPU is the servers'.
     let server_cpu = ThreadCpu::default();
     let register = server_cpu.clone();
+    let server_threads = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(server_threads)
         .thread_name("bench-http-server")
         .on_thread_start(move || register.register_current())
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // Every worker must be on the list before the first run reads it.
+    server_cpu.wait_for_threads(server_threads, Duration::from_secs(5));
     // The close-spread clients compete for CPU as wrk does: threads of their own.
     let clients = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(spread.threads as usize)
