@@ -148,10 +148,9 @@ pub fn clear_time_wait(server: std::net::SocketAddr) {
         return;
     }
     let tw = StateSet::single(TcpState::TimeWait);
-    let ours = |e: &census::SocketEntry| e.local == server || e.remote == server;
-    for filter in [Filter::local(server), Filter::remote_port(server.port())] {
+    for filter in [Filter::local(server), Filter::remote(server)] {
         if let Ok(entries) = census::dump(&filter.states(tw)) {
-            for entry in entries.iter().filter(|e| ours(e)) {
+            for entry in &entries {
                 let _ = census::destroy(entry);
             }
         }

@@ -27,8 +27,9 @@ type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 /// a per-thread scratch buffer), so many thousands can be pending at once.
 /// Measured on Linux 6.18 x86_64 (`tests/closer_memory.rs`, 2,000 pending
 /// teardowns): about 930 B of user-space memory each — one task allocation,
-/// the hurry's waiter (a tokio `Notified`, about 100 B) included — so 100,000 pending teardowns cost about 90 MiB of
-/// user space, plus the kernel's own socket memory. ([`close`](crate::close)
+/// the hurry's waiter (a tokio `Notified`, about 100 B) included — so 100,000
+/// pending teardowns cost about 90 MiB of user space, plus the kernel's own
+/// socket memory. ([`close`](crate::close)
 /// has no hurry: its future is 464 B.)
 ///
 /// Outcomes go to the hook given to [`CloserBuilder::on_outcome`] (for example

@@ -393,7 +393,7 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
         Target::Nginx => {
             let nginx = Nginx::start().await?;
             let measured = drive(nginx.addr, mode, load).await?;
-            settle(nginx.addr.port()).await;
+            settle(nginx.addr).await;
             (measured, nginx.addr, None)
         }
         _ => {
@@ -407,7 +407,7 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
                 .total()
                 .zip(cpu_before)
                 .map(|(after, before)| after.saturating_sub(before));
-            settle(addr.port()).await;
+            settle(addr).await;
             (measured?, addr, cpu)
         }
     };
@@ -421,8 +421,8 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
                 .get(TcpState::TimeWait),
         )
     };
-    let server_time_wait = time_wait(Filter::local_port(server.port()))?;
-    let client_time_wait = time_wait(Filter::remote_port(server.port()))?;
+    let server_time_wait = time_wait(Filter::local(server))?;
+    let client_time_wait = time_wait(Filter::remote(server))?;
     let time_wait_overflow = overflow_before
         .zip(time_wait_overflows())
         .map(|(before, after)| after.saturating_sub(before));
@@ -508,16 +508,16 @@ fn time_wait_overflows() -> Option<u64> {
     values.split_whitespace().nth(at)?.parse().ok()
 }
 
-/// Waits (bounded, 2 s) until no connection on the server's port is still
-/// closing (FIN-WAIT, CLOSING, LAST-ACK, …), so the census that follows sees
-/// every TIME-WAIT entry the run made, on both sides.
-async fn settle(port: u16) {
+/// Waits (bounded, 2 s) until no connection to or from the server's address is
+/// still closing (FIN-WAIT, CLOSING, LAST-ACK, …), so the census that follows
+/// sees every TIME-WAIT entry the run made, on both sides.
+async fn settle(server: SocketAddr) {
     let closing = StateSet::all()
         .without(TcpState::TimeWait)
         .without(TcpState::Listen);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while tokio::time::Instant::now() < deadline {
-        let busy = [Filter::local_port(port), Filter::remote_port(port)]
+        let busy = [Filter::local(server), Filter::remote(server)]
             .into_iter()
             .map(|f| census::count_by_state(&f.states(closing)).map_or(0, |c| c.total()))
             .sum::<usize>();

@@ -71,6 +71,8 @@ pub struct Filter {
     pub local_ip: Option<IpAddr>,
     /// Only sockets whose remote port is this.
     pub remote_port: Option<u16>,
+    /// Only sockets whose remote address is this.
+    pub remote_ip: Option<IpAddr>,
     /// The address families wanted.
     pub family: Families,
 }
@@ -89,6 +91,7 @@ impl Filter {
             local_port: None,
             local_ip: None,
             remote_port: None,
+            remote_ip: None,
             family: Families::Both,
         }
     }
@@ -119,6 +122,20 @@ impl Filter {
         Filter::all().with_remote_port(port)
     }
 
+    /// Every socket whose remote address is exactly `addr`: the client side
+    /// of every connection to a server on `addr` (TIME-WAIT kept by clients,
+    /// say), and nothing else.
+    ///
+    /// # Notes
+    ///
+    /// Prefer this to [`Filter::remote_port`] when other servers may use the
+    /// same port number on other loopback addresses.
+    pub fn remote(addr: SocketAddr) -> Filter {
+        Filter::all()
+            .with_remote_port(addr.port())
+            .with_remote_ip(addr.ip())
+    }
+
     /// This filter, restricted to the local port `port`.
     #[must_use]
     pub fn with_local_port(mut self, port: u16) -> Filter {
@@ -137,6 +154,13 @@ impl Filter {
     #[must_use]
     pub fn with_remote_port(mut self, port: u16) -> Filter {
         self.remote_port = Some(port);
+        self
+    }
+
+    /// This filter, restricted to the remote address `ip`.
+    #[must_use]
+    pub fn with_remote_ip(mut self, ip: IpAddr) -> Filter {
+        self.remote_ip = Some(ip);
         self
     }
 
@@ -160,6 +184,7 @@ impl Filter {
             && port_ok(self.local_port, entry.local.port())
             && self.local_ip.map_or(true, |ip| ip == entry.local.ip())
             && port_ok(self.remote_port, entry.remote.port())
+            && self.remote_ip.map_or(true, |ip| ip == entry.remote.ip())
             && self.family.covers(entry.local.is_ipv6())
     }
 
@@ -240,6 +265,17 @@ mod tests {
         assert!(Filter::local(addr).matches(&server));
         assert!(!Filter::local(addr).matches(&client));
         assert!(Filter::local_port(8080).matches(&client));
+    }
+
+    #[test]
+    fn remote_address_tells_a_servers_clients_from_another_servers_on_the_same_port() {
+        // Two servers on port 8080 of two loopback addresses; one client each.
+        let ours = entry("127.1.0.7:40000", "127.0.0.1:8080", TcpState::TimeWait);
+        let theirs = entry("127.1.0.8:40000", "127.0.0.2:8080", TcpState::TimeWait);
+        let server = "127.0.0.1:8080".parse().unwrap();
+        assert!(Filter::remote(server).matches(&ours));
+        assert!(!Filter::remote(server).matches(&theirs));
+        assert!(Filter::remote_port(8080).matches(&theirs));
     }
 
     #[test]
