@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -32,9 +33,12 @@ impl SourceAddrs {
     }
 }
 
-/// Connects to `server` from the next source address.
+/// Connects to `server` from the next source address, the port left for
+/// `connect()` to pick (`IP_BIND_ADDRESS_NO_PORT`): the search for a free port
+/// then sees only this address's connections, not every client's TIME-WAIT.
 pub async fn connect(server: SocketAddr, sources: &SourceAddrs) -> io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
+    setsockopt(&socket, IpBindAddressNoPort, &true)?;
     socket.bind(SocketAddr::new(sources.next(), 0))?;
     bounded(socket.connect(server)).await
 }

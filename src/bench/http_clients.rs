@@ -23,12 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
-use super::clients::{SourceAddrs, STEP_BOUND};
+use super::clients::{self, SourceAddrs, STEP_BOUND};
 
 /// The largest response head (status line and headers) a client accepts.
 const MAX_HEAD: usize = 8 * 1024;
@@ -173,7 +172,7 @@ async fn request_hello(
     sources: &SourceAddrs,
 ) -> Result<(), Failure> {
     let exchange = async {
-        let mut stream = connect_from(server, sources)
+        let mut stream = clients::connect(server, sources)
             .await
             .map_err(Failure::Connect)?;
         stream.write_all(request).await.map_err(Failure::Io)?;
@@ -191,16 +190,6 @@ async fn request_hello(
         .unwrap_or(Err(Failure::Timeout))
 }
 
-/// Connects to `server` from the next source address, the port left for
-/// `connect()` to pick (`IP_BIND_ADDRESS_NO_PORT`): the search for a free port
-/// then sees only this address's connections.
-async fn connect_from(server: SocketAddr, sources: &SourceAddrs) -> io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    setsockopt(&socket, IpBindAddressNoPort, &true)?;
-    socket.bind(SocketAddr::new(sources.next(), 0))?;
-    socket.connect(server).await
-}
-
 /// Reads one response whose body has a `Content-Length`; returns the body
 /// once exactly that many bytes arrived. A 200 is required.
 async fn read_response(stream: &mut TcpStream) -> Result<Vec<u8>, Failure> {
@@ -216,7 +205,7 @@ async fn read_response(stream: &mut TcpStream) -> Result<Vec<u8>, Failure> {
                 return Ok(seen.split_off(head));
             }
         } else if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-            let length = parse_head(&seen[..end]).map_err(Failure::BadResponse)?;
+            let length = parse_head(&seen[..end + 4]).map_err(Failure::BadResponse)?;
             body_len = Some((end + 4, length));
             continue;
         } else if seen.len() > MAX_HEAD {
@@ -235,18 +224,21 @@ async fn read_response(stream: &mut TcpStream) -> Result<Vec<u8>, Failure> {
 
 /// Checks the status line says 200 and returns the `Content-Length`.
 fn parse_head(head: &[u8]) -> Result<usize, String> {
-    let head = std::str::from_utf8(head).map_err(|_| "head is not UTF-8".to_owned())?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default();
-    let mut words = status.split(' ');
-    let version_ok = matches!(words.next(), Some("HTTP/1.1" | "HTTP/1.0"));
-    if !version_ok || words.next() != Some("200") {
-        return Err(format!("status line {status:?}"));
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("head cut short".to_owned()),
+        Err(e) => return Err(format!("bad head: {e}")),
     }
-    lines
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse().ok())
+    if response.code != Some(200) {
+        return Err(format!("status {:?}", response.code));
+    }
+    response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
         .ok_or_else(|| "no Content-Length".to_owned())
 }
 
@@ -256,15 +248,19 @@ mod tests {
 
     #[test]
     fn parse_head_reads_content_length_of_a_200() {
-        let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nContent-Length: 25\r\nconnection: close";
+        let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nContent-Length: 25\r\nconnection: close\r\n\r\n";
         assert_eq!(parse_head(head), Ok(25));
     }
 
     #[test]
     fn parse_head_refuses_other_statuses_and_missing_length() {
-        assert!(parse_head(b"HTTP/1.1 404 Not Found\r\ncontent-length: 10").is_err());
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked").is_err());
-        assert!(parse_head(b"garbage").is_err());
+        assert!(parse_head(b"HTTP/1.1 404 Not Found\r\ncontent-length: 10\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
+        assert!(parse_head(b"garbage\r\n\r\n").is_err());
+        assert!(
+            parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 10").is_err(),
+            "cut short"
+        );
     }
 
     #[test]
