@@ -126,7 +126,7 @@ fn every_goodbye_reason_is_reachable_and_counted_in_metrics() {
         cases.len() as f64,
         "{body}"
     );
-    assert!(body.contains("farewell_teardowns_total{path="), "{body}");
+    assert!(body.contains("farewell_teardowns_total{ending="), "{body}");
     assert!(body.contains("farewell_teardown_seconds_bucket"), "{body}");
     assert_eq!(metric(&body, "farewell_connections_open"), 0.0, "{body}");
 
@@ -187,7 +187,7 @@ fn metrics_on_port_zero_prints_the_bound_address_and_serves_it() {
     // The scrape itself ends peer-first: we close first, so our end keeps the
     // TIME-WAIT entry and the endpoint's end of that connection is gone.
     let (body, client) = scrape(metrics);
-    assert!(body.contains("farewell_teardowns_total{path="), "{body}");
+    assert!(body.contains("farewell_teardowns_total{ending="), "{body}");
     let deadline = std::time::Instant::now() + BOUND;
     let (ours, theirs) = loop {
         let ours = farewell::census::lookup(client, metrics).unwrap();

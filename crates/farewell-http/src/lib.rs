@@ -38,7 +38,7 @@
 //! hyper (FIN first; TIME-WAIT on the server); the other policies behave as the
 //! [`farewell::policy`] table says. Every teardown's [`farewell::Outcome`] can
 //! be observed with [`Server::on_outcome`]; [`ServeReport`] counts them by
-//! [`farewell::Path`].
+//! [`farewell::Ending`].
 //!
 //! # Example: axum
 //!

@@ -327,7 +327,7 @@ pub struct ServeReport {
     /// Connections still open when the shutdown timeout passed; they were reset
     /// once their written bytes were ACKed (or the policy's bound ended).
     pub forced: usize,
-    /// Every teardown, counted by [`farewell::Path`].
+    /// Every teardown, counted by [`farewell::Ending`].
     pub teardowns: CloserStats,
 }
 

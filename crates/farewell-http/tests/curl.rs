@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use farewell::{Path, Policy, TcpState};
+use farewell::{Ending, Policy, TcpState};
 
 const N: usize = 100_000;
 
@@ -53,7 +53,7 @@ async fn peer_first_curl_connection_close_leaves_no_server_time_wait() {
     let report = server.shutdown().await;
     assert_eq!(report.connections, 3);
     assert_eq!(
-        count(&outcomes, Path::PeerClosed),
+        count(&outcomes, Ending::PeerClosed),
         3,
         "curl closed each one first: {report}"
     );
@@ -68,7 +68,7 @@ async fn plain_policy_curl_connection_close_leaves_server_time_wait() {
     assert_three_bodies(&curl_close_three_until_server_fin(&url).await);
     let outcomes = std::sync::Arc::clone(&server.outcomes);
     let report = server.shutdown().await;
-    assert_eq!(count(&outcomes, Path::PlainClose), 3, "{report}");
+    assert_eq!(count(&outcomes, Ending::PlainClose), 3, "{report}");
     let counts = settled_server_sockets(port).await;
     assert_eq!(counts.get(TcpState::TimeWait), 3, "{counts:?}");
     assert_eq!(counts.total(), 3, "{counts:?}");
@@ -181,6 +181,6 @@ async fn peer_first_max_requests_closes_after_the_limit_without_server_time_wait
     let outcomes = std::sync::Arc::clone(&server.outcomes);
     let report = server.shutdown().await;
     assert_eq!(report.connections, 2);
-    assert_eq!(count(&outcomes, Path::PeerClosed), 2, "{report}");
+    assert_eq!(count(&outcomes, Ending::PeerClosed), 2, "{report}");
     assert_no_server_time_wait_nor_leftovers(port).await;
 }

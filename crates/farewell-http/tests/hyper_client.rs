@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use farewell::Path;
+use farewell::Ending;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -61,7 +61,7 @@ async fn peer_first_hyper_client_http1_connection_close() {
 
     let outcomes = std::sync::Arc::clone(&server.outcomes);
     server.shutdown().await;
-    assert_eq!(count(&outcomes, Path::PeerClosed), 1);
+    assert_eq!(count(&outcomes, Ending::PeerClosed), 1);
     assert_no_server_time_wait_nor_leftovers(port).await;
 }
 
@@ -91,7 +91,7 @@ async fn peer_first_h2_idle_timeout_sends_goaway_and_the_client_closes_first() {
     assert_eq!(report.requests, 3);
     // The client ended first either way: with a FIN, or with a reset when h2's
     // second GOAWAY (or PING) was still unread as it closed (DESIGN.md F4).
-    let client_first = count(&outcomes, Path::PeerClosed) + count(&outcomes, Path::PeerReset);
+    let client_first = count(&outcomes, Ending::PeerClosed) + count(&outcomes, Ending::PeerReset);
     assert_eq!(client_first, 1, "{report}");
     assert_no_server_time_wait_nor_leftovers(port).await;
 }
@@ -134,7 +134,7 @@ async fn peer_first_idle_http1_keep_alive_is_reset_after_the_response_was_acked(
 
     let outcomes = std::sync::Arc::clone(&server.outcomes);
     server.shutdown().await;
-    assert_eq!(count(&outcomes, Path::ResetAfterGrace), 1);
+    assert_eq!(count(&outcomes, Ending::ResetAfterGrace), 1);
     assert_no_server_time_wait_nor_leftovers(port).await;
     // Nobody keeps TIME-WAIT: the client's end is gone too.
     let client_side = farewell::census::lookup(client_addr, server_addr(port)).unwrap();

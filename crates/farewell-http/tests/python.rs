@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use farewell::{Path, Policy, TcpState};
+use farewell::{Ending, Policy, TcpState};
 
 /// GET `path` with `Connection: close` on a socket with `SO_RCVBUF` = `rcvbuf`
 /// (0: the default), check the a-z pattern of `n` bytes, then close: after
@@ -86,7 +86,7 @@ async fn peer_first_waits_for_a_lazy_client_to_close_first() {
     assert_eq!(get_then_close(port, "0.3").await, "ok 200 50000\n");
     let outcomes = std::sync::Arc::clone(&server.outcomes);
     server.shutdown().await;
-    assert_eq!(count(&outcomes, Path::PeerClosed), 1);
+    assert_eq!(count(&outcomes, Ending::PeerClosed), 1);
     assert_no_server_time_wait_nor_leftovers(port).await;
 }
 
@@ -103,7 +103,7 @@ async fn plain_policy_leaves_server_time_wait_when_the_client_waits_for_its_fin(
     assert_eq!(get_then_close(port, "eof").await, "ok 200 50000\n");
     let outcomes = std::sync::Arc::clone(&server.outcomes);
     server.shutdown().await;
-    assert_eq!(count(&outcomes, Path::PlainClose), 1);
+    assert_eq!(count(&outcomes, Ending::PlainClose), 1);
     let counts = settled_server_sockets(port).await;
     assert_eq!(counts.get(TcpState::TimeWait), 1, "{counts:?}");
     assert_eq!(counts.total(), 1, "{counts:?}");
@@ -119,7 +119,7 @@ async fn peer_first_early_413_with_unread_1mb_body_reaches_the_client() {
     server.shutdown().await;
     let outcomes = outcomes.lock().unwrap().clone();
     assert_eq!(outcomes.len(), 1);
-    assert_eq!(outcomes[0].path, Path::PeerClosed, "{}", outcomes[0]);
+    assert_eq!(outcomes[0].ending, Ending::PeerClosed, "{}", outcomes[0]);
     assert!(
         outcomes[0].bytes_drained > 0,
         "the unread body was drained: {}",

@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
-use crate::outcome::{Outcome, Path, TimeWait};
+use crate::outcome::{Ending, Outcome, TimeWait};
 use crate::policy::Policy;
 use crate::teardown::{Addresses, Urgency};
 
@@ -72,7 +72,7 @@ struct Inner {
     handle: Handle,
     in_flight: AtomicUsize,
     started: AtomicU64,
-    by_path: [AtomicU64; Path::ALL.len()],
+    by_path: [AtomicU64; Ending::ALL.len()],
     idle: Notify,
     hurry: Arc<Hurry>,
 }
@@ -232,18 +232,18 @@ impl Closer {
     ///
     /// * if the peer's FIN was read (or is queued with nothing before it,
     ///   `CLOSE-WAIT`), closes passively, as it would have: the peer keeps
-    ///   TIME-WAIT ([`Path::PeerClosed`], or [`Path::LingeringClose`] after
+    ///   TIME-WAIT ([`Ending::PeerClosed`], or [`Ending::LingeringClose`] after
     ///   our own FIN, which already left TIME-WAIT with us);
     /// * otherwise makes one non-blocking attempt to write what is left of the
     ///   goodbye, asks the kernel once whether it was ACKed (`SIOCOUTQ` = 0),
     ///   and resets: on the wire, at most the rest of the goodbye, then RST. No
     ///   TIME-WAIT anywhere, nothing waits for the peer
-    ///   ([`Path::ResetAtDeadline`]; [`Outcome::goodbye`] says whether the
+    ///   ([`Ending::ResetAtDeadline`]; [`Outcome::goodbye`] says whether the
     ///   goodbye was confirmed delivered).
     ///
     /// A teardown handed over after the hurry still asks the kernel for the
     /// connection's state first, so one that is not established ends as
-    /// [`Path::NotEstablished`]. Dropping the runtime instead would close the
+    /// [`Ending::NotEstablished`]. Dropping the runtime instead would close the
     /// sockets plainly: our FIN first (server TIME-WAIT), or an RST with no
     /// report.
     ///
@@ -285,7 +285,7 @@ impl Closer {
         CloserStats {
             in_flight: self.in_flight(),
             started: self.inner.started.load(Ordering::Relaxed),
-            by_path: Path::ALL
+            by_path: Ending::ALL
                 .iter()
                 .zip(&self.inner.by_path)
                 .map(|(&path, n)| (path, n.load(Ordering::Relaxed)))
@@ -343,10 +343,10 @@ impl<F: Future<Output = Outcome>> Future for Tracked<F> {
 
 impl Inner {
     fn finish(&self, outcome: Outcome) {
-        let index = Path::ALL
+        let index = Ending::ALL
             .iter()
-            .position(|&p| p == outcome.path)
-            .expect("every path is in Path::ALL");
+            .position(|&p| p == outcome.ending)
+            .expect("every path is in Ending::ALL");
         self.by_path[index].fetch_add(1, Ordering::Relaxed);
         if let Some(hook) = &self.on_outcome {
             hook(outcome);
@@ -391,7 +391,7 @@ pub struct CloserStats {
     /// Teardowns handed over since the closer was built.
     pub started: u64,
     /// Finished teardowns by path (paths never taken are left out).
-    pub by_path: Vec<(Path, u64)>,
+    pub by_path: Vec<(Ending, u64)>,
 }
 
 impl CloserStats {
@@ -401,7 +401,7 @@ impl CloserStats {
     }
 
     /// Finished teardowns that took `path`.
-    pub fn count(&self, path: Path) -> u64 {
+    pub fn count(&self, path: Ending) -> u64 {
         self.by_path
             .iter()
             .find(|&&(p, _)| p == path)

@@ -15,7 +15,7 @@
 //!    kernel has ACKed the goodbye, then reset: nobody keeps TIME-WAIT, and the
 //!    goodbye was delivered to every peer whose kernel is alive.
 //!
-//! Every teardown reports an [`Outcome`]: the [`Path`] it took, who keeps
+//! Every teardown reports an [`Outcome`]: the [`Ending`] it took, who keeps
 //! TIME-WAIT ([`TimeWait`]), whether the goodbye was confirmed delivered
 //! ([`Delivery`]), bytes drained, bytes unacknowledged at close, and the time
 //! it took. The other policies (plain, lingering, fin-then-reset, abort,
@@ -25,7 +25,7 @@
 //! # Example
 //!
 //! ```
-//! use farewell::{Delivery, Path, Policy, TimeWait};
+//! use farewell::{Delivery, Ending, Policy, TimeWait};
 //! use tokio::io::AsyncReadExt;
 //! use tokio::net::{TcpListener, TcpStream};
 //!
@@ -44,7 +44,7 @@
 //!
 //! let outcome = farewell::close(server, Policy::default(), &b"BYE idle\n"[..]).await;
 //! assert_eq!(&peer.await.unwrap()?, b"BYE idle\n");
-//! assert_eq!(outcome.path, Path::PeerClosed);      // the client closed first...
+//! assert_eq!(outcome.ending, Ending::PeerClosed);      // the client closed first...
 //! assert_eq!(outcome.time_wait, TimeWait::Peer);   // ...so TIME-WAIT is on its side
 //! assert_eq!(outcome.goodbye, Delivery::Confirmed);
 //! # Ok(())
@@ -80,7 +80,7 @@ mod tcp_state;
 mod teardown;
 
 pub use closer::{Closer, CloserBuilder, CloserStats};
-pub use outcome::{Delivery, Outcome, Path, TimeWait};
+pub use outcome::{Delivery, Ending, Outcome, TimeWait};
 pub use policy::{FinThenReset, Lingering, PeerFirst, Plain, Policy};
 pub use tcp_state::TcpState;
 pub use teardown::{close, close_split};

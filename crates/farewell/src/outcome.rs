@@ -4,11 +4,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::TcpState;
+use crate::{Policy, TcpState};
 
-/// The way a teardown ended.
+/// The way a teardown ended: its [`Outcome::ending`].
+///
+/// Named `Ending` (not `Path`) so it does not shadow [`std::path::Path`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Path {
+#[non_exhaustive]
+pub enum Ending {
     /// The peer sent its FIN first; we closed after it (passive close).
     PeerClosed,
     /// Peer-first: the grace passed without the peer's FIN; we reset, after the
@@ -48,51 +51,70 @@ pub enum Path {
     ResetAtDeadline,
 }
 
-impl Path {
+impl Ending {
     /// Every path, in declaration order.
-    pub const ALL: [Path; 16] = [
-        Path::PeerClosed,
-        Path::ResetAfterGrace,
-        Path::ResetOnDrainLimit,
-        Path::PeerReset,
-        Path::ConnectionLost,
-        Path::LingeringClose,
-        Path::LingeringTimeout,
-        Path::ResetAfterLinger,
-        Path::ResetAfterFinAck,
-        Path::ResetFinUnacked,
-        Path::PlainClose,
-        Path::Aborted,
-        Path::Silent,
-        Path::SilentRefusedReset,
-        Path::NotEstablished,
-        Path::ResetAtDeadline,
+    pub const ALL: [Ending; 16] = [
+        Ending::PeerClosed,
+        Ending::ResetAfterGrace,
+        Ending::ResetOnDrainLimit,
+        Ending::PeerReset,
+        Ending::ConnectionLost,
+        Ending::LingeringClose,
+        Ending::LingeringTimeout,
+        Ending::ResetAfterLinger,
+        Ending::ResetAfterFinAck,
+        Ending::ResetFinUnacked,
+        Ending::PlainClose,
+        Ending::Aborted,
+        Ending::Silent,
+        Ending::SilentRefusedReset,
+        Ending::NotEstablished,
+        Ending::ResetAtDeadline,
     ];
+
+    /// True when *we* ended the connection with an RST (or, for
+    /// [`Ending::Silent`], with nothing on the wire): no TIME-WAIT entry
+    /// anywhere. False for [`Ending::PeerReset`]: the peer sent that one.
+    pub fn we_reset(self) -> bool {
+        matches!(
+            self,
+            Ending::ResetAfterGrace
+                | Ending::ResetOnDrainLimit
+                | Ending::ResetAfterLinger
+                | Ending::ResetAfterFinAck
+                | Ending::ResetFinUnacked
+                | Ending::Aborted
+                | Ending::Silent
+                | Ending::SilentRefusedReset
+                | Ending::NotEstablished
+                | Ending::ResetAtDeadline
+        )
+    }
 
     /// A short kebab-case name, stable for logs, metrics labels and JSON.
     pub fn name(self) -> &'static str {
         match self {
-            Path::PeerClosed => "peer-closed",
-            Path::ResetAfterGrace => "reset-after-grace",
-            Path::ResetOnDrainLimit => "reset-on-drain-limit",
-            Path::PeerReset => "peer-reset",
-            Path::ConnectionLost => "connection-lost",
-            Path::LingeringClose => "lingering-close",
-            Path::LingeringTimeout => "lingering-timeout",
-            Path::ResetAfterLinger => "reset-after-linger",
-            Path::ResetAfterFinAck => "reset-after-fin-ack",
-            Path::ResetFinUnacked => "reset-fin-unacked",
-            Path::PlainClose => "plain-close",
-            Path::Aborted => "aborted",
-            Path::Silent => "silent",
-            Path::SilentRefusedReset => "silent-refused-reset",
-            Path::NotEstablished => "not-established",
-            Path::ResetAtDeadline => "reset-at-deadline",
+            Ending::PeerClosed => "peer-closed",
+            Ending::ResetAfterGrace => "reset-after-grace",
+            Ending::ResetOnDrainLimit => "reset-on-drain-limit",
+            Ending::PeerReset => "peer-reset",
+            Ending::ConnectionLost => "connection-lost",
+            Ending::LingeringClose => "lingering-close",
+            Ending::LingeringTimeout => "lingering-timeout",
+            Ending::ResetAfterLinger => "reset-after-linger",
+            Ending::ResetAfterFinAck => "reset-after-fin-ack",
+            Ending::ResetFinUnacked => "reset-fin-unacked",
+            Ending::PlainClose => "plain-close",
+            Ending::Aborted => "aborted",
+            Ending::Silent => "silent",
+            Ending::SilentRefusedReset => "silent-refused-reset",
+            Ending::NotEstablished => "not-established",
+            Ending::ResetAtDeadline => "reset-at-deadline",
         }
     }
 }
 
-impl fmt::Display for Path {
+impl fmt::Display for Ending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.name())
     }
@@ -100,6 +122,7 @@ impl fmt::Display for Path {
 
 /// Which side keeps the connection's TIME-WAIT entry after the teardown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TimeWait {
     /// The peer closed first; it keeps TIME-WAIT and we keep nothing.
     Peer,
@@ -133,6 +156,7 @@ impl fmt::Display for TimeWait {
 
 /// Whether the goodbye reached the peer's kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Delivery {
     /// The whole goodbye was written and the peer's kernel ACKed it
     /// (`SIOCOUTQ` reached 0, or our later FIN was ACKed).
@@ -166,11 +190,12 @@ impl fmt::Display for Delivery {
 /// `Display` gives one line, e.g.
 /// `peer-first 127.0.0.1:7878 -> 127.0.0.1:50312: peer-closed, TIME-WAIT at peer, goodbye confirmed, drained 0 B, unacked 0 B, 1.2ms`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outcome {
-    /// The policy's name (`"peer-first"`, …).
-    pub policy: &'static str,
+    /// The policy that ran, with its settings (its name: [`Policy::name`]).
+    pub policy: Policy,
     /// The way the teardown ended.
-    pub path: Path,
+    pub ending: Ending,
     /// Who keeps TIME-WAIT, as far as the kernel's state at close tells.
     pub time_wait: TimeWait,
     /// Whether the goodbye reached the peer's kernel.
@@ -197,9 +222,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// True when the teardown sent an RST (or nothing at all) rather than a FIN exchange.
-    pub fn was_reset(&self) -> bool {
-        self.time_wait == TimeWait::Nobody
+    /// True when *we* ended the connection with an RST (or silently); false
+    /// when the peer reset it. See [`Ending::we_reset`].
+    pub fn we_reset(&self) -> bool {
+        self.ending.we_reset()
     }
 }
 
@@ -212,7 +238,7 @@ impl fmt::Display for Outcome {
         write!(
             f,
             ": {}, TIME-WAIT at {}, goodbye {}, drained {} B, unacked ",
-            self.path, self.time_wait, self.goodbye, self.bytes_drained
+            self.ending, self.time_wait, self.goodbye, self.bytes_drained
         )?;
         match self.unacked_at_close {
             Some(n) => write!(f, "{n} B")?,

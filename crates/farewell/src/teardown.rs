@@ -11,8 +11,8 @@ use bytes::Bytes;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 use tokio::net::TcpStream;
 
-use crate::outcome::{Outcome, Path};
-use crate::policy::{Ending, Event, Machine, Policy, Probe, Step};
+use crate::outcome::{Ending, Outcome};
+use crate::policy::{Event, Machine, Policy, Probe, Release, Step};
 use crate::sys;
 use crate::TcpState;
 
@@ -31,7 +31,7 @@ thread_local! {
 /// timers), always ends within the policy's deadlines (each clamped to
 /// [`MAX_WAIT`](crate::policy::MAX_WAIT)), and always closes the descriptor.
 /// Peer resets and I/O errors end the teardown early and show in
-/// [`Outcome::path`]; they are not errors.
+/// [`Outcome::ending`]; they are not errors.
 ///
 /// `goodbye` is the protocol's last message (for example `b"BYE idle\n"`); it
 /// may be empty. With the default [`Policy::PeerFirst`], the server never sends
@@ -39,8 +39,8 @@ thread_local! {
 /// whether the goodbye was confirmed delivered.
 ///
 /// A socket that is not established (still connecting) is reset at once
-/// ([`Path::NotEstablished`]); one the peer already reset is just closed
-/// ([`Path::PeerReset`]).
+/// ([`Ending::NotEstablished`]); one the peer already reset is just closed
+/// ([`Ending::PeerReset`]).
 ///
 /// To hand a stream over and move on, use a [`Closer`](crate::Closer).
 ///
@@ -257,8 +257,8 @@ fn drive<H: Urgency>(mut t: Teardown<H>) -> impl Future<Output = Outcome> + Send
                 t.machine.on_event(Instant::now(), event);
             }
         }
-        let path = release(t.stream, finish.ending).unwrap_or(finish.path);
-        let finish = crate::policy::Finish { path, ..finish };
+        let ending = release(t.stream, finish.release).unwrap_or(finish.ending);
+        let finish = crate::policy::Finish { ending, ..finish };
         let mut outcome = t.machine.outcome(finish, last, t.started.elapsed());
         outcome.local = t.local;
         outcome.peer = t.peer;
@@ -360,8 +360,8 @@ fn is_transient(e: &io::Error) -> bool {
 
 /// Lets go of the socket the way the machine decided. Returns a different path
 /// when the decided way was refused (silent close without `CAP_NET_ADMIN`).
-fn release(stream: TcpStream, ending: Ending) -> Option<Path> {
-    if ending == Ending::Close {
+fn release(stream: TcpStream, release: Release) -> Option<Ending> {
+    if release == Release::Close {
         drop(stream);
         return None;
     }
@@ -373,8 +373,8 @@ fn release(stream: TcpStream, ending: Ending) -> Option<Path> {
             return None;
         }
     };
-    match ending {
-        Ending::Silent => match sys::close_silently(stream) {
+    match release {
+        Release::Silent => match sys::close_silently(stream) {
             Ok(()) => None,
             Err(refused) => {
                 tracing::warn!(
@@ -382,7 +382,7 @@ fn release(stream: TcpStream, ending: Ending) -> Option<Path> {
                     "silent close needs CAP_NET_ADMIN (TCP_REPAIR); resetting instead"
                 );
                 reset(refused.stream);
-                Some(Path::SilentRefusedReset)
+                Some(Ending::SilentRefusedReset)
             }
         },
         _ => {

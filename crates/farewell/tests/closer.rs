@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{connected_pair, kernel_state, test_policy, GOODBYE, V4};
 use farewell::census::{self, Filter, StateSet};
-use farewell::{Closer, Path, Policy, TcpState, TimeWait};
+use farewell::{Closer, Ending, Policy, TcpState, TimeWait};
 use tokio::io::AsyncReadExt;
 
 /// Sockets on the server's address other than the listener, per the kernel,
@@ -77,11 +77,11 @@ async fn closer_peer_first_many_concurrent_peers_leave_nothing_on_the_server_por
     assert_eq!(outcomes.len(), N);
     assert!(outcomes.iter().all(|o| o.time_wait != TimeWait::Us));
     assert_eq!(
-        stats.count(Path::PeerClosed) + stats.count(Path::ResetAfterGrace),
+        stats.count(Ending::PeerClosed) + stats.count(Ending::ResetAfterGrace),
         N as u64
     );
     assert!(
-        stats.count(Path::ResetAfterGrace) >= (N / 3) as u64,
+        stats.count(Ending::ResetAfterGrace) >= (N / 3) as u64,
         "the ignoring third is reset: {stats}"
     );
 
@@ -160,7 +160,7 @@ async fn closer_reap_destroys_our_time_wait_entry_after_a_clean_lingering_close(
         .unwrap()
         .unwrap();
     eprintln!("{outcome}");
-    assert_eq!(outcome.path, Path::LingeringClose);
+    assert_eq!(outcome.ending, Ending::LingeringClose);
     assert_eq!(outcome.time_wait, TimeWait::Us);
     assert!(outcome.reaped, "the entry was reaped: {outcome}");
     assert_eq!(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{clean_listener, kernel_state, settle, GOODBYE};
 use farewell::census::{self, Filter, StateSet};
-use farewell::{Closer, Delivery, Lingering, Outcome, Path, PeerFirst, Policy, TcpState};
+use farewell::{Closer, Delivery, Ending, Lingering, Outcome, PeerFirst, Policy, TcpState};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -118,7 +118,7 @@ async fn hurry_resets_slow_teardowns_of_peers_that_ignore_the_goodbye() {
         }
         for _ in 0..3 {
             let outcome = outcomes.try_recv().expect("an outcome per teardown");
-            assert_eq!(outcome.path, Path::ResetAtDeadline, "{outcome}");
+            assert_eq!(outcome.ending, Ending::ResetAtDeadline, "{outcome}");
             assert_eq!(outcome.goodbye, Delivery::Confirmed, "{outcome}");
         }
         let left = server_sockets(server_addr);
@@ -147,7 +147,7 @@ async fn hurry_before_the_handover_still_sends_the_goodbye_once_then_resets() {
     assert_eq!(got, GOODBYE, "one write attempt: the goodbye went out");
     assert_eq!(error, Some(io::ErrorKind::ConnectionReset));
     let outcome = outcomes.try_recv().unwrap();
-    assert_eq!(outcome.path, Path::ResetAtDeadline, "{outcome}");
+    assert_eq!(outcome.ending, Ending::ResetAtDeadline, "{outcome}");
     assert_eq!(server_sockets(server_addr).total(), 0);
 }
 
@@ -181,7 +181,7 @@ async fn hurry_closes_passively_when_the_peer_fin_is_in_and_the_peer_keeps_time_
         "goodbye, then our FIN"
     );
     let outcome = outcomes.try_recv().unwrap();
-    assert_eq!(outcome.path, Path::PeerClosed, "{outcome}");
+    assert_eq!(outcome.ending, Ending::PeerClosed, "{outcome}");
     drop(client);
     settle(server_addr, client_addr).await;
     assert_eq!(

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{connected_pair, kernel_state, run_cell, Behaviour, GOODBYE, V4};
-use farewell::{Path, PeerFirst, Policy, TcpState, TimeWait};
+use farewell::{Ending, PeerFirst, Policy, TcpState, TimeWait};
 use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +38,7 @@ async fn peer_first_huge_grace_is_clamped_and_ends_when_the_peer_closes() {
         drain_limit: u64::MAX,
     });
     let cell = run_cell(policy, Behaviour::Cooperative, V4).await;
-    assert_eq!(cell.outcome.path, Path::PeerClosed);
+    assert_eq!(cell.outcome.ending, Ending::PeerClosed);
     assert!(!cell.server_time_wait);
     assert!(cell.peer_got_goodbye);
 }
@@ -78,7 +78,7 @@ async fn teardown_of_a_socket_still_connecting_resets_it() {
     .await
     .unwrap();
     eprintln!("{outcome}");
-    assert_eq!(outcome.path, Path::NotEstablished);
+    assert_eq!(outcome.ending, Ending::NotEstablished);
     assert_eq!(outcome.time_wait, TimeWait::Nobody);
     assert_eq!(
         kernel_state(local, addr),
@@ -111,7 +111,7 @@ async fn teardown_of_split_halves_reunites_without_sending_fin() {
     .unwrap()
     .expect("halves of one stream reunite");
     assert_eq!(peer.await.unwrap(), GOODBYE);
-    assert_eq!(outcome.path, Path::PeerClosed);
+    assert_eq!(outcome.ending, Ending::PeerClosed);
     common::settle(server_addr, client_addr).await;
     assert_ne!(
         kernel_state(server_addr, client_addr),
@@ -140,7 +140,7 @@ async fn teardown_of_halves_from_two_streams_is_refused_and_gives_them_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teardown_of_an_already_reset_stream_is_a_peer_reset() {
     let cell = run_cell(Policy::default(), Behaviour::ResetsFirst, V4).await;
-    assert_eq!(cell.outcome.path, Path::PeerReset);
+    assert_eq!(cell.outcome.ending, Ending::PeerReset);
     assert_eq!(
         cell.outcome.unacked_at_close, None,
         "counters are stale after a reset (F5)"

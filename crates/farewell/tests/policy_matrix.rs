@@ -10,12 +10,12 @@
 mod common;
 
 use common::{run_cell, test_policy, Behaviour, Cell, TEARDOWN_BOUND, V4, V6};
-use farewell::{Delivery, Path, TimeWait};
+use farewell::{Delivery, Ending, TimeWait};
 
 /// What a cell must show.
 struct Expect {
     /// Acceptable paths (more than one only where the wire genuinely races).
-    paths: &'static [Path],
+    paths: &'static [Ending],
     /// Server TIME-WAIT per the kernel; `None` where a race decides it (then
     /// only consistency with the outcome is checked).
     server_time_wait: Option<bool>,
@@ -23,7 +23,7 @@ struct Expect {
     peer_got_goodbye: Option<bool>,
 }
 
-const fn expect(paths: &'static [Path], server_tw: Option<bool>, got: Option<bool>) -> Expect {
+const fn expect(paths: &'static [Ending], server_tw: Option<bool>, got: Option<bool>) -> Expect {
     Expect {
         paths,
         server_time_wait: server_tw,
@@ -61,6 +61,7 @@ fn check_consistency(cell: &Cell, label: &str) {
         }
         // Depends on whether the peer closes before tcp_fin_timeout: no claim.
         TimeWait::UsIfPeerCloses => {}
+        other => panic!("{label}: a TIME-WAIT holder this test does not know: {other}"),
     }
     assert!(
         !cell.server_leftover,
@@ -86,9 +87,9 @@ async fn check(policy: &str, behaviour: Behaviour, ip: std::net::IpAddr, want: E
         cell.outcome, cell.server_time_wait, cell.client_time_wait, cell.peer_got_goodbye
     );
     assert!(
-        want.paths.contains(&cell.outcome.path),
+        want.paths.contains(&cell.outcome.ending),
         "{label}: path {} not in {:?}",
-        cell.outcome.path,
+        cell.outcome.ending,
         want.paths
     );
     if let Some(tw) = want.server_time_wait {
@@ -117,7 +118,7 @@ macro_rules! matrix {
     )*};
 }
 
-use Path::*;
+use Ending::*;
 
 matrix! {
     // ---- peer-first: never TIME-WAIT here; the goodbye arrives wherever the peer's kernel reads ----

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use farewell::census::{self, Filter, SocketEntry};
-use farewell::{Delivery, Outcome, Path, PeerFirst, Policy, TcpState, TimeWait};
+use farewell::{Delivery, Ending, Outcome, PeerFirst, Policy, TcpState, TimeWait};
 use netns::{Conn, Netns, TcpCounters, VethPair};
 
 const GOODBYE: &[u8] = b"BYE shutdown\n";
@@ -160,7 +160,7 @@ fn peer_first_vanished_peer_is_reset_after_grace_and_leaves_no_server_socket() {
     }
     let seen = vanished_peer(peer_first_short(), |_, _| {});
     let o = &seen.outcome;
-    assert_eq!(o.path, Path::ResetAfterGrace, "{o}");
+    assert_eq!(o.ending, Ending::ResetAfterGrace, "{o}");
     assert_eq!(o.goodbye, Delivery::Unconfirmed, "nobody ACKed it: {o}");
     assert_eq!(o.goodbye_written, GOODBYE.len(), "{o}");
     // The peer had its grace before the reset (timers never fire early).
@@ -190,9 +190,9 @@ fn peer_first_vanished_peer_is_reset_after_grace_and_leaves_no_server_socket() {
 
 /// The contrast: a policy that sends FIN and closes leaves the server's
 /// kernel an orphan in FIN-WAIT-1, retransmitting to a peer that is gone.
-fn fin_policy_leaves_orphan(policy: Policy, expected_path: Path) {
+fn fin_policy_leaves_orphan(policy: Policy, expected_path: Ending) {
     vanished_peer(policy, |net, seen| {
-        assert_eq!(seen.outcome.path, expected_path, "{}", seen.outcome);
+        assert_eq!(seen.outcome.ending, expected_path, "{}", seen.outcome);
         let orphan = seen
             .server_entry
             .clone()
@@ -243,7 +243,7 @@ fn plain_vanished_peer_leaves_fin_wait_1_orphan_on_server() {
         .parse::<Policy>()
         .unwrap()
         .with_grace(Duration::from_millis(500));
-    fin_policy_leaves_orphan(policy, Path::PlainClose);
+    fin_policy_leaves_orphan(policy, Ending::PlainClose);
 }
 
 #[test]
@@ -258,7 +258,7 @@ fn lingering_vanished_peer_leaves_fin_wait_1_orphan_on_server() {
         .parse::<Policy>()
         .unwrap()
         .with_grace(Duration::from_millis(600));
-    fin_policy_leaves_orphan(policy, Path::LingeringTimeout);
+    fin_policy_leaves_orphan(policy, Ending::LingeringTimeout);
 }
 
 // ---- silent: TCP_REPAIR close, nothing on the wire ----
@@ -296,7 +296,7 @@ fn silent_close_sends_no_packet_and_leaves_peer_established() {
         after.get("CurrEstab"),
     );
 
-    assert_eq!(outcome.path, Path::Silent, "{outcome}");
+    assert_eq!(outcome.ending, Ending::Silent, "{outcome}");
     assert_eq!(outcome.time_wait, TimeWait::Nobody, "{outcome}");
     assert_eq!(outcome.goodbye, Delivery::NoneSent, "{outcome}");
     assert_eq!(server, None, "the server's socket is gone");
@@ -359,7 +359,7 @@ fn silent_without_net_admin_falls_back_to_reset() {
     );
 
     assert!(!had_admin, "the teardown thread lost CAP_NET_ADMIN");
-    assert_eq!(outcome.path, Path::SilentRefusedReset, "{outcome}");
+    assert_eq!(outcome.ending, Ending::SilentRefusedReset, "{outcome}");
     assert_eq!(outcome.time_wait, TimeWait::Nobody, "{outcome}");
     assert_eq!(left, None, "the server's socket is gone");
     assert_eq!(lookup(&ns, server_addr, client_addr), None);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use farewell::census::{self, Filter};
 use farewell::server::{self, BusyMode, Flow, Protocol, Reason, ServerConfig, Summary};
-use farewell::{Path, TcpState};
+use farewell::{Ending, TcpState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -131,7 +131,7 @@ async fn a_protocol_of_our_own_needs_only_the_trait() {
     assert_eq!(server_time_wait(server.addr).await, 0);
     let summary = server.stop().await;
     assert_eq!(summary.goodbyes(Reason::Protocol("stopped")), 1);
-    assert_eq!(summary.teardowns.count(Path::PeerClosed), 1);
+    assert_eq!(summary.teardowns.count(Ending::PeerClosed), 1);
 }
 
 #[tokio::test]
@@ -188,7 +188,7 @@ async fn busy_reset_sheds_at_once_and_keeps_serving_the_others() {
     assert_eq!(server_time_wait(server.addr).await, 0);
     let summary = server.stop().await;
     assert_eq!(summary.goodbyes(Reason::Busy), 1);
-    assert_eq!(summary.teardowns.count(Path::Aborted), 1, "{summary}");
+    assert_eq!(summary.teardowns.count(Ending::Aborted), 1, "{summary}");
     assert_eq!(summary.accepted, 2);
 }
 

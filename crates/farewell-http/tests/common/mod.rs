@@ -164,11 +164,11 @@ pub fn assert_pattern(body: &[u8], n: usize) {
 }
 
 /// How many recorded outcomes took `path`.
-pub fn count(outcomes: &Mutex<Vec<Outcome>>, path: farewell::Path) -> usize {
+pub fn count(outcomes: &Mutex<Vec<Outcome>>, path: farewell::Ending) -> usize {
     outcomes
         .lock()
         .unwrap()
         .iter()
-        .filter(|o| o.path == path)
+        .filter(|o| o.ending == path)
         .count()
 }

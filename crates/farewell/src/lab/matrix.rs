@@ -104,7 +104,7 @@ pub struct CellReport {
     pub leftover_sockets: usize,
     /// Those left-over server ends by kernel state (`"FIN-WAIT-1"` -> count).
     pub leftover_states: BTreeMap<String, usize>,
-    /// How many connections took each outcome path (by [`Path::name`](crate::Path::name)).
+    /// How many connections took each outcome path (by [`Ending::name`](crate::Ending::name)).
     pub paths: BTreeMap<String, usize>,
     /// Why the cell did not run (`"needs CAP_NET_ADMIN"`), or `None`.
     pub skipped: Option<String>,
@@ -188,7 +188,7 @@ impl CellReport {
         for t in trials {
             *cell
                 .paths
-                .entry(t.outcome.path.name().to_owned())
+                .entry(t.outcome.ending.name().to_owned())
                 .or_default() += 1;
         }
         cell

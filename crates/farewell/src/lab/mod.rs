@@ -53,7 +53,7 @@
 //!     "release_ms": [1.9, 2.1, 2.6],   // every connection's release time, ascending
 //!     "leftover_sockets": 0,           // server ends in the table in a state other than TIME-WAIT after settling
 //!     "leftover_states": {},           // those by state, e.g. { "FIN-WAIT-1": 5 } (orphans retransmitting to a vanished peer)
-//!     "paths": { "peer-closed": 5 },   // Path::name -> count
+//!     "paths": { "peer-closed": 5 },   // Ending::name -> count
 //!     "skipped": null,                 // or why the cell did not run: "needs CAP_NET_ADMIN"
 //!     "errors": []                     // one message per connection that failed to run
 //!   }, … ],                            // one per policy × behaviour, policy-major

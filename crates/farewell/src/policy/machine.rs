@@ -27,7 +27,7 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::outcome::{Delivery, Outcome, Path, TimeWait};
+use crate::outcome::{Delivery, Ending, Outcome, TimeWait};
 use crate::policy::{Policy, MAX_WAIT};
 use crate::TcpState;
 
@@ -89,7 +89,7 @@ enum Hurry {
 
 /// How the driver finally lets go of the socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ending {
+pub(crate) enum Release {
     /// `close()`.
     Close,
     /// `SO_LINGER {on, 0}` + `close()`: RST.
@@ -101,8 +101,8 @@ pub(crate) enum Ending {
 /// What the machine decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Finish {
+    pub(crate) release: Release,
     pub(crate) ending: Ending,
-    pub(crate) path: Path,
 }
 
 /// What the driver should do next.
@@ -248,8 +248,11 @@ impl Machine {
         self.state = new;
     }
 
-    fn finish(&mut self, ending: Ending, path: Path) {
-        self.finish = Some(Finish { ending, path });
+    fn finish(&mut self, release: Release, path: Ending) {
+        self.finish = Some(Finish {
+            release,
+            ending: path,
+        });
         self.set_state(State::Done);
     }
 
@@ -274,10 +277,10 @@ impl Machine {
     }
 
     /// The path of a close after the peer's FIN was read: lingering names its own.
-    fn closed_after_peer_fin(&self) -> Path {
+    fn closed_after_peer_fin(&self) -> Ending {
         match self.policy {
-            Policy::Lingering(_) => Path::LingeringClose,
-            _ => Path::PeerClosed,
+            Policy::Lingering(_) => Ending::LingeringClose,
+            _ => Ending::PeerClosed,
         }
     }
 
@@ -313,7 +316,7 @@ impl Machine {
                 State::Starting => return Step::CheckState,
                 State::Flushing => {
                     if self.drain_limit_exceeded() {
-                        self.finish(Ending::Reset, Path::ResetOnDrainLimit);
+                        self.finish(Release::Reset, Ending::ResetOnDrainLimit);
                     } else if self.written >= self.goodbye_len {
                         self.on_flushed();
                     } else if self.write_attempted && now >= self.flush_deadline() {
@@ -332,9 +335,9 @@ impl Machine {
                     Policy::PeerFirst(p) => {
                         let grace_end = self.after_start(p.grace);
                         if self.peer_fin {
-                            self.finish(Ending::Close, Path::PeerClosed);
+                            self.finish(Release::Close, Ending::PeerClosed);
                         } else if self.drain_limit_exceeded() {
-                            self.finish(Ending::Reset, Path::ResetOnDrainLimit);
+                            self.finish(Release::Reset, Ending::ResetOnDrainLimit);
                         } else if now >= grace_end {
                             self.next_probe = now;
                             self.set_state(State::ConfirmingDelivery);
@@ -351,12 +354,12 @@ impl Machine {
                             .after_start(l.max_time)
                             .min(self.last_read + l.idle_timeout.min(MAX_WAIT));
                         if self.peer_fin {
-                            self.finish(Ending::Close, Path::LingeringClose);
+                            self.finish(Release::Close, Ending::LingeringClose);
                         } else if now >= deadline {
                             if l.reset_on_timeout {
-                                self.finish(Ending::Reset, Path::ResetAfterLinger);
+                                self.finish(Release::Reset, Ending::ResetAfterLinger);
                             } else {
-                                self.finish(Ending::Close, Path::LingeringTimeout);
+                                self.finish(Release::Close, Ending::LingeringTimeout);
                             }
                         } else {
                             return Step::Wait {
@@ -375,11 +378,11 @@ impl Machine {
                     let deadline = self.after_start(f.fin_ack_timeout);
                     if self.peer_fin {
                         // The peer's FIN won the race: TIME-WAIT is ours already (F2).
-                        self.finish(Ending::Close, Path::PeerClosed);
+                        self.finish(Release::Close, Ending::PeerClosed);
                     } else if self.confirmed {
-                        self.finish(Ending::Reset, Path::ResetAfterFinAck);
+                        self.finish(Release::Reset, Ending::ResetAfterFinAck);
                     } else if self.next_probe > now && now >= deadline {
-                        self.finish(Ending::Reset, Path::ResetFinUnacked);
+                        self.finish(Release::Reset, Ending::ResetFinUnacked);
                     } else {
                         return self.probe_or_wait(now, deadline);
                     }
@@ -390,14 +393,14 @@ impl Machine {
                     };
                     let deadline = self.after_start(p.grace) + p.confirm_timeout.min(MAX_WAIT);
                     if self.peer_fin {
-                        self.finish(Ending::Close, Path::PeerClosed);
+                        self.finish(Release::Close, Ending::PeerClosed);
                     } else if self.drain_limit_exceeded() {
-                        self.finish(Ending::Reset, Path::ResetOnDrainLimit);
+                        self.finish(Release::Reset, Ending::ResetOnDrainLimit);
                     } else if self.confirmed {
-                        self.finish(Ending::Reset, Path::ResetAfterGrace);
+                        self.finish(Release::Reset, Ending::ResetAfterGrace);
                     } else if self.next_probe > now && now >= deadline {
                         // At least one probe ran since the grace ended; time is up.
-                        self.finish(Ending::Reset, Path::ResetAfterGrace);
+                        self.finish(Release::Reset, Ending::ResetAfterGrace);
                     } else {
                         return self.probe_or_wait(now, deadline);
                     }
@@ -406,14 +409,14 @@ impl Machine {
                     if self.peer_fin {
                         // Passive close, as without the hurry: the peer keeps
                         // TIME-WAIT (or, after our FIN, we already do: F2).
-                        self.finish(Ending::Close, self.closed_after_peer_fin());
+                        self.finish(Release::Close, self.closed_after_peer_fin());
                     } else if self.hurry == Hurry::Asked && self.written < self.goodbye_len {
                         self.hurry = Hurry::Wrote;
                         return Step::TryWrite;
                     } else if self.hurry != Hurry::Probed {
                         return Step::Probe;
                     } else {
-                        self.finish(Ending::Reset, Path::ResetAtDeadline);
+                        self.finish(Release::Reset, Ending::ResetAtDeadline);
                     }
                 }
                 State::Done => unreachable!("a finished machine always has its finish"),
@@ -424,9 +427,9 @@ impl Machine {
     /// The whole goodbye is in the socket.
     fn on_flushed(&mut self) {
         match self.policy {
-            Policy::Plain(_) => self.finish(Ending::Close, Path::PlainClose),
-            Policy::Abort => self.finish(Ending::Reset, Path::Aborted),
-            Policy::Silent => self.finish(Ending::Silent, Path::Silent),
+            Policy::Plain(_) => self.finish(Release::Close, Ending::PlainClose),
+            Policy::Abort => self.finish(Release::Reset, Ending::Aborted),
+            Policy::Silent => self.finish(Release::Silent, Ending::Silent),
             Policy::Lingering(_) | Policy::FinThenReset(_) => self.set_state(State::HalfClosing),
             Policy::PeerFirst(_) => self.set_state(State::Draining),
         }
@@ -435,14 +438,14 @@ impl Machine {
     /// The goodbye could not be written in time (the peer does not read).
     fn on_flush_timeout(&mut self) {
         match self.policy {
-            Policy::Plain(_) => self.finish(Ending::Close, Path::PlainClose),
-            Policy::Abort | Policy::Silent => self.finish(Ending::Reset, Path::Aborted),
+            Policy::Plain(_) => self.finish(Release::Close, Ending::PlainClose),
+            Policy::Abort | Policy::Silent => self.finish(Release::Reset, Ending::Aborted),
             Policy::Lingering(l) if l.reset_on_timeout => {
-                self.finish(Ending::Reset, Path::ResetAfterLinger)
+                self.finish(Release::Reset, Ending::ResetAfterLinger)
             }
-            Policy::Lingering(_) => self.finish(Ending::Close, Path::LingeringTimeout),
-            Policy::FinThenReset(_) => self.finish(Ending::Reset, Path::ResetFinUnacked),
-            Policy::PeerFirst(_) => self.finish(Ending::Reset, Path::ResetAfterGrace),
+            Policy::Lingering(_) => self.finish(Release::Close, Ending::LingeringTimeout),
+            Policy::FinThenReset(_) => self.finish(Release::Reset, Ending::ResetFinUnacked),
+            Policy::PeerFirst(_) => self.finish(Release::Reset, Ending::ResetAfterGrace),
         }
     }
 
@@ -477,10 +480,10 @@ impl Machine {
                 let path = match kind {
                     io::ErrorKind::ConnectionReset
                     | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::ConnectionAborted => Path::PeerReset,
-                    _ => Path::ConnectionLost,
+                    | io::ErrorKind::ConnectionAborted => Ending::PeerReset,
+                    _ => Ending::ConnectionLost,
                 };
-                self.finish(Ending::Close, path);
+                self.finish(Release::Close, path);
             }
             Event::HalfClosed(state) => {
                 self.we_fin = true;
@@ -545,11 +548,11 @@ impl Machine {
     fn on_start_state(&mut self, state: TcpState) {
         match state {
             // A reset connection reports CLOSED; there is nothing left to say goodbye on.
-            TcpState::Closed => self.finish(Ending::Close, Path::PeerReset),
+            TcpState::Closed => self.finish(Release::Close, Ending::PeerReset),
             TcpState::SynSent
             | TcpState::SynReceived
             | TcpState::NewSynReceived
-            | TcpState::Listen => self.finish(Ending::Reset, Path::NotEstablished),
+            | TcpState::Listen => self.finish(Release::Reset, Ending::NotEstablished),
             _ => self.established(),
         }
     }
@@ -560,7 +563,7 @@ impl Machine {
         }
         if probe.state == TcpState::Closed && !self.we_fin {
             // Without our FIN, only a reset (or a timeout) closes the connection.
-            return self.finish(Ending::Close, Path::PeerReset);
+            return self.finish(Release::Close, Ending::PeerReset);
         }
         if self.state == State::Hurrying {
             self.hurry = Hurry::Probed;
@@ -594,18 +597,20 @@ impl Machine {
     ) -> Outcome {
         let state_at_close = last.map(|p| p.state);
         let both_fins = self.we_fin && self.peer_fin;
-        let time_wait = match finish.ending {
+        let time_wait = match finish.release {
             // Our FIN went first and the peer's came: the entry exists already,
             // a reset cannot undo it (F2).
             _ if both_fins && !self.peer_fin_first => TimeWait::Us,
-            Ending::Reset | Ending::Silent => TimeWait::Nobody,
-            Ending::Close if matches!(finish.path, Path::PeerReset | Path::ConnectionLost) => {
+            Release::Reset | Release::Silent => TimeWait::Nobody,
+            Release::Close
+                if matches!(finish.ending, Ending::PeerReset | Ending::ConnectionLost) =>
+            {
                 TimeWait::Nobody
             }
             // Closing with unread input sends RST whatever else (F4).
-            Ending::Close if last.is_some_and(|p| p.unread > 0) => TimeWait::Nobody,
-            Ending::Close if both_fins => TimeWait::Peer,
-            Ending::Close => match state_at_close {
+            Release::Close if last.is_some_and(|p| p.unread > 0) => TimeWait::Nobody,
+            Release::Close if both_fins => TimeWait::Peer,
+            Release::Close => match state_at_close {
                 Some(TcpState::CloseWait | TcpState::LastAck) => TimeWait::Peer,
                 Some(TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2) => {
                     TimeWait::UsIfPeerCloses
@@ -634,8 +639,8 @@ impl Machine {
             Delivery::Unconfirmed
         };
         Outcome {
-            policy: self.policy.name(),
-            path: finish.path,
+            policy: self.policy,
+            ending: finish.ending,
             time_wait,
             goodbye,
             goodbye_written: self.written,

@@ -16,7 +16,7 @@
 
 mod machine;
 
-pub(crate) use machine::{Ending, Event, Finish, Machine, Probe, Step};
+pub(crate) use machine::{Event, Finish, Machine, Probe, Release, Step};
 
 use std::fmt;
 use std::str::FromStr;
@@ -45,6 +45,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 /// assert_eq!(lingering.name(), "lingering-reset");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Policy {
     /// Write the goodbye, then `close()`.
     ///

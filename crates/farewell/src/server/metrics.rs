@@ -63,8 +63,8 @@ pub(crate) fn goodbye(reason: Reason) {
 }
 
 pub(crate) fn teardown(outcome: &Outcome) {
-    let path = outcome.path.name();
-    counter!(TEARDOWNS, "path" => path, "time_wait" => outcome.time_wait.name()).increment(1);
-    histogram!(TEARDOWN_SECONDS, "path" => path).record(outcome.elapsed.as_secs_f64());
+    let ending = outcome.ending.name();
+    counter!(TEARDOWNS, "ending" => ending, "time_wait" => outcome.time_wait.name()).increment(1);
+    histogram!(TEARDOWN_SECONDS, "ending" => ending).record(outcome.elapsed.as_secs_f64());
     gauge!(CLOSING).decrement(1.0);
 }

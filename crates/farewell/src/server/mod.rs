@@ -117,7 +117,7 @@ pub(crate) struct Shared<P> {
 /// still running (a lingering close, a long peer-first grace) are hurried
 /// ([`Closer::hurry`]): each closes passively if the peer's FIN is in, and
 /// otherwise resets after one check of whether its goodbye was ACKed
-/// ([`Path::ResetAtDeadline`](crate::Path::ResetAtDeadline) in the summary),
+/// ([`Ending::ResetAtDeadline`](crate::Ending::ResetAtDeadline) in the summary),
 /// so no socket is left to be closed plainly (our FIN first, TIME-WAIT here)
 /// when the runtime is dropped. The wait for them is bounded (1 s); what
 /// still did not end shows as unfinished in the [`Summary`] (0 normally).

@@ -136,7 +136,7 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Path;
+    use crate::Ending;
 
     #[test]
     fn display_is_one_line_with_reasons_and_paths() {
@@ -147,7 +147,7 @@ mod tests {
             teardowns: CloserStats {
                 in_flight: 0,
                 started: 3,
-                by_path: vec![(Path::PeerClosed, 3)],
+                by_path: vec![(Ending::PeerClosed, 3)],
             },
             unfinished: 0,
             drain: Duration::from_millis(3),

@@ -70,7 +70,7 @@ fn test_starting_closed_connection_is_a_peer_reset() {
     assert_eq!(m.step(t0), Step::CheckState);
     m.on_event(t0, Event::StateIs(TcpState::Closed));
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Close, Path::PeerReset));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerReset));
     let outcome = m.outcome(f, None, ms(0));
     assert_eq!(outcome.time_wait, TimeWait::Nobody);
     assert_eq!(outcome.goodbye, Delivery::Unconfirmed);
@@ -82,7 +82,10 @@ fn test_starting_connecting_socket_is_reset_as_not_established() {
     let mut m = Machine::new(peer_first(), GOODBYE, t0);
     m.on_event(t0, Event::StateIs(TcpState::SynSent));
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::NotEstablished));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::NotEstablished)
+    );
 }
 
 #[test]
@@ -127,7 +130,10 @@ fn test_flushing_peer_first_goodbye_stuck_past_grace_resets_unconfirmed() {
     let _ = m.step(t0);
     m.on_event(t0, Event::Wrote(2));
     let f = finish_of(m.step(t0 + ms(100)));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAfterGrace));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAfterGrace)
+    );
     let o = m.outcome(
         f,
         Some(Probe {
@@ -156,7 +162,7 @@ fn test_flushing_abort_gets_exactly_one_write_attempt() {
     );
     m.on_event(t0, Event::Timer);
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::Aborted));
+    assert_eq!((f.release, f.ending), (Release::Reset, Ending::Aborted));
 }
 
 #[test]
@@ -164,7 +170,7 @@ fn test_flushing_silent_sends_nothing() {
     let t0 = Instant::now();
     let mut m = flushing(Policy::Silent, t0);
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Silent, Path::Silent));
+    assert_eq!((f.release, f.ending), (Release::Silent, Ending::Silent));
     assert_eq!(m.outcome(f, None, ms(0)).goodbye, Delivery::NoneSent);
 }
 
@@ -173,7 +179,7 @@ fn test_flushing_plain_closes_after_the_goodbye_and_we_keep_time_wait() {
     let t0 = Instant::now();
     let mut m = flushed(Policy::Plain(Plain::default()), t0);
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Close, Path::PlainClose));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PlainClose));
     let established = Probe {
         state: TcpState::Established,
         unacked: 0,
@@ -200,10 +206,10 @@ fn test_flushing_peer_reset_ends_the_teardown() {
     let mut m = flushing(peer_first(), t0);
     m.on_event(t0, Event::Failed(io::ErrorKind::ConnectionReset));
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Close, Path::PeerReset));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerReset));
     m.on_event(t0, Event::Failed(io::ErrorKind::TimedOut));
     let f2 = finish_of(m.step(t0));
-    assert_eq!(f2.path, Path::PeerReset, "the first ending stands");
+    assert_eq!(f2.ending, Ending::PeerReset, "the first release stands");
 }
 
 #[test]
@@ -220,7 +226,7 @@ fn test_flushing_zero_grace_still_terminates_after_one_attempt() {
     assert_eq!(m.step(t0), Step::Probe);
     m.on_event(t0, probe(TcpState::Established, GOODBYE as u32));
     let f = finish_of(m.step(t0));
-    assert_eq!(f.path, Path::ResetAfterGrace);
+    assert_eq!(f.ending, Ending::ResetAfterGrace);
 }
 
 // ---- Draining (peer-first) ----------------------------------------------------
@@ -232,7 +238,7 @@ fn test_draining_peer_fin_closes_passively_and_peer_keeps_time_wait() {
     m.on_event(t0 + ms(5), Event::Read(100));
     m.on_event(t0 + ms(6), Event::Eof);
     let f = finish_of(m.step(t0 + ms(6)));
-    assert_eq!((f.ending, f.path), (Ending::Close, Path::PeerClosed));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerClosed));
     let o = m.outcome(
         f,
         Some(Probe {
@@ -255,7 +261,10 @@ fn test_draining_flood_past_the_limit_resets() {
     assert!(matches!(m.step(t0), Step::Wait { .. }));
     m.on_event(t0, Event::Read(600));
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetOnDrainLimit));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetOnDrainLimit)
+    );
 }
 
 #[test]
@@ -284,7 +293,10 @@ fn test_confirming_delivery_acked_goodbye_resets_confirmed() {
     assert_eq!(m.step(t), Step::Probe);
     m.on_event(t, probe(TcpState::Established, 0));
     let f = finish_of(m.step(t));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAfterGrace));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAfterGrace)
+    );
     let o = m.outcome(
         f,
         Some(Probe {
@@ -330,7 +342,10 @@ fn test_confirming_delivery_zero_window_waits_bounded_then_resets_unconfirmed() 
         probes >= 3,
         "probes with backoff while waiting, got {probes}"
     );
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAfterGrace));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAfterGrace)
+    );
     let last = Probe {
         state: TcpState::Established,
         unacked: GOODBYE as u32,
@@ -350,7 +365,7 @@ fn test_confirming_delivery_late_peer_fin_still_closes_passively() {
     m.on_event(t, probe(TcpState::Established, 4));
     m.on_event(t + ms(1), Event::Eof);
     let f = finish_of(m.step(t + ms(1)));
-    assert_eq!((f.ending, f.path), (Ending::Close, Path::PeerClosed));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerClosed));
 }
 
 #[test]
@@ -361,7 +376,7 @@ fn test_confirming_delivery_closed_without_our_fin_is_a_peer_reset() {
     assert_eq!(m.step(t), Step::Probe);
     m.on_event(t, probe(TcpState::Closed, 8));
     let f = finish_of(m.step(t));
-    assert_eq!(f.path, Path::PeerReset);
+    assert_eq!(f.ending, Ending::PeerReset);
     // Counters are stale after a reset (F5): not reported.
     let o = m.outcome(
         f,
@@ -386,7 +401,10 @@ fn test_lingering_half_closes_then_peer_fin_leaves_time_wait_with_us() {
     assert_eq!(m.state(), State::Draining);
     m.on_event(t0 + ms(3), Event::Eof);
     let f = finish_of(m.step(t0 + ms(3)));
-    assert_eq!((f.ending, f.path), (Ending::Close, Path::LingeringClose));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Close, Ending::LingeringClose)
+    );
     let o = m.outcome(
         f,
         Some(Probe {
@@ -436,7 +454,10 @@ fn test_lingering_idle_timeout_is_rearmed_by_each_read() {
         }
     );
     let f = finish_of(m.step(t0 + ms(50)));
-    assert_eq!((f.ending, f.path), (Ending::Close, Path::LingeringTimeout));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Close, Ending::LingeringTimeout)
+    );
 }
 
 #[test]
@@ -449,7 +470,10 @@ fn test_lingering_reset_on_timeout_resets_at_max_time() {
         m.on_event(t0 + ms(i * 10), Event::Read(1));
     }
     let f = finish_of(m.step(t0 + ms(100)));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAfterLinger));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAfterLinger)
+    );
     let o = m.outcome(
         f,
         Some(Probe {
@@ -480,7 +504,10 @@ fn test_awaiting_fin_ack_resets_once_fin_wait_2_is_seen() {
     assert_eq!(m.step(t), Step::Probe);
     m.on_event(t, probe(TcpState::FinWait2, 0));
     let f = finish_of(m.step(t));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAfterFinAck));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAfterFinAck)
+    );
     let o = m.outcome(
         f,
         Some(Probe {
@@ -507,7 +534,7 @@ fn test_awaiting_fin_ack_peer_fin_first_means_time_wait_here() {
     m.on_event(t0, Event::HalfClosed(Some(TcpState::Established)));
     m.on_event(t0, Event::Eof);
     let f = finish_of(m.step(t0));
-    assert_eq!(f.path, Path::PeerClosed);
+    assert_eq!(f.ending, Ending::PeerClosed);
     assert_eq!(m.outcome(f, None, ms(0)).time_wait, TimeWait::Us);
 }
 
@@ -529,7 +556,7 @@ fn test_awaiting_fin_ack_unacked_fin_resets_at_the_deadline() {
             other => panic!("unexpected {other:?}"),
         }
     };
-    assert_eq!(f.path, Path::ResetFinUnacked);
+    assert_eq!(f.ending, Ending::ResetFinUnacked);
     assert!(t >= t0 + ms(100) && t <= t0 + ms(100) + MAX_PROBE_GAP);
 }
 
@@ -546,7 +573,7 @@ fn test_done_late_eof_after_our_fin_means_time_wait_here() {
     m.on_event(t0, Event::HalfClosed(Some(TcpState::Established)));
     m.on_event(t0, probe(TcpState::FinWait2, 0));
     let f = finish_of(m.step(t0));
-    assert_eq!(f.path, Path::ResetAfterFinAck);
+    assert_eq!(f.ending, Ending::ResetAfterFinAck);
     // The driver's last read finds the peer's FIN that arrived before the reset.
     m.on_event(t0, Event::Eof);
     let closed = Probe {
@@ -609,7 +636,10 @@ fn test_starting_hurry_asks_the_state_first_then_resets() {
     assert_eq!(m.step(t0), Step::Probe);
     m.on_event(t0, probe(TcpState::Established, 0));
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAtDeadline)
+    );
     let o = m.outcome(f, Some(established(0)), ms(0));
     assert_eq!(
         (o.goodbye, o.time_wait),
@@ -624,7 +654,10 @@ fn test_starting_hurry_on_a_connecting_socket_is_still_not_established() {
     m.on_event(t0, Event::Hurry);
     m.on_event(t0, Event::StateIs(TcpState::SynSent));
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::NotEstablished));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::NotEstablished)
+    );
 }
 
 #[test]
@@ -640,7 +673,10 @@ fn test_flushing_hurry_stuck_goodbye_gets_one_write_then_resets_unconfirmed() {
     assert_eq!(m.step(t), Step::Probe);
     m.on_event(t, probe(TcpState::Established, 3));
     let f = finish_of(m.step(t));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAtDeadline)
+    );
     let o = m.outcome(f, Some(established(3)), ms(10));
     assert_eq!(o.goodbye, Delivery::Unconfirmed);
     assert_eq!(o.goodbye_written, 3);
@@ -655,7 +691,7 @@ fn test_flushing_hurry_failed_write_is_a_peer_reset() {
     assert_eq!(m.step(t0), Step::TryWrite);
     m.on_event(t0, Event::Failed(io::ErrorKind::ConnectionReset));
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Close, Path::PeerReset));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerReset));
 }
 
 #[test]
@@ -664,7 +700,10 @@ fn test_half_closing_hurry_resets_without_sending_our_fin() {
     let mut m = flushed(lingering(false), t0);
     assert_eq!(m.step(t0), Step::ShutdownWrite);
     let f = hurry_then_probe(&mut m, t0, established(0));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAtDeadline)
+    );
     assert_eq!(
         m.outcome(f, Some(established(0)), ms(0)).time_wait,
         TimeWait::Nobody
@@ -678,7 +717,10 @@ fn test_draining_hurry_peer_ignoring_the_goodbye_is_reset_confirmed() {
     assert!(matches!(m.step(t0), Step::Wait { read: true, .. }));
     let t = t0 + ms(20); // well inside the grace
     let f = hurry_then_probe(&mut m, t, established(0));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAtDeadline)
+    );
     let o = m.outcome(f, Some(established(0)), ms(20));
     assert_eq!(
         (o.goodbye, o.time_wait),
@@ -697,7 +739,7 @@ fn test_draining_hurry_after_the_peer_fin_closes_passively() {
         }
         let close_wait = kernel(TcpState::CloseWait, 0, 0);
         let f = hurry_then_probe(&mut m, t0, close_wait);
-        assert_eq!((f.ending, f.path), (Ending::Close, Path::PeerClosed));
+        assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerClosed));
         let o = m.outcome(f, Some(close_wait), ms(0));
         assert_eq!(o.time_wait, TimeWait::Peer);
     }
@@ -710,26 +752,26 @@ fn test_hurrying_ends_by_what_the_one_probe_says() {
         // The peer's FIN queued, nothing before it: the passive close.
         (
             kernel(TcpState::CloseWait, 0, 0),
-            Ending::Close,
-            Path::PeerClosed,
+            Release::Close,
+            Ending::PeerClosed,
         ),
         // Data before the FIN: close() would send RST anyway (F4), so say so.
         (
             kernel(TcpState::CloseWait, 0, 100),
-            Ending::Reset,
-            Path::ResetAtDeadline,
+            Release::Reset,
+            Ending::ResetAtDeadline,
         ),
         // Closed without our FIN: the peer reset.
         (
             kernel(TcpState::Closed, 0, 0),
-            Ending::Close,
-            Path::PeerReset,
+            Release::Close,
+            Ending::PeerReset,
         ),
     ];
-    for (answer, ending, path) in cases {
+    for (answer, release, path) in cases {
         let mut m = flushed(peer_first(), t0);
         let f = hurry_then_probe(&mut m, t0, answer);
-        assert_eq!((f.ending, f.path), (ending, path), "{answer:?}");
+        assert_eq!((f.release, f.ending), (release, path), "{answer:?}");
     }
 }
 
@@ -740,7 +782,10 @@ fn test_draining_lingering_hurry_after_our_fin_resets_from_fin_wait_2() {
     assert_eq!(m.state(), State::Draining);
     let fin_wait_2 = kernel(TcpState::FinWait2, 0, 0);
     let f = hurry_then_probe(&mut m, t0 + ms(5), fin_wait_2);
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAtDeadline)
+    );
     let o = m.outcome(f, Some(fin_wait_2), ms(5));
     assert_eq!(
         (o.goodbye, o.time_wait),
@@ -755,7 +800,10 @@ fn test_draining_lingering_hurry_after_both_fins_is_a_lingering_close() {
     m.on_event(t0, Event::Eof);
     m.on_event(t0, Event::Hurry);
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Close, Path::LingeringClose));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Close, Ending::LingeringClose)
+    );
     // Our FIN went first: the entry is ours already, the hurry cannot undo it (F2).
     assert_eq!(m.outcome(f, None, ms(0)).time_wait, TimeWait::Us);
 }
@@ -770,7 +818,10 @@ fn test_awaiting_fin_ack_hurry_resets_at_deadline() {
     assert_eq!(m.state(), State::AwaitingFinAck);
     let fin_wait_1 = kernel(TcpState::FinWait1, 1, 0);
     let f = hurry_then_probe(&mut m, t0, fin_wait_1);
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAtDeadline)
+    );
     // Only the FIN is unACKed: the goodbye before it arrived.
     let o = m.outcome(f, Some(fin_wait_1), ms(0));
     assert_eq!(o.goodbye, Delivery::Confirmed);
@@ -785,7 +836,10 @@ fn test_confirming_delivery_hurry_cuts_the_bounded_wait_short() {
     m.on_event(t, probe(TcpState::Established, 8));
     assert!(matches!(m.step(t), Step::Wait { .. }));
     let f = hurry_then_probe(&mut m, t + ms(1), established(8));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAtDeadline)
+    );
     assert_eq!(
         m.outcome(f, Some(established(8)), ms(101)).goodbye,
         Delivery::Unconfirmed
@@ -800,7 +854,10 @@ fn test_hurrying_probe_failure_resets_unconfirmed() {
     assert_eq!(m.step(t0), Step::Probe);
     m.on_event(t0, Event::ProbeFailed);
     let f = finish_of(m.step(t0));
-    assert_eq!((f.ending, f.path), (Ending::Reset, Path::ResetAtDeadline));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAtDeadline)
+    );
     assert_eq!(m.outcome(f, None, ms(0)).goodbye, Delivery::Unconfirmed);
 }
 
@@ -813,7 +870,7 @@ fn test_hurrying_second_hurry_changes_nothing() {
     m.on_event(t0, probe(TcpState::Established, 0));
     m.on_event(t0, Event::Hurry);
     let f = finish_of(m.step(t0));
-    assert_eq!(f.path, Path::ResetAtDeadline);
+    assert_eq!(f.ending, Ending::ResetAtDeadline);
 }
 
 #[test]
@@ -823,5 +880,5 @@ fn test_done_hurry_is_ignored() {
     let f = finish_of(m.step(t0));
     m.on_event(t0, Event::Hurry);
     assert_eq!(m.step(t0), Step::Finish(f));
-    assert_eq!(f.path, Path::Aborted);
+    assert_eq!(f.ending, Ending::Aborted);
 }
