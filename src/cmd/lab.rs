@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use farewell::lab::{self, ChurnConfig, LabConfig};
+use farewell_lab::lab::{self, ChurnConfig, LabConfig};
 
 use crate::duration::parse_duration;
 
@@ -71,7 +71,7 @@ pub struct LabArgs {
     /// How many cells run at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     concurrency: u64,
-    /// Print one JSON object instead of the table (schema: the farewell::lab docs).
+    /// Print one JSON object instead of the table (schema: the farewell_lab::lab docs).
     #[arg(long)]
     json: bool,
     /// Also run the churn: a sustained connection rate per policy, TIME-WAIT sampled every 100 ms.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use farewell::load::{self, ClientConfig, LoadConfig, Mix, Sources};
+use farewell_lab::load::{self, ClientConfig, LoadConfig, Mix, Sources};
 
 use crate::duration::parse_duration_in;
 
@@ -41,7 +41,7 @@ How to read the table (one row per behaviour, then the total):
                  (the reset behaviour), eof (the server closed first), reset (by the
                  server), timeout (--timeout ran out), connect-error, error
 Then connect, handshake (HELLO to WELCOME) and time-to-goodbye (connected to BYE)
-latencies: median, p99, max. --json prints one object (schema: farewell::load docs).
+latencies: median, p99, max. --json prints one object (schema: farewell_lab::load docs).
 
 Bounds: at most --connections clients (default 100 when no --rate), at most --rate per
 second, at most --concurrency at once, none started after --duration; each client is

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use farewell::flp::Flp;
-use farewell::server::{self, BusyMode, ServerConfig};
 use farewell::Policy;
+use farewell_server::flp::Flp;
+use farewell_server::{BusyMode, ServerConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -141,7 +141,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr().context("reading the bound address")?;
         eprintln!("listening on {addr} (policy {})", config.policy);
         let shutdown = shutdown_signal().context("installing the SIGTERM handler")?;
-        anyhow::Ok(server::serve(listener, Flp, config, shutdown).await)
+        anyhow::Ok(farewell_server::serve(listener, Flp, config, shutdown).await)
     })?;
     eprintln!("farewell serve: {summary}");
     // serve() hurried every teardown at the drain deadline (reset-at-deadline);
@@ -210,7 +210,7 @@ async fn install_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         .context("reading the metrics address")?;
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(
-            Matcher::Full(server::metrics::TEARDOWN_SECONDS.into()),
+            Matcher::Full(farewell_server::metrics::TEARDOWN_SECONDS.into()),
             &[0.001, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0],
         )
         .context("configuring the metrics exporter")?

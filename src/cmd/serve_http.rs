@@ -81,7 +81,7 @@ pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
             .shutdown_timeout(args.drain_timeout)
             .serve_hyper(
                 listener,
-                hyper::service::service_fn(farewell_http::demo::handle),
+                hyper::service::service_fn(farewell_lab::support::http_demo::handle),
                 shutdown_signal(),
             )
             .await?;

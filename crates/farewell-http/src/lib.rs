@@ -61,7 +61,16 @@
 //! # Example: a plain hyper service
 //!
 //! ```no_run
+//! use std::convert::Infallible;
+//!
+//! use bytes::Bytes;
+//! use http_body_util::Full;
 //! use hyper::service::service_fn;
+//! use hyper::{Request, Response};
+//!
+//! async fn hello(_: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+//!     Ok(Response::new(Full::new(Bytes::from_static(b"hello\n"))))
+//! }
 //!
 //! # #[allow(dead_code)]
 //! # async fn demo() -> std::io::Result<()> {
@@ -69,7 +78,7 @@
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! # drop(stop);
 //! let report = farewell_http::Server::new()
-//!     .serve_hyper(listener, service_fn(farewell_http::demo::handle), async {
+//!     .serve_hyper(listener, service_fn(hello), async {
 //!         let _ = stopped.await;
 //!     })
 //!     .await?;
@@ -88,12 +97,9 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
-pub mod baseline;
 mod conn;
 mod decide;
-pub mod demo;
 mod io;
-pub mod port;
 mod server;
 mod service;
 

@@ -67,14 +67,11 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "census")]
 pub mod census;
 mod closer;
-pub mod flp;
-pub mod lab;
-pub mod load;
 pub mod outcome;
 pub mod policy;
-pub mod server;
 pub mod sys;
 mod tcp_state;
 mod teardown;

@@ -2,8 +2,6 @@
 //! thousands of teardowns wait on peers that ignore the goodbye. In its own
 //! test binary so no other test's allocations land in the measurement.
 
-mod common;
-
 use std::time::Duration;
 
 use farewell::{Closer, PeerFirst, Policy};
@@ -45,14 +43,14 @@ async fn closer_pending_teardowns_cost_at_most_one_kib_each() {
     let mut clients = Vec::with_capacity(n);
     // Warm up allocator arenas and per-thread scratch buffers with one teardown first.
     let (first, first_client) = pairs.pop().unwrap();
-    closer.close(first, common::GOODBYE);
+    closer.close(first, farewell_lab::lab::GOODBYE);
     clients.push(first_client);
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let before = rss_bytes();
     let count = pairs.len();
     for (server, client) in pairs {
-        closer.close(server, common::GOODBYE);
+        closer.close(server, farewell_lab::lab::GOODBYE);
         clients.push(client);
     }
     // Let every teardown run to its wait (goodbye written, draining).

@@ -14,11 +14,11 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::bench::churn::clear_time_wait;
-use crate::bench::clients::SourceAddrs;
-use crate::bench::cpu::ThreadCpu;
-use crate::bench::http_clients::{self, HttpErrors, HttpLoad};
 use crate::duration::parse_duration_in;
+use farewell_lab::bench::churn::clear_time_wait;
+use farewell_lab::bench::clients::SourceAddrs;
+use farewell_lab::bench::cpu::ThreadCpu;
+use farewell_lab::bench::http_clients::{self, HttpErrors, HttpLoad};
 
 pub const HTTP_HELP: &str = "\
 Benchmark farewell-http against plain hyper (and nginx, if installed) with wrk, and with a
@@ -600,7 +600,7 @@ const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCA
 /// A listener on a port below the ephemeral range with no sockets on it, so the
 /// census on it counts this server's TIME-WAIT and not that of earlier wrk clients.
 fn quiet_listener() -> anyhow::Result<TcpListener> {
-    let listener = farewell_http::port::bind_quiet_port(LOOPBACK)?;
+    let listener = farewell_lab::support::port::bind_quiet_port(LOOPBACK)?;
     listener.set_nonblocking(true)?;
     Ok(TcpListener::from_std(listener)?)
 }
@@ -620,7 +620,7 @@ impl InProcess {
         let stopped = async {
             let _ = stopped.await;
         };
-        let service = hyper::service::service_fn(farewell_http::demo::handle);
+        let service = hyper::service::service_fn(farewell_lab::support::http_demo::handle);
         let done = match target {
             Target::FarewellHttp => {
                 let policy =
@@ -635,8 +635,13 @@ impl InProcess {
                 })
             }
             _ => tokio::spawn(async move {
-                farewell_http::baseline::serve(listener, service, stopped, Duration::from_secs(5))
-                    .await;
+                farewell_lab::support::http_baseline::serve(
+                    listener,
+                    service,
+                    stopped,
+                    Duration::from_secs(5),
+                )
+                .await;
             }),
         };
         Ok(InProcess { addr, stop, done })
@@ -659,7 +664,7 @@ struct Nginx {
 impl Nginx {
     async fn start() -> anyhow::Result<Nginx> {
         // Find a quiet port, then hand it to nginx.
-        let addr = farewell_http::port::bind_quiet_port(LOOPBACK)?.local_addr()?;
+        let addr = farewell_lab::support::port::bind_quiet_port(LOOPBACK)?.local_addr()?;
         let dir = std::env::temp_dir().join(format!(
             "farewell-bench-nginx-{}-{}",
             std::process::id(),
@@ -673,7 +678,7 @@ impl Nginx {
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
              server {{\n    listen {addr};\n    location / {{ default_type text/plain; return 200 \"{}\"; }}\n  }}\n}}\n",
-            farewell_http::demo::HELLO.replace('\n', "\\n")
+            farewell_lab::support::http_demo::HELLO.replace('\n', "\\n")
         );
         std::fs::write(dir.join("nginx.conf"), config)?;
         let child = std::process::Command::new("nginx")

@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use farewell::lab::KernelInfo;
+use farewell_lab::lab::KernelInfo;
 
-use crate::bench::churn::{self, ChurnConfig};
-use crate::bench::scale::{self, ScaleConfig};
-use crate::bench::{BenchReport, ChurnSettings};
 use crate::duration::parse_duration;
+use farewell_lab::bench::churn::{self, ChurnConfig};
+use farewell_lab::bench::scale::{self, ScaleConfig};
+use farewell_lab::bench::{BenchReport, ChurnSettings};
 
 pub mod http;
 

@@ -15,7 +15,7 @@ pub(super) fn has_net_admin() -> bool {
 
 /// True when the calling thread's effective set has capability number `cap`
 /// (see `capabilities(7)`), read as in [`has_net_admin`].
-pub(crate) fn thread_has_cap(cap: u32) -> bool {
+pub(super) fn thread_has_cap(cap: u32) -> bool {
     std::fs::read_to_string("/proc/thread-self/status")
         .or_else(|_| std::fs::read_to_string("/proc/self/status"))
         .ok()

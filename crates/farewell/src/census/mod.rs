@@ -301,6 +301,23 @@ pub fn has_net_admin() -> bool {
     caps::has_net_admin()
 }
 
+/// True when the calling thread's effective capability set has capability
+/// number `cap` (see `capabilities(7)`; `CAP_NET_ADMIN` is 12,
+/// `CAP_SYS_ADMIN` 21), read from `/proc/thread-self/status` as in
+/// [`has_net_admin`].
+///
+/// # Examples
+///
+/// ```
+/// const CAP_SYS_ADMIN: u32 = 21;
+/// if !farewell::census::thread_has_cap(CAP_SYS_ADMIN) {
+///     eprintln!("skipping: network namespaces need CAP_SYS_ADMIN");
+/// }
+/// ```
+pub fn thread_has_cap(cap: u32) -> bool {
+    caps::thread_has_cap(cap)
+}
+
 /// Reads with netlink, or with /proc when netlink is unavailable.
 fn visit(filter: &Filter, each: &mut dyn FnMut(SocketEntry)) -> Result<Source, CensusError> {
     let mut delivered = 0usize;

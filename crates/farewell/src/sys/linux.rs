@@ -87,11 +87,3 @@ pub(super) fn enter_repair_mode(fd: BorrowedFd<'_>) -> io::Result<()> {
     ))?;
     Ok(())
 }
-
-pub(super) fn enter_netns(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: `fd` is a live descriptor; setns only reads it and changes the
-    // calling thread's network namespace (it fails with EINVAL when `fd` is
-    // not a network namespace).
-    syscall!(setns(fd.as_raw_fd(), libc::CLONE_NEWNET))?;
-    Ok(())
-}

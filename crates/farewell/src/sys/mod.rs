@@ -14,7 +14,6 @@
 //! | [`tcp_state`] | `getsockopt(TCP_INFO)` | the connection's [`TcpState`] |
 //! | [`set_user_timeout`] | `TCP_USER_TIMEOUT` via socket2 | bounds how long unACKed data keeps a connection (F7) |
 //! | [`close_silently`] | `TCP_REPAIR` + `close()` | nothing on the wire; needs `CAP_NET_ADMIN` (F8) |
-//! | [`enter_netns`] | `setns(CLONE_NEWNET)` | the calling thread only; needs `CAP_SYS_ADMIN` |
 //!
 //! # Platform support
 //!
@@ -162,20 +161,4 @@ pub fn is_fd_exhaustion(error: &io::Error) -> bool {
         let _ = error;
         false
     }
-}
-
-/// Moves the *calling thread* into the network namespace `ns` refers to
-/// (`setns(fd, CLONE_NEWNET)`), e.g. an open `/run/netns/NAME`.
-///
-/// Sockets the thread creates afterwards belong to that namespace for their
-/// whole life, whichever thread uses them later; sock_diag and
-/// `/proc/thread-self/net/*` then answer for it too. Other threads are not
-/// affected. Used by [`lab::netns`](crate::lab::netns).
-///
-/// # Errors
-///
-/// `EPERM` without `CAP_SYS_ADMIN`; `EINVAL` when `ns` is not a network
-/// namespace; `Unsupported` on systems other than Linux.
-pub fn enter_netns(ns: &impl AsFd) -> io::Result<()> {
-    imp::enter_netns(ns.as_fd())
 }

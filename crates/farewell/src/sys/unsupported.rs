@@ -31,7 +31,3 @@ pub(super) fn tcp_state(_: BorrowedFd<'_>) -> io::Result<TcpState> {
 pub(super) fn enter_repair_mode(_: BorrowedFd<'_>) -> io::Result<()> {
     unsupported()
 }
-
-pub(super) fn enter_netns(_: BorrowedFd<'_>) -> io::Result<()> {
-    unsupported()
-}

@@ -1,0 +1,148 @@
+//! The lab: every teardown policy against every peer behaviour, on this
+//! kernel, judged by the kernel's own socket table.
+//!
+//! For each cell (one [`Policy`](farewell::Policy) × one [`Behaviour`]) the lab
+//! opens `connections` real connections. In each, the peer behaves its way,
+//! the server side says the goodbye ([`Behaviour::goodbye`]) and is torn down
+//! with [`close`](farewell::close), the peer is then ended, both ends are given
+//! time to leave their transient closing states, and the census
+//! ([`census::lookup`](farewell::census::lookup)) says who holds TIME-WAIT and
+//! whether a server socket was left over. What the peer's application
+//! received says whether the goodbye was delivered. The lab times each
+//! teardown itself; only the path and "goodbye ACKed" columns come from the
+//! library's [`Outcome`](farewell::Outcome), which is what they describe.
+//!
+//! Every behaviour but one runs on 127.0.0.1. A peer that *vanishes* is
+//! played in two network namespaces joined by a veth pair ([`netns`]; needs
+//! `CAP_NET_ADMIN`, its cells are skipped with the reason otherwise); all of
+//! that column's connections run at once, before the loopback cells, so it
+//! costs one grace-bound wait. A churn ([`run_churn`], `LabConfig::churn`)
+//! can follow: a sustained connection rate per policy with the TIME-WAIT
+//! count sampled every 100 ms. [`html`] draws the result as one page.
+//!
+//! Deadlines are short (see [`lab_policy`]) so the whole matrix runs in
+//! seconds; every wait is bounded ([`TEARDOWN_BOUND`] for a teardown).
+//!
+//! # JSON schema
+//!
+//! [`LabReport::to_json`] prints one object. Fields are only ever added;
+//! none is renamed or removed.
+//!
+//! ```text
+//! {
+//!   "kernel": {
+//!     "release": "6.8.0-…",            // /proc/sys/kernel/osrelease (null if unreadable)
+//!     "tcp_fin_timeout": "60",         // /proc/sys/net/ipv4/… (strings, as the kernel prints them)
+//!     "tcp_tw_reuse": "2",
+//!     "tcp_max_tw_buckets": "262144",
+//!     "ip_local_port_range": "32768 60999",
+//!     "net_admin": true                // CAP_NET_ADMIN: silent and vanishes run only with it
+//!   },
+//!   "cells": [ {
+//!     "policy": "peer-first",          // a name from Policy::NAMES
+//!     "behaviour": "cooperative",      // a name from Behaviour::ALL
+//!     "connections": 5,                // connections that ran to the end
+//!     "server_time_wait": 0,           // of those, server end in TIME-WAIT (kernel census)
+//!     "client_time_wait": 5,           // of those, client end in TIME-WAIT (kernel census)
+//!     "goodbye_delivered_pct": 100.0,  // client application received the whole goodbye (null if 0 connections)
+//!     "goodbye_acked_pct": 100.0,      // outcome.goodbye == confirmed (null if 0 connections)
+//!     "bytes_lost": 0,                 // goodbye bytes the client applications did not receive, summed
+//!     "release_ms_median": 2.1,        // until the server's descriptor was closed, timed by the lab (null if 0 connections)
+//!     "release_ms_p99": 2.6,           // nearest-rank 99th percentile (the max below 100 connections)
+//!     "release_ms_max": 2.6,
+//!     "release_ms": [1.9, 2.1, 2.6],   // every connection's release time, ascending
+//!     "leftover_sockets": 0,           // server ends in the table in a state other than TIME-WAIT after settling
+//!     "leftover_states": {},           // those by state, e.g. { "FIN-WAIT-1": 5 } (orphans retransmitting to a vanished peer)
+//!     "paths": { "peer-closed": 5 },   // Ending::name -> count
+//!     "skipped": null,                 // or why the cell did not run: "needs CAP_NET_ADMIN"
+//!     "errors": []                     // one message per connection that failed to run
+//!   }, … ],                            // one per policy × behaviour, policy-major
+//!   "verdicts": [ "peer-first: no server TIME-WAIT in any cell; …", … ],
+//!   "churn": [ {                       // empty unless a churn ran; one per policy, in order
+//!     "policy": "plain",
+//!     "connections": 600,              // clients that read the goodbye and closed
+//!     "failed": 0,                     // clients that did not (reset/EOF first, error, 2 s bound)
+//!     "rate_target": 200,              // connections per second asked for
+//!     "rate_achieved": 199.6,          // opened per second over the opening phase
+//!     "peak_server_time_wait": 600,    // most server TIME-WAIT entries in one sample (census)
+//!     "final_server_time_wait": 600,   // in the last sample, after the drain
+//!     "final_client_time_wait": 0,
+//!     "samples": [ { "t_ms": 0, "server_time_wait": 0, "client_time_wait": 0, "opened": 0 }, … ],
+//!     "skipped": null                  // or "needs CAP_NET_ADMIN" (silent)
+//!   }, … ]
+//! }
+//! ```
+
+mod cell;
+mod churn;
+pub mod html;
+mod matrix;
+pub mod netns;
+mod peer;
+mod report;
+mod svg;
+mod vanish;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use cell::{run_connection, Trial, TEARDOWN_BOUND};
+pub use churn::{
+    run_churn, ChurnConfig, ChurnReport, ChurnSample, DRAIN_BOUND, MAX_CONNECTIONS, SAMPLE_EVERY,
+};
+pub use matrix::{lab_policy, planned_connections, run_matrix, CellReport, LabConfig};
+pub use peer::{Behaviour, COOPERATIVE_REACTION, GOODBYE, HANDSHAKE_TIMEOUT_GOODBYE};
+pub use report::{verdicts, KernelInfo, LabReport};
+
+use farewell::census::CensusError;
+use farewell::policy::UnknownPolicy;
+
+/// Why the lab (or one of its connections) could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A socket operation of the lab itself failed.
+    #[error("{0}: {1}")]
+    Io(&'static str, #[source] io::Error),
+    /// The kernel's socket table could not be read.
+    #[error("cannot read the kernel's socket table: {0}")]
+    Census(#[from] CensusError),
+    /// The census does not show a live loopback connection, so it cannot judge.
+    #[error("the kernel's socket table does not show a live loopback connection")]
+    CensusBlind,
+    /// A bounded wait ran out.
+    #[error("{what} did not end within {bound:?}")]
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// The bound.
+        bound: Duration,
+    },
+    /// A lab task panicked or was cancelled.
+    #[error("a lab task failed: {0}")]
+    Peer(String),
+    /// A policy name the library does not know.
+    #[error(transparent)]
+    UnknownPolicy(#[from] UnknownPolicy),
+}
+
+/// Runs the whole lab described by `config` — the vanished peers (in
+/// network namespaces), the loopback matrix, then the churn if asked — and
+/// builds its report; calls `on_connection` after each connection (for
+/// progress).
+///
+/// # Errors
+///
+/// As [`run_matrix`].
+pub async fn run(
+    config: &LabConfig,
+    on_connection: Arc<dyn Fn() + Send + Sync>,
+) -> Result<LabReport, LabError> {
+    let kernel = KernelInfo::read();
+    let cells = run_matrix(config, Arc::clone(&on_connection)).await?;
+    let churn = match &config.churn {
+        Some(churn) => run_churn(churn, on_connection).await?,
+        None => Vec::new(),
+    };
+    Ok(LabReport::new(kernel, cells, churn))
+}

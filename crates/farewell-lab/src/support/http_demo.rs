@@ -1,0 +1,101 @@
+//! The demo handler behind `farewell serve-http` and `farewell bench http`.
+//!
+//! | request | response |
+//! |---|---|
+//! | `GET /` | `200`, `hello from farewell-http\n` |
+//! | `GET /bytes/N` | `200`, `N` bytes of [`pattern`] (`N` ≤ 64 MiB) |
+//! | `POST /upload` with a body ≤ [`UPLOAD_LIMIT`] | `200`, `received N bytes\n`, after reading it all |
+//! | `POST /upload` with a larger `Content-Length` | `413` at once, body **not** read |
+//! | anything else | `404` |
+//!
+//! The early 413 is the case RFC 9112 §9.6 warns about: the server answers
+//! before reading the request, and a close with the body still arriving would
+//! reset the connection and could erase the response at the client. The
+//! server drains the body instead (within its policy's drain limit).
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+/// The largest upload `/upload` reads; a larger `Content-Length` gets an early 413.
+pub const UPLOAD_LIMIT: u64 = 64 * 1024;
+
+/// The largest body `/bytes/N` sends.
+pub const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// The body of `GET /`.
+pub const HELLO: &str = "hello from farewell-http\n";
+
+/// Byte `i` of a `/bytes/N` body: `a` to `z`, repeating, so a client can check
+/// every byte arrived in place.
+pub fn pattern(i: usize) -> u8 {
+    b'a' + (i % 26) as u8
+}
+
+/// Handles one request (see the [module docs](self)). Use it with
+/// `hyper::service::service_fn(farewell_lab::support::http_demo::handle)`.
+///
+/// # Errors
+///
+/// Never: every failure is an HTTP status.
+pub async fn handle<B>(request: Request<B>) -> Result<Response<Full<Bytes>>, Infallible>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = request.uri().path();
+    let response = match (request.method(), path) {
+        (&Method::GET, "/") => text(StatusCode::OK, HELLO),
+        (&Method::GET, p) if p.starts_with("/bytes/") => match p["/bytes/".len()..].parse() {
+            Ok(n) if n <= MAX_BYTES => ok(Bytes::from((0..n).map(pattern).collect::<Vec<u8>>())),
+            _ => text(
+                StatusCode::BAD_REQUEST,
+                "want /bytes/N with N <= 67108864\n",
+            ),
+        },
+        (&Method::POST, "/upload") => return Ok(upload(request).await),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    Ok(response)
+}
+
+async fn upload<B>(request: Request<B>) -> Response<Full<Bytes>>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > UPLOAD_LIMIT) {
+        // Answer before reading: the body stays unread in the socket.
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    }
+    match http_body_util::Limited::new(request.into_body(), UPLOAD_LIMIT as usize)
+        .collect()
+        .await
+    {
+        Ok(body) => text(
+            StatusCode::OK,
+            format!("received {} bytes\n", body.to_bytes().len()),
+        ),
+        Err(_) => text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+    }
+}
+
+fn ok(body: Bytes) -> Response<Full<Bytes>> {
+    Response::new(Full::new(body))
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    response
+}

@@ -1,0 +1,8 @@
+//! What the workspace's tests and benches share: one copy of each fixture.
+
+pub mod flp_fixture;
+pub mod http_baseline;
+pub mod http_demo;
+pub mod netns;
+pub mod port;
+pub mod tools;

@@ -1,0 +1,3 @@
+//! The integration tests of the lab crate, one binary.
+
+mod load;

@@ -1,0 +1,164 @@
+//! How the supervisor runs: policy, deadlines, limits.
+
+use std::time::Duration;
+
+use farewell::policy::{FinThenReset, PeerFirst, Plain, Policy};
+
+/// The default maximum line length, `\n` included.
+pub const DEFAULT_MAX_LINE: usize = 4096;
+
+/// What happens to a connection accepted beyond [`ServerConfig::max_connections`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusyMode {
+    /// Send the protocol's `busy` goodbye, give the peer `grace` to close,
+    /// then reset (peer-first with that grace, whatever the server's policy):
+    /// the server never keeps TIME-WAIT for a shed connection.
+    Goodbye {
+        /// How long the shed peer has to close after the goodbye.
+        grace: Duration,
+    },
+    /// Reset at once (one non-blocking attempt to write the goodbye first).
+    Reset,
+}
+
+impl BusyMode {
+    /// The teardown policy for shed connections.
+    pub fn policy(self) -> Policy {
+        match self {
+            BusyMode::Goodbye { grace } => Policy::PeerFirst(PeerFirst {
+                grace,
+                confirm_timeout: grace,
+                ..PeerFirst::default()
+            }),
+            BusyMode::Reset => Policy::Abort,
+        }
+    }
+}
+
+impl Default for BusyMode {
+    fn default() -> Self {
+        BusyMode::Goodbye {
+            grace: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The supervisor's settings. `Default` gives `farewell serve`'s defaults.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use farewell_server::ServerConfig;
+///
+/// let config = ServerConfig {
+///     idle_timeout: Duration::from_secs(10),
+///     max_connections: 1000,
+///     ..ServerConfig::default()
+/// };
+/// assert_eq!(config.max_line, 4096);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// How connections are torn down after their goodbye (default peer-first, 2 s grace).
+    pub policy: Policy,
+    /// From accept until the handshake must be complete (default 5 s);
+    /// then goodbye [`Reason::HandshakeTimeout`](super::Reason::HandshakeTimeout).
+    pub handshake_timeout: Duration,
+    /// After the handshake, the longest wait for the next line (default 60 s);
+    /// then goodbye [`Reason::Idle`](super::Reason::Idle).
+    pub idle_timeout: Duration,
+    /// The longest a connection may live, from accept (default none); then
+    /// goodbye [`Reason::MaxLifetime`](super::Reason::MaxLifetime).
+    pub max_lifetime: Option<Duration>,
+    /// The longest line, `\n` included (default 4096); longer: goodbye
+    /// [`Reason::LineTooLong`](super::Reason::LineTooLong).
+    pub max_line: usize,
+    /// Connections served at once (default 10,000). Connections in teardown
+    /// do not count. Beyond it, new connections are shed with [`ServerConfig::busy`].
+    pub max_connections: usize,
+    /// How connections beyond the limit are shed.
+    pub busy: BusyMode,
+    /// How long a reply may wait for a peer that does not read (default 10 s);
+    /// then goodbye [`Reason::SendTimeout`](super::Reason::SendTimeout). While a
+    /// reply waits, nothing more is read from that peer.
+    pub send_timeout: Duration,
+    /// After the shutdown signal, the hard deadline for every connection's
+    /// goodbye and teardown (default 5 s). Shutdown teardowns get deadlines
+    /// that fit inside it (peer-first, plain, fin-then-reset); teardowns still
+    /// running when it passes are hurried ([`Closer::hurry`](farewell::Closer::hurry)):
+    /// a passive close if the peer's FIN is in, else a reset, reported as
+    /// `reset-at-deadline`.
+    pub drain_timeout: Duration,
+    /// How often a summary is logged at info level (default 60 s; `None`: never).
+    pub summary_interval: Option<Duration>,
+    /// The longest pause of the accept loop when the process is out of file
+    /// descriptors (default 1 s); pauses start at 5 ms and double.
+    pub max_accept_backoff: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            policy: Policy::default(),
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_lifetime: None,
+            max_line: DEFAULT_MAX_LINE,
+            max_connections: 10_000,
+            busy: BusyMode::default(),
+            send_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+            summary_interval: Some(Duration::from_secs(60)),
+            max_accept_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `policy` with every deadline shortened so its teardown ends within `budget`.
+///
+/// Lingering is left as it is: at its deadline it closes plainly, or resets
+/// like the hurry at the drain deadline does, so fitting it would only race
+/// that hurry to a worse (or the same) end.
+pub(crate) fn fit_policy(policy: Policy, budget: Duration) -> Policy {
+    match policy {
+        Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
+            grace: p.grace.min(budget * 2 / 3),
+            confirm_timeout: p.confirm_timeout.min(budget / 3),
+            ..p
+        }),
+        Policy::Plain(p) => Policy::Plain(Plain {
+            flush_timeout: p.flush_timeout.min(budget),
+        }),
+        Policy::FinThenReset(f) => Policy::FinThenReset(FinThenReset {
+            fin_ack_timeout: f.fin_ack_timeout.min(budget),
+        }),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_policy_shortens_long_deadlines_only() {
+        let fitted = fit_policy(Policy::default(), Duration::from_millis(600));
+        assert_eq!(
+            fitted,
+            Policy::PeerFirst(PeerFirst {
+                grace: Duration::from_millis(400),
+                confirm_timeout: Duration::from_millis(200),
+                ..PeerFirst::default()
+            })
+        );
+        let short = Policy::default().with_grace(Duration::from_millis(100));
+        assert_eq!(
+            fit_policy(short, Duration::from_secs(60)),
+            Policy::PeerFirst(PeerFirst {
+                grace: Duration::from_millis(100),
+                ..PeerFirst::default()
+            })
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! The integration tests of `farewell-server`, one binary.
+
+mod server;

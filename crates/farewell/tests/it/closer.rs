@@ -1,0 +1,176 @@
+//! The background closer on real sockets: many concurrent teardowns, outcomes
+//! reported for each, nothing left in the kernel's table on the server's port.
+
+use crate::common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{connected_pair, kernel_state, test_policy, GOODBYE, V4};
+use farewell::census::{self, Filter, StateSet};
+use farewell::{Closer, Ending, Policy, TcpState, TimeWait};
+use tokio::io::AsyncReadExt;
+
+/// Sockets on the server's address other than the listener, per the kernel,
+/// after waiting (bounded) for transient closing states to pass.
+async fn leftovers_on(server: std::net::SocketAddr) -> census::StateCounts {
+    let filter = Filter::local(server).states(StateSet::all().without(TcpState::Listen));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let counts = census::count_by_state(&filter).unwrap();
+        let transient = counts.get(TcpState::LastAck) + counts.get(TcpState::FinWait1);
+        if transient == 0 || Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closer_peer_first_many_concurrent_peers_leave_nothing_on_the_server_port() {
+    const N: usize = 300;
+    let listener = common::clean_listener().await;
+    let addr = listener.local_addr().unwrap();
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&outcomes);
+    let closer = Closer::builder(test_policy("peer-first"))
+        .on_outcome(move |o| sink.lock().unwrap().push(o))
+        .build();
+
+    // Two thirds cooperate (close on BYE), one third ignores the goodbye.
+    let mut clients = Vec::new();
+    for i in 0..N {
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        closer.close(server, GOODBYE);
+        clients.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            while let Ok(n @ 1..) = client.read(&mut buf).await {
+                got.extend_from_slice(&buf[..n]);
+                if i % 3 != 0 && got.ends_with(GOODBYE) {
+                    break; // cooperative: close now
+                }
+            }
+            got.ends_with(GOODBYE)
+        }));
+    }
+    assert!(
+        closer.in_flight() > 0,
+        "close() hands over and returns before the teardown ends"
+    );
+    tokio::time::timeout(Duration::from_secs(20), closer.idle())
+        .await
+        .expect("every teardown ends");
+    for client in clients {
+        assert!(
+            client.await.unwrap(),
+            "every peer received the whole goodbye"
+        );
+    }
+
+    let stats = closer.stats();
+    eprintln!("closer stats: {stats}");
+    assert_eq!(stats.finished(), N as u64);
+    assert_eq!(stats.in_flight, 0);
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    assert_eq!(outcomes.len(), N);
+    assert!(outcomes.iter().all(|o| o.time_wait != TimeWait::Us));
+    assert_eq!(
+        stats.count(Ending::PeerClosed) + stats.count(Ending::ResetAfterGrace),
+        N as u64
+    );
+    assert!(
+        stats.count(Ending::ResetAfterGrace) >= (N / 3) as u64,
+        "the ignoring third is reset: {stats}"
+    );
+
+    let left = leftovers_on(addr).await;
+    assert_eq!(
+        left.total(),
+        0,
+        "kernel still has sockets on the server port: {left}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closer_plain_policy_does_leave_time_wait_on_the_server_port() {
+    // The contrast that makes the test above meaningful: the same census check fails for plain.
+    const N: usize = 20;
+    let listener = common::clean_listener().await;
+    let addr = listener.local_addr().unwrap();
+    let closer = Closer::new(test_policy("plain"));
+    let mut clients = Vec::new();
+    for _ in 0..N {
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        closer.close(server, GOODBYE);
+        clients.push(tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = client.read_to_end(&mut buf).await;
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(10), closer.idle())
+        .await
+        .unwrap();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let left = leftovers_on(addr).await;
+    assert_eq!(
+        left.get(TcpState::TimeWait),
+        N,
+        "plain leaves one server TIME-WAIT per connection: {left}"
+    );
+}
+
+#[tokio::test]
+async fn teardown_future_is_small() {
+    let (server, _client) = connected_pair(V4, None).await;
+    let future = farewell::close(server, Policy::default(), GOODBYE);
+    let size = std::mem::size_of_val(&future);
+    eprintln!("teardown future: {size} bytes");
+    assert!(
+        size <= 512,
+        "a pending teardown's future should stay within 512 B, is {size} B"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closer_reap_destroys_our_time_wait_entry_after_a_clean_lingering_close() {
+    if !census::has_net_admin() {
+        eprintln!("skipped: closer_reap_destroys_our_time_wait_entry_after_a_clean_lingering_close: needs CAP_NET_ADMIN (SOCK_DESTROY)");
+        return;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let closer = Closer::builder(test_policy("lingering"))
+        .reap_time_wait(true)
+        .on_outcome(move |o| {
+            let _ = tx.send(o);
+        })
+        .build();
+    let (server, mut client) = connected_pair(V4, None).await;
+    let (server_addr, client_addr) = (server.local_addr().unwrap(), client.local_addr().unwrap());
+    closer.close(server, GOODBYE);
+    let mut buf = Vec::new();
+    client.read_to_end(&mut buf).await.unwrap(); // cooperative: read to EOF, then close
+    drop(client);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    eprintln!("{outcome}");
+    assert_eq!(outcome.ending, Ending::LingeringClose);
+    assert_eq!(outcome.time_wait, TimeWait::Us);
+    assert!(outcome.reaped, "the entry was reaped: {outcome}");
+    assert_eq!(
+        kernel_state(server_addr, client_addr),
+        None,
+        "no entry left on our side"
+    );
+    assert_eq!(
+        kernel_state(client_addr, server_addr),
+        None,
+        "the peer closed second: nothing there either"
+    );
+}

@@ -1,0 +1,290 @@
+//! Integration tests of `farewell serve-http` and `farewell bench http`: the
+//! real binary, real clients (curl, wrk), and the kernel's socket table.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use farewell::census::{self, Filter, StateSet};
+use farewell::TcpState;
+use serde_json::Value;
+
+/// Kills the server if a test fails before it exits.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `farewell serve-http --listen 127.0.0.1:PORT ARGS` and reads the
+/// bound address from stderr. PORT is below the ephemeral range with no
+/// sockets on it (`farewell_lab::support::port`), so the census on it sees only this
+/// server's sockets, not TIME-WAIT left by other tests' clients.
+fn serve_http(args: &[&str]) -> (Server, String, BufReader<std::process::ChildStderr>) {
+    let quiet = farewell_lab::support::port::bind_quiet_port([127, 0, 0, 1].into()).unwrap();
+    let listen = quiet.local_addr().unwrap().to_string();
+    drop(quiet);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["serve-http", "--listen", &listen])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the farewell binary runs");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first stderr line: {line:?}"))
+        .to_owned();
+    (Server(child), addr, stderr)
+}
+
+fn curl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs (apt-get install curl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Sends SIGTERM and waits (bounded) for the exit; returns the rest of stderr.
+fn terminate(mut server: Server, mut stderr: BufReader<std::process::ChildStderr>) -> String {
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve-http did not exit within 20s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "exit {status}: {rest}");
+    rest
+}
+
+fn server_time_wait(port: u16) -> usize {
+    census::count_by_state(&Filter::local_port(port).states(StateSet::single(TcpState::TimeWait)))
+        .unwrap()
+        .get(TcpState::TimeWait)
+}
+
+#[test]
+fn serve_http_connection_close_then_sigterm_leaves_no_server_time_wait() {
+    let (server, addr, stderr) = serve_http(&["--grace", "1s", "--drain-timeout", "3s"]);
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let url = format!("http://{addr}/");
+    let body = curl(&["-H", "Connection: close", &url, &url]);
+    assert_eq!(
+        body,
+        b"hello from farewell-http\nhello from farewell-http\n"
+    );
+    let summary = terminate(server, stderr);
+    assert!(summary.contains("2 connections, 2 requests"), "{summary}");
+    assert!(summary.contains("peer-closed 2"), "{summary}");
+    assert_eq!(server_time_wait(port), 0);
+}
+
+#[test]
+fn serve_http_plain_policy_leaves_server_time_wait() {
+    let (server, addr, stderr) = serve_http(&["--policy", "plain", "--drain-timeout", "3s"]);
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    // A client that reads until the server closes, then closes: the server's
+    // FIN is first for certain (curl closes on `Connection: close` and can win
+    // the race, which made this contrast flaky).
+    let script = r#"
+import socket, sys
+for _ in range(3):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert b"hello from farewell-http" in data, data
+    s.close()
+print("ok")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .output()
+        .expect("python3");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{out:?}");
+    let summary = terminate(server, stderr);
+    assert!(summary.contains("plain-close 3"), "{summary}");
+    assert_eq!(server_time_wait(port), 3);
+}
+
+#[test]
+fn serve_http_rejects_unknown_policy_and_lists_the_choices() {
+    let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["serve-http", "--policy", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("peer-first") && err.contains("lingering"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_help_names_the_kinds_and_an_unknown_kind_is_refused() {
+    let help = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["bench", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for kind in ["churn", "scale", "http"] {
+        assert!(text.contains(kind), "{kind} in {text}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["bench", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope"), "{err}");
+}
+
+/// Runs `farewell bench http --quick --json ARGS`; returns its report.
+fn bench_http_quick(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["bench", "http", "--quick", "--json"])
+        .args(args)
+        .output()
+        .expect("the farewell binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait() {
+    let report = bench_http_quick(&[]);
+    let rows = report["rows"].as_array().expect("rows");
+    let runs = report["runs"].as_array().expect("runs");
+    for field in ["threads", "connections", "duration_s", "rounds"] {
+        assert!(report["wrk"][field].is_number(), "wrk.{field}");
+    }
+    for field in ["threads", "connections", "duration_s", "source_addresses"] {
+        assert!(report["spread"][field].is_number(), "spread.{field}");
+    }
+    let servers = ["farewell-http", "hyper"];
+    for mode in ["close", "close-spread", "keep-alive"] {
+        for server in servers {
+            let row = rows
+                .iter()
+                .find(|r| r["server"] == server && r["mode"] == mode)
+                .unwrap_or_else(|| panic!("no row for {server} {mode}"));
+            for field in [
+                "requests_per_sec",
+                "server_cpu_us_per_request",
+                "server_time_wait",
+                "client_time_wait",
+                "errors",
+            ] {
+                assert!(row[field].is_number(), "{server} {mode} {field}: {row}");
+            }
+            assert!(row["ratio_to_hyper"].is_number(), "{row}");
+        }
+    }
+    for run in runs {
+        for field in [
+            "server",
+            "mode",
+            "round",
+            "requests",
+            "requests_per_sec",
+            "errors",
+            "server_time_wait",
+            "client_time_wait",
+        ] {
+            assert!(!run[field].is_null(), "run.{field}: {run}");
+        }
+        assert!(
+            run["requests"].as_u64().unwrap() > 0,
+            "wrk got responses: {run}"
+        );
+        if run["server"] == "farewell-http" {
+            assert_eq!(run["server_time_wait"], 0, "{run}");
+        }
+    }
+    // Plain hyper under Connection: close churn does leave TIME-WAIT: the census can see it.
+    let hyper_close = runs
+        .iter()
+        .find(|r| r["server"] == "hyper" && r["mode"] == "close")
+        .unwrap();
+    assert!(
+        hyper_close["server_time_wait"].as_u64().unwrap() > 0,
+        "{hyper_close}"
+    );
+}
+
+/// The close-spread mode: our own client, every connection from its own
+/// 127.1.x.y address. The kernel's table says where TIME-WAIT went: to the
+/// clients under peer-first, to the server under plain hyper.
+#[test]
+fn bench_http_close_spread_moves_time_wait_to_the_many_clients_and_sees_no_errors() {
+    let report = bench_http_quick(&["--no-nginx", "--modes", "close-spread"]);
+    let runs = report["runs"].as_array().expect("runs");
+    assert!(
+        runs.iter().all(|r| r["mode"] == "close-spread"),
+        "--modes close-spread runs that mode only: {report}"
+    );
+    let run = |server: &str| {
+        runs.iter()
+            .find(|r| r["server"] == server)
+            .unwrap_or_else(|| panic!("no close-spread run for {server}: {report}"))
+    };
+    for server in ["farewell-http", "hyper"] {
+        let run = run(server);
+        assert!(run["requests"].as_u64().unwrap() > 0, "{run}");
+        assert_eq!(
+            run["errors"], 0,
+            "every response a 200 with the body: {run}"
+        );
+        for kind in ["connect", "timeout", "reset", "bad_response"] {
+            assert_eq!(run["error_kinds"][kind], 0, "{kind}: {run}");
+        }
+    }
+    let farewell = run("farewell-http");
+    assert_eq!(farewell["server_time_wait"], 0, "peer-first: {farewell}");
+    assert!(
+        farewell["client_time_wait"].as_u64().unwrap() > 0,
+        "the clients hold TIME-WAIT: {farewell}"
+    );
+    let hyper = run("hyper");
+    assert!(
+        hyper["server_time_wait"].as_u64().unwrap() > 0,
+        "plain hyper closes first and keeps TIME-WAIT: {hyper}"
+    );
+}

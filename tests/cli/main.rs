@@ -1,0 +1,14 @@
+//! The tests of the `farewell` command, one binary: each runs the real
+//! binary as a child process and checks what it printed, what its clients
+//! received, and the kernel's socket table.
+
+mod bench;
+mod harness;
+mod http;
+mod lab;
+mod load;
+mod load_serve;
+mod serve;
+mod serve_hurry;
+mod serve_load;
+mod watch;
