@@ -129,6 +129,9 @@ impl CloserBuilder {
     /// The entry is only destroyed after the close was verified clean (both
     /// FINs exchanged and ACKed), which is what makes the risk small; with
     /// peer-first there is nothing to reap in the first place.
+    ///
+    /// Needs the `census` feature (on by default).
+    #[cfg(feature = "census")]
     pub fn reap_time_wait(mut self, reap: bool) -> Self {
         self.reap_time_wait = reap;
         self
@@ -359,6 +362,7 @@ impl Inner {
 
 /// Destroys our TIME-WAIT entry for the outcome's 4-tuple, after checking the
 /// kernel really has one there. Returns whether it was destroyed.
+#[cfg(feature = "census")]
 async fn reap(outcome: &Outcome) -> bool {
     let (Some(local), Some(peer)) = (outcome.local, outcome.peer) else {
         return false;
@@ -381,6 +385,12 @@ async fn reap(outcome: &Outcome) -> bool {
             false
         }
     }
+}
+
+/// Without the census nothing can be reaped (and `reap_time_wait` cannot be set).
+#[cfg(not(feature = "census"))]
+async fn reap(_: &Outcome) -> bool {
+    false
 }
 
 /// Running counts of a [`Closer`].
