@@ -1,9 +1,7 @@
 //! The bench's FLP/1 clients: closed-loop churners and idle holders.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
@@ -14,24 +12,9 @@ use tokio::net::{TcpSocket, TcpStream};
 /// counts an error and moves on: nothing in the bench can hang.
 pub const STEP_BOUND: Duration = Duration::from_secs(5);
 
-/// Hands out client source addresses 127.1.0.1, 127.1.0.2, … (all loopback,
-/// 250 per /24): each address has its own ephemeral ports, so the client side
-/// never runs out of ports however many TIME-WAIT entries it keeps.
-#[derive(Clone, Default)]
-pub struct SourceAddrs {
-    next: Arc<AtomicU64>,
-}
-
-impl SourceAddrs {
-    /// How many distinct source addresses are used in turn.
-    pub const COUNT: u64 = 250 * 250;
-
-    /// The next source address, round robin.
-    pub fn next(&self) -> IpAddr {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % Self::COUNT;
-        IpAddr::V4(Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250) as u8 + 1))
-    }
-}
+/// The clients' source addresses, 127.1.x.y round robin (see
+/// [`support::addr`](crate::support::addr) for why).
+pub use crate::support::addr::SourceAddrs;
 
 /// Connects to `server` from the next source address, the port left for
 /// `connect()` to pick (`IP_BIND_ADDRESS_NO_PORT`): the search for a free port

@@ -6,7 +6,8 @@
 //! For each policy the lab listens on a fresh port of 127.0.0.1 and opens
 //! `rate` connections a second for `duration`. Every client is cooperative
 //! (it reads the goodbye, then closes) and binds a source address of its own
-//! from 127.1.0.1 on, so the client side never runs out of ports even though
+//! from 127.1.0.1 on ([`addr`]; at most [`MAX_CONNECTIONS`] of them, fewer
+//! than [`addr::COUNT`], so no two share one), so the client side never runs out of ports even though
 //! it keeps the TIME-WAIT entries under peer-first (all clients use one port,
 //! just below the ephemeral range: see `client_port`). The server side says
 //! [`GOODBYE`](super::GOODBYE) and is torn down with the policy. A sampler
@@ -30,11 +31,17 @@ use tokio::task::JoinSet;
 use super::matrix::lab_policy;
 use super::peer::{self, COOPERATIVE_REACTION, GOODBYE};
 use super::LabError;
+use crate::support::addr;
 use farewell::census::{self, Filter, StateSet};
 use farewell::{Policy, TcpState};
 
 /// The most connections one policy's churn opens, whatever rate × duration says.
 pub const MAX_CONNECTIONS: usize = 50_000;
+
+// Every client of one policy's churn has a source address of its own: they
+// all bind the same port (see `client_port`), so two sharing an address would
+// collide on the same 4-tuple.
+const _: () = assert!(MAX_CONNECTIONS <= addr::COUNT);
 
 /// How long, after the last connection was opened, the run waits for the
 /// teardowns and clients still in flight.
@@ -134,13 +141,6 @@ impl ChurnReport {
     }
 }
 
-/// The `i`-th client's source address: 127.1.0.1, 127.1.0.2, … (never 127.0.0.1).
-fn source_ip(i: usize) -> Ipv4Addr {
-    let n = (i % (254 * 254 * 254)) as u32;
-    let (b, c, d) = (n / (254 * 254) + 1, n / 254 % 254, n % 254 + 1);
-    Ipv4Addr::new(127, b as u8, c as u8, d as u8)
-}
-
 /// Runs the churn of every policy in `config`, one after another, calling
 /// `on_connection` after each connection ends.
 ///
@@ -170,16 +170,13 @@ pub async fn run_churn(
 }
 
 /// Counts the churn's TIME-WAIT entries on both sides of `port`, on the
-/// blocking pool. Only connections with a churn client (source 127.1.0.0 and
-/// up, see [`source_ip`]) count: some other connection's *client* end may
+/// blocking pool. Only connections with a churn client (a source address of
+/// [`addr`], in 127.1.0.0/16) count: some other connection's *client* end may
 /// have had the same local port earlier.
 async fn sample(port: u16) -> Result<(usize, usize), LabError> {
     tokio::task::spawn_blocking(move || {
         let tw = StateSet::single(TcpState::TimeWait);
-        let churn_client = |addr: SocketAddr| match addr.ip() {
-            IpAddr::V4(ip) => ip.octets()[0] == 127 && ip.octets()[1] >= 1,
-            IpAddr::V6(_) => false,
-        };
+        let churn_client = |end: SocketAddr| addr::is_source(end.ip());
         let server = census::dump(&Filter::local_port(port).states(tw))?
             .iter()
             .filter(|e| churn_client(e.remote))
@@ -319,7 +316,7 @@ async fn churn_one(
         let on_connection = Arc::clone(&on_connection);
         clients.spawn(async move {
             let ok = matches!(
-                tokio::time::timeout(CLIENT_BOUND, client(source_ip(i), port, to)).await,
+                tokio::time::timeout(CLIENT_BOUND, client(addr::source(i), port, to)).await,
                 Ok(Ok(()))
             );
             on_connection();
@@ -368,20 +365,4 @@ async fn churn_one(
         samples,
         skipped: None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::source_ip;
-    use std::net::Ipv4Addr;
-
-    #[test]
-    fn source_addresses_are_distinct_and_never_the_servers() {
-        assert_eq!(source_ip(0), Ipv4Addr::new(127, 1, 0, 1));
-        assert_eq!(source_ip(253), Ipv4Addr::new(127, 1, 0, 254));
-        assert_eq!(source_ip(254), Ipv4Addr::new(127, 1, 1, 1));
-        let all: std::collections::HashSet<_> = (0..100_000).map(source_ip).collect();
-        assert_eq!(all.len(), 100_000);
-        assert!(!all.contains(&Ipv4Addr::LOCALHOST));
-    }
 }

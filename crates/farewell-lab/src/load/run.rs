@@ -1,13 +1,15 @@
 //! Scheduling the clients: how many, how fast, how many at once, for how long.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
+
+use crate::support::addr;
 
 use super::{
     is_loopback, run_client, ClientConfig, Collector, ConnResult, LoadError, LoadReport, Mix,
@@ -23,8 +25,8 @@ pub const MAX_CONCURRENCY: usize = 10_000;
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// The longest per-connection bound ([`ClientConfig::timeout`]).
 pub const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
-/// The most source addresses (`127.1.x.y`).
-pub const MAX_SOURCES: usize = 254 * 256;
+/// The most source addresses (`127.1.x.y`, see [`addr`]).
+pub const MAX_SOURCES: usize = addr::COUNT;
 /// Connections planned per source address when sources are chosen automatically.
 pub const CONNECTIONS_PER_SOURCE: u64 = 10_000;
 
@@ -150,7 +152,8 @@ impl LoadConfig {
         }
     }
 
-    /// The source addresses clients bind to (empty: the kernel chooses).
+    /// The source addresses clients bind to, the first of [`addr::sources`]
+    /// (empty: the kernel chooses).
     pub fn source_addresses(&self) -> Vec<IpAddr> {
         let n = match self.sources {
             Sources::Count(n) => n,
@@ -162,9 +165,7 @@ impl LoadConfig {
         if n <= 1 || !self.addresses[0].is_ipv4() {
             return Vec::new();
         }
-        (0..n)
-            .map(|k| IpAddr::V4(Ipv4Addr::new(127, 1, (k / 254) as u8, (k % 254 + 1) as u8)))
-            .collect()
+        addr::sources(n).map(IpAddr::V4).collect()
     }
 }
 
