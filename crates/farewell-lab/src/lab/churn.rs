@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use super::matrix::lab_policy;
 use super::peer::{self, COOPERATIVE_REACTION, GOODBYE};
 use super::LabError;
-use crate::support::addr;
+use crate::support::{addr, kernel};
 use farewell::census::{self, Filter, StateSet};
 use farewell::{Policy, TcpState};
 
@@ -205,9 +205,8 @@ fn listen() -> io::Result<TcpListener> {
 /// would then count strangers). 0 (the kernel picks) when the range starts
 /// too low. Each client has its own source address, so one port serves all.
 fn client_port() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+    kernel::ephemeral_port_range()
+        .map(|range| *range.start())
         .filter(|&low| low > 1025)
         .map_or(0, |low| low - 1)
 }

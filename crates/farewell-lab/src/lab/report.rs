@@ -8,57 +8,7 @@ use serde::Serialize;
 use super::churn::ChurnReport;
 use super::matrix::CellReport;
 use super::peer::Behaviour;
-
-/// The kernel release and the TCP settings that shape TIME-WAIT, read from `/proc`.
-/// Each value is the file's trimmed content, or `None` when it could not be read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct KernelInfo {
-    /// `/proc/sys/kernel/osrelease`.
-    pub release: Option<String>,
-    /// `/proc/sys/net/ipv4/tcp_fin_timeout` (seconds an orphaned FIN-WAIT-2 lives).
-    pub tcp_fin_timeout: Option<String>,
-    /// `/proc/sys/net/ipv4/tcp_tw_reuse`.
-    pub tcp_tw_reuse: Option<String>,
-    /// `/proc/sys/net/ipv4/tcp_max_tw_buckets`.
-    pub tcp_max_tw_buckets: Option<String>,
-    /// `/proc/sys/net/ipv4/ip_local_port_range`, whitespace collapsed to one space.
-    pub ip_local_port_range: Option<String>,
-    /// Whether this process has `CAP_NET_ADMIN` (needed by `silent`).
-    pub net_admin: bool,
-}
-
-impl KernelInfo {
-    /// Reads the values from `/proc` of this machine.
-    pub fn read() -> KernelInfo {
-        let read = |path: &str| {
-            std::fs::read_to_string(path)
-                .ok()
-                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-        };
-        KernelInfo {
-            release: read("/proc/sys/kernel/osrelease"),
-            tcp_fin_timeout: read("/proc/sys/net/ipv4/tcp_fin_timeout"),
-            tcp_tw_reuse: read("/proc/sys/net/ipv4/tcp_tw_reuse"),
-            tcp_max_tw_buckets: read("/proc/sys/net/ipv4/tcp_max_tw_buckets"),
-            ip_local_port_range: read("/proc/sys/net/ipv4/ip_local_port_range"),
-            net_admin: farewell::census::has_net_admin(),
-        }
-    }
-
-    /// One line for a header, e.g. `kernel 6.8.0; tcp_fin_timeout 60; …`.
-    pub fn header(&self) -> String {
-        let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "?".to_owned());
-        format!(
-            "kernel {}; tcp_fin_timeout {}; tcp_tw_reuse {}; tcp_max_tw_buckets {}; ip_local_port_range {}; CAP_NET_ADMIN {}",
-            v(&self.release),
-            v(&self.tcp_fin_timeout),
-            v(&self.tcp_tw_reuse),
-            v(&self.tcp_max_tw_buckets),
-            v(&self.ip_local_port_range),
-            if self.net_admin { "yes" } else { "no" },
-        )
-    }
-}
+pub use crate::support::kernel::KernelInfo;
 
 /// The whole lab run. Serializes to the JSON object described in the [module docs](super).
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -4,6 +4,7 @@ pub mod addr;
 pub mod flp_fixture;
 pub mod http_baseline;
 pub mod http_demo;
+pub mod kernel;
 pub mod netns;
 pub mod port;
 pub mod tools;

@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use farewell::census::{self, Filter};
 
+use super::kernel;
+
 /// The lowest port [`bind_quiet_port`] tries.
 const FLOOR: u16 = 10_000;
 
@@ -24,7 +26,9 @@ const FLOOR: u16 = 10_000;
 ///
 /// When every candidate port is taken (or the census cannot be read on all of them).
 pub fn bind_quiet_port(ip: IpAddr) -> io::Result<TcpListener> {
-    let low = ephemeral_low().unwrap_or(32_768).max(FLOOR + 1);
+    let low = kernel::ephemeral_port_range()
+        .map_or(32_768, |r| *r.start())
+        .max(FLOOR + 1);
     let span = u32::from(low - FLOOR);
     // Start somewhere different in each process and call, so parallel callers spread out.
     let nanos = SystemTime::now()
@@ -46,14 +50,4 @@ pub fn bind_quiet_port(ip: IpAddr) -> io::Result<TcpListener> {
         io::ErrorKind::AddrInUse,
         format!("no free port with no sockets between {FLOOR} and {low}"),
     ))
-}
-
-/// The first port of the kernel's ephemeral range.
-fn ephemeral_low() -> Option<u16> {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
