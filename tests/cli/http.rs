@@ -92,6 +92,12 @@ fn server_time_wait(port: u16) -> usize {
 
 #[test]
 fn serve_http_connection_close_then_sigterm_leaves_no_server_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "serve_http_connection_close_then_sigterm_leaves_no_server_time_wait",
+        &["curl"],
+    ) {
+        return;
+    }
     let (server, addr, stderr) = serve_http(&["--grace", "1s", "--drain-timeout", "3s"]);
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
     let url = format!("http://{addr}/");
@@ -108,6 +114,12 @@ fn serve_http_connection_close_then_sigterm_leaves_no_server_time_wait() {
 
 #[test]
 fn serve_http_plain_policy_leaves_server_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "serve_http_plain_policy_leaves_server_time_wait",
+        &["python3"],
+    ) {
+        return;
+    }
     let (server, addr, stderr) = serve_http(&["--policy", "plain", "--drain-timeout", "3s"]);
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
     // A client that reads until the server closes, then closes: the server's
@@ -189,6 +201,12 @@ fn bench_http_quick(args: &[&str]) -> Value {
 
 #[test]
 fn bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait",
+        &["wrk", "nginx"],
+    ) {
+        return;
+    }
     let report = bench_http_quick(&[]);
     let rows = report["rows"].as_array().expect("rows");
     let runs = report["runs"].as_array().expect("runs");
@@ -254,6 +272,12 @@ fn bench_http_quick_json_has_every_row_and_peer_first_keeps_no_time_wait() {
 /// clients under peer-first, to the server under plain hyper.
 #[test]
 fn bench_http_close_spread_moves_time_wait_to_the_many_clients_and_sees_no_errors() {
+    if !farewell_lab::support::tools::require(
+        "bench_http_close_spread_moves_time_wait_to_the_many_clients_and_sees_no_errors",
+        &["wrk"],
+    ) {
+        return;
+    }
     let report = bench_http_quick(&["--no-nginx", "--modes", "close-spread"]);
     let runs = report["runs"].as_array().expect("runs");
     assert!(

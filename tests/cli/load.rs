@@ -172,6 +172,12 @@ fn tempfile_path() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn load_refuses_targets_outside_loopback_and_sends_nothing() {
+    if !farewell_lab::support::tools::require(
+        "load_refuses_targets_outside_loopback_and_sends_nothing",
+        &["strace"],
+    ) {
+        return;
+    }
     // The control: a loopback target does make a TCP socket, and strace sees it.
     let (_, tcp) = traced(&[
         "load",

@@ -34,6 +34,10 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn nc_session_gets_welcome_echo_and_bye_quit() {
+    if !farewell_lab::support::tools::require("nc_session_gets_welcome_echo_and_bye_quit", &["nc"])
+    {
+        return;
+    }
     let server = Server::start(FAST);
     let out = shell_client(
         "nc -q 2 127.0.0.1 $PORT",
@@ -49,6 +53,12 @@ fn nc_session_gets_welcome_echo_and_bye_quit() {
 
 #[test]
 fn socat_session_echoes_binary_lines_unchanged() {
+    if !farewell_lab::support::tools::require(
+        "socat_session_echoes_binary_lines_unchanged",
+        &["socat"],
+    ) {
+        return;
+    }
     let server = Server::start(FAST);
     let input = b"HELLO socat\n\x00\xff\xfebinary\x01\r\nQUIT\n";
     let out = shell_client("socat -t 2 - TCP:127.0.0.1:$PORT", server.port(), input);
@@ -58,6 +68,12 @@ fn socat_session_echoes_binary_lines_unchanged() {
 
 #[test]
 fn every_goodbye_reason_is_reachable_and_counted_in_metrics() {
+    if !farewell_lab::support::tools::require(
+        "every_goodbye_reason_is_reachable_and_counted_in_metrics",
+        &["python3"],
+    ) {
+        return;
+    }
     let mut server = Server::start(&args(&["--metrics", "127.0.0.1:0"]));
     let metrics_addr = metrics_addr(&mut server);
     let addr = server.addr;
@@ -149,6 +165,12 @@ fn every_goodbye_reason_is_reachable_and_counted_in_metrics() {
 
 #[test]
 fn metrics_on_port_zero_prints_the_bound_address_and_serves_it() {
+    if !farewell_lab::support::tools::require(
+        "metrics_on_port_zero_prints_the_bound_address_and_serves_it",
+        &["python3", "curl"],
+    ) {
+        return;
+    }
     let mut server = Server::start(&args(&["--metrics", "127.0.0.1:0"]));
     let metrics = metrics_addr(&mut server);
     assert_eq!(metrics.ip(), std::net::Ipv4Addr::LOCALHOST);
@@ -221,6 +243,12 @@ fn metrics_on_a_taken_address_fails_with_a_hint() {
 
 #[test]
 fn busy_beyond_max_connections_and_never_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "busy_beyond_max_connections_and_never_time_wait",
+        &["python3"],
+    ) {
+        return;
+    }
     for mode in ["goodbye", "reset"] {
         let server = Server::start(&args(&[
             "--max-connections",
@@ -264,6 +292,12 @@ fn busy_beyond_max_connections_and_never_time_wait() {
 
 #[test]
 fn a_client_that_never_reads_cannot_stall_the_others() {
+    if !farewell_lab::support::tools::require(
+        "a_client_that_never_reads_cannot_stall_the_others",
+        &["python3"],
+    ) {
+        return;
+    }
     let server = Server::start(FAST);
     let addr = server.addr;
     let stalled = std::thread::spawn(move || {
@@ -296,6 +330,9 @@ fn a_client_that_never_reads_cannot_stall_the_others() {
 
 #[test]
 fn ipv6_listen_address_is_accepted() {
+    if !farewell_lab::support::tools::require("ipv6_listen_address_is_accepted", &["python3"]) {
+        return;
+    }
     let server = Server::start_on("[::1]:0", FAST);
     assert!(server.addr.is_ipv6());
     assert_eq!(
@@ -309,6 +346,12 @@ fn ipv6_listen_address_is_accepted() {
 
 #[test]
 fn plain_policy_shows_the_server_time_wait_it_causes() {
+    if !farewell_lab::support::tools::require(
+        "plain_policy_shows_the_server_time_wait_it_causes",
+        &["python3"],
+    ) {
+        return;
+    }
     let server = Server::start(&args(&["--policy", "plain"]));
     for i in 0..3 {
         // A client that reads until the server closes: the server's FIN comes first.

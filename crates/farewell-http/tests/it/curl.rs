@@ -44,6 +44,12 @@ fn assert_three_bodies(stdout: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_first_curl_connection_close_leaves_no_server_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "peer_first_curl_connection_close_leaves_no_server_time_wait",
+        &["curl"],
+    ) {
+        return;
+    }
     let server = start(server(peer_first())).await;
     let port = server.addr.port();
     let url = server.url(&format!("/bytes/{N}"));
@@ -62,6 +68,12 @@ async fn peer_first_curl_connection_close_leaves_no_server_time_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_policy_curl_connection_close_leaves_server_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "plain_policy_curl_connection_close_leaves_server_time_wait",
+        &["curl"],
+    ) {
+        return;
+    }
     let server = start(server(Policy::Plain(Default::default()))).await;
     let port = server.addr.port();
     let url = server.url(&format!("/bytes/{N}"));
@@ -76,6 +88,12 @@ async fn plain_policy_curl_connection_close_leaves_server_time_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_hyper_curl_connection_close_leaves_server_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "plain_hyper_curl_connection_close_leaves_server_time_wait",
+        &["curl"],
+    ) {
+        return;
+    }
     let (addr, stop, done) = start_baseline().await;
     let url = format!("http://{addr}/bytes/{N}");
     assert_three_bodies(&curl_close_three_until_server_fin(&url).await);
@@ -89,6 +107,12 @@ async fn plain_hyper_curl_connection_close_leaves_server_time_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_first_curl_keep_alive_reuses_one_connection() {
+    if !farewell_lab::support::tools::require(
+        "peer_first_curl_keep_alive_reuses_one_connection",
+        &["curl"],
+    ) {
+        return;
+    }
     let server = start(server(peer_first())).await;
     let port = server.addr.port();
     let url = server.url(&format!("/bytes/{N}"));
@@ -125,6 +149,9 @@ async fn peer_first_curl_keep_alive_reuses_one_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_first_curl_http2_prior_knowledge() {
+    if !farewell_lab::support::tools::require("peer_first_curl_http2_prior_knowledge", &["curl"]) {
+        return;
+    }
     let server = start(server(peer_first())).await;
     let port = server.addr.port();
     let url = server.url(&format!("/bytes/{N}"));
@@ -154,6 +181,12 @@ async fn peer_first_curl_http2_prior_knowledge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_first_max_requests_closes_after_the_limit_without_server_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "peer_first_max_requests_closes_after_the_limit_without_server_time_wait",
+        &["curl"],
+    ) {
+        return;
+    }
     let server = start(server(peer_first()).max_requests_per_connection(Some(2))).await;
     let port = server.addr.port();
     let url = server.url("/");

@@ -78,6 +78,12 @@ async fn get_then_close(port: u16, then: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_first_waits_for_a_lazy_client_to_close_first() {
+    if !farewell_lab::support::tools::require(
+        "peer_first_waits_for_a_lazy_client_to_close_first",
+        &["python3"],
+    ) {
+        return;
+    }
     // The client keeps the connection 0.3 s after the body; a 5 s grace leaves
     // a busy machine plenty of room (the test only waits it out if it fails).
     let patient = peer_first().with_grace(Duration::from_secs(5));
@@ -92,6 +98,12 @@ async fn peer_first_waits_for_a_lazy_client_to_close_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_policy_leaves_server_time_wait_when_the_client_waits_for_its_fin() {
+    if !farewell_lab::support::tools::require(
+        "plain_policy_leaves_server_time_wait_when_the_client_waits_for_its_fin",
+        &["python3"],
+    ) {
+        return;
+    }
     // The contrast that lets the peer-first tests fail. The client closes
     // only after reading the server's FIN, so the server's FIN is first for
     // certain and the entry is the server's (DESIGN.md F1). A client that
@@ -111,6 +123,12 @@ async fn plain_policy_leaves_server_time_wait_when_the_client_waits_for_its_fin(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_first_early_413_with_unread_1mb_body_reaches_the_client() {
+    if !farewell_lab::support::tools::require(
+        "peer_first_early_413_with_unread_1mb_body_reaches_the_client",
+        &["python3"],
+    ) {
+        return;
+    }
     let server = start(server(peer_first())).await;
     let port = server.addr.port();
     let out = python(UPLOAD, &[port.to_string(), (1024 * 1024).to_string()]).await;
@@ -130,6 +148,12 @@ async fn peer_first_early_413_with_unread_1mb_body_reaches_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_first_small_receive_buffer_client_gets_the_whole_body() {
+    if !farewell_lab::support::tools::require(
+        "peer_first_small_receive_buffer_client_gets_the_whole_body",
+        &["python3"],
+    ) {
+        return;
+    }
     let server = start(server(peer_first())).await;
     let port = server.addr.port();
     let n = 2_000_000;

@@ -7,6 +7,7 @@
 pub mod churn;
 pub mod clients;
 pub mod cpu;
+pub mod http;
 pub mod http_clients;
 pub mod scale;
 pub mod servers;

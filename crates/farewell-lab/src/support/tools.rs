@@ -8,6 +8,7 @@
 //! missing and how to install it, and passes without running.
 
 use std::env;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The environment variable that turns a missing tool into a failure.
@@ -70,6 +71,8 @@ pub fn require(test: &str, tools: &[&str]) -> bool {
     if env::var_os(REQUIRE_TOOLS).is_some_and(|v| v != "0") {
         panic!("{message} ({REQUIRE_TOOLS} is set, so a missing tool is a failure)");
     }
-    eprintln!("skipped: {message}");
+    // Straight to the process's stderr: `eprintln!` would be captured by the
+    // test harness and never shown for a test that passes.
+    let _ = writeln!(std::io::stderr(), "skipped: {message}");
     false
 }

@@ -1,0 +1,73 @@
+//! farewell-http and plain hyper, serving the demo handler in this process.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use farewell::{PeerFirst, Policy};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::Target;
+
+pub(super) const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// A listener on a port below the ephemeral range with no sockets on it, so the
+/// census on it counts this server's TIME-WAIT and not that of earlier wrk clients.
+fn quiet_listener() -> anyhow::Result<TcpListener> {
+    let listener = crate::support::port::bind_quiet_port(LOOPBACK)?;
+    listener.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(listener)?)
+}
+
+/// farewell-http or plain hyper, running the demo handler in this process.
+pub(super) struct InProcess {
+    pub(super) addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl InProcess {
+    /// Starts `target` (farewell-http or hyper) on a quiet loopback port.
+    pub(super) async fn start(target: Target) -> anyhow::Result<InProcess> {
+        let listener = quiet_listener()?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let service = hyper::service::service_fn(crate::support::http_demo::handle);
+        let done = match target {
+            Target::FarewellHttp => {
+                let policy = Policy::PeerFirst(PeerFirst {
+                    grace: Duration::from_secs(2),
+                    drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
+                    ..PeerFirst::default()
+                });
+                tokio::spawn(async move {
+                    let server = farewell_http::Server::new()
+                        .policy(policy)
+                        .shutdown_timeout(Duration::from_secs(5));
+                    if let Ok(report) = server.serve_hyper(listener, service, stopped).await {
+                        eprintln!("  farewell-http: {report}");
+                    }
+                })
+            }
+            _ => tokio::spawn(async move {
+                crate::support::http_baseline::serve(
+                    listener,
+                    service,
+                    stopped,
+                    Duration::from_secs(5),
+                )
+                .await;
+            }),
+        };
+        Ok(InProcess { addr, stop, done })
+    }
+
+    /// Shuts the server down; returns once every connection (and teardown) is over.
+    pub(super) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.done.await;
+    }
+}
