@@ -78,12 +78,28 @@ pub(crate) fn goodbye_bytes_lost(received: &[u8], goodbye: &[u8]) -> usize {
 }
 
 /// Runs one connection on `ip` with `policy` against a peer that behaves as `behaviour`.
+///
+/// # Errors
+///
+/// [`LabError::Io`] for a behaviour the lab does not play (one outside
+/// [`Behaviour::LAB`]) or a socket operation that failed;
+/// [`LabError::Census`] when the kernel's table cannot be read;
+/// [`LabError::Timeout`] when the teardown or the peer overran its bound.
 pub async fn run_connection(
     policy: Policy,
     behaviour: Behaviour,
     ip: IpAddr,
 ) -> Result<Trial, LabError> {
     let io = |what: &'static str| move |e| LabError::Io(what, e);
+    if !Behaviour::LAB.contains(&behaviour) {
+        return Err(io("choosing the peer")(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!(
+                "the lab does not play the {} peer (farewell load does)",
+                behaviour.load_name()
+            ),
+        )));
+    }
     let rcvbuf = (behaviour == Behaviour::NeverReads).then_some(4096);
     let (server, client) = peer::connected_pair(ip, rcvbuf)
         .await

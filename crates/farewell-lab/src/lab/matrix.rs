@@ -20,7 +20,8 @@ use farewell::{census, Delivery, Policy};
 pub struct LabConfig {
     /// Policy names to run (see [`Policy::NAMES`]), in order.
     pub policies: Vec<&'static str>,
-    /// Peer behaviours to run, in order.
+    /// Peer behaviours to run, in order (default [`Behaviour::LAB`], all the
+    /// lab plays).
     pub behaviours: Vec<Behaviour>,
     /// Connections per cell (default 5).
     pub connections: usize,
@@ -38,7 +39,7 @@ impl Default for LabConfig {
     fn default() -> Self {
         LabConfig {
             policies: Policy::NAMES.to_vec(),
-            behaviours: Behaviour::ALL.to_vec(),
+            behaviours: Behaviour::LAB.to_vec(),
             connections: 5,
             grace: Duration::from_millis(300),
             concurrency: 4,

@@ -1,9 +1,10 @@
-//! The peer (client) behaviours the lab meets, and the loopback plumbing around them.
+//! The lab's player of the peer behaviours ([`Behaviour::LAB`]; the enum is
+//! shared with the load generator, see [`support::peer`](crate::support::peer)),
+//! and the loopback plumbing around them.
 //!
 //! Ported from the integration-test harness (`tests/common/mod.rs`), whose
 //! logic was verified against the kernel; the comments keep its reasons.
 
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -14,105 +15,10 @@ use tokio::sync::oneshot;
 
 use farewell::TcpState;
 
-/// The goodbye the server sends in a lab connection (FLP/1's `BYE quit`);
-/// see [`Behaviour::goodbye`] for the one exception.
-pub const GOODBYE: &[u8] = b"BYE quit\n";
-
-/// The goodbye to a peer that never handshakes (FLP/1's `BYE handshake-timeout`).
-pub const HANDSHAKE_TIMEOUT_GOODBYE: &[u8] = b"BYE handshake-timeout\n";
+pub use crate::support::peer::{Behaviour, GOODBYE, HANDSHAKE_TIMEOUT_GOODBYE};
 
 /// How long a cooperative peer takes between reading the goodbye and closing.
 pub const COOPERATIVE_REACTION: Duration = Duration::from_millis(2);
-
-/// How the peer (the client) behaves while the server tears the connection down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Behaviour {
-    /// Reads until the goodbye, then closes.
-    Cooperative,
-    /// Reads everything but closes only when the connection's run ends.
-    Ignores,
-    /// Connects and never sends a byte (a scanner, a stuck or slow-loris
-    /// client): the server's goodbye is `BYE handshake-timeout`. It *reads*,
-    /// as a client of a server-speaks-first protocol waits for the server's
-    /// first line, does not understand the goodbye, and closes only when it
-    /// reads EOF (or the run ends): the goodbye alone does not make it leave.
-    NeverHandshakes,
-    /// Never reads, with a tiny receive buffer that the server fills first:
-    /// the goodbye cannot be delivered.
-    NeverReads,
-    /// Writes as fast as it can (bounded in time) while reading.
-    Floods,
-    /// Resets the connection before the server's teardown starts.
-    ResetsFirst,
-    /// Half-closes (sends its FIN) before the teardown, then reads until EOF.
-    HalfClosesFirst,
-    /// Vanishes before the teardown: its host is gone, nothing it could send
-    /// or answer arrives (not even a reset). Played in two network namespaces
-    /// ([`netns`](super::netns)); needs `CAP_NET_ADMIN`.
-    Vanishes,
-}
-
-impl Behaviour {
-    /// Every behaviour, in the order the lab runs and prints them.
-    pub const ALL: [Behaviour; 8] = [
-        Behaviour::Cooperative,
-        Behaviour::Ignores,
-        Behaviour::NeverHandshakes,
-        Behaviour::NeverReads,
-        Behaviour::Floods,
-        Behaviour::ResetsFirst,
-        Behaviour::HalfClosesFirst,
-        Behaviour::Vanishes,
-    ];
-
-    /// A short kebab-case name for tables and JSON (`"never-reads"`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Behaviour::Cooperative => "cooperative",
-            Behaviour::Ignores => "ignores",
-            Behaviour::NeverHandshakes => "never-handshakes",
-            Behaviour::NeverReads => "never-reads",
-            Behaviour::Floods => "floods",
-            Behaviour::ResetsFirst => "resets-first",
-            Behaviour::HalfClosesFirst => "half-closes-first",
-            Behaviour::Vanishes => "vanishes",
-        }
-    }
-
-    /// The behaviour named `name` (as [`name`](Behaviour::name) prints it).
-    pub fn from_name(name: &str) -> Option<Behaviour> {
-        Behaviour::ALL.into_iter().find(|b| b.name() == name)
-    }
-
-    /// The goodbye the server sends this peer: [`HANDSHAKE_TIMEOUT_GOODBYE`]
-    /// to a peer that never handshakes, [`GOODBYE`] to every other.
-    pub fn goodbye(self) -> &'static [u8] {
-        match self {
-            Behaviour::NeverHandshakes => HANDSHAKE_TIMEOUT_GOODBYE,
-            _ => GOODBYE,
-        }
-    }
-
-    /// True when the lab can play this peer only in network namespaces.
-    pub fn needs_netns(self) -> bool {
-        self == Behaviour::Vanishes
-    }
-
-    /// True for a peer whose application reads while the server tears down,
-    /// so it can receive the goodbye if the policy lets it through.
-    pub fn reads(self) -> bool {
-        !matches!(
-            self,
-            Behaviour::NeverReads | Behaviour::ResetsFirst | Behaviour::Vanishes
-        )
-    }
-}
-
-impl fmt::Display for Behaviour {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
 
 /// A connected pair on `ip`: (server side, client side). `client_rcvbuf` shrinks the
 /// client's receive buffer before connecting.
@@ -266,8 +172,12 @@ pub(crate) async fn run_peer(
             }
         }
         // The reset happens before the teardown, and a vanished peer is played
-        // by its namespace: there is nothing left to run.
-        Behaviour::ResetsFirst | Behaviour::Vanishes => {}
+        // by its namespace: there is nothing left to run. The lab does not
+        // play the load generator's FLP/1 scripts (`run_connection` refuses them).
+        Behaviour::ResetsFirst
+        | Behaviour::Vanishes
+        | Behaviour::BadHandshake
+        | Behaviour::Overlong => {}
     }
     received
 }

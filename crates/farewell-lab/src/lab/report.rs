@@ -178,10 +178,7 @@ fn align(rows: &[Vec<String>], left: usize, ragged: bool) -> String {
 }
 
 fn behaviour_reads(name: &str) -> bool {
-    Behaviour::ALL
-        .iter()
-        .find(|b| b.name() == name)
-        .is_some_and(|b| b.reads())
+    Behaviour::from_name(name).is_some_and(Behaviour::reads)
 }
 
 /// One verdict per policy, in the order the policies first appear in `cells`.

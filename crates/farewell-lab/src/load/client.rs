@@ -124,8 +124,10 @@ pub struct ConnResult {
 
 /// Runs one client of `behaviour` against the first of `targets` that
 /// accepts a connection (tried in order), from `source` when given and of the
-/// same family (else the kernel picks), with the id `<behaviour>-<index>`.
-/// Never takes longer than `config.timeout` (plus scheduling).
+/// same family (else the kernel picks), with the id `<behaviour>-<index>`
+/// (its [`load_name`](Behaviour::load_name)). Never takes longer than
+/// `config.timeout` (plus scheduling). A behaviour the load generator does
+/// not play (one outside [`Behaviour::LOAD`]) ends as [`End::Error`] at once.
 pub async fn run_client(
     targets: &[SocketAddr],
     source: Option<IpAddr>,
@@ -143,6 +145,13 @@ pub async fn run_client(
         echo_mismatches: 0,
         error: None,
     };
+    if !Behaviour::LOAD.contains(&behaviour) {
+        rec.error = Some(format!(
+            "farewell load does not play the {} peer (farewell lab does)",
+            behaviour.name()
+        ));
+        return rec;
+    }
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + config.timeout);
     let mut failure = String::from("no target address");
@@ -171,7 +180,7 @@ pub async fn run_client(
         return rec;
     };
     rec.connect = Some(start.elapsed());
-    let id = format!("{behaviour}-{index}");
+    let id = format!("{}-{index}", behaviour.load_name());
     let played = timeout_at(deadline, play(&mut rec, stream, &id, config)).await;
     match played {
         Ok(Ok(end)) => rec.end = end,
@@ -198,7 +207,7 @@ fn socket_for(
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
-    if behaviour == Behaviour::NeverRead {
+    if behaviour == Behaviour::NeverReads {
         socket.set_recv_buffer_size(NEVER_READ_RCVBUF)?;
     }
     Ok(socket)
@@ -434,7 +443,7 @@ async fn play(
 ) -> Result<End, Stop> {
     let connected = Instant::now();
     let behaviour = rec.behaviour;
-    if behaviour == Behaviour::NeverRead {
+    if behaviour == Behaviour::NeverReads {
         return never_read(rec, stream, id, config, connected).await;
     }
     let (reader, writer) = stream.into_split();
@@ -452,7 +461,7 @@ async fn play(
     // A script's `Stop::Goodbye` (BYE came early) is a normal end: the client
     // reacts to the goodbye as its behaviour says.
     let scripted = match behaviour {
-        Behaviour::Cooperative | Behaviour::Ignore => {
+        Behaviour::Cooperative | Behaviour::Ignores => {
             async {
                 s.hello().await?;
                 for n in 0..s.config.echo_lines {
@@ -463,8 +472,8 @@ async fn play(
             }
             .await
         }
-        Behaviour::Silent => s.until_goodbye().await,
-        Behaviour::Flood => {
+        Behaviour::NeverHandshakes => s.until_goodbye().await,
+        Behaviour::Floods => {
             async {
                 s.hello().await?;
                 s.flood().await
@@ -487,14 +496,14 @@ async fn play(
             }
             .await
         }
-        Behaviour::Reset => {
+        Behaviour::ResetsFirst => {
             async {
                 s.hello().await?;
                 s.echo(0).await
             }
             .await
         }
-        Behaviour::HalfClose => {
+        Behaviour::HalfClosesFirst => {
             async {
                 s.hello().await?;
                 s.echo(0).await?;
@@ -503,15 +512,16 @@ async fn play(
             }
             .await
         }
-        Behaviour::NeverRead => unreachable!("handled above"),
+        Behaviour::NeverReads => unreachable!("handled above"),
+        Behaviour::Vanishes => unreachable!("refused by run_client"),
     };
     match scripted {
         Ok(()) | Err(Stop::Goodbye) => {}
         Err(stop) => return Err(stop),
     }
     Ok(match behaviour {
-        Behaviour::Ignore | Behaviour::HalfClose => s.until_closed().await,
-        Behaviour::Reset => {
+        Behaviour::Ignores | Behaviour::HalfClosesFirst => s.until_closed().await,
+        Behaviour::ResetsFirst => {
             let stream = s
                 .lines
                 .reader

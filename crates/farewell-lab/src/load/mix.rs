@@ -3,101 +3,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
-
-/// What one load client does on its connection. Each one is a short,
-/// bounded script; the [module docs](super) give each script line by line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Behaviour {
-    /// `HELLO`, a few echo lines (checked), `QUIT`, reads until `BYE`, closes.
-    Cooperative,
-    /// As cooperative, but keeps the socket open after `BYE` until the server
-    /// closes it (EOF or reset) or the connection's bound runs out.
-    Ignore,
-    /// Connects and sends nothing; reads until `BYE` (expects
-    /// `BYE handshake-timeout`), then closes.
-    Silent,
-    /// `HELLO`, then writes echo lines as fast as it can (reading and
-    /// discarding the echoes) up to a byte and time bound, then `QUIT`, reads
-    /// until `BYE`, closes.
-    Flood,
-    /// A tiny receive buffer; `HELLO`, then writes lines without ever reading
-    /// until its writes stall (or a byte bound), then waits for the server to
-    /// close or reset the connection.
-    NeverRead,
-    /// Sends `GET / HTTP/1.0` instead of `HELLO`; reads until `BYE` (expects
-    /// `BYE bad-handshake`), then closes.
-    BadHandshake,
-    /// `HELLO`, then one line one byte longer than `--max-line`; reads until
-    /// `BYE` (expects `BYE line-too-long`), then closes.
-    Overlong,
-    /// `HELLO`, one echo, then resets the connection (`SO_LINGER` 0 + close).
-    Reset,
-    /// `HELLO`, one echo, then `shutdown(SHUT_WR)` without `QUIT`; reads until
-    /// the server closes or resets.
-    HalfClose,
-}
-
-impl Behaviour {
-    /// Every behaviour, in the order reports list them.
-    pub const ALL: [Behaviour; 9] = [
-        Behaviour::Cooperative,
-        Behaviour::Ignore,
-        Behaviour::Silent,
-        Behaviour::Flood,
-        Behaviour::NeverRead,
-        Behaviour::BadHandshake,
-        Behaviour::Overlong,
-        Behaviour::Reset,
-        Behaviour::HalfClose,
-    ];
-
-    /// The name used in `--mix`, in reports and in client ids (`cooperative`, `never-read`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Behaviour::Cooperative => "cooperative",
-            Behaviour::Ignore => "ignore",
-            Behaviour::Silent => "silent",
-            Behaviour::Flood => "flood",
-            Behaviour::NeverRead => "never-read",
-            Behaviour::BadHandshake => "bad-handshake",
-            Behaviour::Overlong => "overlong",
-            Behaviour::Reset => "reset",
-            Behaviour::HalfClose => "half-close",
-        }
-    }
-
-    /// The goodbye reason an FLP/1 server is expected to give this behaviour,
-    /// when the protocol fixes one (`None`: it depends on the server, or the
-    /// client never reads it).
-    pub fn expected_goodbye(self) -> Option<&'static str> {
-        match self {
-            Behaviour::Cooperative | Behaviour::Ignore | Behaviour::Flood => Some("quit"),
-            Behaviour::Silent => Some("handshake-timeout"),
-            Behaviour::BadHandshake => Some("bad-handshake"),
-            Behaviour::Overlong => Some("line-too-long"),
-            Behaviour::NeverRead | Behaviour::Reset | Behaviour::HalfClose => None,
-        }
-    }
-}
-
-impl fmt::Display for Behaviour {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-impl FromStr for Behaviour {
-    type Err = MixError;
-
-    fn from_str(s: &str) -> Result<Behaviour, MixError> {
-        Behaviour::ALL
-            .into_iter()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| MixError::UnknownBehaviour(s.to_owned()))
-    }
-}
+/// What one load client does on its connection: the peer scripts the lab
+/// plays too, spelled as `--mix` takes them ([`Behaviour::load_name`]).
+/// [`Behaviour::LOAD`] lists the ones the load generator plays; the
+/// [module docs](super) give each script line by line.
+pub use crate::support::peer::Behaviour;
 
 /// Why a `--mix` string was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -105,7 +15,7 @@ pub enum MixError {
     /// Nothing but separators.
     #[error("the mix is empty; write NAME=WEIGHT pairs, e.g. cooperative=70,silent=30")]
     Empty,
-    /// A name that is not one of [`Behaviour::ALL`].
+    /// A name that is not one of [`Behaviour::LOAD`] (as [`Behaviour::load_name`] spells it).
     #[error("unknown behaviour {0:?}; known: {known}", known = known())]
     UnknownBehaviour(String),
     /// A weight that is not a whole number in range.
@@ -125,7 +35,7 @@ pub enum MixError {
 }
 
 fn known() -> String {
-    Behaviour::ALL.map(Behaviour::name).join(", ")
+    Behaviour::LOAD.map(Behaviour::load_name).join(", ")
 }
 
 /// The largest weight one behaviour may have in a [`Mix`].
@@ -147,7 +57,7 @@ pub const MAX_WEIGHT: u32 = 1_000_000;
 ///
 /// let mix: Mix = "cooperative=2,silent=1".parse()?;
 /// let first: Vec<Behaviour> = mix.assign().take(6).collect();
-/// assert_eq!(first.iter().filter(|b| **b == Behaviour::Silent).count(), 2);
+/// assert_eq!(first.iter().filter(|b| **b == Behaviour::NeverHandshakes).count(), 2);
 /// assert!("coop=1".parse::<Mix>().unwrap_err().to_string().contains("unknown behaviour"));
 /// # Ok::<(), farewell_lab::load::MixError>(())
 /// ```
@@ -206,7 +116,8 @@ impl FromStr for Mix {
                 Some((n, w)) => (n.trim(), Some(w.trim())),
                 None => (item, None),
             };
-            let behaviour: Behaviour = name.parse()?;
+            let behaviour = Behaviour::from_load_name(name)
+                .ok_or_else(|| MixError::UnknownBehaviour(name.to_owned()))?;
             if seen.contains(&behaviour) {
                 return Err(MixError::Duplicate(name.to_owned()));
             }
@@ -242,7 +153,7 @@ impl fmt::Display for Mix {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{b}={w}")?;
+            write!(f, "{}={w}", b.load_name())?;
         }
         Ok(())
     }
@@ -267,13 +178,14 @@ mod tests {
                 assert_eq!(
                     window.iter().filter(|x| *x == b).count(),
                     *w as usize,
-                    "{b}"
+                    "{}",
+                    b.load_name()
                 );
             }
         }
         // Interleaved: the silent clients are not all bunched at one end.
         let silent: Vec<usize> = (0..100)
-            .filter(|i| first[*i] == Behaviour::Silent)
+            .filter(|i| first[*i] == Behaviour::NeverHandshakes)
             .collect();
         assert!(silent[0] < 20 && silent[9] > 80, "{silent:?}");
     }
@@ -283,7 +195,7 @@ mod tests {
         let mix: Mix = "silent, flood=0, reset".parse().unwrap();
         assert_eq!(
             mix.weights(),
-            [(Behaviour::Silent, 1), (Behaviour::Reset, 1)]
+            [(Behaviour::NeverHandshakes, 1), (Behaviour::ResetsFirst, 1)]
         );
     }
 

@@ -139,7 +139,7 @@ impl Collector {
         self.totals.add(r);
         self.by_behaviour.entry(r.behaviour).or_default().add(r);
         if let Some(e) = &r.error {
-            let msg = format!("{}: {e}", r.behaviour);
+            let msg = format!("{}: {e}", r.behaviour.load_name());
             if self.errors.len() < MAX_ERRORS || self.errors.contains_key(&msg) {
                 *self.errors.entry(msg).or_default() += 1;
             }
@@ -156,7 +156,7 @@ impl Collector {
         let by = self
             .by_behaviour
             .into_iter()
-            .map(|(b, s)| (b.name().to_owned(), s.finish()))
+            .map(|(b, s)| (b.load_name().to_owned(), s.finish()))
             .collect();
         let errors = self
             .errors
@@ -357,12 +357,26 @@ mod tests {
             echo_mismatches: 0,
             error: error.map(String::from),
         };
-        let mut c = Collector::new([Behaviour::Cooperative, Behaviour::Silent, Behaviour::Flood]);
+        let mut c = Collector::new([
+            Behaviour::Cooperative,
+            Behaviour::NeverHandshakes,
+            Behaviour::Floods,
+        ]);
         c.add(&r(Behaviour::Cooperative, Some("quit"), End::Closed, None));
         c.add(&r(Behaviour::Cooperative, Some("quit"), End::Closed, None));
-        c.add(&r(Behaviour::Silent, None, End::Eof, None));
-        c.add(&r(Behaviour::Silent, None, End::Error, Some("boom")));
-        c.add(&r(Behaviour::Silent, None, End::Error, Some("boom")));
+        c.add(&r(Behaviour::NeverHandshakes, None, End::Eof, None));
+        c.add(&r(
+            Behaviour::NeverHandshakes,
+            None,
+            End::Error,
+            Some("boom"),
+        ));
+        c.add(&r(
+            Behaviour::NeverHandshakes,
+            None,
+            End::Error,
+            Some("boom"),
+        ));
         let (totals, by, errors) = c.finish();
         assert_eq!(totals.connections, 5);
         assert_eq!(totals.goodbyes["quit"], 2);

@@ -6,5 +6,6 @@ pub mod http_baseline;
 pub mod http_demo;
 pub mod kernel;
 pub mod netns;
+pub mod peer;
 pub mod port;
 pub mod tools;
