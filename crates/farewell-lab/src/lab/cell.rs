@@ -1,18 +1,46 @@
-//! One lab connection: connect on loopback, let the peer behave, tear the
-//! server side down with a policy, and read the verdict from the kernel.
+//! One cell of the lab (one policy against one peer behaviour): the policy
+//! with the lab's short deadlines; each connection (connect on loopback, let
+//! the peer behave, tear the server side down with the policy, read the
+//! verdict from the kernel: a [`Trial`]); and the cell's aggregate of its
+//! trials, the [`CellReport`] that the matrix, the vanished peers' column and
+//! the report share.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::peer::{self, Behaviour};
 use super::LabError;
-use farewell::{census, Outcome, Policy, TcpState};
+use farewell::{census, Delivery, Outcome, Policy, TcpState};
 
 /// No lab teardown may take longer than this; past it the connection counts as failed.
 pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
+
+/// The policy `name` with short lab deadlines derived from `grace` (G):
+/// peer-first waits G for the peer's FIN and G for the goodbye's ACK;
+/// lingering reads for at most 8G/3 with a 2G/3 idle timeout; plain and
+/// fin-then-reset get 5G/3. With the default G = 300 ms these are the
+/// deadlines of the integration tests (300/300, 800/200, 500 ms).
+pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
+    let policy: Policy = name.parse()?;
+    Ok(match policy {
+        Policy::Lingering(mut l) => {
+            l.idle_timeout = grace * 2 / 3;
+            l.max_time = grace * 8 / 3;
+            Policy::Lingering(l)
+        }
+        Policy::PeerFirst(mut p) => {
+            p.grace = grace;
+            p.confirm_timeout = grace;
+            Policy::PeerFirst(p)
+        }
+        other => other.with_grace(grace * 5 / 3),
+    })
+}
 
 /// What one connection produced: the server's outcome, what the peer's
 /// application received, and what the kernel's socket table says.
@@ -205,6 +233,135 @@ impl Trial {
             release,
         }
     }
+}
+
+/// The aggregate of one cell: one policy against one behaviour. Serialized as
+/// one element of the `cells` array (see the [module docs](super)).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CellReport {
+    /// The policy's name.
+    pub policy: String,
+    /// The behaviour's name.
+    pub behaviour: String,
+    /// Connections that ran to the end (failed ones are in `errors`).
+    pub connections: usize,
+    /// Connections whose server end the kernel kept in TIME-WAIT.
+    pub server_time_wait: usize,
+    /// Connections whose client end the kernel kept in TIME-WAIT.
+    pub client_time_wait: usize,
+    /// Percentage of connections whose client application received the whole goodbye.
+    pub goodbye_delivered_pct: Option<f64>,
+    /// Percentage of connections whose outcome confirmed the goodbye ACKed.
+    pub goodbye_acked_pct: Option<f64>,
+    /// Goodbye bytes the client applications did not receive, summed.
+    pub bytes_lost: u64,
+    /// Median time until the server released the socket, in milliseconds.
+    pub release_ms_median: Option<f64>,
+    /// 99th percentile (nearest rank) of the time until the server released
+    /// the socket, in milliseconds; equals the max below 100 connections.
+    pub release_ms_p99: Option<f64>,
+    /// Longest time until the server released the socket, in milliseconds.
+    pub release_ms_max: Option<f64>,
+    /// Every connection's time until release, in milliseconds, ascending
+    /// (the distribution the HTML report draws).
+    pub release_ms: Vec<f64>,
+    /// Server ends still in the kernel's table, not in TIME-WAIT, after settling.
+    pub leftover_sockets: usize,
+    /// Those left-over server ends by kernel state (`"FIN-WAIT-1"` -> count).
+    pub leftover_states: BTreeMap<String, usize>,
+    /// How many connections took each outcome path (by [`Ending::name`](farewell::Ending::name)).
+    pub paths: BTreeMap<String, usize>,
+    /// Why the cell did not run (`"needs CAP_NET_ADMIN"`), or `None`.
+    pub skipped: Option<String>,
+    /// One message per connection that failed.
+    pub errors: Vec<String>,
+}
+
+impl CellReport {
+    fn empty(policy: &str, behaviour: Behaviour) -> CellReport {
+        CellReport {
+            policy: policy.to_owned(),
+            behaviour: behaviour.name().to_owned(),
+            connections: 0,
+            server_time_wait: 0,
+            client_time_wait: 0,
+            goodbye_delivered_pct: None,
+            goodbye_acked_pct: None,
+            bytes_lost: 0,
+            release_ms_median: None,
+            release_ms_p99: None,
+            release_ms_max: None,
+            release_ms: Vec::new(),
+            leftover_sockets: 0,
+            leftover_states: BTreeMap::new(),
+            paths: BTreeMap::new(),
+            skipped: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// A cell that did not run, and why (e.g. `"needs CAP_NET_ADMIN"`).
+    pub fn skipped(policy: &str, behaviour: Behaviour, why: &str) -> CellReport {
+        let mut cell = CellReport::empty(policy, behaviour);
+        cell.skipped = Some(why.to_owned());
+        cell
+    }
+
+    /// Aggregates the trials of one cell.
+    pub fn from_trials(
+        policy: &str,
+        behaviour: Behaviour,
+        trials: &[Trial],
+        errors: Vec<String>,
+    ) -> CellReport {
+        let mut cell = CellReport::empty(policy, behaviour);
+        cell.errors = errors;
+        let n = trials.len();
+        cell.connections = n;
+        if n == 0 {
+            return cell;
+        }
+        let pct = |count: usize| Some(round1(100.0 * count as f64 / n as f64));
+        let count = |f: &dyn Fn(&Trial) -> bool| trials.iter().filter(|t| f(t)).count();
+        cell.server_time_wait = count(&|t| t.server_time_wait);
+        cell.client_time_wait = count(&|t| t.client_time_wait);
+        cell.leftover_sockets = count(&|t| t.server_leftover);
+        cell.goodbye_delivered_pct = pct(count(&|t| t.peer_got_goodbye));
+        cell.goodbye_acked_pct = pct(count(&|t| t.outcome.goodbye == Delivery::Confirmed));
+        cell.bytes_lost = trials.iter().map(|t| t.goodbye_bytes_lost as u64).sum();
+        let mut ms: Vec<f64> = trials
+            .iter()
+            .map(|t| round1(t.release.as_secs_f64() * 1000.0))
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let median = if n % 2 == 1 {
+            ms[n / 2]
+        } else {
+            (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+        };
+        cell.release_ms_median = Some(round1(median));
+        // Nearest rank: the smallest sample with at least 99% at or below it.
+        let p99 = ((n as f64 * 0.99).ceil() as usize).clamp(1, n) - 1;
+        cell.release_ms_p99 = Some(round1(ms[p99]));
+        cell.release_ms_max = ms.last().copied().map(round1);
+        cell.release_ms = ms;
+        for state in trials.iter().filter(|t| t.server_leftover) {
+            if let Some(state) = state.server_state {
+                *cell.leftover_states.entry(state.to_string()).or_default() += 1;
+            }
+        }
+        for t in trials {
+            *cell
+                .paths
+                .entry(t.outcome.ending.name().to_owned())
+                .or_default() += 1;
+        }
+        cell
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 #[cfg(test)]

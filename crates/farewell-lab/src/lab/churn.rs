@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::matrix::lab_policy;
+use super::cell::lab_policy;
 use super::peer::{self, COOPERATIVE_REACTION, GOODBYE};
 use super::LabError;
 use crate::support::{addr, kernel};

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::cell::CellReport;
 use super::churn::ChurnReport;
-use super::matrix::CellReport;
 use super::peer::Behaviour;
 pub use crate::support::kernel::KernelInfo;
 

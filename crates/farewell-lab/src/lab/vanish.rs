@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use super::cell::{timed_close, Trial};
-use super::matrix::CellReport;
+use super::cell::{timed_close, CellReport, Trial};
 use super::netns::{self, VethPair, ADDR_A};
 use super::peer::Behaviour;
 use super::LabError;
