@@ -67,15 +67,19 @@ pub struct ServeArgs {
     /// Longest silence from a client after the handshake.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// Longest time from a line's first byte to its newline (a client trickling bytes gets `BYE idle`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    line_timeout: Duration,
     /// End every connection this long after accept, with `BYE shutdown` (default: never).
     #[arg(long, value_parser = parse_duration)]
     max_lifetime: Option<Duration>,
     /// How long a reply may wait for a client that does not read, then `BYE idle`.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     send_timeout: Duration,
-    /// Connections served at once; more are shed (see --busy).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    max_connections: u64,
+    /// Connections served at once; more are shed (see --busy). Default: 10000, or half of what
+    /// `ulimit -n` leaves after 64 reserved descriptors, whichever is less.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_connections: Option<u64>,
     /// How connections beyond --max-connections are shed.
     #[arg(long, value_enum, default_value_t = Busy::Goodbye)]
     busy: Busy,
@@ -111,9 +115,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         policy: args.policy.with_grace(args.grace),
         handshake_timeout: args.handshake_timeout,
         idle_timeout: args.idle_timeout,
+        line_timeout: args.line_timeout,
         max_lifetime: args.max_lifetime,
         max_line: args.max_line as usize,
-        max_connections: args.max_connections as usize,
+        max_connections: args
+            .max_connections
+            .map_or_else(farewell_server::default_max_connections, |n| n as usize),
         busy: match args.busy {
             Busy::Goodbye => BusyMode::Goodbye {
                 grace: args.busy_grace,

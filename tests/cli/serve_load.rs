@@ -133,8 +133,11 @@ async fn sigterm_while_teardowns_are_in_flight_drains_and_exits_zero() {
 #[test]
 fn out_of_file_descriptors_the_server_keeps_serving_and_recovers() {
     const CLIENTS: usize = 100;
-    // 64 descriptors: about 50 connections fit, the rest wait in the listen backlog.
-    let mut server = Server::start_with_fd_limit(64, &["--grace", "300ms"]);
+    // 64 descriptors: about 50 connections fit, the rest wait in the listen
+    // backlog. An explicit limit far above that: this test is about running
+    // out of descriptors (the default limit would shed them first, below).
+    let mut server =
+        Server::start_with_fd_limit(64, &["--grace", "300ms", "--max-connections", "10000"]);
     let addr = server.addr;
     let mut clients: Vec<_> = (0..CLIENTS)
         .map(|i| hello(addr, &format!("c{i}")))
@@ -219,4 +222,41 @@ fn summary_line(stderr: &str) -> String {
         .find(|l| l.starts_with("farewell serve: "))
         .unwrap_or_else(|| panic!("no summary line:\n{stderr}"))
         .to_owned()
+}
+
+/// The default connection limit fits the descriptor limit: under `ulimit -n
+/// 200` it is (200 − 64) / 2 = 68, so of 100 clients the surplus is told
+/// `BYE busy` at once instead of waiting unanswered in the listen backlog.
+#[test]
+fn the_default_connection_limit_fits_the_descriptor_limit() {
+    const CLIENTS: usize = 100;
+    const LIMIT: usize = (200 - 64) / 2;
+    let server = Server::start_with_fd_limit(200, &["--grace", "300ms"]);
+    let addr = server.addr;
+    let mut clients: Vec<_> = (0..CLIENTS)
+        .map(|i| hello(addr, &format!("c{i}")))
+        .collect();
+    let (mut welcomed, mut busy) = (0, 0);
+    for (i, s) in clients.iter_mut().enumerate() {
+        s.set_read_timeout(Some(BOUND)).unwrap();
+        match read_line(s).as_str() {
+            "BYE busy\n" => busy += 1,
+            line => {
+                assert_eq!(line, format!("WELCOME c{i}\n"));
+                welcomed += 1;
+            }
+        }
+    }
+    assert_eq!(
+        (welcomed, busy),
+        (LIMIT, CLIENTS - LIMIT),
+        "every client was answered"
+    );
+    drop(clients);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(
+        !stderr.contains("accept failed"),
+        "no descriptor ran out: {stderr}"
+    );
 }

@@ -7,6 +7,21 @@ use farewell::policy::{FinThenReset, PeerFirst, Plain, Policy};
 /// The default maximum line length, `\n` included.
 pub const DEFAULT_MAX_LINE: usize = 4096;
 
+/// Descriptors kept back from the connection limit for the listener, logs,
+/// the runtime and the metrics endpoint.
+const RESERVED_FDS: u64 = 64;
+
+/// The default [`ServerConfig::max_connections`]: 10,000, or half of what
+/// the descriptor limit (`RLIMIT_NOFILE`, soft) leaves after a reserve of 64,
+/// whichever is less (at least 1). Every served connection holds one
+/// descriptor, and so does every teardown in flight and every connection
+/// being shed; the other half is theirs.
+pub fn default_max_connections() -> usize {
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    let fit = soft.saturating_sub(RESERVED_FDS) / 2;
+    fit.clamp(1, 10_000) as usize
+}
+
 /// What happens to a connection accepted beyond [`ServerConfig::max_connections`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BusyMode {
@@ -68,14 +83,27 @@ pub struct ServerConfig {
     /// After the handshake, the longest wait for the next line (default 60 s);
     /// then goodbye [`Reason::Idle`](super::Reason::Idle).
     pub idle_timeout: Duration,
+    /// From the first byte of a line until its `\n` (default 10 s); then
+    /// goodbye [`Reason::LineTimeout`](super::Reason::LineTimeout). The idle
+    /// timer restarts on every byte, so without this a peer that trickles one
+    /// byte now and then would hold its connection for `max_line` × that
+    /// period (a slowloris).
+    pub line_timeout: Duration,
     /// The longest a connection may live, from accept (default none); then
     /// goodbye [`Reason::MaxLifetime`](super::Reason::MaxLifetime).
     pub max_lifetime: Option<Duration>,
     /// The longest line, `\n` included (default 4096); longer: goodbye
     /// [`Reason::LineTooLong`](super::Reason::LineTooLong).
     pub max_line: usize,
-    /// Connections served at once (default 10,000). Connections in teardown
-    /// do not count. Beyond it, new connections are shed with [`ServerConfig::busy`].
+    /// Connections served at once. Connections in teardown do not count.
+    /// Beyond it, new connections are shed with [`ServerConfig::busy`].
+    ///
+    /// The default, [`default_max_connections`], fits the process's
+    /// descriptor limit: at most 10,000, and at most half of `RLIMIT_NOFILE`
+    /// (less a reserve), so that shed connections and teardowns still find a
+    /// descriptor. A limit above what the descriptors allow would leave the
+    /// surplus waiting in the listen backlog instead of getting the `busy`
+    /// goodbye.
     pub max_connections: usize,
     /// How connections beyond the limit are shed.
     pub busy: BusyMode,
@@ -103,9 +131,10 @@ impl Default for ServerConfig {
             policy: Policy::default(),
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            line_timeout: Duration::from_secs(10),
             max_lifetime: None,
             max_line: DEFAULT_MAX_LINE,
-            max_connections: 10_000,
+            max_connections: default_max_connections(),
             busy: BusyMode::default(),
             send_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),

@@ -28,8 +28,9 @@ thread_local! {
 enum Read {
     /// Nothing to read after all (spurious readiness).
     Nothing,
-    /// Bytes came and were answered (what could not be written is in `unsent`).
-    Progress,
+    /// Bytes came and were answered (what could not be written is in `unsent`);
+    /// `line_ended`: they held a `\n`, so an unfinished line now is a new one.
+    Progress { line_ended: bool },
     /// The connection must end.
     End(Reason),
 }
@@ -49,6 +50,8 @@ pub(super) async fn serve<P: Protocol>(
     let mut unsent: Vec<u8> = Vec::new();
     let mut last_input = accepted;
     let mut stalled_since = accepted;
+    // When the unfinished line in `conversation` got its first byte.
+    let mut line_started: Option<Instant> = None;
 
     let reason = loop {
         if *stop.borrow_and_update() {
@@ -65,6 +68,12 @@ pub(super) async fn serve<P: Protocol>(
                 Reason::HandshakeTimeout,
             )
         };
+        if let Some(end) = line_started
+            .map(|started| started + config.line_timeout)
+            .filter(|&end| end < deadline)
+        {
+            (deadline, on_deadline) = (end, Reason::LineTimeout);
+        }
         if let Some(end) = lifetime_end.filter(|&end| end < deadline) {
             (deadline, on_deadline) = (end, Reason::MaxLifetime);
         }
@@ -94,9 +103,14 @@ pub(super) async fn serve<P: Protocol>(
                 }
                 match read(&stream, &mut conversation, &shared.protocol, &mut unsent) {
                     Read::Nothing => {}
-                    Read::Progress => {
+                    Read::Progress { line_ended } => {
                         last_input = Instant::now();
                         stalled_since = last_input;
+                        line_started = match conversation.pending_len() {
+                            0 => None,
+                            _ if line_ended => Some(last_input),
+                            _ => line_started.or(Some(last_input)),
+                        };
                     }
                     Read::End(reason) => break reason,
                 }
@@ -138,7 +152,9 @@ fn read<P: Protocol>(
             if reply.capacity() > SCRATCH_LEN * 4 {
                 *reply = Vec::new(); // a burst of long replies: do not keep its buffer
             }
-            Read::Progress
+            Read::Progress {
+                line_ended: scratch[..n].contains(&b'\n'),
+            }
         })
     })
 }

@@ -16,8 +16,9 @@
 //!
 //! The supervisor's other reasons map onto these: a connection that reached
 //! its maximum lifetime gets `BYE shutdown` (the server ends it for its own
-//! reasons), one whose peer stopped taking replies gets `BYE idle` (no
-//! progress); a peer that closed or reset gets nothing.
+//! reasons), one whose peer stopped taking replies, or trickles a line more
+//! slowly than the line timeout allows, gets `BYE idle` (no progress); a peer
+//! that closed or reset gets nothing.
 //!
 //! `<id>` is one or more printable ASCII characters without spaces. A `\r`
 //! before the `\n` is tolerated on `HELLO` and `QUIT` (for clients that send
@@ -106,7 +107,7 @@ pub fn goodbye(reason: Reason) -> &'static [u8] {
         Reason::Quit => b"BYE quit\n",
         Reason::HandshakeTimeout => b"BYE handshake-timeout\n",
         Reason::BadHandshake => b"BYE bad-handshake\n",
-        Reason::Idle | Reason::SendTimeout => b"BYE idle\n",
+        Reason::Idle | Reason::SendTimeout | Reason::LineTimeout => b"BYE idle\n",
         Reason::LineTooLong => b"BYE line-too-long\n",
         Reason::Shutdown | Reason::MaxLifetime | Reason::Protocol(_) => b"BYE shutdown\n",
         Reason::Busy => b"BYE busy\n",

@@ -78,7 +78,7 @@ pub mod metrics;
 mod protocol;
 mod summary;
 
-pub use config::{BusyMode, ServerConfig, DEFAULT_MAX_LINE};
+pub use config::{default_max_connections, BusyMode, ServerConfig, DEFAULT_MAX_LINE};
 pub use conversation::Conversation;
 pub use protocol::{Flow, Protocol, Reason};
 pub use summary::Summary;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 /// [`Reason::Protocol`]). [`Protocol::goodbye`] turns a reason into the last
 /// bytes the peer gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Reason {
     /// The peer asked to end the session (FLP/1 `QUIT`).
     Quit,
@@ -20,6 +21,9 @@ pub enum Reason {
     Idle,
     /// A line was longer than the maximum line length.
     LineTooLong,
+    /// A line was started but not finished within the line timeout (a peer
+    /// that trickles bytes to keep the idle timer from firing).
+    LineTimeout,
     /// The server is shutting down.
     Shutdown,
     /// The server is at its connection limit; this one was shed at accept.
@@ -38,12 +42,13 @@ pub enum Reason {
 
 impl Reason {
     /// The reasons the supervisor and FLP/1 use (everything but [`Reason::Protocol`]).
-    pub const BUILTIN: [Reason; 11] = [
+    pub const BUILTIN: [Reason; 12] = [
         Reason::Quit,
         Reason::HandshakeTimeout,
         Reason::BadHandshake,
         Reason::Idle,
         Reason::LineTooLong,
+        Reason::LineTimeout,
         Reason::Shutdown,
         Reason::Busy,
         Reason::MaxLifetime,
@@ -61,6 +66,7 @@ impl Reason {
             Reason::BadHandshake => "bad-handshake",
             Reason::Idle => "idle",
             Reason::LineTooLong => "line-too-long",
+            Reason::LineTimeout => "line-timeout",
             Reason::Shutdown => "shutdown",
             Reason::Busy => "busy",
             Reason::MaxLifetime => "max-lifetime",

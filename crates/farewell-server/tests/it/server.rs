@@ -225,3 +225,49 @@ async fn shutdown_says_goodbye_to_every_connection_and_returns_the_summary() {
         "{left:#?}"
     );
 }
+
+/// A slowloris after the handshake: one byte every 100 ms keeps the idle
+/// timer from ever firing, so only the line timeout can end it. Another
+/// client is served meanwhile.
+#[tokio::test]
+async fn a_client_trickling_a_line_is_cut_by_the_line_timeout() {
+    let config = ServerConfig {
+        idle_timeout: Duration::from_secs(30),
+        line_timeout: Duration::from_millis(500),
+        ..fast()
+    };
+    let server = start(farewell_server::flp::Flp, config).await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"HELLO slow\n").await.unwrap();
+    let trickle = async {
+        // At most 100 bytes (10 s): far past the 0.5 s line timeout.
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if slow.write_all(b"x").await.is_err() {
+                break;
+            }
+            let mut buf = [0u8; 64];
+            match tokio::time::timeout(Duration::ZERO, slow.peek(&mut buf)).await {
+                Ok(Ok(n)) if buf[..n].ends_with(b"BYE idle\n") => break,
+                _ => {}
+            }
+        }
+    };
+    // Meanwhile a well-behaved client gets its answers.
+    let mut quick = TcpStream::connect(server.addr).await.unwrap();
+    quick.write_all(b"HELLO quick\nping\nQUIT\n").await.unwrap();
+    let got = read_all(&mut quick).await;
+    assert_eq!(got, b"WELCOME quick\nping\nBYE quit\n");
+    drop(quick);
+    tokio::time::timeout(BOUND, trickle).await.expect("bounded");
+    let got = read_all(&mut slow).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "WELCOME slow\nBYE idle\n",
+        "the trickling client is told goodbye"
+    );
+    drop(slow);
+    assert_eq!(server_time_wait(server.addr).await, 0);
+    let summary = server.stop().await;
+    assert_eq!(summary.goodbyes(Reason::LineTimeout), 1, "{summary}");
+}
