@@ -12,6 +12,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use farewell::census;
 use farewell::lab::path::{NetPath, PathKind, PathSpec, Slow, Wan};
 
 /// No socket operation in these tests may wait longer; past it the test fails.
@@ -92,7 +93,10 @@ fn transfer(mut from: TcpStream, mut to: TcpStream, len: usize) -> Duration {
     let mut got = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = to.read(&mut buf).expect("read the transfer (bounded)");
+        let n = match to.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            read => read.expect("read the transfer (bounded)"),
+        };
         if n == 0 {
             break;
         }
@@ -127,6 +131,12 @@ fn thread_names() -> Vec<String> {
 }
 
 // ---- loopback ----
+
+#[test]
+fn a_path_can_be_shared_between_threads_and_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<NetPath>();
+}
 
 #[test]
 fn loopback_path_is_127_0_0_1_without_namespaces() {
@@ -188,7 +198,20 @@ fn wan_path_has_its_delay_and_tcp_delivers_every_byte_through_its_loss() {
         wan.delay
     );
     let (server, client) = connect(&path);
+    let (local, remote) = (server.local_addr().unwrap(), server.peer_addr().unwrap());
     let took = transfer(server, client, MIB);
+    // The census read through the path sees the server's namespace, where
+    // the connection is; this process's own namespace has no such socket.
+    let entry = path
+        .server(|| census::lookup(local, remote).expect("census in the server's namespace"))
+        .expect("enter the server's namespace");
+    assert!(
+        entry.is_some(),
+        "the server's census does not show {local} -> {remote}"
+    );
+    assert!(census::lookup(local, remote)
+        .expect("census here")
+        .is_none());
     let dropped = path.dropped().expect("read the loss counters");
     let stats = path.forwarder_stats().expect("a wan path has a forwarder");
     eprintln!(

@@ -41,6 +41,11 @@ pub const TICK: Duration = Duration::from_millis(20);
 /// Frames one direction may hold at once (about 15 MB of full frames).
 pub const QUEUE_FRAMES: usize = 10_000;
 
+/// Each raw socket's receive buffer: the frames that arrive while the
+/// receiving thread is not reading wait there (the kernel's default, about
+/// 200 KiB, drops frames under a few hundred connections at once).
+const RECEIVE_BUFFER: usize = 16 << 20;
+
 /// Room for any frame: larger than any MTU a veth end here gets.
 const FRAME_BUFFER: usize = 65_536;
 
@@ -105,6 +110,7 @@ impl Forwarder {
         })??;
         for socket in [&a, &b] {
             socket.set_read_timeout(TICK)?;
+            socket.set_receive_buffer(RECEIVE_BUFFER)?;
         }
         let mut forwarder = Forwarder {
             stop: Arc::new(AtomicBool::new(false)),

@@ -321,9 +321,11 @@ struct Hosts {
 /// forwarder, all removed on drop (the forwarder's threads stop and are
 /// joined first, then the namespaces are deleted).
 ///
-/// Sockets made in the path's namespaces that are still open when it is
-/// dropped keep working as far as their own namespace goes, but the link is
-/// gone: drop them first.
+/// Dropping blocks briefly: it joins the forwarder's threads (within about
+/// [`forwarder::TICK`]) and runs `ip netns del`; from async code, drop it in
+/// `spawn_blocking` where that matters. Sockets made in the path's
+/// namespaces that are still open when it is dropped keep working as far as
+/// their own namespace goes, but the link is gone: drop them first.
 #[derive(Debug)]
 pub struct NetPath {
     spec: PathSpec,

@@ -207,6 +207,16 @@ impl PacketSocket {
         Ok(())
     }
 
+    /// Asks for a receive buffer of `bytes`: with `SO_RCVBUFFORCE`
+    /// (`CAP_NET_ADMIN`), which may pass `net.core.rmem_max`, else with
+    /// `SO_RCVBUF`, which the kernel caps there. A frame that finds the
+    /// buffer full is dropped by the kernel (see [`take_drops`](Self::take_drops)).
+    pub fn set_receive_buffer(&self, bytes: usize) -> io::Result<()> {
+        let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &bytes)
+            .or_else(|_| self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, &bytes))
+    }
+
     /// Bounds how long [`recv`](Self::recv) waits (`SO_RCVTIMEO`); a zero
     /// duration would mean forever, so it is raised to 1 µs.
     pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
