@@ -247,6 +247,24 @@ fn wan_path_round_trip_time_follows_the_configured_delay() {
     }
 }
 
+#[test]
+fn wan_path_with_a_rate_is_no_faster_than_it() {
+    if !may_run("wan_path_with_a_rate_is_no_faster_than_it", PathKind::Wan) {
+        return;
+    }
+    let spec: PathSpec = "wan:delay=5ms,loss=0,rate=8mbit".parse().unwrap();
+    let path = make(spec);
+    let least = Duration::from_secs_f64((MIB - 16 * 1024) as f64 * 8.0 / 8e6);
+    let (server, client) = connect(&path);
+    let took = transfer(server, client, MIB);
+    eprintln!(
+        "1 MiB over {path}: {took:.2?} ({:.2} Mbit/s), at least {least:.2?}",
+        MIB as f64 * 8.0 / took.as_secs_f64() / 1e6
+    );
+    assert!(took >= least, "took {took:?}, under {least:?}");
+    assert!(path.rtt() >= Duration::from_millis(10));
+}
+
 // ---- cleanup ----
 
 #[test]

@@ -8,7 +8,9 @@
 //! | [`slow`](PathKind::Slow) | two namespaces joined by a veth pair | htb rate limit on both ends' egress, small pfifo queue |
 //! | [`wan`](PathKind::Wan) | server, middle and client namespaces, the middle joined to each by a veth pair | a user-space [`forwarder`] in the middle holds every frame for the one-way delay; nftables drops at random |
 //!
-//! A [`NetPath`] owns its namespaces and threads and removes them when
+//! A [`PathSpec`] says which path to make, with its settings; it parses
+//! from and prints as `slow:rate=500kbit`, `wan:delay=50ms,loss=2%` (see
+//! [`PathSpec`]'s `FromStr`). A [`NetPath`] owns its namespaces and threads and removes them when
 //! dropped. It reports the mechanism it uses ([`NetPath::mechanism`]) and
 //! the round-trip time it measured ([`NetPath::rtt`]: the fastest of a few
 //! TCP connects, SYN to SYN-ACK). Sockets keep the namespace they were
@@ -69,17 +71,17 @@
 
 pub mod forwarder;
 mod shape;
+mod spec;
 mod sys;
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use forwarder::ForwarderStats;
+pub use spec::{PathKind, PathSpec, PathSpecError, Slow, Wan};
 
 use super::netns::{self, Netns};
 use forwarder::Forwarder;
@@ -105,209 +107,6 @@ const RTT_PROBES: usize = 5;
 const PROBE_BOUND: Duration = Duration::from_secs(5);
 
 static NEXT_PATH: AtomicUsize = AtomicUsize::new(0);
-
-/// The kinds of path, by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PathKind {
-    /// 127.0.0.1: no namespaces, no rate limit, no delay, no loss.
-    Loopback,
-    /// A rate-limited veth pair between two namespaces ([`Slow`]).
-    Slow,
-    /// Round-trip time and random loss through a middle namespace ([`Wan`]).
-    Wan,
-}
-
-impl PathKind {
-    /// Every kind, in order.
-    pub const ALL: [PathKind; 3] = [PathKind::Loopback, PathKind::Slow, PathKind::Wan];
-
-    /// The name the command line and the reports use.
-    pub fn name(self) -> &'static str {
-        match self {
-            PathKind::Loopback => "loopback",
-            PathKind::Slow => "slow",
-            PathKind::Wan => "wan",
-        }
-    }
-
-    /// `None` when this process can make a path of this kind, or why not
-    /// (privileges first, then the missing tool and its Debian package).
-    pub fn unavailable(self) -> Option<String> {
-        if self == PathKind::Loopback {
-            return None;
-        }
-        if let Some(why) = netns::unavailable() {
-            return Some(why);
-        }
-        if !runs("tc", "-V") {
-            return Some("needs the tc tool (Debian package iproute2)".to_owned());
-        }
-        if self == PathKind::Wan && !runs("nft", "--version") {
-            return Some("needs the nft tool (Debian package nftables)".to_owned());
-        }
-        None
-    }
-}
-
-/// Whether `program arg` runs and succeeds.
-fn runs(program: &str, arg: &str) -> bool {
-    let _forking = netns::no_forks();
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
-
-impl fmt::Display for PathKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A path name that is not one of [`PathKind::ALL`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown path {0:?} (known: loopback, slow, wan)")]
-pub struct UnknownPath(pub String);
-
-impl FromStr for PathKind {
-    type Err = UnknownPath;
-
-    fn from_str(s: &str) -> Result<PathKind, UnknownPath> {
-        PathKind::ALL
-            .into_iter()
-            .find(|kind| kind.name() == s)
-            .ok_or_else(|| UnknownPath(s.to_owned()))
-    }
-}
-
-/// A `slow` path: rate-limited both ways.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slow {
-    /// Bits per second in each direction (htb; whole frames count, headers too).
-    pub rate: u64,
-    /// Frames each direction's queue holds before it drops (pfifo).
-    pub queue: u32,
-}
-
-impl Default for Slow {
-    /// 4 Mbit/s each way (1 MiB takes a little over 2 s), a 32-frame queue
-    /// (about 100 ms at that rate).
-    fn default() -> Slow {
-        Slow {
-            rate: 4_000_000,
-            queue: 32,
-        }
-    }
-}
-
-/// A `wan` path: round-trip time and random loss, optionally a rate limit.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Wan {
-    /// How long the forwarder holds each frame, in each direction (the
-    /// round-trip time is twice this, and a little more).
-    pub delay: Duration,
-    /// Percent of IPv4 frames dropped at random, in each direction (0 to 100;
-    /// the kernel draws in steps of 0.01%).
-    pub loss_percent: f64,
-    /// A rate limit in bits per second in each direction, as [`Slow::rate`]
-    /// (on the server's and client's ends), or none.
-    pub rate: Option<u64>,
-}
-
-impl Default for Wan {
-    /// 20 ms each way (40 ms round trip), 1% loss each way, no rate limit.
-    fn default() -> Wan {
-        Wan {
-            delay: Duration::from_millis(20),
-            loss_percent: 1.0,
-            rate: None,
-        }
-    }
-}
-
-/// What path to make, with its settings.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum PathSpec {
-    /// See [`PathKind::Loopback`].
-    Loopback,
-    /// See [`Slow`].
-    Slow(Slow),
-    /// See [`Wan`].
-    Wan(Wan),
-}
-
-impl PathSpec {
-    /// The kind of path.
-    pub fn kind(&self) -> PathKind {
-        match self {
-            PathSpec::Loopback => PathKind::Loopback,
-            PathSpec::Slow(_) => PathKind::Slow,
-            PathSpec::Wan(_) => PathKind::Wan,
-        }
-    }
-
-    /// How the path is made, for people (a report's header).
-    pub fn mechanism(&self) -> String {
-        match self {
-            PathSpec::Loopback => "127.0.0.1 (no rate limit, delay or loss)".to_owned(),
-            PathSpec::Slow(slow) => format!(
-                "veth + htb {} each way, {}-frame queue",
-                shape::rate_text(slow.rate),
-                slow.queue
-            ),
-            PathSpec::Wan(wan) => {
-                let mut text = format!(
-                    "veth + user-space forwarder {} each way",
-                    millis_text(wan.delay)
-                );
-                if wan.loss_percent > 0.0 {
-                    text.push_str(&format!(
-                        " + nftables {}% random drop each way",
-                        wan.loss_percent
-                    ));
-                }
-                if let Some(rate) = wan.rate {
-                    text.push_str(&format!(" + htb {} each way", shape::rate_text(rate)));
-                }
-                text
-            }
-        }
-    }
-
-    /// An `InvalidInput` error when a setting cannot be made.
-    fn validate(&self) -> io::Result<()> {
-        let bad = |what: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, what.to_owned()));
-        match self {
-            PathSpec::Loopback => Ok(()),
-            PathSpec::Slow(slow) if slow.rate == 0 => bad("a slow path's rate must be above 0"),
-            PathSpec::Slow(slow) if slow.queue == 0 => bad("a slow path's queue must hold a frame"),
-            PathSpec::Slow(_) => Ok(()),
-            PathSpec::Wan(wan) if !(0.0..=100.0).contains(&wan.loss_percent) => {
-                bad("a wan path's loss must be between 0 and 100 percent")
-            }
-            PathSpec::Wan(wan) if wan.rate == Some(0) => bad("a wan path's rate must be above 0"),
-            PathSpec::Wan(_) => Ok(()),
-        }
-    }
-}
-
-impl From<PathKind> for PathSpec {
-    /// The kind with its default settings.
-    fn from(kind: PathKind) -> PathSpec {
-        match kind {
-            PathKind::Loopback => PathSpec::Loopback,
-            PathKind::Slow => PathSpec::Slow(Slow::default()),
-            PathKind::Wan => PathSpec::Wan(Wan::default()),
-        }
-    }
-}
-
-/// `d` in milliseconds, for people: "20 ms", "0.5 ms".
-fn millis_text(d: Duration) -> String {
-    let ms = format!("{:.3}", d.as_secs_f64() * 1e3);
-    format!("{} ms", ms.trim_end_matches('0').trim_end_matches('.'))
-}
 
 /// The namespaces of a path other than loopback.
 #[derive(Debug)]
@@ -346,7 +145,8 @@ impl NetPath {
     /// a missing tool: see [`PathKind::unavailable`]), or when no probe
     /// connection crosses the finished path. Whatever was made is removed.
     pub fn new(spec: PathSpec) -> io::Result<NetPath> {
-        spec.validate()?;
+        spec.validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut path = NetPath {
             spec,
             rtt: Duration::ZERO,
@@ -581,7 +381,8 @@ impl Drop for NetPath {
 }
 
 /// Sets up a host's veth end: offloads off (see the [module docs](self)),
-/// `addr`/30, up.
+/// no IPv6 link-local address (the paths carry IPv4 only, and a host's
+/// neighbour discovery would cross them too), `addr`/30, up.
 fn host_end(ns: &Netns, end: &str, addr: Ipv4Addr) -> io::Result<()> {
     ns.run(|| {
         for offload in [Offload::TxChecksum, Offload::Tso, Offload::Gso] {
@@ -594,6 +395,7 @@ fn host_end(ns: &Netns, end: &str, addr: Ipv4Addr) -> io::Result<()> {
         }
         Ok(())
     })??;
+    ns.ip(&["link", "set", "dev", end, "addrgenmode", "none"])?;
     ns.ip(&["addr", "add", &format!("{addr}/30"), "dev", end])?;
     ns.ip(&["link", "set", "dev", end, "up"])
 }
@@ -621,53 +423,6 @@ fn probe_rtt(to: SocketAddr) -> io::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kinds_parse_from_their_names() {
-        for kind in PathKind::ALL {
-            assert_eq!(kind.name().parse::<PathKind>(), Ok(kind));
-        }
-        assert!("lan".parse::<PathKind>().is_err());
-    }
-
-    #[test]
-    fn mechanism_says_what_makes_the_path() {
-        assert_eq!(
-            PathSpec::from(PathKind::Slow).mechanism(),
-            "veth + htb 4 Mbit/s each way, 32-frame queue"
-        );
-        assert_eq!(
-            PathSpec::from(PathKind::Wan).mechanism(),
-            "veth + user-space forwarder 20 ms each way + nftables 1% random drop each way"
-        );
-        let wan = PathSpec::Wan(Wan {
-            delay: Duration::from_micros(2500),
-            loss_percent: 0.0,
-            rate: Some(500_000),
-        });
-        assert_eq!(
-            wan.mechanism(),
-            "veth + user-space forwarder 2.5 ms each way + htb 500 kbit/s each way"
-        );
-    }
-
-    #[test]
-    fn impossible_settings_are_refused() {
-        let slow = |rate, queue| PathSpec::Slow(Slow { rate, queue });
-        assert!(slow(0, 10).validate().is_err());
-        assert!(slow(1000, 0).validate().is_err());
-        assert!(slow(1000, 10).validate().is_ok());
-        let wan = |loss_percent| {
-            PathSpec::Wan(Wan {
-                loss_percent,
-                ..Wan::default()
-            })
-        };
-        assert!(wan(-1.0).validate().is_err());
-        assert!(wan(100.5).validate().is_err());
-        assert!(wan(f64::NAN).validate().is_err());
-        assert!(wan(100.0).validate().is_ok());
-    }
 
     #[test]
     fn loopback_needs_no_namespace() {

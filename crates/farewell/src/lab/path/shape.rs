@@ -77,31 +77,9 @@ fn sum_counters(listing: &str) -> u64 {
         .sum()
 }
 
-/// `rate` bit/s for people: "4 Mbit/s", "500 kbit/s", "1.5 Mbit/s".
-pub(super) fn rate_text(rate: u64) -> String {
-    let (value, unit) = match rate {
-        r if r >= 1_000_000_000 => (r as f64 / 1e9, "Gbit/s"),
-        r if r >= 1_000_000 => (r as f64 / 1e6, "Mbit/s"),
-        r if r >= 1_000 => (r as f64 / 1e3, "kbit/s"),
-        r => (r as f64, "bit/s"),
-    };
-    let value = format!("{value:.3}");
-    let value = value.trim_end_matches('0').trim_end_matches('.');
-    format!("{value} {unit}")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{loss_script, rate_text, sum_counters};
-
-    #[test]
-    fn rate_text_drops_needless_decimals() {
-        assert_eq!(rate_text(4_000_000), "4 Mbit/s");
-        assert_eq!(rate_text(500_000), "500 kbit/s");
-        assert_eq!(rate_text(1_500_000), "1.5 Mbit/s");
-        assert_eq!(rate_text(10_000_000_000), "10 Gbit/s");
-        assert_eq!(rate_text(999), "999 bit/s");
-    }
+    use super::{loss_script, sum_counters};
 
     #[test]
     fn loss_script_has_one_counted_egress_chain_per_device() {
