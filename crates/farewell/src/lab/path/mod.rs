@@ -9,8 +9,8 @@
 //! | [`wan`](PathKind::Wan) | server, middle and client namespaces, the middle joined to each by a veth pair | a user-space [`forwarder`] in the middle holds every frame for the one-way delay; nftables drops at random |
 //!
 //! A [`PathSpec`] says which path to make, with its settings; it parses
-//! from and prints as `slow:rate=500kbit`, `wan:delay=50ms,loss=2%` (see
-//! [`PathSpec`]'s `FromStr`). A [`NetPath`] owns its namespaces and threads and removes them when
+//! from and prints as `slow:rate=500kbit` or `wan:delay=50ms,loss=2%`. A
+//! [`NetPath`] owns its namespaces and threads and removes them when
 //! dropped. It reports the mechanism it uses ([`NetPath::mechanism`]) and
 //! the round-trip time it measured ([`NetPath::rtt`]: the fastest of a few
 //! TCP connects, SYN to SYN-ACK). Sockets keep the namespace they were
@@ -29,17 +29,18 @@
 //! limit then queues frames, not 64 KiB super-packets).
 //!
 //! Why this way, on a kernel without `sch_netem`: the delay is a user-space
-//! forwarder because nothing else in the kernel delays a frame; the loss is
-//! nftables (`numgen random`) because the kernel is what a real network
-//! drops in, and the rule's counter says how many it dropped
-//! ([`NetPath::dropped`]). The loss rule sits on the egress of the middle's
-//! two ends, so the server and client namespaces stay plain hosts.
+//! forwarder because nothing else in this kernel holds a frame back; the
+//! loss is nftables (`numgen random`) because a frame dropped by the kernel
+//! on its way is what TCP meets on a real network (the sender learns of it
+//! only from the ACKs that do not come), and the rule's counters say how
+//! many it dropped ([`NetPath::dropped`]). The loss rule sits on the egress
+//! of the middle's two ends, so the server and client namespaces stay plain
+//! hosts.
 //!
 //! Making and deleting a path runs `ip`, `tc` and `nft` (forks): see the
-//! fork hazard in [`netns`]. Needs `CAP_NET_ADMIN` and
-//! `CAP_SYS_ADMIN`, and the Debian packages `iproute2` (`ip`, `tc`) and
-//! `nftables` (`nft`, for `wan`); [`PathKind::unavailable`] says what is
-//! missing.
+//! fork hazard in [`netns`]. Needs `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`,
+//! and the Debian packages `iproute2` (`ip`, `tc`) and `nftables` (`nft`,
+//! for `wan`); [`PathKind::unavailable`] says what is missing.
 //!
 //! # Example
 //!
@@ -52,7 +53,7 @@
 //!
 //! # fn main() -> std::io::Result<()> {
 //! let path = NetPath::new(PathKind::Wan.into())?; // 20 ms each way, 1% loss
-//! eprintln!("{path}"); // wan: veth + user-space forwarder 20 ms each way + …, RTT 40.6 ms
+//! eprintln!("{path}"); // wan: veth + user-space forwarder 20 ms each way + …, RTT 40.38 ms
 //!
 //! let listener = path.server(|| TcpListener::bind((path.server_ip(), 0)))??;
 //! let to = listener.local_addr()?;
@@ -400,10 +401,11 @@ fn host_end(ns: &Netns, end: &str, addr: Ipv4Addr) -> io::Result<()> {
     ns.ip(&["link", "set", "dev", end, "up"])
 }
 
-/// The fastest of [`RTT_PROBES`] connects to `to`, each reset at once.
+/// The fastest of [`RTT_PROBES`] connects to `to`, each reset at once. A
+/// path on which the first probe cannot connect is broken: that error is
+/// returned at once (within [`PROBE_BOUND`], which covers two lost SYNs).
 fn probe_rtt(to: SocketAddr) -> io::Result<Duration> {
     let mut best: Option<Duration> = None;
-    let mut last_error = None;
     for _ in 0..RTT_PROBES {
         let start = Instant::now();
         match TcpStream::connect_timeout(&to, PROBE_BOUND) {
@@ -414,10 +416,11 @@ fn probe_rtt(to: SocketAddr) -> io::Result<Duration> {
                 let socket = socket2::Socket::from(stream);
                 socket.set_linger(Some(Duration::ZERO))?;
             }
-            Err(e) => last_error = Some(e),
+            Err(e) if best.is_none() => return Err(e),
+            Err(_) => {} // a later probe lost its SYNs to the path's loss
         }
     }
-    best.ok_or_else(|| last_error.unwrap_or_else(|| io::Error::other("no probe ran")))
+    best.ok_or_else(|| io::Error::other("no probe ran"))
 }
 
 #[cfg(test)]
