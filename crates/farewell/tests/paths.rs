@@ -153,7 +153,10 @@ fn loopback_path_is_127_0_0_1_without_namespaces() {
 
 #[test]
 fn slow_path_is_no_faster_than_its_rate_in_either_direction() {
-    if !may_run("slow_path_is_no_faster_than_its_rate", PathKind::Slow) {
+    if !may_run(
+        "slow_path_is_no_faster_than_its_rate_in_either_direction",
+        PathKind::Slow,
+    ) {
         return;
     }
     let rate = 8_000_000;
@@ -186,7 +189,10 @@ fn slow_path_is_no_faster_than_its_rate_in_either_direction() {
 
 #[test]
 fn wan_path_has_its_delay_and_tcp_delivers_every_byte_through_its_loss() {
-    if !may_run("wan_path_has_its_delay", PathKind::Wan) {
+    if !may_run(
+        "wan_path_has_its_delay_and_tcp_delivers_every_byte_through_its_loss",
+        PathKind::Wan,
+    ) {
         return;
     }
     let wan = Wan::default();
@@ -227,7 +233,10 @@ fn wan_path_has_its_delay_and_tcp_delivers_every_byte_through_its_loss() {
 
 #[test]
 fn wan_path_round_trip_time_follows_the_configured_delay() {
-    if !may_run("wan_path_round_trip_time_follows", PathKind::Wan) {
+    if !may_run(
+        "wan_path_round_trip_time_follows_the_configured_delay",
+        PathKind::Wan,
+    ) {
         return;
     }
     for delay in [Duration::from_millis(5), Duration::from_millis(60)] {
@@ -269,7 +278,10 @@ fn wan_path_with_a_rate_is_no_faster_than_it() {
 
 #[test]
 fn dropping_a_path_leaves_no_namespace_and_no_thread() {
-    if !may_run("dropping_a_path_leaves_nothing", PathKind::Wan) {
+    if !may_run(
+        "dropping_a_path_leaves_no_namespace_and_no_thread",
+        PathKind::Wan,
+    ) {
         return;
     }
     let slow = PathSpec::Slow(Slow::default());
