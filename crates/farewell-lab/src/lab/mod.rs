@@ -78,6 +78,7 @@ mod churn;
 pub mod html;
 mod matrix;
 pub mod netns;
+pub mod path;
 mod peer;
 mod report;
 mod svg;

@@ -87,10 +87,16 @@ fn run_ip(args: &[&str]) -> io::Result<std::process::Output> {
 
 /// Runs `ip args...`; an error carries the command and its stderr.
 fn ip(args: &[&str]) -> io::Result<()> {
+    ip_output(args).map(drop)
+}
+
+/// Runs `ip args...` and returns its stdout; an error carries the command
+/// and its stderr.
+fn ip_output(args: &[&str]) -> io::Result<String> {
     let out = run_ip(args)
         .map_err(|e| io::Error::new(e.kind(), format!("running ip {}: {e}", args.join(" "))))?;
     if out.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     Err(io::Error::other(format!(
         "ip {} failed ({}): {}",
@@ -141,6 +147,32 @@ impl Netns {
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);
         ip(&all)
+    }
+
+    /// Runs `program args...` inside this namespace (`ip netns exec`) and
+    /// returns its stdout; for the tools that have no `-n` option of their
+    /// own (`nft`). A fork, like every `ip` command: see [`no_forks`].
+    ///
+    /// # Errors
+    ///
+    /// When the program cannot be run or fails; the error has its stderr.
+    pub fn exec(&self, program: &str, args: &[&str]) -> io::Result<String> {
+        let mut all = vec!["netns", "exec", self.name.as_str(), program];
+        all.extend_from_slice(args);
+        ip_output(&all)
+    }
+
+    /// Creates a veth pair: `end` in this namespace, its peer `peer_end`
+    /// directly in `peer` (the host namespace never sees either end). Both
+    /// ends stay down and without addresses.
+    ///
+    /// # Errors
+    ///
+    /// When `ip link add` fails.
+    pub fn add_veth(&self, end: &str, peer: &Netns, peer_end: &str) -> io::Result<()> {
+        #[rustfmt::skip]
+        let args = ["link", "add", end, "type", "veth", "peer", "name", peer_end, "netns", peer.name()];
+        self.ip(&args)
     }
 
     /// Runs `f` on a new thread that entered this namespace and returns its
@@ -198,10 +230,7 @@ impl VethPair {
             a: Netns::new("a")?,
             b: Netns::new("b")?,
         };
-        // Created in A with its peer directly in B: the host namespace never
-        // sees either end.
-        #[rustfmt::skip]
-        pair.a.ip(&["link", "add", VETH_A, "type", "veth", "peer", "name", VETH_B, "netns", pair.b.name()])?;
+        pair.a.add_veth(VETH_A, &pair.b, VETH_B)?;
         pair.a
             .ip(&["addr", "add", &format!("{ADDR_A}/30"), "dev", VETH_A])?;
         pair.b
