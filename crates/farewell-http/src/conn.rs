@@ -1,24 +1,19 @@
-//! One connection: what it has done (for the idle timer and the teardown
-//! decision), and the task that serves it with hyper and ends it.
+//! One connection's state: what it has done (for the idle timer and the
+//! teardown decision) and how its socket goes to the closer. Its IO
+//! ([`io`](crate::io)), its service wrapper ([`service`](crate::service)) and
+//! its task (`serve_connection` in [`server`](crate::server)) share it; it
+//! uses none of them.
 
-use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use farewell::{Closer, Policy};
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use crate::decide;
-use crate::io::TeardownIo;
-use crate::service::Counted;
 
 /// What every connection of one server shares.
 pub(crate) struct Shared {
@@ -84,7 +79,7 @@ impl ConnState {
     }
 
     /// Whether the connection has been idle (no request in flight, no I/O) for `idle` at `now`.
-    fn idle_check(&self, idle: Duration, now: Instant) -> decide::Idle {
+    pub(crate) fn idle_check(&self, idle: Duration, now: Instant) -> decide::Idle {
         decide::idle(
             self.in_flight.load(Ordering::Acquire),
             self.last_activity(),
@@ -97,7 +92,7 @@ impl ConnState {
     /// If hyper then writes nothing more (HTTP/1.1 closes an idle connection
     /// silently), the teardown has nothing to deliver and uses the quiet policy.
     /// If it does write (a response finishing, an h2 GOAWAY), it uses the normal one.
-    fn closing_quietly(&self) {
+    pub(crate) fn closing_quietly(&self) {
         let written = self.written.load(Ordering::Relaxed);
         self.written_at_quiet_close
             .store(written, Ordering::Relaxed);
@@ -119,73 +114,5 @@ impl ConnState {
         // teardown's own goodbye is empty. Its confirmation (SIOCOUTQ = 0)
         // covers those bytes all the same.
         self.shared.closer.close_with(stream, Bytes::new(), policy);
-    }
-}
-
-/// Serves one accepted connection until it ends, then lets the IO's drop hand
-/// the socket to the closer.
-pub(crate) async fn serve_connection<S, B>(
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    stream: TcpStream,
-    service: S,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    let state = Arc::new(ConnState::new(shared));
-    let idle = state.shared.idle_timeout;
-    let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
-    let conn =
-        builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state)));
-    tokio::pin!(conn);
-
-    // The three things that can end a connection besides hyper itself, each
-    // created once: re-creating them per wakeup would register and deregister a
-    // timer and two waiters every time the connection's task runs.
-    let stopped = stop.wait_for(|stop| *stop);
-    let limit_reached = state.limit_reached.notified();
-    let idle_timer = tokio::time::sleep(idle);
-    tokio::pin!(stopped, limit_reached, idle_timer);
-
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                break;
-            }
-            _ = stopped.as_mut(), if !closing => {
-                // Server shutdown: in-flight responses finish with `Connection: close`
-                // (or h2 GOAWAY); idle HTTP/1.1 connections end at once.
-                state.closing_quietly();
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = limit_reached.as_mut(), if !closing => {
-                // HTTP/1.1 responses already carry `Connection: close` (see
-                // `Counted`); for h2 this sends GOAWAY.
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = idle_timer.as_mut(), if !closing => {
-                match state.idle_check(idle, Instant::now()) {
-                    decide::Idle::CheckAt(next) => idle_timer.as_mut().reset(next.into()),
-                    decide::Idle::Expired => {
-                        state.closing_quietly();
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                }
-            }
-        }
     }
 }

@@ -1,4 +1,5 @@
-//! The accept loop, the settings, graceful shutdown and its report.
+//! The accept loop, the settings, each connection's task (hyper serving it
+//! until it ends or the server stops it), graceful shutdown and its report.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -6,20 +7,23 @@ use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use farewell::{Closer, CloserStats, Outcome, PeerFirst, Policy};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::conn::{serve_connection, Shared};
+use crate::conn::{ConnState, Shared};
+use crate::decide;
+use crate::io::TeardownIo;
+use crate::service::Counted;
 
 type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
 
@@ -259,6 +263,74 @@ impl Server {
             forced,
             teardowns: shared.closer.stats(),
         })
+    }
+}
+
+/// Serves one accepted connection until it ends, then lets the IO's drop hand
+/// the socket to the closer.
+pub(crate) async fn serve_connection<S, B>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    service: S,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let state = Arc::new(ConnState::new(shared));
+    let idle = state.shared.idle_timeout;
+    let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
+    let conn =
+        builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state)));
+    tokio::pin!(conn);
+
+    // The three things that can end a connection besides hyper itself, each
+    // created once: re-creating them per wakeup would register and deregister a
+    // timer and two waiters every time the connection's task runs.
+    let stopped = stop.wait_for(|stop| *stop);
+    let limit_reached = state.limit_reached.notified();
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(stopped, limit_reached, idle_timer);
+
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = stopped.as_mut(), if !closing => {
+                // Server shutdown: in-flight responses finish with `Connection: close`
+                // (or h2 GOAWAY); idle HTTP/1.1 connections end at once.
+                state.closing_quietly();
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = limit_reached.as_mut(), if !closing => {
+                // HTTP/1.1 responses already carry `Connection: close` (see
+                // `Counted`); for h2 this sends GOAWAY.
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = idle_timer.as_mut(), if !closing => {
+                match state.idle_check(idle, Instant::now()) {
+                    decide::Idle::CheckAt(next) => idle_timer.as_mut().reset(next.into()),
+                    decide::Idle::Expired => {
+                        state.closing_quietly();
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
     }
 }
 
