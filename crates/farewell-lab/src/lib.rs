@@ -7,9 +7,11 @@
 //!   judged by the kernel's socket table and by what the peers received;
 //! * [`load`] — `farewell load`: client populations against any FLP/1 server;
 //! * [`bench`] — `farewell bench`: what peer-first costs, side by side;
-//! * [`support`] — quiet ports, the HTTP demo handler and plain-hyper
-//!   baseline, the FLP/1 fixture server, the namespace test harness, and the
-//!   check for external tools a test needs.
+//! * [`support`] — the peer scripts both the lab and the load generator play,
+//!   client source addresses (127.1.x.y), the kernel's settings, quiet ports,
+//!   the HTTP demo handler and plain-hyper baseline, the FLP/1 fixture
+//!   server, the namespace test harness, and the check for external tools a
+//!   test needs.
 //!
 //! Linux only: the lab's namespaces, the census and the bench's CPU readings
 //! need it.
