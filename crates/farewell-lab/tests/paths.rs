@@ -1,4 +1,4 @@
-//! The lab's network paths ([`farewell::lab::path`]) are what they claim,
+//! The lab's network paths ([`farewell_lab::lab::path`]) are what they claim,
 //! proven with real sockets: a slow path is no faster than its rate, a wan
 //! path has at least its configured round-trip time and loses frames while
 //! TCP still delivers every byte, and nothing is left behind.
@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use farewell::census;
-use farewell::lab::path::{NetPath, PathKind, PathSpec, Slow, Wan};
+use farewell_lab::lab::path::{NetPath, PathKind, PathSpec, Slow, Wan};
 
 /// No socket operation in these tests may wait longer; past it the test fails.
 const IO_BOUND: Duration = Duration::from_secs(30);
