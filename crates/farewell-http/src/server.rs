@@ -391,6 +391,7 @@ where
 /// `Display` gives one line:
 /// `42 connections, 1234 requests, 0 forced at shutdown; teardowns: 0 in flight, 42 finished (peer-closed 40, reset-after-grace 2)`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServeReport {
     /// Connections accepted.
     pub connections: u64,

@@ -24,6 +24,7 @@ pub fn default_max_connections() -> usize {
 
 /// What happens to a connection accepted beyond [`ServerConfig::max_connections`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BusyMode {
     /// Send the protocol's `busy` goodbye, give the peer `grace` to close,
     /// then reset (peer-first with that grace, whatever the server's policy):

@@ -17,6 +17,7 @@ use super::Reason;
 /// `Display` gives the one line `farewell serve` prints at exit, e.g.
 /// `1000 connections, goodbyes: quit 990, shutdown 10; teardowns: peer-closed 1000; 0 unfinished, drained in 3.1ms`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Summary {
     /// Connections accepted (shed ones included).
     pub accepted: u64,
