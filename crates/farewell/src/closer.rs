@@ -202,7 +202,18 @@ impl Closer {
     /// As [`Closer::close`], with another policy for this one connection (e.g.
     /// [`Policy::Abort`] for a peer that is shed for overload).
     pub fn close_with(&self, stream: TcpStream, goodbye: impl Into<Bytes>, policy: Policy) {
-        let goodbye = goodbye.into();
+        self.close_drained(stream, goodbye.into(), policy, ());
+    }
+
+    /// As [`Closer::close_with`], with `drain` seeing the bytes the teardown
+    /// discards (the TLS layer's hook, [`crate::tls`]).
+    pub(crate) fn close_drained(
+        &self,
+        stream: TcpStream,
+        goodbye: Bytes,
+        policy: Policy,
+        drain: impl crate::teardown::Drain,
+    ) {
         let inner = Arc::clone(&self.inner);
         inner.in_flight.fetch_add(1, Ordering::AcqRel);
         inner.started.fetch_add(1, Ordering::Relaxed);
@@ -222,6 +233,7 @@ impl Closer {
                 goodbye,
                 addresses,
                 Arc::clone(&self.inner.hurry),
+                drain,
             ),
             inner: Some(inner),
         });

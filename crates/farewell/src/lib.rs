@@ -53,6 +53,8 @@
 //!
 //! To hand a connection over and move on, use a [`Closer`]; to see what the
 //! kernel itself holds, the [`census`] reads its socket table (sock_diag).
+//! For TLS over TCP (tokio-rustls, feature `rustls`), `farewell::tls` sends
+//! `close_notify` without a FIN, then runs the policy, and bounds handshakes.
 //!
 //! # Platform
 //!
@@ -75,6 +77,8 @@ pub mod policy;
 pub mod sys;
 mod tcp_state;
 mod teardown;
+#[cfg(feature = "rustls")]
+pub mod tls;
 
 pub use closer::{Closer, CloserBuilder, CloserStats};
 pub use outcome::{Delivery, Ending, Outcome, TimeWait};

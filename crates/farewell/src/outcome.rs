@@ -219,6 +219,11 @@ pub struct Outcome {
     /// The TIME-WAIT entry this teardown left on our side was destroyed
     /// afterwards (a [`Closer`](crate::Closer) with `reap_time_wait`).
     pub reaped: bool,
+    /// TLS only ([`crate::tls`]): whether the peer's `close_notify` alert came
+    /// before the connection ended (`Some(false)`: the peer closed or was reset
+    /// without it, or sent something rustls could not read). `None` for a
+    /// plain TCP teardown.
+    pub peer_close_notify: Option<bool>,
 }
 
 impl Outcome {
@@ -247,6 +252,11 @@ impl fmt::Display for Outcome {
         write!(f, ", {:.1?}", self.elapsed)?;
         if self.reaped {
             write!(f, ", reaped")?;
+        }
+        match self.peer_close_notify {
+            Some(true) => write!(f, ", peer close_notify")?,
+            Some(false) => write!(f, ", no peer close_notify")?,
+            None => {}
         }
         Ok(())
     }

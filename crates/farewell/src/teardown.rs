@@ -86,7 +86,27 @@ pub fn close(
     policy: Policy,
     goodbye: impl Into<Bytes>,
 ) -> impl Future<Output = Outcome> + Send + 'static {
-    teardown(stream, policy, goodbye.into(), Addresses::Ask, NoHurry)
+    teardown(stream, policy, goodbye.into(), Addresses::Ask, NoHurry, ())
+}
+
+/// Sees every byte a teardown reads and throws away, and adds what it made of
+/// them to the [`Outcome`]: the hook through which the TLS layer
+/// ([`crate::tls`]) decrypts the drained bytes to notice the peer's
+/// `close_notify`. `()` sees nothing and costs nothing.
+pub(crate) trait Drain: Send + 'static {
+    /// `bytes` were just read from the socket (and will be discarded).
+    fn drained(&mut self, bytes: &[u8]);
+
+    /// The teardown is over; `outcome` is its report.
+    fn finish(self, outcome: &mut Outcome);
+}
+
+impl Drain for () {
+    #[inline]
+    fn drained(&mut self, _: &[u8]) {}
+
+    #[inline]
+    fn finish(self, _: &mut Outcome) {}
 }
 
 /// Where a teardown learns that its closer was hurried ([`Closer::hurry`](crate::Closer::hurry)).
@@ -132,12 +152,13 @@ pub(crate) enum Addresses {
 }
 
 /// [`close`], with the choice of asking for the addresses.
-pub(crate) fn teardown<H: Urgency>(
+pub(crate) fn teardown<H: Urgency, D: Drain>(
     stream: TcpStream,
     policy: Policy,
     goodbye: Bytes,
     addresses: Addresses,
     hurry: H,
+    drain: D,
 ) -> impl Future<Output = Outcome> + Send + 'static {
     // Everything is set up here, outside the future, and the future keeps it
     // in place: an async fn would hold a second copy of each argument for its
@@ -156,11 +177,12 @@ pub(crate) fn teardown<H: Urgency>(
         started,
         machine,
         hurry,
+        drain,
     })
 }
 
 /// What a teardown holds while it waits.
-struct Teardown<H> {
+struct Teardown<H, D> {
     stream: TcpStream,
     goodbye: Bytes,
     started: Instant,
@@ -168,12 +190,15 @@ struct Teardown<H> {
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
     hurry: H,
+    drain: D,
 }
 
 // A plain fn returning an `async move` block: the block keeps `t` in place,
 // where an `async fn` would copy its argument into a second slot.
 #[allow(clippy::manual_async_fn)] // deliberate: see the comment above
-fn drive<H: Urgency>(mut t: Teardown<H>) -> impl Future<Output = Outcome> + Send + 'static {
+fn drive<H: Urgency, D: Drain>(
+    mut t: Teardown<H, D>,
+) -> impl Future<Output = Outcome> + Send + 'static {
     async move {
         // One timer for the whole teardown, re-armed per wait, and readiness polled
         // straight on the t.stream (no per-wait readiness futures): a pending
@@ -211,12 +236,15 @@ fn drive<H: Urgency>(mut t: Teardown<H>) -> impl Future<Output = Outcome> + Send
                 }
                 Step::TryWrite => {
                     let pending = &t.goodbye[t.machine.written()..];
-                    let event = try_io(&t.stream, Some(pending), false).unwrap_or(Event::Timer);
+                    let event = try_io(&t.stream, Some(pending), false, &mut t.drain)
+                        .unwrap_or(Event::Timer);
                     t.machine.on_event(Instant::now(), event);
                 }
                 Step::Wait { write, read, until } => {
                     let pending = &t.goodbye[t.machine.written()..];
-                    if let Some(event) = try_io(&t.stream, write.then_some(pending), read) {
+                    if let Some(event) =
+                        try_io(&t.stream, write.then_some(pending), read, &mut t.drain)
+                    {
                         t.machine.on_event(Instant::now(), event);
                         continue;
                     }
@@ -253,7 +281,7 @@ fn drive<H: Urgency>(mut t: Teardown<H>) -> impl Future<Output = Outcome> + Send
         if last.is_some_and(|p| p.state == TcpState::Closed) {
             // CLOSED after our FIN: either the peer's FIN came (TIME-WAIT is ours)
             // or a reset did. One read tells which.
-            if let Some(event @ Event::Eof) = try_io(&t.stream, None, true) {
+            if let Some(event @ Event::Eof) = try_io(&t.stream, None, true, &mut t.drain) {
                 t.machine.on_event(Instant::now(), event);
             }
         }
@@ -262,6 +290,7 @@ fn drive<H: Urgency>(mut t: Teardown<H>) -> impl Future<Output = Outcome> + Send
         let mut outcome = t.machine.outcome(finish, last, t.started.elapsed());
         outcome.local = t.local;
         outcome.peer = t.peer;
+        t.drain.finish(&mut outcome);
         tracing::debug!(%outcome, "teardown finished");
         outcome
     }
@@ -331,7 +360,12 @@ fn probe_after_eof(stream: &TcpStream) -> io::Result<Probe> {
 
 /// One non-blocking attempt to write what is left of the goodbye and to read;
 /// returns the first thing that happened, or `None` if both would block.
-fn try_io(stream: &TcpStream, pending: Option<&[u8]>, read: bool) -> Option<Event> {
+fn try_io(
+    stream: &TcpStream,
+    pending: Option<&[u8]>,
+    read: bool,
+    drain: &mut impl Drain,
+) -> Option<Event> {
     if let Some(pending) = pending {
         match stream.try_write(pending) {
             Ok(n) => return Some(Event::Wrote(n)),
@@ -340,7 +374,12 @@ fn try_io(stream: &TcpStream, pending: Option<&[u8]>, read: bool) -> Option<Even
         }
     }
     if read {
-        let result = SCRATCH.with(|scratch| stream.try_read(&mut scratch.borrow_mut()));
+        let result = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let n = stream.try_read(&mut scratch)?;
+            drain.drained(&scratch[..n]);
+            Ok::<_, io::Error>(n)
+        });
         match result {
             Ok(0) => return Some(Event::Eof),
             Ok(n) => return Some(Event::Read(n)),

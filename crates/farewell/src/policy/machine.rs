@@ -651,6 +651,7 @@ impl Machine {
             local: None,
             peer: None,
             reaped: false,
+            peer_close_notify: None,
         }
     }
 }

@@ -10,3 +10,5 @@ mod closer_hurry;
 mod common;
 mod edge_cases;
 mod policy_matrix;
+#[cfg(feature = "rustls")]
+mod tls;
