@@ -239,6 +239,12 @@ impl Closer {
         });
     }
 
+    /// The runtime the teardowns run on.
+    #[cfg(feature = "rustls")]
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.inner.handle
+    }
+
     /// Ends every teardown in flight on this closer now, and every one handed
     /// over later, by the shortest safe way: a hard deadline, e.g. a server's
     /// drain limit. Returns at once; await [`Closer::idle`] for the ends.

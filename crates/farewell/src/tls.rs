@@ -251,7 +251,8 @@ impl Drain for PeerCloseNotify {
 /// To get the TCP stream back from a timed-out handshake, the descriptor is
 /// duplicated before the handshake starts (one `dup` and one `close` per
 /// handshake): tokio-rustls's handshake future hands its IO back only on an
-/// error.
+/// error. Dropping this future before it ends closes the socket plainly (a
+/// FIN, or an RST over unread input); [`Closer::accept_tls`] does not.
 ///
 /// # Errors
 ///
@@ -261,7 +262,7 @@ pub async fn accept(
     stream: TcpStream,
     timeout: Duration,
 ) -> Result<TlsStream<TcpStream>, HandshakeError> {
-    let spare = match socket2::SockRef::from(&stream).try_clone() {
+    let mut spare = match Spare::new(&stream, None) {
         Ok(spare) => spare,
         Err(error) => {
             return Err(HandshakeError {
@@ -271,33 +272,123 @@ pub async fn accept(
             })
         }
     };
-    let timeout = timeout.min(crate::policy::MAX_WAIT);
-    let handshake = acceptor.accept(stream).into_fallible();
-    match tokio::time::timeout(timeout, handshake).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err((error, stream))) => Err(HandshakeError {
-            stream,
-            error,
-            timed_out: false,
-        }),
-        Err(_elapsed) => {
-            // The handshake future (and with it the first descriptor, which
-            // tokio deregisters before closing) is gone; the socket lives on
-            // in the spare: nothing went on the wire.
-            let spare = std::net::TcpStream::from(spare);
-            match TcpStream::from_std(spare) {
-                Ok(stream) => Err(HandshakeError {
-                    stream,
-                    error: io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"),
-                    timed_out: true,
-                }),
-                // Only without a reactor, which cannot be inside this async fn.
-                Err(e) => panic!("cannot register the socket with the runtime: {e}"),
+    handshake(acceptor, stream, timeout, &mut spare).await
+}
+
+impl Closer {
+    /// Accepts a TLS connection on `stream` within `timeout`; a handshake that
+    /// fails or times out hands the TCP stream to this closer, which ends it
+    /// with `policy` and nothing more to say (`None` is returned then).
+    ///
+    /// As [`accept`], and cancel-safe: if this future is dropped before the
+    /// handshake ends (a server aborting its connection tasks at shutdown), the
+    /// socket goes to the closer too, never to a plain `close()`.
+    ///
+    /// Needs the `rustls` feature.
+    pub async fn accept_tls(
+        &self,
+        acceptor: &TlsAcceptor,
+        stream: TcpStream,
+        timeout: Duration,
+        policy: Policy,
+    ) -> Option<TlsStream<TcpStream>> {
+        let mut spare = match Spare::new(&stream, Some((self.clone(), policy))) {
+            Ok(spare) => spare,
+            Err(e) => {
+                // Out of descriptors: shed the connection before the handshake.
+                tracing::debug!(error = %e, "no descriptor for the TLS handshake");
+                self.close_with(stream, Bytes::new(), policy);
+                return None;
+            }
+        };
+        match handshake(acceptor, stream, timeout, &mut spare).await {
+            Ok(stream) => Some(stream),
+            Err(failed) => {
+                tracing::debug!(error = %failed, "TLS handshake ended");
+                self.close_with(failed.stream, Bytes::new(), policy);
+                None
             }
         }
     }
 }
 
+/// A second descriptor of a socket in a TLS handshake, so the socket outlives
+/// the handshake future. Dropped armed, it hands the socket to its closer.
+struct Spare {
+    socket: Option<socket2::Socket>,
+    closer: Option<(Closer, Policy)>,
+}
+
+impl Spare {
+    fn new(stream: &TcpStream, closer: Option<(Closer, Policy)>) -> io::Result<Spare> {
+        Ok(Spare {
+            socket: Some(socket2::SockRef::from(stream).try_clone()?),
+            closer,
+        })
+    }
+
+    /// The handshake future is gone: the socket, back as a stream. `None`
+    /// only without a reactor (a runtime shutting down): then the socket
+    /// closes plainly.
+    fn take(&mut self) -> Option<TcpStream> {
+        let socket = self.socket.take()?;
+        let _runtime = self.closer.as_ref().map(|(c, _)| c.handle().enter());
+        TcpStream::from_std(std::net::TcpStream::from(socket)).ok()
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        if self.closer.is_none() || self.socket.is_none() {
+            return;
+        }
+        if let Some(stream) = self.take() {
+            if let Some((closer, policy)) = self.closer.take() {
+                closer.close_with(stream, Bytes::new(), policy);
+            }
+        }
+    }
+}
+
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    timeout: Duration,
+    spare: &mut Spare,
+) -> Result<TlsStream<TcpStream>, HandshakeError> {
+    let timeout = timeout.min(crate::policy::MAX_WAIT);
+    let outcome = tokio::time::timeout(timeout, acceptor.accept(stream).into_fallible()).await;
+    match outcome {
+        Ok(Ok(stream)) => {
+            drop(spare.socket.take()); // a second descriptor: closing it sends nothing
+            Ok(stream)
+        }
+        Ok(Err((error, stream))) => {
+            drop(spare.socket.take());
+            Err(HandshakeError {
+                stream,
+                error,
+                timed_out: false,
+            })
+        }
+        Err(_elapsed) => {
+            // The handshake future (and with it the first descriptor, which
+            // tokio deregisters before closing) is gone; the socket lives on
+            // in the spare: nothing went on the wire.
+            let error = io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
+            // This future runs on a runtime with a reactor (the timeout
+            // above needs one), so the spare registers.
+            let stream = spare
+                .take()
+                .expect("a TLS handshake runs inside a tokio runtime with I/O enabled");
+            Err(HandshakeError {
+                stream,
+                error,
+                timed_out: true,
+            })
+        }
+    }
+}
 /// A TLS handshake that failed or timed out ([`accept`]), with the TCP stream.
 #[derive(Debug)]
 #[non_exhaustive]

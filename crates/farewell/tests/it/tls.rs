@@ -249,3 +249,39 @@ async fn failed_handshake_sends_an_alert_and_the_peer_closes_first() {
     settle(addr, client_addr).await;
     assert_eq!(kernel_state(addr, client_addr), None);
 }
+
+/// A server that aborts a connection task in the middle of a handshake (at
+/// shutdown, say): `Closer::accept_tls` hands the socket to the closer even
+/// then, so it ends with the policy, not a plain close.
+#[tokio::test]
+async fn closer_accept_tls_dropped_mid_handshake_still_runs_the_policy() {
+    let (acceptor, _) = tls_pair();
+    let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let closer = farewell::Closer::builder(peer_first())
+        .on_outcome(move |o| {
+            let _ = tx.send(o);
+        })
+        .build();
+    let listener = clean_listener().await;
+    let addr = listener.local_addr().unwrap();
+    let client = TcpStream::connect(addr).await.unwrap();
+    let client_addr = client.local_addr().unwrap();
+    let (tcp, _) = listener.accept().await.unwrap();
+    let task = {
+        let closer = closer.clone();
+        tokio::spawn(async move {
+            closer
+                .accept_tls(&acceptor, tcp, Duration::from_secs(30), peer_first())
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    task.abort();
+    let outcome = tokio::time::timeout(BOUND, outcomes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.ending, Ending::ResetAfterGrace, "{outcome}");
+    assert_eq!(kernel_state(addr, client_addr), None);
+    drop(client);
+}
