@@ -10,10 +10,37 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use farewell::{Closer, Policy};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::decide;
+
+/// A stream a connection is served on, and how the closer takes it over.
+pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Hands the stream, which hyper is done with, to `closer`.
+    fn hand_over(self, closer: &Closer, policy: Policy);
+}
+
+impl Handover for TcpStream {
+    /// The goodbye is whatever hyper wrote last (a `Connection: close`
+    /// response, an h2 GOAWAY); it is already in the socket, so the
+    /// teardown's own goodbye is empty. Its confirmation (`SIOCOUTQ` = 0)
+    /// covers those bytes all the same.
+    fn hand_over(self, closer: &Closer, policy: Policy) {
+        closer.close_with(self, Bytes::new(), policy);
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl Handover for farewell::tls::tokio_rustls::server::TlsStream<TcpStream> {
+    /// As for TCP, after `close_notify` (no FIN): the teardown writes what
+    /// tokio-rustls had not flushed, then the alert, and watches for the
+    /// peer's `close_notify` in what it drains.
+    fn hand_over(self, closer: &Closer, policy: Policy) {
+        closer.close_tls_with(self, b"", policy);
+    }
+}
 
 /// What every connection of one server shares.
 pub(crate) struct Shared {
@@ -29,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) forcing: AtomicBool,
     pub(crate) connections: AtomicU64,
     pub(crate) requests: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub(crate) tls_handshakes_failed: AtomicU64,
 }
 
 /// Marks "we decided to close, and had written this many bytes by then" as unset.
@@ -99,7 +128,7 @@ impl ConnState {
     }
 
     /// Hands the socket, which hyper is done with, to the server's closer.
-    pub(crate) fn release(&self, stream: TcpStream) {
+    pub(crate) fn release(&self, stream: impl Handover) {
         let mark = self.written_at_quiet_close.load(Ordering::Relaxed);
         let policy = match decide::teardown(
             (mark != NOT_CLOSING).then_some(mark),
@@ -109,10 +138,6 @@ impl ConnState {
             decide::Teardown::Quiet => self.shared.quiet_policy,
             decide::Teardown::AfterGoodbye => self.shared.policy,
         };
-        // The goodbye is whatever hyper wrote last (a `Connection: close`
-        // response, an h2 GOAWAY); it is already in the socket, so the
-        // teardown's own goodbye is empty. Its confirmation (SIOCOUTQ = 0)
-        // covers those bytes all the same.
-        self.shared.closer.close_with(stream, Bytes::new(), policy);
+        stream.hand_over(&self.shared.closer, policy);
     }
 }

@@ -7,32 +7,33 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
-use crate::conn::ConnState;
+use crate::conn::{ConnState, Handover};
 
-/// A `TcpStream` lent to hyper for the life of one connection.
+/// A stream (TCP, or TLS over TCP) lent to hyper for the life of one connection.
 ///
 /// hyper ends a connection by calling `poll_shutdown` (HTTP/1.1 after a
 /// `Connection: close` response, h2 after GOAWAY) and then dropping its IO.
 /// Both would send the first FIN and leave TIME-WAIT on the server (DESIGN.md
-/// F1). Here `poll_shutdown` only records the request, and `Drop` gives the
-/// socket to the connection's teardown ([`ConnState::release`]), which runs the
-/// server's policy on it: for peer-first, no FIN from us, ever.
-pub(crate) struct TeardownIo {
-    stream: Option<TcpStream>,
+/// F1). Here `poll_shutdown` only flushes, and `Drop` gives the socket to the
+/// connection's teardown ([`ConnState::release`]), which runs the server's
+/// policy on it: for peer-first, no FIN from us, ever. Over TLS, tokio-rustls's
+/// own `poll_shutdown` would send `close_notify` *and* the FIN; the teardown
+/// sends `close_notify` alone.
+pub(crate) struct TeardownIo<S: Handover> {
+    stream: Option<S>,
     conn: Arc<ConnState>,
 }
 
-impl TeardownIo {
-    pub(crate) fn new(stream: TcpStream, conn: Arc<ConnState>) -> TeardownIo {
+impl<S: Handover> TeardownIo<S> {
+    pub(crate) fn new(stream: S, conn: Arc<ConnState>) -> TeardownIo<S> {
         TeardownIo {
             stream: Some(stream),
             conn,
         }
     }
 
-    fn stream(&mut self) -> Pin<&mut TcpStream> {
+    fn stream(&mut self) -> Pin<&mut S> {
         Pin::new(
             self.stream
                 .as_mut()
@@ -41,7 +42,7 @@ impl TeardownIo {
     }
 }
 
-impl AsyncRead for TeardownIo {
+impl<S: Handover> AsyncRead for TeardownIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -56,7 +57,7 @@ impl AsyncRead for TeardownIo {
     }
 }
 
-impl AsyncWrite for TeardownIo {
+impl<S: Handover> AsyncWrite for TeardownIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -98,7 +99,7 @@ impl AsyncWrite for TeardownIo {
     }
 }
 
-impl Drop for TeardownIo {
+impl<S: Handover> Drop for TeardownIo<S> {
     fn drop(&mut self) {
         if let Some(stream) = self.stream.take() {
             self.conn.release(stream);

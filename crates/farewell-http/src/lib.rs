@@ -103,4 +103,11 @@ mod io;
 mod server;
 mod service;
 
+#[cfg(feature = "rustls")]
+pub use server::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
 pub use server::{serve, ServeReport, Server, DEFAULT_DRAIN_LIMIT};
+
+/// rustls, as farewell-http uses it (feature `rustls`): build the
+/// [`rustls::ServerConfig`] for [`Server::tls`] with it, so the versions match.
+#[cfg(feature = "rustls")]
+pub use farewell::tls::rustls;

@@ -16,11 +16,11 @@ use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::conn::{ConnState, Shared};
+use crate::conn::{ConnState, Handover, Shared};
 use crate::decide;
 use crate::io::TeardownIo;
 use crate::service::Counted;
@@ -31,6 +31,12 @@ type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
 /// unread body of a request answered early (a 413 for a 1 MB upload) is read
 /// and discarded instead of being met with a reset (RFC 9112 §9.6).
 pub const DEFAULT_DRAIN_LIMIT: u64 = 2 * 1024 * 1024;
+
+/// The default TLS handshake deadline of [`Server`]: 10 s, the order of
+/// nginx's `ssl_handshake_timeout` (60 s) cut for a connection that has sent
+/// nothing useful yet; a stalled handshake holds a descriptor and memory.
+#[cfg(feature = "rustls")]
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An HTTP/1.1 and HTTP/2 server (hyper 1.x, via hyper-util) that ends
 /// connections with a farewell [`Policy`].
@@ -65,6 +71,10 @@ pub struct Server {
     max_requests: Option<u64>,
     shutdown_timeout: Duration,
     on_outcome: Option<OutcomeHook>,
+    #[cfg(feature = "rustls")]
+    tls: Option<Arc<farewell::tls::rustls::ServerConfig>>,
+    #[cfg(feature = "rustls")]
+    tls_handshake_timeout: Duration,
 }
 
 impl Default for Server {
@@ -80,6 +90,7 @@ impl fmt::Debug for Server {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_requests", &self.max_requests)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("tls", &self.is_tls())
             .finish_non_exhaustive()
     }
 }
@@ -98,7 +109,78 @@ impl Server {
             max_requests: None,
             shutdown_timeout: Duration::from_secs(10),
             on_outcome: None,
+            #[cfg(feature = "rustls")]
+            tls: None,
+            #[cfg(feature = "rustls")]
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
+    }
+
+    /// Whether connections are served over TLS ([`Server::tls`]).
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "rustls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "rustls"))]
+        false
+    }
+
+    /// Serves every connection over TLS with this rustls configuration
+    /// (HTTP/1.1 and h2 alike).
+    ///
+    /// When `config` offers no ALPN protocols, the server offers `h2` and
+    /// `http/1.1`; a configuration that names its own is used as it is.
+    ///
+    /// A connection ends as over TCP, inside TLS: the last response, then
+    /// `close_notify` with **no FIN** (tokio-rustls's own `shutdown()` sends
+    /// both, which leaves TIME-WAIT on the server), then the policy on the
+    /// TCP stream: under peer-first the client closes first, or is reset once
+    /// everything, `close_notify` included, is ACKed. The outcome's
+    /// [`peer_close_notify`](farewell::Outcome::peer_close_notify) says whether
+    /// the client's own `close_notify` came. A handshake that fails (rustls
+    /// writes its alert) or outlasts [`Server::tls_handshake_timeout`] ends
+    /// with the policy too, and is counted in
+    /// [`ServeReport::tls_handshakes_failed`].
+    ///
+    /// Needs the `rustls` feature.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use farewell_http::{rustls, Server};
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(app: axum::Router, config: rustls::ServerConfig) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+    /// let report = Server::new()
+    ///     .tls(Arc::new(config))
+    ///     .serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; })
+    ///     .await?;
+    /// eprintln!("{report}");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "rustls")]
+    pub fn tls(mut self, config: Arc<farewell::tls::rustls::ServerConfig>) -> Server {
+        let config = if config.alpn_protocols.is_empty() {
+            let mut config = (*config).clone();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(config)
+        } else {
+            config
+        };
+        self.tls = Some(config);
+        self
+    }
+
+    /// How long a client has to complete the TLS handshake (default
+    /// [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`], 10 s). A client that does not is
+    /// ended with the policy: no FIN from the server, so no TIME-WAIT on it.
+    ///
+    /// Needs the `rustls` feature.
+    #[cfg(feature = "rustls")]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Server {
+        self.tls_handshake_timeout = timeout.min(farewell::policy::MAX_WAIT);
+        self
     }
 
     /// The teardown policy for connections that end after a response (or when the client closes).
@@ -191,9 +273,28 @@ impl Server {
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
         let mut closer = Closer::builder(self.policy);
-        if let Some(hook) = self.on_outcome.clone() {
+        let close_notify = Arc::new(AtomicU64::new(0));
+        if self.is_tls() {
+            let hook = self.on_outcome.clone();
+            let counted = Arc::clone(&close_notify);
+            closer = closer.on_outcome(move |outcome| {
+                if outcome.peer_close_notify == Some(true) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(hook) = &hook {
+                    hook(outcome);
+                }
+            });
+        } else if let Some(hook) = self.on_outcome.clone() {
             closer = closer.on_outcome(move |outcome| hook(outcome));
         }
+        #[cfg(feature = "rustls")]
+        let tls = self.tls.clone().map(|config| {
+            (
+                farewell::tls::tokio_rustls::TlsAcceptor::from(config),
+                self.tls_handshake_timeout,
+            )
+        });
         let shared = Arc::new(Shared {
             closer: closer.build(),
             policy: self.policy,
@@ -209,6 +310,7 @@ impl Server {
             forcing: AtomicBool::new(false),
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            tls_handshakes_failed: AtomicU64::new(0),
         });
         let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -223,6 +325,19 @@ impl Server {
                         // Responses are written whole; do not let Nagle hold their tails.
                         let _ = stream.set_nodelay(true);
                         shared.connections.fetch_add(1, Ordering::Relaxed);
+                        #[cfg(feature = "rustls")]
+                        if let Some((acceptor, timeout)) = &tls {
+                            tasks.spawn(serve_tls_connection(
+                                acceptor.clone(),
+                                *timeout,
+                                Arc::clone(&builder),
+                                stream,
+                                service.clone(),
+                                Arc::clone(&shared),
+                                stop_rx.clone(),
+                            ));
+                            continue;
+                        }
                         tasks.spawn(serve_connection(
                             Arc::clone(&builder),
                             stream,
@@ -262,7 +377,42 @@ impl Server {
             requests: shared.requests.load(Ordering::Relaxed),
             forced,
             teardowns: shared.closer.stats(),
+            tls: self.is_tls(),
+            tls_handshakes_failed: shared.tls_handshakes_failed.load(Ordering::Relaxed),
+            peer_close_notify: close_notify.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// Completes the TLS handshake (bounded), then serves the connection as
+/// [`serve_connection`] does. A handshake that fails, times out or is
+/// dropped (shutdown) hands the TCP stream to the closer.
+#[cfg(feature = "rustls")]
+async fn serve_tls_connection<S, B>(
+    acceptor: farewell::tls::tokio_rustls::TlsAcceptor,
+    timeout: Duration,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: tokio::net::TcpStream,
+    service: S,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let accepted = shared
+        .closer
+        .accept_tls(&acceptor, stream, timeout, shared.policy)
+        .await;
+    match accepted {
+        Some(stream) => serve_connection(builder, stream, service, shared, stop).await,
+        None => {
+            shared.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -270,7 +420,7 @@ impl Server {
 /// the socket to the closer.
 pub(crate) async fn serve_connection<S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
-    stream: TcpStream,
+    stream: impl Handover,
     service: S,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
@@ -402,6 +552,13 @@ pub struct ServeReport {
     pub forced: usize,
     /// Every teardown, counted by [`farewell::Ending`].
     pub teardowns: CloserStats,
+    /// The server served TLS ([`Server::tls`]).
+    pub tls: bool,
+    /// TLS handshakes that failed or timed out (each ended with the policy).
+    pub tls_handshakes_failed: u64,
+    /// TLS connections whose client sent its own `close_notify` before the
+    /// connection ended.
+    pub peer_close_notify: u64,
 }
 
 impl fmt::Display for ServeReport {
@@ -410,6 +567,14 @@ impl fmt::Display for ServeReport {
             f,
             "{} connections, {} requests, {} forced at shutdown; teardowns: {}",
             self.connections, self.requests, self.forced, self.teardowns
-        )
+        )?;
+        if self.tls {
+            write!(
+                f,
+                "; TLS: {} handshakes failed, close_notify from {} clients",
+                self.tls_handshakes_failed, self.peer_close_notify
+            )?;
+        }
+        Ok(())
     }
 }

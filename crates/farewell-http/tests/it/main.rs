@@ -1,7 +1,9 @@
 //! The integration tests of `farewell-http`, one binary: real clients
-//! (hyper, curl, Python) against real servers on loopback.
+//! (hyper, curl, Python, openssl) against real servers on loopback, over
+//! TCP and TLS.
 
 mod common;
 mod curl;
 mod hyper_client;
 mod python;
+mod tls;

@@ -8,4 +8,5 @@ pub mod kernel;
 pub mod netns;
 pub mod peer;
 pub mod port;
+pub mod tls;
 pub mod tools;
