@@ -252,3 +252,230 @@ fn response_body(response: &[u8]) -> &[u8] {
     );
     &response[head_end + 4..]
 }
+
+/// A Python `ssl` client: GET `/bytes/N` with `Connection: close`, then read
+/// until the connection ends, and say how it ended: `close_notify` (the
+/// server's alert read; `suppress_ragged_eofs=False` makes a TCP EOF
+/// without it an `SSLEOFError`, printed as `eof-without-close-notify`) or
+/// `reset`. `mode`:
+///
+/// * `close-notify`: then `unwrap()`: its own close_notify, then close;
+/// * `no-close-notify`: then `close()` (Python sends no close_notify);
+/// * `late-reader`: reads nothing for `wait` seconds (the server's grace
+///   passes meanwhile), then reads what its kernel kept, and closes;
+/// * `never-read`: reads nothing for `wait` seconds, then closes;
+/// * `stall`: sends 3 bytes of a TLS record header and nothing more, then
+///   waits (bounded) for the server to end the connection.
+///
+/// Prints `ok LEN HOW` (`stall: HOW`).
+const TLS_CLIENT: &str = r#"
+import socket, ssl, sys, time
+port, cafile, n, mode, wait = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+if mode == "stall":
+    raw.sendall(b"\x16\x03\x01")
+    try:
+        got = raw.recv(1)
+        print("stall:", "eof" if got == b"" else "data")
+    except ConnectionResetError:
+        print("stall: reset")
+    sys.exit(0)
+ctx = ssl.create_default_context(cafile=cafile)
+s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+s.sendall(f"GET /bytes/{n} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+if mode == "late-reader":
+    time.sleep(wait)
+if mode == "never-read":
+    time.sleep(wait)
+    s.close()
+    print("never-read")
+    sys.exit(0)
+data = bytearray()
+how = None
+while how is None:
+    try:
+        chunk = s.recv(65536)
+        if chunk:
+            data += chunk
+        else:
+            how = "close_notify"
+    except ssl.SSLEOFError:
+        how = "eof-without-close-notify"
+    except ConnectionResetError:
+        how = "reset"
+head, _, body = bytes(data).partition(b"\r\n\r\n")
+assert head.startswith(b"HTTP/1.1 200 OK"), head
+expected = bytes(97 + i % 26 for i in range(26)) * (n // 26 + 1)
+assert body == expected[:n], ("body differs from the pattern", len(body), n)
+if mode == "close-notify":
+    s.unwrap().close()
+else:
+    s.close()
+print("ok", len(body), how)
+"#;
+
+async fn python_tls(cert: &Cert, port: u16, n: usize, mode: &str, wait: &str) -> String {
+    let (port, n) = (port.to_string(), n.to_string());
+    let out = run(
+        "python3",
+        &["-c", TLS_CLIENT, &port, cert.path(), &n, mode, wait],
+    )
+    .await;
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_python_client_that_sends_close_notify_closes_first() {
+    let test = "tls_python_client_that_sends_close_notify_closes_first";
+    if !farewell_lab::support::tools::require(test, &["python3"]) {
+        return;
+    }
+    let cert = Cert::new(test);
+    let server = start(cert.server(server(peer_first()))).await;
+    let port = server.addr.port();
+    let out = python_tls(&cert, port, N, "close-notify", "0").await;
+    assert_eq!(out, format!("ok {N} close_notify\n"));
+    let outcomes = Arc::clone(&server.outcomes);
+    let report = server.shutdown().await;
+    assert_eq!(count(&outcomes, Ending::PeerClosed), 1, "{report}");
+    assert_eq!(report.peer_close_notify, 1, "{report}");
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_python_client_without_close_notify_is_reported_so() {
+    let test = "tls_python_client_without_close_notify_is_reported_so";
+    if !farewell_lab::support::tools::require(test, &["python3"]) {
+        return;
+    }
+    let cert = Cert::new(test);
+    let server = start(cert.server(server(peer_first()))).await;
+    let port = server.addr.port();
+    let out = python_tls(&cert, port, N, "no-close-notify", "0").await;
+    assert_eq!(out, format!("ok {N} close_notify\n"));
+    let outcomes = Arc::clone(&server.outcomes);
+    let report = server.shutdown().await;
+    assert_eq!(count(&outcomes, Ending::PeerClosed), 1, "{report}");
+    assert_eq!(report.peer_close_notify, 0, "{report}");
+    let seen = outcomes.lock().unwrap()[0].peer_close_notify;
+    assert_eq!(seen, Some(false));
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
+
+/// A client that reads nothing until well after the server's grace: the
+/// server resets once the response and close_notify are ACKed, and the
+/// client still reads both whole from its kernel (Linux keeps what was
+/// received before an RST readable, DESIGN.md F6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_python_late_reader_gets_body_and_close_notify_before_the_reset() {
+    let test = "tls_python_late_reader_gets_body_and_close_notify_before_the_reset";
+    if !farewell_lab::support::tools::require(test, &["python3"]) {
+        return;
+    }
+    let cert = Cert::new(test);
+    let server = start(cert.server(server(peer_first()))).await;
+    let port = server.addr.port();
+    let out = python_tls(&cert, port, N, "late-reader", "2.5").await;
+    assert_eq!(out, format!("ok {N} close_notify\n"));
+    let outcomes = Arc::clone(&server.outcomes);
+    let report = server.shutdown().await;
+    assert_eq!(count(&outcomes, Ending::ResetAfterGrace), 1, "{report}");
+    let outcome = outcomes.lock().unwrap()[0].clone();
+    assert_eq!(outcome.goodbye, farewell::Delivery::Confirmed, "{outcome}");
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
+
+/// A client that stalls in the handshake: the server's handshake deadline
+/// ends it with the policy (no alert: nothing to answer yet), no FIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_python_stalled_handshake_ends_at_the_deadline_without_server_time_wait() {
+    let test = "tls_python_stalled_handshake_ends_at_the_deadline_without_server_time_wait";
+    if !farewell_lab::support::tools::require(test, &["python3"]) {
+        return;
+    }
+    let cert = Cert::new(test);
+    let server = start(
+        cert.server(server(peer_first()))
+            .tls_handshake_timeout(Duration::from_millis(500)),
+    )
+    .await;
+    let port = server.addr.port();
+    let out = python_tls(&cert, port, 0, "stall", "0").await;
+    assert_eq!(
+        out, "stall: reset\n",
+        "reset after the deadline and the grace"
+    );
+    let outcomes = Arc::clone(&server.outcomes);
+    let report = server.shutdown().await;
+    assert_eq!(report.tls_handshakes_failed, 1, "{report}");
+    assert_eq!(count(&outcomes, Ending::ResetAfterGrace), 1, "{report}");
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
+
+/// A client that is not speaking TLS at all gets rustls's alert, and
+/// closes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_plain_http_client_gets_an_alert_and_closes_first() {
+    let test = "tls_plain_http_client_gets_an_alert_and_closes_first";
+    if !farewell_lab::support::tools::require(test, &["curl"]) {
+        return;
+    }
+    let cert = Cert::new(test);
+    let server = start(cert.server(server(peer_first()))).await;
+    let port = server.addr.port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", &url])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!out.status.success(), "curl got no HTTP response");
+    let outcomes = Arc::clone(&server.outcomes);
+    let report = server.shutdown().await;
+    assert_eq!(report.tls_handshakes_failed, 1, "{report}");
+    assert_eq!(count(&outcomes, Ending::PeerClosed), 1, "{report}");
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
+
+/// A client that never reads a large response (its window closes): the
+/// server's shutdown forces the connection once the shutdown timeout
+/// passes, and resets it (close_notify cannot be delivered into a zero
+/// window): no TIME-WAIT, nothing left over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_python_client_that_never_reads_is_reset_at_shutdown() {
+    let test = "tls_python_client_that_never_reads_is_reset_at_shutdown";
+    if !farewell_lab::support::tools::require(test, &["python3"]) {
+        return;
+    }
+    let cert = Cert::new(test);
+    let server = start(cert.server(server(peer_first()))).await;
+    let port = server.addr.port();
+    let client = {
+        let path = cert.path().to_string();
+        tokio::spawn(async move {
+            let port = port.to_string();
+            run(
+                "python3",
+                &["-c", TLS_CLIENT, &port, &path, "8000000", "never-read", "8"],
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let outcomes = Arc::clone(&server.outcomes);
+    let report = server.shutdown().await;
+    assert_eq!(report.forced, 1, "{report}");
+    let outcome = outcomes.lock().unwrap()[0].clone();
+    assert!(outcome.we_reset(), "{outcome}");
+    assert_no_server_time_wait_nor_leftovers(port).await;
+    let out = tokio::time::timeout(Duration::from_secs(30), client)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "never-read\n");
+}
