@@ -1,12 +1,15 @@
 //! `farewell serve-http`: a tiny HTTP server (farewell-http) for trying and benchmarking teardowns.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use farewell::Policy;
 use farewell_http::Server;
+use farewell_lab::support::tls;
 
 use crate::duration::parse_duration;
 
@@ -23,6 +26,14 @@ close is reset once the response is ACKed. Idle HTTP/1.1 keep-alive connections
 Routes: GET / (a short greeting), GET /bytes/N (N bytes of a-z repeating),
 POST /upload (read and counted up to 64 KiB; a larger Content-Length gets an early 413
 and the unread body is drained), anything else 404.
+
+TLS: --tls-cert FILE --tls-key FILE (PEM; the chain leaf first; a PKCS #8, PKCS #1 or SEC1
+key), or --tls-self-signed to try it without files: a certificate for localhost, 127.0.0.1
+and ::1 made at start, its SHA-256 fingerprint printed on stderr and the certificate written
+to a file for `curl --cacert FILE` (the path is printed; the file is removed at exit). ALPN
+offers h2 and http/1.1. A connection ends inside TLS: the last response, then close_notify
+with no FIN, then the policy (the client closes first, or is reset once all is ACKed). A
+handshake that fails or outlasts --tls-handshake-timeout ends the same way.
 
 Prints `listening on ADDR` to stderr once bound (so --listen 127.0.0.1:0 works). On SIGTERM
 or Ctrl-C: stops accepting, lets every connection finish (at most --drain-timeout, then the
@@ -49,6 +60,69 @@ pub struct ServeHttpArgs {
     /// At shutdown, how long connections have to finish before the laggards are reset.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve TLS with a self-signed certificate made at start (prints its fingerprint and a file for curl --cacert).
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// How long a client has to complete the TLS handshake.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    tls_handshake_timeout: Duration,
+}
+
+/// The TLS setup of a run: the server configuration, and the certificate
+/// file written for clients (removed at exit).
+struct Tls {
+    config: farewell_http::rustls::ServerConfig,
+    /// The self-signed certificate's file and SHA-256 fingerprint.
+    written: Option<(CertFile, String)>,
+}
+
+/// A certificate file this run wrote; removed when dropped.
+struct CertFile(PathBuf);
+
+impl Drop for CertFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Loads the PEM files, or makes the self-signed certificate; `None` for plain TCP.
+fn tls_setup(args: &ServeHttpArgs) -> anyhow::Result<Option<Tls>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let config = tls::load_pem(cert, key).context(
+            "cannot use --tls-cert/--tls-key; are they the PEM certificate and its key?",
+        )?;
+        return Ok(Some(Tls {
+            config,
+            written: None,
+        }));
+    }
+    if !args.tls_self_signed {
+        return Ok(None);
+    }
+    let made = tls::SelfSigned::localhost();
+    let dir = std::env::temp_dir().join(format!("farewell-serve-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = dir.join("cert.pem");
+    std::fs::write(&file, &made.cert_pem)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(Some(Tls {
+        config: made.server_config(),
+        written: Some((CertFile(file), made.fingerprint_sha256())),
+    }))
 }
 
 /// The policy named `name` with the server's drain limit (so early answers
@@ -68,13 +142,30 @@ pub fn http_policy(name: &str, grace: Duration) -> anyhow::Result<Policy> {
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
     let policy = http_policy(&args.policy, args.grace)?;
+    let tls = tls_setup(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}; is the port in use?", args.listen))?;
-        eprintln!("listening on {}", listener.local_addr()?);
-        let report = Server::new()
+        let addr = listener.local_addr()?;
+        eprintln!("listening on {addr}");
+        let mut server = Server::new();
+        if let Some(tls) = &tls {
+            if let Some((CertFile(file), fingerprint)) = &tls.written {
+                eprintln!("TLS: self-signed certificate, SHA-256 fingerprint {fingerprint}");
+                eprintln!("TLS: certificate for clients in {}", file.display());
+                eprintln!(
+                    "TLS: try curl --cacert {} https://localhost:{}/",
+                    file.display(),
+                    addr.port()
+                );
+            }
+            server = server
+                .tls(Arc::new(tls.config.clone()))
+                .tls_handshake_timeout(args.tls_handshake_timeout);
+        }
+        let report = server
             .policy(policy)
             .idle_timeout(args.idle_timeout)
             .max_requests_per_connection(args.max_requests)

@@ -11,4 +11,5 @@ mod load_serve;
 mod serve;
 mod serve_hurry;
 mod serve_load;
+mod tls;
 mod watch;

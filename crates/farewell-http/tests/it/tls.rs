@@ -103,6 +103,7 @@ async fn tls_curl_http1_connection_close_bodies_whole_no_server_time_wait() {
         "curl",
         &[
             "-sS",
+            "-v",
             "--fail",
             "--http1.1",
             "--cacert",
@@ -118,6 +119,13 @@ async fn tls_curl_http1_connection_close_bodies_whole_no_server_time_wait() {
     )
     .await;
     assert_bodies(&out.stdout, 3);
+    // curl's trace: it read the server's close_notify on each connection.
+    let trace = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        trace.matches("(IN), TLS alert, close notify").count(),
+        3,
+        "{trace}"
+    );
     let seen = endings(&server);
     let outcomes = Arc::clone(&server.outcomes);
     let report = server.shutdown().await;
