@@ -37,8 +37,9 @@
 //! RTTs (at least [`MIN_PROBE_GAP`]) after the last write, so a peer that
 //! closes at once is never probed; a probe that sees no progress doubles the
 //! gap; one that sees progress aims at the moment the send queue should be
-//! empty at the rate seen. Never more than [`MAX_PROBE_GAP`], and always one
-//! at the stall deadline.
+//! empty at the rate seen. Never more than [`MAX_PROBE_GAP`] nor a quarter of
+//! the stall timeout (a probe dates the progress it sees to its own time), and
+//! always one at the stall deadline.
 //!
 //! [`Event::Hurry`] is the hard deadline of a [`Closer`](crate::Closer) (a
 //! server's drain): every deadline of the policy is cut short. From `Starting`
@@ -348,8 +349,8 @@ impl Machine {
         }
     }
 
-    /// When delivery counts as stalled if no progress comes first.
-    fn stall_deadline(&self) -> Instant {
+    /// How long delivery may go without progress.
+    fn stall_timeout(&self) -> Duration {
         let stall = match self.policy {
             Policy::Plain(p) => p.stall_timeout,
             // Lingering's idle timeout: no read and no progress.
@@ -358,7 +359,12 @@ impl Machine {
             Policy::PeerFirst(p) => p.stall_timeout,
             Policy::Abort | Policy::Silent => Duration::ZERO,
         };
-        self.progress.at + stall.min(MAX_WAIT)
+        stall.min(MAX_WAIT)
+    }
+
+    /// When delivery counts as stalled if no progress comes first.
+    fn stall_deadline(&self) -> Instant {
+        self.progress.at + self.stall_timeout()
     }
 
     /// Delivery has stalled: the stall deadline passed and a probe taken
@@ -430,9 +436,14 @@ impl Machine {
         Duration::from_micros(u64::from(self.progress.gap_us))
     }
 
-    /// The next probe comes `gap` after `now` (at most [`MAX_PROBE_GAP`]).
+    /// The next probe comes `gap` after `now`: at most [`MAX_PROBE_GAP`], and
+    /// at most a quarter of the stall timeout (at least 1 ms), because a probe
+    /// dates the progress it sees to its own time: sparse looks would stretch
+    /// the stall timeout by up to one gap.
     fn set_probe_gap(&mut self, now: Instant, gap: Duration) {
-        let gap = gap.min(MAX_PROBE_GAP);
+        let gap = gap
+            .min(MAX_PROBE_GAP)
+            .min((self.stall_timeout() / 4).max(Duration::from_millis(1)));
         // Fits: MAX_PROBE_GAP is far below u32::MAX microseconds.
         self.progress.gap_us = u32::try_from(gap.as_micros()).unwrap_or(u32::MAX);
         self.next_probe = now + gap;

@@ -500,16 +500,22 @@ fn test_delivering_next_probe_aims_at_the_end_of_delivery() {
     let mut m = flushed(peer_first(), t0);
     let t = t0 + 2 * RTT;
     assert_eq!(m.step(t), Step::Probe);
-    // 1000 B ACKed in the 20 ms since the start, 4000 B to go: 80 ms more.
-    m.on_event(t, probed(TcpState::Established, 4000, 1000));
+    // 1000 B ACKed in the 20 ms since the start, 3000 B to go: 60 ms more.
+    m.on_event(t, probed(TcpState::Established, 3000, 1000));
     assert_eq!(
         m.step(t),
         Step::Wait {
             write: false,
             read: true,
-            until: t + ms(80)
+            until: t + ms(60)
         }
     );
+    // With 10,000 B to go the aim (200 ms) is past a quarter of the stall
+    // timeout (75 ms): the look comes then, so progress is dated well.
+    let t = t + ms(60);
+    assert_eq!(m.step(t), Step::Probe);
+    m.on_event(t, probed(TcpState::Established, 30_000, 4000));
+    assert!(matches!(m.step(t), Step::Wait { until, .. } if until == t + ms(75)));
 }
 
 #[test]
@@ -529,8 +535,9 @@ fn test_delivering_stalled_peer_is_reset_after_the_stall_timeout() {
     // Cut only after a look at or after the stall deadline saw no progress.
     assert!(*looks.last().unwrap() >= t0 + ms(300));
     assert!(t >= t0 + ms(300) && t < t0 + ms(400), "{:?}", t - t0);
-    // While nothing moves the looks back off: 20, 60, 140, 300 ms.
-    assert!(probes <= 5, "{probes} probes: {looks:?}");
+    // While nothing moves the looks back off (20, 60, 135, 210, 285, 300 ms:
+    // doubling, at most a quarter of the stall timeout apart).
+    assert!(probes <= 7, "{probes} probes: {looks:?}");
     let o = m.outcome(f, Some(established(GOODBYE as u32)), t - t0);
     assert_eq!(o.goodbye, Delivery::Unconfirmed);
     assert_eq!(o.unacked_at_close, Some(GOODBYE as u32));
