@@ -13,8 +13,8 @@
 //!   ([`BusyMode`]); the server never keeps TIME-WAIT for it;
 //! * **deadlines** — handshake, idle, optional maximum lifetime, maximum line
 //!   length: each ends the connection with the protocol's goodbye, torn down
-//!   with the configured [`Policy`](crate::Policy) by a background
-//!   [`Closer`](crate::Closer);
+//!   with the configured [`Policy`] by a background
+//!   [`Closer`];
 //! * **writes never stall** — replies are written without blocking; what a
 //!   peer does not take waits (and reading from that peer pauses) at most
 //!   [`ServerConfig::send_timeout`], then the policy's own deadlines bound
