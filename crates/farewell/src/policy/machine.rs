@@ -34,12 +34,13 @@
 //!
 //! The probes are spaced by the connection's round-trip time (`tcpi_rtt`, read
 //! by the same `TCP_INFO` call that reports the state): the first comes two
-//! RTTs (at least [`MIN_PROBE_GAP`]) after the last write, so a peer that
-//! closes at once is never probed; a probe that sees no progress doubles the
-//! gap; one that sees progress aims at the moment the send queue should be
-//! empty at the rate seen. Never more than [`MAX_PROBE_GAP`] nor a quarter of
-//! the stall timeout (a probe dates the progress it sees to its own time), and
-//! always one at the stall deadline.
+//! RTTs (at least [`MIN_PROBE_GAP`](progress::MIN_PROBE_GAP)) after the last
+//! write, so a peer that closes at once is never probed; a probe that sees no
+//! progress doubles the gap; one that sees progress aims at the moment the send
+//! queue should be empty at the rate seen. Never more than
+//! [`MAX_PROBE_GAP`](progress::MAX_PROBE_GAP) nor a quarter of the stall
+//! timeout (a probe dates the progress it sees to its own time), and always
+//! one at the stall deadline. The bookkeeping is in [`progress`].
 //!
 //! [`Event::Hurry`] is the hard deadline of a [`Closer`](crate::Closer) (a
 //! server's drain): every deadline of the policy is cut short. From `Starting`
@@ -55,13 +56,11 @@ use crate::policy::{Policy, MAX_WAIT};
 use crate::sys::TcpInfo;
 use crate::TcpState;
 
-/// The shortest pause between two kernel probes, and before the first: a peer
-/// that closes at once (its FIN within a few milliseconds) is never probed, and
-/// a pending teardown wakes at most 200 times a second.
-pub(crate) const MIN_PROBE_GAP: Duration = Duration::from_millis(5);
-/// The longest pause between two kernel probes (a probe is also always due at
-/// the stall deadline).
-pub(crate) const MAX_PROBE_GAP: Duration = Duration::from_secs(1);
+mod progress;
+
+use progress::Progress;
+#[cfg(test)]
+use progress::{MAX_PROBE_GAP, MIN_PROBE_GAP};
 
 /// Where a teardown is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,30 +206,6 @@ pub(crate) enum Event {
     RepairRefused,
 }
 
-/// What the machine knows about the delivery of our bytes.
-#[derive(Clone, Copy, Debug)]
-struct Progress {
-    /// `tcpi_bytes_acked` at the first reading (see `acked_known`).
-    acked_first: u64,
-    /// `tcpi_bytes_acked` at the last reading.
-    acked_last: u64,
-    /// `SIOCOUTQ` at the last probe (`u32::MAX` before the first).
-    unacked_last: u32,
-    /// The last progress: a write, or a probe that saw more ACKed. Delivery
-    /// stalls `stall_timeout` after it.
-    at: Instant,
-    /// The last probe (the start, before any).
-    probed_at: Instant,
-    /// Everything written (for fin-then-reset: our FIN too) was seen ACKed, at this time.
-    delivered_at: Option<Instant>,
-    /// The smoothed round-trip time, in microseconds (0: unknown).
-    rtt_us: u32,
-    /// The pause between the last probe and the next, in microseconds.
-    gap_us: u32,
-    /// `TCP_INFO` was read at least once: `acked_first` holds.
-    acked_known: bool,
-}
-
 /// One teardown's decisions. See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct Machine {
@@ -254,7 +229,6 @@ pub(crate) struct Machine {
     /// How far the hurry got (one byte: a pending teardown should be small).
     hurry: Hurry,
     progress: Progress,
-    next_probe: Instant,
     finish: Option<Finish>,
 }
 
@@ -279,18 +253,7 @@ impl Machine {
             we_fin: false,
             peer_fin_first: false,
             hurry: Hurry::No,
-            progress: Progress {
-                acked_first: 0,
-                acked_last: 0,
-                unacked_last: u32::MAX,
-                at: now,
-                probed_at: now,
-                delivered_at: None,
-                rtt_us: 0,
-                gap_us: 0,
-                acked_known: false,
-            },
-            next_probe: now,
+            progress: Progress::new(now),
             finish: None,
         }
     }
@@ -362,22 +325,15 @@ impl Machine {
         stall.min(MAX_WAIT)
     }
 
-    /// When delivery counts as stalled if no progress comes first.
-    fn stall_deadline(&self) -> Instant {
-        self.progress.at + self.stall_timeout()
-    }
-
     /// Delivery has stalled: the stall deadline passed and a probe taken
     /// since found no progress.
     fn stalled(&self, now: Instant) -> bool {
-        let deadline = self.stall_deadline();
-        now >= deadline && self.progress.probed_at >= deadline
+        self.progress.stalled(now, self.stall_timeout())
     }
 
-    /// Whether the machine must look at the kernel before waiting on: a probe
-    /// is due, or the stall deadline passed without a probe since.
+    /// Whether the machine must look at the kernel before waiting on.
     fn probe_due(&self, now: Instant) -> bool {
-        self.next_probe <= now || now >= self.stall_deadline()
+        self.progress.probe_due(now, self.stall_timeout())
     }
 
     /// The wait while delivering: until the next probe, the stall deadline or the cap.
@@ -386,8 +342,9 @@ impl Machine {
             write,
             read,
             until: self
-                .next_probe
-                .min(self.stall_deadline())
+                .progress
+                .next_probe()
+                .min(self.progress.stall_deadline(self.stall_timeout()))
                 .min(self.delivery_cap()),
         }
     }
@@ -415,38 +372,12 @@ impl Machine {
 
     /// Everything written (fin-then-reset: and our FIN) was seen ACKed.
     fn delivered(&self) -> bool {
-        self.progress.delivered_at.is_some()
+        self.progress.delivered_at().is_some()
     }
 
-    /// The pause before the next probe when nothing is known yet: two RTTs,
-    /// within [`MIN_PROBE_GAP`] and [`MAX_PROBE_GAP`].
-    fn rtt_gap(&self) -> Duration {
-        (Duration::from_micros(u64::from(self.progress.rtt_us)) * 2)
-            .clamp(MIN_PROBE_GAP, MAX_PROBE_GAP)
-    }
-
-    /// Starts watching delivery at `now` (the last write, or our FIN): the first
-    /// probe comes one RTT-based gap later.
+    /// Starts watching delivery at `now`: the first probe comes one RTT-based gap later.
     fn watch_from(&mut self, now: Instant) {
-        self.set_probe_gap(now, self.rtt_gap());
-    }
-
-    /// The pause since the last probe (or the start of watching).
-    fn probe_gap(&self) -> Duration {
-        Duration::from_micros(u64::from(self.progress.gap_us))
-    }
-
-    /// The next probe comes `gap` after `now`: at most [`MAX_PROBE_GAP`], and
-    /// at most a quarter of the stall timeout (at least 1 ms), because a probe
-    /// dates the progress it sees to its own time: sparse looks would stretch
-    /// the stall timeout by up to one gap.
-    fn set_probe_gap(&mut self, now: Instant, gap: Duration) {
-        let gap = gap
-            .min(MAX_PROBE_GAP)
-            .min((self.stall_timeout() / 4).max(Duration::from_millis(1)));
-        // Fits: MAX_PROBE_GAP is far below u32::MAX microseconds.
-        self.progress.gap_us = u32::try_from(gap.as_micros()).unwrap_or(u32::MAX);
-        self.next_probe = now + gap;
+        self.progress.watch_from(now, self.stall_timeout());
     }
 
     /// What to do next, at time `now`.
@@ -499,7 +430,7 @@ impl Machine {
                     let Policy::PeerFirst(p) = self.policy else {
                         unreachable!("only peer-first has a grace")
                     };
-                    let delivered_at = self.progress.delivered_at.unwrap_or(now);
+                    let delivered_at = self.progress.delivered_at().unwrap_or(now);
                     let grace_end = delivered_at + p.grace.min(MAX_WAIT);
                     if self.peer_fin {
                         self.finish(Release::Close, Ending::PeerClosed);
@@ -521,26 +452,28 @@ impl Machine {
                     };
                     // Idle: no read and no delivery progress for `idle_timeout`.
                     let idle_end =
-                        self.last_read.max(self.progress.at) + l.idle_timeout.min(MAX_WAIT);
+                        self.last_read.max(self.progress.last()) + l.idle_timeout.min(MAX_WAIT);
                     let cap = self.delivery_cap();
                     if self.peer_fin {
                         self.finish(Release::Close, Ending::LingeringClose);
                     } else if now >= cap
                         || (now >= idle_end
-                            && (self.delivered() || self.progress.probed_at >= idle_end))
+                            && (self.delivered() || self.progress.probed_since(idle_end)))
                     {
                         if l.reset_on_timeout {
                             self.finish(Release::Reset, Ending::ResetAfterLinger);
                         } else {
                             self.finish(Release::Close, Ending::LingeringTimeout);
                         }
-                    } else if !self.delivered() && (self.next_probe <= now || now >= idle_end) {
+                    } else if !self.delivered()
+                        && (self.progress.next_probe() <= now || now >= idle_end)
+                    {
                         // Our bytes are still in flight: is the peer taking them?
                         return Step::Probe;
                     } else {
                         let mut until = idle_end.min(cap);
                         if !self.delivered() {
-                            until = until.min(self.next_probe);
+                            until = until.min(self.progress.next_probe());
                         }
                         return Step::Wait {
                             write: false,
@@ -650,7 +583,7 @@ impl Machine {
             Event::Wrote(n) => {
                 self.written += n;
                 if n > 0 {
-                    self.progress.at = now;
+                    self.progress.progressed(now);
                 }
             }
             Event::Read(n) => {
@@ -673,7 +606,7 @@ impl Machine {
                 // (After the shutdown the state is no witness: on loopback
                 // LAST-ACK turns CLOSED at once, as does FIN-WAIT-2 on the peer's FIN.)
                 self.peer_fin_first = self.peer_fin || state == Some(TcpState::CloseWait);
-                self.progress.at = now;
+                self.progress.progressed(now);
                 self.watch_from(now);
                 match self.policy {
                     Policy::FinThenReset(_) => self.set_state(State::AwaitingFinAck),
@@ -681,7 +614,7 @@ impl Machine {
                 }
             }
             Event::StateIs(info) => {
-                self.note_info(&info);
+                self.progress.note_info(&info);
                 if self.state == State::Starting {
                     self.on_start_state(info.state);
                 }
@@ -690,31 +623,18 @@ impl Machine {
             Event::ProbeFailed => {
                 // Without the kernel's word, we cannot see progress or confirm
                 // anything; go on blind and let the deadlines decide.
-                self.progress.probed_at = now;
+                self.progress.probe_failed(now, self.stall_timeout());
                 if self.state == State::Starting {
                     self.established();
                 } else if self.state == State::Hurrying {
                     self.hurry = Hurry::Probed;
                 }
-                self.set_probe_gap(now, self.probe_gap() * 2);
             }
             Event::Timer => {}
             Event::Hurry => self.on_hurry(),
             // Only a silent release can be refused, and that is decided (Done) first.
             Event::RepairRefused => {}
         }
-    }
-
-    /// Keeps what every `TCP_INFO` reading tells: the RTT and the ACK counter.
-    fn note_info(&mut self, info: &TcpInfo) {
-        if !info.rtt.is_zero() {
-            self.progress.rtt_us = u32::try_from(info.rtt.as_micros()).unwrap_or(u32::MAX);
-        }
-        if !self.progress.acked_known {
-            self.progress.acked_known = true;
-            self.progress.acked_first = info.bytes_acked;
-        }
-        self.progress.acked_last = self.progress.acked_last.max(info.bytes_acked);
     }
 
     /// The closer's hard deadline. `Starting` first learns the state (so a
@@ -753,7 +673,7 @@ impl Machine {
 
     fn on_probe(&mut self, now: Instant, probe: Probe) {
         if self.state == State::Starting {
-            self.note_info(&probe.info);
+            self.progress.note_info(&probe.info);
             return self.on_start_state(probe.state());
         }
         if probe.state() == TcpState::Closed && !self.we_fin {
@@ -768,34 +688,8 @@ impl Machine {
                 self.peer_fin = true;
             }
         }
-        // Progress: more ACKed than at the last look ([F12](crate::facts#f12)). Counters are stale
-        // once the connection is closed ([F5](crate::facts#f5)), so a CLOSED probe shows none.
         let alive = probe.state() != TcpState::Closed;
-        let newly_acked = if alive {
-            let counter = if self.progress.acked_known {
-                probe
-                    .info
-                    .bytes_acked
-                    .saturating_sub(self.progress.acked_last)
-            } else {
-                0 // the first reading: nothing to compare with
-            };
-            let queue = match self.progress.unacked_last {
-                u32::MAX => 0,
-                before => before.saturating_sub(probe.unacked),
-            };
-            counter.max(u64::from(queue))
-        } else {
-            0
-        };
-        let since_last_look = now.saturating_duration_since(self.progress.probed_at);
-        if alive {
-            self.note_info(&probe.info);
-            self.progress.unacked_last = probe.unacked;
-        }
-        self.progress.probed_at = now;
-        let all_written = self.written >= self.goodbye_len;
-        let done = all_written
+        let done = self.written >= self.goodbye_len
             && alive
             && self.data_unacked(&probe) == 0
             && match self.policy {
@@ -803,22 +697,7 @@ impl Machine {
                 Policy::FinThenReset(_) => probe.state() == TcpState::FinWait2,
                 _ => true,
             };
-        if done && !self.delivered() {
-            self.progress.delivered_at = Some(now);
-        }
-        // The next look: while bytes flow, about when the queue should be
-        // empty at the rate seen (bytes ACKed since the last look, over the
-        // time since); while nothing moves, twice as late as the last.
-        let gap = if newly_acked > 0 {
-            self.progress.at = now;
-            let ratio = (f64::from(probe.unacked) / newly_acked as f64).min(1e6);
-            since_last_look
-                .mul_f64(ratio)
-                .clamp(self.rtt_gap(), MAX_PROBE_GAP)
-        } else {
-            (self.probe_gap() * 2).clamp(self.rtt_gap(), MAX_PROBE_GAP)
-        };
-        self.set_probe_gap(now, gap);
+        self.progress.look(now, &probe, done, self.stall_timeout());
     }
 
     /// The report, given how the socket was finally closed and the kernel's last word before that.
@@ -873,28 +752,16 @@ impl Machine {
         };
         // Bytes ACKed during the teardown; our ACKed FIN counts one in the
         // kernel's counter, not here.
-        let acked_last = last
-            .filter(|p| p.state() != TcpState::Closed)
-            .map_or(self.progress.acked_last, |p| {
-                p.info.bytes_acked.max(self.progress.acked_last)
-            });
         let fin_acked = self.we_fin
             && (closed_cleanly
                 || matches!(
                     state_at_close,
                     Some(TcpState::FinWait2 | TcpState::TimeWait)
                 ));
-        let acked_first = if self.progress.acked_known {
-            self.progress.acked_first
-        } else {
-            acked_last
-        };
-        let bytes_delivered = acked_last
-            .saturating_sub(acked_first)
-            .saturating_sub(u64::from(fin_acked));
+        let bytes_delivered = self.progress.bytes_delivered(last.as_ref(), fin_acked);
         let deliver = self
             .progress
-            .delivered_at
+            .delivered_at()
             .map_or(elapsed, |at| at.saturating_duration_since(self.started))
             .min(elapsed);
         Outcome {
