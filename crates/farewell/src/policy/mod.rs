@@ -27,7 +27,7 @@
 //!
 //! Watching costs nothing for a peer that closes at once (its FIN wakes the
 //! teardown before the first look), and little otherwise: the kernel is asked
-//! about once per two round-trip times (`tcpi_rtt`, at least 5 ms), less often
+//! about once per two round-trip times (`tcpi_rtt`, at least 20 ms), less often
 //! while nothing moves, and, while bytes flow steadily, about when the send
 //! queue should be empty at the rate seen so far.
 //!
