@@ -96,7 +96,7 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server with the defaults: peer-first (2 s grace, 1 s confirmation wait,
+    /// A server with the defaults: peer-first (delivery watched while the client ACKs, 2 s grace,
     /// [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, no request limit,
     /// 10 s shutdown timeout.
     pub fn new() -> Server {

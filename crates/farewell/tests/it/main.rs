@@ -8,6 +8,7 @@ mod census;
 mod closer;
 mod closer_hurry;
 mod common;
+mod delivery;
 mod edge_cases;
 mod policy_matrix;
 #[cfg(feature = "rustls")]

@@ -43,8 +43,9 @@ fn tls_pair() -> (TlsAcceptor, TlsConnector) {
 fn peer_first() -> Policy {
     Policy::PeerFirst(PeerFirst {
         grace: Duration::from_millis(500),
-        confirm_timeout: Duration::from_millis(500),
+        stall_timeout: Duration::from_millis(500),
         drain_limit: 1 << 20,
+        ..PeerFirst::default()
     })
 }
 
