@@ -40,6 +40,18 @@
 //! be observed with [`Server::on_outcome`]; [`ServeReport`] counts them by
 //! [`farewell::Ending`].
 //!
+//! # TLS
+//!
+//! With the `rustls` feature, `Server::tls` serves every connection over TLS
+//! (ALPN h2 and http/1.1). The table above holds inside TLS: the last response,
+//! then `close_notify` with **no FIN** (tokio-rustls's own `shutdown()` sends a
+//! FIN right after it, which leaves TIME-WAIT on the server), then the policy
+//! on the TCP stream. The outcome's
+//! [`peer_close_notify`](farewell::Outcome::peer_close_notify) says whether the
+//! client's own `close_notify` came; a failed or stalled handshake
+//! (`Server::tls_handshake_timeout`) ends with the policy, after rustls's
+//! alert where TLS has one.
+//!
 //! # Example: axum
 //!
 //! ```no_run
