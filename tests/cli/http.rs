@@ -312,3 +312,38 @@ fn bench_http_close_spread_moves_time_wait_to_the_many_clients_and_sees_no_error
         "plain hyper closes first and keeps TIME-WAIT: {hyper}"
     );
 }
+
+/// `bench http --tls`: the three servers over TLS, wrk over https; the
+/// close-spread mode is left out (its client speaks plain HTTP) and
+/// farewell-http keeps no TIME-WAIT.
+#[test]
+fn bench_http_tls_quick_runs_every_server_over_tls_and_peer_first_keeps_no_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "bench_http_tls_quick_runs_every_server_over_tls_and_peer_first_keeps_no_time_wait",
+        &["wrk", "nginx"],
+    ) {
+        return;
+    }
+    let report = bench_http_quick(&["--tls"]);
+    assert_eq!(report["tls"], true, "{report}");
+    let runs = report["runs"].as_array().expect("runs");
+    for server in ["farewell-http", "hyper", "nginx"] {
+        for mode in ["close", "keep-alive"] {
+            let run = runs
+                .iter()
+                .find(|r| r["server"] == server && r["mode"] == mode)
+                .unwrap_or_else(|| panic!("no run for {server} {mode}: {report}"));
+            assert!(
+                run["requests"].as_u64().unwrap() > 0,
+                "wrk got responses: {run}"
+            );
+        }
+    }
+    assert!(
+        runs.iter().all(|r| r["mode"] != "close-spread"),
+        "close-spread is left out over TLS: {report}"
+    );
+    for run in runs.iter().filter(|r| r["server"] == "farewell-http") {
+        assert_eq!(run["server_time_wait"], 0, "{run}");
+    }
+}

@@ -54,6 +54,11 @@ a close-spread run also stops after 3/4 of tcp_max_tw_buckets connections (its r
 over the time it ran). If the table overflows during a run anyway, a note under the table says
 so (the TW columns are capped there).
 
+--tls serves TLS instead: farewell-http (close_notify, no FIN, then peer-first), plain hyper on
+tokio-rustls (its shutdown sends close_notify and a FIN), and nginx with `ssl`, all with a
+self-signed certificate made for the run; wrk speaks https (it does not verify certificates).
+The close-spread mode is left out then: its client speaks plain HTTP only.
+
 Needs wrk (`apt-get install wrk`) for the wrk modes. --modes picks modes (default all three).
 --quick runs short, small loads (for tests); --json prints one object with every run and the
 summary rows.";
@@ -85,6 +90,10 @@ pub struct HttpArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Serve TLS: farewell-http, hyper on tokio-rustls and nginx with ssl, a self-signed certificate
+    /// made for the run; wrk over https (close-spread is left out: its client speaks plain HTTP).
+    #[arg(long)]
+    tls: bool,
 }
 
 /// Runs the benchmark and prints the report.
@@ -104,6 +113,7 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         wrk,
         modes: args.modes,
         nginx: !args.no_nginx,
+        tls: args.tls,
     };
     let report = http::run(&config, |target, mode, round| {
         eprintln!("{} {mode} round {round}/{}", target.name(), wrk.rounds);

@@ -4,17 +4,20 @@
 //! Each connection is served by hyper-util's `auto::Builder` on a plain
 //! `TcpStream`; when hyper ends a connection it calls `shutdown()` (our FIN goes
 //! first) and drops the socket, so every connection the server ends leaves a
-//! TIME-WAIT entry on the server (DESIGN.md F1).
+//! TIME-WAIT entry on the server (DESIGN.md F1). [`serve_tls`] does the same
+//! over tokio-rustls, whose `shutdown()` sends close_notify and then the FIN.
 
 use std::error::Error as StdError;
 use std::future::Future;
 use std::time::Duration;
 
+use farewell::tls::tokio_rustls::TlsAcceptor;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -24,6 +27,52 @@ use tokio::task::JoinSet;
 /// returns how many connections were accepted.
 pub async fn serve<S, B>(
     listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    shutdown_timeout: Duration,
+) -> u64
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    serve_maybe_tls(listener, None, service, shutdown, shutdown_timeout).await
+}
+
+/// As [`serve`], over TLS: hyper-util on tokio-rustls, as a hand-rolled
+/// hyper + rustls server does it (a 10 s handshake timeout; a failed
+/// handshake just drops the stream).
+pub async fn serve_tls<S, B>(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    shutdown_timeout: Duration,
+) -> u64
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    serve_maybe_tls(
+        listener,
+        Some(acceptor),
+        service,
+        shutdown,
+        shutdown_timeout,
+    )
+    .await
+}
+
+async fn serve_maybe_tls<S, B>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     service: S,
     shutdown: impl Future<Output = ()>,
     shutdown_timeout: Duration,
@@ -50,16 +99,19 @@ where
                 accepted += 1;
                 let builder = std::sync::Arc::clone(&builder);
                 let service = service.clone();
-                let mut stop = stop_rx.clone();
-                tasks.spawn(async move {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => return,
-                        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+                let stop = stop_rx.clone();
+                match &tls {
+                    None => tasks.spawn(serve_one(builder, stream, service, stop)),
+                    Some(acceptor) => {
+                        let accept = acceptor.accept(stream);
+                        tasks.spawn(async move {
+                            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), accept).await else {
+                                return;
+                            };
+                            serve_one(builder, stream, service, stop).await;
+                        })
                     }
-                    let _ = conn.await;
-                });
+                };
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
@@ -71,4 +123,28 @@ where
     })
     .await;
     accepted
+}
+
+/// Serves one connection until it ends or the server stops (then gracefully).
+async fn serve_one<IO, S, B>(
+    builder: std::sync::Arc<auto::Builder<TokioExecutor>>,
+    io: IO,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }

@@ -1,6 +1,7 @@
 //! farewell-http and plain hyper, serving the demo handler in this process.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use farewell::{PeerFirst, Policy};
@@ -27,8 +28,12 @@ pub(super) struct InProcess {
 }
 
 impl InProcess {
-    /// Starts `target` (farewell-http or hyper) on a quiet loopback port.
-    pub(super) async fn start(target: Target) -> anyhow::Result<InProcess> {
+    /// Starts `target` (farewell-http or hyper) on a quiet loopback port,
+    /// over TLS when `tls` is given.
+    pub(super) async fn start(
+        target: Target,
+        tls: Option<Arc<farewell_http::rustls::ServerConfig>>,
+    ) -> anyhow::Result<InProcess> {
         let listener = quiet_listener()?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -44,22 +49,32 @@ impl InProcess {
                     ..PeerFirst::default()
                 });
                 tokio::spawn(async move {
-                    let server = farewell_http::Server::new()
+                    let mut server = farewell_http::Server::new()
                         .policy(policy)
                         .shutdown_timeout(Duration::from_secs(5));
+                    if let Some(config) = tls {
+                        server = server.tls(config);
+                    }
                     if let Ok(report) = server.serve_hyper(listener, service, stopped).await {
                         eprintln!("  farewell-http: {report}");
                     }
                 })
             }
             _ => tokio::spawn(async move {
-                crate::support::http_baseline::serve(
-                    listener,
-                    service,
-                    stopped,
-                    Duration::from_secs(5),
-                )
-                .await;
+                let timeout = Duration::from_secs(5);
+                match tls {
+                    None => {
+                        crate::support::http_baseline::serve(listener, service, stopped, timeout)
+                            .await
+                    }
+                    Some(config) => {
+                        let acceptor = farewell::tls::tokio_rustls::TlsAcceptor::from(config);
+                        crate::support::http_baseline::serve_tls(
+                            listener, acceptor, service, stopped, timeout,
+                        )
+                        .await
+                    }
+                };
             }),
         };
         Ok(InProcess { addr, stop, done })

@@ -12,6 +12,7 @@ mod wrk;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,6 +37,10 @@ pub struct HttpConfig {
     pub modes: Vec<Mode>,
     /// Include nginx when it is installed (a line on stderr says when it is not).
     pub nginx: bool,
+    /// Serve TLS (a self-signed certificate made for the run): farewell-http,
+    /// hyper on tokio-rustls, nginx with `ssl`; wrk speaks https. The
+    /// close-spread client speaks plain HTTP only, so that mode is left out.
+    pub tls: bool,
 }
 
 impl WrkSettings {
@@ -179,6 +184,8 @@ pub struct Row {
 /// The whole `bench http` run; `--json` prints it.
 #[derive(Debug, Serialize)]
 pub struct HttpReport {
+    /// The servers served TLS (`--tls`).
+    pub tls: bool,
     /// wrk's settings.
     pub wrk: WrkSettings,
     /// How the close-spread clients ran (null when that mode did not run).
@@ -232,10 +239,22 @@ pub fn run(
     mut on_run: impl FnMut(Target, Mode, u32),
 ) -> anyhow::Result<HttpReport> {
     let wrk = config.wrk;
-    let modes: Vec<Mode> = Mode::ALL
+    let mut modes: Vec<Mode> = Mode::ALL
         .into_iter()
         .filter(|m| config.modes.contains(m))
         .collect();
+    if config.tls && modes.contains(&Mode::CloseSpread) {
+        eprintln!("--tls: close-spread's client speaks plain HTTP only; leaving that mode out");
+        modes.retain(|&m| m != Mode::CloseSpread);
+    }
+    let tls = config.tls.then(|| {
+        let made = crate::support::tls::SelfSigned::localhost();
+        let server_config = Arc::new(made.server_config());
+        Tls {
+            made: Arc::new(made),
+            config: server_config,
+        }
+    });
     let spread = SpreadSettings {
         threads: wrk.threads,
         connections: wrk.connections,
@@ -282,6 +301,7 @@ pub fn run(
         clients: clients.handle().clone(),
         sources: SourceAddrs::default(),
         server_cpu,
+        tls,
     };
     let mut runs = Vec::new();
     for &mode in &modes {
@@ -293,6 +313,7 @@ pub fn run(
         }
     }
     Ok(HttpReport {
+        tls: config.tls,
         wrk,
         spread: modes.contains(&Mode::CloseSpread).then_some(spread),
         rows: summarise(&runs),
@@ -308,6 +329,14 @@ struct Load {
     sources: SourceAddrs,
     /// The in-process servers' threads.
     server_cpu: ThreadCpu,
+    /// The run's certificate, when it serves TLS.
+    tls: Option<Tls>,
+}
+
+/// A TLS run's certificate (for nginx's files) and the rustls configuration.
+struct Tls {
+    made: Arc<crate::support::tls::SelfSigned>,
+    config: Arc<farewell_http::rustls::ServerConfig>,
 }
 
 /// What one load run measured.
@@ -324,14 +353,15 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
     let overflow_before = time_wait_overflows();
     let (measured, server, server_cpu) = match target {
         Target::Nginx => {
-            let nginx = Nginx::start().await?;
+            let nginx = Nginx::start(load.tls.as_ref().map(|t| &*t.made)).await?;
             let measured = drive(nginx.addr, mode, load).await?;
             settle(nginx.addr).await;
             (measured, nginx.addr, None)
         }
         _ => {
             let cpu_before = load.server_cpu.total();
-            let server = InProcess::start(target).await?;
+            let server =
+                InProcess::start(target, load.tls.as_ref().map(|t| Arc::clone(&t.config))).await?;
             let addr = server.addr;
             let measured = drive(addr, mode, load).await;
             server.stop().await;
@@ -380,7 +410,8 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
 /// their own runtime.
 async fn drive(addr: SocketAddr, mode: Mode, load: &Load) -> anyhow::Result<Measured> {
     if mode.uses_wrk() {
-        let (requests, requests_per_sec, errors) = wrk::run(addr, mode, load.wrk).await?;
+        let (requests, requests_per_sec, errors) =
+            wrk::run(addr, mode, load.wrk, load.tls.is_some()).await?;
         return Ok(Measured {
             requests,
             requests_per_sec,
@@ -513,8 +544,16 @@ impl HttpReport {
         let w = report.wrk;
         let _ = writeln!(
             out,
-            "wrk -t{} -c{} -d{}s, {} round(s) per mode, interleaved",
-            w.threads, w.connections, w.duration_s, w.rounds
+            "wrk -t{} -c{} -d{}s, {} round(s) per mode, interleaved{}",
+            w.threads,
+            w.connections,
+            w.duration_s,
+            w.rounds,
+            if report.tls {
+                "; TLS (self-signed, rustls with ring in-process, nginx ssl)"
+            } else {
+                ""
+            }
         );
         if let Some(s) = report.spread {
             let _ = writeln!(

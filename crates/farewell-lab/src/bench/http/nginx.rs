@@ -28,8 +28,11 @@ pub(super) struct Nginx {
 }
 
 impl Nginx {
-    /// Starts nginx on a quiet loopback port; waits (bounded, 3 s) until it listens.
-    pub(super) async fn start() -> anyhow::Result<Nginx> {
+    /// Starts nginx on a quiet loopback port, with `ssl` and this
+    /// certificate when `tls` is given; waits (bounded, 3 s) until it listens.
+    pub(super) async fn start(
+        tls: Option<&crate::support::tls::SelfSigned>,
+    ) -> anyhow::Result<Nginx> {
         // Find a quiet port, then hand it to nginx.
         let addr = crate::support::port::bind_quiet_port(LOOPBACK)?.local_addr()?;
         let dir = std::env::temp_dir().join(format!(
@@ -38,13 +41,24 @@ impl Nginx {
             addr.port()
         ));
         std::fs::create_dir_all(&dir)?;
+        let listen = match tls {
+            None => format!("listen {addr};"),
+            Some(made) => {
+                let (cert, key) = made.write_pem(&dir)?;
+                format!(
+                    "listen {addr} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};",
+                    cert.display(),
+                    key.display()
+                )
+            }
+        };
         let d = dir.display();
         let config = format!(
             "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-             server {{\n    listen {addr};\n    location / {{ default_type text/plain; return 200 \"{}\"; }}\n  }}\n}}\n",
+             server {{\n    {listen}\n    location / {{ default_type text/plain; return 200 \"{}\"; }}\n  }}\n}}\n",
             crate::support::http_demo::HELLO.replace('\n', "\\n")
         );
         std::fs::write(dir.join("nginx.conf"), config)?;

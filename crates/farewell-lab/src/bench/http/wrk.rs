@@ -58,6 +58,7 @@ pub(super) async fn run(
     addr: SocketAddr,
     mode: Mode,
     wrk: WrkSettings,
+    tls: bool,
 ) -> anyhow::Result<(u64, f64, u64)> {
     let mut command = tokio::process::Command::new("wrk");
     command
@@ -78,7 +79,7 @@ pub(super) async fn run(
         None => None,
     };
     command
-        .arg(format!("http://{addr}/"))
+        .arg(format!("{}://{addr}/", if tls { "https" } else { "http" }))
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let bound = Duration::from_secs_f64(wrk.duration_s) + Duration::from_secs(15);
