@@ -487,3 +487,51 @@ async fn tls_python_client_that_never_reads_is_reset_at_shutdown() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "never-read\n");
 }
+
+/// The contrast: plain hyper on tokio-rustls, whose `shutdown()` sends
+/// close_notify and then a FIN, and then closes the socket. A client that
+/// reads to the close_notify and closes without its own (Python's `close()`)
+/// sends only a FIN: the server keeps one TIME-WAIT per connection. The
+/// census in the tests above can fail.
+///
+/// (With curl, which answers with its own close_notify, the server kept no
+/// TIME-WAIT here: curl's alert meets the socket hyper already closed and the
+/// kernel resets the connection, golang/go#71172's failure mode; measured on
+/// Linux 6.x: three more `TcpOutRsts` for three connections.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_plain_hyper_on_tokio_rustls_leaves_server_time_wait() {
+    let test = "tls_plain_hyper_on_tokio_rustls_leaves_server_time_wait";
+    if !farewell_lab::support::tools::require(test, &["python3"]) {
+        return;
+    }
+    let cert = Cert::new(test);
+    let listener = quiet_listener();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor =
+        farewell::tls::tokio_rustls::TlsAcceptor::from(Arc::new(cert.made.server_config()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(farewell_lab::support::http_baseline::serve_tls(
+        listener,
+        acceptor,
+        hyper::service::service_fn(farewell_lab::support::http_demo::handle),
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(3),
+    ));
+    for _ in 0..3 {
+        let out = python_tls(&cert, port, N, "no-close-notify", "0").await;
+        assert_eq!(out, format!("ok {N} close_notify\n"));
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(20), done)
+        .await
+        .unwrap()
+        .unwrap();
+    let counts = settled_server_sockets(port).await;
+    assert_eq!(
+        counts.get(farewell::TcpState::TimeWait),
+        3,
+        "the server's FIN went first: {counts:?}"
+    );
+}
