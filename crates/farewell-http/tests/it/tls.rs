@@ -119,12 +119,13 @@ async fn tls_curl_http1_connection_close_bodies_whole_no_server_time_wait() {
     )
     .await;
     assert_bodies(&out.stdout, 3);
-    // curl's trace: it read the server's close_notify on each connection.
+    // curl reads the server's close_notify only if it has arrived when curl
+    // closes (one non-blocking read), so this is shown, not asserted; the
+    // s_client and Python tests assert it.
     let trace = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        trace.matches("(IN), TLS alert, close notify").count(),
-        3,
-        "{trace}"
+    eprintln!(
+        "curl read the server's close_notify on {} of 3 connections",
+        trace.matches("(IN), TLS alert, close notify").count()
     );
     let seen = endings(&server);
     let outcomes = Arc::clone(&server.outcomes);
@@ -269,6 +270,7 @@ fn response_body(response: &[u8]) -> &[u8] {
 ///
 /// * `close-notify`: then `unwrap()`: its own close_notify, then close;
 /// * `no-close-notify`: then `close()` (Python sends no close_notify);
+/// * `fin-then-close`: then waits for the server's TCP FIN, and `close()`;
 /// * `late-reader`: reads nothing for `wait` seconds (the server's grace
 ///   passes meanwhile), then reads what its kernel kept, and closes;
 /// * `never-read`: reads nothing for `wait` seconds, then closes;
@@ -317,6 +319,10 @@ expected = bytes(97 + i % 26 for i in range(26)) * (n // 26 + 1)
 assert body == expected[:n], ("body differs from the pattern", len(body), n)
 if mode == "close-notify":
     s.unwrap().close()
+elif mode == "fin-then-close":
+    # Past TLS, on the TCP socket itself: wait for the server's FIN.
+    assert socket.socket.recv(s, 1) == b"", "nothing after close_notify but the FIN"
+    s.close()
 else:
     s.close()
 print("ok", len(body), how)
@@ -490,8 +496,9 @@ async fn tls_python_client_that_never_reads_is_reset_at_shutdown() {
 
 /// The contrast: plain hyper on tokio-rustls, whose `shutdown()` sends
 /// close_notify and then a FIN, and then closes the socket. A client that
-/// reads to the close_notify and closes without its own (Python's `close()`)
-/// sends only a FIN: the server keeps one TIME-WAIT per connection. The
+/// reads to the close_notify and the FIN and then closes without its own
+/// close_notify (Python's `close()`) sends only a FIN: the server keeps one
+/// TIME-WAIT per connection. The
 /// census in the tests above can fail.
 ///
 /// (With curl, which answers with its own close_notify, the server kept no
@@ -520,7 +527,7 @@ async fn tls_plain_hyper_on_tokio_rustls_leaves_server_time_wait() {
         Duration::from_secs(3),
     ));
     for _ in 0..3 {
-        let out = python_tls(&cert, port, N, "no-close-notify", "0").await;
+        let out = python_tls(&cert, port, N, "fin-then-close", "0").await;
         assert_eq!(out, format!("ok {N} close_notify\n"));
     }
     let _ = stop.send(());
