@@ -299,7 +299,8 @@ pub unsafe extern "C" fn fw_closer_new(
             .max_blocking_threads(1)
             .thread_name("farewell")
             .on_thread_start(|| LIBRARY_THREAD.with(|t| t.set(true)))
-            .enable_all()
+            .enable_io()
+            .enable_time()
             .build();
         let Ok(runtime) = runtime else {
             return FW_ERR_RUNTIME;

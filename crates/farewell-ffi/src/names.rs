@@ -6,9 +6,8 @@
 //! is `OTHER`: what this header does not know yet (the outcome's `*_name`
 //! fields still carry its real name).
 
-use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use farewell::{Delivery, Ending, TimeWait};
 
@@ -169,20 +168,20 @@ pub extern "C" fn fw_delivery_name(delivery: fw_delivery) -> *const c_char {
 /// A static NUL-terminated copy of one of farewell's static names (endings,
 /// policies, TCP states). Each distinct name is copied once and kept for the
 /// life of the process: a bounded set, so an outcome can carry the real name
-/// of an ending this crate has no code for yet.
+/// of an ending this crate has no code for yet. (A `Vec`, not a `HashMap`:
+/// a few dozen names, and valgrind sees every copy as reachable.)
 pub(crate) fn c_name(name: &'static str) -> *const c_char {
-    static NAMES: OnceLock<Mutex<HashMap<&'static str, &'static CStr>>> = OnceLock::new();
+    static NAMES: Mutex<Vec<(&'static str, &'static CStr)>> = Mutex::new(Vec::new());
     let mut names = NAMES
-        .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    names
-        .entry(name)
-        .or_insert_with(|| {
-            let owned = CString::new(name).unwrap_or_else(|_| CString::from(c"?"));
-            Box::leak(owned.into_boxed_c_str())
-        })
-        .as_ptr()
+    if let Some(&(_, copy)) = names.iter().find(|&&(n, _)| n == name) {
+        return copy.as_ptr();
+    }
+    let owned = CString::new(name).unwrap_or_else(|_| CString::from(c"?"));
+    let copy: &'static CStr = Box::leak(owned.into_boxed_c_str());
+    names.push((name, copy));
+    copy.as_ptr()
 }
 
 #[cfg(test)]
