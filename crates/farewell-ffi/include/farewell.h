@@ -86,7 +86,8 @@
 #define FW_ERR_NOT_CONNECTED -6
 
 /**
- * The library already owns this descriptor: it was handed over twice.
+ * The library already owns this descriptor: it was handed over twice (to
+ * this closer or to another one of the process).
  */
 #define FW_ERR_ALREADY_OWNED -7
 
@@ -481,9 +482,9 @@ int fw_closer_new(const struct fw_options *options, struct fw_closer **closer);
  * Checked in this order: `FW_ERR_NULL` (`closer`, or `goodbye` with `len` >
  * 0), `FW_ERR_GOODBYE_TOO_LONG` (`len` > `FW_GOODBYE_MAX`; `goodbye` is not
  * read), `FW_ERR_BAD_FD`, `FW_ERR_NOT_SOCKET`, `FW_ERR_NOT_TCP`,
- * `FW_ERR_LISTENING`, `FW_ERR_NOT_CONNECTED`, `FW_ERR_ALREADY_OWNED` (this
- * closer owns `fd` already: a second hand-over is refused, and the first
- * teardown goes on), then `FW_ERR_OS`, `FW_ERR_REGISTER`.
+ * `FW_ERR_LISTENING`, `FW_ERR_NOT_CONNECTED`, `FW_ERR_ALREADY_OWNED` (a
+ * closer of this process owns `fd` already: a second hand-over is refused,
+ * and the first teardown goes on), then `FW_ERR_OS`, `FW_ERR_REGISTER`.
  *
  * # Safety
  *

@@ -5,17 +5,18 @@
 //! carries no descriptor, and matching by addresses fails for a connection the
 //! peer reset before the teardown asked for them. The closer keeps a table of
 //! the descriptors it owns (number, socket identity, that hand-over's
-//! `Closer`): it finds descriptors handed over twice and hurries every
-//! teardown at shutdown.
+//! `Closer`) to hurry every teardown at shutdown, and the process keeps one
+//! table of every descriptor any closer owns ([`OWNED`]), to refuse one
+//! handed over twice, to the same closer or to another.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_void;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -44,6 +45,23 @@ const HURRY_WAIT: Duration = Duration::from_secs(2);
 /// every ending this crate has no code for).
 const ENDING_CODES: usize = FW_ENDING_RESET_AT_DEADLINE as usize + 1;
 
+/// Every descriptor a closer of this process owns: its socket's identity and
+/// the hand-over's generation. A number seen again with the same socket
+/// behind it is a second hand-over; with another socket, the number was
+/// closed by its teardown and reused (the report is on the way), and is
+/// taken. (A `BTreeMap`: valgrind sees its nodes as reachable at exit.)
+static OWNED: LazyLock<Mutex<BTreeMap<RawFd, (SocketId, u64)>>> = LazyLock::new(Mutex::default);
+
+/// Tells hand-overs of one number apart, across closers.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+fn owned() -> MutexGuard<'static, BTreeMap<RawFd, (SocketId, u64)>> {
+    // Nothing panics while holding the lock; if something did, the table is still sound.
+    OWNED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 thread_local! {
     /// True on the closer's own threads, where `fw_closer_free` would wait for itself.
     static LIBRARY_THREAD: Cell<bool> = const { Cell::new(false) };
@@ -64,7 +82,6 @@ struct Shared {
     /// Signalled when `in_flight` drops to 0.
     idle: Condvar,
     callback: Option<Callback>,
-    next_generation: AtomicU64,
     started: AtomicU64,
     peer_closed: AtomicU64,
     we_reset: AtomicU64,
@@ -81,9 +98,6 @@ struct State {
 
 /// A descriptor the closer owns, until its teardown reports.
 struct Owned {
-    /// Which socket it is: a number seen again with another socket behind it
-    /// was closed by its teardown and reused (its report is on the way).
-    id: SocketId,
     /// Tells this hand-over's report from a later one of the same number.
     generation: u64,
     /// This teardown's closer, to hurry it.
@@ -143,6 +157,11 @@ impl Shared {
                 Some(owned) if owned.generation == generation => state.owned.remove(&fd),
                 _ => None,
             };
+            let mut everywhere = owned();
+            if everywhere.get(&fd).is_some_and(|&(_, g)| g == generation) {
+                everywhere.remove(&fd);
+            }
+            drop(everywhere);
             state.in_flight -= 1;
             if state.in_flight == 0 {
                 self.idle.notify_all();
@@ -181,8 +200,10 @@ impl fw_closer {
             Ok(id) => id,
             Err(code) => return code,
         };
+        // Lock order: the closer's state, then the process's table.
         let mut state = self.shared.lock();
-        if state.owned.get(&fd).is_some_and(|owned| owned.id == id) {
+        let mut everywhere = owned();
+        if everywhere.get(&fd).is_some_and(|&(owner, _)| owner == id) {
             return FW_ERR_ALREADY_OWNED;
         }
         let _runtime = self.runtime.enter();
@@ -198,7 +219,7 @@ impl fw_closer {
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
             return FW_ERR_REGISTER; // tokio closed it
         };
-        let generation = self.shared.next_generation.fetch_add(1, Ordering::Relaxed);
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&self.shared);
         let closer = farewell::Closer::builder(self.policy)
             .runtime(self.runtime.handle().clone())
@@ -208,11 +229,12 @@ impl fw_closer {
             closer.hurry();
         }
         let owned = Owned {
-            id,
             generation,
             closer: closer.clone(),
         };
         // A stale entry for this number (closed, report on the way) is replaced.
+        everywhere.insert(fd, (id, generation));
+        drop(everywhere);
         state.owned.insert(fd, owned);
         state.in_flight += 1;
         drop(state);
@@ -240,8 +262,19 @@ impl fw_closer {
         // Whatever is still running is dropped here: its socket closes plainly.
         runtime.shutdown_timeout(Duration::from_secs(1));
         // The table's closers hold hooks that hold `shared`: break the cycle.
-        let owned = std::mem::take(&mut shared.lock().owned);
-        drop(owned);
+        // Teardowns dropped unfinished leave the process's table too.
+        let left = std::mem::take(&mut shared.lock().owned);
+        let mut everywhere = owned();
+        for (fd, entry) in &left {
+            if everywhere
+                .get(fd)
+                .is_some_and(|&(_, g)| g == entry.generation)
+            {
+                everywhere.remove(fd);
+            }
+        }
+        drop(everywhere);
+        drop(left);
         if idle {
             FW_OK
         } else {
@@ -316,7 +349,6 @@ pub unsafe extern "C" fn fw_closer_new(
                 function,
                 user: options.user,
             }),
-            next_generation: AtomicU64::new(0),
             started: AtomicU64::new(0),
             peer_closed: AtomicU64::new(0),
             we_reset: AtomicU64::new(0),
@@ -350,9 +382,9 @@ pub unsafe extern "C" fn fw_closer_new(
 /// Checked in this order: `FW_ERR_NULL` (`closer`, or `goodbye` with `len` >
 /// 0), `FW_ERR_GOODBYE_TOO_LONG` (`len` > `FW_GOODBYE_MAX`; `goodbye` is not
 /// read), `FW_ERR_BAD_FD`, `FW_ERR_NOT_SOCKET`, `FW_ERR_NOT_TCP`,
-/// `FW_ERR_LISTENING`, `FW_ERR_NOT_CONNECTED`, `FW_ERR_ALREADY_OWNED` (this
-/// closer owns `fd` already: a second hand-over is refused, and the first
-/// teardown goes on), then `FW_ERR_OS`, `FW_ERR_REGISTER`.
+/// `FW_ERR_LISTENING`, `FW_ERR_NOT_CONNECTED`, `FW_ERR_ALREADY_OWNED` (a
+/// closer of this process owns `fd` already: a second hand-over is refused,
+/// and the first teardown goes on), then `FW_ERR_OS`, `FW_ERR_REGISTER`.
 ///
 /// # Safety
 ///

@@ -22,7 +22,8 @@ pub const FW_ERR_LISTENING: c_int = -5;
 /// over (reset by the peer). Close it yourself: it has nothing left to send
 /// and leaves no TIME-WAIT.
 pub const FW_ERR_NOT_CONNECTED: c_int = -6;
-/// The library already owns this descriptor: it was handed over twice.
+/// The library already owns this descriptor: it was handed over twice (to
+/// this closer or to another one of the process).
 pub const FW_ERR_ALREADY_OWNED: c_int = -7;
 /// The goodbye is longer than `FW_GOODBYE_MAX` bytes.
 pub const FW_ERR_GOODBYE_TOO_LONG: c_int = -8;

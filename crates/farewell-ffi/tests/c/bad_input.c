@@ -147,6 +147,12 @@ int main(void) {
     /* Hand-overs: with a goodbye, twice, and with no goodbye (NULL, 0). */
     expect("fw_close(connection, goodbye)", fw_close(closer, server1, (const uint8_t *)bye, strlen(bye)), FW_OK);
     expect("fw_close(same descriptor again)", fw_close(closer, server1, (const uint8_t *)bye, strlen(bye)), FW_ERR_ALREADY_OWNED);
+    {
+        fw_closer *other = NULL;
+        expect("fw_closer_new(NULL options): a second closer", fw_closer_new(NULL, &other), FW_OK);
+        expect("fw_close(same descriptor, to the second closer)", fw_close(other, server1, NULL, 0), FW_ERR_ALREADY_OWNED);
+        expect("fw_closer_free(second closer, 0), nothing in flight", fw_closer_free(other, 0), FW_OK);
+    }
     server2 = connected(lfd, &addr, &client2);
     expect("fw_close(connection, NULL goodbye, len 0)", fw_close(closer, server2, NULL, 0), FW_OK);
     expect("fw_close(same descriptor again, no goodbye)", fw_close(closer, server2, NULL, 0), FW_ERR_ALREADY_OWNED);
