@@ -9,7 +9,7 @@
 //! fails under `FAREWELL_REQUIRE_TOOLS`, as `scripts/test` sets it).
 
 mod bad_input;
-mod libuv;
+mod examples;
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,4 +1,6 @@
-//! `examples/libuv/echo_server.c` against clients we did not write.
+//! The echo servers of `examples/libuv` and `examples/epoll` against clients
+//! we did not write: the same protocol, arguments and output, so the same
+//! scenarios run against both.
 
 use std::time::Duration;
 
@@ -11,17 +13,37 @@ use super::{
     Server,
 };
 
+/// Which example.
+#[derive(Clone, Copy)]
+enum Example {
+    Libuv,
+    Epoll,
+}
+
 /// The example, built against the shared library; None when a tool is missing.
-fn echo_server(test: &str) -> Option<std::path::PathBuf> {
-    if !require(test, &["cc", "pkg-config", "python3", "nc"]) || !require_libuv(test) {
+fn echo_server(test: &str, example: Example) -> Option<std::path::PathBuf> {
+    if !require(test, &["cc", "python3", "nc"]) {
         return None;
     }
-    Some(compile(
-        "examples/libuv/echo_server.c",
-        "libuv_echo_server",
-        Link::Shared,
-        &libuv_flags(),
-    ))
+    Some(match example {
+        Example::Libuv => {
+            if !require(test, &["pkg-config"]) || !require_libuv(test) {
+                return None;
+            }
+            compile(
+                "examples/libuv/echo_server.c",
+                "libuv_echo_server",
+                Link::Shared,
+                &libuv_flags(),
+            )
+        }
+        Example::Epoll => compile(
+            "examples/epoll/echo_server.c",
+            "epoll_echo_server",
+            Link::Shared,
+            &[],
+        ),
+    })
 }
 
 /// `field=value` of an outcome or client line.
@@ -33,8 +55,43 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
 
 #[test]
 fn libuv_example_leaves_no_server_time_wait_with_real_clients() {
-    let test = "libuv_example_leaves_no_server_time_wait_with_real_clients";
-    let Some(exe) = echo_server(test) else { return };
+    clients_end_without_server_time_wait(
+        "libuv_example_leaves_no_server_time_wait_with_real_clients",
+        Example::Libuv,
+    );
+}
+
+#[test]
+fn epoll_example_leaves_no_server_time_wait_with_real_clients() {
+    clients_end_without_server_time_wait(
+        "epoll_example_leaves_no_server_time_wait_with_real_clients",
+        Example::Epoll,
+    );
+}
+
+#[test]
+fn libuv_example_shutdown_hurries_teardowns_in_their_grace() {
+    shutdown_hurries_teardowns_in_their_grace(
+        "libuv_example_shutdown_hurries_teardowns_in_their_grace",
+        Example::Libuv,
+    );
+}
+
+#[test]
+fn epoll_example_shutdown_hurries_teardowns_in_their_grace() {
+    shutdown_hurries_teardowns_in_their_grace(
+        "epoll_example_shutdown_hurries_teardowns_in_their_grace",
+        Example::Epoll,
+    );
+}
+
+/// Cooperative clients (Python, `nc -N`) keep TIME-WAIT themselves; ignoring
+/// and silent ones (Python, a silent `nc`) are reset once their goodbye is
+/// ACKed; the server keeps nothing in the kernel's table.
+fn clients_end_without_server_time_wait(test: &str, example: Example) {
+    let Some(exe) = echo_server(test, example) else {
+        return;
+    };
     let port = quiet_port();
     // handshake 500 ms, idle 500 ms, grace 700 ms
     let args: Vec<String> = [port.to_string(), "500".into(), "500".into(), "700".into()].into();
@@ -65,7 +122,7 @@ fn libuv_example_leaves_no_server_time_wait_with_real_clients() {
     for (name, out) in &outputs {
         println!("{name}: {}", out.trim_end().replace('\n', "\\n"));
     }
-    println!("--- server (echo_server {})", args.join(" "));
+    println!("--- server ({} {})", exe.display(), args.join(" "));
     for line in &outcomes {
         println!("{line}");
     }
@@ -154,10 +211,13 @@ fn libuv_example_leaves_no_server_time_wait_with_real_clients() {
     );
 }
 
-#[test]
-fn libuv_example_shutdown_hurries_teardowns_in_their_grace() {
-    let test = "libuv_example_shutdown_hurries_teardowns_in_their_grace";
-    let Some(exe) = echo_server(test) else { return };
+/// SIGTERM while two teardowns wait in a 10 s grace: `fw_closer_free(closer,
+/// 2000)` gives them 2 s, then hurries both to a reset after their ACKed
+/// goodbye; nothing is left on either side.
+fn shutdown_hurries_teardowns_in_their_grace(test: &str, example: Example) {
+    let Some(exe) = echo_server(test, example) else {
+        return;
+    };
     let port = quiet_port();
     // handshake 5 s, idle 30 s, grace 10 s: nothing ends by itself during the test.
     let args: Vec<String> = [
