@@ -32,17 +32,12 @@ fn echo_server(test: &str, example: Example) -> Option<std::path::PathBuf> {
             }
             compile(
                 "examples/libuv/echo_server.c",
-                "libuv_echo_server",
+                test,
                 Link::Shared,
                 &libuv_flags(),
             )
         }
-        Example::Epoll => compile(
-            "examples/epoll/echo_server.c",
-            "epoll_echo_server",
-            Link::Shared,
-            &[],
-        ),
+        Example::Epoll => compile("examples/epoll/echo_server.c", test, Link::Shared, &[]),
     })
 }
 

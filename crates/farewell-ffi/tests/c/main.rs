@@ -71,6 +71,11 @@ fn require_libuv(test: &str) -> bool {
     false
 }
 
+/// One `cc` at a time: with two running at once from parallel tests, running
+/// one test's fresh executable now and then failed with ETXTBSY ("text file
+/// busy"), as if the other link still held it open for writing.
+static COMPILING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How a C program links libfarewell.
 enum Link {
     /// Against `libfarewell_ffi.so`, found at run time through an rpath.
@@ -81,7 +86,9 @@ enum Link {
 
 /// Compiles `source` (relative to this crate) into an executable named
 /// `name`, as C99 with every warning an error, against the header and the
-/// library; `extra` are more arguments (e.g. libuv's flags).
+/// library; `extra` are more arguments (e.g. libuv's flags). Give each test
+/// its own `name`: tests run in parallel, and running a file another test is
+/// writing fails (`ETXTBSY`).
 fn compile(source: &str, name: &str, link: Link, extra: &[String]) -> PathBuf {
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-c");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -115,7 +122,10 @@ fn compile(source: &str, name: &str, link: Link, extra: &[String]) -> PathBuf {
         }
     }
     cc.args(extra);
-    let output = cc.output().expect("run cc");
+    let output = {
+        let _one_at_a_time = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
+        cc.output().expect("run cc")
+    };
     assert!(
         output.status.success() && output.stderr.is_empty(),
         "cc {source}:\n{}",
