@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Which example.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Example {
     Libuv,
     Epoll,
@@ -117,14 +117,16 @@ fn clients_end_without_server_time_wait(test: &str, example: Example) {
     for (name, out) in &outputs {
         println!("{name}: {}", out.trim_end().replace('\n', "\\n"));
     }
-    println!("--- server ({} {})", exe.display(), args.join(" "));
+    println!("--- server: {example:?} echo_server {}", args.join(" "));
     for line in &outcomes {
         println!("{line}");
     }
     println!("--- the kernel's table for port {port} (sock_diag), listener included");
     println!("{}", table(port));
     println!(
-        "server side, listener left out: {server_side:?}; client TIME-WAIT: {client_time_wait}"
+        "server side, listener left out: {} sockets, {} in TIME-WAIT; client side in TIME-WAIT: {client_time_wait}",
+        server_side.total(),
+        server_side.get(TcpState::TimeWait)
     );
 
     // Each python client's outcome, found by its port.
