@@ -365,3 +365,42 @@ fn table(port: u16) -> String {
     }
     rows.join("\n")
 }
+
+/// The functions `include/farewell.h` declares.
+fn declared_functions() -> Vec<String> {
+    let header = std::fs::read_to_string(crate_dir().join("include/farewell.h")).unwrap();
+    let mut names: Vec<String> = header
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with('#') && !l.starts_with("typedef"))
+        .filter_map(|l| {
+            let before = l.split('(').next()?;
+            let name = before.rsplit([' ', '*']).next()?;
+            (l.contains('(') && name.starts_with("fw_")).then(|| name.to_owned())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_shared_library_exports_exactly_the_headers_functions() {
+    if !farewell_lab::support::tools::require(
+        "the_shared_library_exports_exactly_the_headers_functions",
+        &["nm"],
+    ) {
+        return;
+    }
+    let output = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(lib_dir().join("libfarewell_ffi.so"))
+        .output()
+        .expect("run nm");
+    let mut exported: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    exported.sort();
+    let declared = declared_functions();
+    assert!(declared.len() >= 18, "{declared:?}");
+    assert_eq!(exported, declared);
+}

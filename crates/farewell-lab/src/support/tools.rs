@@ -23,6 +23,7 @@ pub fn debian_package(tool: &str) -> &str {
         "python3" => "python3",
         "cc" => "gcc",
         "c++" => "g++",
+        "nm" => "binutils",
         other => other,
     }
 }
