@@ -56,88 +56,88 @@
  * A pointer argument that must not be NULL was NULL (or a goodbye pointer
  * was NULL with a non-zero length).
  */
-#define FW_ERR_NULL -1
+#define FW_ERR_NULL (-1)
 
 /**
  * The descriptor is not open (negative, or `EBADF`).
  */
-#define FW_ERR_BAD_FD -2
+#define FW_ERR_BAD_FD (-2)
 
 /**
  * The descriptor is open but is not a socket (a file, a pipe, ...).
  */
-#define FW_ERR_NOT_SOCKET -3
+#define FW_ERR_NOT_SOCKET (-3)
 
 /**
  * The socket is not TCP over IPv4 or IPv6 (UDP, a Unix socket, ...).
  */
-#define FW_ERR_NOT_TCP -4
+#define FW_ERR_NOT_TCP (-4)
 
 /**
  * The socket is listening: only connections can be handed over.
  */
-#define FW_ERR_LISTENING -5
+#define FW_ERR_LISTENING (-5)
 
 /**
  * The socket is not connected: it never was, or the connection is already
  * over (reset by the peer). Close it yourself: it has nothing left to send
  * and leaves no TIME-WAIT.
  */
-#define FW_ERR_NOT_CONNECTED -6
+#define FW_ERR_NOT_CONNECTED (-6)
 
 /**
  * The library already owns this descriptor: it was handed over twice (to
  * this closer or to another one of the process).
  */
-#define FW_ERR_ALREADY_OWNED -7
+#define FW_ERR_ALREADY_OWNED (-7)
 
 /**
  * The goodbye is longer than `FW_GOODBYE_MAX` bytes.
  */
-#define FW_ERR_GOODBYE_TOO_LONG -8
+#define FW_ERR_GOODBYE_TOO_LONG (-8)
 
 /**
  * The policy name is not one the library knows (see `fw_options_set_policy`).
  */
-#define FW_ERR_UNKNOWN_POLICY -9
+#define FW_ERR_UNKNOWN_POLICY (-9)
 
 /**
  * A setting or a size is out of range, or does not apply to the policy.
  */
-#define FW_ERR_INVALID_ARGUMENT -10
+#define FW_ERR_INVALID_ARGUMENT (-10)
 
 /**
  * `fw_closer_free` was called from the library's own thread (an outcome
  * callback); nothing was freed.
  */
-#define FW_ERR_IN_CALLBACK -11
+#define FW_ERR_IN_CALLBACK (-11)
 
 /**
  * `fw_closer_free`: some teardowns had not ended after the deadline and the
  * hurry; their sockets were closed without an outcome. Everything was freed.
  */
-#define FW_ERR_TIMED_OUT -12
+#define FW_ERR_TIMED_OUT (-12)
 
 /**
  * The library could not start its thread.
  */
-#define FW_ERR_RUNTIME -13
+#define FW_ERR_RUNTIME (-13)
 
 /**
  * The library could not watch the descriptor (the epoll limits); it had
  * taken the descriptor and closed it.
  */
-#define FW_ERR_REGISTER -14
+#define FW_ERR_REGISTER (-14)
 
 /**
  * An unexpected system call error; the descriptor stays with the caller.
  */
-#define FW_ERR_OS -15
+#define FW_ERR_OS (-15)
 
 /**
  * A bug in the library (a Rust panic, caught at the boundary).
  */
-#define FW_ERR_PANIC -16
+#define FW_ERR_PANIC (-16)
 
 /**
  * The most threads a closer may run its teardowns on.

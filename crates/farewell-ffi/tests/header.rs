@@ -23,7 +23,24 @@ fn generated() -> String {
         .generate()
         .expect("cbindgen parses the crate")
         .write(&mut out);
-    String::from_utf8(out).expect("the header is UTF-8")
+    let header = String::from_utf8(out).expect("the header is UTF-8");
+    parenthesize_negative_defines(&header)
+}
+
+/// `#define FW_ERR_NULL -1` becomes `#define FW_ERR_NULL (-1)`, so that
+/// `x-FW_ERR_NULL` means what it says (cbindgen drops the Rust source's parentheses).
+fn parenthesize_negative_defines(header: &str) -> String {
+    let mut out = String::with_capacity(header.len() + 64);
+    for line in header.split_inclusive('\n') {
+        let mut parts = line.trim_end_matches('\n').splitn(3, ' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("#define"), Some(name), Some(value)) if value.starts_with('-') => {
+                out.push_str(&format!("#define {name} ({value})\n"));
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
 }
 
 #[test]
