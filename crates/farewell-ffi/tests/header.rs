@@ -3,7 +3,8 @@
 //!
 //! The header is committed (C users read it without building anything) and
 //! generated here rather than by a build script: `cargo build` then needs no
-//! cbindgen and never writes into the source tree. After changing the C API,
+//! cbindgen and never writes into the source tree. One step follows cbindgen:
+//! negative `#define`s get parentheses. After changing the C API,
 //! regenerate it with `FAREWELL_BLESS_HEADER=1 cargo test -p farewell-ffi --test header`.
 
 use std::path::{Path, PathBuf};
