@@ -160,3 +160,21 @@ fn one_closer_takes_connections_from_many_threads_at_once() {
     assert_eq!(unsafe { fw_closer_free(closer, 1000) }, FW_OK);
     assert_eq!(OUTCOMES.load(Ordering::SeqCst), THREADS * EACH);
 }
+
+#[test]
+fn an_ipv6_connection_is_taken_too() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: an_ipv6_connection_is_taken_too: no ::1 here");
+        return;
+    };
+    let closer = closer(c"abort", None, std::ptr::null_mut());
+    let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let fd = listener.accept().unwrap().0.into_raw_fd();
+    // SAFETY: a live closer; `fd` is ours to hand over.
+    assert_eq!(unsafe { fw_close(closer, fd, b"BYE\n".as_ptr(), 4) }, FW_OK);
+    let done = wait_finished(closer, 1);
+    assert_eq!(done.finished, 1);
+    assert_eq!(done.we_reset, 1);
+    // SAFETY: a live closer, freed once.
+    assert_eq!(unsafe { fw_closer_free(closer, 1000) }, FW_OK);
+}
