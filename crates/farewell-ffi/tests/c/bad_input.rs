@@ -12,12 +12,7 @@ fn bad_input(test: &str, tools: &[&str]) -> Option<std::path::PathBuf> {
         return None;
     }
     // Static: the test also proves libfarewell_ffi.a links with the documented flags.
-    Some(compile(
-        "tests/c/bad_input.c",
-        "bad_input",
-        Link::Static,
-        &[],
-    ))
+    Some(compile("tests/c/bad_input.c", test, Link::Static, &[]))
 }
 
 #[test]

@@ -71,11 +71,6 @@ fn require_libuv(test: &str) -> bool {
     false
 }
 
-/// One `cc` at a time: with two running at once from parallel tests, running
-/// one test's fresh executable now and then failed with ETXTBSY ("text file
-/// busy"), as if the other link still held it open for writing.
-static COMPILING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// How a C program links libfarewell.
 enum Link {
     /// Against `libfarewell_ffi.so`, found at run time through an rpath.
@@ -122,10 +117,7 @@ fn compile(source: &str, name: &str, link: Link, extra: &[String]) -> PathBuf {
         }
     }
     cc.args(extra);
-    let output = {
-        let _one_at_a_time = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
-        cc.output().expect("run cc")
-    };
+    let output = cc.output().expect("run cc");
     assert!(
         output.status.success() && output.stderr.is_empty(),
         "cc {source}:\n{}",
