@@ -302,6 +302,22 @@ typedef struct fw_outcome {
    * The peer's address, same format; `""` when unknown.
    */
   char peer[FW_ADDR_LEN];
+  /**
+   * Bytes the peer's kernel ACKed during the teardown (`tcpi_bytes_acked`;
+   * what the application wrote just before the hand-over counts too, our
+   * FIN does not). Added in 0.1.0 with the delivery phase: check
+   * `FW_HAS_FIELD(o, fw_outcome, bytes_delivered)`.
+   */
+  uint64_t bytes_delivered;
+  /**
+   * Microseconds spent delivering what was written (until all of it was
+   * ACKed, or the teardown gave up on it).
+   */
+  uint64_t deliver_us;
+  /**
+   * Microseconds of grace after delivery, waiting for the peer's FIN.
+   */
+  uint64_t grace_us;
 } fw_outcome;
 
 /**
@@ -323,7 +339,7 @@ typedef void (*fw_outcome_fn)(const struct fw_outcome *outcome, void *user);
 #define FW_ENDING_PEER_CLOSED 1
 
 /**
- * Peer-first: the grace passed without the peer's FIN; reset after the goodbye was ACKed (or the confirmation wait ended).
+ * Peer-first: everything written was ACKed, then the grace passed without the peer's FIN; reset.
  */
 #define FW_ENDING_RESET_AFTER_GRACE 2
 
@@ -396,6 +412,18 @@ typedef void (*fw_outcome_fn)(const struct fw_outcome *outcome, void *user);
  * The closer was hurried (`fw_closer_free`'s deadline) before the peer's FIN; reset after one probe of the goodbye's ACK.
  */
 #define FW_ENDING_RESET_AT_DEADLINE 16
+
+/**
+ * Delivery stalled: what we wrote was still unacknowledged and the peer ACKed
+ * nothing more for the stall timeout (it stopped reading, or vanished); reset.
+ */
+#define FW_ENDING_RESET_DELIVERY_STALLED 17
+
+/**
+ * Peer-first: the peer was still taking bytes when the delivery timeout
+ * (the total cap) passed; reset.
+ */
+#define FW_ENDING_RESET_DELIVERY_TIMEOUT 18
 
 /**
  * A value this header does not know (a newer library); see `fw_outcome.time_wait_name`.
@@ -565,8 +593,9 @@ const char *fw_time_wait_name(fw_time_wait time_wait);
 const char *fw_delivery_name(fw_delivery delivery);
 
 /**
- * New options with the defaults: policy `"peer-first"` (grace 2 s, confirm
- * timeout 1 s, drain limit 256 KiB), one thread, no callback. NULL only if
+ * New options with the defaults: policy `"peer-first"` (stall timeout 15 s,
+ * delivery timeout 60 s, grace 2 s, drain limit 256 KiB), one thread, no
+ * callback. NULL only if
  * memory ran out.
  */
 struct fw_options *fw_options_new(void);
@@ -596,8 +625,9 @@ int fw_options_set_policy(struct fw_options *options, const char *name);
 
 /**
  * Sets the policy's main deadline in milliseconds: the grace of peer-first
- * (how long the peer has to close after the goodbye), the flush timeout of
- * plain, the total time of lingering, the FIN-ACK timeout of fin-then-reset.
+ * (how long the peer has to close once the goodbye was delivered), the cap
+ * of plain's flush, the total time of lingering, the FIN-ACK cap of
+ * fin-then-reset.
  * Clamped to 24 hours. Abort and silent have none.
  *
  * # Safety
@@ -607,15 +637,29 @@ int fw_options_set_policy(struct fw_options *options, const char *name);
 int fw_options_set_grace_ms(struct fw_options *options, uint64_t ms);
 
 /**
- * Peer-first only: after the grace, how long to wait for the goodbye's ACK
- * before resetting anyway (default 1000 ms). `fw_closer_new` returns
- * `FW_ERR_INVALID_ARGUMENT` if the policy is not peer-first.
+ * How long delivering what was written may go without progress (no byte
+ * newly ACKed by the peer's kernel) before the teardown gives up and resets
+ * (default 15000 ms): peer-first, plain and fin-then-reset. A peer that
+ * keeps taking bytes, however slowly, is never cut by it. `fw_closer_new`
+ * returns `FW_ERR_INVALID_ARGUMENT` for the other policies.
  *
  * # Safety
  *
  * `options` is NULL or a live pointer from `fw_options_new`.
  */
-int fw_options_set_confirm_timeout_ms(struct fw_options *options, uint64_t ms);
+int fw_options_set_stall_timeout_ms(struct fw_options *options, uint64_t ms);
+
+/**
+ * Peer-first only: the cap on delivering the goodbye, from the start of the
+ * teardown, even to a peer that is still taking bytes (default 60000 ms).
+ * `fw_closer_new` returns `FW_ERR_INVALID_ARGUMENT` if the policy is not
+ * peer-first.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live pointer from `fw_options_new`.
+ */
+int fw_options_set_delivery_timeout_ms(struct fw_options *options, uint64_t ms);
 
 /**
  * Peer-first only: the most bytes read and discarded from a peer before it

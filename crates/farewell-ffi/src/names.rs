@@ -20,7 +20,7 @@ pub type fw_ending = u32;
 pub const FW_ENDING_OTHER: fw_ending = 0;
 /// The peer sent its FIN first; we closed after it. The peer keeps TIME-WAIT.
 pub const FW_ENDING_PEER_CLOSED: fw_ending = 1;
-/// Peer-first: the grace passed without the peer's FIN; reset after the goodbye was ACKed (or the confirmation wait ended).
+/// Peer-first: everything written was ACKed, then the grace passed without the peer's FIN; reset.
 pub const FW_ENDING_RESET_AFTER_GRACE: fw_ending = 2;
 /// Peer-first: the peer sent more than the drain limit; reset.
 pub const FW_ENDING_RESET_ON_DRAIN_LIMIT: fw_ending = 3;
@@ -50,6 +50,12 @@ pub const FW_ENDING_SILENT_REFUSED_RESET: fw_ending = 14;
 pub const FW_ENDING_NOT_ESTABLISHED: fw_ending = 15;
 /// The closer was hurried (`fw_closer_free`'s deadline) before the peer's FIN; reset after one probe of the goodbye's ACK.
 pub const FW_ENDING_RESET_AT_DEADLINE: fw_ending = 16;
+/// Delivery stalled: what we wrote was still unacknowledged and the peer ACKed
+/// nothing more for the stall timeout (it stopped reading, or vanished); reset.
+pub const FW_ENDING_RESET_DELIVERY_STALLED: fw_ending = 17;
+/// Peer-first: the peer was still taking bytes when the delivery timeout
+/// (the total cap) passed; reset.
+pub const FW_ENDING_RESET_DELIVERY_TIMEOUT: fw_ending = 18;
 
 /// Who keeps the connection's TIME-WAIT entry (`farewell::TimeWait`).
 #[allow(non_camel_case_types)]
@@ -97,6 +103,8 @@ pub(crate) fn ending_code(ending: Ending) -> fw_ending {
         Ending::SilentRefusedReset => FW_ENDING_SILENT_REFUSED_RESET,
         Ending::NotEstablished => FW_ENDING_NOT_ESTABLISHED,
         Ending::ResetAtDeadline => FW_ENDING_RESET_AT_DEADLINE,
+        Ending::ResetDeliveryStalled => FW_ENDING_RESET_DELIVERY_STALLED,
+        Ending::ResetDeliveryTimeout => FW_ENDING_RESET_DELIVERY_TIMEOUT,
         #[allow(unreachable_patterns)] // Ending is #[non_exhaustive]: a newer core has more
         _ => FW_ENDING_OTHER,
     }

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::os::raw::c_int;
 use std::time::Duration;
 
-use farewell::{PeerFirst, Policy};
+use farewell::{FinThenReset, PeerFirst, Plain, Policy};
 
 use crate::error::{
     guard, guard_or, FW_ERR_INVALID_ARGUMENT, FW_ERR_NULL, FW_ERR_UNKNOWN_POLICY, FW_OK,
@@ -29,7 +29,8 @@ pub type fw_outcome_fn =
 pub struct fw_options {
     pub(crate) policy: Policy,
     pub(crate) grace: Option<Duration>,
-    pub(crate) confirm_timeout: Option<Duration>,
+    pub(crate) stall_timeout: Option<Duration>,
+    pub(crate) delivery_timeout: Option<Duration>,
     pub(crate) drain_limit: Option<u64>,
     pub(crate) threads: u32,
     pub(crate) callback: fw_outcome_fn,
@@ -41,7 +42,8 @@ impl Default for fw_options {
         fw_options {
             policy: Policy::default(),
             grace: None,
-            confirm_timeout: None,
+            stall_timeout: None,
+            delivery_timeout: None,
             drain_limit: None,
             threads: 1,
             callback: None,
@@ -55,12 +57,12 @@ impl fw_options {
     /// peer-first setting was given for another policy.
     pub(crate) fn policy(&self) -> Result<Policy, c_int> {
         let mut policy = self.policy;
-        if self.confirm_timeout.is_some() || self.drain_limit.is_some() {
+        if self.delivery_timeout.is_some() || self.drain_limit.is_some() {
             let Policy::PeerFirst(p) = policy else {
                 return Err(FW_ERR_INVALID_ARGUMENT);
             };
             policy = Policy::PeerFirst(PeerFirst {
-                confirm_timeout: self.confirm_timeout.unwrap_or(p.confirm_timeout),
+                delivery_timeout: self.delivery_timeout.unwrap_or(p.delivery_timeout),
                 drain_limit: self.drain_limit.unwrap_or(p.drain_limit),
                 ..p
             });
@@ -68,12 +70,30 @@ impl fw_options {
         if let Some(grace) = self.grace {
             policy = policy.with_grace(grace);
         }
+        if let Some(stall) = self.stall_timeout {
+            policy = match policy {
+                Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
+                    stall_timeout: stall,
+                    ..p
+                }),
+                Policy::Plain(p) => Policy::Plain(Plain {
+                    stall_timeout: stall,
+                    ..p
+                }),
+                Policy::FinThenReset(f) => Policy::FinThenReset(FinThenReset {
+                    stall_timeout: stall,
+                    ..f
+                }),
+                _ => return Err(FW_ERR_INVALID_ARGUMENT),
+            };
+        }
         Ok(policy)
     }
 }
 
-/// New options with the defaults: policy `"peer-first"` (grace 2 s, confirm
-/// timeout 1 s, drain limit 256 KiB), one thread, no callback. NULL only if
+/// New options with the defaults: policy `"peer-first"` (stall timeout 15 s,
+/// delivery timeout 60 s, grace 2 s, drain limit 256 KiB), one thread, no
+/// callback. NULL only if
 /// memory ran out.
 #[no_mangle]
 pub extern "C" fn fw_options_new() -> *mut fw_options {
@@ -139,8 +159,9 @@ pub unsafe extern "C" fn fw_options_set_policy(
 }
 
 /// Sets the policy's main deadline in milliseconds: the grace of peer-first
-/// (how long the peer has to close after the goodbye), the flush timeout of
-/// plain, the total time of lingering, the FIN-ACK timeout of fin-then-reset.
+/// (how long the peer has to close once the goodbye was delivered), the cap
+/// of plain's flush, the total time of lingering, the FIN-ACK cap of
+/// fin-then-reset.
 /// Clamped to 24 hours. Abort and silent have none.
 ///
 /// # Safety
@@ -154,20 +175,41 @@ pub unsafe extern "C" fn fw_options_set_grace_ms(options: *mut fw_options, ms: u
     })
 }
 
-/// Peer-first only: after the grace, how long to wait for the goodbye's ACK
-/// before resetting anyway (default 1000 ms). `fw_closer_new` returns
-/// `FW_ERR_INVALID_ARGUMENT` if the policy is not peer-first.
+/// How long delivering what was written may go without progress (no byte
+/// newly ACKed by the peer's kernel) before the teardown gives up and resets
+/// (default 15000 ms): peer-first, plain and fin-then-reset. A peer that
+/// keeps taking bytes, however slowly, is never cut by it. `fw_closer_new`
+/// returns `FW_ERR_INVALID_ARGUMENT` for the other policies.
 ///
 /// # Safety
 ///
 /// `options` is NULL or a live pointer from `fw_options_new`.
 #[no_mangle]
-pub unsafe extern "C" fn fw_options_set_confirm_timeout_ms(
+pub unsafe extern "C" fn fw_options_set_stall_timeout_ms(
     options: *mut fw_options,
     ms: u64,
 ) -> c_int {
     with_options(options, |o| {
-        o.confirm_timeout = Some(Duration::from_millis(ms).min(farewell::policy::MAX_WAIT));
+        o.stall_timeout = Some(Duration::from_millis(ms).min(farewell::policy::MAX_WAIT));
+        FW_OK
+    })
+}
+
+/// Peer-first only: the cap on delivering the goodbye, from the start of the
+/// teardown, even to a peer that is still taking bytes (default 60000 ms).
+/// `fw_closer_new` returns `FW_ERR_INVALID_ARGUMENT` if the policy is not
+/// peer-first.
+///
+/// # Safety
+///
+/// `options` is NULL or a live pointer from `fw_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_set_delivery_timeout_ms(
+    options: *mut fw_options,
+    ms: u64,
+) -> c_int {
+    with_options(options, |o| {
+        o.delivery_timeout = Some(Duration::from_millis(ms).min(farewell::policy::MAX_WAIT));
         FW_OK
     })
 }

@@ -63,6 +63,16 @@ pub struct fw_outcome {
     pub local: [c_char; FW_ADDR_LEN],
     /// The peer's address, same format; `""` when unknown.
     pub peer: [c_char; FW_ADDR_LEN],
+    /// Bytes the peer's kernel ACKed during the teardown (`tcpi_bytes_acked`;
+    /// what the application wrote just before the hand-over counts too, our
+    /// FIN does not). Added in 0.1.0 with the delivery phase: check
+    /// `FW_HAS_FIELD(o, fw_outcome, bytes_delivered)`.
+    pub bytes_delivered: u64,
+    /// Microseconds spent delivering what was written (until all of it was
+    /// ACKed, or the teardown gave up on it).
+    pub deliver_us: u64,
+    /// Microseconds of grace after delivery, waiting for the peer's FIN.
+    pub grace_us: u64,
 }
 
 impl fw_outcome {
@@ -87,11 +97,19 @@ impl fw_outcome {
             state_at_close_name: outcome
                 .state_at_close
                 .map_or(c"".as_ptr(), |s| c_name(s.rfc_name())),
-            elapsed_us: u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX),
+            elapsed_us: micros(outcome.elapsed),
             local: address(outcome.local),
             peer: address(outcome.peer),
+            bytes_delivered: outcome.bytes_delivered,
+            deliver_us: micros(outcome.deliver),
+            grace_us: micros(outcome.grace),
         }
     }
+}
+
+/// `d` in whole microseconds, saturating.
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// `addr` as NUL-terminated text, cut to fit (it always fits: the longest

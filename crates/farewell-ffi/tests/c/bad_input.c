@@ -95,7 +95,7 @@ int main(void) {
     expect("fw_options_set_threads(0)", fw_options_set_threads(options, 0), FW_ERR_INVALID_ARGUMENT);
     expect("fw_options_set_threads(FW_MAX_THREADS + 1)", fw_options_set_threads(options, FW_MAX_THREADS + 1), FW_ERR_INVALID_ARGUMENT);
     expect("fw_options_set_policy(\"lingering\")", fw_options_set_policy(options, "lingering"), FW_OK);
-    expect("fw_options_set_confirm_timeout_ms(...)", fw_options_set_confirm_timeout_ms(options, 100), FW_OK);
+    expect("fw_options_set_delivery_timeout_ms(...)", fw_options_set_delivery_timeout_ms(options, 100), FW_OK);
     expect("fw_closer_new(lingering + a peer-first setting)", fw_closer_new(options, &closer), FW_ERR_INVALID_ARGUMENT);
     expect("  ... leaves *closer NULL", closer == NULL ? FW_OK : FW_ERR_PANIC, FW_OK);
     fw_options_free(options);
