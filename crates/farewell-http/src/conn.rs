@@ -111,8 +111,8 @@ impl ConnState {
         };
         // The goodbye is whatever hyper wrote last (a `Connection: close`
         // response, an h2 GOAWAY); it is already in the socket, so the
-        // teardown's own goodbye is empty. Its confirmation (SIOCOUTQ = 0)
-        // covers those bytes all the same.
+        // teardown's own goodbye is empty. Its delivery phase (ACK progress,
+        // then SIOCOUTQ = 0) covers those bytes all the same.
         self.shared.closer.close_with(stream, Bytes::new(), policy);
     }
 }
