@@ -198,8 +198,8 @@ fn install_tracing(verbose: u8) {
         .init();
 }
 
-/// Installs the Prometheus recorder and serves its text on `addr` (any path;
-/// `/health` answers `OK`); returns the bound address, the real port when
+/// Installs the Prometheus recorder and serves its text on `addr` at
+/// `/metrics` (`/health` answers `OK`); returns the bound address, the real port when
 /// `addr` has port 0.
 ///
 /// The exporter's own HTTP listener binds inside `build()` and never tells
@@ -246,24 +246,46 @@ async fn upkeep(handle: PrometheusHandle) {
     }
 }
 
-/// One scrape: the Prometheus text format (rendered off the runtime threads).
+/// One request to the metrics endpoint: `GET /metrics` (or `HEAD`) is the
+/// Prometheus text format, rendered off the runtime threads; `GET /health`
+/// is `OK`; any other path is 404 and any other method 405, so the endpoint
+/// does not answer `POST`, `CONNECT` or a scanner's paths with 200.
 async fn scrape<B>(
     handle: PrometheusHandle,
     request: hyper::Request<B>,
 ) -> Result<hyper::Response<String>, std::convert::Infallible> {
-    use hyper::header::{HeaderValue, CONTENT_TYPE};
-    let rendered = if request.uri().path() == "/health" {
-        Ok("OK".to_owned())
-    } else {
-        tokio::task::spawn_blocking(move || handle.render()).await
+    use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+    use hyper::{Method, StatusCode};
+    let plain = |status: StatusCode, body: &str| {
+        let mut response = hyper::Response::new(body.to_owned());
+        *response.status_mut() = status;
+        response
+    };
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Ok(response);
+    }
+    let rendered = match request.uri().path() {
+        "/health" => Ok("OK".to_owned()),
+        "/metrics" => tokio::task::spawn_blocking(move || handle.render()).await,
+        _ => {
+            return Ok(plain(
+                StatusCode::NOT_FOUND,
+                "not found: the metrics are at /metrics\n",
+            ))
+        }
     };
     let mut response = match rendered {
         Ok(body) => hyper::Response::new(body),
         Err(e) => {
             tracing::warn!(error = %e, "rendering the metrics failed");
-            let mut response = hyper::Response::new("rendering the metrics failed\n".to_owned());
-            *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
-            response
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering the metrics failed\n",
+            )
         }
     };
     response.headers_mut().insert(

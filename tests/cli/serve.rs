@@ -205,6 +205,31 @@ fn metrics_on_port_zero_prints_the_bound_address_and_serves_it() {
         "{body}"
     );
 
+    // Only GET (or HEAD) of /metrics and /health: nothing else gets a 200.
+    for (method, path, status) in [
+        ("GET", "/health", "200"),
+        ("HEAD", "/metrics", "200"),
+        ("GET", "/", "404"),
+        ("GET", "/admin", "404"),
+        ("POST", "/metrics", "405"),
+        ("DELETE", "/metrics", "405"),
+    ] {
+        let url = format!("http://{metrics}{path}");
+        let mut args = vec!["30", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}"];
+        if method == "HEAD" {
+            args.push("-I");
+        } else {
+            args.extend(["-X", method]);
+        }
+        args.push(&url);
+        let out = Command::new("timeout").args(&args).output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            status,
+            "{method} {path}: {out:?}"
+        );
+    }
+
     // The scrape itself ends peer-first: we close first, so our end keeps the
     // TIME-WAIT entry and the endpoint's end of that connection is gone.
     let (body, client) = scrape(metrics);

@@ -25,8 +25,8 @@ pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 impl Handover for TcpStream {
     /// The goodbye is whatever hyper wrote last (a `Connection: close`
     /// response, an h2 GOAWAY); it is already in the socket, so the
-    /// teardown's own goodbye is empty. Its confirmation (`SIOCOUTQ` = 0)
-    /// covers those bytes all the same.
+    /// teardown's own goodbye is empty. Its delivery phase (ACK progress,
+    /// then `SIOCOUTQ` = 0) covers those bytes all the same.
     fn hand_over(self, closer: &Closer, policy: Policy) {
         closer.close_with(self, Bytes::new(), policy);
     }

@@ -96,8 +96,9 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server with the defaults: peer-first (delivery watched while the client ACKs, 2 s grace,
-    /// [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, no request limit,
+    /// A server with the defaults: peer-first (deliver the last response while
+    /// the client keeps ACKing it, 15 s stall timeout, 60 s cap; then 2 s
+    /// grace; [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, no request limit,
     /// 10 s shutdown timeout.
     pub fn new() -> Server {
         Server {

@@ -56,7 +56,7 @@ impl fmt::Display for Summary {
         write!(f, "; teardowns: ")?;
         list(
             f,
-            self.teardowns.by_path.iter().map(|(p, n)| (p.name(), *n)),
+            self.teardowns.by_ending.iter().map(|(p, n)| (p.name(), *n)),
         )?;
         write!(
             f,
@@ -141,15 +141,14 @@ mod tests {
 
     #[test]
     fn display_is_one_line_with_reasons_and_paths() {
+        let mut teardowns = CloserStats::default();
+        teardowns.started = 3;
+        teardowns.by_ending = vec![(Ending::PeerClosed, 3)];
         let summary = Summary {
             accepted: 3,
             accept_errors: 0,
             goodbyes: vec![(Reason::Quit, 2), (Reason::Shutdown, 1)],
-            teardowns: CloserStats {
-                in_flight: 0,
-                started: 3,
-                by_path: vec![(Ending::PeerClosed, 3)],
-            },
+            teardowns,
             unfinished: 0,
             drain: Duration::from_millis(3),
         };

@@ -72,7 +72,7 @@ struct Inner {
     handle: Handle,
     in_flight: AtomicUsize,
     started: AtomicU64,
-    by_path: [AtomicU64; Ending::ALL.len()],
+    by_ending: [AtomicU64; Ending::ALL.len()],
     idle: Notify,
     hurry: Arc<Hurry>,
 }
@@ -160,7 +160,7 @@ impl CloserBuilder {
                 handle,
                 in_flight: AtomicUsize::new(0),
                 started: AtomicU64::new(0),
-                by_path: std::array::from_fn(|_| AtomicU64::new(0)),
+                by_ending: std::array::from_fn(|_| AtomicU64::new(0)),
                 idle: Notify::new(),
                 hurry: Arc::default(),
             }),
@@ -306,9 +306,9 @@ impl Closer {
         CloserStats {
             in_flight: self.in_flight(),
             started: self.inner.started.load(Ordering::Relaxed),
-            by_path: Ending::ALL
+            by_ending: Ending::ALL
                 .iter()
-                .zip(&self.inner.by_path)
+                .zip(&self.inner.by_ending)
                 .map(|(&path, n)| (path, n.load(Ordering::Relaxed)))
                 .filter(|&(_, n)| n > 0)
                 .collect(),
@@ -368,7 +368,7 @@ impl Inner {
             .iter()
             .position(|&p| p == outcome.ending)
             .expect("every path is in Ending::ALL");
-        self.by_path[index].fetch_add(1, Ordering::Relaxed);
+        self.by_ending[index].fetch_add(1, Ordering::Relaxed);
         if let Some(hook) = &self.on_outcome {
             hook(outcome);
         }
@@ -413,24 +413,25 @@ async fn reap(_: &Outcome) -> bool {
 
 /// Running counts of a [`Closer`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CloserStats {
     /// Teardowns handed over and not finished yet.
     pub in_flight: usize,
     /// Teardowns handed over since the closer was built.
     pub started: u64,
     /// Finished teardowns by path (paths never taken are left out).
-    pub by_path: Vec<(Ending, u64)>,
+    pub by_ending: Vec<(Ending, u64)>,
 }
 
 impl CloserStats {
     /// Finished teardowns.
     pub fn finished(&self) -> u64 {
-        self.by_path.iter().map(|&(_, n)| n).sum()
+        self.by_ending.iter().map(|&(_, n)| n).sum()
     }
 
     /// Finished teardowns that took `path`.
     pub fn count(&self, path: Ending) -> u64 {
-        self.by_path
+        self.by_ending
             .iter()
             .find(|&&(p, _)| p == path)
             .map_or(0, |&(_, n)| n)
@@ -446,9 +447,9 @@ impl fmt::Display for CloserStats {
             self.in_flight,
             self.finished()
         )?;
-        if !self.by_path.is_empty() {
+        if !self.by_ending.is_empty() {
             let parts: Vec<String> = self
-                .by_path
+                .by_ending
                 .iter()
                 .map(|(path, n)| format!("{path} {n}"))
                 .collect();

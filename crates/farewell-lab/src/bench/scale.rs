@@ -199,7 +199,7 @@ async fn scale(
         released_within_goal: release <= config.grace + Duration::from_secs(1),
         server_time_wait: time_wait,
         paths: stats
-            .by_path
+            .by_ending
             .iter()
             .map(|(p, n)| (p.name().to_string(), *n))
             .collect(),

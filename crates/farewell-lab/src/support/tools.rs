@@ -21,6 +21,9 @@ pub fn debian_package(tool: &str) -> &str {
         "ip" | "tc" => "iproute2",
         "nft" => "nftables",
         "python3" => "python3",
+        "cc" => "gcc",
+        "c++" => "g++",
+        "nm" => "binutils",
         other => other,
     }
 }

@@ -8,11 +8,13 @@
 //! is small from the handshake on) and one read every 100 ms. No test asserts
 //! a speed; every wait is bounded.
 
+use crate::common;
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::common::{connected_pair, kernel_state, settle, V4};
+use common::{connected_pair, kernel_state, settle, V4};
 use farewell::{
     Delivery, Ending, FinThenReset, Lingering, Outcome, PeerFirst, Policy, TcpState, TimeWait,
 };

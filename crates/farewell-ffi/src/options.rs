@@ -1,0 +1,267 @@
+//! `fw_options`: what a closer is made with. An opaque object with one setter
+//! per setting, so settings can be added without changing any struct's layout.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::os::raw::c_int;
+use std::time::Duration;
+
+use farewell::{FinThenReset, PeerFirst, Plain, Policy};
+
+use crate::error::{
+    guard, guard_or, FW_ERR_INVALID_ARGUMENT, FW_ERR_NULL, FW_ERR_UNKNOWN_POLICY, FW_OK,
+};
+use crate::outcome::fw_outcome;
+
+/// The most threads a closer may run its teardowns on.
+pub const FW_MAX_THREADS: u32 = 64;
+
+/// The outcome callback: called once per teardown, on one of the library's
+/// threads (never the caller's), after the descriptor was closed. `outcome` is
+/// valid only during the call. Keep it short and non-blocking; it may call
+/// `fw_close` and `fw_closer_stats`, never `fw_closer_free`.
+#[allow(non_camel_case_types)]
+pub type fw_outcome_fn =
+    Option<unsafe extern "C" fn(outcome: *const fw_outcome, user: *mut c_void)>;
+
+/// Settings for `fw_closer_new`. Made by `fw_options_new`, freed by
+/// `fw_options_free`; not shared between threads while being set.
+#[allow(non_camel_case_types)]
+pub struct fw_options {
+    pub(crate) policy: Policy,
+    pub(crate) grace: Option<Duration>,
+    pub(crate) stall_timeout: Option<Duration>,
+    pub(crate) delivery_timeout: Option<Duration>,
+    pub(crate) drain_limit: Option<u64>,
+    pub(crate) threads: u32,
+    pub(crate) callback: fw_outcome_fn,
+    pub(crate) user: *mut c_void,
+}
+
+impl Default for fw_options {
+    fn default() -> Self {
+        fw_options {
+            policy: Policy::default(),
+            grace: None,
+            stall_timeout: None,
+            delivery_timeout: None,
+            drain_limit: None,
+            threads: 1,
+            callback: None,
+            user: std::ptr::null_mut(),
+        }
+    }
+}
+
+impl fw_options {
+    /// The policy these options describe, or `FW_ERR_INVALID_ARGUMENT` when a
+    /// peer-first setting was given for another policy.
+    pub(crate) fn policy(&self) -> Result<Policy, c_int> {
+        let mut policy = self.policy;
+        if self.delivery_timeout.is_some() || self.drain_limit.is_some() {
+            let Policy::PeerFirst(p) = policy else {
+                return Err(FW_ERR_INVALID_ARGUMENT);
+            };
+            policy = Policy::PeerFirst(PeerFirst {
+                delivery_timeout: self.delivery_timeout.unwrap_or(p.delivery_timeout),
+                drain_limit: self.drain_limit.unwrap_or(p.drain_limit),
+                ..p
+            });
+        }
+        if let Some(grace) = self.grace {
+            policy = policy.with_grace(grace);
+        }
+        if let Some(stall) = self.stall_timeout {
+            policy = match policy {
+                Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
+                    stall_timeout: stall,
+                    ..p
+                }),
+                Policy::Plain(p) => Policy::Plain(Plain {
+                    stall_timeout: stall,
+                    ..p
+                }),
+                Policy::FinThenReset(f) => Policy::FinThenReset(FinThenReset {
+                    stall_timeout: stall,
+                    ..f
+                }),
+                _ => return Err(FW_ERR_INVALID_ARGUMENT),
+            };
+        }
+        Ok(policy)
+    }
+}
+
+/// New options with the defaults: policy `"peer-first"` (stall timeout 15 s,
+/// delivery timeout 60 s, grace 2 s, drain limit 256 KiB), one thread, no
+/// callback. NULL only if
+/// memory ran out.
+#[no_mangle]
+pub extern "C" fn fw_options_new() -> *mut fw_options {
+    guard_or(std::ptr::null_mut(), || {
+        Box::into_raw(Box::<fw_options>::default())
+    })
+}
+
+/// Frees options made by `fw_options_new`. NULL is allowed (nothing happens).
+/// A closer made with them does not need them any more.
+///
+/// # Safety
+///
+/// `options` is NULL or came from `fw_options_new` and was not freed yet.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_free(options: *mut fw_options) {
+    if !options.is_null() {
+        // SAFETY: the caller passes a pointer from fw_options_new, once.
+        drop(unsafe { Box::from_raw(options) });
+    }
+}
+
+/// Runs `set` on the options behind `options`, or says `FW_ERR_NULL`.
+fn with_options(options: *mut fw_options, set: impl FnOnce(&mut fw_options) -> c_int) -> c_int {
+    guard(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the caller passes NULL or a live pointer from fw_options_new
+        // that no other thread uses meanwhile (documented on each setter).
+        match unsafe { options.as_mut() } {
+            Some(options) => set(options),
+            None => FW_ERR_NULL,
+        }
+    }))
+}
+
+/// Sets the teardown policy by name, with its default settings: `"peer-first"`
+/// (the default), `"plain"`, `"lingering"`, `"lingering-reset"`,
+/// `"fin-then-reset"`, `"abort"`, `"silent"`. Returns `FW_ERR_UNKNOWN_POLICY`
+/// for any other name.
+///
+/// # Safety
+///
+/// `options` is NULL or a live pointer from `fw_options_new`; `name` is NULL
+/// or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_set_policy(
+    options: *mut fw_options,
+    name: *const c_char,
+) -> c_int {
+    if name.is_null() {
+        return FW_ERR_NULL;
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(name) };
+    with_options(options, |o| {
+        match name.to_str().ok().and_then(|n| n.parse::<Policy>().ok()) {
+            Some(policy) => {
+                o.policy = policy;
+                FW_OK
+            }
+            None => FW_ERR_UNKNOWN_POLICY,
+        }
+    })
+}
+
+/// Sets the policy's main deadline in milliseconds: the grace of peer-first
+/// (how long the peer has to close once the goodbye was delivered), the cap
+/// of plain's flush, the total time of lingering, the FIN-ACK cap of
+/// fin-then-reset.
+/// Clamped to 24 hours. Abort and silent have none.
+///
+/// # Safety
+///
+/// `options` is NULL or a live pointer from `fw_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_set_grace_ms(options: *mut fw_options, ms: u64) -> c_int {
+    with_options(options, |o| {
+        o.grace = Some(Duration::from_millis(ms));
+        FW_OK
+    })
+}
+
+/// How long delivering what was written may go without progress (no byte
+/// newly ACKed by the peer's kernel) before the teardown gives up and resets
+/// (default 15000 ms): peer-first, plain and fin-then-reset. A peer that
+/// keeps taking bytes, however slowly, is never cut by it. `fw_closer_new`
+/// returns `FW_ERR_INVALID_ARGUMENT` for the other policies.
+///
+/// # Safety
+///
+/// `options` is NULL or a live pointer from `fw_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_set_stall_timeout_ms(
+    options: *mut fw_options,
+    ms: u64,
+) -> c_int {
+    with_options(options, |o| {
+        o.stall_timeout = Some(Duration::from_millis(ms).min(farewell::policy::MAX_WAIT));
+        FW_OK
+    })
+}
+
+/// Peer-first only: the cap on delivering the goodbye, from the start of the
+/// teardown, even to a peer that is still taking bytes (default 60000 ms).
+/// `fw_closer_new` returns `FW_ERR_INVALID_ARGUMENT` if the policy is not
+/// peer-first.
+///
+/// # Safety
+///
+/// `options` is NULL or a live pointer from `fw_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_set_delivery_timeout_ms(
+    options: *mut fw_options,
+    ms: u64,
+) -> c_int {
+    with_options(options, |o| {
+        o.delivery_timeout = Some(Duration::from_millis(ms).min(farewell::policy::MAX_WAIT));
+        FW_OK
+    })
+}
+
+/// Peer-first only: the most bytes read and discarded from a peer before it
+/// is reset for flooding (default 262144). `fw_closer_new` returns
+/// `FW_ERR_INVALID_ARGUMENT` if the policy is not peer-first.
+///
+/// # Safety
+///
+/// `options` is NULL or a live pointer from `fw_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_set_drain_limit(options: *mut fw_options, bytes: u64) -> c_int {
+    with_options(options, |o| {
+        o.drain_limit = Some(bytes);
+        FW_OK
+    })
+}
+
+/// The number of threads the closer runs its teardowns on, 1 to
+/// `FW_MAX_THREADS` (default 1: a teardown costs little CPU).
+///
+/// # Safety
+///
+/// `options` is NULL or a live pointer from `fw_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_set_threads(options: *mut fw_options, threads: u32) -> c_int {
+    with_options(options, |o| {
+        if !(1..=FW_MAX_THREADS).contains(&threads) {
+            return FW_ERR_INVALID_ARGUMENT;
+        }
+        o.threads = threads;
+        FW_OK
+    })
+}
+
+/// Sets the outcome callback and the pointer passed to it (NULL `callback`:
+/// none). See `fw_outcome_fn` for where and when it runs.
+///
+/// # Safety
+///
+/// `options` is NULL or a live pointer from `fw_options_new`. `user` must be
+/// usable from the library's threads until `fw_closer_free` returns.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_set_outcome_callback(
+    options: *mut fw_options,
+    callback: fw_outcome_fn,
+    user: *mut c_void,
+) -> c_int {
+    with_options(options, |o| {
+        o.callback = callback;
+        o.user = user;
+        FW_OK
+    })
+}

@@ -1,0 +1,169 @@
+//! The case issue 13 saw fail: a large `Connection: close` response to curl
+//! over a rate-limited path between two network namespaces. Peer-first used
+//! to reset 3 s after the response was written (grace + confirmation wait),
+//! cutting the body; with delivery judged by ACK progress, curl gets every
+//! byte and the server keeps no TIME-WAIT. Plain hyper-style `close()`
+//! (`--policy plain`) is the contrast: it delivers too, and keeps TIME-WAIT.
+//!
+//! Its own test binary: building the path forks `ip`, `tc` and `nft`, and a
+//! fork holds copies of other tests' sockets until it execs. Needs
+//! `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`, `ip`, `tc` and `curl`; without them it
+//! prints why it is skipped.
+
+use std::time::Duration;
+
+use farewell::census::{self, Filter, StateSet};
+use farewell::{Ending, Outcome, PeerFirst, Plain, Policy, TcpState, TimeWait};
+use farewell_lab::lab::path::{NetPath, PathKind, PathSpec, Slow};
+use farewell_lab::support::http_demo;
+use hyper::service::service_fn;
+
+/// 768 KiB at 1 Mbit/s: about 6.3 s on the wire, well past the 3 s after
+/// which the old peer-first reset.
+const BODY: usize = 768 * 1024;
+const RATE: u64 = 1_000_000;
+
+fn may_run(test: &str) -> bool {
+    if let Some(why) = PathKind::Slow.unavailable() {
+        eprintln!("skipped: {test}: {why}");
+        return false;
+    }
+    farewell_lab::support::tools::require(test, &["curl"])
+}
+
+/// Serves one `GET /bytes/BODY` with `Connection: close` to curl in the
+/// client namespace; returns what curl saved, the outcome, and the server's
+/// sockets by state once the teardown is over.
+fn fetch_over(path: &NetPath, policy: Policy) -> (Vec<u8>, Outcome, census::StateCounts) {
+    let ip = path.server_ip();
+    let listener = path
+        .server(|| std::net::TcpListener::bind((ip, 0)))
+        .expect("in the server namespace")
+        .expect("bind");
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcomes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&outcomes);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        farewell_http::Server::new()
+            .policy(policy)
+            .shutdown_timeout(Duration::from_secs(30))
+            .on_outcome(move |o| sink.lock().unwrap().push(o))
+            .serve_hyper(listener, service_fn(http_demo::handle), async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+
+    let file = std::env::temp_dir().join(format!(
+        "farewell-slow-path-{}-{}.bin",
+        std::process::id(),
+        addr.port()
+    ));
+    let url = format!("http://{addr}/bytes/{BODY}");
+    let client = path
+        .client_netns()
+        .expect("a slow path has a client namespace");
+    let curl = client.exec(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "60",
+            "-H",
+            "Connection: close",
+            "-o",
+            file.to_str().unwrap(),
+            &url,
+        ],
+    );
+    let body = std::fs::read(&file).unwrap_or_default();
+    let _ = std::fs::remove_file(&file);
+    if let Err(e) = curl {
+        panic!("curl failed after {} bytes: {e}", body.len());
+    }
+
+    // The teardown ends by itself (the client closed, or the grace passed);
+    // then shut down and read the census in the server's namespace.
+    let _ = stop.send(());
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), server).await })
+        .expect("the server shuts down within 60 s")
+        .unwrap()
+        .unwrap();
+    // Settle (bounded): a passive close is in LAST-ACK until the client's
+    // last ACK crosses the path.
+    let count = || {
+        path.server(move || {
+            census::count_by_state(
+                &Filter::local_port(addr.port()).states(StateSet::all().without(TcpState::Listen)),
+            )
+        })
+        .unwrap()
+        .expect("census")
+    };
+    let mut counts = count();
+    for _ in 0..250 {
+        if counts.total() == counts.get(TcpState::TimeWait) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        counts = count();
+    }
+    let outcome = outcomes.lock().unwrap().pop().expect("one teardown");
+    (body, outcome, counts)
+}
+
+fn assert_demo_body(body: &[u8]) {
+    assert_eq!(body.len(), BODY, "curl got {} of {BODY} bytes", body.len());
+    if let Some(i) = (0..BODY).find(|&i| body[i] != http_demo::pattern(i)) {
+        panic!("byte {i} differs from the demo pattern");
+    }
+}
+
+#[test]
+fn peer_first_delivers_a_large_close_response_over_a_slow_path_without_server_time_wait() {
+    let test =
+        "peer_first_delivers_a_large_close_response_over_a_slow_path_without_server_time_wait";
+    if !may_run(test) {
+        return;
+    }
+    let path = NetPath::new(PathSpec::Slow(Slow {
+        rate: RATE,
+        ..Slow::default()
+    }))
+    .expect("the slow path");
+    eprintln!("{path}");
+
+    let peer_first = Policy::PeerFirst(PeerFirst {
+        drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
+        ..PeerFirst::default()
+    });
+    let (body, outcome, counts) = fetch_over(&path, peer_first);
+    eprintln!("peer-first: {outcome}");
+    assert_demo_body(&body);
+    assert_eq!(outcome.ending, Ending::PeerClosed, "{outcome}");
+    assert_eq!(outcome.time_wait, TimeWait::Peer, "{outcome}");
+    assert_eq!(outcome.unacked_at_close, Some(0), "{outcome}");
+    assert_eq!(
+        counts.get(TcpState::TimeWait),
+        0,
+        "server TIME-WAIT: {counts:?}"
+    );
+    assert_eq!(counts.total(), 0, "server sockets left: {counts:?}");
+
+    // The contrast, so the census above could have seen a server TIME-WAIT:
+    // plain closes first once the response is written.
+    let plain = Policy::Plain(Plain::default());
+    let (body, outcome, counts) = fetch_over(&path, plain);
+    eprintln!("plain: {outcome}");
+    assert_demo_body(&body);
+    assert_eq!(
+        counts.get(TcpState::TimeWait),
+        1,
+        "plain keeps TIME-WAIT: {counts:?}"
+    );
+}
