@@ -2,7 +2,8 @@
 //! (`Server::tls`): curl (HTTP/1.1 and h2), `openssl s_client`, and Python's
 //! `ssl` (a client that sends close_notify, one that does not, one that
 //! reads only after the server gave up on it, one that stalls the
-//! handshake). Each checks every body byte, that the client read the
+//! handshake), the idle timeout and the request limit over TLS, and plain
+//! hyper on tokio-rustls for contrast. Each checks every body byte, that the client read the
 //! server's close_notify before the connection ended, and then the kernel's
 //! socket table on the server's port: no TIME-WAIT, nothing left over.
 
@@ -271,6 +272,8 @@ fn response_body(response: &[u8]) -> &[u8] {
 /// * `close-notify`: then `unwrap()`: its own close_notify, then close;
 /// * `no-close-notify`: then `close()` (Python sends no close_notify);
 /// * `fin-then-close`: then waits for the server's TCP FIN, and `close()`;
+/// * `keep-alive`: no `Connection: close`; reads on after the response until
+///   the server ends the idle connection, then `close()`;
 /// * `late-reader`: reads nothing for `wait` seconds (the server's grace
 ///   passes meanwhile), then reads what its kernel kept, and closes;
 /// * `never-read`: reads nothing for `wait` seconds, then closes;
@@ -292,7 +295,8 @@ if mode == "stall":
     sys.exit(0)
 ctx = ssl.create_default_context(cafile=cafile)
 s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
-s.sendall(f"GET /bytes/{n} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+close = "" if mode == "keep-alive" else "Connection: close\r\n"
+s.sendall(f"GET /bytes/{n} HTTP/1.1\r\nHost: localhost\r\n{close}\r\n".encode())
 if mode == "late-reader":
     time.sleep(wait)
 if mode == "never-read":
@@ -541,4 +545,70 @@ async fn tls_plain_hyper_on_tokio_rustls_leaves_server_time_wait() {
         3,
         "the server's FIN went first: {counts:?}"
     );
+}
+
+/// An idle keep-alive connection over TLS: the server's idle timeout ends it
+/// with close_notify (no FIN), then resets it once that is ACKed; the client
+/// reads the close_notify before the connection ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_idle_keep_alive_connection_ends_with_close_notify_and_no_server_time_wait() {
+    let test = "tls_idle_keep_alive_connection_ends_with_close_notify_and_no_server_time_wait";
+    if !farewell_lab::support::tools::require(test, &["python3"]) {
+        return;
+    }
+    let cert = Cert::new(test);
+    let server = start(
+        cert.server(server(peer_first()))
+            .idle_timeout(Duration::from_millis(500)),
+    )
+    .await;
+    let port = server.addr.port();
+    let out = python_tls(&cert, port, N, "keep-alive", "0").await;
+    assert_eq!(out, format!("ok {N} close_notify\n"));
+    let report = server.shutdown().await;
+    assert_eq!(report.connections, 1, "{report}");
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
+
+/// The request limit over TLS, with h2: after one request the server sends
+/// GOAWAY (inside TLS), then close_notify; curl opens a second connection
+/// for the second request. No server TIME-WAIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_request_limit_h2_goaway_then_close_notify_no_server_time_wait() {
+    let test = "tls_request_limit_h2_goaway_then_close_notify_no_server_time_wait";
+    if !farewell_lab::support::tools::require(test, &["curl"]) {
+        return;
+    }
+    let cert = Cert::new(test);
+    let server = start(
+        cert.server(server(peer_first()))
+            .max_requests_per_connection(Some(1)),
+    )
+    .await;
+    let port = server.addr.port();
+    let url = format!("https://localhost:{port}/bytes/{N}");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let out = run(
+        "curl",
+        &[
+            "-sS",
+            "--fail",
+            "--http2",
+            "--cacert",
+            cert.path(),
+            "--resolve",
+            &resolve,
+            &url,
+            &url,
+        ],
+    )
+    .await;
+    assert_bodies(&out.stdout, 2);
+    let report = server.shutdown().await;
+    assert_eq!(report.requests, 2, "{report}");
+    assert_eq!(
+        report.connections, 2,
+        "one request per connection: {report}"
+    );
+    assert_no_server_time_wait_nor_leftovers(port).await;
 }
