@@ -1,11 +1,12 @@
 //! TLS clients we did not write against farewell-http serving TLS
 //! (`Server::tls`): curl (HTTP/1.1 and h2), `openssl s_client`, and Python's
 //! `ssl` (a client that sends close_notify, one that does not, one that
-//! reads only after the server gave up on it, one that stalls the
-//! handshake), the idle timeout and the request limit over TLS, and plain
-//! hyper on tokio-rustls for contrast. Each checks every body byte, that the client read the
-//! server's close_notify before the connection ended, and then the kernel's
-//! socket table on the server's port: no TIME-WAIT, nothing left over.
+//! reads only after the server gave up on it, one that never reads, one that
+//! stalls the handshake); the idle timeout and the request limit over TLS;
+//! plain hyper on tokio-rustls for contrast. Each checks every body byte,
+//! that a client that reads got the server's close_notify before the
+//! connection ended, and then the kernel's socket table on the server's
+//! port: no TIME-WAIT, nothing left over.
 
 use crate::common;
 
