@@ -42,7 +42,7 @@ impl BusyMode {
         match self {
             BusyMode::Goodbye { grace } => Policy::PeerFirst(PeerFirst {
                 grace,
-                confirm_timeout: grace,
+                stall_timeout: grace,
                 ..PeerFirst::default()
             }),
             BusyMode::Reset => Policy::Abort,
@@ -153,14 +153,17 @@ pub(crate) fn fit_policy(policy: Policy, budget: Duration) -> Policy {
     match policy {
         Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
             grace: p.grace.min(budget * 2 / 3),
-            confirm_timeout: p.confirm_timeout.min(budget / 3),
+            stall_timeout: p.stall_timeout.min(budget / 3),
+            delivery_timeout: p.delivery_timeout.min(budget / 3),
             ..p
         }),
         Policy::Plain(p) => Policy::Plain(Plain {
             flush_timeout: p.flush_timeout.min(budget),
+            ..p
         }),
         Policy::FinThenReset(f) => Policy::FinThenReset(FinThenReset {
             fin_ack_timeout: f.fin_ack_timeout.min(budget),
+            ..f
         }),
         other => other,
     }
@@ -177,7 +180,8 @@ mod tests {
             fitted,
             Policy::PeerFirst(PeerFirst {
                 grace: Duration::from_millis(400),
-                confirm_timeout: Duration::from_millis(200),
+                stall_timeout: Duration::from_millis(200),
+                delivery_timeout: Duration::from_millis(200),
                 ..PeerFirst::default()
             })
         );
@@ -186,6 +190,7 @@ mod tests {
             fit_policy(short, Duration::from_secs(60)),
             Policy::PeerFirst(PeerFirst {
                 grace: Duration::from_millis(100),
+                delivery_timeout: Duration::from_secs(20),
                 ..PeerFirst::default()
             })
         );

@@ -30,7 +30,7 @@ type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 /// the hurry's waiter (a tokio `Notified`, about 100 B) included — so 100,000
 /// pending teardowns cost about 90 MiB of user space, plus the kernel's own
 /// socket memory. ([`close`](crate::close)
-/// has no hurry: its future is 464 B.)
+/// has no hurry: its future is 512 B.)
 ///
 /// Outcomes go to the hook given to [`CloserBuilder::on_outcome`] (for example
 /// a channel's sender); running counts are in [`Closer::stats`]. Clones share

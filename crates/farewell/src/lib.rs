@@ -8,17 +8,22 @@
 //! away whatever was not delivered yet). farewell's default policy,
 //! [`Policy::PeerFirst`], does neither:
 //!
-//! 1. write the protocol's goodbye (`BYE idle\n`), and do **not** send a FIN;
-//! 2. read and discard (bounded) until the peer's FIN, then close: the
-//!    *peer* keeps TIME-WAIT;
-//! 3. if the peer does not close within the grace, wait (bounded) until its
-//!    kernel has ACKed the goodbye, then reset: nobody keeps TIME-WAIT, and the
-//!    goodbye was delivered to every peer whose kernel is alive.
+//! 1. **deliver:** write the protocol's goodbye (`BYE idle\n`), do **not**
+//!    send a FIN, and wait until the peer's kernel has ACKed everything
+//!    written, for as long as it keeps taking bytes (a slow reader is never
+//!    cut; a peer that stops taking bytes is given up after a stall timeout);
+//! 2. **grace:** then wait (bounded) for the peer's FIN and close: the *peer*
+//!    keeps TIME-WAIT;
+//! 3. **reset** only if the grace passes: nobody keeps TIME-WAIT, and the
+//!    goodbye was delivered.
 //!
-//! Every teardown reports an [`Outcome`]: the [`Ending`] it took, who keeps
+//! Throughout, input is read and discarded (bounded), and the peer's FIN, in
+//! either phase, ends in the passive close. Every teardown reports an
+//! [`Outcome`]: the [`Ending`] it took (which phase ended it), who keeps
 //! TIME-WAIT ([`TimeWait`]), whether the goodbye was confirmed delivered
-//! ([`Delivery`]), bytes drained, bytes unacknowledged at close, and the time
-//! it took. The other policies (plain, lingering, fin-then-reset, abort,
+//! ([`Delivery`]), bytes delivered, drained and still unacknowledged at
+//! close, and how long each phase took. The kernel facts all this rests on,
+//! and how each was verified, are in [`facts`]. The other policies (plain, lingering, fin-then-reset, abort,
 //! silent) are here too, for comparison and for the cases they fit; the
 //! [`policy`] module has the table of what each puts on the wire.
 //!
@@ -70,6 +75,7 @@
 #[cfg(feature = "census")]
 pub mod census;
 mod closer;
+pub mod facts;
 pub mod outcome;
 pub mod policy;
 pub mod sys;

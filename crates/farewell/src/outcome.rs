@@ -14,8 +14,8 @@ use crate::{Policy, TcpState};
 pub enum Ending {
     /// The peer sent its FIN first; we closed after it (passive close).
     PeerClosed,
-    /// Peer-first: the grace passed without the peer's FIN; we reset, after the
-    /// goodbye was ACKed or the bounded confirmation wait ended.
+    /// Peer-first: everything we wrote was ACKed, then the grace passed without
+    /// the peer's FIN; we reset.
     ResetAfterGrace,
     /// Peer-first: the peer sent more than the drain limit during the teardown; we reset.
     ResetOnDrainLimit,
@@ -49,11 +49,19 @@ pub enum Ending {
     /// a server's drain deadline) before the peer's FIN came; we reset after one
     /// probe of whether the goodbye was ACKed (the outcome's `goodbye` says).
     ResetAtDeadline,
+    /// Delivery stalled: the peer's kernel ACKed nothing more for the policy's
+    /// stall timeout (it stopped reading, its window is zero, or it vanished)
+    /// while bytes of ours were still unacknowledged; we reset. Peer-first and
+    /// fin-then-reset. [`Outcome::unacked_at_close`] says how much was lost.
+    ResetDeliveryStalled,
+    /// Peer-first: delivery was still going (the peer kept ACKing) when
+    /// `delivery_timeout`, the total cap, passed; we reset.
+    ResetDeliveryTimeout,
 }
 
 impl Ending {
     /// Every path, in declaration order.
-    pub const ALL: [Ending; 16] = [
+    pub const ALL: [Ending; 18] = [
         Ending::PeerClosed,
         Ending::ResetAfterGrace,
         Ending::ResetOnDrainLimit,
@@ -70,6 +78,8 @@ impl Ending {
         Ending::SilentRefusedReset,
         Ending::NotEstablished,
         Ending::ResetAtDeadline,
+        Ending::ResetDeliveryStalled,
+        Ending::ResetDeliveryTimeout,
     ];
 
     /// True when *we* ended the connection with an RST (or, for
@@ -88,6 +98,8 @@ impl Ending {
                 | Ending::SilentRefusedReset
                 | Ending::NotEstablished
                 | Ending::ResetAtDeadline
+                | Ending::ResetDeliveryStalled
+                | Ending::ResetDeliveryTimeout
         )
     }
 
@@ -110,6 +122,8 @@ impl Ending {
             Ending::SilentRefusedReset => "silent-refused-reset",
             Ending::NotEstablished => "not-established",
             Ending::ResetAtDeadline => "reset-at-deadline",
+            Ending::ResetDeliveryStalled => "reset-delivery-stalled",
+            Ending::ResetDeliveryTimeout => "reset-delivery-timeout",
         }
     }
 }
@@ -188,7 +202,16 @@ impl fmt::Display for Delivery {
 /// The report of one teardown.
 ///
 /// `Display` gives one line, e.g.
-/// `peer-first 127.0.0.1:7878 -> 127.0.0.1:50312: peer-closed, TIME-WAIT at peer, goodbye confirmed, drained 0 B, unacked 0 B, 1.2ms`.
+/// `peer-first 127.0.0.1:7878 -> 127.0.0.1:50312: peer-closed, TIME-WAIT at peer, goodbye confirmed, delivered 9 B, drained 0 B, unacked 0 B, deliver 1.1ms + grace 0.1ms = 1.2ms`.
+///
+/// # Phases
+///
+/// A teardown first *delivers* (writes the goodbye and waits until the peer's
+/// kernel ACKed everything written), then gives the peer a *grace* to close
+/// (peer-first's grace; lingering's reading after delivery). [`Outcome::deliver`]
+/// and [`Outcome::grace`] say how long each took; they add up to
+/// [`Outcome::elapsed`]. A teardown that ended while delivering (the peer
+/// closed first, or delivery stalled) has a zero grace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Outcome {
@@ -202,6 +225,11 @@ pub struct Outcome {
     pub goodbye: Delivery,
     /// Bytes of the goodbye that were written into the socket.
     pub goodbye_written: usize,
+    /// Bytes the peer's kernel ACKed during the teardown (`tcpi_bytes_acked`,
+    /// our FIN not counted): the goodbye, and whatever the application had
+    /// written before that was still in flight. 0 where the kernel does not
+    /// count (before Linux 4.1, or when it could not be asked).
+    pub bytes_delivered: u64,
     /// Bytes read and discarded during the teardown.
     pub bytes_drained: u64,
     /// Data bytes still unacknowledged when the socket was closed (a queued FIN
@@ -210,7 +238,15 @@ pub struct Outcome {
     pub unacked_at_close: Option<u32>,
     /// The TCP state just before the socket was closed, when the kernel reported one.
     pub state_at_close: Option<TcpState>,
-    /// From the start of the teardown until the descriptor was closed.
+    /// The deliver phase: from the start of the teardown until everything
+    /// written was seen ACKed, or, if it never was, until the socket was closed.
+    pub deliver: Duration,
+    /// The grace phase: from the end of delivery until the socket was closed
+    /// (zero if delivery never completed). For peer-first, the time the peer
+    /// took to close, or the whole grace before the reset.
+    pub grace: Duration,
+    /// From the start of the teardown until the descriptor was closed
+    /// (`deliver + grace`).
     pub elapsed: Duration,
     /// Our address, when known.
     pub local: Option<SocketAddr>,
@@ -237,14 +273,18 @@ impl fmt::Display for Outcome {
         }
         write!(
             f,
-            ": {}, TIME-WAIT at {}, goodbye {}, drained {} B, unacked ",
-            self.ending, self.time_wait, self.goodbye, self.bytes_drained
+            ": {}, TIME-WAIT at {}, goodbye {}, delivered {} B, drained {} B, unacked ",
+            self.ending, self.time_wait, self.goodbye, self.bytes_delivered, self.bytes_drained
         )?;
         match self.unacked_at_close {
             Some(n) => write!(f, "{n} B")?,
             None => write!(f, "unknown")?,
         }
-        write!(f, ", {:.1?}", self.elapsed)?;
+        write!(
+            f,
+            ", deliver {:.1?} + grace {:.1?} = {:.1?}",
+            self.deliver, self.grace, self.elapsed
+        )?;
         if self.reaped {
             write!(f, ", reaped")?;
         }

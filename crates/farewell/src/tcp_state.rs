@@ -97,7 +97,7 @@ impl TcpState {
     }
 
     /// True when this side has already sent its FIN (so the peer's FIN, when it
-    /// comes, leaves the TIME-WAIT entry here — DESIGN.md fact F2).
+    /// comes, leaves the TIME-WAIT entry here — [F2](crate::facts#f2)).
     pub fn we_sent_fin(self) -> bool {
         matches!(
             self,

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 use tokio::net::TcpStream;
 
-use crate::outcome::{Ending, Outcome};
-use crate::policy::{Event, Machine, Policy, Probe, Release, Step};
+use crate::outcome::Outcome;
+use crate::policy::{Event, Finish, Machine, Policy, Probe, Release, Step};
 use crate::sys;
 use crate::TcpState;
 
@@ -39,8 +39,8 @@ thread_local! {
 /// whether the goodbye was confirmed delivered.
 ///
 /// A socket that is not established (still connecting) is reset at once
-/// ([`Ending::NotEstablished`]); one the peer already reset is just closed
-/// ([`Ending::PeerReset`]).
+/// ([`Ending::NotEstablished`](crate::Ending::NotEstablished)); one the peer
+/// already reset is just closed ([`Ending::PeerReset`](crate::Ending::PeerReset)).
 ///
 /// To hand a stream over and move on, use a [`Closer`](crate::Closer).
 ///
@@ -153,7 +153,6 @@ pub(crate) fn teardown<H: Urgency>(
         peer,
         stream,
         goodbye,
-        started,
         machine,
         hurry,
     })
@@ -163,7 +162,7 @@ pub(crate) fn teardown<H: Urgency>(
 struct Teardown<H> {
     stream: TcpStream,
     goodbye: Bytes,
-    started: Instant,
+    /// The decisions; also keeps when the teardown started.
     machine: Machine,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
@@ -181,7 +180,7 @@ fn drive<H: Urgency>(mut t: Teardown<H>) -> impl Future<Output = Outcome> + Send
         // The hurry's waiter is created before the first look at the flag, so no
         // hurry is missed. One pinned pair, so each wait captures one pointer.
         let deadlines = Deadlines {
-            timer: tokio::time::sleep_until(t.started.into()),
+            timer: tokio::time::sleep_until(t.machine.started().into()),
             hurry: t.hurry.wait(),
         };
         tokio::pin!(deadlines);
@@ -193,8 +192,7 @@ fn drive<H: Urgency>(mut t: Teardown<H>) -> impl Future<Output = Outcome> + Send
             match t.machine.step(now) {
                 Step::Finish(finish) => break finish,
                 Step::CheckState => {
-                    let event =
-                        sys::tcp_state(&t.stream).map_or(Event::ProbeFailed, Event::StateIs);
+                    let event = sys::tcp_info(&t.stream).map_or(Event::ProbeFailed, Event::StateIs);
                     t.machine.on_event(now, event);
                 }
                 Step::Probe => {
@@ -250,16 +248,17 @@ fn drive<H: Urgency>(mut t: Teardown<H>) -> impl Future<Output = Outcome> + Send
         } else {
             probe(&t.stream).ok()
         };
-        if last.is_some_and(|p| p.state == TcpState::Closed) {
+        if last.is_some_and(|p| p.state() == TcpState::Closed) {
             // CLOSED after our FIN: either the peer's FIN came (TIME-WAIT is ours)
             // or a reset did. One read tells which.
             if let Some(event @ Event::Eof) = try_io(&t.stream, None, true) {
                 t.machine.on_event(Instant::now(), event);
             }
         }
-        let ending = release(t.stream, finish.release).unwrap_or(finish.ending);
-        let finish = crate::policy::Finish { ending, ..finish };
-        let mut outcome = t.machine.outcome(finish, last, t.started.elapsed());
+        let finish = release(t.stream, finish, &mut t.machine);
+        let mut outcome = t
+            .machine
+            .outcome(finish, last, t.machine.started().elapsed());
         outcome.local = t.local;
         outcome.peer = t.peer;
         tracing::debug!(%outcome, "teardown finished");
@@ -295,7 +294,7 @@ impl<W: Future<Output = ()>> Deadlines<W> {
 ///
 /// Use this rather than dropping the halves: dropping an [`OwnedWriteHalf`]
 /// calls `shutdown(SHUT_WR)`, which sends the first FIN and puts the
-/// TIME-WAIT entry on our side (DESIGN.md F2).
+/// TIME-WAIT entry on our side ([F2](crate::facts#f2)).
 ///
 /// # Errors
 ///
@@ -311,10 +310,10 @@ pub async fn close_split(
     Ok(close(stream, policy, goodbye).await)
 }
 
-/// Asks the kernel for the connection's state and queues.
+/// Asks the kernel for the connection's state, ACK counter and queues.
 fn probe(stream: &TcpStream) -> io::Result<Probe> {
     Ok(Probe {
-        state: sys::tcp_state(stream)?,
+        info: sys::tcp_info(stream)?,
         unacked: sys::unacked_bytes(stream)?,
         unread: sys::unread_bytes(stream)?,
     })
@@ -323,7 +322,7 @@ fn probe(stream: &TcpStream) -> io::Result<Probe> {
 /// As [`probe`], for a socket whose receive queue is known to be empty.
 fn probe_after_eof(stream: &TcpStream) -> io::Result<Probe> {
     Ok(Probe {
-        state: sys::tcp_state(stream)?,
+        info: sys::tcp_info(stream)?,
         unacked: sys::unacked_bytes(stream)?,
         unread: 0,
     })
@@ -358,38 +357,54 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// Lets go of the socket the way the machine decided. Returns a different path
-/// when the decided way was refused (silent close without `CAP_NET_ADMIN`).
-fn release(stream: TcpStream, release: Release) -> Option<Ending> {
-    if release == Release::Close {
+/// Lets go of the socket the way the machine decided. When the kernel refuses
+/// a silent close (no `CAP_NET_ADMIN`), the machine hears of it
+/// ([`Event::RepairRefused`]) and decides again; returns the final decision.
+fn release(stream: TcpStream, finish: Finish, machine: &mut Machine) -> Finish {
+    if finish.release == Release::Close {
         drop(stream);
-        return None;
+        return finish;
     }
-    let stream = match stream.into_std() {
+    let mut stream = match stream.into_std() {
         Ok(stream) => stream,
         Err(e) => {
             // Only fails if the reactor is gone; dropping still closes the fd.
             tracing::warn!(error = %e, "could not take the socket from the runtime; closing it");
-            return None;
+            return finish;
         }
     };
-    match release {
-        Release::Silent => match sys::close_silently(stream) {
-            Ok(()) => None,
-            Err(refused) => {
-                tracing::warn!(
-                    error = %refused.error,
-                    "silent close needs CAP_NET_ADMIN (TCP_REPAIR); resetting instead"
-                );
-                reset(refused.stream);
-                Some(Ending::SilentRefusedReset)
+    let mut finish = finish;
+    // At most two rounds: the machine answers a refused silent close with a reset.
+    for _ in 0..2 {
+        match finish.release {
+            Release::Silent => match sys::close_silently(stream) {
+                Ok(()) => return finish,
+                Err(refused) => {
+                    tracing::warn!(
+                        error = %refused.error,
+                        "silent close needs CAP_NET_ADMIN (TCP_REPAIR); resetting instead"
+                    );
+                    stream = refused.stream;
+                    machine.on_event(Instant::now(), Event::RepairRefused);
+                    match machine.step(Instant::now()) {
+                        Step::Finish(next) => finish = next,
+                        other => unreachable!("a finished machine only finishes, got {other:?}"),
+                    }
+                }
+            },
+            Release::Reset => {
+                reset(stream);
+                return finish;
             }
-        },
-        _ => {
-            reset(stream);
-            None
+            Release::Close => {
+                drop(stream);
+                return finish;
+            }
         }
     }
+    // Not reached: the machine answers a refused silent close with a reset.
+    reset(stream);
+    finish
 }
 
 fn reset(stream: std::net::TcpStream) {

@@ -28,7 +28,7 @@ const QUIET_READ: Duration = Duration::from_millis(200);
 fn peer_first_short() -> Policy {
     Policy::PeerFirst(PeerFirst {
         grace: Duration::from_millis(300),
-        confirm_timeout: Duration::from_millis(300),
+        stall_timeout: Duration::from_millis(300),
         ..PeerFirst::default()
     })
 }
@@ -160,7 +160,8 @@ fn peer_first_vanished_peer_is_reset_after_grace_and_leaves_no_server_socket() {
     }
     let seen = vanished_peer(peer_first_short(), |_, _| {});
     let o = &seen.outcome;
-    assert_eq!(o.ending, Ending::ResetAfterGrace, "{o}");
+    // Nothing is ACKed: delivery stalls, and the stall timeout ends it.
+    assert_eq!(o.ending, Ending::ResetDeliveryStalled, "{o}");
     assert_eq!(o.goodbye, Delivery::Unconfirmed, "nobody ACKed it: {o}");
     assert_eq!(o.goodbye_written, GOODBYE.len(), "{o}");
     // The peer had its grace before the reset (timers never fire early).

@@ -16,8 +16,9 @@ use tokio::sync::oneshot;
 pub fn peer_first() -> Policy {
     Policy::PeerFirst(PeerFirst {
         grace: Duration::from_secs(1),
-        confirm_timeout: Duration::from_millis(500),
+        stall_timeout: Duration::from_millis(500),
         drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
+        ..PeerFirst::default()
     })
 }
 

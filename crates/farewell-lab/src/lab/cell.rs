@@ -35,7 +35,7 @@ pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
         }
         Policy::PeerFirst(mut p) => {
             p.grace = grace;
-            p.confirm_timeout = grace;
+            p.stall_timeout = grace;
             Policy::PeerFirst(p)
         }
         other => other.with_grace(grace * 5 / 3),

@@ -203,7 +203,7 @@ async fn serve(mut stream: TcpStream, config: FixtureConfig, sent: Arc<Mutex<Vec
     sent.lock().unwrap().push(SentGoodbye { id, reason });
     let policy = farewell::Policy::PeerFirst(farewell::PeerFirst {
         grace: config.grace,
-        confirm_timeout: config.grace,
+        stall_timeout: config.grace,
         ..farewell::PeerFirst::default()
     });
     farewell::close(stream, policy, format!("BYE {reason}\n")).await;

@@ -244,7 +244,7 @@ pub fn count_by_state(filter: &Filter) -> Result<StateCounts, CensusError> {
 /// Removes the socket `entry` names from the kernel's table with
 /// `SOCK_DESTROY` (sock_diag).
 ///
-/// What happens on the wire depends on the state (DESIGN.md F8):
+/// What happens on the wire depends on the state ([F8](crate::facts#f8)):
 ///
 /// * **TIME-WAIT**: the entry vanishes; nothing is sent. The 4-tuple is free
 ///   at once, so a delayed segment of the old connection could reach a new

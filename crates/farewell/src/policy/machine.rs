@@ -1,22 +1,46 @@
 //! The teardown state machine: every decision of every policy, with no I/O.
 //!
 //! The driver ([`crate::close`]) asks [`Machine::step`] what to do next, does
-//! it (write, read, wait, probe the kernel, half-close), and feeds what happened
-//! back through [`Machine::on_event`]. Time is passed in, so the unit tests at
-//! the bottom drive the clock by hand, state by state.
+//! it (write, read, wait, probe the kernel, half-close, release), and feeds what
+//! happened back through [`Machine::on_event`]. Time is passed in, so the unit
+//! tests drive the clock by hand, state by state.
 //!
 //! ```text
-//!  Starting ──state──▶ Flushing ──goodbye written──▶ Draining ──peer FIN──▶ Done(close)
-//!      │                  │  (peer-first)               │ grace passed
-//!      │                  │                             ▼
-//!      │                  │                    ConfirmingDelivery ──ACKed / bounded wait──▶ Done(reset)
+//!  Starting ──state──▶ Flushing ──goodbye written──▶ Delivering ──all ACKed──▶ Grace ──grace passed──▶ Done(reset)
+//!      │                  │      (peer-first)          │ stalled / cap          │
+//!      │                  │                            ▼                        │
+//!      │                  │                   Done(reset, delivery stalled)     │
+//!      │                  │            peer FIN in Delivering or Grace ─────────┴──▶ Done(close)
 //!      │                  └─(lingering, fin-then-reset)─▶ HalfClosing ──FIN sent──▶ Draining | AwaitingFinAck
 //!      └─ not established / already reset ─▶ Done
 //!
 //!  any state but Done ──Hurry──▶ Hurrying ──peer FIN──▶ Done(close)
 //!                                   │ one write attempt, one probe
 //!                                   └──────────────────▶ Done(reset at deadline)
+//!
+//!  Done(silent) ──RepairRefused──▶ Done(reset, silent refused)
 //! ```
+//!
+//! # Delivery progress
+//!
+//! No policy gives up on a peer that is still taking bytes. Wherever the
+//! machine waits with bytes of ours in flight (writing the goodbye, peer-first's
+//! `Delivering`, lingering's `Draining`, `AwaitingFinAck`), it probes the
+//! kernel now and then; a probe that shows `tcpi_bytes_acked` risen or
+//! `SIOCOUTQ` fallen since the last is progress ([F12](crate::facts#f12)), as
+//! is a successful write. The policy gives up only after its stall timeout
+//! without progress, confirmed by a probe taken after that timeout, or at its
+//! total cap.
+//!
+//! The probes are spaced by the connection's round-trip time (`tcpi_rtt`, read
+//! by the same `TCP_INFO` call that reports the state): the first comes two
+//! RTTs (at least [`MIN_PROBE_GAP`](progress::MIN_PROBE_GAP)) after the last
+//! write, so a peer that closes at once is never probed; a probe that sees no
+//! progress doubles the gap; one that sees progress aims at the moment the send
+//! queue should be empty at the rate seen. Never more than
+//! [`MAX_PROBE_GAP`](progress::MAX_PROBE_GAP) nor a quarter of the stall
+//! timeout (a probe dates the progress it sees to its own time), and always
+//! one at the stall deadline. The bookkeeping is in [`progress`].
 //!
 //! [`Event::Hurry`] is the hard deadline of a [`Closer`](crate::Closer) (a
 //! server's drain): every deadline of the policy is cut short. From `Starting`
@@ -29,12 +53,14 @@ use std::time::{Duration, Instant};
 
 use crate::outcome::{Delivery, Ending, Outcome, TimeWait};
 use crate::policy::{Policy, MAX_WAIT};
+use crate::sys::TcpInfo;
 use crate::TcpState;
 
-/// The first pause between two kernel probes while waiting for an ACK; it doubles up to [`MAX_PROBE_GAP`].
-const FIRST_PROBE_GAP: Duration = Duration::from_millis(1);
-/// The longest pause between two kernel probes.
-const MAX_PROBE_GAP: Duration = Duration::from_millis(50);
+mod progress;
+
+use progress::Progress;
+#[cfg(test)]
+use progress::{MAX_PROBE_GAP, MIN_PROBE_GAP};
 
 /// Where a teardown is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,16 +71,19 @@ pub(crate) enum State {
     Flushing,
     /// Sending our FIN (`shutdown(SHUT_WR)`): lingering and fin-then-reset only.
     HalfClosing,
-    /// Reading and discarding until the peer's FIN or a deadline.
+    /// Peer-first: everything is written; waiting, while the peer makes
+    /// progress, until its kernel ACKed all of it (`SIOCOUTQ` = 0).
+    Delivering,
+    /// Peer-first: everything was ACKed; waiting for the peer's FIN until the grace passes.
+    Grace,
+    /// Lingering: reading and discarding until the peer's FIN or a deadline.
     Draining,
     /// Fin-then-reset: waiting until our FIN is ACKed (`FIN-WAIT-2`).
     AwaitingFinAck,
-    /// Peer-first, after the grace: waiting (bounded) until the goodbye is ACKed.
-    ConfirmingDelivery,
     /// Hurried: one non-blocking write of what is left of the goodbye, one
     /// probe, then close (the peer's FIN is in) or reset. No waiting.
     Hurrying,
-    /// Decided; the driver closes the socket.
+    /// Decided; the driver releases the socket.
     Done,
 }
 
@@ -64,9 +93,10 @@ impl fmt::Display for State {
             State::Starting => "starting",
             State::Flushing => "flushing",
             State::HalfClosing => "half-closing",
+            State::Delivering => "delivering",
+            State::Grace => "grace",
             State::Draining => "draining",
             State::AwaitingFinAck => "awaiting-fin-ack",
-            State::ConfirmingDelivery => "confirming-delivery",
             State::Hurrying => "hurrying",
             State::Done => "done",
         };
@@ -94,7 +124,9 @@ pub(crate) enum Release {
     Close,
     /// `SO_LINGER {on, 0}` + `close()`: RST.
     Reset,
-    /// `TCP_REPAIR` + `close()`: nothing on the wire.
+    /// `TCP_REPAIR` + `close()`: nothing on the wire. If the kernel refuses
+    /// (no `CAP_NET_ADMIN`), the driver reports [`Event::RepairRefused`] and
+    /// asks again.
     Silent,
 }
 
@@ -119,24 +151,30 @@ pub(crate) enum Step {
     TryWrite,
     /// Send our FIN, then report [`Event::HalfClosed`].
     ShutdownWrite,
-    /// Ask the kernel for the state only (one `TCP_INFO`), then report [`Event::StateIs`].
+    /// Ask the kernel for `TCP_INFO` only, then report [`Event::StateIs`].
     /// The start needs no more: the queues matter only once something was written.
     CheckState,
-    /// Ask the kernel for the state and queues, then report [`Event::Probed`].
+    /// Ask the kernel for `TCP_INFO` and the queues, then report [`Event::Probed`].
     Probe,
-    /// Stop and close the socket this way.
+    /// Stop and release the socket this way.
     Finish(Finish),
 }
 
 /// What the kernel said about the socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Probe {
-    /// `TCP_INFO` state.
-    pub(crate) state: TcpState,
+    /// `TCP_INFO`: state, round-trip time, bytes ACKed.
+    pub(crate) info: TcpInfo,
     /// `SIOCOUTQ`: unACKed + unsent bytes, a queued FIN counting one.
     pub(crate) unacked: u32,
     /// `SIOCINQ`: received bytes not yet read.
     pub(crate) unread: u32,
+}
+
+impl Probe {
+    pub(crate) fn state(&self) -> TcpState {
+        self.info.state
+    }
 }
 
 /// What happened since the last step.
@@ -154,7 +192,7 @@ pub(crate) enum Event {
     /// the shutdown, if it could (`CLOSE-WAIT` then means the peer's FIN came first).
     HalfClosed(Option<TcpState>),
     /// The kernel's answer to [`Step::CheckState`].
-    StateIs(TcpState),
+    StateIs(TcpInfo),
     /// The kernel's answer to [`Step::Probe`].
     Probed(Probe),
     /// The kernel could not be asked (not a TCP socket, or an unsupported system).
@@ -163,6 +201,9 @@ pub(crate) enum Event {
     Timer,
     /// The closer's hard deadline: end now, by the shortest safe way.
     Hurry,
+    /// The kernel refused the silent release ([`Release::Silent`]: `TCP_REPAIR`
+    /// needs `CAP_NET_ADMIN`); the socket is still open.
+    RepairRefused,
 }
 
 /// One teardown's decisions. See the [module docs](self).
@@ -185,12 +226,9 @@ pub(crate) struct Machine {
     we_fin: bool,
     /// The peer's FIN had already arrived when we queued ours (it keeps TIME-WAIT).
     peer_fin_first: bool,
-    /// The goodbye (or our FIN after it) was seen ACKed.
-    confirmed: bool,
     /// How far the hurry got (one byte: a pending teardown should be small).
     hurry: Hurry,
-    next_probe: Instant,
-    probe_gap: Duration,
+    progress: Progress,
     finish: Option<Finish>,
 }
 
@@ -214,12 +252,15 @@ impl Machine {
             peer_fin: false,
             we_fin: false,
             peer_fin_first: false,
-            confirmed: false,
             hurry: Hurry::No,
-            next_probe: now,
-            probe_gap: FIRST_PROBE_GAP,
+            progress: Progress::new(now),
             finish: None,
         }
+    }
+
+    /// When the teardown started.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
     }
 
     /// The peer's FIN was read: nothing unread can be left in the socket.
@@ -248,11 +289,8 @@ impl Machine {
         self.state = new;
     }
 
-    fn finish(&mut self, release: Release, path: Ending) {
-        self.finish = Some(Finish {
-            release,
-            ending: path,
-        });
+    fn finish(&mut self, release: Release, ending: Ending) {
+        self.finish = Some(Finish { release, ending });
         self.set_state(State::Done);
     }
 
@@ -261,14 +299,53 @@ impl Machine {
         self.started + d.min(MAX_WAIT)
     }
 
-    fn flush_deadline(&self) -> Instant {
+    /// The policy's hard cap on delivering: past it, it gives up even on a
+    /// peer still taking bytes.
+    fn delivery_cap(&self) -> Instant {
         match self.policy {
             Policy::Plain(p) => self.after_start(p.flush_timeout),
             Policy::Lingering(l) => self.after_start(l.max_time),
             Policy::FinThenReset(f) => self.after_start(f.fin_ack_timeout),
-            Policy::PeerFirst(p) => self.after_start(p.grace),
+            Policy::PeerFirst(p) => self.after_start(p.delivery_timeout),
             // One non-blocking attempt, no waiting.
             Policy::Abort | Policy::Silent => self.started,
+        }
+    }
+
+    /// How long delivery may go without progress.
+    fn stall_timeout(&self) -> Duration {
+        let stall = match self.policy {
+            Policy::Plain(p) => p.stall_timeout,
+            // Lingering's idle timeout: no read and no progress.
+            Policy::Lingering(l) => l.idle_timeout,
+            Policy::FinThenReset(f) => f.stall_timeout,
+            Policy::PeerFirst(p) => p.stall_timeout,
+            Policy::Abort | Policy::Silent => Duration::ZERO,
+        };
+        stall.min(MAX_WAIT)
+    }
+
+    /// Delivery has stalled: the stall deadline passed and a probe taken
+    /// since found no progress.
+    fn stalled(&self, now: Instant) -> bool {
+        self.progress.stalled(now, self.stall_timeout())
+    }
+
+    /// Whether the machine must look at the kernel before waiting on.
+    fn probe_due(&self, now: Instant) -> bool {
+        self.progress.probe_due(now, self.stall_timeout())
+    }
+
+    /// The wait while delivering: until the next probe, the stall deadline or the cap.
+    fn delivery_wait(&self, write: bool, read: bool) -> Step {
+        Step::Wait {
+            write,
+            read,
+            until: self
+                .progress
+                .next_probe()
+                .min(self.progress.stall_deadline(self.stall_timeout()))
+                .min(self.delivery_cap()),
         }
     }
 
@@ -293,17 +370,14 @@ impl Machine {
             )
     }
 
-    /// Returns a probe step when one is due, else the wait until `deadline` or the next probe.
-    fn probe_or_wait(&self, now: Instant, deadline: Instant) -> Step {
-        if self.next_probe <= now {
-            Step::Probe
-        } else {
-            Step::Wait {
-                write: false,
-                read: !self.peer_fin,
-                until: deadline.min(self.next_probe),
-            }
-        }
+    /// Everything written (fin-then-reset: and our FIN) was seen ACKed.
+    fn delivered(&self) -> bool {
+        self.progress.delivered_at().is_some()
+    }
+
+    /// Starts watching delivery at `now`: the first probe comes one RTT-based gap later.
+    fn watch_from(&mut self, now: Instant) {
+        self.progress.watch_from(now, self.stall_timeout());
     }
 
     /// What to do next, at time `now`.
@@ -318,97 +392,116 @@ impl Machine {
                     if self.drain_limit_exceeded() {
                         self.finish(Release::Reset, Ending::ResetOnDrainLimit);
                     } else if self.written >= self.goodbye_len {
-                        self.on_flushed();
-                    } else if self.write_attempted && now >= self.flush_deadline() {
-                        self.on_flush_timeout();
-                    } else {
+                        self.on_flushed(now);
+                    } else if !self.write_attempted {
                         self.write_attempted = true;
-                        return Step::Wait {
-                            write: true,
-                            read: self.reads_while_flushing(),
-                            until: self.flush_deadline(),
-                        };
+                        self.watch_from(now);
+                        return self.delivery_wait(true, self.reads_while_flushing());
+                    } else if now >= self.delivery_cap() {
+                        self.on_flush_given_up(false);
+                    } else if self.stalled(now) {
+                        self.on_flush_given_up(true);
+                    } else if self.probe_due(now) {
+                        return Step::Probe;
+                    } else {
+                        return self.delivery_wait(true, self.reads_while_flushing());
                     }
                 }
                 State::HalfClosing => return Step::ShutdownWrite,
-                State::Draining => match self.policy {
-                    Policy::PeerFirst(p) => {
-                        let grace_end = self.after_start(p.grace);
-                        if self.peer_fin {
-                            self.finish(Release::Close, Ending::PeerClosed);
-                        } else if self.drain_limit_exceeded() {
-                            self.finish(Release::Reset, Ending::ResetOnDrainLimit);
-                        } else if now >= grace_end {
-                            self.next_probe = now;
-                            self.set_state(State::ConfirmingDelivery);
-                        } else {
-                            return Step::Wait {
-                                write: false,
-                                read: true,
-                                until: grace_end,
-                            };
-                        }
-                    }
-                    Policy::Lingering(l) => {
-                        let deadline = self
-                            .after_start(l.max_time)
-                            .min(self.last_read + l.idle_timeout.min(MAX_WAIT));
-                        if self.peer_fin {
-                            self.finish(Release::Close, Ending::LingeringClose);
-                        } else if now >= deadline {
-                            if l.reset_on_timeout {
-                                self.finish(Release::Reset, Ending::ResetAfterLinger);
-                            } else {
-                                self.finish(Release::Close, Ending::LingeringTimeout);
-                            }
-                        } else {
-                            return Step::Wait {
-                                write: false,
-                                read: true,
-                                until: deadline,
-                            };
-                        }
-                    }
-                    _ => unreachable!("only peer-first and lingering drain"),
-                },
-                State::AwaitingFinAck => {
-                    let Policy::FinThenReset(f) = self.policy else {
-                        unreachable!("only fin-then-reset awaits its FIN's ACK")
-                    };
-                    let deadline = self.after_start(f.fin_ack_timeout);
+                State::Delivering => {
                     if self.peer_fin {
-                        // The peer's FIN won the race: TIME-WAIT is ours already (F2).
+                        // The passive close: the kernel still delivers what is queued.
                         self.finish(Release::Close, Ending::PeerClosed);
-                    } else if self.confirmed {
-                        self.finish(Release::Reset, Ending::ResetAfterFinAck);
-                    } else if self.next_probe > now && now >= deadline {
-                        self.finish(Release::Reset, Ending::ResetFinUnacked);
+                    } else if self.drain_limit_exceeded() {
+                        self.finish(Release::Reset, Ending::ResetOnDrainLimit);
+                    } else if self.delivered() {
+                        self.set_state(State::Grace);
+                    } else if now >= self.delivery_cap() {
+                        self.finish(Release::Reset, Ending::ResetDeliveryTimeout);
+                    } else if self.stalled(now) {
+                        self.finish(Release::Reset, Ending::ResetDeliveryStalled);
+                    } else if self.probe_due(now) {
+                        return Step::Probe;
                     } else {
-                        return self.probe_or_wait(now, deadline);
+                        return self.delivery_wait(false, true);
                     }
                 }
-                State::ConfirmingDelivery => {
+                State::Grace => {
                     let Policy::PeerFirst(p) = self.policy else {
-                        unreachable!("only peer-first confirms delivery")
+                        unreachable!("only peer-first has a grace")
                     };
-                    let deadline = self.after_start(p.grace) + p.confirm_timeout.min(MAX_WAIT);
+                    let delivered_at = self.progress.delivered_at().unwrap_or(now);
+                    let grace_end = delivered_at + p.grace.min(MAX_WAIT);
                     if self.peer_fin {
                         self.finish(Release::Close, Ending::PeerClosed);
                     } else if self.drain_limit_exceeded() {
                         self.finish(Release::Reset, Ending::ResetOnDrainLimit);
-                    } else if self.confirmed {
-                        self.finish(Release::Reset, Ending::ResetAfterGrace);
-                    } else if self.next_probe > now && now >= deadline {
-                        // At least one probe ran since the grace ended; time is up.
+                    } else if now >= grace_end {
                         self.finish(Release::Reset, Ending::ResetAfterGrace);
                     } else {
-                        return self.probe_or_wait(now, deadline);
+                        return Step::Wait {
+                            write: false,
+                            read: true,
+                            until: grace_end,
+                        };
+                    }
+                }
+                State::Draining => {
+                    let Policy::Lingering(l) = self.policy else {
+                        unreachable!("only lingering drains after its FIN")
+                    };
+                    // Idle: no read and no delivery progress for `idle_timeout`.
+                    let idle_end =
+                        self.last_read.max(self.progress.last()) + l.idle_timeout.min(MAX_WAIT);
+                    let cap = self.delivery_cap();
+                    if self.peer_fin {
+                        self.finish(Release::Close, Ending::LingeringClose);
+                    } else if now >= cap
+                        || (now >= idle_end
+                            && (self.delivered() || self.progress.probed_since(idle_end)))
+                    {
+                        if l.reset_on_timeout {
+                            self.finish(Release::Reset, Ending::ResetAfterLinger);
+                        } else {
+                            self.finish(Release::Close, Ending::LingeringTimeout);
+                        }
+                    } else if !self.delivered()
+                        && (self.progress.next_probe() <= now || now >= idle_end)
+                    {
+                        // Our bytes are still in flight: is the peer taking them?
+                        return Step::Probe;
+                    } else {
+                        let mut until = idle_end.min(cap);
+                        if !self.delivered() {
+                            until = until.min(self.progress.next_probe());
+                        }
+                        return Step::Wait {
+                            write: false,
+                            read: true,
+                            until,
+                        };
+                    }
+                }
+                State::AwaitingFinAck => {
+                    if self.peer_fin {
+                        // The peer's FIN won the race: TIME-WAIT is ours already ([F2](crate::facts#f2)).
+                        self.finish(Release::Close, Ending::PeerClosed);
+                    } else if self.delivered() {
+                        self.finish(Release::Reset, Ending::ResetAfterFinAck);
+                    } else if now >= self.delivery_cap() {
+                        self.finish(Release::Reset, Ending::ResetFinUnacked);
+                    } else if self.stalled(now) {
+                        self.finish(Release::Reset, Ending::ResetDeliveryStalled);
+                    } else if self.probe_due(now) {
+                        return Step::Probe;
+                    } else {
+                        return self.delivery_wait(false, !self.peer_fin);
                     }
                 }
                 State::Hurrying => {
                     if self.peer_fin {
                         // Passive close, as without the hurry: the peer keeps
-                        // TIME-WAIT (or, after our FIN, we already do: F2).
+                        // TIME-WAIT (or, after our FIN, we already do: [F2](crate::facts#f2)).
                         self.finish(Release::Close, self.closed_after_peer_fin());
                     } else if self.hurry == Hurry::Asked && self.written < self.goodbye_len {
                         self.hurry = Hurry::Wrote;
@@ -425,27 +518,37 @@ impl Machine {
     }
 
     /// The whole goodbye is in the socket.
-    fn on_flushed(&mut self) {
+    fn on_flushed(&mut self, now: Instant) {
         match self.policy {
             Policy::Plain(_) => self.finish(Release::Close, Ending::PlainClose),
             Policy::Abort => self.finish(Release::Reset, Ending::Aborted),
             Policy::Silent => self.finish(Release::Silent, Ending::Silent),
             Policy::Lingering(_) | Policy::FinThenReset(_) => self.set_state(State::HalfClosing),
-            Policy::PeerFirst(_) => self.set_state(State::Draining),
+            Policy::PeerFirst(_) => {
+                self.watch_from(now);
+                self.set_state(State::Delivering);
+            }
         }
     }
 
-    /// The goodbye could not be written in time (the peer does not read).
-    fn on_flush_timeout(&mut self) {
+    /// Writing the goodbye stalled (`stalled`) or hit the policy's cap.
+    fn on_flush_given_up(&mut self, stalled: bool) {
         match self.policy {
+            // What was written is delivered by the kernel after close().
             Policy::Plain(_) => self.finish(Release::Close, Ending::PlainClose),
             Policy::Abort | Policy::Silent => self.finish(Release::Reset, Ending::Aborted),
             Policy::Lingering(l) if l.reset_on_timeout => {
                 self.finish(Release::Reset, Ending::ResetAfterLinger)
             }
             Policy::Lingering(_) => self.finish(Release::Close, Ending::LingeringTimeout),
+            Policy::FinThenReset(_) if stalled => {
+                self.finish(Release::Reset, Ending::ResetDeliveryStalled)
+            }
             Policy::FinThenReset(_) => self.finish(Release::Reset, Ending::ResetFinUnacked),
-            Policy::PeerFirst(_) => self.finish(Release::Reset, Ending::ResetAfterGrace),
+            Policy::PeerFirst(_) if stalled => {
+                self.finish(Release::Reset, Ending::ResetDeliveryStalled)
+            }
+            Policy::PeerFirst(_) => self.finish(Release::Reset, Ending::ResetDeliveryTimeout),
         }
     }
 
@@ -453,7 +556,7 @@ impl Machine {
     fn data_unacked(&self, probe: &Probe) -> u32 {
         let fin_unacked = self.we_fin
             && matches!(
-                probe.state,
+                probe.state(),
                 TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck
             );
         probe.unacked.saturating_sub(u32::from(fin_unacked))
@@ -462,28 +565,40 @@ impl Machine {
     /// Feeds what happened at `now`.
     pub(crate) fn on_event(&mut self, now: Instant, event: Event) {
         if self.state == State::Done {
-            // After the decision, only a late FIN still matters: it tells who
-            // keeps TIME-WAIT (the driver reads once more when the kernel says CLOSED).
-            if let Event::Eof = event {
-                self.peer_fin = true;
+            match event {
+                // After the decision, only a late FIN still matters: it tells who
+                // keeps TIME-WAIT (the driver reads once more when the kernel says CLOSED).
+                Event::Eof => self.peer_fin = true,
+                // The silent close needs CAP_NET_ADMIN: reset instead, and say so.
+                Event::RepairRefused
+                    if self.finish.is_some_and(|f| f.release == Release::Silent) =>
+                {
+                    self.finish(Release::Reset, Ending::SilentRefusedReset);
+                }
+                _ => {}
             }
             return;
         }
         match event {
-            Event::Wrote(n) => self.written += n,
+            Event::Wrote(n) => {
+                self.written += n;
+                if n > 0 {
+                    self.progress.progressed(now);
+                }
+            }
             Event::Read(n) => {
                 self.drained += n as u64;
                 self.last_read = now;
             }
             Event::Eof => self.peer_fin = true,
             Event::Failed(kind) => {
-                let path = match kind {
+                let ending = match kind {
                     io::ErrorKind::ConnectionReset
                     | io::ErrorKind::BrokenPipe
                     | io::ErrorKind::ConnectionAborted => Ending::PeerReset,
                     _ => Ending::ConnectionLost,
                 };
-                self.finish(Release::Close, path);
+                self.finish(Release::Close, ending);
             }
             Event::HalfClosed(state) => {
                 self.we_fin = true;
@@ -491,30 +606,34 @@ impl Machine {
                 // (After the shutdown the state is no witness: on loopback
                 // LAST-ACK turns CLOSED at once, as does FIN-WAIT-2 on the peer's FIN.)
                 self.peer_fin_first = self.peer_fin || state == Some(TcpState::CloseWait);
-                self.next_probe = now;
+                self.progress.progressed(now);
+                self.watch_from(now);
                 match self.policy {
                     Policy::FinThenReset(_) => self.set_state(State::AwaitingFinAck),
                     _ => self.set_state(State::Draining),
                 }
             }
-            Event::StateIs(state) => {
+            Event::StateIs(info) => {
+                self.progress.note_info(&info);
                 if self.state == State::Starting {
-                    self.on_start_state(state);
+                    self.on_start_state(info.state);
                 }
             }
             Event::Probed(probe) => self.on_probe(now, probe),
             Event::ProbeFailed => {
-                // Without the kernel's word, we cannot confirm anything; go on
-                // blind and let the deadlines decide.
+                // Without the kernel's word, we cannot see progress or confirm
+                // anything; go on blind and let the deadlines decide.
+                self.progress.probe_failed(now, self.stall_timeout());
                 if self.state == State::Starting {
                     self.established();
                 } else if self.state == State::Hurrying {
                     self.hurry = Hurry::Probed;
                 }
-                self.schedule_probe(now);
             }
             Event::Timer => {}
             Event::Hurry => self.on_hurry(),
+            // Only a silent release can be refused, and that is decided (Done) first.
+            Event::RepairRefused => {}
         }
     }
 
@@ -539,11 +658,6 @@ impl Machine {
         }
     }
 
-    fn schedule_probe(&mut self, now: Instant) {
-        self.next_probe = now + self.probe_gap;
-        self.probe_gap = (self.probe_gap * 2).min(MAX_PROBE_GAP);
-    }
-
     /// Decides from the state at the start whether there is a connection to say goodbye on.
     fn on_start_state(&mut self, state: TcpState) {
         match state {
@@ -559,33 +673,31 @@ impl Machine {
 
     fn on_probe(&mut self, now: Instant, probe: Probe) {
         if self.state == State::Starting {
-            return self.on_start_state(probe.state);
+            self.progress.note_info(&probe.info);
+            return self.on_start_state(probe.state());
         }
-        if probe.state == TcpState::Closed && !self.we_fin {
+        if probe.state() == TcpState::Closed && !self.we_fin {
             // Without our FIN, only a reset (or a timeout) closes the connection.
             return self.finish(Release::Close, Ending::PeerReset);
         }
         if self.state == State::Hurrying {
             self.hurry = Hurry::Probed;
-            if probe.state == TcpState::CloseWait && probe.unread == 0 {
+            if probe.state() == TcpState::CloseWait && probe.unread == 0 {
                 // The peer's FIN is in, not yet read, and nothing is before it:
                 // closing now is the passive close (LAST-ACK), with no RST.
                 self.peer_fin = true;
             }
         }
-        let all_written = self.written >= self.goodbye_len;
-        if all_written && probe.state != TcpState::Closed && self.data_unacked(&probe) == 0 {
-            match self.policy {
+        let alive = probe.state() != TcpState::Closed;
+        let done = self.written >= self.goodbye_len
+            && alive
+            && self.data_unacked(&probe) == 0
+            && match self.policy {
                 // Fin-then-reset wants the FIN ACKed too: FIN-WAIT-2.
-                Policy::FinThenReset(_) => {
-                    if probe.state == TcpState::FinWait2 {
-                        self.confirmed = true;
-                    }
-                }
-                _ => self.confirmed = true,
-            }
-        }
-        self.schedule_probe(now);
+                Policy::FinThenReset(_) => probe.state() == TcpState::FinWait2,
+                _ => true,
+            };
+        self.progress.look(now, &probe, done, self.stall_timeout());
     }
 
     /// The report, given how the socket was finally closed and the kernel's last word before that.
@@ -595,11 +707,11 @@ impl Machine {
         last: Option<Probe>,
         elapsed: Duration,
     ) -> Outcome {
-        let state_at_close = last.map(|p| p.state);
+        let state_at_close = last.map(|p| p.state());
         let both_fins = self.we_fin && self.peer_fin;
         let time_wait = match finish.release {
             // Our FIN went first and the peer's came: the entry exists already,
-            // a reset cannot undo it (F2).
+            // a reset cannot undo it ([F2](crate::facts#f2)).
             _ if both_fins && !self.peer_fin_first => TimeWait::Us,
             Release::Reset | Release::Silent => TimeWait::Nobody,
             Release::Close
@@ -607,7 +719,7 @@ impl Machine {
             {
                 TimeWait::Nobody
             }
-            // Closing with unread input sends RST whatever else (F4).
+            // Closing with unread input sends RST whatever else ([F4](crate::facts#f4)).
             Release::Close if last.is_some_and(|p| p.unread > 0) => TimeWait::Nobody,
             Release::Close if both_fins => TimeWait::Peer,
             Release::Close => match state_at_close {
@@ -626,27 +738,44 @@ impl Machine {
         let unacked_at_close = if closed_cleanly {
             Some(0)
         } else {
-            last.filter(|p| p.state != TcpState::Closed)
+            last.filter(|p| p.state() != TcpState::Closed)
                 .map(|p| self.data_unacked(&p))
         };
         let goodbye = if self.goodbye_len == 0 {
             Delivery::NoneSent
-        } else if self.confirmed
+        } else if self.delivered()
             || (self.written >= self.goodbye_len && unacked_at_close == Some(0))
         {
             Delivery::Confirmed
         } else {
             Delivery::Unconfirmed
         };
+        // Bytes ACKed during the teardown; our ACKed FIN counts one in the
+        // kernel's counter, not here.
+        let fin_acked = self.we_fin
+            && (closed_cleanly
+                || matches!(
+                    state_at_close,
+                    Some(TcpState::FinWait2 | TcpState::TimeWait)
+                ));
+        let bytes_delivered = self.progress.bytes_delivered(last.as_ref(), fin_acked);
+        let deliver = self
+            .progress
+            .delivered_at()
+            .map_or(elapsed, |at| at.saturating_duration_since(self.started))
+            .min(elapsed);
         Outcome {
             policy: self.policy,
             ending: finish.ending,
             time_wait,
             goodbye,
             goodbye_written: self.written,
+            bytes_delivered,
             bytes_drained: self.drained,
             unacked_at_close,
             state_at_close,
+            deliver,
+            grace: elapsed - deliver,
             elapsed,
             local: None,
             peer: None,

@@ -2,15 +2,34 @@
 //!
 //! | policy | steps | our TIME-WAIT | last bytes safe? |
 //! |---|---|---|---|
-//! | [`Policy::Plain`] | write goodbye, `close()` | yes, once the peer closes (F1) | yes, unless unread input forces an RST (F4) |
-//! | [`Policy::Lingering`] | goodbye, FIN, read and discard until EOF or deadline, close | yes when the peer closes (F2) | yes |
-//! | [`Policy::Lingering`] with `reset_on_timeout` | as above, RST when the deadline passes | only for cooperative peers | yes |
+//! | [`Policy::Plain`] | write goodbye, `close()` | yes, once the peer closes ([F1](crate::facts#f1)) | yes, unless unread input forces an RST ([F4](crate::facts#f4)) |
+//! | [`Policy::Lingering`] | goodbye, FIN, read and discard until EOF or deadline, close | yes when the peer closes ([F2](crate::facts#f2)) | yes |
+//! | [`Policy::Lingering`] with `reset_on_timeout` | as above, RST when the deadline passes | only for cooperative peers | yes, unless `max_time` cuts a slow reader |
 //! | [`Policy::FinThenReset`] | goodbye, FIN, wait until our FIN is ACKed, RST | only if the peer's FIN wins the race | yes (ACKed before RST) |
-//! | [`Policy::Abort`] | RST now | no | **no** (F3) |
+//! | [`Policy::Abort`] | RST now | no | **no** ([F3](crate::facts#f3)) |
 //! | [`Policy::Silent`] | `TCP_REPAIR` close: nothing sent | no | no: for abusive peers only |
-//! | [`Policy::PeerFirst`] (default) | goodbye, *no FIN*, read and discard until the peer's FIN, then close; at the grace deadline, wait (bounded) until the goodbye is ACKed, then RST | **never** | yes for every peer whose kernel is alive |
+//! | [`Policy::PeerFirst`] (default) | **deliver:** goodbye, *no FIN*, wait while the peer ACKs; **grace:** once all is ACKed, wait for the peer's FIN, then close; **reset** only after that | **never** | yes for every peer whose kernel is alive and still taking bytes |
 //!
-//! The F-numbers refer to the kernel facts in DESIGN.md, each verified on Linux 6.x.
+//! The F-numbers link to the kernel facts in [`crate::facts`], each verified on Linux 6.x.
+//!
+//! # Delivery is judged by progress, not by a clock
+//!
+//! A peer on a slow link, or one that reads slowly, takes a large last message
+//! over many seconds ([F10](crate::facts#f10)). No policy gives up on a peer
+//! that is still taking bytes: while something we wrote is unacknowledged, the
+//! teardown watches the peer's kernel ACK it (`tcpi_bytes_acked` rising or
+//! `SIOCOUTQ` falling, [F12](crate::facts#f12)) and keeps waiting as long as
+//! that moves. It gives up only when delivery *stalls* (no progress for the
+//! policy's stall timeout, [`DEFAULT_STALL_TIMEOUT`]) or the policy's total
+//! cap passes, and the [`Outcome`](crate::Outcome) says which. A hard deadline
+//! ([`Closer::hurry`](crate::Closer::hurry), a server's drain) still ends
+//! everything at once, as [`Ending::ResetAtDeadline`](crate::Ending::ResetAtDeadline).
+//!
+//! Watching costs nothing for a peer that closes at once (its FIN wakes the
+//! teardown before the first look), and little otherwise: the kernel is asked
+//! about once per two round-trip times (`tcpi_rtt`, at least 5 ms), less often
+//! while nothing moves, and, while bytes flow steadily, about when the send
+//! queue should be empty at the rate seen so far.
 //!
 //! Every duration is clamped to [`MAX_WAIT`] so that a teardown always ends.
 
@@ -24,6 +43,29 @@ use std::time::Duration;
 
 /// The longest any teardown step may wait; longer durations are clamped to it.
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The default stall timeout: how long delivery may go without any progress
+/// (no byte written, none newly ACKed) before a policy gives up on the peer.
+///
+/// 15 s, in the spirit of nginx's `send_timeout` (60 s between two successful
+/// writes) but shorter, because the connection is already ending: a stalled
+/// teardown only holds a descriptor and a send buffer for a peer that stopped
+/// reading (zero window) or vanished. 15 s is still longer than six
+/// retransmission timeouts in a row from Linux's 200 ms minimum (0.2 s
+/// doubling to 6.4 s: 12.6 s in all), so a live peer on a lossy path is not
+/// cut during a burst of losses. A peer that reads slowly but steadily is
+/// never cut by it.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The default total cap on delivering the last bytes: 60 s.
+///
+/// A stall timeout alone would let a peer that ACKs one byte now and then (a
+/// slow-read attack) hold the teardown for ever. 60 s is nginx's
+/// `send_timeout` and the length of the TIME-WAIT state that peer-first
+/// avoids: at worst a delivering teardown holds its socket about as long as a
+/// TIME-WAIT entry would have. At 500 kbit/s that delivers about 3.7 MB, more
+/// than a default Linux send buffer holds.
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a connection is torn down. See the [module docs](self) for what each puts on the wire.
 ///
@@ -49,42 +91,59 @@ pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 pub enum Policy {
     /// Write the goodbye, then `close()`.
     ///
-    /// On the wire: data, FIN. We keep TIME-WAIT once the peer closes (F1); if
-    /// unread input was pending, `close()` sends RST instead and the peer may
-    /// lose what it had not read (F4, RFC 9112 §9.6).
+    /// On the wire: data, FIN. We keep TIME-WAIT once the peer closes
+    /// ([F1](crate::facts#f1)); if unread input was pending, `close()` sends RST
+    /// instead and the peer may lose what it had not read ([F4](crate::facts#f4),
+    /// RFC 9112 §9.6). Writing a goodbye larger than the send buffer waits for
+    /// the peer to take it, as long as it makes progress.
     Plain(Plain),
     /// Write the goodbye, send FIN (`shutdown(SHUT_WR)`), read and discard until
     /// the peer's EOF or a deadline, then close (RFC 9112 §9.6, nginx, Apache).
     ///
     /// On the wire: data, FIN, then the peer's FIN. The peer's FIN puts the
-    /// TIME-WAIT entry on *our* side at once (F2). With `reset_on_timeout`, a
-    /// peer that never closes gets an RST at the deadline (nginx
-    /// `reset_timedout_connection`).
+    /// TIME-WAIT entry on *our* side at once ([F2](crate::facts#f2)). With
+    /// `reset_on_timeout`, a peer that never closes gets an RST at the deadline
+    /// (nginx `reset_timedout_connection`). A peer still ACKing our bytes is not
+    /// idle: only `max_time` cuts it.
     Lingering(Lingering),
     /// Write the goodbye, send FIN, wait until the FIN is ACKed (`FIN-WAIT-2`), then RST.
     ///
     /// On the wire: data, FIN, RST. No TIME-WAIT unless the peer's FIN arrives
-    /// before the reset (F2). The goodbye is confirmed delivered before the RST.
+    /// before the reset ([F2](crate::facts#f2)). The goodbye is confirmed
+    /// delivered before the RST; while the peer keeps ACKing, the wait goes on
+    /// (up to `fin_ack_timeout`), and a stalled one ends as
+    /// [`Ending::ResetDeliveryStalled`](crate::Ending::ResetDeliveryStalled).
     FinThenReset(FinThenReset),
     /// Reset now (`uv_tcp_close_reset`, tokio's `set_zero_linger`).
     ///
     /// The goodbye gets one non-blocking write attempt, but an RST discards
-    /// whatever is not yet delivered (F3). No TIME-WAIT.
+    /// whatever is not yet delivered ([F3](crate::facts#f3)). No TIME-WAIT.
     Abort,
-    /// Close with `TCP_REPAIR`: nothing at all goes on the wire (F8).
+    /// Close with `TCP_REPAIR`: nothing at all goes on the wire ([F8](crate::facts#f8)).
     ///
     /// No goodbye is sent and the peer is never told. Needs `CAP_NET_ADMIN`;
-    /// without it the teardown falls back to [`Policy::Abort`] and says so in
-    /// the outcome's path. For abusive peers only.
+    /// without it the teardown resets instead and says so in the outcome
+    /// ([`Ending::SilentRefusedReset`](crate::Ending::SilentRefusedReset)).
+    /// For abusive peers only.
     Silent,
-    /// The default: say goodbye, never send the first FIN.
+    /// The default: say goodbye, never send the first FIN. Three phases:
     ///
-    /// Write the goodbye, then read and discard (at most `drain_limit` bytes)
-    /// until the peer's FIN. When it comes, close: we go `LAST-ACK` → `CLOSED`
-    /// and the *peer* keeps TIME-WAIT. If the grace passes first, wait at most
-    /// `confirm_timeout` until the goodbye is ACKed (`SIOCOUTQ` = 0), then RST.
-    /// We never keep TIME-WAIT; the outcome says whether the goodbye was
-    /// confirmed delivered.
+    /// 1. **Deliver.** Write the goodbye and wait until the peer's kernel has
+    ///    ACKed everything written (`SIOCOUTQ` = 0), the goodbye and whatever
+    ///    the application wrote before it. The wait goes on as long as the peer
+    ///    keeps ACKing; it ends in an RST only when delivery stalls
+    ///    (`stall_timeout` without progress:
+    ///    [`Ending::ResetDeliveryStalled`](crate::Ending::ResetDeliveryStalled))
+    ///    or `delivery_timeout` passes
+    ///    ([`Ending::ResetDeliveryTimeout`](crate::Ending::ResetDeliveryTimeout)).
+    /// 2. **Grace.** Once all is ACKed, give the peer `grace` to close.
+    /// 3. **Reset**, only then ([`Ending::ResetAfterGrace`](crate::Ending::ResetAfterGrace)).
+    ///
+    /// Throughout, input is read and discarded (at most `drain_limit` bytes).
+    /// When the peer's FIN comes, in either phase, we close: `LAST-ACK` →
+    /// `CLOSED`, the kernel still delivers whatever is queued, and the *peer*
+    /// keeps TIME-WAIT. We never keep TIME-WAIT; the outcome says whether the
+    /// goodbye was confirmed delivered and how long each phase took.
     PeerFirst(PeerFirst),
 }
 
@@ -95,16 +154,24 @@ impl Default for Policy {
 }
 
 /// Settings of [`Policy::Plain`].
+///
+/// Plain only waits while the goodbye does not fit in the send buffer; what is
+/// written is delivered by the kernel after `close()`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plain {
-    /// How long writing the goodbye may take before we close anyway (default 2 s).
+    /// The longest writing the goodbye may take in all before we close with
+    /// the rest unwritten (default 60 s, [`DEFAULT_DELIVERY_TIMEOUT`]).
     pub flush_timeout: Duration,
+    /// The longest writing may go without progress (no byte written, none
+    /// newly ACKed) before we close anyway (default 15 s, [`DEFAULT_STALL_TIMEOUT`]).
+    pub stall_timeout: Duration,
 }
 
 impl Default for Plain {
     fn default() -> Self {
         Plain {
-            flush_timeout: Duration::from_secs(2),
+            flush_timeout: DEFAULT_DELIVERY_TIMEOUT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -112,11 +179,13 @@ impl Default for Plain {
 /// Settings of [`Policy::Lingering`]; the defaults are nginx's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lingering {
-    /// The longest pause between two reads before giving up (nginx
-    /// `lingering_timeout`, default 5 s).
+    /// The longest pause before giving up (nginx `lingering_timeout`, default
+    /// 5 s). A pause is a time with no read from the peer *and* no progress in
+    /// delivering our bytes: a slow reader still ACKing is not idle.
     pub idle_timeout: Duration,
     /// The longest the whole lingering close may take, goodbye included (nginx
-    /// `lingering_time`, default 30 s).
+    /// `lingering_time`, default 30 s): the hard cap, even on a peer still
+    /// taking bytes.
     pub max_time: Duration,
     /// Reset instead of closing when a deadline passes (nginx
     /// `reset_timedout_connection`, default off).
@@ -137,27 +206,54 @@ impl Default for Lingering {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FinThenReset {
     /// How long writing the goodbye and waiting for the FIN's ACK may take in
-    /// all before resetting anyway (default 2 s).
+    /// all before resetting anyway, however the peer is doing (default 60 s,
+    /// [`DEFAULT_DELIVERY_TIMEOUT`]).
     pub fin_ack_timeout: Duration,
+    /// The longest the delivery of the goodbye and the FIN may go without
+    /// progress before resetting (default 15 s, [`DEFAULT_STALL_TIMEOUT`]).
+    pub stall_timeout: Duration,
 }
 
 impl Default for FinThenReset {
     fn default() -> Self {
         FinThenReset {
-            fin_ack_timeout: Duration::from_secs(2),
+            fin_ack_timeout: DEFAULT_DELIVERY_TIMEOUT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
 
 /// Settings of [`Policy::PeerFirst`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use farewell::{PeerFirst, Policy};
+///
+/// // Give a peer that stopped reading 5 s, not 15 s, before the reset.
+/// let policy = Policy::PeerFirst(PeerFirst {
+///     stall_timeout: Duration::from_secs(5),
+///     ..PeerFirst::default()
+/// });
+/// # let _ = policy;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerFirst {
-    /// How long the peer has to close after the goodbye, writing it included (default 2 s).
+    /// How long the peer has to close once everything written was ACKed
+    /// (default 2 s). It counts from the end of delivery, so a slow reader
+    /// gets the whole grace after its last byte.
     pub grace: Duration,
-    /// After the grace: how long to wait for the goodbye's ACK before resetting
-    /// anyway (default 1 s). A peer whose kernel is alive ACKs within one RTT;
-    /// one that never reads (zero window) or vanished never does.
-    pub confirm_timeout: Duration,
+    /// Delivery gives up after this long without progress: no byte written,
+    /// none newly ACKed (default 15 s, [`DEFAULT_STALL_TIMEOUT`]). A peer that
+    /// never reads (zero window) or vanished is reset this long after its last
+    /// ACK, as [`Ending::ResetDeliveryStalled`](crate::Ending::ResetDeliveryStalled).
+    pub stall_timeout: Duration,
+    /// Delivery gives up after this long in all, counted from the start of the
+    /// teardown, however the peer is doing (default 60 s,
+    /// [`DEFAULT_DELIVERY_TIMEOUT`]); then
+    /// [`Ending::ResetDeliveryTimeout`](crate::Ending::ResetDeliveryTimeout).
+    pub delivery_timeout: Duration,
     /// The most bytes to read and discard before resetting a peer that floods
     /// us (default 256 KiB).
     pub drain_limit: u64,
@@ -167,7 +263,8 @@ impl Default for PeerFirst {
     fn default() -> Self {
         PeerFirst {
             grace: Duration::from_secs(2),
-            confirm_timeout: Duration::from_secs(1),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             drain_limit: 256 * 1024,
         }
     }
@@ -202,19 +299,27 @@ impl Policy {
     /// [`MAX_WAIT`]): the grace of peer-first, the flush timeout of plain, the
     /// total time of lingering, the FIN-ACK timeout of fin-then-reset. Abort and
     /// silent have no deadline and are returned unchanged.
+    ///
+    /// # Notes
+    ///
+    /// For plain, lingering and fin-then-reset that deadline is the total cap,
+    /// which cuts even a peer still taking bytes; peer-first's grace only
+    /// starts once everything is delivered.
     pub fn with_grace(self, grace: Duration) -> Policy {
         let grace = grace.min(MAX_WAIT);
         match self {
-            Policy::Plain(_) => Policy::Plain(Plain {
+            Policy::Plain(p) => Policy::Plain(Plain {
                 flush_timeout: grace,
+                ..p
             }),
             Policy::Lingering(l) => Policy::Lingering(Lingering {
                 max_time: grace,
                 idle_timeout: l.idle_timeout.min(grace),
                 ..l
             }),
-            Policy::FinThenReset(_) => Policy::FinThenReset(FinThenReset {
+            Policy::FinThenReset(f) => Policy::FinThenReset(FinThenReset {
                 fin_ack_timeout: grace,
+                ..f
             }),
             Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst { grace, ..p }),
             other => other,

@@ -5,6 +5,9 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use std::time::Duration;
+
+use super::TcpInfo;
 use crate::TcpState;
 
 /// `SIOCOUTQNSD` from `linux/sockios.h` (not in the libc crate).
@@ -51,12 +54,13 @@ pub(super) fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<u32> {
     ioctl_count(fd, libc::FIONREAD) // SIOCINQ == FIONREAD
 }
 
-pub(super) fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<TcpState> {
+pub(super) fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     let mut info = MaybeUninit::<libc::tcp_info>::zeroed();
     let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: `fd` is live; `info` is a zeroed buffer of `len` bytes that the
     // kernel fills (possibly partly: it writes at most `len`, and the first
-    // field, `tcpi_state`, is always written).
+    // field, `tcpi_state`, is always written; an older kernel leaves the later
+    // fields, e.g. `tcpi_bytes_acked` before 4.1, at zero).
     syscall!(getsockopt(
         fd.as_raw_fd(),
         libc::IPPROTO_TCP,
@@ -67,11 +71,16 @@ pub(super) fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<TcpState> {
     // SAFETY: zero-initialised `tcp_info` is a valid value (plain integers),
     // and the kernel only wrote integers over it.
     let info = unsafe { info.assume_init() };
-    TcpState::from_kernel(info.tcpi_state).ok_or_else(|| {
+    let state = TcpState::from_kernel(info.tcpi_state).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("kernel reported unknown tcp state {}", info.tcpi_state),
         )
+    })?;
+    Ok(TcpInfo {
+        state,
+        rtt: Duration::from_micros(u64::from(info.tcpi_rtt)),
+        bytes_acked: info.tcpi_bytes_acked,
     })
 }
 

@@ -7,13 +7,14 @@
 //!
 //! | call | kernel interface | notes |
 //! |---|---|---|
-//! | [`abort`] | `SO_LINGER {on, 0}` + `close()` | RST, no TIME-WAIT, unsent data discarded (DESIGN.md F3) |
-//! | [`unacked_bytes`] | `ioctl(SIOCOUTQ)` | sent-but-unACKed + unsent bytes; a queued FIN counts 1 (F5) |
+//! | [`abort`] | `SO_LINGER {on, 0}` + `close()` | RST, no TIME-WAIT, unsent data discarded ([F3](crate::facts#f3)) |
+//! | [`unacked_bytes`] | `ioctl(SIOCOUTQ)` | sent-but-unACKed + unsent bytes; a queued FIN counts 1 ([F5](crate::facts#f5)) |
 //! | [`unsent_bytes`] | `ioctl(SIOCOUTQNSD)` | bytes not yet sent at all |
-//! | [`unread_bytes`] | `ioctl(SIOCINQ)` | bytes waiting in the receive queue (closing with these sends RST, F4) |
+//! | [`unread_bytes`] | `ioctl(SIOCINQ)` | bytes waiting in the receive queue (closing with these sends RST, [F4](crate::facts#f4)) |
 //! | [`tcp_state`] | `getsockopt(TCP_INFO)` | the connection's [`TcpState`] |
-//! | [`set_user_timeout`] | `TCP_USER_TIMEOUT` via socket2 | bounds how long unACKed data keeps a connection (F7) |
-//! | [`close_silently`] | `TCP_REPAIR` + `close()` | nothing on the wire; needs `CAP_NET_ADMIN` (F8) |
+//! | [`tcp_info`] | `getsockopt(TCP_INFO)` | state, round-trip time, bytes ACKed: delivery progress ([F12](crate::facts#f12)) |
+//! | [`set_user_timeout`] | `TCP_USER_TIMEOUT` via socket2 | bounds how long unACKed data keeps a connection ([F7](crate::facts#f7)) |
+//! | [`close_silently`] | `TCP_REPAIR` + `close()` | nothing on the wire; needs `CAP_NET_ADMIN` ([F8](crate::facts#f8)) |
 //!
 //! # Platform support
 //!
@@ -40,9 +41,9 @@ use crate::TcpState;
 /// Closes `stream` with a TCP reset: `SO_LINGER {on, 0}`, then `close()`.
 ///
 /// On the wire: one RST. Nobody keeps a TIME-WAIT entry. Whatever was still
-/// unsent or unacknowledged in our send queue is discarded (DESIGN.md F3), and
+/// unsent or unacknowledged in our send queue is discarded ([F3](crate::facts#f3)), and
 /// on systems other than Linux the peer may lose data it had received but not
-/// yet read (F6).
+/// yet read ([F6](crate::facts#f6)).
 ///
 /// The descriptor is always closed, even when setting the linger option fails.
 ///
@@ -87,7 +88,7 @@ pub fn unsent_bytes(socket: &impl AsFd) -> io::Result<u32> {
 /// Bytes received but not yet read by the application (`ioctl(SIOCINQ)`).
 ///
 /// Closing a socket while this is non-zero sends RST whatever the linger
-/// setting (DESIGN.md F4).
+/// setting ([F4](crate::facts#f4)).
 ///
 /// # Errors
 ///
@@ -102,12 +103,47 @@ pub fn unread_bytes(socket: &impl AsFd) -> io::Result<u32> {
 ///
 /// Fails when `socket` is not a TCP socket or on an unsupported system.
 pub fn tcp_state(socket: &impl AsFd) -> io::Result<TcpState> {
-    imp::tcp_state(socket.as_fd())
+    tcp_info(socket).map(|info| info.state)
+}
+
+/// What `getsockopt(TCP_INFO)` says about a connection: the part of
+/// `struct tcp_info` the teardown uses.
+///
+/// One call gives all of it, so reading the round-trip time and the ACK
+/// counter along with the state costs nothing more than [`tcp_state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpInfo {
+    /// The connection's state (`tcpi_state`).
+    pub state: TcpState,
+    /// The smoothed round-trip time (`tcpi_rtt`, microseconds); zero before
+    /// the first RTT sample.
+    pub rtt: Duration,
+    /// Bytes of ours the peer has acknowledged over the connection's life
+    /// (`tcpi_bytes_acked`, RFC 4898 `tcpEStatsAppHCThruOctetsAcked`). It only
+    /// grows; a rise between two readings is delivery progress even when the
+    /// send queue ([`unacked_bytes`]) is refilled meanwhile.
+    ///
+    /// # Notes
+    ///
+    /// Linux 4.1 and later; older kernels leave it at 0. The acknowledged FIN
+    /// counts one byte, as does the SYN on some kernels: use differences.
+    pub bytes_acked: u64,
+}
+
+/// The connection's state, round-trip time and acknowledged-bytes counter,
+/// from one `getsockopt(TCP_INFO)`.
+///
+/// # Errors
+///
+/// Fails when `socket` is not a TCP socket or on an unsupported system.
+pub fn tcp_info(socket: &impl AsFd) -> io::Result<TcpInfo> {
+    imp::tcp_info(socket.as_fd())
 }
 
 /// Sets `TCP_USER_TIMEOUT`: how long transmitted data may stay unacknowledged
 /// before the kernel gives up on the connection with `ETIMEDOUT` (no RST is
-/// sent, DESIGN.md F7). `None` restores the system default.
+/// sent, [F7](crate::facts#f7)). `None` restores the system default.
 ///
 /// Delegates to socket2.
 ///

@@ -3,7 +3,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use crate::TcpState;
+use super::TcpInfo;
 
 fn unsupported<T>() -> io::Result<T> {
     Err(io::Error::new(
@@ -24,7 +24,7 @@ pub(super) fn unread_bytes(_: BorrowedFd<'_>) -> io::Result<u32> {
     unsupported()
 }
 
-pub(super) fn tcp_state(_: BorrowedFd<'_>) -> io::Result<TcpState> {
+pub(super) fn tcp_info(_: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     unsupported()
 }
 

@@ -15,7 +15,8 @@ use tokio::io::AsyncReadExt;
 async fn peer_first_zero_durations_still_end_and_keep_no_time_wait() {
     let policy = Policy::PeerFirst(PeerFirst {
         grace: Duration::ZERO,
-        confirm_timeout: Duration::ZERO,
+        stall_timeout: Duration::ZERO,
+        delivery_timeout: Duration::ZERO,
         drain_limit: 0,
     });
     for behaviour in [
@@ -34,7 +35,8 @@ async fn peer_first_zero_durations_still_end_and_keep_no_time_wait() {
 async fn peer_first_huge_grace_is_clamped_and_ends_when_the_peer_closes() {
     let policy = Policy::PeerFirst(PeerFirst {
         grace: Duration::MAX,
-        confirm_timeout: Duration::MAX,
+        stall_timeout: Duration::MAX,
+        delivery_timeout: Duration::MAX,
         drain_limit: u64::MAX,
     });
     let cell = run_cell(policy, Behaviour::Cooperative, V4).await;

@@ -8,5 +8,6 @@ mod census;
 mod closer;
 mod closer_hurry;
 mod common;
+mod delivery;
 mod edge_cases;
 mod policy_matrix;

@@ -5,7 +5,8 @@
 //! 2. what the peer application actually received;
 //! 3. the `Outcome` the library reported.
 //!
-//! The expected column values are the claims of DESIGN.md's policy table.
+//! The expected column values are the claims of the policy table in
+//! `farewell::policy`, resting on the kernel facts in `farewell::facts`.
 
 use crate::common;
 
@@ -124,14 +125,14 @@ matrix! {
     // ---- peer-first: never TIME-WAIT here; the goodbye arrives wherever the peer's kernel reads ----
     peer_first_cooperative_peer_leaves_no_server_time_wait: "peer-first", Cooperative, V4 => &[PeerClosed], tw Some(false), got Some(true);
     peer_first_ignoring_peer_gets_goodbye_then_reset: "peer-first", Ignores, V4 => &[ResetAfterGrace], tw Some(false), got Some(true);
-    peer_first_never_reading_peer_is_reset_unconfirmed: "peer-first", NeverReads, V4 => &[ResetAfterGrace], tw Some(false), got Some(false);
+    peer_first_never_reading_peer_is_reset_when_delivery_stalls: "peer-first", NeverReads, V4 => &[ResetDeliveryStalled], tw Some(false), got Some(false);
     peer_first_flooding_peer_is_reset_at_drain_limit: "peer-first", Floods, V4 => &[ResetOnDrainLimit], tw Some(false), got None;
     peer_first_peer_that_reset_first_is_just_closed: "peer-first", ResetsFirst, V4 => &[PeerReset], tw Some(false), got Some(false);
     peer_first_half_closing_peer_gets_goodbye_and_keeps_time_wait: "peer-first", HalfClosesFirst, V4 => &[PeerClosed], tw Some(false), got Some(true);
 
     peer_first_cooperative_peer_ipv6: "peer-first", Cooperative, V6 => &[PeerClosed], tw Some(false), got Some(true);
     peer_first_ignoring_peer_ipv6: "peer-first", Ignores, V6 => &[ResetAfterGrace], tw Some(false), got Some(true);
-    peer_first_never_reading_peer_ipv6: "peer-first", NeverReads, V6 => &[ResetAfterGrace], tw Some(false), got Some(false);
+    peer_first_never_reading_peer_ipv6: "peer-first", NeverReads, V6 => &[ResetDeliveryStalled], tw Some(false), got Some(false);
     peer_first_flooding_peer_ipv6: "peer-first", Floods, V6 => &[ResetOnDrainLimit], tw Some(false), got None;
     peer_first_half_closing_peer_ipv6: "peer-first", HalfClosesFirst, V6 => &[PeerClosed], tw Some(false), got Some(true);
 
