@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use farewell::census;
-use farewell::lab::path::{NetPath, PathKind, PathSpec, Slow, Wan};
+use farewell_lab::lab::path::{NetPath, PathKind, PathSpec, Slow, Wan};
 
 /// No socket operation in these tests may wait longer; past it the test fails.
 const IO_BOUND: Duration = Duration::from_secs(30);
