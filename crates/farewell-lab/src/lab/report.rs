@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::cell::CellReport;
 use super::churn::ChurnReport;
+use super::matrix::PathReport;
 use super::peer::Behaviour;
 pub use crate::support::kernel::KernelInfo;
 
@@ -15,7 +16,12 @@ pub use crate::support::kernel::KernelInfo;
 pub struct LabReport {
     /// The kernel and its TCP settings.
     pub kernel: KernelInfo,
-    /// One cell per policy × behaviour, policy-major.
+    /// The network paths every cell ran on, in order.
+    pub paths: Vec<PathReport>,
+    /// What the reader must know before trusting the verdicts (e.g. that the
+    /// run had loopback only), one sentence each; empty when nothing.
+    pub warnings: Vec<String>,
+    /// One cell per path × policy × behaviour, path-major, then policy-major.
     pub cells: Vec<CellReport>,
     /// One plain-words verdict per policy, derived from the cells.
     pub verdicts: Vec<String>,
@@ -24,15 +30,46 @@ pub struct LabReport {
 }
 
 impl LabReport {
-    /// Builds the report and derives the verdicts from `cells`.
-    pub fn new(kernel: KernelInfo, cells: Vec<CellReport>, churn: Vec<ChurnReport>) -> LabReport {
+    /// Builds the report and derives the verdicts (and the warnings) from
+    /// `paths` and `cells`.
+    pub fn new(
+        kernel: KernelInfo,
+        paths: Vec<PathReport>,
+        cells: Vec<CellReport>,
+        churn: Vec<ChurnReport>,
+    ) -> LabReport {
         let verdicts = verdicts(&cells);
+        let mut warnings = Vec::new();
+        if paths.iter().all(|p| p.name == "loopback") {
+            warnings.push(loopback_only_warning(kernel.net_admin));
+        }
         LabReport {
             kernel,
+            paths,
+            warnings,
             cells,
             verdicts,
             churn,
         }
+    }
+
+    /// The paths, one line each: name, mechanism, measured round-trip time.
+    pub fn paths_header(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .paths
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    format!("{}, RTT {:.2} ms", p.mechanism, p.rtt_ms),
+                ]
+            })
+            .collect();
+        let mut out = String::from("paths (every cell runs on each):\n");
+        for line in align(&rows, 1, true).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+        out
     }
 
     /// The churn as an aligned table (empty when no churn ran).
@@ -75,53 +112,24 @@ impl LabReport {
         serde_json::to_string_pretty(self).expect("the report serializes")
     }
 
-    /// The cells as an aligned table, then the verdicts, one per line.
+    /// The warnings, the paths, the cells as one aligned table per path,
+    /// then the verdicts, one per line.
     pub fn table(&self) -> String {
-        let header = [
-            "policy",
-            "behaviour",
-            "conns",
-            "server TW",
-            "client TW",
-            "delivered",
-            "acked",
-            "lost B",
-            "release med",
-            "release p99",
-            "leftover",
-            "paths",
-        ];
-        let pct = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.0}%"));
-        let ms = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.1} ms"));
-        let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-        for c in &self.cells {
-            if let Some(why) = &c.skipped {
-                let mut row = vec![c.policy.clone(), c.behaviour.clone()];
-                row.extend(std::iter::repeat("-".to_owned()).take(header.len() - 3));
-                row.push(format!("skipped: {why}"));
-                rows.push(row);
-                continue;
-            }
-            let mut paths: Vec<String> = c.paths.iter().map(|(p, n)| format!("{p} {n}")).collect();
-            if !c.errors.is_empty() {
-                paths.push(format!("FAILED {}", c.errors.len()));
-            }
-            rows.push(vec![
-                c.policy.clone(),
-                c.behaviour.clone(),
-                c.connections.to_string(),
-                c.server_time_wait.to_string(),
-                c.client_time_wait.to_string(),
-                pct(c.goodbye_delivered_pct),
-                pct(c.goodbye_acked_pct),
-                c.bytes_lost.to_string(),
-                ms(c.release_ms_median),
-                ms(c.release_ms_p99),
-                c.leftover_sockets.to_string(),
-                paths.join(", "),
-            ]);
+        let mut out = String::new();
+        for w in &self.warnings {
+            let _ = writeln!(out, "WARNING: {w}\n");
         }
-        let mut out = align(&rows, 2, true);
+        out.push_str(&self.paths_header());
+        for path in &self.paths {
+            let cells: Vec<&CellReport> =
+                self.cells.iter().filter(|c| c.path == path.name).collect();
+            let _ = writeln!(
+                out,
+                "\npath {}: {}, RTT {:.2} ms",
+                path.name, path.mechanism, path.rtt_ms
+            );
+            out.push_str(&cell_table(&cells));
+        }
         out.push('\n');
         for v in &self.verdicts {
             out.push_str(v);
@@ -137,11 +145,83 @@ impl LabReport {
         if !errors.is_empty() {
             out.push('\n');
             for c in errors {
-                let _ = writeln!(out, "{} × {}: {}", c.policy, c.behaviour, c.errors[0]);
+                let _ = writeln!(
+                    out,
+                    "{} × {} on {}: {}",
+                    c.policy, c.behaviour, c.path, c.errors[0]
+                );
             }
         }
         out
     }
+}
+
+/// What a run on loopback alone cannot show, said loudly.
+pub fn loopback_only_warning(net_admin: bool) -> String {
+    let why = if net_admin {
+        "only the loopback path ran"
+    } else {
+        "only the loopback path ran: this run has no CAP_NET_ADMIN, which the slow and wan \
+         paths need (run as root, or grant CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+    };
+    format!(
+        "{why}. Loopback has no rate limit, round-trip time or loss, so it hides what a \
+         teardown loses on a network: abort's and silent's losses of a large last message \
+         look smaller than they are, a slow reader is slow only by its application (whether \
+         a policy cuts a peer still taking bytes over a slow link is not tested), and \
+         release times are loopback's. The TIME-WAIT columns hold on any path."
+    )
+}
+
+/// The cells of one path as an aligned table.
+fn cell_table(cells: &[&CellReport]) -> String {
+    let header = [
+        "policy",
+        "behaviour",
+        "goodbye B",
+        "conns",
+        "server TW",
+        "client TW",
+        "delivered",
+        "acked",
+        "lost B",
+        "release med",
+        "release p99",
+        "leftover",
+        "paths",
+    ];
+    let pct = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.0}%"));
+    let ms = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.1} ms"));
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for c in cells {
+        if let Some(why) = &c.skipped {
+            let mut row = vec![c.policy.clone(), c.behaviour.clone()];
+            row.extend(std::iter::repeat("-".to_owned()).take(header.len() - 3));
+            row.push(format!("skipped: {why}"));
+            rows.push(row);
+            continue;
+        }
+        let mut paths: Vec<String> = c.paths.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        if !c.errors.is_empty() {
+            paths.push(format!("FAILED {}", c.errors.len()));
+        }
+        rows.push(vec![
+            c.policy.clone(),
+            c.behaviour.clone(),
+            c.goodbye_bytes.to_string(),
+            c.connections.to_string(),
+            c.server_time_wait.to_string(),
+            c.client_time_wait.to_string(),
+            pct(c.goodbye_delivered_pct),
+            pct(c.goodbye_acked_pct),
+            c.bytes_lost.to_string(),
+            ms(c.release_ms_median),
+            ms(c.release_ms_p99),
+            c.leftover_sockets.to_string(),
+            paths.join(", "),
+        ]);
+    }
+    align(&rows, 2, true)
 }
 
 /// Rows as aligned columns: the first `left` left-aligned, the others
@@ -181,19 +261,28 @@ fn behaviour_reads(name: &str) -> bool {
     Behaviour::from_name(name).is_some_and(Behaviour::reads)
 }
 
-/// One verdict per policy, in the order the policies first appear in `cells`.
+/// One verdict per path and policy, in the order they first appear in
+/// `cells`; each starts with `[path] ` when the cells ran on several paths.
 pub fn verdicts(cells: &[CellReport]) -> Vec<String> {
-    let mut policies: Vec<&str> = Vec::new();
+    let mut keys: Vec<(&str, &str)> = Vec::new();
     for c in cells {
-        if !policies.contains(&c.policy.as_str()) {
-            policies.push(&c.policy);
+        if !keys.contains(&(c.path.as_str(), c.policy.as_str())) {
+            keys.push((&c.path, &c.policy));
         }
     }
-    policies
-        .into_iter()
-        .map(|p| {
-            let mine: Vec<&CellReport> = cells.iter().filter(|c| c.policy == p).collect();
-            verdict(p, &mine)
+    let several = keys.iter().any(|(path, _)| *path != keys[0].0);
+    keys.into_iter()
+        .map(|(path, p)| {
+            let mine: Vec<&CellReport> = cells
+                .iter()
+                .filter(|c| c.policy == p && c.path == path)
+                .collect();
+            let verdict = verdict(p, &mine);
+            if several {
+                format!("[{path}] {verdict}")
+            } else {
+                verdict
+            }
         })
         .collect()
 }
@@ -238,12 +327,13 @@ fn verdict(policy: &str, cells: &[&CellReport]) -> String {
             )
         })
         .collect();
+    let lost: u64 = readers.iter().map(|c| c.bytes_lost).sum();
     if readers.is_empty() {
     } else if missed.is_empty() {
-        parts.push("goodbye delivered to every peer that reads".to_owned());
+        parts.push("goodbye delivered to every peer that reads, every byte".to_owned());
     } else {
         parts.push(format!(
-            "goodbye not always delivered to peers that read (delivered: {})",
+            "goodbye not always delivered to peers that read (delivered: {}; {lost} bytes lost)",
             missed.join(", ")
         ));
     }
