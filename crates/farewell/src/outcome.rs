@@ -202,7 +202,8 @@ impl fmt::Display for Delivery {
 /// The report of one teardown.
 ///
 /// `Display` gives one line, e.g.
-/// `peer-first 127.0.0.1:7878 -> 127.0.0.1:50312: peer-closed, TIME-WAIT at peer, goodbye confirmed, delivered 9 B, drained 0 B, unacked 0 B, deliver 1.1ms + grace 0.1ms = 1.2ms`.
+/// `peer-first 127.0.0.1:7878 -> 127.0.0.1:50312: peer-closed, TIME-WAIT at peer, goodbye confirmed, delivered 9 B, drained 0 B, unacked 0 B, deliver 1.2ms + grace 0.0ns = 1.2ms`
+/// (the peer closed before the teardown looked at its ACKs: all of it counts as delivering).
 ///
 /// # Phases
 ///

@@ -27,7 +27,7 @@
 //!
 //! Watching costs nothing for a peer that closes at once (its FIN wakes the
 //! teardown before the first look), and little otherwise: the kernel is asked
-//! about once per two round-trip times (`tcpi_rtt`, at least 5 ms), less often
+//! about once per two round-trip times (`tcpi_rtt`, at least 20 ms), less often
 //! while nothing moves, and, while bytes flow steadily, about when the send
 //! queue should be empty at the rate seen so far.
 //!
@@ -60,11 +60,13 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// The default total cap on delivering the last bytes: 60 s.
 ///
 /// A stall timeout alone would let a peer that ACKs one byte now and then (a
-/// slow-read attack) hold the teardown for ever. 60 s is nginx's
-/// `send_timeout` and the length of the TIME-WAIT state that peer-first
-/// avoids: at worst a delivering teardown holds its socket about as long as a
-/// TIME-WAIT entry would have. At 500 kbit/s that delivers about 3.7 MB, more
-/// than a default Linux send buffer holds.
+/// slow-read attack) hold the teardown for ever. 60 s is the length of the
+/// TIME-WAIT state that peer-first avoids: at worst a delivering teardown
+/// holds its socket about as long as a TIME-WAIT entry would have held its
+/// own. At 500 kbit/s it delivers about 3.7 MB, nearly the most a Linux send
+/// buffer grows to by default (`tcp_wmem` max, 4 MiB). (nginx's
+/// `send_timeout` is also 60 s, but there it bounds the time between two
+/// writes, like our stall timeout.)
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a connection is torn down. See the [module docs](self) for what each puts on the wire.

@@ -259,3 +259,44 @@ async fn plain_writes_a_large_goodbye_to_a_slow_reader_past_its_stall_timeout() 
     assert_eq!(outcome.ending, Ending::PlainClose, "{outcome}");
     assert_eq!(outcome.goodbye_written, LARGE, "{outcome}");
 }
+
+// ---- the hard deadline ------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closer_hurry_still_cuts_a_progressing_slow_reader_and_says_so() {
+    let (server, mut client) = connected_pair(V4, Some(SMALL_RCVBUF)).await;
+    let (server_addr, client_addr) = ends(&server, &client);
+    let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let closer = farewell::Closer::builder(Policy::default())
+        .on_outcome(move |outcome| {
+            let _ = tx.send(outcome);
+        })
+        .build();
+    closer.close(server, large_goodbye());
+    // The reader takes bytes; a server's drain deadline comes meanwhile.
+    let reader = tokio::spawn(async move { read_slowly(&mut client, usize::MAX).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    closer.hurry();
+    tokio::time::timeout(BOUND, closer.idle())
+        .await
+        .expect("a hurried teardown ends");
+    let outcome = outcomes.recv().await.expect("an outcome");
+    eprintln!("{outcome}");
+    let got = reader.await.unwrap();
+
+    // The deadline wins over delivery, and the outcome says it cut the peer.
+    assert_eq!(outcome.ending, Ending::ResetAtDeadline, "{outcome}");
+    assert_eq!(outcome.goodbye, Delivery::Unconfirmed, "{outcome}");
+    assert!(
+        outcome.unacked_at_close.is_some_and(|n| n > 0),
+        "bytes were still in flight: {outcome}"
+    );
+    assert_eq!(got.error, Some(io::ErrorKind::ConnectionReset));
+    assert!(got.bytes.len() < LARGE, "the reset cut the message short");
+    assert!(
+        got.bytes[..] == large_goodbye()[..got.bytes.len()],
+        "what arrived arrived intact"
+    );
+    settle(server_addr, client_addr).await;
+    assert_eq!(kernel_state(server_addr, client_addr), None, "{outcome}");
+}

@@ -11,9 +11,14 @@ use super::Probe;
 use crate::sys::TcpInfo;
 
 /// The shortest pause between two kernel probes, and before the first: a peer
-/// that closes at once (its FIN within a few milliseconds) is never probed, and
-/// a pending teardown wakes at most 200 times a second.
-pub(crate) const MIN_PROBE_GAP: Duration = Duration::from_millis(5);
+/// that closes at once is never probed, and a pending teardown wakes at most
+/// 50 times a second.
+///
+/// Measured with `farewell bench churn` (a debug build, 2 busy cores, about
+/// 14,000 peer-first teardowns of peers that close on the goodbye): with 5 ms,
+/// 2.6 % of them were probed once before the peer's FIN came (the peers took
+/// that long to react under load); with 20 ms, under 0.1 %.
+pub(crate) const MIN_PROBE_GAP: Duration = Duration::from_millis(20);
 /// The longest pause between two kernel probes (a probe is also always due at
 /// the stall deadline).
 pub(crate) const MAX_PROBE_GAP: Duration = Duration::from_secs(1);

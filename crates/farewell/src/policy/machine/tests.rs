@@ -14,7 +14,7 @@ fn ms(n: u64) -> Duration {
 }
 
 /// The round-trip time the kernel reports in these tests: 10 ms, so the
-/// probe gap (two RTTs) is 20 ms, above [`MIN_PROBE_GAP`].
+/// probe gap (two RTTs) is 20 ms, which is also [`MIN_PROBE_GAP`].
 const RTT: Duration = Duration::from_millis(10);
 
 /// `TCP_INFO` with `state`, [`RTT`], and no byte ACKed yet.
