@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::net::Net;
+use super::path::{NetPath, PathKind};
 use super::peer::{self, Behaviour};
 use super::LabError;
 use farewell::{Delivery, Outcome, Policy, TcpState};
@@ -207,6 +208,26 @@ pub async fn run_connection(
 ) -> Result<Trial, LabError> {
     let goodbye = Bytes::from_static(behaviour.goodbye());
     run_on(&Net::Loopback(ip), policy, behaviour, goodbye).await
+}
+
+/// Runs one connection across `path` (the server socket in its server
+/// namespace, the client in its client namespace; both on 127.0.0.1 for a
+/// loopback path) with `policy` against a peer that behaves as
+/// `behaviour`; the server says `goodbye` (the line, or a large
+/// [`last_message`](super::last_message)). The verdict is the kernel's
+/// census of both ends, read in their own namespaces, and what the peer's
+/// application received, checked byte for byte. Errors as [`run_connection`].
+pub async fn run_connection_on(
+    path: &Arc<NetPath>,
+    policy: Policy,
+    behaviour: Behaviour,
+    goodbye: Bytes,
+) -> Result<Trial, LabError> {
+    let net = match path.kind() {
+        PathKind::Loopback => Net::Loopback(path.server_ip()),
+        _ => Net::Path(Arc::clone(path)),
+    };
+    run_on(&net, policy, behaviour, goodbye).await
 }
 
 /// Runs one connection on `net` with `policy` against a peer that behaves

@@ -125,7 +125,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use cell::{run_connection, Trial, PEER_BOUND, TEARDOWN_BOUND};
+pub use cell::{run_connection, run_connection_on, Trial, PEER_BOUND, PEER_QUIET, TEARDOWN_BOUND};
 pub use churn::{
     run_churn, ChurnConfig, ChurnReport, ChurnSample, DRAIN_BOUND, MAX_CONNECTIONS, SAMPLE_EVERY,
 };
