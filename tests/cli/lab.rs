@@ -351,6 +351,18 @@ fn lab_json_reports_the_whole_matrix_the_churn_and_an_html_page() {
     // (release times from the matrix, TIME-WAIT over time from the churn).
     let html = std::fs::read_to_string(dir.join("index.html")).expect("DIR/index.html written");
     assert_eq!(svg_count_of_wellformed_page(&html), 2, "two charts");
+    // Each path's matrix as a policy × behaviour grid.
+    assert_eq!(
+        html.matches("<table class=\"grid\"").count(),
+        paths.len(),
+        "one grid per path"
+    );
+    for path in &paths {
+        assert!(
+            html.contains(&format!("id=\"path-{path}\"")),
+            "grid of {path}"
+        );
+    }
     for policy in POLICIES {
         assert!(html.contains(policy), "the page names {policy}");
     }
@@ -443,6 +455,15 @@ fn lab_help_explains_how_to_read_the_table() {
     ] {
         assert!(help.contains(word), "help lacks {word:?}:\n{help}");
     }
+}
+
+#[test]
+fn lab_rejects_an_unknown_path_naming_the_known_ones() {
+    let out = farewell(&["lab", "--path", "loopback,lan"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown path \"lan\""), "{err}");
+    assert!(err.contains("loopback, slow, wan"), "{err}");
 }
 
 #[test]

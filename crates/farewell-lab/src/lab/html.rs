@@ -415,3 +415,40 @@ fn churn_table(report: &LabReport) -> String {
     out.push_str("</table>\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ran(behaviour: Behaviour, server_tw: usize, lost: u64) -> CellReport {
+        let mut cell = CellReport::skipped("plain", behaviour, "");
+        cell.skipped = None;
+        cell.connections = 5;
+        cell.server_time_wait = server_tw;
+        cell.bytes_lost = lost;
+        cell
+    }
+
+    #[test]
+    fn each_grid_cell_is_judged_by_its_own_numbers() {
+        assert_eq!(judge(&ran(Behaviour::Cooperative, 0, 0)).0, "ok");
+        assert_eq!(judge(&ran(Behaviour::Cooperative, 5, 0)).0, "tw");
+        assert_eq!(judge(&ran(Behaviour::SlowReader, 0, 9)).0, "lost");
+        assert_eq!(judge(&ran(Behaviour::SlowReader, 2, 9)).0, "both");
+        // A peer that cannot receive: its losses are not the policy's.
+        assert_eq!(judge(&ran(Behaviour::NeverReads, 0, 9)).0, "moot");
+        assert_eq!(judge(&ran(Behaviour::NeverReads, 1, 9)).0, "tw");
+        let mut left = ran(Behaviour::Vanishes, 0, 9);
+        left.leftover_sockets = 5;
+        assert_eq!(judge(&left).0, "moot left");
+        let skipped = CellReport::skipped("silent", Behaviour::Cooperative, "needs CAP_NET_ADMIN");
+        assert_eq!(judge(&skipped).0, "skip");
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(bytes_text(9), "9 B");
+        assert_eq!(bytes_text(131_072), "128 KiB");
+        assert_eq!(bytes_text(1_310_965), "1.3 MiB");
+    }
+}

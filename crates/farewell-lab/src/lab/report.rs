@@ -362,3 +362,89 @@ fn verdict(policy: &str, cells: &[&CellReport]) -> String {
     }
     format!("{policy}: {}", parts.join("; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(net_admin: bool) -> KernelInfo {
+        KernelInfo {
+            release: None,
+            tcp_fin_timeout: None,
+            tcp_tw_reuse: None,
+            tcp_max_tw_buckets: None,
+            ip_local_port_range: None,
+            net_admin,
+        }
+    }
+
+    fn path(name: &str) -> PathReport {
+        PathReport {
+            name: name.to_owned(),
+            spec: name.to_owned(),
+            mechanism: "test".to_owned(),
+            rtt_ms: 1.0,
+        }
+    }
+
+    /// A cell that ran 5 connections on `path`, `lost` bytes lost.
+    fn ran(path: &str, policy: &str, behaviour: Behaviour, lost: u64) -> CellReport {
+        let mut cell = CellReport::skipped(policy, behaviour, "").on_path(path);
+        cell.skipped = None;
+        cell.connections = 5;
+        cell.bytes_lost = lost;
+        cell.goodbye_delivered_pct = Some(if lost > 0 { 0.0 } else { 100.0 });
+        cell
+    }
+
+    #[test]
+    fn a_run_on_loopback_alone_warns_that_it_hides_loss() {
+        let cells = vec![ran("loopback", "abort", Behaviour::SlowReader, 0)];
+        let report = LabReport::new(kernel(false), vec![path("loopback")], cells, Vec::new());
+        assert_eq!(report.warnings.len(), 1);
+        assert!(
+            report.warnings[0].contains("hides"),
+            "{:?}",
+            report.warnings
+        );
+        assert!(report.warnings[0].contains("CAP_NET_ADMIN"));
+        assert!(report.table().starts_with("WARNING: "));
+
+        let cells = vec![ran("slow", "abort", Behaviour::SlowReader, 10)];
+        let paths = vec![path("loopback"), path("slow")];
+        let report = LabReport::new(kernel(true), paths, cells, Vec::new());
+        assert!(report.warnings.is_empty());
+    }
+
+    #[test]
+    fn verdicts_are_per_path_and_count_lost_bytes() {
+        let cells = vec![
+            ran("loopback", "abort", Behaviour::SlowReader, 0),
+            ran("slow", "abort", Behaviour::SlowReader, 4096),
+        ];
+        let v = verdicts(&cells);
+        assert_eq!(v.len(), 2);
+        assert!(v[0].starts_with("[loopback] abort: "), "{v:?}");
+        assert!(v[0].contains("every byte"), "{v:?}");
+        assert!(v[1].starts_with("[slow] abort: "), "{v:?}");
+        assert!(v[1].contains("slow-reader 0%; 4096 bytes lost"), "{v:?}");
+        // One path: no prefix, as before paths existed.
+        let v = verdicts(&cells[..1]);
+        assert!(v[0].starts_with("abort: "), "{v:?}");
+    }
+
+    #[test]
+    fn the_table_has_one_section_per_path_naming_its_rtt() {
+        let cells = vec![
+            ran("loopback", "plain", Behaviour::Cooperative, 0),
+            ran("slow", "plain", Behaviour::Cooperative, 0),
+        ];
+        let paths = vec![path("loopback"), path("slow")];
+        let table = LabReport::new(kernel(true), paths, cells, Vec::new()).table();
+        assert!(
+            table.contains("path loopback: test, RTT 1.00 ms"),
+            "{table}"
+        );
+        assert!(table.contains("path slow: test, RTT 1.00 ms"), "{table}");
+    }
+}
