@@ -35,16 +35,17 @@ pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 ///   teardown gives up), and lingering's idle timeout, which is its stall
 ///   timeout too (no byte read and none ACKed);
 /// * the total caps, which cut even a peer still taking bytes: 10G for
-///   plain's flush, fin-then-reset's FIN-ACK wait and peer-first's delivery;
-///   5G for lingering's whole close (it also bounds how long lingering reads
-///   a flooding peer, so it stays shorter).
+///   plain's flush, lingering's whole close, fin-then-reset's FIN-ACK wait
+///   and peer-first's delivery (for lingering it also bounds how long it
+///   reads a flooding peer).
 ///
-/// With the default G = 300 ms: grace 300 ms, stall 600 ms, caps 3 s and
-/// 1.5 s; a slow reader's large last message (128 KiB at 200 KiB/s) fits
-/// in every cap, so a policy that cuts it does so by its nature, not by
-/// the lab's haste. A stall of 2G rides out a retransmission timeout (200
-/// ms at least on Linux) after a loss on a slow or lossy path; a shorter
-/// one would make any policy that watches delivery cut live peers there.
+/// With the default G = 300 ms: grace 300 ms, stall 600 ms, caps 3 s; a
+/// slow reader's large last message (128 KiB at 200 KiB/s, longer when
+/// other cells share a slow path) fits in every cap, so a policy that cuts
+/// it does so by its nature, not by the lab's haste. A stall of 2G rides
+/// out a retransmission timeout (200 ms at least on Linux) after a loss on
+/// a slow or lossy path; a shorter one would make any policy that watches
+/// delivery cut live peers there.
 pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
     let policy: Policy = name.parse()?;
     let (stall, cap) = (grace * 2, grace * 10);
@@ -56,7 +57,7 @@ pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
         }
         Policy::Lingering(mut l) => {
             l.idle_timeout = stall;
-            l.max_time = grace * 5;
+            l.max_time = cap;
             Policy::Lingering(l)
         }
         Policy::FinThenReset(mut f) => {

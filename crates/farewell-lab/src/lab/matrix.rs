@@ -258,9 +258,14 @@ pub async fn run_matrix_on(
 
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut tasks = JoinSet::new();
-    // Interleave the paths, so that the slow cells of each start early.
-    for (p, &(name, policy)) in policies.iter().enumerate() {
-        for (b, &behaviour) in config.behaviours.iter().enumerate() {
+    // The cells that wait longest start first (the permits are handed out
+    // in order), each behaviour on every path and with every policy, so
+    // that the run ends with short cells instead of waiting on a long one.
+    let mut order: Vec<(usize, Behaviour)> =
+        config.behaviours.iter().copied().enumerate().collect();
+    order.sort_by_key(|(_, b)| expected_wait(*b));
+    for (b, behaviour) in order {
+        for (p, &(name, policy)) in policies.iter().enumerate() {
             for (k, lab_path) in paths.iter().enumerate() {
                 if behaviour.needs_netns() {
                     continue;
@@ -299,6 +304,20 @@ pub async fn run_matrix_on(
     }
     cells.sort_by_key(|(slot, _)| *slot);
     Ok(cells.into_iter().map(|(_, cell)| cell).collect())
+}
+
+/// A rank of how long a cell of `behaviour` takes, longest first: a flood
+/// lasts until a cap, a slow reader reads for a second, a never-reading or
+/// ignoring peer waits out a deadline; the others end at once.
+fn expected_wait(behaviour: Behaviour) -> u8 {
+    match behaviour {
+        Behaviour::Floods => 0,
+        Behaviour::SlowReader => 1,
+        Behaviour::NeverReads => 2,
+        Behaviour::Ignores | Behaviour::NeverHandshakes => 3,
+        Behaviour::Cooperative => 4,
+        _ => 5,
+    }
 }
 
 /// The number of connections [`run_matrix`] will run (for a progress bar).

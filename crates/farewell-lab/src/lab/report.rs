@@ -169,7 +169,8 @@ pub fn loopback_only_warning(net_admin: bool) -> String {
          teardown loses on a network: abort's and silent's losses of a large last message \
          look smaller than they are, a slow reader is slow only by its application (whether \
          a policy cuts a peer still taking bytes over a slow link is not tested), and \
-         release times are loopback's. The TIME-WAIT columns hold on any path."
+         release times are loopback's. Who keeps TIME-WAIT mostly holds on any path; races \
+         between a peer's FIN and a reset do not."
     )
 }
 
