@@ -35,14 +35,18 @@ pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 ///   teardown gives up), and lingering's idle timeout, which is its stall
 ///   timeout too (no byte read and none ACKed);
 /// * the total caps, which cut even a peer still taking bytes: 10G for
-///   plain's flush, lingering's whole close, fin-then-reset's FIN-ACK wait
-///   and peer-first's delivery (for lingering it also bounds how long it
-///   reads a flooding peer).
+///   plain's flush, fin-then-reset's FIN-ACK wait and peer-first's
+///   delivery; 5G for lingering's whole close, which also bounds how long
+///   it reads a flooding peer: it must end while the peer still floods (the
+///   lab's flood stops after 4 GiB, under 3 s on a fast loopback), or the
+///   cell would show a peer that stopped, not one that floods.
 ///
-/// With the default G = 300 ms: grace 300 ms, stall 600 ms, caps 3 s; a
-/// slow reader's large last message (128 KiB at 200 KiB/s, longer when
-/// other cells share a slow path) fits in every cap, so a policy that cuts
-/// it does so by its nature, not by the lab's haste. A stall of 2G rides
+/// With the default G = 300 ms: grace 300 ms, stall 600 ms, caps 3 s and
+/// 1.5 s. A slow reader's large last message (128 KiB at 200 KiB/s) fits
+/// in every cap, so a policy that cuts it does so by its nature, not by the
+/// lab's haste; when the cells that share a slow path make it slower than
+/// 1.5 s, lingering's cap (which counts the goodbye's delivery, unlike
+/// nginx's `lingering_time`) cuts it, and the lab shows that. A stall of 2G rides
 /// out a retransmission timeout (200 ms at least on Linux) after a loss on
 /// a slow or lossy path; a shorter one would make any policy that watches
 /// delivery cut live peers there.
@@ -57,7 +61,7 @@ pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
         }
         Policy::Lingering(mut l) => {
             l.idle_timeout = stall;
-            l.max_time = cap;
+            l.max_time = grace * 5;
             Policy::Lingering(l)
         }
         Policy::FinThenReset(mut f) => {
