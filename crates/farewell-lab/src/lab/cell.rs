@@ -254,7 +254,7 @@ pub(crate) async fn run_on(
         )));
     }
     let (server, client) = net
-        .connected_pair(peer::client_rcvbuf(behaviour))
+        .connected_pair(peer::client_buffers(behaviour))
         .await
         .map_err(io("connecting"))?;
     let server_addr = server.local_addr().map_err(io("reading the address"))?;

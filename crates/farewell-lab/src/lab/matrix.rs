@@ -352,7 +352,7 @@ pub fn planned_connections(config: &LabConfig) -> u64 {
 /// every connection.
 async fn preflight(net: &Net) -> Result<(), LabError> {
     let (server, _client) = net
-        .connected_pair(None)
+        .connected_pair(peer::ClientBuffers::default())
         .await
         .map_err(|e| LabError::Io("connecting", e))?;
     let local = server

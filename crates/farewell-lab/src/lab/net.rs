@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::path::NetPath;
+use super::peer::ClientBuffers;
 use super::LabError;
 use farewell::{census, TcpState};
 
@@ -28,14 +29,14 @@ pub(crate) enum Net {
 }
 
 impl Net {
-    /// A connected pair: (server side, client side). `client_rcvbuf` sets the
-    /// client's receive buffer before it connects.
+    /// A connected pair: (server side, client side). `buffers` sizes the
+    /// client's socket buffers before it connects.
     pub(crate) async fn connected_pair(
         &self,
-        client_rcvbuf: Option<u32>,
+        buffers: ClientBuffers,
     ) -> io::Result<(TcpStream, TcpStream)> {
         let path = match self {
-            Net::Loopback(ip) => return super::peer::connected_pair(*ip, client_rcvbuf).await,
+            Net::Loopback(ip) => return super::peer::connected_pair(*ip, buffers).await,
             Net::Path(path) => Arc::clone(path),
         };
         // Sockets keep the namespace they were made in: make them there (on
@@ -52,8 +53,11 @@ impl Net {
                     socket2::Type::STREAM,
                     Some(socket2::Protocol::TCP),
                 )?;
-                if let Some(size) = client_rcvbuf {
+                if let Some(size) = buffers.rcv {
                     socket.set_recv_buffer_size(size as usize)?;
+                }
+                if let Some(size) = buffers.snd {
+                    socket.set_send_buffer_size(size as usize)?;
                 }
                 socket.set_nonblocking(true)?;
                 Ok::<_, io::Error>(std::net::TcpStream::from(socket))

@@ -66,23 +66,45 @@ fn has_goodbye(received: &[u8], goodbye: &[u8]) -> bool {
 /// How long a cooperative peer takes between reading the goodbye and closing.
 pub const COOPERATIVE_REACTION: Duration = Duration::from_millis(2);
 
-/// The receive buffer `behaviour`'s client socket asks for before it
-/// connects: a tiny one for a peer that never reads (its window fills at
-/// once), [`SLOW_READER_RCVBUF`] for a slow reader, the kernel's default
-/// otherwise.
-pub(crate) fn client_rcvbuf(behaviour: Behaviour) -> Option<u32> {
+/// The socket buffers a client asks for before it connects (`None`: the
+/// kernel's default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ClientBuffers {
+    /// `SO_RCVBUF`.
+    pub(crate) rcv: Option<u32>,
+    /// `SO_SNDBUF`.
+    pub(crate) snd: Option<u32>,
+}
+
+/// The buffers `behaviour`'s client socket asks for: a tiny receive buffer
+/// for a peer that never reads (its window fills at once),
+/// [`SLOW_READER_RCVBUF`] for a slow reader, and a 64 KiB send buffer for a
+/// flooding peer (it floods as fast as the path takes bytes either way, but
+/// when the run ends its FIN does not queue behind megabytes of flood on a
+/// slow path, which would outlast the lab's settling).
+pub(crate) fn client_buffers(behaviour: Behaviour) -> ClientBuffers {
     match behaviour {
-        Behaviour::NeverReads => Some(4096),
-        Behaviour::SlowReader => Some(SLOW_READER_RCVBUF),
-        _ => None,
+        Behaviour::NeverReads => ClientBuffers {
+            rcv: Some(4096),
+            snd: None,
+        },
+        Behaviour::SlowReader => ClientBuffers {
+            rcv: Some(SLOW_READER_RCVBUF),
+            snd: None,
+        },
+        Behaviour::Floods => ClientBuffers {
+            rcv: None,
+            snd: Some(64 * 1024),
+        },
+        _ => ClientBuffers::default(),
     }
 }
 
-/// A connected pair on `ip`: (server side, client side). `client_rcvbuf` shrinks the
-/// client's receive buffer before connecting.
+/// A connected pair on `ip`: (server side, client side). `buffers` sizes
+/// the client's socket buffers before it connects.
 pub(crate) async fn connected_pair(
     ip: IpAddr,
-    client_rcvbuf: Option<u32>,
+    buffers: ClientBuffers,
 ) -> io::Result<(TcpStream, TcpStream)> {
     let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
     let socket = if ip.is_ipv4() {
@@ -90,8 +112,11 @@ pub(crate) async fn connected_pair(
     } else {
         TcpSocket::new_v6()
     }?;
-    if let Some(size) = client_rcvbuf {
+    if let Some(size) = buffers.rcv {
         socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(size) = buffers.snd {
+        socket.set_send_buffer_size(size)?;
     }
     let (client, accepted) =
         tokio::join!(socket.connect(listener.local_addr()?), listener.accept());
