@@ -85,8 +85,8 @@ pub struct LabArgs {
     /// Connections per cell.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub connections: u64,
-    /// The lab's main deadline, e.g. 300ms or 1s: peer-first's grace (and ACK wait); the
-    /// other policies' deadlines scale with it.
+    /// The lab's main deadline, e.g. 300ms or 1s: peer-first's grace; every stall timeout is
+    /// twice it (plus a path's slack), the total caps 30 times (at most 8 s), lingering's 5.
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     grace: Duration,
     /// How many cells run at once (over all paths).

@@ -14,8 +14,9 @@
 //! * A peer that never reads is still released, by the stall timeout, with
 //!   nothing of it left in the kernel's table.
 //!
-//! The policies are the lab's ([`lab_policy`]: grace 300 ms, stall timeout
-//! 600 ms, total caps of seconds). No test asserts a speed; every wait is
+//! The policies are the lab's ([`lab_policy_on`]: grace 300 ms, stall
+//! timeout 600 ms plus the path's slack for its queue and round trip, total
+//! caps of seconds). No test asserts a speed; every wait is
 //! bounded (the lab's own bounds, and [`TEST_BOUND`] around each test).
 //!
 //! Paths other than loopback need `CAP_NET_ADMIN` and `CAP_SYS_ADMIN` and
@@ -32,7 +33,9 @@ use bytes::Bytes;
 use farewell::census::{self, Filter};
 use farewell::{Ending, Policy, TcpState};
 use farewell_lab::lab::path::{NetPath, PathKind, PathSpec, Slow};
-use farewell_lab::lab::{lab_policy, last_message, run_connection_on, Behaviour, Trial, GOODBYE};
+use farewell_lab::lab::{
+    lab_policy_on, last_message, run_connection_on, Behaviour, Trial, GOODBYE,
+};
 
 /// No test may run longer; past it the test fails.
 const TEST_BOUND: Duration = Duration::from_secs(120);
@@ -88,8 +91,9 @@ async fn remove(path: Arc<NetPath>) {
         .expect("the blocking pool runs");
 }
 
-fn policy(name: &str) -> Policy {
-    lab_policy(name, GRACE).expect("a policy of the lab")
+/// The lab's policy `name` for a run on `path`.
+fn policy(path: &NetPath, name: &str) -> Policy {
+    lab_policy_on(name, GRACE, path.spec()).expect("a policy of the lab")
 }
 
 /// `CONNECTIONS` connections of one cell, one after the other.
@@ -101,7 +105,7 @@ async fn cell(
 ) -> Vec<Trial> {
     let mut trials = Vec::with_capacity(CONNECTIONS);
     for n in 0..CONNECTIONS {
-        let trial = run_connection_on(path, policy(policy_name), behaviour, goodbye.clone())
+        let trial = run_connection_on(path, policy(path, policy_name), behaviour, goodbye.clone())
             .await
             .unwrap_or_else(|e| {
                 panic!(
@@ -277,7 +281,7 @@ async fn never_reading_peer_is_released_by_the_stall_timeout_leaving_nothing() {
     }
     tokio::time::timeout(TEST_BOUND, async {
         let path = make(slow_spec()).await;
-        let stall = match policy("peer-first") {
+        let stall = match policy(&path, "peer-first") {
             Policy::PeerFirst(p) => p.stall_timeout,
             other => panic!("peer-first is {other:?}"),
         };

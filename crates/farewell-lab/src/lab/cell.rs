@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::net::Net;
-use super::path::{NetPath, PathKind};
+use super::path::{NetPath, PathKind, PathSpec, Slow};
 use super::peer::{self, Behaviour};
 use super::LabError;
 use farewell::{Delivery, Outcome, Policy, TcpState};
@@ -34,15 +34,17 @@ pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 ///   fin-then-reset, peer-first: no byte ACKed for that long and the
 ///   teardown gives up), and lingering's idle timeout, which is its stall
 ///   timeout too (no byte read and none ACKed);
-/// * the total caps, which cut even a peer still taking bytes: 10G for
-///   plain's flush, fin-then-reset's FIN-ACK wait and peer-first's
-///   delivery; 5G for lingering's whole close, which also bounds how long
+/// * the total caps, which cut even a peer still taking bytes: 30G (at
+///   most 8 s, under [`TEARDOWN_BOUND`]) for plain's flush, fin-then-reset's
+///   FIN-ACK wait and peer-first's delivery (only a peer that keeps taking
+///   bytes ever reaches them, so they cost no other cell any time); 5G for
+///   lingering's whole close, which also bounds how long
 ///   it reads a flooding peer: it must end while the peer still floods (the
 ///   lab's flood stops after 4 GiB, under 3 s on a fast loopback), or the
 ///   cell would show a peer that stopped, not one that floods.
 ///
-/// With the default G = 300 ms: grace 300 ms, stall 600 ms, caps 3 s and
-/// 1.5 s. A slow reader's large last message (128 KiB at 200 KiB/s) fits
+/// Every one of them is at most 8 s, within [`TEARDOWN_BOUND`]. With the
+/// default G = 300 ms: grace 300 ms, stall 600 ms, caps 8 s and 1.5 s. A slow reader's large last message (128 KiB at 200 KiB/s) fits
 /// in every cap, so a policy that cuts it does so by its nature, not by the
 /// lab's haste; when the cells that share a slow path make it slower than
 /// 1.5 s, lingering's cap (which counts the goodbye's delivery, unlike
@@ -52,7 +54,10 @@ pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 /// delivery cut live peers there.
 pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
     let policy: Policy = name.parse()?;
-    let (stall, cap) = (grace * 2, grace * 10);
+    let (stall, cap) = (
+        bounded(grace.saturating_mul(2)),
+        bounded(grace.saturating_mul(30)),
+    );
     Ok(match policy {
         Policy::Plain(mut p) => {
             p.flush_timeout = cap;
@@ -61,7 +66,7 @@ pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
         }
         Policy::Lingering(mut l) => {
             l.idle_timeout = stall;
-            l.max_time = grace * 5;
+            l.max_time = bounded(grace.saturating_mul(5));
             Policy::Lingering(l)
         }
         Policy::FinThenReset(mut f) => {
@@ -77,6 +82,63 @@ pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
         }
         other => other,
     })
+}
+
+/// `wait`, at most 8 s: every lab deadline ends well within [`TEARDOWN_BOUND`].
+fn bounded(wait: Duration) -> Duration {
+    wait.min(TEARDOWN_BOUND - Duration::from_secs(2))
+}
+
+/// [`lab_policy`] for a run on `path`: every stall timeout (lingering's idle
+/// timeout too) gets the path's [`slack`] on top, so that a retransmission
+/// timeout after a loss on a path with a deep queue or a long round trip
+/// (Linux: at least 200 ms, plus four times the round-trip variation, which
+/// a queue makes) does not pass for a stalled peer.
+///
+/// # Errors
+///
+/// As [`lab_policy`].
+pub fn lab_policy_on(name: &str, grace: Duration, path: &PathSpec) -> Result<Policy, LabError> {
+    let more = slack(path);
+    Ok(match lab_policy(name, grace)? {
+        Policy::Plain(mut p) => {
+            p.stall_timeout = bounded(p.stall_timeout + more);
+            Policy::Plain(p)
+        }
+        Policy::Lingering(mut l) => {
+            l.idle_timeout = bounded(l.idle_timeout + more);
+            Policy::Lingering(l)
+        }
+        Policy::FinThenReset(mut f) => {
+            f.stall_timeout = bounded(f.stall_timeout + more);
+            Policy::FinThenReset(f)
+        }
+        Policy::PeerFirst(mut p) => {
+            p.stall_timeout = bounded(p.stall_timeout + more);
+            Policy::PeerFirst(p)
+        }
+        other => other,
+    })
+}
+
+/// What a path adds to a stall timeout: four times the longest its queue
+/// can hold a full frame (`slow`: `queue` frames of 1514 bytes at `rate`)
+/// plus four times its round trip (`wan`), at most 5 s; nothing on loopback.
+pub fn slack(path: &PathSpec) -> Duration {
+    let queue_delay = |rate: u64, frames: u32| {
+        Duration::from_secs_f64(f64::from(frames) * 1514.0 * 8.0 / rate.max(1) as f64)
+    };
+    let slack = match path {
+        PathSpec::Slow(slow) => queue_delay(slow.rate, slow.queue) * 4,
+        PathSpec::Wan(wan) => {
+            let queue = wan.rate.map_or(Duration::ZERO, |rate| {
+                queue_delay(rate, Slow::default().queue)
+            });
+            (wan.delay * 2 + queue) * 4
+        }
+        _ => Duration::ZERO,
+    };
+    slack.min(Duration::from_secs(5))
 }
 
 /// What one connection produced: the server's outcome, what the peer's
@@ -547,6 +609,27 @@ fn round1(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::peer::{delivered, last_message, pattern, GOODBYE};
+    use super::{lab_policy_on, slack, Duration, PathKind, PathSpec, Policy, Slow};
+
+    #[test]
+    fn a_deep_slow_queue_or_a_long_round_trip_lengthens_the_stall_timeout() {
+        assert_eq!(slack(&PathSpec::Loopback), Duration::ZERO);
+        // 32 frames at 4 Mbit/s: 97 ms of queue, 388 ms of slack.
+        let slow = slack(&PathKind::Slow.into());
+        assert!(slow > Duration::from_millis(380) && slow < Duration::from_millis(400));
+        // 20 ms each way: 160 ms.
+        assert_eq!(slack(&PathKind::Wan.into()), Duration::from_millis(160));
+        let crawl = PathSpec::Slow(Slow {
+            rate: 1000,
+            queue: 100,
+        });
+        assert_eq!(slack(&crawl), Duration::from_secs(5));
+        let grace = Duration::from_millis(300);
+        match lab_policy_on("peer-first", grace, &PathKind::Wan.into()).unwrap() {
+            Policy::PeerFirst(p) => assert_eq!(p.stall_timeout, Duration::from_millis(760)),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn whole_goodbye_is_delivered() {

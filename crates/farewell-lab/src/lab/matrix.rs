@@ -21,7 +21,7 @@ use farewell::{census, Policy};
 
 // Their home is `cell`; re-exported for the paths `lab::matrix::…` that
 // `lab/mod.rs` (and code written against it) uses.
-pub use super::cell::{lab_policy, CellReport};
+pub use super::cell::{lab_policy, lab_policy_on, CellReport};
 
 /// The default size of the large last message (see [`LabConfig::large_goodbye`]).
 pub const DEFAULT_LARGE_GOODBYE: usize = 128 * 1024;
@@ -207,10 +207,20 @@ pub async fn run_matrix_on(
     on_connection: Arc<dyn Fn() + Send + Sync>,
 ) -> Result<Vec<CellReport>, LabError> {
     let net_admin = census::has_net_admin();
-    let mut policies = Vec::with_capacity(config.policies.len());
-    for &name in &config.policies {
-        policies.push((name, lab_policy(name, config.grace)?));
+    // The policies with the lab's deadlines, per path (stall timeouts grow
+    // with a path's queue and round trip: see `lab_policy_on`).
+    let mut per_path_policies: Vec<Vec<(&'static str, Policy)>> = Vec::new();
+    for lab_path in paths {
+        let mut policies = Vec::with_capacity(config.policies.len());
+        for &name in &config.policies {
+            policies.push((
+                name,
+                lab_policy_on(name, config.grace, lab_path.path.spec())?,
+            ));
+        }
+        per_path_policies.push(policies);
     }
+    let names: Vec<&'static str> = config.policies.clone();
     let per_path = config.policies.len() * config.behaviours.len();
     let slot = |path: usize, policy: usize, behaviour: usize| {
         path * per_path + policy * config.behaviours.len() + behaviour
@@ -231,12 +241,12 @@ pub async fn run_matrix_on(
     // their own namespaces, so that no `ip` command forks while a cell tears
     // sockets down.
     if let Some(column) = config.behaviours.iter().position(|b| b.needs_netns()) {
-        let runnable: Vec<(&'static str, Policy)> = policies
-            .iter()
-            .copied()
-            .filter(|(name, _)| *name != "silent" || net_admin)
-            .collect();
         for (k, lab_path) in paths.iter().enumerate() {
+            let runnable: Vec<(&'static str, Policy)> = per_path_policies[k]
+                .iter()
+                .copied()
+                .filter(|(name, _)| *name != "silent" || net_admin)
+                .collect();
             let mut ran = super::vanish::run_column(
                 *lab_path.path.spec(),
                 &runnable,
@@ -245,7 +255,7 @@ pub async fn run_matrix_on(
             )
             .await?
             .into_iter();
-            for (p, (name, _)) in policies.iter().enumerate() {
+            for (p, name) in names.iter().enumerate() {
                 let cell = if *name == "silent" && !net_admin {
                     CellReport::skipped(name, Behaviour::Vanishes, "needs CAP_NET_ADMIN")
                 } else {
@@ -265,8 +275,9 @@ pub async fn run_matrix_on(
         config.behaviours.iter().copied().enumerate().collect();
     order.sort_by_key(|(_, b)| expected_wait(*b));
     for (b, behaviour) in order {
-        for (p, &(name, policy)) in policies.iter().enumerate() {
+        for (p, &name) in names.iter().enumerate() {
             for (k, lab_path) in paths.iter().enumerate() {
+                let policy = per_path_policies[k][p].1;
                 if behaviour.needs_netns() {
                     continue;
                 }

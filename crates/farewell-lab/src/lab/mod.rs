@@ -125,13 +125,15 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use cell::{run_connection, run_connection_on, Trial, PEER_BOUND, PEER_QUIET, TEARDOWN_BOUND};
+pub use cell::{
+    run_connection, run_connection_on, slack, Trial, PEER_BOUND, PEER_QUIET, TEARDOWN_BOUND,
+};
 pub use churn::{
     run_churn, ChurnConfig, ChurnReport, ChurnSample, DRAIN_BOUND, MAX_CONNECTIONS, SAMPLE_EVERY,
 };
 pub use matrix::{
-    default_paths, lab_policy, make_paths, path_name, planned_connections, run_matrix,
-    run_matrix_on, CellReport, LabConfig, LabPath, PathReport, DEFAULT_LARGE_GOODBYE,
+    default_paths, lab_policy, lab_policy_on, make_paths, path_name, planned_connections,
+    run_matrix, run_matrix_on, CellReport, LabConfig, LabPath, PathReport, DEFAULT_LARGE_GOODBYE,
 };
 pub use peer::{
     delivered, last_message, pattern, Behaviour, COOPERATIVE_REACTION, GOODBYE,
