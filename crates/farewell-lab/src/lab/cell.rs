@@ -168,15 +168,18 @@ pub struct Trial {
     pub goodbye_bytes: usize,
 }
 
-/// Waits (bounded, 3 s) until neither end of the connection is in a transient
+/// Waits (bounded, 6 s) until neither end of the connection is in a transient
 /// closing state, so the census reads the settled result; returns the
-/// settled states (server end, client end).
+/// settled states (server end, client end). The bound is generous because a
+/// FIN on a slow path shared with flooding cells may be dropped by the full
+/// queue and sent again after a backed-off retransmission timeout (0.2, 0.4,
+/// 0.8, 1.6 s...); it costs nothing to a connection that settles at once.
 async fn settle(
     net: &Net,
     server: SocketAddr,
     client: SocketAddr,
 ) -> Result<(Option<TcpState>, Option<TcpState>), LabError> {
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(6);
     let transient = |s: Option<TcpState>| {
         matches!(
             s,
