@@ -18,8 +18,9 @@ const POLICIES: [&str; 7] = [
     "peer-first",
 ];
 
-const BEHAVIOURS: [&str; 8] = [
+const BEHAVIOURS: [&str; 9] = [
     "cooperative",
+    "slow-reader",
     "ignores",
     "never-handshakes",
     "never-reads",
@@ -29,9 +30,11 @@ const BEHAVIOURS: [&str; 8] = [
     "vanishes",
 ];
 
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 18] = [
     "policy",
     "behaviour",
+    "path",
+    "goodbye_bytes",
     "connections",
     "server_time_wait",
     "client_time_wait",
@@ -88,13 +91,29 @@ fn run_lab(args: &[&str]) -> (std::process::Output, u32) {
     (child.wait_with_output().expect("farewell lab ends"), pid)
 }
 
-fn cell<'a>(report: &'a Value, policy: &str, behaviour: &str) -> &'a Value {
+/// The cell of `policy` × `behaviour` on the path named `path`.
+fn cell_on<'a>(report: &'a Value, path: &str, policy: &str, behaviour: &str) -> &'a Value {
     report["cells"]
         .as_array()
         .expect("cells is an array")
         .iter()
-        .find(|c| c["policy"] == policy && c["behaviour"] == behaviour)
-        .unwrap_or_else(|| panic!("no cell for {policy} × {behaviour}"))
+        .find(|c| c["policy"] == policy && c["behaviour"] == behaviour && c["path"] == path)
+        .unwrap_or_else(|| panic!("no cell for {policy} × {behaviour} on {path}"))
+}
+
+/// The cell of `policy` × `behaviour` on loopback.
+fn cell<'a>(report: &'a Value, policy: &str, behaviour: &str) -> &'a Value {
+    cell_on(report, "loopback", policy, behaviour)
+}
+
+/// The names of the report's paths, in order.
+fn path_names(report: &Value) -> Vec<String> {
+    report["paths"]
+        .as_array()
+        .expect("paths is an array")
+        .iter()
+        .map(|p| p["name"].as_str().expect("a path has a name").to_owned())
+        .collect()
 }
 
 fn churn<'a>(report: &'a Value, policy: &str) -> &'a Value {
@@ -181,33 +200,53 @@ fn lab_json_reports_the_whole_matrix_the_churn_and_an_html_page() {
         assert!(kernel.get(key).is_some(), "kernel lacks {key}: {kernel}");
     }
 
-    // A cell for every policy × behaviour, each with every field; a cell
-    // either ran every connection or says why it was skipped.
+    // The paths: loopback, and a slow path where this machine can make one
+    // (the default); each with its mechanism and measured round-trip time.
+    let paths = path_names(&report);
+    if netns_available() {
+        assert_eq!(paths, ["loopback", "slow"], "default paths");
+        assert!(report["warnings"].as_array().expect("warnings").is_empty());
+    } else {
+        assert_eq!(paths, ["loopback"], "default paths");
+        let warnings = report["warnings"].to_string();
+        assert!(warnings.contains("hides"), "loopback warning: {warnings}");
+    }
+    for p in report["paths"].as_array().expect("paths") {
+        for key in ["name", "spec", "mechanism", "rtt_ms"] {
+            assert!(p.get(key).is_some(), "path lacks {key}: {p}");
+        }
+        assert!(p["rtt_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{p}");
+    }
+
+    // A cell for every path × policy × behaviour, each with every field; a
+    // cell either ran every connection or says why it was skipped.
     let cells = report["cells"].as_array().expect("cells is an array");
-    assert_eq!(cells.len(), POLICIES.len() * BEHAVIOURS.len());
-    for policy in POLICIES {
-        for behaviour in BEHAVIOURS {
-            let c = cell(&report, policy, behaviour);
-            for field in FIELDS {
-                assert!(
-                    c.get(field).is_some(),
-                    "{policy} × {behaviour} lacks {field}: {c}"
+    assert_eq!(cells.len(), paths.len() * POLICIES.len() * BEHAVIOURS.len());
+    for (path, policy, behaviour) in paths.iter().flat_map(|path| {
+        POLICIES
+            .iter()
+            .flat_map(move |policy| BEHAVIOURS.iter().map(move |b| (path, *policy, *b)))
+    }) {
+        let c = cell_on(&report, path, policy, behaviour);
+        for field in FIELDS {
+            assert!(
+                c.get(field).is_some(),
+                "{policy} × {behaviour} lacks {field}: {c}"
+            );
+        }
+        assert!(c["paths"].is_object(), "{c}");
+        match c["skipped"].as_str() {
+            None => {
+                assert_eq!(
+                    c["connections"], 2,
+                    "{policy} × {behaviour} did not run both connections: {c}"
                 );
+                assert_eq!(c["release_ms"].as_array().map(Vec::len), Some(2), "{c}");
             }
-            assert!(c["paths"].is_object(), "{c}");
-            match c["skipped"].as_str() {
-                None => {
-                    assert_eq!(
-                        c["connections"], 2,
-                        "{policy} × {behaviour} did not run both connections: {c}"
-                    );
-                    assert_eq!(c["release_ms"].as_array().map(Vec::len), Some(2), "{c}");
-                }
-                Some(why) => assert!(
-                    why.starts_with("needs "),
-                    "{policy} × {behaviour} skipped without a reason: {c}"
-                ),
-            }
+            Some(why) => assert!(
+                why.starts_with("needs "),
+                "{policy} × {behaviour} skipped without a reason: {c}"
+            ),
         }
     }
 
@@ -242,10 +281,29 @@ fn lab_json_reports_the_whole_matrix_the_churn_and_an_html_page() {
         );
     }
 
-    // peer-first never leaves TIME-WAIT on the server, whatever the peer does.
-    for behaviour in BEHAVIOURS {
-        let c = cell(&report, "peer-first", behaviour);
-        assert_eq!(c["server_time_wait"], 0, "peer-first × {behaviour}: {c}");
+    // peer-first never leaves TIME-WAIT on the server, whatever the peer
+    // does, and delivers the whole large last message to a slow reader, on
+    // every path.
+    for path in &paths {
+        for behaviour in BEHAVIOURS {
+            let c = cell_on(&report, path, "peer-first", behaviour);
+            assert_eq!(
+                c["server_time_wait"], 0,
+                "peer-first × {behaviour} on {path}: {c}"
+            );
+        }
+        let c = cell_on(&report, path, "peer-first", "slow-reader");
+        assert!(c["goodbye_bytes"].as_u64().unwrap_or(0) > 100_000, "{c}");
+        assert_eq!(
+            c["bytes_lost"], 0,
+            "peer-first × slow-reader on {path}: {c}"
+        );
+        // abort's reset discards what the large last message had not yet delivered.
+        let c = cell_on(&report, path, "abort", "slow-reader");
+        assert!(
+            c["bytes_lost"].as_u64().unwrap_or(0) > 0,
+            "abort × slow-reader on {path}: {c}"
+        );
     }
 
     // plain sends the first FIN, so a cooperative peer (which closes after
@@ -259,10 +317,10 @@ fn lab_json_reports_the_whole_matrix_the_churn_and_an_html_page() {
         );
     }
 
-    // One verdict per policy.
+    // One verdict per path and policy.
     assert_eq!(
         report["verdicts"].as_array().map(Vec::len),
-        Some(POLICIES.len())
+        Some(POLICIES.len() * paths.len())
     );
 
     // The churn, by the census samples: plain piles up server TIME-WAIT,
@@ -293,6 +351,18 @@ fn lab_json_reports_the_whole_matrix_the_churn_and_an_html_page() {
     // (release times from the matrix, TIME-WAIT over time from the churn).
     let html = std::fs::read_to_string(dir.join("index.html")).expect("DIR/index.html written");
     assert_eq!(svg_count_of_wellformed_page(&html), 2, "two charts");
+    // Each path's matrix as a policy × behaviour grid.
+    assert_eq!(
+        html.matches("<table class=\"grid\"").count(),
+        paths.len(),
+        "one grid per path"
+    );
+    for path in &paths {
+        assert!(
+            html.contains(&format!("id=\"path-{path}\"")),
+            "grid of {path}"
+        );
+    }
     for policy in POLICIES {
         assert!(html.contains(policy), "the page names {policy}");
     }
@@ -385,6 +455,15 @@ fn lab_help_explains_how_to_read_the_table() {
     ] {
         assert!(help.contains(word), "help lacks {word:?}:\n{help}");
     }
+}
+
+#[test]
+fn lab_rejects_an_unknown_path_naming_the_known_ones() {
+    let out = farewell(&["lab", "--path", "loopback,lan"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown path \"lan\""), "{err}");
+    assert!(err.contains("loopback, slow, wan"), "{err}");
 }
 
 #[test]

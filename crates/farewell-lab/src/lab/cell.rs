@@ -7,39 +7,138 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
+use super::net::Net;
+use super::path::{NetPath, PathKind, PathSpec, Slow};
 use super::peer::{self, Behaviour};
 use super::LabError;
-use farewell::{census, Delivery, Outcome, Policy, TcpState};
+use farewell::{Delivery, Outcome, Policy, TcpState};
 
 /// No lab teardown may take longer than this; past it the connection counts as failed.
 pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 
-/// The policy `name` with short lab deadlines derived from `grace` (G):
-/// peer-first waits G for the peer's FIN and G for the goodbye's ACK;
-/// lingering reads for at most 8G/3 with a 2G/3 idle timeout; plain and
-/// fin-then-reset get 5G/3. With the default G = 300 ms these are the
-/// deadlines of the integration tests (300/300, 800/200, 500 ms).
+/// The policy `name` with short lab deadlines derived from `grace` (G), so
+/// the whole matrix runs in seconds. Two kinds of deadline, kept apart as
+/// the policies keep them:
+///
+/// * how long to wait for a peer that does nothing: peer-first's grace G;
+///   the stall timeout 2G of every policy that watches delivery (plain,
+///   fin-then-reset, peer-first: no byte ACKed for that long and the
+///   teardown gives up), and lingering's idle timeout, which is its stall
+///   timeout too (no byte read and none ACKed);
+/// * the total caps, which cut even a peer still taking bytes: 30G (at
+///   most 8 s, under [`TEARDOWN_BOUND`]) for plain's flush, fin-then-reset's
+///   FIN-ACK wait and peer-first's delivery (only a peer that keeps taking
+///   bytes ever reaches them, so they cost no other cell any time); 5G for
+///   lingering's whole close, which also bounds how long
+///   it reads a flooding peer: it must end while the peer still floods (the
+///   lab's flood stops after 4 GiB, under 3 s on a fast loopback), or the
+///   cell would show a peer that stopped, not one that floods.
+///
+/// Every one of them is at most 8 s, within [`TEARDOWN_BOUND`]. With the
+/// default G = 300 ms: grace 300 ms, stall 600 ms, caps 8 s and 1.5 s. A slow reader's large last message (128 KiB at 200 KiB/s) fits
+/// in every cap, so a policy that cuts it does so by its nature, not by the
+/// lab's haste; when the cells that share a slow path make it slower than
+/// 1.5 s, lingering's cap (which counts the goodbye's delivery, unlike
+/// nginx's `lingering_time`) cuts it, and the lab shows that. A stall of 2G rides
+/// out a retransmission timeout (200 ms at least on Linux) after a loss on
+/// a slow or lossy path; a shorter one would make any policy that watches
+/// delivery cut live peers there.
 pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
     let policy: Policy = name.parse()?;
+    let (stall, cap) = (
+        bounded(grace.saturating_mul(2)),
+        bounded(grace.saturating_mul(30)),
+    );
     Ok(match policy {
+        Policy::Plain(mut p) => {
+            p.flush_timeout = cap;
+            p.stall_timeout = stall;
+            Policy::Plain(p)
+        }
         Policy::Lingering(mut l) => {
-            l.idle_timeout = grace * 2 / 3;
-            l.max_time = grace * 8 / 3;
+            l.idle_timeout = stall;
+            l.max_time = bounded(grace.saturating_mul(5));
             Policy::Lingering(l)
+        }
+        Policy::FinThenReset(mut f) => {
+            f.fin_ack_timeout = cap;
+            f.stall_timeout = stall;
+            Policy::FinThenReset(f)
         }
         Policy::PeerFirst(mut p) => {
             p.grace = grace;
-            p.stall_timeout = grace;
+            p.stall_timeout = stall;
+            p.delivery_timeout = cap;
             Policy::PeerFirst(p)
         }
-        other => other.with_grace(grace * 5 / 3),
+        other => other,
     })
+}
+
+/// `wait`, at most 8 s: every lab deadline ends well within [`TEARDOWN_BOUND`].
+fn bounded(wait: Duration) -> Duration {
+    wait.min(TEARDOWN_BOUND - Duration::from_secs(2))
+}
+
+/// [`lab_policy`] for a run on `path`: every stall timeout (lingering's idle
+/// timeout too) gets the path's [`slack`] on top, so that a retransmission
+/// timeout after a loss on a path with a deep queue or a long round trip
+/// (Linux: at least 200 ms, plus four times the round-trip variation, which
+/// a queue makes) does not pass for a stalled peer.
+///
+/// # Errors
+///
+/// As [`lab_policy`].
+pub fn lab_policy_on(name: &str, grace: Duration, path: &PathSpec) -> Result<Policy, LabError> {
+    let more = slack(path);
+    Ok(match lab_policy(name, grace)? {
+        Policy::Plain(mut p) => {
+            p.stall_timeout = bounded(p.stall_timeout + more);
+            Policy::Plain(p)
+        }
+        Policy::Lingering(mut l) => {
+            l.idle_timeout = bounded(l.idle_timeout + more);
+            Policy::Lingering(l)
+        }
+        Policy::FinThenReset(mut f) => {
+            f.stall_timeout = bounded(f.stall_timeout + more);
+            Policy::FinThenReset(f)
+        }
+        Policy::PeerFirst(mut p) => {
+            p.stall_timeout = bounded(p.stall_timeout + more);
+            Policy::PeerFirst(p)
+        }
+        other => other,
+    })
+}
+
+/// What a path adds to a stall timeout: four times the longest its queue
+/// can hold a full frame (`slow`: `queue` frames of 1514 bytes at `rate`)
+/// plus four times its round trip (`wan`), at most 5 s; nothing on loopback.
+pub fn slack(path: &PathSpec) -> Duration {
+    let queue_delay = |rate: u64, frames: u32| {
+        Duration::from_secs_f64(f64::from(frames) * 1514.0 * 8.0 / rate.max(1) as f64)
+    };
+    let slack = match path {
+        PathSpec::Slow(slow) => queue_delay(slow.rate, slow.queue) * 4,
+        PathSpec::Wan(wan) => {
+            let queue = wan.rate.map_or(Duration::ZERO, |rate| {
+                queue_delay(rate, Slow::default().queue)
+            });
+            (wan.delay * 2 + queue) * 4
+        }
+        _ => Duration::ZERO,
+    };
+    slack.min(Duration::from_secs(5))
 }
 
 /// What one connection produced: the server's outcome, what the peer's
@@ -62,19 +161,25 @@ pub struct Trial {
     pub server_state: Option<TcpState>,
     /// The peer's application received the whole goodbye.
     pub peer_got_goodbye: bool,
-    /// Bytes of the goodbye the peer's application did not receive.
+    /// Bytes of the goodbye the peer's application did not receive (every
+    /// byte is checked: a wrong one counts as lost, with all after it).
     pub goodbye_bytes_lost: usize,
+    /// The goodbye's length: the line, or a large last message.
+    pub goodbye_bytes: usize,
 }
 
-/// The kernel's state for one 4-tuple, or `None` if it has no such socket.
-fn kernel_state(local: SocketAddr, remote: SocketAddr) -> Result<Option<TcpState>, LabError> {
-    Ok(census::lookup(local, remote)?.map(|entry| entry.state))
-}
-
-/// Waits (bounded, 3 s) until neither end of the connection is in a transient
-/// closing state, so the census reads the settled result.
-async fn settle(server: SocketAddr, client: SocketAddr) -> Result<(), LabError> {
-    let deadline = Instant::now() + Duration::from_secs(3);
+/// Waits (bounded, 6 s) until neither end of the connection is in a transient
+/// closing state, so the census reads the settled result; returns the
+/// settled states (server end, client end). The bound is generous because a
+/// FIN on a slow path shared with flooding cells may be dropped by the full
+/// queue and sent again after a backed-off retransmission timeout (0.2, 0.4,
+/// 0.8, 1.6 s...); it costs nothing to a connection that settles at once.
+async fn settle(
+    net: &Net,
+    server: SocketAddr,
+    client: SocketAddr,
+) -> Result<(Option<TcpState>, Option<TcpState>), LabError> {
+    let deadline = Instant::now() + Duration::from_secs(6);
     let transient = |s: Option<TcpState>| {
         matches!(
             s,
@@ -82,30 +187,83 @@ async fn settle(server: SocketAddr, client: SocketAddr) -> Result<(), LabError> 
         )
     };
     loop {
-        if !transient(kernel_state(server, client)?) && !transient(kernel_state(client, server)?) {
-            return Ok(());
+        let (s, c) = net.states(server, client).await?;
+        if !transient(s) && !transient(c) || Instant::now() > deadline {
+            return Ok((s, c));
         }
-        if Instant::now() > deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (bounded, 3 s) until the server's end has nothing more in flight
+/// to the peer: it is gone from the table or in a state in which all it
+/// sent was ACKed (not FIN-WAIT-1, CLOSING or LAST-ACK). On loopback that is
+/// at once; over a slow path an orphan may still be sending the goodbye.
+async fn in_flight_landed(
+    net: &Net,
+    server: SocketAddr,
+    client: SocketAddr,
+) -> Result<(), LabError> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (s, _) = net.states(server, client).await?;
+        let sending = matches!(
+            s,
+            Some(TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck)
+        );
+        if !sending || Instant::now() > deadline {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// How many bytes of `goodbye` the peer did not get: all of it, less the
-/// longest prefix of it that `received` ends with (or 0 when it holds it whole).
-pub(crate) fn goodbye_bytes_lost(received: &[u8], goodbye: &[u8]) -> usize {
-    if peer::contains(received, goodbye) {
-        return 0;
+/// Returns once a peer that reads until the goodbye has stopped taking
+/// bytes: the server's end has nothing more in flight ([`in_flight_landed`])
+/// and the peer's application received nothing new for [`PEER_QUIET`]; or
+/// at the latest after [`PEER_BOUND`]. (A peer that got the whole goodbye
+/// ends by itself before that.)
+async fn still_taking(
+    net: &Net,
+    server: SocketAddr,
+    client: SocketAddr,
+    progress: &AtomicUsize,
+) -> Result<(), LabError> {
+    let deadline = Instant::now() + PEER_BOUND;
+    let mut seen = progress.load(Ordering::Relaxed);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = progress.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, quiet_since) = (now, Instant::now());
+            continue;
+        }
+        if quiet_since.elapsed() >= PEER_QUIET {
+            let (s, _) = net.states(server, client).await?;
+            let sending = matches!(
+                s,
+                Some(TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck)
+            );
+            if !sending {
+                return Ok(());
+            }
+        }
     }
-    let got = (1..goodbye.len())
-        .rev()
-        .find(|&n| received.ends_with(&goodbye[..n]))
-        .unwrap_or(0);
-    goodbye.len() - got
+    Ok(())
 }
 
-/// Runs one connection on `ip` with `policy` against a peer that behaves as `behaviour`.
+/// How long a peer's application must receive nothing, with nothing in
+/// flight to it, before the lab stops waiting for the rest of a goodbye.
+pub const PEER_QUIET: Duration = Duration::from_millis(300);
+
+/// How long a peer that reads until the goodbye may take to read it all
+/// after the server's teardown ended (a slow reader over a slow path); past
+/// it the peer is stopped and what it lacks counts as lost.
+pub const PEER_BOUND: Duration = Duration::from_secs(10);
+
+/// Runs one connection on `ip` with `policy` against a peer that behaves
+/// as `behaviour`, saying the short goodbye ([`Behaviour::goodbye`]).
 ///
 /// # Errors
 ///
@@ -118,24 +276,68 @@ pub async fn run_connection(
     behaviour: Behaviour,
     ip: IpAddr,
 ) -> Result<Trial, LabError> {
+    let goodbye = Bytes::from_static(behaviour.goodbye());
+    run_on(&Net::Loopback(ip), policy, behaviour, goodbye).await
+}
+
+/// Runs one connection across `path` (the server socket in its server
+/// namespace, the client in its client namespace; both on 127.0.0.1 for a
+/// loopback path) with `policy` against a peer that behaves as
+/// `behaviour`; the server says `goodbye` (the line, or a large
+/// [`last_message`](super::last_message)). The verdict is the kernel's
+/// census of both ends, read in their own namespaces, and what the peer's
+/// application received, checked byte for byte. Errors as [`run_connection`].
+pub async fn run_connection_on(
+    path: &Arc<NetPath>,
+    policy: Policy,
+    behaviour: Behaviour,
+    goodbye: Bytes,
+) -> Result<Trial, LabError> {
+    let net = match path.kind() {
+        PathKind::Loopback => Net::Loopback(path.server_ip()),
+        _ => Net::Path(Arc::clone(path)),
+    };
+    run_on(&net, policy, behaviour, goodbye).await
+}
+
+/// Runs one connection on `net` with `policy` against a peer that behaves
+/// as `behaviour`; the server says `goodbye`. Errors as [`run_connection`].
+pub(crate) async fn run_on(
+    net: &Net,
+    policy: Policy,
+    behaviour: Behaviour,
+    goodbye: Bytes,
+) -> Result<Trial, LabError> {
     let io = |what: &'static str| move |e| LabError::Io(what, e);
-    if !Behaviour::LAB.contains(&behaviour) {
+    if !Behaviour::LAB.contains(&behaviour) || behaviour.needs_netns() {
         return Err(io("choosing the peer")(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             format!(
-                "the lab does not play the {} peer (farewell load does)",
+                "the lab does not play the {} peer on one connection",
                 behaviour.load_name()
             ),
         )));
     }
-    let rcvbuf = (behaviour == Behaviour::NeverReads).then_some(4096);
-    let (server, client) = peer::connected_pair(ip, rcvbuf)
+    let (server, client) = net
+        .connected_pair(peer::client_buffers(behaviour))
         .await
-        .map_err(io("connecting on loopback"))?;
+        .map_err(io("connecting"))?;
     let server_addr = server.local_addr().map_err(io("reading the address"))?;
     let client_addr = client.local_addr().map_err(io("reading the address"))?;
 
     let (release_tx, release_rx) = oneshot::channel();
+    let mut before = 0;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let spawn_peer = |client, release_rx| {
+        let progress = Arc::clone(&progress);
+        tokio::spawn(peer::run_peer(
+            client,
+            behaviour,
+            goodbye.clone(),
+            release_rx,
+            progress,
+        ))
+    };
     let peer = match behaviour {
         Behaviour::ResetsFirst => {
             // The peer aborts: SO_LINGER 0 + close sends RST.
@@ -156,41 +358,63 @@ pub async fn run_connection(
             peer::await_state(&server, TcpState::CloseWait)
                 .await
                 .map_err(io("waiting for the peer's FIN"))?;
-            Some(tokio::spawn(peer::run_peer(client, behaviour, release_rx)))
+            Some(spawn_peer(client, release_rx))
         }
         Behaviour::NeverReads => {
-            peer::fill_until_blocked(&server)
+            before = peer::fill_until_blocked(&server)
                 .await
                 .map_err(io("filling the peer's window"))?;
-            Some(tokio::spawn(peer::run_peer(client, behaviour, release_rx)))
+            Some(spawn_peer(client, release_rx))
         }
-        _ => Some(tokio::spawn(peer::run_peer(client, behaviour, release_rx))),
+        _ => Some(spawn_peer(client, release_rx)),
     };
 
-    let (outcome, release) = timed_close(server, policy, behaviour.goodbye()).await?;
+    let (outcome, release) = timed_close(server, policy, goodbye.clone()).await?;
 
-    // Let the peer see what it sees, then end it (the peers that wait for the run's end close now).
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let _ = release_tx.send(());
     let received = match peer {
-        Some(task) => tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .map_err(|_| LabError::Timeout {
-                what: "the peer",
-                bound: Duration::from_secs(5),
-            })?
-            .map_err(|e| LabError::Peer(e.to_string()))?,
+        Some(mut task) => {
+            // A peer that reads until the goodbye ends by itself once it
+            // has it (or is cut off): give it the time to read the rest the
+            // kernel still delivers. The others see what they see, then end.
+            let finished = if behaviour.takes_last_message() {
+                let taking = still_taking(net, server_addr, client_addr, &progress);
+                tokio::select! {
+                    joined = &mut task => Some(joined),
+                    ended = taking => { ended?; None }
+                }
+            } else {
+                if behaviour.reads() {
+                    // What the server's kernel still sends after close()
+                    // (plain's FIN-WAIT-1) may take a while over a slow path.
+                    in_flight_landed(net, server_addr, client_addr).await?;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                None
+            };
+            let _ = release_tx.send(());
+            let joined = match finished {
+                Some(joined) => joined,
+                None => tokio::time::timeout(Duration::from_secs(5), task)
+                    .await
+                    .map_err(|_| LabError::Timeout {
+                        what: "the peer",
+                        bound: Duration::from_secs(5),
+                    })?,
+            };
+            joined.map_err(|e| LabError::Peer(e.to_string()))?
+        }
         None => Vec::new(),
     };
 
-    settle(server_addr, client_addr).await?;
+    let (server_state, client_state) = settle(net, server_addr, client_addr).await?;
     Ok(Trial::judged(
         outcome,
         release,
-        kernel_state(server_addr, client_addr)?,
-        kernel_state(client_addr, server_addr)?,
+        server_state,
+        client_state,
         &received,
-        behaviour.goodbye(),
+        before,
+        &goodbye,
     ))
 }
 
@@ -199,7 +423,7 @@ pub async fn run_connection(
 pub(crate) async fn timed_close(
     server: tokio::net::TcpStream,
     policy: Policy,
-    goodbye: &'static [u8],
+    goodbye: Bytes,
 ) -> Result<(Outcome, Duration), LabError> {
     let started = Instant::now();
     let outcome = tokio::time::timeout(TEARDOWN_BOUND, farewell::close(server, policy, goodbye))
@@ -213,22 +437,26 @@ pub(crate) async fn timed_close(
 
 impl Trial {
     /// A trial judged by the kernel's states of both ends (`None`: no such
-    /// socket) and by what the peer's application `received`.
+    /// socket) and by what the peer's application `received`: the goodbye
+    /// was written after `before` other bytes.
     pub(crate) fn judged(
         outcome: Outcome,
         release: Duration,
         server_state: Option<TcpState>,
         client_state: Option<TcpState>,
         received: &[u8],
+        before: usize,
         goodbye: &[u8],
     ) -> Trial {
+        let delivered = peer::delivered(received, before, goodbye);
         Trial {
             server_time_wait: server_state == Some(TcpState::TimeWait),
             server_leftover: server_state.is_some_and(|s| s != TcpState::TimeWait),
             server_state,
             client_time_wait: client_state == Some(TcpState::TimeWait),
-            peer_got_goodbye: peer::contains(received, goodbye),
-            goodbye_bytes_lost: goodbye_bytes_lost(received, goodbye),
+            peer_got_goodbye: delivered == goodbye.len(),
+            goodbye_bytes_lost: goodbye.len() - delivered,
+            goodbye_bytes: goodbye.len(),
             outcome,
             release,
         }
@@ -243,6 +471,12 @@ pub struct CellReport {
     pub policy: String,
     /// The behaviour's name.
     pub behaviour: String,
+    /// The name of the network path the cell ran on (one of the report's
+    /// `paths`; `"loopback"` unless the lab was given others).
+    pub path: String,
+    /// The length of the goodbye the server said: the line, or a large last
+    /// message (the lab's `large_goodbye`) for the peers that take one.
+    pub goodbye_bytes: usize,
     /// Connections that ran to the end (failed ones are in `errors`).
     pub connections: usize,
     /// Connections whose server end the kernel kept in TIME-WAIT.
@@ -282,6 +516,8 @@ impl CellReport {
         CellReport {
             policy: policy.to_owned(),
             behaviour: behaviour.name().to_owned(),
+            path: "loopback".to_owned(),
+            goodbye_bytes: behaviour.goodbye().len(),
             connections: 0,
             server_time_wait: 0,
             client_time_wait: 0,
@@ -298,6 +534,12 @@ impl CellReport {
             skipped: None,
             errors: Vec::new(),
         }
+    }
+
+    /// The same cell, on the path named `path`.
+    pub fn on_path(mut self, path: &str) -> CellReport {
+        self.path = path.to_owned();
+        self
     }
 
     /// A cell that did not run, and why (e.g. `"needs CAP_NET_ADMIN"`).
@@ -318,6 +560,9 @@ impl CellReport {
         cell.errors = errors;
         let n = trials.len();
         cell.connections = n;
+        if let Some(t) = trials.first() {
+            cell.goodbye_bytes = t.goodbye_bytes;
+        }
         if n == 0 {
             return cell;
         }
@@ -366,21 +611,58 @@ fn round1(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::goodbye_bytes_lost;
+    use super::peer::{delivered, last_message, pattern, GOODBYE};
+    use super::{lab_policy_on, slack, Duration, PathKind, PathSpec, Policy, Slow};
 
     #[test]
-    fn whole_goodbye_loses_nothing() {
-        assert_eq!(goodbye_bytes_lost(b"xxBYE quit\nyy", b"BYE quit\n"), 0);
+    fn a_deep_slow_queue_or_a_long_round_trip_lengthens_the_stall_timeout() {
+        assert_eq!(slack(&PathSpec::Loopback), Duration::ZERO);
+        // 32 frames at 4 Mbit/s: 97 ms of queue, 388 ms of slack.
+        let slow = slack(&PathKind::Slow.into());
+        assert!(slow > Duration::from_millis(380) && slow < Duration::from_millis(400));
+        // 20 ms each way: 160 ms.
+        assert_eq!(slack(&PathKind::Wan.into()), Duration::from_millis(160));
+        let crawl = PathSpec::Slow(Slow {
+            rate: 1000,
+            queue: 100,
+        });
+        assert_eq!(slack(&crawl), Duration::from_secs(5));
+        let grace = Duration::from_millis(300);
+        match lab_policy_on("peer-first", grace, &PathKind::Wan.into()).unwrap() {
+            Policy::PeerFirst(p) => assert_eq!(p.stall_timeout, Duration::from_millis(760)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
-    fn partial_goodbye_at_the_end_counts_what_is_missing() {
-        assert_eq!(goodbye_bytes_lost(b"xxxBYE q", b"BYE quit\n"), 4);
+    fn whole_goodbye_is_delivered() {
+        assert_eq!(delivered(b"BYE quit\n", 0, GOODBYE), GOODBYE.len());
+        assert_eq!(delivered(b"xxBYE quit\n", 2, GOODBYE), GOODBYE.len());
     }
 
     #[test]
-    fn no_goodbye_loses_all_of_it() {
-        assert_eq!(goodbye_bytes_lost(b"xxxx", b"BYE quit\n"), 9);
-        assert_eq!(goodbye_bytes_lost(b"", b"BYE quit\n"), 9);
+    fn a_cut_goodbye_counts_what_arrived() {
+        assert_eq!(delivered(b"xxxBYE q", 3, GOODBYE), 5);
+        assert_eq!(delivered(b"xxxx", 4, GOODBYE), 0);
+        assert_eq!(delivered(b"", 0, GOODBYE), 0);
+        // The filler ahead of the goodbye never arrived whole.
+        assert_eq!(delivered(b"xx", 4, GOODBYE), 0);
+    }
+
+    #[test]
+    fn a_wrong_byte_ends_what_counts_as_delivered() {
+        let message = last_message(1000);
+        let mut got = message.to_vec();
+        got[500] ^= 1;
+        assert_eq!(delivered(&got, 0, &message), 500);
+    }
+
+    #[test]
+    fn a_last_message_is_a_pattern_then_the_goodbye_line() {
+        let message = last_message(1000);
+        assert_eq!(message.len(), 1000);
+        assert!(message.ends_with(GOODBYE));
+        assert_eq!(message[300], pattern(300));
+        assert_eq!(&last_message(3)[..], GOODBYE);
     }
 }

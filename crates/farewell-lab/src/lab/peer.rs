@@ -7,8 +7,11 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
@@ -16,15 +19,92 @@ use tokio::sync::oneshot;
 use farewell::TcpState;
 
 pub use crate::support::peer::{Behaviour, GOODBYE, HANDSHAKE_TIMEOUT_GOODBYE};
+use crate::support::peer::{SLOW_READER_RCVBUF, SLOW_READ_CHUNK, SLOW_READ_EVERY};
+
+/// The byte at offset `i` of a large last message's body: a pattern that a
+/// lost, repeated or reordered segment breaks, so a peer can check every
+/// byte it received.
+pub fn pattern(i: usize) -> u8 {
+    (i % 251) as u8 ^ (i / 251) as u8
+}
+
+/// The goodbye a cell's server sends `behaviour`: a large last message of
+/// `large` bytes ([`last_message`]) to a peer that
+/// [takes one](Behaviour::takes_last_message) when `large` is above the
+/// line's length, the line ([`Behaviour::goodbye`]) otherwise.
+pub fn goodbye_for(behaviour: Behaviour, large: usize) -> Bytes {
+    if behaviour.takes_last_message() && large > behaviour.goodbye().len() {
+        last_message(large)
+    } else {
+        Bytes::from_static(behaviour.goodbye())
+    }
+}
+
+/// A last message of `size` bytes, like the last HTTP response before a
+/// close: a [`pattern`] body, then the goodbye line [`GOODBYE`] (which it
+/// ends with; a `size` below the line's length gives just the line).
+pub fn last_message(size: usize) -> Bytes {
+    let body = size.saturating_sub(GOODBYE.len());
+    let mut message: Vec<u8> = (0..body).map(pattern).collect();
+    message.extend_from_slice(GOODBYE);
+    Bytes::from(message)
+}
+
+/// How many bytes of `goodbye` the peer's application received intact: the
+/// length of the longest prefix of `goodbye` that `received` holds, byte for
+/// byte, at offset `before` (what the server wrote ahead of the goodbye).
+pub fn delivered(received: &[u8], before: usize, goodbye: &[u8]) -> usize {
+    let got = received.get(before..).unwrap_or_default();
+    got.iter().zip(goodbye).take_while(|(a, b)| a == b).count()
+}
+
+/// True once `received` ends with the whole `goodbye`.
+fn has_goodbye(received: &[u8], goodbye: &[u8]) -> bool {
+    received.len() >= goodbye.len() && received.ends_with(goodbye)
+}
 
 /// How long a cooperative peer takes between reading the goodbye and closing.
 pub const COOPERATIVE_REACTION: Duration = Duration::from_millis(2);
 
-/// A connected pair on `ip`: (server side, client side). `client_rcvbuf` shrinks the
-/// client's receive buffer before connecting.
+/// The socket buffers a client asks for before it connects (`None`: the
+/// kernel's default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ClientBuffers {
+    /// `SO_RCVBUF`.
+    pub(crate) rcv: Option<u32>,
+    /// `SO_SNDBUF`.
+    pub(crate) snd: Option<u32>,
+}
+
+/// The buffers `behaviour`'s client socket asks for: a tiny receive buffer
+/// for a peer that never reads (its window fills at once),
+/// [`SLOW_READER_RCVBUF`] for a slow reader, and a 64 KiB send buffer for a
+/// flooding peer (it floods as fast as the path takes bytes either way, but
+/// when the run ends its FIN does not queue behind megabytes of flood on a
+/// slow path, which would outlast the lab's settling).
+pub(crate) fn client_buffers(behaviour: Behaviour) -> ClientBuffers {
+    match behaviour {
+        Behaviour::NeverReads => ClientBuffers {
+            rcv: Some(4096),
+            snd: None,
+        },
+        Behaviour::SlowReader => ClientBuffers {
+            rcv: Some(SLOW_READER_RCVBUF),
+            snd: None,
+        },
+        Behaviour::Floods => ClientBuffers {
+            rcv: None,
+            snd: Some(64 * 1024),
+        },
+        _ => ClientBuffers::default(),
+    }
+}
+
+/// A connected pair on `ip`: (server side, client side). `buffers` sizes
+/// the client's socket buffers before it connects.
 pub(crate) async fn connected_pair(
     ip: IpAddr,
-    client_rcvbuf: Option<u32>,
+    buffers: ClientBuffers,
 ) -> io::Result<(TcpStream, TcpStream)> {
     let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
     let socket = if ip.is_ipv4() {
@@ -32,16 +112,20 @@ pub(crate) async fn connected_pair(
     } else {
         TcpSocket::new_v6()
     }?;
-    if let Some(size) = client_rcvbuf {
+    if let Some(size) = buffers.rcv {
         socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(size) = buffers.snd {
+        socket.set_send_buffer_size(size)?;
     }
     let (client, accepted) =
         tokio::join!(socket.connect(listener.local_addr()?), listener.accept());
     Ok((accepted?.0, client?))
 }
 
-/// Fills the peer's receive window and our send buffer (bounded), so nothing more can be sent.
-pub(crate) async fn fill_until_blocked(server: &TcpStream) -> io::Result<()> {
+/// Fills the peer's receive window and our send buffer (bounded), so nothing
+/// more can be sent; returns how many bytes it wrote.
+pub(crate) async fn fill_until_blocked(server: &TcpStream) -> io::Result<usize> {
     let chunk = vec![b'x'; 64 * 1024];
     let mut total = 0usize;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -54,13 +138,13 @@ pub(crate) async fn fill_until_blocked(server: &TcpStream) -> io::Result<()> {
                     .await
                     .is_err()
                 {
-                    return Ok(());
+                    return Ok(total);
                 }
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(total)
 }
 
 /// Waits (bounded) until the server socket reaches `state`.
@@ -83,11 +167,16 @@ pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Runs the peer's side until `release` fires (or the peer ends by itself);
-/// returns everything it received.
+/// returns everything it received. `goodbye` is what the server says (the
+/// peers that close on it read until they hold all of it); `progress`
+/// counts the bytes received so far, for the lab to see that the peer is
+/// still taking bytes.
 pub(crate) async fn run_peer(
     mut client: TcpStream,
     behaviour: Behaviour,
+    goodbye: Bytes,
     release: oneshot::Receiver<()>,
+    progress: Arc<AtomicUsize>,
 ) -> Vec<u8> {
     let mut received = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -106,7 +195,8 @@ pub(crate) async fn run_peer(
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
                             received.extend_from_slice(&buf[..n]);
-                            if until_goodbye && contains(&received, behaviour.goodbye()) {
+                            progress.store(received.len(), Ordering::Relaxed);
+                            if until_goodbye && has_goodbye(&received, &goodbye) {
                                 break;
                             }
                         }
@@ -127,6 +217,32 @@ pub(crate) async fn run_peer(
             if behaviour == Behaviour::Ignores && !released {
                 // It ignores the goodbye: it closes only when the run ends.
                 let _ = (&mut release).await;
+            }
+        }
+        Behaviour::SlowReader => {
+            tokio::pin!(release);
+            let mut tick = tokio::time::interval(SLOW_READ_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut done = false;
+            while !done {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut release => break,
+                }
+                tokio::select! {
+                    r = client.read(&mut buf[..SLOW_READ_CHUNK]) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            received.extend_from_slice(&buf[..n]);
+                            progress.store(received.len(), Ordering::Relaxed);
+                            done = has_goodbye(&received, &goodbye);
+                        }
+                    },
+                    _ = &mut release => break,
+                }
+            }
+            if done {
+                tokio::time::sleep(COOPERATIVE_REACTION).await;
             }
         }
         Behaviour::NeverReads => {

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::cell::CellReport;
 use super::churn::ChurnReport;
+use super::matrix::PathReport;
 use super::peer::Behaviour;
 pub use crate::support::kernel::KernelInfo;
 
@@ -15,7 +16,12 @@ pub use crate::support::kernel::KernelInfo;
 pub struct LabReport {
     /// The kernel and its TCP settings.
     pub kernel: KernelInfo,
-    /// One cell per policy × behaviour, policy-major.
+    /// The network paths every cell ran on, in order.
+    pub paths: Vec<PathReport>,
+    /// What the reader must know before trusting the verdicts (e.g. that the
+    /// run had loopback only), one sentence each; empty when nothing.
+    pub warnings: Vec<String>,
+    /// One cell per path × policy × behaviour, path-major, then policy-major.
     pub cells: Vec<CellReport>,
     /// One plain-words verdict per policy, derived from the cells.
     pub verdicts: Vec<String>,
@@ -24,15 +30,46 @@ pub struct LabReport {
 }
 
 impl LabReport {
-    /// Builds the report and derives the verdicts from `cells`.
-    pub fn new(kernel: KernelInfo, cells: Vec<CellReport>, churn: Vec<ChurnReport>) -> LabReport {
+    /// Builds the report and derives the verdicts (and the warnings) from
+    /// `paths` and `cells`.
+    pub fn new(
+        kernel: KernelInfo,
+        paths: Vec<PathReport>,
+        cells: Vec<CellReport>,
+        churn: Vec<ChurnReport>,
+    ) -> LabReport {
         let verdicts = verdicts(&cells);
+        let mut warnings = Vec::new();
+        if paths.iter().all(|p| p.name == "loopback") {
+            warnings.push(loopback_only_warning(kernel.net_admin));
+        }
         LabReport {
             kernel,
+            paths,
+            warnings,
             cells,
             verdicts,
             churn,
         }
+    }
+
+    /// The paths, one line each: name, mechanism, measured round-trip time.
+    pub fn paths_header(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .paths
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    format!("{}, RTT {:.2} ms", p.mechanism, p.rtt_ms),
+                ]
+            })
+            .collect();
+        let mut out = String::from("paths (every cell runs on each):\n");
+        for line in align(&rows, 1, true).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+        out
     }
 
     /// The churn as an aligned table (empty when no churn ran).
@@ -75,53 +112,24 @@ impl LabReport {
         serde_json::to_string_pretty(self).expect("the report serializes")
     }
 
-    /// The cells as an aligned table, then the verdicts, one per line.
+    /// The warnings, the paths, the cells as one aligned table per path,
+    /// then the verdicts, one per line.
     pub fn table(&self) -> String {
-        let header = [
-            "policy",
-            "behaviour",
-            "conns",
-            "server TW",
-            "client TW",
-            "delivered",
-            "acked",
-            "lost B",
-            "release med",
-            "release p99",
-            "leftover",
-            "paths",
-        ];
-        let pct = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.0}%"));
-        let ms = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.1} ms"));
-        let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-        for c in &self.cells {
-            if let Some(why) = &c.skipped {
-                let mut row = vec![c.policy.clone(), c.behaviour.clone()];
-                row.extend(std::iter::repeat("-".to_owned()).take(header.len() - 3));
-                row.push(format!("skipped: {why}"));
-                rows.push(row);
-                continue;
-            }
-            let mut paths: Vec<String> = c.paths.iter().map(|(p, n)| format!("{p} {n}")).collect();
-            if !c.errors.is_empty() {
-                paths.push(format!("FAILED {}", c.errors.len()));
-            }
-            rows.push(vec![
-                c.policy.clone(),
-                c.behaviour.clone(),
-                c.connections.to_string(),
-                c.server_time_wait.to_string(),
-                c.client_time_wait.to_string(),
-                pct(c.goodbye_delivered_pct),
-                pct(c.goodbye_acked_pct),
-                c.bytes_lost.to_string(),
-                ms(c.release_ms_median),
-                ms(c.release_ms_p99),
-                c.leftover_sockets.to_string(),
-                paths.join(", "),
-            ]);
+        let mut out = String::new();
+        for w in &self.warnings {
+            let _ = writeln!(out, "WARNING: {w}\n");
         }
-        let mut out = align(&rows, 2, true);
+        out.push_str(&self.paths_header());
+        for path in &self.paths {
+            let cells: Vec<&CellReport> =
+                self.cells.iter().filter(|c| c.path == path.name).collect();
+            let _ = writeln!(
+                out,
+                "\npath {}: {}, RTT {:.2} ms",
+                path.name, path.mechanism, path.rtt_ms
+            );
+            out.push_str(&cell_table(&cells));
+        }
         out.push('\n');
         for v in &self.verdicts {
             out.push_str(v);
@@ -137,11 +145,84 @@ impl LabReport {
         if !errors.is_empty() {
             out.push('\n');
             for c in errors {
-                let _ = writeln!(out, "{} × {}: {}", c.policy, c.behaviour, c.errors[0]);
+                let _ = writeln!(
+                    out,
+                    "{} × {} on {}: {}",
+                    c.policy, c.behaviour, c.path, c.errors[0]
+                );
             }
         }
         out
     }
+}
+
+/// What a run on loopback alone cannot show, said loudly.
+pub fn loopback_only_warning(net_admin: bool) -> String {
+    let why = if net_admin {
+        "only the loopback path ran"
+    } else {
+        "only the loopback path ran: this run has no CAP_NET_ADMIN, which the slow and wan \
+         paths need (run as root, or grant CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+    };
+    format!(
+        "{why}. Loopback has no rate limit, round-trip time or loss, so it hides what a \
+         teardown loses on a network: abort's and silent's losses of a large last message \
+         look smaller than they are, a slow reader is slow only by its application (whether \
+         a policy cuts a peer still taking bytes over a slow link is not tested), and \
+         release times are loopback's. Who keeps TIME-WAIT mostly holds on any path; races \
+         between a peer's FIN and a reset do not."
+    )
+}
+
+/// The cells of one path as an aligned table.
+fn cell_table(cells: &[&CellReport]) -> String {
+    let header = [
+        "policy",
+        "behaviour",
+        "goodbye B",
+        "conns",
+        "server TW",
+        "client TW",
+        "delivered",
+        "acked",
+        "lost B",
+        "release med",
+        "release p99",
+        "leftover",
+        "paths",
+    ];
+    let pct = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.0}%"));
+    let ms = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.1} ms"));
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for c in cells {
+        if let Some(why) = &c.skipped {
+            let mut row = vec![c.policy.clone(), c.behaviour.clone()];
+            row.extend(std::iter::repeat("-".to_owned()).take(header.len() - 3));
+            row.push(format!("skipped: {why}"));
+            rows.push(row);
+            continue;
+        }
+        let mut paths: Vec<String> = c.paths.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        if !c.errors.is_empty() {
+            paths.push(format!("FAILED {}", c.errors.len()));
+        }
+        rows.push(vec![
+            c.policy.clone(),
+            c.behaviour.clone(),
+            c.goodbye_bytes.to_string(),
+            c.connections.to_string(),
+            c.server_time_wait.to_string(),
+            c.client_time_wait.to_string(),
+            pct(c.goodbye_delivered_pct),
+            pct(c.goodbye_acked_pct),
+            c.bytes_lost.to_string(),
+            ms(c.release_ms_median),
+            ms(c.release_ms_p99),
+            c.leftover_sockets.to_string(),
+            paths.join(", "),
+        ]);
+    }
+    align(&rows, 2, true)
 }
 
 /// Rows as aligned columns: the first `left` left-aligned, the others
@@ -181,19 +262,28 @@ fn behaviour_reads(name: &str) -> bool {
     Behaviour::from_name(name).is_some_and(Behaviour::reads)
 }
 
-/// One verdict per policy, in the order the policies first appear in `cells`.
+/// One verdict per path and policy, in the order they first appear in
+/// `cells`; each starts with `[path] ` when the cells ran on several paths.
 pub fn verdicts(cells: &[CellReport]) -> Vec<String> {
-    let mut policies: Vec<&str> = Vec::new();
+    let mut keys: Vec<(&str, &str)> = Vec::new();
     for c in cells {
-        if !policies.contains(&c.policy.as_str()) {
-            policies.push(&c.policy);
+        if !keys.contains(&(c.path.as_str(), c.policy.as_str())) {
+            keys.push((&c.path, &c.policy));
         }
     }
-    policies
-        .into_iter()
-        .map(|p| {
-            let mine: Vec<&CellReport> = cells.iter().filter(|c| c.policy == p).collect();
-            verdict(p, &mine)
+    let several = keys.iter().any(|(path, _)| *path != keys[0].0);
+    keys.into_iter()
+        .map(|(path, p)| {
+            let mine: Vec<&CellReport> = cells
+                .iter()
+                .filter(|c| c.policy == p && c.path == path)
+                .collect();
+            let verdict = verdict(p, &mine);
+            if several {
+                format!("[{path}] {verdict}")
+            } else {
+                verdict
+            }
         })
         .collect()
 }
@@ -238,12 +328,13 @@ fn verdict(policy: &str, cells: &[&CellReport]) -> String {
             )
         })
         .collect();
+    let lost: u64 = readers.iter().map(|c| c.bytes_lost).sum();
     if readers.is_empty() {
     } else if missed.is_empty() {
-        parts.push("goodbye delivered to every peer that reads".to_owned());
+        parts.push("goodbye delivered to every peer that reads, every byte".to_owned());
     } else {
         parts.push(format!(
-            "goodbye not always delivered to peers that read (delivered: {})",
+            "goodbye not always delivered to peers that read (delivered: {}; {lost} bytes lost)",
             missed.join(", ")
         ));
     }
@@ -271,4 +362,90 @@ fn verdict(policy: &str, cells: &[&CellReport]) -> String {
         parts.push(format!("{failed} connections failed to run"));
     }
     format!("{policy}: {}", parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(net_admin: bool) -> KernelInfo {
+        KernelInfo {
+            release: None,
+            tcp_fin_timeout: None,
+            tcp_tw_reuse: None,
+            tcp_max_tw_buckets: None,
+            ip_local_port_range: None,
+            net_admin,
+        }
+    }
+
+    fn path(name: &str) -> PathReport {
+        PathReport {
+            name: name.to_owned(),
+            spec: name.to_owned(),
+            mechanism: "test".to_owned(),
+            rtt_ms: 1.0,
+        }
+    }
+
+    /// A cell that ran 5 connections on `path`, `lost` bytes lost.
+    fn ran(path: &str, policy: &str, behaviour: Behaviour, lost: u64) -> CellReport {
+        let mut cell = CellReport::skipped(policy, behaviour, "").on_path(path);
+        cell.skipped = None;
+        cell.connections = 5;
+        cell.bytes_lost = lost;
+        cell.goodbye_delivered_pct = Some(if lost > 0 { 0.0 } else { 100.0 });
+        cell
+    }
+
+    #[test]
+    fn a_run_on_loopback_alone_warns_that_it_hides_loss() {
+        let cells = vec![ran("loopback", "abort", Behaviour::SlowReader, 0)];
+        let report = LabReport::new(kernel(false), vec![path("loopback")], cells, Vec::new());
+        assert_eq!(report.warnings.len(), 1);
+        assert!(
+            report.warnings[0].contains("hides"),
+            "{:?}",
+            report.warnings
+        );
+        assert!(report.warnings[0].contains("CAP_NET_ADMIN"));
+        assert!(report.table().starts_with("WARNING: "));
+
+        let cells = vec![ran("slow", "abort", Behaviour::SlowReader, 10)];
+        let paths = vec![path("loopback"), path("slow")];
+        let report = LabReport::new(kernel(true), paths, cells, Vec::new());
+        assert!(report.warnings.is_empty());
+    }
+
+    #[test]
+    fn verdicts_are_per_path_and_count_lost_bytes() {
+        let cells = vec![
+            ran("loopback", "abort", Behaviour::SlowReader, 0),
+            ran("slow", "abort", Behaviour::SlowReader, 4096),
+        ];
+        let v = verdicts(&cells);
+        assert_eq!(v.len(), 2);
+        assert!(v[0].starts_with("[loopback] abort: "), "{v:?}");
+        assert!(v[0].contains("every byte"), "{v:?}");
+        assert!(v[1].starts_with("[slow] abort: "), "{v:?}");
+        assert!(v[1].contains("slow-reader 0%; 4096 bytes lost"), "{v:?}");
+        // One path: no prefix, as before paths existed.
+        let v = verdicts(&cells[..1]);
+        assert!(v[0].starts_with("abort: "), "{v:?}");
+    }
+
+    #[test]
+    fn the_table_has_one_section_per_path_naming_its_rtt() {
+        let cells = vec![
+            ran("loopback", "plain", Behaviour::Cooperative, 0),
+            ran("slow", "plain", Behaviour::Cooperative, 0),
+        ];
+        let paths = vec![path("loopback"), path("slow")];
+        let table = LabReport::new(kernel(true), paths, cells, Vec::new()).table();
+        assert!(
+            table.contains("path loopback: test, RTT 1.00 ms"),
+            "{table}"
+        );
+        assert!(table.contains("path slow: test, RTT 1.00 ms"), "{table}");
+    }
 }

@@ -1,12 +1,15 @@
-//! Two hand-rolled SVG charts for the HTML report: lines over time, and dots
-//! on a logarithmic axis. Plain strings, no scripts, nothing fetched: the
+//! Hand-rolled SVG charts for the HTML report: lines over time (one chart,
+//! or small multiples: one panel per series on a shared scale), and dots on
+//! a logarithmic axis. Plain strings, no scripts, nothing fetched: the
 //! page opens offline.
 
 use std::fmt::Write as _;
 
-/// Colours for series and categories, in order (colour-blind friendly, Okabe–Ito).
-const PALETTE: [&str; 8] = [
+/// Colours for series and categories, in order (colour-blind friendly,
+/// Okabe–Ito, and a grey: one for each of the lab's nine behaviours).
+const PALETTE: [&str; 9] = [
     "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#000000", "#b8a000",
+    "#8c8c8c",
 ];
 
 const WIDTH: f64 = 760.0;
@@ -60,41 +63,30 @@ fn nice_axis(max: f64) -> (f64, f64) {
     ((end * 1e9).round() / 1e9, step)
 }
 
-/// Dash patterns, so that series drawn on top of each other stay visible.
-const DASHES: [&str; 4] = ["", "7 4", "2 3", "10 3 2 3"];
-
-fn open(out: &mut String, height: f64, title: &str) {
+fn open(out: &mut String, width: f64, left: f64, height: f64, title: &str) {
     let _ = write!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-label="{t}" font-family="sans-serif" font-size="12">"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{t}" font-family="sans-serif" font-size="12">"#,
         t = escape(title)
     );
     let _ = write!(
         out,
-        r#"<text x="{LEFT}" y="18" font-size="14" font-weight="bold">{}</text>"#,
+        r#"<text x="{left}" y="18" font-size="14" font-weight="bold">{}</text>"#,
         escape(title)
     );
 }
 
-fn legend(out: &mut String, names: &[String], shape_dot: bool) {
+/// The legend of a strip chart: one dot per category, in its colour.
+fn legend(out: &mut String, width: f64, names: &[String]) {
     for (i, name) in names.iter().enumerate() {
         let y = TOP + 8.0 + 18.0 * i as f64;
-        let x = WIDTH - RIGHT + 14.0;
+        let x = width - RIGHT + 14.0;
         let colour = PALETTE[i % PALETTE.len()];
-        if shape_dot {
-            let _ = write!(
-                out,
-                r#"<circle cx="{}" cy="{y}" r="4" fill="{colour}"/>"#,
-                x + 6.0
-            );
-        } else {
-            let _ = write!(
-                out,
-                r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{colour}" stroke-width="3" stroke-dasharray="{}"/>"#,
-                x + 14.0,
-                DASHES[i % DASHES.len()]
-            );
-        }
+        let _ = write!(
+            out,
+            r#"<circle cx="{}" cy="{y}" r="4" fill="{colour}"/>"#,
+            x + 6.0
+        );
         let _ = write!(
             out,
             r#"<text x="{}" y="{}">{}</text>"#,
@@ -105,72 +97,89 @@ fn legend(out: &mut String, names: &[String], shape_dot: bool) {
     }
 }
 
-/// A line chart: one polyline per `(name, points)` series, x from 0 to the
-/// largest x, y from 0 to a round ceiling of the largest y.
-pub(crate) fn line_chart(
+/// Small multiples: one small panel per `(name, points)` series, side by
+/// side in rows of `columns`, every panel on the same x and y scales (x from
+/// 0 to the largest x, y from 0 to a round ceiling of the largest y), so
+/// series that would lie on top of each other in one chart each stay
+/// visible, and a flat zero reads as one. One `<svg>` element.
+pub(crate) fn small_multiples(
     title: &str,
     x_label: &str,
     y_label: &str,
+    columns: usize,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> String {
-    let height = 340.0;
-    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, height - TOP - 50.0);
+    let columns = columns.clamp(1, series.len().max(1));
+    let rows = series.len().div_ceil(columns).max(1);
+    let (panel_w, panel_h, gap_x, gap_y) = (250.0, 120.0, 30.0, 56.0);
+    let (left, top) = (58.0, 40.0);
+    let width = left + columns as f64 * (panel_w + gap_x);
+    let height = top + rows as f64 * (panel_h + gap_y) + 10.0;
     let points = series.iter().flat_map(|(_, p)| p.iter());
     let (x_max, x_step) = nice_axis(points.clone().map(|p| p.0).fold(0.0, f64::max));
     let y_max = nice_ceiling(points.map(|p| p.1).fold(0.0, f64::max));
-    let sx = |x: f64| LEFT + x / x_max * plot_w;
-    let sy = |y: f64| TOP + plot_h - y / y_max * plot_h;
 
     let mut out = String::new();
-    open(&mut out, height, title);
-    for i in 0..=4 {
-        let y = y_max * f64::from(i) / 4.0;
-        let _ = write!(
-            out,
-            r##"<line x1="{LEFT}" y1="{py}" x2="{}" y2="{py}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{y}</text>"##,
-            LEFT + plot_w,
-            LEFT - 6.0,
-            sy(y) + 4.0,
-            py = sy(y),
-        );
-    }
-    let mut x = 0.0;
-    while x <= x_max + x_step / 2.0 {
-        let _ = write!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-            sx(x),
-            TOP + plot_h + 16.0,
-            (x * 1000.0).round() / 1000.0
-        );
-        x += x_step;
-    }
     let _ = write!(
         out,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/><text x="{}" y="{}" text-anchor="middle">{}</text><text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"##,
-        LEFT + plot_w / 2.0,
-        TOP + plot_h + 36.0,
-        escape(x_label),
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0,
-        escape(y_label)
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{t}" font-family="sans-serif" font-size="11">"#,
+        t = escape(title)
+    );
+    let _ = write!(
+        out,
+        r##"<text x="{left}" y="18" font-size="14" font-weight="bold">{}</text><text x="{left}" y="32" fill="#555">y: {}, same scale in every panel; x: {}</text>"##,
+        escape(title),
+        escape(y_label),
+        escape(x_label)
     );
     for (i, (name, pts)) in series.iter().enumerate() {
+        let (col, row) = (i % columns, i / columns);
+        let x0 = left + col as f64 * (panel_w + gap_x);
+        let y0 = top + 16.0 + row as f64 * (panel_h + gap_y);
+        let sx = |x: f64| x0 + x / x_max * panel_w;
+        let sy = |y: f64| y0 + panel_h - y / y_max * panel_h;
+        let colour = PALETTE[i % PALETTE.len()];
+        let _ = write!(
+            out,
+            r##"<text x="{x0}" y="{}" font-size="13" font-weight="bold" fill="{colour}">{}</text><rect x="{x0}" y="{y0}" width="{panel_w}" height="{panel_h}" fill="none" stroke="#888"/>"##,
+            y0 - 5.0,
+            escape(name)
+        );
+        for tick in [0.0, y_max / 2.0, y_max] {
+            let _ = write!(
+                out,
+                r##"<line x1="{x0}" y1="{py}" x2="{}" y2="{py}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{tick}</text>"##,
+                x0 + panel_w,
+                x0 - 4.0,
+                sy(tick) + 4.0,
+                py = sy(tick),
+            );
+        }
+        let mut x = 0.0;
+        while x <= x_max + x_step / 2.0 {
+            let _ = write!(
+                out,
+                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+                sx(x),
+                y0 + panel_h + 13.0,
+                (x * 1000.0).round() / 1000.0
+            );
+            x += x_step * 2.0;
+        }
         let coords: Vec<String> = pts
             .iter()
             .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
             .collect();
+        let peak = pts.iter().map(|p| p.1).fold(0.0, f64::max);
         let _ = write!(
             out,
-            r#"<polyline fill="none" stroke="{}" stroke-width="2" stroke-dasharray="{}" points="{}"><title>{}</title></polyline>"#,
-            PALETTE[i % PALETTE.len()],
-            DASHES[i % DASHES.len()],
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"><title>{}: peak {peak}</title></polyline><text x="{}" y="{}" text-anchor="end" fill="{colour}">peak {peak}</text>"#,
             coords.join(" "),
-            escape(name)
+            escape(name),
+            x0 + panel_w - 4.0,
+            y0 + 13.0,
         );
     }
-    let names: Vec<String> = series.iter().map(|(n, _)| n.clone()).collect();
-    legend(&mut out, &names, false);
     out.push_str("</svg>");
     out
 }
@@ -185,10 +194,18 @@ pub(crate) fn strip_chart(
     categories: &[String],
     rows: &[(String, Vec<(f64, usize)>)],
 ) -> String {
+    // Room on the left for the longest row label (about 7 px a character).
+    let longest = rows
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    let left = LEFT.max(7.0 * longest as f64 + 16.0);
+    let width = WIDTH + left - LEFT;
     let row_h = 30.0;
     let plot_h = row_h * rows.len().max(1) as f64;
     let height = (TOP + plot_h + 50.0).max(TOP + 18.0 * categories.len() as f64 + 20.0);
-    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_w = width - left - RIGHT;
     let max = rows
         .iter()
         .flat_map(|(_, d)| d.iter().map(|p| p.0))
@@ -197,10 +214,10 @@ pub(crate) fn strip_chart(
         floor.log10().floor(),
         max.log10().ceil().max(floor.log10() + 1.0),
     );
-    let sx = |v: f64| LEFT + (v.max(floor).log10() - lo) / (hi - lo) * plot_w;
+    let sx = |v: f64| left + (v.max(floor).log10() - lo) / (hi - lo) * plot_w;
 
     let mut out = String::new();
-    open(&mut out, height, title);
+    open(&mut out, width, left, height, title);
     let mut decade = lo;
     while decade <= hi {
         let v = 10f64.powf(decade);
@@ -220,8 +237,8 @@ pub(crate) fn strip_chart(
     }
     let _ = write!(
         out,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/><text x="{}" y="{}" text-anchor="middle">{}</text>"##,
-        LEFT + plot_w / 2.0,
+        r##"<rect x="{left}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/><text x="{}" y="{}" text-anchor="middle">{}</text>"##,
+        left + plot_w / 2.0,
         TOP + plot_h + 36.0,
         escape(x_label)
     );
@@ -231,7 +248,7 @@ pub(crate) fn strip_chart(
         let _ = write!(
             out,
             r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            LEFT - 6.0,
+            left - 6.0,
             top + row_h / 2.0 + 4.0,
             escape(name)
         );
@@ -247,7 +264,7 @@ pub(crate) fn strip_chart(
             );
         }
     }
-    legend(&mut out, categories, true);
+    legend(&mut out, width, categories);
     out.push_str("</svg>");
     out
 }
@@ -278,14 +295,6 @@ mod tests {
 
     #[test]
     fn charts_are_one_svg_element_each() {
-        let line = line_chart(
-            "t",
-            "x",
-            "y",
-            &[("a<b".into(), vec![(0.0, 1.0), (1.0, 3.0)])],
-        );
-        assert!(line.starts_with("<svg") && line.ends_with("</svg>"));
-        assert!(line.contains("a&lt;b"));
         let strip = strip_chart(
             "t",
             "ms",
@@ -294,6 +303,18 @@ mod tests {
             &[("p".into(), vec![(0.0, 0)])],
         );
         assert_eq!(strip.matches("<svg").count(), 1);
+        let panels = small_multiples(
+            "t",
+            "s",
+            "n",
+            4,
+            &[
+                ("a".into(), vec![(0.0, 0.0), (1.0, 0.0)]),
+                ("b".into(), vec![(0.0, 0.0), (1.0, 5.0)]),
+            ],
+        );
+        assert_eq!(panels.matches("<svg").count(), 1);
+        assert_eq!(panels.matches("<polyline").count(), 2);
         assert_eq!(strip.matches("<circle").count(), 2); // the dot and its legend
     }
 }

@@ -1,5 +1,7 @@
 //! The `vanishes` column: every policy against a peer whose host is gone,
-//! played in two network namespaces joined by a veth pair.
+//! played in two network namespaces joined by a veth pair (for the loopback
+//! column), or on a path of its own made like the column's path (the path's
+//! client vanishes, so no other cell can share it).
 //!
 //! All of the column's connections run at once, so the column costs one
 //! grace-bound teardown, not one per connection: every client connects from
@@ -23,7 +25,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::cell::{timed_close, CellReport, Trial};
-use super::netns::{self, VethPair, ADDR_A};
+use super::netns::{self, Netns, VethPair};
+use super::path::{NetPath, PathSpec};
 use super::peer::Behaviour;
 use super::LabError;
 use farewell::census::{self, Filter, SocketEntry};
@@ -42,10 +45,47 @@ struct Pair {
     client_addr: SocketAddr,
 }
 
+/// Where the column runs: a bare veth pair, or a path like the column's.
+#[derive(Debug)]
+enum Hosts {
+    Veth(VethPair),
+    Path(NetPath),
+}
+
+impl Hosts {
+    fn new(spec: PathSpec) -> io::Result<Hosts> {
+        match spec {
+            PathSpec::Loopback => VethPair::new().map(Hosts::Veth),
+            spec => NetPath::new(spec).map(Hosts::Path),
+        }
+    }
+
+    fn server(&self) -> &Netns {
+        match self {
+            Hosts::Veth(pair) => &pair.a,
+            Hosts::Path(path) => path.server_netns().expect("a path with namespaces"),
+        }
+    }
+
+    fn client(&self) -> &Netns {
+        match self {
+            Hosts::Veth(pair) => &pair.b,
+            Hosts::Path(path) => path.client_netns().expect("a path with namespaces"),
+        }
+    }
+
+    fn vanish_client(&self) -> io::Result<()> {
+        match self {
+            Hosts::Veth(pair) => pair.vanish_b(),
+            Hosts::Path(path) => path.vanish_client(),
+        }
+    }
+}
+
 /// The namespaces, the listener and the connections, cleaned up on drop (the
 /// namespaces delete themselves).
 struct Stage {
-    net: Arc<VethPair>,
+    net: Arc<Hosts>,
     _listener: TcpListener,
     pairs: Vec<Pair>,
 }
@@ -61,12 +101,14 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Makes the namespaces and `per_policy` connections for each of `policies`.
-fn stage(policies: usize, per_policy: usize) -> io::Result<Stage> {
-    let net = VethPair::new()?;
-    let listener = net.a.run(|| TcpListener::bind((ADDR_A, 0)))??;
+fn stage(spec: PathSpec, policies: usize, per_policy: usize) -> io::Result<Stage> {
+    let net = Hosts::new(spec)?;
+    let listener = net
+        .server()
+        .run(|| TcpListener::bind((netns::ADDR_A, 0)))??;
     listener.set_nonblocking(true)?;
     let to = listener.local_addr()?;
-    let pairs = net.b.run(|| {
+    let pairs = net.client().run(|| {
         let mut pairs = Vec::with_capacity(policies * per_policy);
         for policy in 0..policies {
             for _ in 0..per_policy {
@@ -118,9 +160,11 @@ fn table(ns: &netns::Netns) -> io::Result<HashMap<(SocketAddr, SocketAddr), Sock
 }
 
 /// Runs the `vanishes` cell of every policy in `policies`, `connections`
-/// each, calling `on_connection` after each teardown. Without the privileges
-/// every cell is skipped with the reason ([`netns::unavailable`]).
+/// each, on a path like `spec` made for the column, calling `on_connection`
+/// after each teardown. Without the privileges every cell is skipped with
+/// the reason ([`netns::unavailable`]).
 pub(crate) async fn run_column(
+    spec: PathSpec,
     policies: &[(&'static str, Policy)],
     connections: usize,
     on_connection: Arc<dyn Fn() + Send + Sync>,
@@ -133,13 +177,13 @@ pub(crate) async fn run_column(
             .collect());
     }
     let count = policies.len();
-    let mut stage = blocking(move || stage(count, connections)).await?;
+    let mut stage = blocking(move || stage(spec, count, connections)).await?;
     let net = Arc::clone(&stage.net);
 
     // The census must see namespace A's connections, or it cannot judge.
     let before = blocking({
         let net = Arc::clone(&net);
-        move || table(&net.a)
+        move || table(net.server())
     })
     .await?;
     let seen = stage
@@ -158,7 +202,7 @@ pub(crate) async fn run_column(
     // Vanish, then tear every server end down at once.
     blocking({
         let net = Arc::clone(&net);
-        move || net.vanish_b()
+        move || net.vanish_client()
     })
     .await?;
     let mut teardowns = JoinSet::new();
@@ -168,7 +212,8 @@ pub(crate) async fn run_column(
         let server = into_tokio(pair.server)?;
         let on_connection = Arc::clone(&on_connection);
         teardowns.spawn(async move {
-            let result = timed_close(server, policy, behaviour.goodbye()).await;
+            let goodbye = bytes::Bytes::from_static(behaviour.goodbye());
+            let result = timed_close(server, policy, goodbye).await;
             on_connection();
             (i, result)
         });
@@ -183,7 +228,7 @@ pub(crate) async fn run_column(
     // The verdict: both namespaces' tables and what each client can read.
     let (in_a, in_b) = blocking({
         let net = Arc::clone(&net);
-        move || Ok((table(&net.a)?, table(&net.b)?))
+        move || Ok((table(net.server())?, table(net.client())?))
     })
     .await?;
     let mut trials: Vec<Vec<Trial>> = (0..count).map(|_| Vec::new()).collect();
@@ -199,6 +244,7 @@ pub(crate) async fn run_column(
                     server.map(|e| e.state),
                     in_b.get(&(*client_addr, *server_addr)).map(|e| e.state),
                     &queued(client),
+                    0,
                     behaviour.goodbye(),
                 ));
                 orphans.extend(server.cloned());
@@ -219,7 +265,7 @@ pub(crate) async fn run_column(
     drop(net);
     blocking(move || {
         for entry in &orphans {
-            if let Ok(Err(e)) = stage.net.a.run(|| census::destroy(entry)) {
+            if let Ok(Err(e)) = stage.net.server().run(|| census::destroy(entry)) {
                 tracing::warn!(
                     "destroying the orphan {} -> {}: {e}",
                     entry.local,

@@ -513,7 +513,7 @@ async fn play(
             .await
         }
         Behaviour::NeverReads => unreachable!("handled above"),
-        Behaviour::Vanishes => unreachable!("refused by run_client"),
+        Behaviour::Vanishes | Behaviour::SlowReader => unreachable!("refused by run_client"),
     };
     match scripted {
         Ok(()) | Err(Stop::Goodbye) => {}

@@ -19,6 +19,7 @@
 //! | behaviour | lab ([`name`](Behaviour::name)) | load ([`load_name`](Behaviour::load_name)) |
 //! |---|---|---|
 //! | [`Cooperative`](Behaviour::Cooperative) | `cooperative` | `cooperative` |
+//! | [`SlowReader`](Behaviour::SlowReader) | `slow-reader` | (not played) |
 //! | [`Ignores`](Behaviour::Ignores) | `ignores` | `ignore` |
 //! | [`NeverHandshakes`](Behaviour::NeverHandshakes) | `never-handshakes` | `silent` |
 //! | [`NeverReads`](Behaviour::NeverReads) | `never-reads` | `never-read` |
@@ -36,12 +37,31 @@ pub const GOODBYE: &[u8] = b"BYE quit\n";
 /// The goodbye to a peer that never handshakes (FLP/1's `BYE handshake-timeout`).
 pub const HANDSHAKE_TIMEOUT_GOODBYE: &[u8] = b"BYE handshake-timeout\n";
 
+/// The receive buffer a [`Behaviour::SlowReader`] asks for before it
+/// connects (`SO_RCVBUF`; Linux doubles it for its own overhead), so its
+/// window is small from the handshake on.
+pub const SLOW_READER_RCVBUF: u32 = 16 * 1024;
+
+/// How much a [`Behaviour::SlowReader`] reads at most at a time...
+pub const SLOW_READ_CHUNK: usize = 4 * 1024;
+
+/// ...and how often: [`SLOW_READ_CHUNK`] per 20 ms is 200 KiB/s, whatever
+/// the path could carry.
+pub const SLOW_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// How the peer (the client) behaves while the server ends the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Behaviour {
     /// Reads until the goodbye, then closes. (Load: says `HELLO`, checks a
     /// few echoes and `QUIT`s first.)
     Cooperative,
+    /// A cooperative peer on a slow link or a slow device: a small receive
+    /// buffer ([`SLOW_READER_RCVBUF`], set before connecting) and reads at a
+    /// fixed slow rate ([`SLOW_READ_CHUNK`] every [`SLOW_READ_EVERY`]) until
+    /// it has the whole goodbye, then closes. It is still taking bytes long
+    /// after the goodbye was written: no policy should cut it. Played only
+    /// by the lab.
+    SlowReader,
     /// Reads the goodbye but does not leave: it keeps the connection open
     /// until the run ends (lab) or the server closes or resets it (load).
     Ignores,
@@ -77,8 +97,9 @@ pub enum Behaviour {
 
 impl Behaviour {
     /// Every behaviour: the lab's in its order, then the load generator's own.
-    pub const ALL: [Behaviour; 10] = [
+    pub const ALL: [Behaviour; 11] = [
         Behaviour::Cooperative,
+        Behaviour::SlowReader,
         Behaviour::Ignores,
         Behaviour::NeverHandshakes,
         Behaviour::NeverReads,
@@ -91,8 +112,9 @@ impl Behaviour {
     ];
 
     /// The behaviours the lab plays, in the order it runs and prints them.
-    pub const LAB: [Behaviour; 8] = [
+    pub const LAB: [Behaviour; 9] = [
         Behaviour::Cooperative,
+        Behaviour::SlowReader,
         Behaviour::Ignores,
         Behaviour::NeverHandshakes,
         Behaviour::NeverReads,
@@ -121,6 +143,7 @@ impl Behaviour {
     pub fn name(self) -> &'static str {
         match self {
             Behaviour::Cooperative => "cooperative",
+            Behaviour::SlowReader => "slow-reader",
             Behaviour::Ignores => "ignores",
             Behaviour::NeverHandshakes => "never-handshakes",
             Behaviour::NeverReads => "never-reads",
@@ -135,8 +158,8 @@ impl Behaviour {
 
     /// The load generator's name (`"never-read"`): what `--mix` takes, its
     /// reports' keys, and the `<name>` of each client's `HELLO <name>-<n>`.
-    /// For [`Vanishes`](Behaviour::Vanishes), which it does not play, the
-    /// lab's name.
+    /// For [`SlowReader`](Behaviour::SlowReader) and
+    /// [`Vanishes`](Behaviour::Vanishes), which it does not play, the lab's name.
     pub fn load_name(self) -> &'static str {
         match self {
             Behaviour::Ignores => "ignore",
@@ -174,7 +197,10 @@ impl Behaviour {
     /// on the server, or the peer never reads it).
     pub fn expected_goodbye(self) -> Option<&'static str> {
         match self {
-            Behaviour::Cooperative | Behaviour::Ignores | Behaviour::Floods => Some("quit"),
+            Behaviour::Cooperative
+            | Behaviour::SlowReader
+            | Behaviour::Ignores
+            | Behaviour::Floods => Some("quit"),
             Behaviour::NeverHandshakes => Some("handshake-timeout"),
             Behaviour::BadHandshake => Some("bad-handshake"),
             Behaviour::Overlong => Some("line-too-long"),
@@ -183,6 +209,13 @@ impl Behaviour {
             | Behaviour::HalfClosesFirst
             | Behaviour::Vanishes => None,
         }
+    }
+
+    /// True for a peer that reads everything the server sends until the
+    /// goodbye and then closes: the cells where a large last message
+    /// (the lab's `--large-goodbye`) says whether a policy delivers it.
+    pub fn takes_last_message(self) -> bool {
+        matches!(self, Behaviour::Cooperative | Behaviour::SlowReader)
     }
 
     /// True when the lab can play this peer only in network namespaces.
@@ -211,6 +244,7 @@ mod tests {
             names,
             [
                 "cooperative",
+                "slow-reader",
                 "ignores",
                 "never-handshakes",
                 "never-reads",
@@ -250,6 +284,7 @@ mod tests {
             assert_eq!(Behaviour::from_load_name(b.load_name()), Some(b));
         }
         assert_eq!(Behaviour::from_load_name("vanishes"), None);
+        assert_eq!(Behaviour::from_load_name("slow-reader"), None);
         assert_eq!(Behaviour::from_load_name("never-reads"), None);
         assert_eq!(Behaviour::from_name("silent"), None);
         assert_eq!(Behaviour::from_name("overlong"), None);

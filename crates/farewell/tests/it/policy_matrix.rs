@@ -164,7 +164,7 @@ matrix! {
     // ---- fin-then-reset: FIN, wait for its ACK, RST; the peer's FIN can win the race ----
     fin_then_reset_cooperative_peer: "fin-then-reset", Cooperative, V4 => &[ResetAfterFinAck, PeerClosed], tw None, got Some(true);
     fin_then_reset_ignoring_peer_is_reset_after_fin_ack: "fin-then-reset", Ignores, V4 => &[ResetAfterFinAck], tw Some(false), got Some(true);
-    fin_then_reset_never_reading_peer_is_reset_unacked: "fin-then-reset", NeverReads, V4 => &[ResetFinUnacked], tw Some(false), got Some(false);
+    fin_then_reset_never_reading_peer_is_reset_unacked: "fin-then-reset", NeverReads, V4 => &[ResetDeliveryStalled], tw Some(false), got Some(false);
     fin_then_reset_flooding_peer_is_reset: "fin-then-reset", Floods, V4 => &[ResetAfterFinAck], tw Some(false), got None;
     fin_then_reset_peer_that_reset_first: "fin-then-reset", ResetsFirst, V4 => &[PeerReset], tw Some(false), got Some(false);
     fin_then_reset_half_closing_peer_keeps_time_wait: "fin-then-reset", HalfClosesFirst, V4 => &[PeerClosed], tw Some(false), got Some(true);

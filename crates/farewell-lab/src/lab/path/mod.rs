@@ -326,6 +326,26 @@ impl NetPath {
         .collect()
     }
 
+    /// Makes the client vanish, as [`VethPair::vanish_b`](super::netns::VethPair::vanish_b)
+    /// does: its address is removed, so its kernel drops whatever reaches it
+    /// and never answers again (no ACK, no FIN, no RST). The path carries
+    /// nothing to the client after this. Forks `ip` (see the fork hazard in
+    /// [`netns`]).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on loopback (both ends are one kernel, which always
+    /// answers); when `ip addr flush` fails.
+    pub fn vanish_client(&self) -> io::Result<()> {
+        match &self.hosts {
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a loopback peer cannot vanish",
+            )),
+            Some(hosts) => hosts.client.ip(&["addr", "flush", "dev", CLIENT_END]),
+        }
+    }
+
     /// What the forwarder has done so far (`wan` only).
     pub fn forwarder_stats(&self) -> Option<ForwarderStats> {
         self.forwarder.as_ref().map(Forwarder::stats)
