@@ -17,7 +17,8 @@
 //! | connection ends because | the server sends | then | TIME-WAIT kept by |
 //! |---|---|---|---|
 //! | the client asked (`Connection: close` request), or the max-requests limit | the last response, with `Connection: close`; **no FIN** | waits up to the grace for the client's FIN, reading and discarding; closes passively (LAST-ACK → CLOSED). No FIN by then: waits (bounded) until the response is ACKed, then RST | the client; nobody if reset |
-//! | the client closed (FIN) | nothing more | closes passively | the client |
+//! | the client closed (FIN) with no request pending | nothing more | closes passively | the client |
+//! | the client half-closed after its requests (`shutdown(SHUT_WR)`, `nc -N`) | the response to every request read before the FIN (RFC 9112 §9.6) | closes passively | the client |
 //! | keep-alive idle timeout (HTTP/1.1, nothing in flight) | nothing | RST once everything written is ACKed (`SIOCOUTQ` = 0) | nobody |
 //! | keep-alive idle timeout (h2), max requests (h2) | GOAWAY; **no FIN** | as for `Connection: close` | the client; nobody if reset |
 //! | response sent before the request body was read (early 413/401) | the response, `Connection: close`; no FIN | reads and discards the unread body (up to the drain limit, within the grace) until the client's FIN, so the client reads the response instead of a reset (RFC 9112 §9.6); over the limit: RST | the client; nobody if reset |

@@ -313,7 +313,15 @@ impl Server {
             requests: AtomicU64::new(0),
             tls_handshakes_failed: AtomicU64::new(0),
         });
-        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // A client may send its requests and then its FIN (`shutdown(SHUT_WR)`,
+        // `nc -N`) and wait for the answers: RFC 9112 §9.6. Without half-close,
+        // hyper takes the EOF for "the client is gone" and drops the request in
+        // flight. With it, hyper answers every request read before the FIN,
+        // then ends the connection; the teardown finds the FIN already in
+        // (peer-closed: the client keeps TIME-WAIT).
+        builder.http1().half_close(true);
+        let builder = Arc::new(builder);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 

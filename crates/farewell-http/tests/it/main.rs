@@ -4,6 +4,7 @@
 
 mod common;
 mod curl;
+mod half_close;
 mod hyper_client;
 mod python;
 mod tls;
