@@ -84,6 +84,19 @@ pub(super) fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     })
 }
 
+pub(super) fn reset_on_fin_ack(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let negative: libc::c_int = -1;
+    // SAFETY: `fd` is live; the option value is one `c_int` and we pass its size.
+    syscall!(setsockopt(
+        fd.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_LINGER2,
+        (&negative as *const libc::c_int).cast(),
+        size_of::<libc::c_int>() as libc::socklen_t,
+    ))?;
+    Ok(())
+}
+
 pub(super) fn enter_repair_mode(fd: BorrowedFd<'_>) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: `fd` is live; the option value is one `c_int` and we pass its size.

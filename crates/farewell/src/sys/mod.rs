@@ -14,6 +14,7 @@
 //! | [`tcp_state`] | `getsockopt(TCP_INFO)` | the connection's [`TcpState`] |
 //! | [`tcp_info`] | `getsockopt(TCP_INFO)` | state, round-trip time, bytes ACKed: delivery progress ([F12](crate::facts#f12)) |
 //! | [`set_user_timeout`] | `TCP_USER_TIMEOUT` via socket2 | bounds how long unACKed data keeps a connection ([F7](crate::facts#f7)) |
+//! | [`close_reset_on_fin_ack`] | `TCP_LINGER2` = -1 + `close()` | FIN; the ACK of that FIN destroys the socket and is answered with RST: no TIME-WAIT even if the peer's FIN rides on that ACK |
 //! | [`close_silently`] | `TCP_REPAIR` + `close()` | nothing on the wire; needs `CAP_NET_ADMIN` ([F8](crate::facts#f8)) |
 //!
 //! # Platform support
@@ -153,6 +154,42 @@ pub fn tcp_info(socket: &impl AsFd) -> io::Result<TcpInfo> {
 /// the option's milliseconds.
 pub fn set_user_timeout(socket: &impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
     socket2::SockRef::from(socket).set_tcp_user_timeout(timeout)
+}
+
+/// Closes `stream` with a FIN after which the kernel resets the connection
+/// as soon as the peer ACKs that FIN: `TCP_LINGER2` set to -1, then
+/// `close()`.
+///
+/// On the wire: whatever is still queued, FIN; then, when the peer's ACK of
+/// the FIN arrives, RST. The closed (orphaned) socket in `FIN-WAIT-1` that
+/// gets the ACK of its FIN is destroyed there and the segment answered with a
+/// reset, before any FIN in the same segment is looked at (Linux
+/// `net/ipv4/tcp_input.c`, `tcp_rcv_state_process`, case `TCP_FIN_WAIT1`), so
+/// nobody keeps TIME-WAIT — even against a peer that closes at once, whose
+/// kernel (in delayed-ACK "pingpong" mode in `CLOSE-WAIT`) sends the ACK of
+/// our FIN along with its own FIN. Fin-then-reset from user space (wait for
+/// `FIN-WAIT-2`, then RST) loses that race and leaves TIME-WAIT here.
+///
+/// The peer reads everything queued and then end of file: the reset only
+/// fails its later writes (`EPIPE` in `CLOSE-WAIT`).
+///
+/// # Notes
+///
+/// Unread input makes `close()` send an RST at once instead
+/// ([F4](crate::facts#f4)): read it, or wait until the peer is done, first.
+/// Wait until [`unacked_bytes`] is 0 before calling this when what is queued
+/// matters: the RST on the FIN's ACK ends the connection, and a peer that
+/// stops reading holds the orphan until `tcp_orphan_retries` give up.
+///
+/// # Errors
+///
+/// Returns the `setsockopt` error when `TCP_LINGER2` could not be set; the
+/// socket was then closed normally (FIN; TIME-WAIT on our side if the peer
+/// closes).
+pub fn close_reset_on_fin_ack(stream: std::net::TcpStream) -> io::Result<()> {
+    let set = imp::reset_on_fin_ack(stream.as_fd());
+    drop(stream);
+    set
 }
 
 /// A socket that [`close_silently`] could not close; it is handed back so the

@@ -28,6 +28,10 @@ pub(super) fn tcp_info(_: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     unsupported()
 }
 
+pub(super) fn reset_on_fin_ack(_: BorrowedFd<'_>) -> io::Result<()> {
+    unsupported()
+}
+
 pub(super) fn enter_repair_mode(_: BorrowedFd<'_>) -> io::Result<()> {
     unsupported()
 }
