@@ -24,7 +24,9 @@ close is reset once the response is ACKed. Idle HTTP/1.1 keep-alive connections
 --policy plain behaves like plain hyper (the server keeps TIME-WAIT).
 
 Routes: GET / (a short greeting), GET /bytes/N (N bytes of a-z repeating),
-POST /upload (read and counted up to 64 KiB; a larger Content-Length gets an early 413
+GET /stream/N (the same bytes streamed with no length: chunked to HTTP/1.1 clients,
+close-delimited to HTTP/1.0 clients, whose body then ends with the server's FIN, reset by
+the kernel once ACKed: no TIME-WAIT), POST /upload (read and counted up to 64 KiB; a larger Content-Length gets an early 413
 and the unread body is drained), anything else 404.
 
 TLS: --tls-cert FILE --tls-key FILE (PEM; the chain leaf first; a PKCS #8, PKCS #1 or SEC1

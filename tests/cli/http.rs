@@ -113,6 +113,59 @@ fn serve_http_connection_close_then_sigterm_leaves_no_server_time_wait() {
 }
 
 #[test]
+fn serve_http_stream_to_http10_client_ends_at_once_with_no_server_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "serve_http_stream_to_http10_client_ends_at_once_with_no_server_time_wait",
+        &["curl", "nc"],
+    ) {
+        return;
+    }
+    // A 5 s grace: a client left waiting for it would take that long.
+    let (server, addr, stderr) = serve_http(&["--grace", "5s", "--drain-timeout", "3s"]);
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let n = 200_000;
+    let started = Instant::now();
+    let body = curl(&["--http1.0", &format!("http://{addr}/stream/{n}")]);
+    let took = started.elapsed();
+    assert_eq!(body.len(), n);
+    assert!(
+        body.iter()
+            .enumerate()
+            .all(|(i, &b)| b == b'a' + (i % 26) as u8),
+        "body differs from the a-z pattern"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "curl took {took:?}: it waited for the grace, not the server's FIN"
+    );
+    // A request, then the client's FIN (nc -N): answered all the same.
+    let mut nc = Command::new("nc")
+        .args(["-N", "-w", "10", "127.0.0.1", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("nc runs (apt-get install netcat-openbsd)");
+    std::io::Write::write_all(
+        &mut nc.stdin.take().unwrap(),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let out = nc.wait_with_output().unwrap();
+    let response = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        response.starts_with("HTTP/1.1 200 OK") && response.ends_with("hello from farewell-http\n"),
+        "{response:?}"
+    );
+    let summary = terminate(server, stderr);
+    assert!(summary.contains("2 connections, 2 requests"), "{summary}");
+    assert!(
+        summary.contains("close-delimited: 1 ended by FIN"),
+        "{summary}"
+    );
+    assert_eq!(server_time_wait(port), 0);
+}
+
+#[test]
 fn serve_http_plain_policy_leaves_server_time_wait() {
     if !farewell_lab::support::tools::require(
         "serve_http_plain_policy_leaves_server_time_wait",

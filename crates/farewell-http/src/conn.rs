@@ -14,12 +14,23 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::decide;
+use crate::{decide, delimited};
 
 /// A stream a connection is served on, and how the closer takes it over.
 pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Hands the stream, which hyper is done with, to `closer`.
     fn hand_over(self, closer: &Closer, policy: Policy);
+
+    /// Hands the stream over after a close-delimited response (an HTTP/1.0
+    /// body of unknown length), whose end the client can only learn from the
+    /// server's close. By default, as [`Handover::hand_over`]: over TLS,
+    /// `close_notify` marks the end.
+    fn end_close_delimited(self, shared: &Arc<Shared>, policy: Policy)
+    where
+        Self: Sized,
+    {
+        self.hand_over(&shared.closer, policy);
+    }
 }
 
 impl Handover for TcpStream {
@@ -29,6 +40,21 @@ impl Handover for TcpStream {
     /// then `SIOCOUTQ` = 0) covers those bytes all the same.
     fn hand_over(self, closer: &Closer, policy: Policy) {
         closer.close_with(self, Bytes::new(), policy);
+    }
+
+    /// Under peer-first: deliver, then FIN and RST back to back (see
+    /// [`delimited`]), in a task the server waits for at shutdown. Other
+    /// policies send a FIN of their own already.
+    fn end_close_delimited(self, shared: &Arc<Shared>, policy: Policy) {
+        let Policy::PeerFirst(settings) = policy else {
+            return self.hand_over(&shared.closer, policy);
+        };
+        shared.delimited.started();
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            let end = delimited::end(self, settings).await;
+            shared.delimited.ended(end);
+        });
     }
 }
 
@@ -58,6 +84,45 @@ pub(crate) struct Shared {
     pub(crate) requests: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub(crate) tls_handshakes_failed: AtomicU64,
+    pub(crate) delimited: Delimited,
+}
+
+/// The close-delimited endings ([`delimited`]) of one server: counted, and
+/// waited for at shutdown (they run outside the closer).
+#[derive(Default)]
+pub(crate) struct Delimited {
+    in_flight: AtomicUsize,
+    all_ended: Notify,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) reset_undelivered: AtomicU64,
+}
+
+impl Delimited {
+    fn started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn ended(&self, end: delimited::End) {
+        match end {
+            delimited::End::Delivered => &self.delivered,
+            delimited::End::ResetUndelivered => &self.reset_undelivered,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.all_ended.notify_waiters();
+        }
+    }
+
+    /// Waits until no close-delimited ending is under way.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let ended = self.all_ended.notified();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
 }
 
 /// Marks "we decided to close, and had written this many bytes by then" as unset.
@@ -76,6 +141,8 @@ pub(crate) struct ConnState {
     pub(crate) requests: AtomicU64,
     /// Told when the request that reaches `max_requests` arrives.
     pub(crate) limit_reached: Notify,
+    /// The last response's body is close-delimited: only the server's close ends it.
+    pub(crate) close_delimited: AtomicBool,
 }
 
 impl ConnState {
@@ -89,6 +156,7 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             limit_reached: Notify::new(),
+            close_delimited: AtomicBool::new(false),
         }
     }
 
@@ -130,14 +198,21 @@ impl ConnState {
     /// Hands the socket, which hyper is done with, to the server's closer.
     pub(crate) fn release(&self, stream: impl Handover) {
         let mark = self.written_at_quiet_close.load(Ordering::Relaxed);
-        let policy = match decide::teardown(
+        match decide::teardown(
             (mark != NOT_CLOSING).then_some(mark),
             self.written.load(Ordering::Relaxed),
             self.shared.forcing.load(Ordering::Relaxed),
+            self.close_delimited.load(Ordering::Relaxed),
         ) {
-            decide::Teardown::Quiet => self.shared.quiet_policy,
-            decide::Teardown::AfterGoodbye => self.shared.policy,
-        };
-        stream.hand_over(&self.shared.closer, policy);
+            decide::Teardown::Quiet => {
+                stream.hand_over(&self.shared.closer, self.shared.quiet_policy)
+            }
+            decide::Teardown::AfterGoodbye => {
+                stream.hand_over(&self.shared.closer, self.shared.policy)
+            }
+            decide::Teardown::CloseDelimited => {
+                stream.end_close_delimited(&self.shared, self.shared.policy)
+            }
+        }
     }
 }

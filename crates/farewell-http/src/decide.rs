@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use http::Version;
+use http::{Method, StatusCode, Version};
 
 /// What the idle timer found when it fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +75,10 @@ pub(crate) enum Teardown {
     /// everything written is ACKed. A grace would wait for a FIN the client has
     /// no reason to send.
     Quiet,
+    /// The last response's body is close-delimited (HTTP/1.0, unknown
+    /// length): its end is the server's FIN, sent once the body is ACKed
+    /// (see [`crate::delimited`]).
+    CloseDelimited,
 }
 
 /// The teardown for a connection hyper let go of.
@@ -84,12 +88,44 @@ pub(crate) enum Teardown {
 /// did; `written` is the count now. If hyper wrote nothing since (HTTP/1.1
 /// ends an idle connection silently), the teardown is quiet; if it did write
 /// (a response finishing, an h2 GOAWAY), those bytes are a goodbye.
-pub(crate) fn teardown(quiet_mark: Option<u64>, written: u64, forcing: bool) -> Teardown {
+/// `close_delimited` says the last response's body ends only where the
+/// connection does (see [`close_delimited`]).
+pub(crate) fn teardown(
+    quiet_mark: Option<u64>,
+    written: u64,
+    forcing: bool,
+    close_delimited: bool,
+) -> Teardown {
     if forcing || quiet_mark == Some(written) {
         Teardown::Quiet
+    } else if close_delimited {
+        Teardown::CloseDelimited
     } else {
         Teardown::AfterGoodbye
     }
+}
+
+/// Whether hyper sends this response's body close-delimited: neither
+/// `Content-Length` nor chunked coding, so it ends only where the connection
+/// does (RFC 9112 §6.3, item 8).
+///
+/// hyper does that for a body whose length it does not know (`exact_len`:
+/// the body's exact size hint, `Some(0)` when it is already at its end) on
+/// an HTTP/1.0 request, which cannot take chunked coding (RFC 9112 §7.1). A
+/// response that has no body (HEAD, 1xx, 204, 304) or a `Content-Length` of
+/// its own is not.
+pub(crate) fn close_delimited(
+    request_version: Version,
+    method: &Method,
+    status: StatusCode,
+    has_content_length: bool,
+    exact_len: Option<u64>,
+) -> bool {
+    let bodiless = method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    request_version == Version::HTTP_10 && !bodiless && !has_content_length && exact_len.is_none()
 }
 
 #[cfg(test)]
@@ -162,23 +198,106 @@ mod tests {
 
     #[test]
     fn test_released_after_a_response_waits_for_the_clients_fin() {
-        assert_eq!(teardown(None, 1234, false), Teardown::AfterGoodbye);
+        assert_eq!(teardown(None, 1234, false, false), Teardown::AfterGoodbye);
     }
 
     #[test]
     fn test_released_idle_http11_with_nothing_written_since_is_quiet() {
-        assert_eq!(teardown(Some(1234), 1234, false), Teardown::Quiet);
+        assert_eq!(teardown(Some(1234), 1234, false, false), Teardown::Quiet);
     }
 
     #[test]
     fn test_released_idle_h2_goaway_written_since_is_a_goodbye() {
         // The GOAWAY (17 bytes) went out after the idle decision.
-        assert_eq!(teardown(Some(1234), 1251, false), Teardown::AfterGoodbye);
+        assert_eq!(
+            teardown(Some(1234), 1251, false, false),
+            Teardown::AfterGoodbye
+        );
     }
 
     #[test]
     fn test_released_forced_at_shutdown_is_quiet_whatever_was_written() {
-        assert_eq!(teardown(None, 1234, true), Teardown::Quiet);
-        assert_eq!(teardown(Some(1), 1234, true), Teardown::Quiet);
+        assert_eq!(teardown(None, 1234, true, false), Teardown::Quiet);
+        assert_eq!(teardown(Some(1), 1234, true, true), Teardown::Quiet);
+    }
+
+    #[test]
+    fn test_released_after_a_close_delimited_body_ends_it_with_a_fin() {
+        assert_eq!(teardown(None, 1234, false, true), Teardown::CloseDelimited);
+        // Shutdown while the body was streaming: it still ends with the FIN.
+        assert_eq!(
+            teardown(Some(1000), 1234, false, true),
+            Teardown::CloseDelimited
+        );
+    }
+
+    // ---- Responses: close-delimited bodies ---------------------------------------
+
+    #[test]
+    fn test_response_http10_unknown_length_is_close_delimited() {
+        let ok = StatusCode::OK;
+        assert!(close_delimited(
+            Version::HTTP_10,
+            &Method::GET,
+            ok,
+            false,
+            None
+        ));
+        assert!(!close_delimited(
+            Version::HTTP_11,
+            &Method::GET,
+            ok,
+            false,
+            None
+        ));
+        assert!(!close_delimited(
+            Version::HTTP_2,
+            &Method::GET,
+            ok,
+            false,
+            None
+        ));
+    }
+
+    #[test]
+    fn test_response_http10_known_length_or_no_body_is_not() {
+        let ok = StatusCode::OK;
+        assert!(!close_delimited(
+            Version::HTTP_10,
+            &Method::GET,
+            ok,
+            true,
+            None
+        ));
+        assert!(!close_delimited(
+            Version::HTTP_10,
+            &Method::GET,
+            ok,
+            false,
+            Some(9)
+        ));
+        assert!(!close_delimited(
+            Version::HTTP_10,
+            &Method::HEAD,
+            ok,
+            false,
+            None
+        ));
+        let none = StatusCode::NO_CONTENT;
+        assert!(!close_delimited(
+            Version::HTTP_10,
+            &Method::GET,
+            none,
+            false,
+            None
+        ));
+        let same = StatusCode::NOT_MODIFIED;
+        assert!(!close_delimited(
+            Version::HTTP_10,
+            &Method::GET,
+            same,
+            false,
+            None
+        ));
     }
 }

@@ -22,6 +22,7 @@
 //! | keep-alive idle timeout (HTTP/1.1, nothing in flight) | nothing | RST once everything written is ACKed (`SIOCOUTQ` = 0) | nobody |
 //! | keep-alive idle timeout (h2), max requests (h2) | GOAWAY; **no FIN** | as for `Connection: close` | the client; nobody if reset |
 //! | response sent before the request body was read (early 413/401) | the response, `Connection: close`; no FIN | reads and discards the unread body (up to the drain limit, within the grace) until the client's FIN, so the client reads the response instead of a reset (RFC 9112 §9.6); over the limit: RST | the client; nobody if reset |
+//! | the last response's body is close-delimited (HTTP/1.0 client, length unknown: only the server's close can end it) | the body; once every byte is ACKed, a **FIN** (see below) | RST by the kernel when the FIN is ACKed | nobody |
 //! | server shutdown | in-flight responses finish with `Connection: close` / GOAWAY; idle HTTP/1.1 connections as for the idle timeout | as above; laggards after the shutdown timeout: RST once their bytes are ACKed | the client; nobody if reset |
 //!
 //! **Why an idle HTTP/1.1 connection is reset rather than given a grace.**
@@ -34,6 +35,19 @@
 //! which HTTP clients retry just as they retry after a FIN on a reused
 //! connection (RFC 9112 §9.3.1). A FIN instead would leave TIME-WAIT on the
 //! server for every idle connection it ends.
+//!
+//! **Why a close-delimited body ends with a FIN, reset on its ACK.** A body of
+//! unknown length to an HTTP/1.0 client has no end but the server's close
+//! (RFC 9112 §6.3), so here the server must send the first FIN. Waiting in
+//! user space for that FIN's ACK before the reset (fin-then-reset) loses the
+//! race to the client's own FIN every time on Linux, which delays the ACK of a
+//! FIN to send it with its own: the server would keep TIME-WAIT. So the server
+//! waits until the whole body is ACKed, then closes with `TCP_LINGER2` = -1
+//! ([`farewell::sys::close_reset_on_fin_ack`]): the kernel answers the ACK of
+//! the FIN with an RST before it looks at a FIN riding on it. The client reads
+//! the body and the end of file, and nobody keeps TIME-WAIT. Counted in
+//! [`ServeReport::close_delimited`]. Over TLS, `close_notify` ends the body
+//! and the policy runs as usual.
 //!
 //! With [`Policy::Plain`](farewell::Policy::Plain) the server closes like plain
 //! hyper (FIN first; TIME-WAIT on the server); the other policies behave as the
@@ -112,6 +126,7 @@
 
 mod conn;
 mod decide;
+mod delimited;
 mod io;
 mod server;
 mod service;

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::conn::{ConnState, Handover, Shared};
+use crate::conn::{ConnState, Delimited, Handover, Shared};
 use crate::decide;
 use crate::io::TeardownIo;
 use crate::service::Counted;
@@ -312,6 +312,7 @@ impl Server {
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             tls_handshakes_failed: AtomicU64::new(0),
+            delimited: Delimited::default(),
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A client may send its requests and then its FIN (`shutdown(SHUT_WR)`,
@@ -380,6 +381,7 @@ impl Server {
                 }
             }
         }
+        shared.delimited.idle().await;
         shared.closer.idle().await;
         Ok(ServeReport {
             connections: shared.connections.load(Ordering::Relaxed),
@@ -389,6 +391,8 @@ impl Server {
             tls: self.is_tls(),
             tls_handshakes_failed: shared.tls_handshakes_failed.load(Ordering::Relaxed),
             peer_close_notify: close_notify.load(Ordering::Relaxed),
+            close_delimited: shared.delimited.delivered.load(Ordering::Relaxed),
+            close_delimited_undelivered: shared.delimited.reset_undelivered.load(Ordering::Relaxed),
         })
     }
 }
@@ -568,6 +572,17 @@ pub struct ServeReport {
     /// TLS connections whose client sent its own `close_notify` before the
     /// connection ended.
     pub peer_close_notify: u64,
+    /// Connections (over TCP, under peer-first) whose last response had a
+    /// close-delimited body (HTTP/1.0, length unknown): only the server's FIN
+    /// ends it. Each was delivered (every byte ACKed), then closed with a FIN
+    /// that the kernel follows with an RST once it is ACKed
+    /// ([`farewell::sys::close_reset_on_fin_ack`]): the client reads the whole
+    /// body and the end of file, and nobody keeps TIME-WAIT. These teardowns are not in
+    /// [`ServeReport::teardowns`] and produce no [`Outcome`].
+    pub close_delimited: u64,
+    /// Close-delimited responses whose delivery stalled or failed: reset
+    /// without a FIN (the client sees a reset, not the end of the body).
+    pub close_delimited_undelivered: u64,
 }
 
 impl fmt::Display for ServeReport {
@@ -582,6 +597,13 @@ impl fmt::Display for ServeReport {
                 f,
                 "; TLS: {} handshakes failed, close_notify from {} clients",
                 self.tls_handshakes_failed, self.peer_close_notify
+            )?;
+        }
+        if self.close_delimited + self.close_delimited_undelivered > 0 {
+            write!(
+                f,
+                "; close-delimited: {} ended by FIN (reset on its ACK), {} reset undelivered",
+                self.close_delimited, self.close_delimited_undelivered
             )?;
         }
         Ok(())

@@ -1,5 +1,6 @@
-//! The service wrapper: counts requests in flight (for the idle timer) and
-//! enforces the max-requests-per-connection limit.
+//! The service wrapper: counts requests in flight (for the idle timer),
+//! enforces the max-requests-per-connection limit, and notes a response whose
+//! body is close-delimited (the teardown must then end it with a FIN).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,8 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, CONNECTION};
-use http::{Request, Response};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
+use http::{Method, Request, Response, Version};
+use http_body::Body;
 use hyper::service::Service;
 
 use crate::conn::ConnState;
@@ -29,6 +31,7 @@ impl<S> Counted<S> {
 impl<S, R, B> Service<Request<R>> for Counted<S>
 where
     S: Service<Request<R>, Response = Response<B>>,
+    B: Body,
 {
     type Response = Response<B>;
     type Error = S::Error;
@@ -43,10 +46,14 @@ where
             conn.limit_reached.notify_one();
         }
         let close = limit.close_header;
+        let version = request.version();
+        let method = request.method().clone();
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
         CountedFuture {
             inner: self.inner.call(request),
             close,
+            version,
+            method,
             _guard: InFlight(Arc::clone(conn)),
         }
     }
@@ -68,6 +75,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         close: bool,
+        version: Version,
+        method: Method,
         _guard: InFlight,
     }
 }
@@ -75,6 +84,7 @@ pin_project_lite::pin_project! {
 impl<F, B, E> Future for CountedFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
 {
     type Output = Result<Response<B>, E>;
 
@@ -85,6 +95,21 @@ where
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        let body = response.body();
+        let exact_len = if body.is_end_stream() {
+            Some(0)
+        } else {
+            body.size_hint().exact()
+        };
+        if decide::close_delimited(
+            *this.version,
+            this.method,
+            response.status(),
+            response.headers().contains_key(CONTENT_LENGTH),
+            exact_len,
+        ) {
+            this._guard.0.close_delimited.store(true, Ordering::Relaxed);
         }
         Poll::Ready(Ok(response))
     }

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /` | `200`, `hello from farewell-http\n` |
 //! | `GET /bytes/N` | `200`, `N` bytes of [`pattern`] (`N` ≤ 64 MiB) |
+//! | `GET /stream/N` | `200`, the same `N` bytes streamed in chunks of at most [`STREAM_CHUNK`], length unknown to hyper: chunked to HTTP/1.1 clients, **close-delimited** to HTTP/1.0 clients (the body ends only where the server closes) |
 //! | `POST /upload` with a body ≤ [`UPLOAD_LIMIT`] | `200`, `received N bytes\n`, after reading it all |
 //! | `POST /upload` with a larger `Content-Length` | `413` at once, body **not** read |
 //! | anything else | `404` |
@@ -14,16 +15,69 @@
 //! server drains the body instead (within its policy's drain limit).
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body::{Frame, SizeHint};
+use http_body_util::{BodyExt, Either, Full};
 
 /// The largest upload `/upload` reads; a larger `Content-Length` gets an early 413.
 pub const UPLOAD_LIMIT: u64 = 64 * 1024;
 
 /// The largest body `/bytes/N` sends.
 pub const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// The largest chunk of a `/stream/N` body.
+pub const STREAM_CHUNK: usize = 16 * 1024;
+
+/// The body of every demo response: whole ([`Full`]) or streamed ([`PatternStream`]).
+pub type DemoBody = Either<Full<Bytes>, PatternStream>;
+
+/// The body of `GET /stream/N`: `N` bytes of [`pattern`], in chunks of at most
+/// [`STREAM_CHUNK`], whose length it does not tell (no exact size hint), so
+/// hyper cannot send a `Content-Length`.
+#[derive(Debug)]
+pub struct PatternStream {
+    sent: usize,
+    len: usize,
+}
+
+impl PatternStream {
+    /// A stream of `len` bytes of [`pattern`].
+    pub fn new(len: usize) -> PatternStream {
+        PatternStream { sent: 0, len }
+    }
+}
+
+impl http_body::Body for PatternStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let n = (self.len - self.sent).min(STREAM_CHUNK);
+        if n == 0 {
+            return Poll::Ready(None);
+        }
+        let start = self.sent;
+        self.sent += n;
+        let chunk: Vec<u8> = (start..start + n).map(pattern).collect();
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent == self.len
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Unknown on purpose: an exact hint would become a Content-Length.
+        SizeHint::default()
+    }
+}
 
 /// The body of `GET /`.
 pub const HELLO: &str = "hello from farewell-http\n";
@@ -40,7 +94,7 @@ pub fn pattern(i: usize) -> u8 {
 /// # Errors
 ///
 /// Never: every failure is an HTTP status.
-pub async fn handle<B>(request: Request<B>) -> Result<Response<Full<Bytes>>, Infallible>
+pub async fn handle<B>(request: Request<B>) -> Result<Response<DemoBody>, Infallible>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -55,10 +109,19 @@ where
                 "want /bytes/N with N <= 67108864\n",
             ),
         },
-        (&Method::POST, "/upload") => return Ok(upload(request).await),
+        (&Method::GET, p) if p.starts_with("/stream/") => match p["/stream/".len()..].parse() {
+            Ok(n) if n <= MAX_BYTES => {
+                return Ok(Response::new(Either::Right(PatternStream::new(n))))
+            }
+            _ => text(
+                StatusCode::BAD_REQUEST,
+                "want /stream/N with N <= 67108864\n",
+            ),
+        },
+        (&Method::POST, "/upload") => upload(request).await,
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
-    Ok(response)
+    Ok(response.map(Either::Left))
 }
 
 async fn upload<B>(request: Request<B>) -> Response<Full<Bytes>>
