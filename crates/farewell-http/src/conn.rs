@@ -14,21 +14,27 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use crate::record::{Cause, CauseCell, CauseCounts, Connections};
 use crate::{decide, delimited};
+use std::net::SocketAddr;
 
 /// A stream a connection is served on, and how the closer takes it over.
 pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Hands the stream, which hyper is done with, to `closer`.
     fn hand_over(self, closer: &Closer, policy: Policy);
 
+    /// The client's address, as the teardown's outcome will name it.
+    fn peer(&self) -> Option<SocketAddr>;
+
     /// Hands the stream over after a close-delimited response (an HTTP/1.0
     /// body of unknown length), whose end the client can only learn from the
     /// server's close. By default, as [`Handover::hand_over`]: over TLS,
     /// `close_notify` marks the end.
-    fn end_close_delimited(self, shared: &Arc<Shared>, policy: Policy)
+    fn end_close_delimited(self, shared: &Arc<Shared>, policy: Policy, cause: Cause, requests: u64)
     where
         Self: Sized,
     {
+        shared.ended.handed_over(self.peer(), cause, requests, true);
         self.hand_over(&shared.closer, policy);
     }
 }
@@ -45,16 +51,30 @@ impl Handover for TcpStream {
     /// Under peer-first: deliver, then FIN and RST back to back (see
     /// [`delimited`]), in a task the server waits for at shutdown. Other
     /// policies send a FIN of their own already.
-    fn end_close_delimited(self, shared: &Arc<Shared>, policy: Policy) {
+    fn end_close_delimited(
+        self,
+        shared: &Arc<Shared>,
+        policy: Policy,
+        cause: Cause,
+        requests: u64,
+    ) {
         let Policy::PeerFirst(settings) = policy else {
+            shared.ended.handed_over(self.peer(), cause, requests, true);
             return self.hand_over(&shared.closer, policy);
         };
         shared.delimited.started();
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
             let end = delimited::end(self, settings).await;
+            shared
+                .ended
+                .close_delimited_ended(cause, requests, end == delimited::End::Delivered);
             shared.delimited.ended(end);
         });
+    }
+
+    fn peer(&self) -> Option<SocketAddr> {
+        self.peer_addr().ok()
     }
 }
 
@@ -65,6 +85,10 @@ impl Handover for farewell::tls::tokio_rustls::server::TlsStream<TcpStream> {
     /// peer's `close_notify` in what it drains.
     fn hand_over(self, closer: &Closer, policy: Policy) {
         closer.close_tls_with(self, b"", policy);
+    }
+
+    fn peer(&self) -> Option<SocketAddr> {
+        self.get_ref().0.peer_addr().ok()
     }
 }
 
@@ -85,6 +109,9 @@ pub(crate) struct Shared {
     /// TLS handshakes that failed or timed out.
     pub(crate) tls_handshakes_failed: AtomicU64,
     pub(crate) delimited: Delimited,
+    /// Connections by the cause of their end.
+    pub(crate) causes: CauseCounts,
+    pub(crate) ended: Arc<Connections>,
 }
 
 /// The close-delimited endings ([`delimited`]) of one server: counted, and
@@ -143,6 +170,8 @@ pub(crate) struct ConnState {
     pub(crate) limit_reached: Notify,
     /// The last response's body is close-delimited: only the server's close ends it.
     pub(crate) close_delimited: AtomicBool,
+    /// Why the connection ends, once something decided it.
+    pub(crate) cause: CauseCell,
 }
 
 impl ConnState {
@@ -157,6 +186,7 @@ impl ConnState {
             requests: AtomicU64::new(0),
             limit_reached: Notify::new(),
             close_delimited: AtomicBool::new(false),
+            cause: CauseCell::default(),
         }
     }
 
@@ -198,6 +228,10 @@ impl ConnState {
     /// Hands the socket, which hyper is done with, to the server's closer.
     pub(crate) fn release(&self, stream: impl Handover) {
         let mark = self.written_at_quiet_close.load(Ordering::Relaxed);
+        let cause = self.cause.get().unwrap_or(Cause::ClientClosed);
+        let requests = self.requests.load(Ordering::Relaxed);
+        self.shared.causes.add(cause);
+        let shared = &self.shared;
         match decide::teardown(
             (mark != NOT_CLOSING).then_some(mark),
             self.written.load(Ordering::Relaxed),
@@ -205,13 +239,18 @@ impl ConnState {
             self.close_delimited.load(Ordering::Relaxed),
         ) {
             decide::Teardown::Quiet => {
-                stream.hand_over(&self.shared.closer, self.shared.quiet_policy)
+                let peer = stream.peer();
+                shared.ended.handed_over(peer, cause, requests, false);
+                stream.hand_over(&shared.closer, shared.quiet_policy)
             }
             decide::Teardown::AfterGoodbye => {
-                stream.hand_over(&self.shared.closer, self.shared.policy)
+                let peer = stream.peer();
+                let goodbye = cause.has_goodbye();
+                shared.ended.handed_over(peer, cause, requests, goodbye);
+                stream.hand_over(&shared.closer, shared.policy)
             }
             decide::Teardown::CloseDelimited => {
-                stream.end_close_delimited(&self.shared, self.shared.policy)
+                stream.end_close_delimited(shared, shared.policy, cause, requests)
             }
         }
     }

@@ -105,6 +105,29 @@ pub(crate) fn teardown(
     }
 }
 
+/// Whether a `Connection` header value names the `close` option (RFC 9110 §7.6.1).
+pub(crate) fn says_close(connection: &str) -> bool {
+    names(connection, "close")
+}
+
+fn names(connection: &str, option: &str) -> bool {
+    connection
+        .split(',')
+        .any(|o| o.trim().eq_ignore_ascii_case(option))
+}
+
+/// Whether a request asks that its response be the connection's last:
+/// `Connection: close`, or HTTP/1.0 without `Connection: keep-alive`
+/// (RFC 9112 §9.3). h2 has no such request.
+pub(crate) fn client_asks_close(version: Version, connection: Option<&str>) -> bool {
+    let says = |option: &str| connection.is_some_and(|c| names(c, option));
+    match version {
+        Version::HTTP_10 => !says("keep-alive") || says("close"),
+        Version::HTTP_11 => says("close"),
+        _ => false,
+    }
+}
+
 /// Whether hyper sends this response's body close-delimited: neither
 /// `Content-Length` nor chunked coding, so it ends only where the connection
 /// does (RFC 9112 §6.3, item 8).
@@ -229,6 +252,25 @@ mod tests {
             teardown(Some(1000), 1234, false, true),
             Teardown::CloseDelimited
         );
+    }
+
+    // ---- Requests: the client asks to close ------------------------------------
+
+    #[test]
+    fn test_request_connection_close_asks_to_close() {
+        assert!(client_asks_close(Version::HTTP_11, Some("close")));
+        assert!(client_asks_close(Version::HTTP_11, Some("Upgrade, Close")));
+        assert!(!client_asks_close(Version::HTTP_11, None));
+        assert!(!client_asks_close(Version::HTTP_11, Some("keep-alive")));
+        assert!(!client_asks_close(Version::HTTP_2, Some("close")));
+    }
+
+    #[test]
+    fn test_request_http10_asks_to_close_unless_keep_alive() {
+        assert!(client_asks_close(Version::HTTP_10, None));
+        assert!(!client_asks_close(Version::HTTP_10, Some("Keep-Alive")));
+        assert!(says_close("keep-alive, close"));
+        assert!(!says_close("closed"));
     }
 
     // ---- Responses: close-delimited bodies ---------------------------------------

@@ -53,7 +53,13 @@
 //! hyper (FIN first; TIME-WAIT on the server); the other policies behave as the
 //! [`farewell::policy`] table says. Every teardown's [`farewell::Outcome`] can
 //! be observed with [`Server::on_outcome`]; [`ServeReport`] counts them by
-//! [`farewell::Ending`].
+//! [`farewell::Ending`]. The teardown sees only the socket, so its outcome
+//! says `goodbye none-sent` (hyper, not the teardown, wrote the last
+//! response); [`Server::on_connection`] gives the HTTP side of the same end
+//! as a [`ConnectionOutcome`]: the [`Cause`] (client asked, request limit,
+//! idle, shutdown, upgrade, error, ...), the requests served, and whether the
+//! last response was delivered (ACKed by the client's kernel);
+//! [`ServeReport::causes`] counts connections by cause.
 //!
 //! # TLS
 //!
@@ -128,9 +134,11 @@ mod conn;
 mod decide;
 mod delimited;
 mod io;
+mod record;
 mod server;
 mod service;
 
+pub use record::{Cause, ConnectionOutcome};
 #[cfg(feature = "rustls")]
 pub use server::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
 pub use server::{serve, ServeReport, Server, DEFAULT_DRAIN_LIMIT};

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use crate::conn::{ConnState, Delimited, Handover, Shared};
 use crate::decide;
 use crate::io::TeardownIo;
+use crate::record::{Cause, CauseCounts, ConnectionHook, ConnectionOutcome, Connections};
 use crate::service::Counted;
 
 type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
@@ -71,6 +72,7 @@ pub struct Server {
     max_requests: Option<u64>,
     shutdown_timeout: Duration,
     on_outcome: Option<OutcomeHook>,
+    on_connection: Option<ConnectionHook>,
     #[cfg(feature = "rustls")]
     tls: Option<Arc<farewell::tls::rustls::ServerConfig>>,
     #[cfg(feature = "rustls")]
@@ -110,6 +112,7 @@ impl Server {
             max_requests: None,
             shutdown_timeout: Duration::from_secs(10),
             on_outcome: None,
+            on_connection: None,
             #[cfg(feature = "rustls")]
             tls: None,
             #[cfg(feature = "rustls")]
@@ -224,6 +227,20 @@ impl Server {
         self
     }
 
+    /// Calls `hook` with every HTTP connection's end, on a runtime thread: its
+    /// [`Cause`] (client asked, request limit, idle, shutdown, upgrade,
+    /// error, ...), the requests it served, whether its last response was
+    /// delivered (ACKed by the client's kernel), and the teardown's
+    /// [`Outcome`]. Works along with [`Server::on_outcome`], which sees every
+    /// teardown (a failed TLS handshake too). Keep it short.
+    pub fn on_connection(
+        mut self,
+        hook: impl Fn(ConnectionOutcome) + Send + Sync + 'static,
+    ) -> Server {
+        self.on_connection = Some(Arc::new(hook));
+        self
+    }
+
     /// Serves a tower service (an axum `Router`, say) on `listener` until
     /// `shutdown` completes, then shuts down gracefully.
     ///
@@ -275,19 +292,21 @@ impl Server {
     {
         let mut closer = Closer::builder(self.policy);
         let close_notify = Arc::new(AtomicU64::new(0));
-        if self.is_tls() {
+        let ended = Arc::new(Connections::new(self.on_connection.clone()));
+        let tls = self.is_tls();
+        if tls || self.on_outcome.is_some() || self.on_connection.is_some() {
             let hook = self.on_outcome.clone();
             let counted = Arc::clone(&close_notify);
+            let joined = Arc::clone(&ended);
             closer = closer.on_outcome(move |outcome| {
-                if outcome.peer_close_notify == Some(true) {
+                if tls && outcome.peer_close_notify == Some(true) {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
+                joined.teardown_ended(&outcome);
                 if let Some(hook) = &hook {
                     hook(outcome);
                 }
             });
-        } else if let Some(hook) = self.on_outcome.clone() {
-            closer = closer.on_outcome(move |outcome| hook(outcome));
         }
         #[cfg(feature = "rustls")]
         let tls = self.tls.clone().map(|config| {
@@ -313,6 +332,8 @@ impl Server {
             requests: AtomicU64::new(0),
             tls_handshakes_failed: AtomicU64::new(0),
             delimited: Delimited::default(),
+            causes: CauseCounts::default(),
+            ended,
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A client may send its requests and then its FIN (`shutdown(SHUT_WR)`,
@@ -393,6 +414,7 @@ impl Server {
             peer_close_notify: close_notify.load(Ordering::Relaxed),
             close_delimited: shared.delimited.delivered.load(Ordering::Relaxed),
             close_delimited_undelivered: shared.delimited.reset_undelivered.load(Ordering::Relaxed),
+            causes: shared.causes.snapshot(),
         })
     }
 }
@@ -467,10 +489,12 @@ pub(crate) async fn serve_connection<S, B>(
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
+                    state.cause.set(Cause::Error);
                 }
                 break;
             }
             _ = stopped.as_mut(), if !closing => {
+                state.cause.set(Cause::Shutdown);
                 // Server shutdown: in-flight responses finish with `Connection: close`
                 // (or h2 GOAWAY); idle HTTP/1.1 connections end at once.
                 state.closing_quietly();
@@ -487,6 +511,7 @@ pub(crate) async fn serve_connection<S, B>(
                 match state.idle_check(idle, Instant::now()) {
                     decide::Idle::CheckAt(next) => idle_timer.as_mut().reset(next.into()),
                     decide::Idle::Expired => {
+                        state.cause.set(Cause::Idle);
                         state.closing_quietly();
                         conn.as_mut().graceful_shutdown();
                         closing = true;
@@ -583,6 +608,9 @@ pub struct ServeReport {
     /// Close-delimited responses whose delivery stalled or failed: reset
     /// without a FIN (the client sees a reset, not the end of the body).
     pub close_delimited_undelivered: u64,
+    /// Connections by why they ended ([`Cause`]), the causes with none left
+    /// out, in [`Cause::ALL`] order.
+    pub causes: Vec<(Cause, u64)>,
 }
 
 impl fmt::Display for ServeReport {
@@ -592,6 +620,12 @@ impl fmt::Display for ServeReport {
             "{} connections, {} requests, {} forced at shutdown; teardowns: {}",
             self.connections, self.requests, self.forced, self.teardowns
         )?;
+        if !self.causes.is_empty() {
+            write!(f, "; ended by")?;
+            for (i, (cause, n)) in self.causes.iter().enumerate() {
+                write!(f, "{} {cause} {n}", if i == 0 { ":" } else { "," })?;
+            }
+        }
         if self.tls {
             write!(
                 f,

@@ -15,6 +15,7 @@ use hyper::service::Service;
 
 use crate::conn::ConnState;
 use crate::decide;
+use crate::record::Cause;
 
 /// Wraps the user's service for one connection.
 pub(crate) struct Counted<S> {
@@ -42,7 +43,15 @@ where
         conn.shared.requests.fetch_add(1, Ordering::Relaxed);
         let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = decide::request_limit(n, conn.shared.max_requests, request.version());
+        let connection = request
+            .headers()
+            .get(CONNECTION)
+            .and_then(|v| v.to_str().ok());
+        if decide::client_asks_close(request.version(), connection) {
+            conn.cause.set(Cause::ClientAsked);
+        }
         if limit.last {
+            conn.cause.set(Cause::RequestLimit);
             conn.limit_reached.notify_one();
         }
         let close = limit.close_header;
@@ -96,6 +105,18 @@ where
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        let conn = &this._guard.0;
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            conn.cause.set(Cause::Upgrade);
+        } else if !*this.close
+            && response
+                .headers()
+                .get(CONNECTION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(decide::says_close)
+        {
+            conn.cause.set(Cause::ServiceAsked);
+        }
         let body = response.body();
         let exact_len = if body.is_end_stream() {
             Some(0)
@@ -109,7 +130,7 @@ where
             response.headers().contains_key(CONTENT_LENGTH),
             exact_len,
         ) {
-            this._guard.0.close_delimited.store(true, Ordering::Relaxed);
+            conn.close_delimited.store(true, Ordering::Relaxed);
         }
         Poll::Ready(Ok(response))
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use farewell::census::{self, Filter, StateCounts, StateSet};
 use farewell::{Outcome, PeerFirst, Policy, TcpState};
-use farewell_http::{ServeReport, Server};
+use farewell_http::{ConnectionOutcome, ServeReport, Server};
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -34,6 +34,8 @@ pub fn server(policy: Policy) -> Server {
 pub struct Running {
     pub addr: SocketAddr,
     pub outcomes: Arc<Mutex<Vec<Outcome>>>,
+    /// Every connection's end as farewell-http saw it (`Server::on_connection`).
+    pub connections: Arc<Mutex<Vec<ConnectionOutcome>>>,
     stop: oneshot::Sender<()>,
     done: tokio::task::JoinHandle<std::io::Result<ServeReport>>,
 }
@@ -51,7 +53,11 @@ pub async fn start(server: Server) -> Running {
     let addr = listener.local_addr().unwrap();
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&outcomes);
-    let server = server.on_outcome(move |o| sink.lock().unwrap().push(o));
+    let connections = Arc::new(Mutex::new(Vec::new()));
+    let ends = Arc::clone(&connections);
+    let server = server
+        .on_outcome(move |o| sink.lock().unwrap().push(o))
+        .on_connection(move |c| ends.lock().unwrap().push(c));
     let (stop, stopped) = oneshot::channel::<()>();
     let done = tokio::spawn(server.serve_hyper(
         listener,
@@ -63,6 +69,7 @@ pub async fn start(server: Server) -> Running {
     Running {
         addr,
         outcomes,
+        connections,
         stop,
         done,
     }

@@ -7,5 +7,6 @@ mod common;
 mod curl;
 mod half_close;
 mod hyper_client;
+mod outcomes;
 mod python;
 mod tls;
