@@ -7,6 +7,7 @@
 //! | `GET /stream/N` | `200`, the same `N` bytes streamed in chunks of at most [`STREAM_CHUNK`], length unknown to hyper: chunked to HTTP/1.1 clients, **close-delimited** to HTTP/1.0 clients (the body ends only where the server closes) |
 //! | `POST /upload` with a body ≤ [`UPLOAD_LIMIT`] | `200`, `received N bytes\n`, after reading it all |
 //! | `POST /upload` with a larger `Content-Length` | `413` at once, body **not** read |
+//! | `POST /upload` whose body cannot be read (bad chunk size, LF-only chunk lines, cut short) | `400` |
 //! | anything else | `404` |
 //!
 //! The early 413 is the case RFC 9112 §9.6 warns about: the server answers
@@ -145,7 +146,13 @@ where
             StatusCode::OK,
             format!("received {} bytes\n", body.to_bytes().len()),
         ),
-        Err(_) => text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+        // Over the limit: 413. Anything else is a body that could not be
+        // read (a bad chunk size, LF-only chunk lines, a body cut short): the
+        // request is malformed, 400 (RFC 9110 §15.5.1).
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+        }
+        Err(_) => text(StatusCode::BAD_REQUEST, "malformed request body\n"),
     }
 }
 
