@@ -128,6 +128,13 @@ pub(crate) fn client_asks_close(version: Version, connection: Option<&str>) -> b
     }
 }
 
+/// Whether a request lacks the `Host` header an HTTP/1.1 request must have:
+/// a server answers it with 400 (RFC 9112 §3.2). HTTP/1.0 may omit it; h2
+/// carries `:authority` instead.
+pub(crate) fn missing_host(version: Version, has_host: bool) -> bool {
+    version == Version::HTTP_11 && !has_host
+}
+
 /// Whether hyper sends this response's body close-delimited: neither
 /// `Content-Length` nor chunked coding, so it ends only where the connection
 /// does (RFC 9112 §6.3, item 8).
@@ -271,6 +278,14 @@ mod tests {
         assert!(!client_asks_close(Version::HTTP_10, Some("Keep-Alive")));
         assert!(says_close("keep-alive, close"));
         assert!(!says_close("closed"));
+    }
+
+    #[test]
+    fn test_request_http11_without_host_is_refused() {
+        assert!(missing_host(Version::HTTP_11, false));
+        assert!(!missing_host(Version::HTTP_11, true));
+        assert!(!missing_host(Version::HTTP_10, false));
+        assert!(!missing_host(Version::HTTP_2, false));
     }
 
     // ---- Responses: close-delimited bodies ---------------------------------------

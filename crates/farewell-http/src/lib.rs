@@ -121,6 +121,10 @@
 //!
 //! # Notes
 //!
+//! An HTTP/1.1 request without `Host` is answered with 400 and
+//! `Connection: close` by the server itself (RFC 9112 §3.2: hyper does not
+//! check); the service never sees it.
+//!
 //! HTTP upgrades (WebSocket) are served: the upgraded stream still holds the
 //! wrapper, so its teardown runs the same policy when the upgraded stream is
 //! dropped. Read-ahead bytes hyper had buffered past the last response

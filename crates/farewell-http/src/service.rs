@@ -1,6 +1,8 @@
 //! The service wrapper: counts requests in flight (for the idle timer),
 //! enforces the max-requests-per-connection limit, and notes a response whose
-//! body is close-delimited (the teardown must then end it with a FIN).
+//! body is close-delimited (the teardown must then end it with a FIN). It
+//! answers an HTTP/1.1 request without `Host` itself, with 400 (RFC 9112
+//! §3.2), so the user's service never sees one.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,9 +10,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
-use http::{Method, Request, Response, Version};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
+use http_body_util::{Either, Empty};
 use hyper::service::Service;
 
 use crate::conn::ConnState;
@@ -33,8 +36,9 @@ impl<S, R, B> Service<Request<R>> for Counted<S>
 where
     S: Service<Request<R>, Response = Response<B>>,
     B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Response = Response<B>;
+    type Response = Response<Either<B, Empty<B::Data>>>;
     type Error = S::Error;
     type Future = CountedFuture<S::Future>;
 
@@ -58,8 +62,20 @@ where
         let version = request.version();
         let method = request.method().clone();
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        let host = request.headers().contains_key(HOST);
+        if decide::missing_host(version, host) {
+            // A malformed request: 400, and the connection ends after it.
+            conn.cause.set(Cause::Error);
+            return CountedFuture {
+                inner: None,
+                close: true,
+                version,
+                method,
+                _guard: InFlight(Arc::clone(conn)),
+            };
+        }
         CountedFuture {
-            inner: self.inner.call(request),
+            inner: Some(self.inner.call(request)),
             close,
             version,
             method,
@@ -81,8 +97,9 @@ impl Drop for InFlight {
 pin_project_lite::pin_project! {
     /// The user's response future, with `Connection: close` added on the last allowed request.
     pub(crate) struct CountedFuture<F> {
+        // `None`: the request was refused with 400 without calling the service.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         close: bool,
         version: Version,
         method: Method,
@@ -94,12 +111,20 @@ impl<F, B, E> Future for CountedFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<Either<B, Empty<B::Data>>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        let mut response = match this.inner.as_pin_mut() {
+            Some(inner) => std::task::ready!(inner.poll(cx))?.map(Either::Left),
+            None => {
+                let mut refused = Response::new(Either::Right(Empty::new()));
+                *refused.status_mut() = StatusCode::BAD_REQUEST;
+                refused
+            }
+        };
         if *this.close {
             response
                 .headers_mut()

@@ -9,4 +9,5 @@ mod half_close;
 mod hyper_client;
 mod outcomes;
 mod python;
+mod statuses;
 mod tls;
