@@ -65,7 +65,8 @@ impl Handover for TcpStream {
         shared.delimited.started();
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
-            let end = delimited::end(self, settings).await;
+            let end =
+                delimited::end(self, settings, || shared.forcing.load(Ordering::Relaxed)).await;
             shared
                 .ended
                 .close_delimited_ended(cause, requests, end == delimited::End::Delivered);
@@ -245,7 +246,8 @@ impl ConnState {
             }
             decide::Teardown::AfterGoodbye => {
                 let peer = stream.peer();
-                let goodbye = cause.has_goodbye();
+                // The last response (or GOAWAY) is the goodbye, whoever ended it.
+                let goodbye = requests > 0 || cause != Cause::ClientClosed;
                 shared.ended.handed_over(peer, cause, requests, goodbye);
                 stream.hand_over(&shared.closer, shared.policy)
             }

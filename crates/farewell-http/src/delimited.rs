@@ -56,9 +56,10 @@ pub(crate) enum End {
 }
 
 /// Ends a close-delimited response on `stream` (see the [module docs](self)),
-/// with `settings`' stall timeout and delivery cap.
-pub(crate) async fn end(stream: TcpStream, settings: PeerFirst) -> End {
-    let delivered = deliver(&stream, settings).await;
+/// with `settings`' stall timeout and delivery cap; `hurried` turning true (the
+/// server's shutdown deadline passed) ends the wait at once, with a reset.
+pub(crate) async fn end(stream: TcpStream, settings: PeerFirst, hurried: impl Fn() -> bool) -> End {
+    let delivered = deliver(&stream, settings, hurried).await;
     let peer_fin = matches!(farewell::sys::tcp_state(&stream), Ok(TcpState::CloseWait));
     let Ok(stream) = stream.into_std() else {
         return End::ResetUndelivered;
@@ -85,7 +86,7 @@ pub(crate) async fn end(stream: TcpStream, settings: PeerFirst) -> End {
 /// Waits until the client's kernel ACKed everything written; false when
 /// delivery stalled for the stall timeout, passed the delivery cap, or the
 /// connection is no longer open.
-async fn deliver(stream: &TcpStream, settings: PeerFirst) -> bool {
+async fn deliver(stream: &TcpStream, settings: PeerFirst, hurried: impl Fn() -> bool) -> bool {
     let start = Instant::now();
     let cap = start + settings.delivery_timeout;
     let mut stall_at = start + settings.stall_timeout;
@@ -108,7 +109,7 @@ async fn deliver(stream: &TcpStream, settings: PeerFirst) -> bool {
             Err(_) => return false,
         }
         let deadline = stall_at.min(cap);
-        if now >= deadline {
+        if now >= deadline || hurried() {
             return false;
         }
         tokio::time::sleep(gap.min(deadline - now)).await;

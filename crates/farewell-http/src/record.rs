@@ -69,13 +69,6 @@ impl Cause {
     fn index(self) -> usize {
         Cause::ALL.iter().position(|&c| c == self).unwrap_or(0)
     }
-
-    /// Whether the connection's last bytes are a goodbye the client should
-    /// get: a last response (or an h2 GOAWAY), as opposed to a connection the
-    /// client ended or the server ended with nothing more to say.
-    pub(crate) fn has_goodbye(self) -> bool {
-        !matches!(self, Cause::ClientClosed)
-    }
 }
 
 impl fmt::Display for Cause {
@@ -101,10 +94,10 @@ pub struct ConnectionOutcome {
     /// [`Delivery::Confirmed`] when the client's kernel had ACKed every byte
     /// the server wrote when the socket was closed, [`Delivery::Unconfirmed`]
     /// when not (or the kernel could not tell), [`Delivery::NoneSent`] when the
-    /// connection ended with nothing more to say (the client closed, an idle
-    /// HTTP/1.1 connection, a forced shutdown). The teardown's own
-    /// [`Outcome::goodbye`] says `none-sent`: hyper, not the teardown, wrote
-    /// the response.
+    /// server ended the connection with nothing more to say (an idle HTTP/1.1
+    /// connection, a shutdown or forced end between requests) or the client
+    /// closed before any request. The teardown's own [`Outcome::goodbye`] says
+    /// `none-sent`: hyper, not the teardown, wrote the response.
     pub last_response: Delivery,
     /// The last response's body was close-delimited (HTTP/1.0, length
     /// unknown) and ended with the server's FIN, reset by the kernel on its

@@ -118,8 +118,17 @@ async fn peer_first_nc_half_close_after_request_gets_the_response() {
         }
     }
     let outcomes = std::sync::Arc::clone(&server.outcomes);
+    let ends = std::sync::Arc::clone(&server.connections);
     let report = server.shutdown().await;
     assert_eq!(report.connections, 15);
+    // Each answer came after the client's FIN: it is the connection's goodbye,
+    // and the client's kernel ACKed it.
+    let ends = ends.lock().unwrap().clone();
+    assert_eq!(ends.len(), 15);
+    for end in &ends {
+        assert_eq!(end.last_response, farewell::Delivery::Confirmed, "{end}");
+        assert_eq!(end.requests, 1, "{end}");
+    }
     assert_eq!(report.requests, 15);
     assert_eq!(
         count(&outcomes, Ending::PeerClosed),
