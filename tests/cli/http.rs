@@ -347,3 +347,86 @@ fn bench_http_tls_quick_runs_every_server_over_tls_and_peer_first_keeps_no_time_
         assert_eq!(run["server_time_wait"], 0, "{run}");
     }
 }
+
+/// The live (not zombie) processes that hold a file of, or name, one of the
+/// nginx temp dirs of the bench whose pid is `bench` (`farewell-bench-nginx-<pid>-<n>`):
+/// nginx's workers keep its error log open, so a leaked one shows up here.
+fn processes_of_bench_nginx(bench: u32) -> Vec<String> {
+    let marker = format!("farewell-bench-nginx-{bench}-");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rfind(')')
+            .is_some_and(|at| stat[at + 1..].trim_start().starts_with('Z'))
+        {
+            continue;
+        }
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .replace('\0', " ");
+        let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|target| target.to_string_lossy().contains(&marker));
+        if holds || cmdline.contains(&marker) {
+            found.push(format!("{pid} {cmdline}"));
+        }
+    }
+    found
+}
+
+/// Regression (issue 16): `Drop for Nginx` killed the master only, and
+/// nginx's workers outlived every run, re-parented to init and listening.
+#[test]
+fn bench_http_leaves_no_nginx_process_behind() {
+    if !farewell_lab::support::tools::require(
+        "bench_http_leaves_no_nginx_process_behind",
+        &["wrk", "nginx"],
+    ) {
+        return;
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args([
+            "bench",
+            "http",
+            "--quick",
+            "--json",
+            "--modes",
+            "keep-alive",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the farewell binary runs");
+    let bench = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert!(
+        report["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["server"] == "nginx"),
+        "nginx ran: {report}"
+    );
+    assert_eq!(
+        processes_of_bench_nginx(bench),
+        Vec::<String>::new(),
+        "nginx processes of bench {bench} outlive it"
+    );
+}

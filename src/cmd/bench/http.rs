@@ -15,7 +15,8 @@ client of our own that models many client hosts.
 Each run starts a fresh server on its own loopback port (so the TIME-WAIT count is that run's
 alone): farewell-http with peer-first, plain hyper-util with the same handler (GET / answers
 `hello from farewell-http`), and nginx with a generated config (temp dir, its own pid and log
-files, `return 200` with the same body; killed after). Runs are interleaved (A B C A B C ...)
+files, `return 200` with the same body; stopped after: SIGQUIT, then
+SIGKILL to its process group). Runs are interleaved (A B C A B C ...)
 in three modes:
   close         wrk -H 'Connection: close': every request a new connection
   close-spread  the same requests from our own closed-loop client (--connections clients on
