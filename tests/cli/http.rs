@@ -430,3 +430,78 @@ fn bench_http_leaves_no_nginx_process_behind() {
         "nginx processes of bench {bench} outlive it"
     );
 }
+
+/// `--hosts 2`: wrk from two client namespaces, each over its own veth pair
+/// to a fresh server namespace. The census inside the server's namespace
+/// says peer-first kept no TIME-WAIT, from many hosts as on loopback.
+#[test]
+fn bench_http_hosts_quick_reports_many_host_rows_and_peer_first_keeps_no_time_wait() {
+    let name = "bench_http_hosts_quick_reports_many_host_rows_and_peer_first_keeps_no_time_wait";
+    if !farewell_lab::support::tools::require(name, &["wrk"]) {
+        return;
+    }
+    if let Some(why) = farewell_lab::lab::netns::unavailable() {
+        eprintln!("skipped {name}: {why}");
+        return;
+    }
+    let report = bench_http_quick(&["--no-nginx", "--hosts", "2", "--modes", "close"]);
+    assert_eq!(report["hosts"]["hosts"], 2, "{report}");
+    assert!(report["hosts"]["connections_per_host"].is_number());
+    assert!(report["hosts_skipped"].is_null(), "{report}");
+    let rows = report["rows"].as_array().expect("rows");
+    for server in ["farewell-http", "hyper"] {
+        for hosts in [Value::Null, Value::from(2)] {
+            let row = rows
+                .iter()
+                .find(|r| r["server"] == server && r["mode"] == "close" && r["hosts"] == hosts)
+                .unwrap_or_else(|| panic!("no row for {server} close, hosts {hosts}"));
+            for field in [
+                "requests_per_sec",
+                "ratio_to_hyper",
+                "server_cpu_us_per_request",
+                "server_time_wait",
+                "client_time_wait",
+                "errors",
+            ] {
+                assert!(row[field].is_number(), "{server} {field}: {row}");
+            }
+        }
+    }
+    let many: Vec<&Value> = report["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter(|r| r["hosts"] == 2)
+        .collect();
+    assert_eq!(many.len(), 2, "one many-host run per server");
+    for run in many {
+        assert!(run["requests"].as_u64().unwrap() > 0, "{run}");
+        assert_eq!(run["errors"], 0, "{run}");
+        if run["server"] == "farewell-http" {
+            assert_eq!(run["server_time_wait"], 0, "{run}");
+            assert!(
+                run["client_time_wait"].as_u64().unwrap() > 0,
+                "the hosts keep TIME-WAIT: {run}"
+            );
+        } else {
+            assert!(
+                run["server_time_wait"].as_u64().unwrap() > 0,
+                "plain hyper keeps TIME-WAIT: {run}"
+            );
+        }
+    }
+    // The bench has exited: a namespace of its (`farewell-<pid>-<n>-http-…`)
+    // whose process is gone is one it left behind.
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("-http-"))
+        .filter(|name| {
+            let pid = name.split('-').nth(1).unwrap_or_default();
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "namespaces left behind");
+}

@@ -70,16 +70,19 @@ impl Nginx {
     /// Starts nginx inside namespace `ns` (`ip netns exec`), listening on
     /// `addr` (an address of that namespace); waits (bounded, 3 s) until it
     /// listens. Blocks: call it from `spawn_blocking` in async code.
-    #[allow(dead_code)] // `--hosts` uses it (next commit)
     pub(super) fn start_in(
         ns: &Netns,
         addr: SocketAddr,
         tls: Option<&crate::support::tls::SelfSigned>,
     ) -> anyhow::Result<Nginx> {
         let mut nginx = Nginx::spawn(addr, tls, Some(ns))?;
+        let probe = match addr.ip().is_unspecified() {
+            true => SocketAddr::new(LOOPBACK, addr.port()),
+            false => addr,
+        };
         for _ in 0..100 {
             let up = ns.run(|| {
-                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()
             })?;
             if up {
                 return Ok(nginx);
