@@ -18,12 +18,18 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use farewell::census::{self, Filter, StateSet};
 use farewell::TcpState;
 
+use super::in_process::InProcess;
+use super::nginx::Nginx;
+use super::{
+    time_wait_overflows, wrk, HostsSettings, Load, Measured, Mode, Run, Target, WrkSettings,
+};
 use crate::lab::netns::Netns;
 
 /// The port every server listens on inside the server's namespace (which
@@ -134,4 +140,102 @@ fn count_in(ns: &Netns, states: StateSet) -> anyhow::Result<usize> {
         .run(|| census::count_by_state(&Filter::all().states(states)))?
         .with_context(|| format!("reading the socket table of {}", ns.name()))?;
     Ok(counts.total())
+}
+
+/// One run from many client hosts: fresh namespaces, `target` listening in
+/// the server's, one `wrk -t1` in each host's at once; the census read
+/// inside the namespaces. The namespaces are deleted when it returns.
+pub(super) async fn run_one_hosts(
+    target: Target,
+    mode: Mode,
+    round: u32,
+    settings: HostsSettings,
+    load: &Load,
+) -> anyhow::Result<Run> {
+    let hosts = Hosts::new(settings.hosts).context("making the client hosts' namespaces")?;
+    let overflow_before = hosts.server.run(time_wait_overflows)?;
+    let per_host = WrkSettings {
+        threads: 1,
+        connections: settings.connections_per_host,
+        ..load.wrk
+    };
+    let (measured, server_cpu) = match target {
+        Target::Nginx => {
+            let nginx = Nginx::start_in(
+                &hosts.server,
+                Hosts::listen_addr(),
+                load.tls.as_ref().map(|t| &*t.made),
+            )?;
+            let measured = drive_hosts(&hosts, mode, per_host, load.tls.is_some()).await;
+            hosts.settle();
+            drop(nginx);
+            (measured?, None)
+        }
+        _ => {
+            let cpu_before = load.server_cpu.total();
+            let server = InProcess::start_on(
+                target,
+                load.tls.as_ref().map(|t| Arc::clone(&t.config)),
+                hosts.listen()?,
+            )
+            .await?;
+            let measured = drive_hosts(&hosts, mode, per_host, load.tls.is_some()).await;
+            server.stop().await;
+            let cpu = load
+                .server_cpu
+                .total()
+                .zip(cpu_before)
+                .map(|(after, before)| after.saturating_sub(before));
+            hosts.settle();
+            (measured?, cpu)
+        }
+    };
+    let server_cpu_us_per_request = server_cpu
+        .filter(|_| measured.requests > 0)
+        .map(|cpu| cpu.as_secs_f64() * 1e6 / measured.requests as f64);
+    let time_wait_overflow = overflow_before
+        .zip(hosts.server.run(time_wait_overflows)?)
+        .map(|(before, after)| after.saturating_sub(before));
+    Ok(Run {
+        server: target,
+        mode,
+        round,
+        hosts: Some(settings.hosts),
+        requests: measured.requests,
+        requests_per_sec: measured.requests_per_sec,
+        errors: measured.errors,
+        error_kinds: None,
+        server_cpu_us_per_request,
+        server_time_wait: hosts.server_time_wait()?,
+        client_time_wait: hosts.client_time_wait()?,
+        time_wait_overflow,
+    })
+}
+
+/// One wrk per host, all at once; their counts and rates summed.
+async fn drive_hosts(
+    hosts: &Hosts,
+    mode: Mode,
+    per_host: WrkSettings,
+    tls: bool,
+) -> anyhow::Result<Measured> {
+    let mut wrks = tokio::task::JoinSet::new();
+    for (i, ns) in hosts.clients.iter().enumerate() {
+        let name = ns.name().to_owned();
+        let addr = Hosts::server_addr(i as u32);
+        wrks.spawn(async move { wrk::run(Some(&name), addr, mode, per_host, tls).await });
+    }
+    let mut sum = Measured {
+        requests: 0,
+        requests_per_sec: 0.0,
+        errors: 0,
+        error_kinds: None,
+    };
+    while let Some(done) = wrks.join_next().await {
+        let (requests, rate, errors) = done.context("a wrk task panicked")??;
+        sum.requests += requests;
+        sum.requests_per_sec += rate;
+        sum.errors += errors;
+    }
+    Ok(sum)
 }

@@ -1,6 +1,6 @@
 //! `farewell bench http`: wrk and a many-sources client against farewell-http,
 //! plain hyper and nginx, on loopback, interleaved, in one run; with
-//! `--hosts N`, also wrk from N client hosts (network namespaces, [`hosts`]).
+//! `--hosts N`, also wrk from N client hosts (network namespaces, `hosts`).
 //!
 //! The CLI (`src/cmd/bench/http.rs`) parses flags and prints; everything that
 //! runs is here: the servers ([`in_process`], [`nginx`]), the loads ([`wrk`],
@@ -26,7 +26,6 @@ use crate::bench::churn::clear_time_wait;
 use crate::bench::clients::SourceAddrs;
 use crate::bench::cpu::ThreadCpu;
 use crate::bench::http_clients::{self, HttpErrors, HttpLoad};
-use hosts::Hosts;
 pub use hosts::MAX_HOSTS;
 use in_process::InProcess;
 use nginx::Nginx;
@@ -45,7 +44,7 @@ pub struct HttpConfig {
     /// hyper on tokio-rustls, nginx with `ssl`; wrk speaks https. The
     /// close-spread client speaks plain HTTP only, so that mode is left out.
     pub tls: bool,
-    /// Also run the wrk modes from this many client hosts ([`hosts`]: a
+    /// Also run the wrk modes from this many client hosts (`hosts`: a
     /// network namespace each, over its own veth pair to a fresh server
     /// namespace; one `wrk -t1` per host, the connections shared out).
     /// Skipped, with a line on stderr, without `CAP_NET_ADMIN`.
@@ -367,7 +366,8 @@ pub fn run(
                 for &target in &targets {
                     on_run(target, mode, Some(settings.hosts), round);
                     runs.push(
-                        runtime.block_on(run_one_hosts(target, mode, round, settings, &load))?,
+                        runtime
+                            .block_on(hosts::run_one_hosts(target, mode, round, settings, &load))?,
                     );
                 }
             }
@@ -713,102 +713,4 @@ impl HttpReport {
         }
         out
     }
-}
-
-/// One run from many client hosts: fresh namespaces, `target` listening in
-/// the server's, one `wrk -t1` in each host's at once; the census read
-/// inside the namespaces. The namespaces are deleted when it returns.
-async fn run_one_hosts(
-    target: Target,
-    mode: Mode,
-    round: u32,
-    settings: HostsSettings,
-    load: &Load,
-) -> anyhow::Result<Run> {
-    let hosts = Hosts::new(settings.hosts).context("making the client hosts' namespaces")?;
-    let overflow_before = hosts.server.run(time_wait_overflows)?;
-    let per_host = WrkSettings {
-        threads: 1,
-        connections: settings.connections_per_host,
-        ..load.wrk
-    };
-    let (measured, server_cpu) = match target {
-        Target::Nginx => {
-            let nginx = Nginx::start_in(
-                &hosts.server,
-                Hosts::listen_addr(),
-                load.tls.as_ref().map(|t| &*t.made),
-            )?;
-            let measured = drive_hosts(&hosts, mode, per_host, load.tls.is_some()).await;
-            hosts.settle();
-            drop(nginx);
-            (measured?, None)
-        }
-        _ => {
-            let cpu_before = load.server_cpu.total();
-            let server = InProcess::start_on(
-                target,
-                load.tls.as_ref().map(|t| Arc::clone(&t.config)),
-                hosts.listen()?,
-            )
-            .await?;
-            let measured = drive_hosts(&hosts, mode, per_host, load.tls.is_some()).await;
-            server.stop().await;
-            let cpu = load
-                .server_cpu
-                .total()
-                .zip(cpu_before)
-                .map(|(after, before)| after.saturating_sub(before));
-            hosts.settle();
-            (measured?, cpu)
-        }
-    };
-    let server_cpu_us_per_request = server_cpu
-        .filter(|_| measured.requests > 0)
-        .map(|cpu| cpu.as_secs_f64() * 1e6 / measured.requests as f64);
-    let time_wait_overflow = overflow_before
-        .zip(hosts.server.run(time_wait_overflows)?)
-        .map(|(before, after)| after.saturating_sub(before));
-    Ok(Run {
-        server: target,
-        mode,
-        round,
-        hosts: Some(settings.hosts),
-        requests: measured.requests,
-        requests_per_sec: measured.requests_per_sec,
-        errors: measured.errors,
-        error_kinds: None,
-        server_cpu_us_per_request,
-        server_time_wait: hosts.server_time_wait()?,
-        client_time_wait: hosts.client_time_wait()?,
-        time_wait_overflow,
-    })
-}
-
-/// One wrk per host, all at once; their counts and rates summed.
-async fn drive_hosts(
-    hosts: &Hosts,
-    mode: Mode,
-    per_host: WrkSettings,
-    tls: bool,
-) -> anyhow::Result<Measured> {
-    let mut wrks = tokio::task::JoinSet::new();
-    for (i, ns) in hosts.clients.iter().enumerate() {
-        let name = ns.name().to_owned();
-        let addr = Hosts::server_addr(i as u32);
-        wrks.spawn(async move { wrk::run(Some(&name), addr, mode, per_host, tls).await });
-    }
-    let mut sum = Measured {
-        requests: 0,
-        requests_per_sec: 0.0,
-        errors: 0,
-        error_kinds: None,
-    };
-    while let Some(done) = wrks.join_next().await {
-        let (requests, rate, errors) = done.context("a wrk task panicked")??;
-        sum.requests += requests;
-        sum.requests_per_sec += rate;
-        sum.errors += errors;
-    }
-    Ok(sum)
 }
