@@ -400,3 +400,161 @@ fn bench_http_tls_quick_runs_every_server_over_tls_and_peer_first_keeps_no_time_
         assert_eq!(run["server_time_wait"], 0, "{run}");
     }
 }
+
+/// The live (not zombie) processes that hold a file of, or name, one of the
+/// nginx temp dirs of the bench whose pid is `bench` (`farewell-bench-nginx-<pid>-<n>`):
+/// nginx's workers keep its error log open, so a leaked one shows up here.
+fn processes_of_bench_nginx(bench: u32) -> Vec<String> {
+    let marker = format!("farewell-bench-nginx-{bench}-");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rfind(')')
+            .is_some_and(|at| stat[at + 1..].trim_start().starts_with('Z'))
+        {
+            continue;
+        }
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .replace('\0', " ");
+        let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|target| target.to_string_lossy().contains(&marker));
+        if holds || cmdline.contains(&marker) {
+            found.push(format!("{pid} {cmdline}"));
+        }
+    }
+    found
+}
+
+/// Regression (issue 16): `Drop for Nginx` killed the master only, and
+/// nginx's workers outlived every run, re-parented to init and listening.
+#[test]
+fn bench_http_leaves_no_nginx_process_behind() {
+    if !farewell_lab::support::tools::require(
+        "bench_http_leaves_no_nginx_process_behind",
+        &["wrk", "nginx"],
+    ) {
+        return;
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args([
+            "bench",
+            "http",
+            "--quick",
+            "--json",
+            "--modes",
+            "keep-alive",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the farewell binary runs");
+    let bench = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert!(
+        report["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["server"] == "nginx"),
+        "nginx ran: {report}"
+    );
+    assert_eq!(
+        processes_of_bench_nginx(bench),
+        Vec::<String>::new(),
+        "nginx processes of bench {bench} outlive it"
+    );
+}
+
+/// `--hosts 2`: wrk from two client namespaces, each over its own veth pair
+/// to a fresh server namespace. The census inside the server's namespace
+/// says peer-first kept no TIME-WAIT, from many hosts as on loopback.
+#[test]
+fn bench_http_hosts_quick_reports_many_host_rows_and_peer_first_keeps_no_time_wait() {
+    let name = "bench_http_hosts_quick_reports_many_host_rows_and_peer_first_keeps_no_time_wait";
+    if !farewell_lab::support::tools::require(name, &["wrk"]) {
+        return;
+    }
+    if let Some(why) = farewell_lab::lab::netns::unavailable() {
+        eprintln!("skipped {name}: {why}");
+        return;
+    }
+    let report = bench_http_quick(&["--no-nginx", "--hosts", "2", "--modes", "close"]);
+    assert_eq!(report["hosts"]["hosts"], 2, "{report}");
+    assert!(report["hosts"]["connections_per_host"].is_number());
+    assert!(report["hosts_skipped"].is_null(), "{report}");
+    let rows = report["rows"].as_array().expect("rows");
+    for server in ["farewell-http", "hyper"] {
+        for hosts in [Value::Null, Value::from(2)] {
+            let row = rows
+                .iter()
+                .find(|r| r["server"] == server && r["mode"] == "close" && r["hosts"] == hosts)
+                .unwrap_or_else(|| panic!("no row for {server} close, hosts {hosts}"));
+            for field in [
+                "requests_per_sec",
+                "ratio_to_hyper",
+                "server_cpu_us_per_request",
+                "server_time_wait",
+                "client_time_wait",
+                "errors",
+            ] {
+                assert!(row[field].is_number(), "{server} {field}: {row}");
+            }
+        }
+    }
+    let many: Vec<&Value> = report["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter(|r| r["hosts"] == 2)
+        .collect();
+    assert_eq!(many.len(), 2, "one many-host run per server");
+    for run in many {
+        assert!(run["requests"].as_u64().unwrap() > 0, "{run}");
+        assert_eq!(run["errors"], 0, "{run}");
+        if run["server"] == "farewell-http" {
+            assert_eq!(run["server_time_wait"], 0, "{run}");
+            assert!(
+                run["client_time_wait"].as_u64().unwrap() > 0,
+                "the hosts keep TIME-WAIT: {run}"
+            );
+        } else {
+            assert!(
+                run["server_time_wait"].as_u64().unwrap() > 0,
+                "plain hyper keeps TIME-WAIT: {run}"
+            );
+        }
+    }
+    // The bench has exited: a namespace of its (`farewell-<pid>-<n>-http-…`)
+    // whose process is gone is one it left behind.
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("-http-"))
+        .filter(|name| {
+            let pid = name.split('-').nth(1).unwrap_or_default();
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "namespaces left behind");
+}

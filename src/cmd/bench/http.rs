@@ -15,7 +15,8 @@ client of our own that models many client hosts.
 Each run starts a fresh server on its own loopback port (so the TIME-WAIT count is that run's
 alone): farewell-http with peer-first, plain hyper-util with the same handler (GET / answers
 `hello from farewell-http`), and nginx with a generated config (temp dir, its own pid and log
-files, `return 200` with the same body; killed after). Runs are interleaved (A B C A B C ...)
+files, `return 200` with the same body; stopped after: SIGQUIT, then
+SIGKILL to its process group). Runs are interleaved (A B C A B C ...)
 in three modes:
   close         wrk -H 'Connection: close': every request a new connection
   close-spread  the same requests from our own closed-loop client (--connections clients on
@@ -54,6 +55,17 @@ a close-spread run also stops after 3/4 of tcp_max_tw_buckets connections (its r
 over the time it ran). If the table overflows during a run anyway, a note under the table says
 so (the TW columns are capped there).
 
+--hosts N also runs the wrk modes (close, keep-alive) from N client hosts: N network
+namespaces, each joined to a server namespace by its own veth pair (private addresses
+10.201.i.1/.2 that exist only inside them), made fresh for every run, so every server starts
+with an empty TIME-WAIT table. Each host runs `wrk -t1` with --connections shared out among the
+hosts; their req/s are summed. The servers listen inside the server namespace (nginx through
+`ip netns exec`); the TW columns are the census inside the server namespace and inside the
+hosts' namespaces. These rows (clients `N hosts`) measure the servers as real clients see them;
+the loopback wrk rows (clients `lo, 1 wrk`) measure one client process on one source address,
+which under peer-first pays for its own TIME-WAIT entries. Needs CAP_NET_ADMIN and
+CAP_SYS_ADMIN (without them the many-host runs are skipped with a message).
+
 --tls serves TLS instead: farewell-http (close_notify, no FIN, then peer-first), plain hyper on
 tokio-rustls (its shutdown sends close_notify and a FIN), and nginx with `ssl`, all with a
 self-signed certificate made for the run; wrk speaks https (it does not verify certificates).
@@ -90,6 +102,10 @@ pub struct HttpArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also run the wrk modes from N client hosts (network namespaces over veth pairs; needs
+    /// CAP_NET_ADMIN).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(http::MAX_HOSTS)))]
+    hosts: Option<u32>,
     /// Serve TLS: farewell-http, hyper on tokio-rustls and nginx with ssl, a self-signed certificate
     /// made for the run; wrk over https (close-spread is left out: its client speaks plain HTTP).
     #[arg(long)]
@@ -114,9 +130,15 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         modes: args.modes,
         nginx: !args.no_nginx,
         tls: args.tls,
+        hosts: args.hosts,
     };
-    let report = http::run(&config, |target, mode, round| {
-        eprintln!("{} {mode} round {round}/{}", target.name(), wrk.rounds);
+    let report = http::run(&config, |target, mode, hosts, round| {
+        let clients = hosts.map_or_else(String::new, |n| format!(" from {n} hosts"));
+        eprintln!(
+            "{} {mode}{clients} round {round}/{}",
+            target.name(),
+            wrk.rounds
+        );
     })?;
     crate::cmd::print_report(
         args.json,

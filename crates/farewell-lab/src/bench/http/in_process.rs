@@ -14,10 +14,10 @@ pub(super) const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv
 
 /// A listener on a port below the ephemeral range with no sockets on it, so the
 /// census on it counts this server's TIME-WAIT and not that of earlier wrk clients.
-fn quiet_listener() -> anyhow::Result<TcpListener> {
+fn quiet_listener() -> anyhow::Result<std::net::TcpListener> {
     let listener = crate::support::port::bind_quiet_port(LOOPBACK)?;
     listener.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(listener)?)
+    Ok(listener)
 }
 
 /// farewell-http or plain hyper, running the demo handler in this process.
@@ -34,7 +34,17 @@ impl InProcess {
         target: Target,
         tls: Option<Arc<farewell_http::rustls::ServerConfig>>,
     ) -> anyhow::Result<InProcess> {
-        let listener = quiet_listener()?;
+        InProcess::start_on(target, tls, quiet_listener()?).await
+    }
+
+    /// Starts `target` on `listener` (non-blocking; made in whichever
+    /// network namespace it should serve), over TLS when `tls` is given.
+    pub(super) async fn start_on(
+        target: Target,
+        tls: Option<Arc<farewell_http::rustls::ServerConfig>>,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<InProcess> {
+        let listener = TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let stopped = async {

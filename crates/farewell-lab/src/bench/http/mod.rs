@@ -1,11 +1,13 @@
 //! `farewell bench http`: wrk and a many-sources client against farewell-http,
-//! plain hyper and nginx, on loopback, interleaved, in one run.
+//! plain hyper and nginx, on loopback, interleaved, in one run; with
+//! `--hosts N`, also wrk from N client hosts (network namespaces, `hosts`).
 //!
 //! The CLI (`src/cmd/bench/http.rs`) parses flags and prints; everything that
 //! runs is here: the servers ([`in_process`], [`nginx`]), the loads ([`wrk`],
 //! and the close-spread clients of [`super::http_clients`]), the census of
 //! both sides' TIME-WAIT, and the summary rows.
 
+mod hosts;
 mod in_process;
 mod nginx;
 mod wrk;
@@ -24,6 +26,7 @@ use crate::bench::churn::clear_time_wait;
 use crate::bench::clients::SourceAddrs;
 use crate::bench::cpu::ThreadCpu;
 use crate::bench::http_clients::{self, HttpErrors, HttpLoad};
+pub use hosts::MAX_HOSTS;
 use in_process::InProcess;
 use nginx::Nginx;
 
@@ -41,6 +44,11 @@ pub struct HttpConfig {
     /// hyper on tokio-rustls, nginx with `ssl`; wrk speaks https. The
     /// close-spread client speaks plain HTTP only, so that mode is left out.
     pub tls: bool,
+    /// Also run the wrk modes from this many client hosts (`hosts`: a
+    /// network namespace each, over its own veth pair to a fresh server
+    /// namespace; one `wrk -t1` per host, the connections shared out).
+    /// Skipped, with a line on stderr, without `CAP_NET_ADMIN`.
+    pub hosts: Option<u32>,
 }
 
 impl WrkSettings {
@@ -137,6 +145,9 @@ pub struct Run {
     pub mode: Mode,
     /// Which round (from 1).
     pub round: u32,
+    /// The number of client hosts (`--hosts`); `None`: the clients ran on
+    /// loopback, in this host.
+    pub hosts: Option<u32>,
     /// Responses counted.
     pub requests: u64,
     /// Responses per second (wrk's Requests/sec in the wrk modes).
@@ -167,9 +178,11 @@ pub struct Row {
     pub server: Target,
     /// How the load ran.
     pub mode: Mode,
+    /// The number of client hosts; `None`: loopback.
+    pub hosts: Option<u32>,
     /// Responses per second (wrk's Requests/sec in the wrk modes).
     pub requests_per_sec: f64,
-    /// `requests_per_sec` over plain hyper's in the same mode.
+    /// `requests_per_sec` over plain hyper's in the same mode and clients.
     pub ratio_to_hyper: Option<f64>,
     /// The in-process server's threads' CPU time per response, in µs (`None` for nginx).
     pub server_cpu_us_per_request: Option<f64>,
@@ -190,6 +203,10 @@ pub struct HttpReport {
     pub wrk: WrkSettings,
     /// How the close-spread clients ran (null when that mode did not run).
     pub spread: Option<SpreadSettings>,
+    /// How the many-host runs ran (null without `--hosts`, or when they were skipped).
+    pub hosts: Option<HostsSettings>,
+    /// Why the many-host runs were skipped (`--hosts` without `CAP_NET_ADMIN`).
+    pub hosts_skipped: Option<String>,
     /// One summary row per server and mode (means over the rounds).
     pub rows: Vec<Row>,
     /// Every run.
@@ -211,6 +228,15 @@ pub struct SpreadSettings {
     pub max_requests: Option<u64>,
 }
 
+/// The many-host runs' settings (`--hosts`).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct HostsSettings {
+    /// Client hosts (network namespaces), each over its own veth pair.
+    pub hosts: u32,
+    /// wrk -c of each host's `wrk -t1`: wrk's connections shared out (at least 1).
+    pub connections_per_host: u32,
+}
+
 /// wrk's settings (the close-spread clients take theirs from these too).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct WrkSettings {
@@ -227,7 +253,9 @@ pub struct WrkSettings {
 }
 
 /// Runs the benchmark: every mode, round and server of `config`,
-/// interleaved (A B C A B C …); calls `on_run` before each run (for progress).
+/// interleaved (A B C A B C …), then, with `hosts`, the wrk modes from that
+/// many client hosts; calls `on_run` before each run (for progress; the
+/// number of hosts is `None` for loopback runs).
 ///
 /// # Errors
 ///
@@ -236,7 +264,7 @@ pub struct WrkSettings {
 /// cannot be read.
 pub fn run(
     config: &HttpConfig,
-    mut on_run: impl FnMut(Target, Mode, u32),
+    mut on_run: impl FnMut(Target, Mode, Option<u32>, u32),
 ) -> anyhow::Result<HttpReport> {
     let wrk = config.wrk;
     let mut modes: Vec<Mode> = Mode::ALL
@@ -307,8 +335,41 @@ pub fn run(
     for &mode in &modes {
         for round in 1..=wrk.rounds {
             for &target in &targets {
-                on_run(target, mode, round);
+                on_run(target, mode, None, round);
                 runs.push(runtime.block_on(run_one(target, mode, round, &load))?);
+            }
+        }
+    }
+    let (hosts, hosts_skipped) = match config.hosts {
+        None => (None, None),
+        Some(_) if !modes.iter().any(|&m| m.uses_wrk()) => {
+            eprintln!("--hosts: the many-host runs use wrk; no wrk mode was chosen");
+            (None, None)
+        }
+        Some(n) => match crate::lab::netns::unavailable() {
+            Some(why) => {
+                eprintln!("--hosts: skipping the many-host runs: {why}");
+                (None, Some(why))
+            }
+            None => (
+                Some(HostsSettings {
+                    hosts: n.clamp(1, MAX_HOSTS),
+                    connections_per_host: (wrk.connections / n.clamp(1, MAX_HOSTS)).max(1),
+                }),
+                None,
+            ),
+        },
+    };
+    if let Some(settings) = hosts {
+        for &mode in modes.iter().filter(|m| m.uses_wrk()) {
+            for round in 1..=wrk.rounds {
+                for &target in &targets {
+                    on_run(target, mode, Some(settings.hosts), round);
+                    runs.push(
+                        runtime
+                            .block_on(hosts::run_one_hosts(target, mode, round, settings, &load))?,
+                    );
+                }
             }
         }
     }
@@ -316,6 +377,8 @@ pub fn run(
         tls: config.tls,
         wrk,
         spread: modes.contains(&Mode::CloseSpread).then_some(spread),
+        hosts,
+        hosts_skipped,
         rows: summarise(&runs),
         runs,
     })
@@ -395,6 +458,7 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
         server: target,
         mode,
         round,
+        hosts: None,
         requests: measured.requests,
         requests_per_sec: measured.requests_per_sec,
         errors: measured.errors,
@@ -411,7 +475,7 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
 async fn drive(addr: SocketAddr, mode: Mode, load: &Load) -> anyhow::Result<Measured> {
     if mode.uses_wrk() {
         let (requests, requests_per_sec, errors) =
-            wrk::run(addr, mode, load.wrk, load.tls.is_some()).await?;
+            wrk::run(None, addr, mode, load.wrk, load.tls.is_some()).await?;
         return Ok(Measured {
             requests,
             requests_per_sec,
@@ -463,7 +527,8 @@ fn time_wait_budget() -> u64 {
 }
 
 fn time_wait_overflows() -> Option<u64> {
-    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    // The calling thread's namespace (`/proc/net` is the main thread's).
+    let netstat = std::fs::read_to_string("/proc/thread-self/net/netstat").ok()?;
     let mut tcp_ext = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
     let (names, values) = (tcp_ext.next()?, tcp_ext.next()?);
     let at = names
@@ -494,11 +559,20 @@ async fn settle(server: SocketAddr) {
 
 fn summarise(runs: &[Run]) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
-    for mode in Mode::ALL {
+    let mut clients: Vec<Option<u32>> = Vec::new();
+    for run in runs {
+        if !clients.contains(&run.hosts) {
+            clients.push(run.hosts);
+        }
+    }
+    for (hosts, mode) in clients
+        .iter()
+        .flat_map(|&h| Mode::ALL.into_iter().map(move |m| (h, m)))
+    {
         for server in [Target::FarewellHttp, Target::Hyper, Target::Nginx] {
             let these: Vec<&Run> = runs
                 .iter()
-                .filter(|r| r.server == server && r.mode == mode)
+                .filter(|r| r.server == server && r.mode == mode && r.hosts == hosts)
                 .collect();
             if these.is_empty() {
                 continue;
@@ -507,6 +581,7 @@ fn summarise(runs: &[Run]) -> Vec<Row> {
             rows.push(Row {
                 server,
                 mode,
+                hosts,
                 requests_per_sec: these.iter().map(|r| r.requests_per_sec).sum::<f64>() / n,
                 ratio_to_hyper: None,
                 server_cpu_us_per_request: mean(these.iter().map(|r| r.server_cpu_us_per_request)),
@@ -516,12 +591,12 @@ fn summarise(runs: &[Run]) -> Vec<Row> {
             });
         }
     }
-    let hyper_rate = |mode| {
+    let hyper_rate = |mode, hosts| {
         rows.iter()
-            .find(|r| r.server == Target::Hyper && r.mode == mode)
+            .find(|r| r.server == Target::Hyper && r.mode == mode && r.hosts == hosts)
             .map(|r| r.requests_per_sec)
     };
-    let rates: Vec<Option<f64>> = rows.iter().map(|r| hyper_rate(r.mode)).collect();
+    let rates: Vec<Option<f64>> = rows.iter().map(|r| hyper_rate(r.mode, r.hosts)).collect();
     for (row, base) in rows.iter_mut().zip(rates) {
         row.ratio_to_hyper = base.filter(|&b| b > 0.0).map(|b| row.requests_per_sec / b);
     }
@@ -563,10 +638,29 @@ impl HttpReport {
             s.threads, s.connections, s.duration_s, s.source_addresses
         );
         }
+        if let Some(h) = report.hosts {
+            let _ = writeln!(
+                out,
+                "{} hosts: wrk -t1 -c{} in each of {} client namespaces, each over its own veth \
+                 pair to a fresh server namespace per run",
+                h.hosts, h.connections_per_host, h.hosts
+            );
+        }
+        if let Some(why) = &report.hosts_skipped {
+            let _ = writeln!(out, "--hosts: the many-host runs were skipped: {why}");
+        }
         let _ = writeln!(
             out,
-            "{:<14} {:<13} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7}",
-            "server", "mode", "req/s", "vs hyper", "CPU µs/r", "server TW", "client TW", "errors"
+            "{:<14} {:<13} {:<11} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7}",
+            "server",
+            "mode",
+            "clients",
+            "req/s",
+            "vs hyper",
+            "CPU µs/r",
+            "server TW",
+            "client TW",
+            "errors"
         );
         for row in &report.rows {
             let ratio = row
@@ -575,11 +669,17 @@ impl HttpReport {
             let cpu = row
                 .server_cpu_us_per_request
                 .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
+            let clients = match (row.hosts, row.mode) {
+                (Some(n), _) => format!("{n} hosts"),
+                (None, Mode::CloseSpread) => "lo, spread".to_owned(),
+                (None, _) => "lo, 1 wrk".to_owned(),
+            };
             let _ = writeln!(
                 out,
-                "{:<14} {:<13} {:>10.0} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
+                "{:<14} {:<13} {:<11} {:>10.0} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
                 row.server.name(),
                 row.mode.name(),
+                clients,
                 row.requests_per_sec,
                 ratio,
                 cpu,
@@ -594,9 +694,10 @@ impl HttpReport {
             .filter(|r| r.time_wait_overflow.is_some_and(|n| n > 0))
             .map(|r| {
                 format!(
-                    "{} {} round {} ({})",
+                    "{} {}{} round {} ({})",
                     r.server.name(),
                     r.mode,
+                    r.hosts.map_or_else(String::new, |n| format!(" {n} hosts")),
                     r.round,
                     r.time_wait_overflow.unwrap_or(0)
                 )

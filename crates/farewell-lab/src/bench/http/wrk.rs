@@ -15,9 +15,10 @@ struct WrkScript {
 }
 
 impl WrkScript {
-    fn new(max: u32) -> anyhow::Result<WrkScript> {
+    /// `tag` keeps the scripts of wrks running at once apart.
+    fn new(max: u32, tag: &str) -> anyhow::Result<WrkScript> {
         let path = std::env::temp_dir().join(format!(
-            "farewell-bench-wrk-{}-{max}.lua",
+            "farewell-bench-wrk-{}-{max}{tag}.lua",
             std::process::id()
         ));
         std::fs::write(
@@ -53,14 +54,23 @@ pub(super) fn check() -> anyhow::Result<()> {
     }
 }
 
-/// Runs wrk against `addr`; returns (requests, requests/s, errors).
+/// Runs wrk against `addr`, inside namespace `ns` when given (`ip netns
+/// exec`, which execs wrk); returns (requests, requests/s, errors).
 pub(super) async fn run(
+    ns: Option<&str>,
     addr: SocketAddr,
     mode: Mode,
     wrk: WrkSettings,
     tls: bool,
 ) -> anyhow::Result<(u64, f64, u64)> {
-    let mut command = tokio::process::Command::new("wrk");
+    let mut command = match ns {
+        None => tokio::process::Command::new("wrk"),
+        Some(ns) => {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", ns, "wrk"]);
+            c
+        }
+    };
     command
         .arg(format!("-t{}", wrk.threads))
         .arg(format!("-c{}", wrk.connections))
@@ -72,7 +82,7 @@ pub(super) async fn run(
     }
     let _script = match wrk.max_responses_per_thread {
         Some(max) => {
-            let script = WrkScript::new(max)?;
+            let script = WrkScript::new(max, ns.unwrap_or(""))?;
             command.arg("-s").arg(&script.path);
             Some(script)
         }
