@@ -3,7 +3,9 @@
 //! `cargo bench -p farewell --bench teardown`. The peer has already closed
 //! (its FIN is queued), so these measure farewell's work — probes, the
 //! goodbye write, the EOF read, the close — not a wait on the peer. The
-//! baseline `plain_drop` is what a server does without farewell.
+//! baseline `plain_drop` is what a server does without farewell; next to it,
+//! one `farewell::close` per policy (`<policy>_close_after_peer_fin`) and the
+//! hand-over to a `Closer`.
 
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -45,21 +47,27 @@ fn teardown(c: &mut Criterion) {
             total
         })
     });
-    group.bench_function("peer_first_close_after_peer_fin", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let server = peer_closed_pair(&listener);
-                let start = Instant::now();
-                runtime.block_on(async {
-                    let stream = tokio::net::TcpStream::from_std(server).unwrap();
-                    farewell::close(stream, Policy::default(), &b"BYE quit\n"[..]).await
-                });
-                total += start.elapsed();
-            }
-            total
-        })
-    });
+    // One teardown per policy, each against a peer whose FIN is already in:
+    // the cost of the policy's own work next to `plain_drop`. Silent needs
+    // CAP_NET_ADMIN and is left out.
+    for name in Policy::NAMES.iter().filter(|&&n| n != "silent") {
+        let policy: Policy = name.parse().unwrap();
+        group.bench_function(format!("{name}_close_after_peer_fin"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let server = peer_closed_pair(&listener);
+                    let start = Instant::now();
+                    runtime.block_on(async {
+                        let stream = tokio::net::TcpStream::from_std(server).unwrap();
+                        farewell::close(stream, policy, &b"BYE quit\n"[..]).await
+                    });
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
     group.bench_function("closer_handoff", |b| {
         let closer = runtime.block_on(async { Closer::new(Policy::default()) });
         b.iter_custom(|iters| {
