@@ -191,10 +191,8 @@ impl Nginx {
         if !exited(pid) {
             tracing::warn!("nginx {pid} did not quit within {QUIT_BOUND:?}; killing its group");
         }
-        match crate::sys::signal_group(pid, Signal::SIGKILL) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-            Err(e) => tracing::warn!("nginx {pid}: SIGKILL to its group: {e}"),
+        if let Err(e) = crate::sys::signal_group(pid, Signal::SIGKILL) {
+            tracing::warn!("nginx {pid}: SIGKILL to its group: {e}");
         }
         let _ = self.child.wait();
     }

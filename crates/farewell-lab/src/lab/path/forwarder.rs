@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::super::netns::Netns;
-use super::sys::PacketSocket;
+use crate::sys::packet::PacketSocket;
 
 /// How often every forwarder thread looks at the stop flag, at the latest.
 pub const TICK: Duration = Duration::from_millis(20);

@@ -73,7 +73,6 @@
 pub mod forwarder;
 mod shape;
 mod spec;
-mod sys;
 
 use std::fmt;
 use std::io;
@@ -85,6 +84,7 @@ pub use forwarder::ForwarderStats;
 pub use spec::{PathKind, PathSpec, PathSpecError, Slow, Wan};
 
 use super::netns::{self, Netns};
+use crate::sys::packet as sys;
 use forwarder::Forwarder;
 use sys::Offload;
 

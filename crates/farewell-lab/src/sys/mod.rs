@@ -1,5 +1,9 @@
 //! The lab's own OS calls (the library's are in `farewell::sys`). The only
-//! unsafe code of this crate is here, each block with its SAFETY note.
+//! unsafe code of this crate is here, each block with its SAFETY note: this module (namespaces,
+//! capabilities, signals) and [`packet`] (raw `AF_PACKET` sockets and the
+//! `SIOCETHTOOL` offload switch of the network paths).
+
+pub(crate) mod packet;
 
 use std::io;
 use std::os::fd::AsFd;
@@ -95,9 +99,13 @@ pub(crate) fn signal_process(pid: u32, signal: nix::sys::signal::Signal) -> io::
 ///
 /// # Errors
 ///
-/// `ESRCH` when no process is left in the group.
+/// When the kernel refuses the signal. A group with no process left is not
+/// an error: what the signal was for has happened.
 pub(crate) fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) -> io::Result<()> {
-    nix::sys::signal::killpg(as_pid(pgid)?, signal).map_err(io::Error::from)
+    match nix::sys::signal::killpg(as_pid(pgid)?, signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(io::Error::from(e)),
+    }
 }
 
 /// A positive pid (0 and negative ones mean groups or "everyone" to `kill(2)`).

@@ -1,10 +1,9 @@
 //! The OS calls of the network paths: raw `AF_PACKET` sockets for the
 //! forwarder and the `SIOCETHTOOL` switch of a link's TX checksum offload.
 //!
-//! The paths' only unsafe code, kept here as the crate's `sys/` keeps the
-//! library's (this module moves with the lab, so it does not reach into
-//! `crate::sys`). Every call acts in the network namespace of the *calling
-//! thread*: run it inside [`Netns::run`](super::super::netns::Netns::run).
+//! Used by the lab's network paths ([`crate::lab::path`]). Every call acts in
+//! the network namespace of the *calling thread*: run it inside
+//! [`Netns::run`](crate::lab::netns::Netns::run).
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
