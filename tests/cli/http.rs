@@ -10,7 +10,7 @@ use farewell::TcpState;
 use serde_json::Value;
 
 /// Kills the server if a test fails before it exits.
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -23,7 +23,7 @@ impl Drop for Server {
 /// bound address from stderr. PORT is below the ephemeral range with no
 /// sockets on it (`farewell_lab::support::port`), so the census on it sees only this
 /// server's sockets, not TIME-WAIT left by other tests' clients.
-fn serve_http(args: &[&str]) -> (Server, String, BufReader<std::process::ChildStderr>) {
+pub(crate) fn serve_http(args: &[&str]) -> (Server, String, BufReader<std::process::ChildStderr>) {
     let quiet = farewell_lab::support::port::bind_quiet_port([127, 0, 0, 1].into()).unwrap();
     let listen = quiet.local_addr().unwrap().to_string();
     drop(quiet);
@@ -60,7 +60,10 @@ fn curl(args: &[&str]) -> Vec<u8> {
 }
 
 /// Sends SIGTERM and waits (bounded) for the exit; returns the rest of stderr.
-fn terminate(mut server: Server, mut stderr: BufReader<std::process::ChildStderr>) -> String {
+pub(crate) fn terminate(
+    mut server: Server,
+    mut stderr: BufReader<std::process::ChildStderr>,
+) -> String {
     let pid = server.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -84,7 +87,7 @@ fn terminate(mut server: Server, mut stderr: BufReader<std::process::ChildStderr
     rest
 }
 
-fn server_time_wait(port: u16) -> usize {
+pub(crate) fn server_time_wait(port: u16) -> usize {
     census::count_by_state(&Filter::local_port(port).states(StateSet::single(TcpState::TimeWait)))
         .unwrap()
         .get(TcpState::TimeWait)

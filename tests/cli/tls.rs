@@ -2,45 +2,19 @@
 //! certificate file on stderr) and `--tls-cert`/`--tls-key` (PEM files),
 //! with curl as the client and the kernel's socket table as the judge.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader};
+use std::process::Command;
 
-use farewell::census::{self, Filter, StateSet};
-use farewell::TcpState;
+use crate::http::{serve_http, server_time_wait, terminate, Server};
 
-/// Kills the server if a test fails before it exits.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `farewell serve-http` on a quiet port with `args`; returns the
-/// server, its port, and its stderr after the `listening on` line.
+/// Starts `farewell serve-http` on a quiet port with a 1 s grace, a 3 s
+/// drain and `args`; returns the server, its port, and its stderr after the
+/// `listening on` line.
 fn serve_https(args: &[&str]) -> (Server, u16, BufReader<std::process::ChildStderr>) {
-    let quiet = farewell_lab::support::port::bind_quiet_port([127, 0, 0, 1].into()).unwrap();
-    let listen = quiet.local_addr().unwrap();
-    drop(quiet);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_farewell"))
-        .args(["serve-http", "--listen", &listen.to_string()])
-        .args(["--grace", "1s", "--drain-timeout", "3s"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the farewell binary runs");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(
-        line.starts_with("listening on "),
-        "first stderr line: {line:?}"
-    );
-    (Server(child), listen.port(), stderr)
+    let all = [&["--grace", "1s", "--drain-timeout", "3s"][..], args].concat();
+    let (server, addr, stderr) = serve_http(&all);
+    let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+    (server, port, stderr)
 }
 
 /// curl over HTTPS to localhost:`port` (resolved to 127.0.0.1), trusting `cafile`.
@@ -66,37 +40,6 @@ fn curl_https(cafile: &str, port: u16, args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
-}
-
-/// Sends SIGTERM and waits (bounded) for the exit; returns the rest of stderr.
-fn terminate(mut server: Server, mut stderr: BufReader<std::process::ChildStderr>) -> String {
-    let pid = server.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve-http did not exit within 20s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    assert!(status.success(), "exit {status}: {rest}");
-    rest
-}
-
-fn server_time_wait(port: u16) -> usize {
-    census::count_by_state(&Filter::local_port(port).states(StateSet::single(TcpState::TimeWait)))
-        .unwrap()
-        .get(TcpState::TimeWait)
 }
 
 #[test]
