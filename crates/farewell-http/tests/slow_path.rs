@@ -5,6 +5,8 @@
 //! byte and the server keeps no TIME-WAIT. Plain hyper-style `close()`
 //! (`--policy plain`) is the contrast: it delivers too, and keeps TIME-WAIT.
 //!
+//! Also a close-delimited HTTP/1.0 response over the same kind of path.
+//!
 //! Its own test binary: building the path forks `ip`, `tc` and `nft`, and a
 //! fork holds copies of other tests' sockets until it execs. Needs
 //! `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`, `ip`, `tc` and `curl`; without them it
@@ -23,6 +25,10 @@ use hyper::service::service_fn;
 const BODY: usize = 768 * 1024;
 const RATE: u64 = 1_000_000;
 
+/// One test at a time: building a path forks `ip` and `tc`, and a fork
+/// holds copies of the other test's sockets until it execs.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn may_run(test: &str) -> bool {
     if let Some(why) = PathKind::Slow.unavailable() {
         eprintln!("skipped: {test}: {why}");
@@ -34,7 +40,21 @@ fn may_run(test: &str) -> bool {
 /// Serves one `GET /bytes/BODY` with `Connection: close` to curl in the
 /// client namespace; returns what curl saved, the outcome, and the server's
 /// sockets by state once the teardown is over.
-fn fetch_over(path: &NetPath, policy: Policy) -> (Vec<u8>, Outcome, census::StateCounts) {
+/// What one fetch over the path produced.
+struct Fetched {
+    /// What curl saved.
+    body: Vec<u8>,
+    /// The teardown's outcome (none for a close-delimited response, which
+    /// the server ends itself).
+    outcome: Option<Outcome>,
+    report: farewell_http::ServeReport,
+    /// The server's sockets by state once everything settled.
+    counts: census::StateCounts,
+}
+
+/// Serves one GET of `route` to curl (with `curl_args`) in the client
+/// namespace, then shuts the server down and reads the census.
+fn fetch(path: &NetPath, policy: Policy, route: &str, curl_args: &[&str]) -> Fetched {
     let ip = path.server_ip();
     let listener = path
         .server(|| std::net::TcpListener::bind((ip, 0)))
@@ -63,22 +83,18 @@ fn fetch_over(path: &NetPath, policy: Policy) -> (Vec<u8>, Outcome, census::Stat
         std::process::id(),
         addr.port()
     ));
-    let url = format!("http://{addr}/bytes/{BODY}");
+    let url = format!("http://{addr}{route}");
     let client = path
         .client_netns()
         .expect("a slow path has a client namespace");
     let curl = client.exec(
         "curl",
         &[
-            "-sS",
-            "--max-time",
-            "60",
-            "-H",
-            "Connection: close",
-            "-o",
-            file.to_str().unwrap(),
-            &url,
-        ],
+            &["-sS", "--max-time", "60", "-o", file.to_str().unwrap()][..],
+            curl_args,
+            &[url.as_str()],
+        ]
+        .concat(),
     );
     let body = std::fs::read(&file).unwrap_or_default();
     let _ = std::fs::remove_file(&file);
@@ -89,7 +105,7 @@ fn fetch_over(path: &NetPath, policy: Policy) -> (Vec<u8>, Outcome, census::Stat
     // The teardown ends by itself (the client closed, or the grace passed);
     // then shut down and read the census in the server's namespace.
     let _ = stop.send(());
-    runtime
+    let report = runtime
         .block_on(async { tokio::time::timeout(Duration::from_secs(60), server).await })
         .expect("the server shuts down within 60 s")
         .unwrap()
@@ -113,8 +129,21 @@ fn fetch_over(path: &NetPath, policy: Policy) -> (Vec<u8>, Outcome, census::Stat
         std::thread::sleep(Duration::from_millis(20));
         counts = count();
     }
-    let outcome = outcomes.lock().unwrap().pop().expect("one teardown");
-    (body, outcome, counts)
+    let outcome = outcomes.lock().unwrap().pop();
+    Fetched {
+        body,
+        outcome,
+        report,
+        counts,
+    }
+}
+
+/// A large `Connection: close` response of known length.
+fn fetch_over(path: &NetPath, policy: Policy) -> (Vec<u8>, Outcome, census::StateCounts) {
+    let route = format!("/bytes/{BODY}");
+    let got = fetch(path, policy, &route, &["-H", "Connection: close"]);
+    let outcome = got.outcome.expect("one teardown");
+    (got.body, outcome, got.counts)
 }
 
 fn assert_demo_body(body: &[u8]) {
@@ -131,6 +160,7 @@ fn peer_first_delivers_a_large_close_response_over_a_slow_path_without_server_ti
     if !may_run(test) {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let path = NetPath::new(PathSpec::Slow(Slow {
         rate: RATE,
         ..Slow::default()
@@ -165,5 +195,45 @@ fn peer_first_delivers_a_large_close_response_over_a_slow_path_without_server_ti
         counts.get(TcpState::TimeWait),
         1,
         "plain keeps TIME-WAIT: {counts:?}"
+    );
+}
+
+/// A close-delimited response (HTTP/1.0, length unknown) over the slow path:
+/// the server's FIN must end it, after the body was delivered, and the
+/// FIN's ACK is answered with a reset so neither side keeps TIME-WAIT. On
+/// loopback the client's ACK and FIN come together; here they cross a
+/// rate-limited link, so this checks the same claim over a real path.
+#[test]
+fn close_delimited_response_over_a_slow_path_is_whole_and_leaves_no_server_time_wait() {
+    let test = "close_delimited_response_over_a_slow_path_is_whole_and_leaves_no_server_time_wait";
+    if !may_run(test) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = NetPath::new(PathSpec::Slow(Slow {
+        rate: RATE,
+        ..Slow::default()
+    }))
+    .expect("the slow path");
+    let peer_first = Policy::PeerFirst(PeerFirst {
+        drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
+        ..PeerFirst::default()
+    });
+    let route = format!("/stream/{BODY}");
+    let got = fetch(&path, peer_first, &route, &["--http1.0"]);
+    eprintln!("{}", got.report);
+    assert_demo_body(&got.body);
+    assert_eq!(got.report.close_delimited, 1, "{}", got.report);
+    assert_eq!(
+        got.counts.get(TcpState::TimeWait),
+        0,
+        "server TIME-WAIT: {:?}",
+        got.counts
+    );
+    assert_eq!(
+        got.counts.total(),
+        0,
+        "server sockets left: {:?}",
+        got.counts
     );
 }
