@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::record::{Cause, CauseCell, CauseCounts, Connections};
+use crate::shutdown::Shutdown;
+use crate::upgrade::{self, UpgradeState, Upgrades};
 use crate::{decide, delimited};
 use std::net::SocketAddr;
 
@@ -67,10 +69,16 @@ impl Handover for TcpStream {
         tokio::spawn(async move {
             let end =
                 delimited::end(self, settings, || shared.forcing.load(Ordering::Relaxed)).await;
+            let delivered = end == delimited::End::Delivered;
             shared
                 .ended
-                .close_delimited_ended(cause, requests, end == delimited::End::Delivered);
-            shared.delimited.ended(end);
+                .close_delimited_ended(cause, requests, delivered);
+            if cause == Cause::Upgrade {
+                upgrade::counted(&shared.upgrades, delivered);
+                shared.delimited.ended(None);
+            } else {
+                shared.delimited.ended(Some(end));
+            }
         });
     }
 
@@ -102,6 +110,8 @@ pub(crate) struct Shared {
     /// laggards at shutdown): reset once everything written is ACKed.
     pub(crate) quiet_policy: Policy,
     pub(crate) idle_timeout: Duration,
+    /// How long an upgraded connection may move no byte before it is cut.
+    pub(crate) upgrade_idle_timeout: Duration,
     pub(crate) max_requests: Option<u64>,
     /// Set when the shutdown deadline passed: every connection still open is a laggard.
     pub(crate) forcing: AtomicBool,
@@ -113,6 +123,10 @@ pub(crate) struct Shared {
     /// Connections by the cause of their end.
     pub(crate) causes: CauseCounts,
     pub(crate) ended: Arc<Connections>,
+    /// Put in every request's extensions.
+    pub(crate) shutdown: Shutdown,
+    /// Upgraded connections a handler holds, and how they ended.
+    pub(crate) upgrades: Upgrades,
 }
 
 /// The close-delimited endings ([`delimited`]) of one server: counted, and
@@ -130,12 +144,17 @@ impl Delimited {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn ended(&self, end: delimited::End) {
-        match end {
-            delimited::End::Delivered => &self.delivered,
-            delimited::End::ResetUndelivered => &self.reset_undelivered,
+    /// One ending is over; counted here unless `end` is `None` (an upgraded
+    /// connection's, counted in [`Upgrades`]).
+    fn ended(&self, end: Option<delimited::End>) {
+        let counter = match end {
+            Some(delimited::End::Delivered) => Some(&self.delivered),
+            Some(delimited::End::ResetUndelivered) => Some(&self.reset_undelivered),
+            None => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
         }
-        .fetch_add(1, Ordering::Relaxed);
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.all_ended.notify_waiters();
         }
@@ -173,6 +192,8 @@ pub(crate) struct ConnState {
     pub(crate) close_delimited: AtomicBool,
     /// Why the connection ends, once something decided it.
     pub(crate) cause: CauseCell,
+    /// After an upgrade: cut or not, released or not.
+    pub(crate) upgrade: UpgradeState,
 }
 
 impl ConnState {
@@ -188,6 +209,7 @@ impl ConnState {
             limit_reached: Notify::new(),
             close_delimited: AtomicBool::new(false),
             cause: CauseCell::default(),
+            upgrade: UpgradeState::default(),
         }
     }
 
@@ -233,11 +255,14 @@ impl ConnState {
         let requests = self.requests.load(Ordering::Relaxed);
         self.shared.causes.add(cause);
         let shared = &self.shared;
+        // An upgraded stream the handler dropped ends with the server's FIN,
+        // as a close-delimited body does (see `upgrade`); a cut one, quietly.
+        let upgraded = upgrade::ending(self);
         match decide::teardown(
             (mark != NOT_CLOSING).then_some(mark),
             self.written.load(Ordering::Relaxed),
-            self.shared.forcing.load(Ordering::Relaxed),
-            self.close_delimited.load(Ordering::Relaxed),
+            shared.forcing.load(Ordering::Relaxed) || upgraded == upgrade::Ending::Cut,
+            self.close_delimited.load(Ordering::Relaxed) || upgraded == upgrade::Ending::Closed,
         ) {
             decide::Teardown::Quiet => {
                 let peer = stream.peer();
@@ -255,5 +280,6 @@ impl ConnState {
                 stream.end_close_delimited(shared, shared.policy, cause, requests)
             }
         }
+        self.upgrade.released(&shared.upgrades);
     }
 }

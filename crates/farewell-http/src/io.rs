@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::conn::{ConnState, Handover};
+use crate::upgrade::{self, Direction};
 
 /// A stream (TCP, or TLS over TCP) lent to hyper for the life of one connection.
 ///
@@ -48,10 +49,16 @@ impl<S: Handover> AsyncRead for TeardownIo<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.conn.upgrade.is_cut() {
+            return Poll::Ready(Err(upgrade::cut_error()));
+        }
         let before = buf.filled().len();
         let poll = self.stream().poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.conn.touch();
+        }
+        if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Read) {
+            return Poll::Ready(Err(upgrade::cut_error()));
         }
         poll
     }
@@ -63,9 +70,15 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.conn.upgrade.is_cut() {
+            return Poll::Ready(Err(upgrade::cut_error()));
+        }
         let poll = self.stream().poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll {
             self.conn.wrote(n);
+        }
+        if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Write) {
+            return Poll::Ready(Err(upgrade::cut_error()));
         }
         poll
     }
@@ -75,9 +88,15 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.conn.upgrade.is_cut() {
+            return Poll::Ready(Err(upgrade::cut_error()));
+        }
         let poll = self.stream().poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = poll {
             self.conn.wrote(n);
+        }
+        if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Write) {
+            return Poll::Ready(Err(upgrade::cut_error()));
         }
         poll
     }

@@ -23,6 +23,8 @@
 //! | keep-alive idle timeout (h2), max requests (h2) | GOAWAY; **no FIN** | as for `Connection: close` | the client; nobody if reset |
 //! | response sent before the request body was read (early 413/401) | the response, `Connection: close`; no FIN | reads and discards the unread body (up to the drain limit, within the grace) until the client's FIN, so the client reads the response instead of a reset (RFC 9112 §9.6); over the limit: RST | the client; nobody if reset |
 //! | the last response's body is close-delimited (HTTP/1.0 client, length unknown: only the server's close can end it) | the body; once every byte is ACKed, a **FIN** (see below) | RST by the kernel when the FIN is ACKed | nobody |
+//! | an upgraded connection (`101`, e.g. a WebSocket) whose handler said the protocol's goodbye (a close frame) and dropped the stream | (the handler wrote the goodbye); once every byte is ACKed, a **FIN**, as for a close-delimited body: RFC 6455 §7.1.1 has the server close TCP first, and clients wait for it | RST by the kernel when the FIN is ACKed; if the client's FIN came first, a passive close | nobody; the client if it closed first |
+//! | an upgraded connection idle past [`Server::upgrade_idle_timeout`], or still held at the shutdown deadline | nothing: its reads and writes fail, the handler drops it | RST once everything written is ACKed | nobody |
 //! | server shutdown | in-flight responses finish with `Connection: close` / GOAWAY; idle HTTP/1.1 connections as for the idle timeout | as above; laggards after the shutdown timeout: RST once their bytes are ACKed | the client; nobody if reset |
 //!
 //! **Why an idle HTTP/1.1 connection is reset rather than given a grace.**
@@ -125,9 +127,50 @@
 //! `Connection: close` by the server itself (RFC 9112 §3.2: hyper does not
 //! check); the service never sees it.
 //!
-//! HTTP upgrades (WebSocket) are served: the upgraded stream still holds the
-//! wrapper, so its teardown runs the same policy when the upgraded stream is
-//! dropped. Read-ahead bytes hyper had buffered past the last response
+//! # Upgrades (WebSocket) and the shutdown signal
+//!
+//! HTTP/1.1 upgrades are served (`hyper::upgrade::on`): the upgraded stream
+//! still holds the wrapper, and the server keeps track of it after hyper is
+//! done. A WebSocket has its own goodbye, the close frame, and after the close
+//! handshake the client waits for the server to close TCP (RFC 6455 §7.1.1,
+//! §7.1.2; Python `websockets` waits, Node `ws` ends its side itself). So
+//! when the handler drops the stream, the server ends it as it ends a
+//! close-delimited body: everything written ACKed, then its FIN, reset by the
+//! kernel on that FIN's ACK; the client reads the end of file at once and
+//! nobody keeps TIME-WAIT ([`ServeReport::upgrades_closed`]). The keep-alive
+//! idle timeout does not apply to an upgraded connection; its own bound is
+//! [`Server::upgrade_idle_timeout`] (no byte either way; ping/pong counts).
+//!
+//! Every request carries a [`Shutdown`] in its extensions (axum:
+//! `Extension<Shutdown>`). When the server shuts down, a WebSocket handler
+//! sends close 1001 ("going away", RFC 6455 §7.4.1), reads the client's close,
+//! and drops the stream; the drain waits for it up to
+//! [`Server::shutdown_timeout`]. At the deadline, upgraded streams still held
+//! are cut (reads and writes fail with `ErrorKind::TimedOut`), reset once
+//! their bytes are ACKed, and counted in [`ServeReport::forced`].
+//!
+//! Over TLS (`Server::tls`), an upgraded stream ends with `close_notify` and
+//! the policy, as any TLS connection does: no FIN-first ending there.
+//!
+//! ```no_run
+//! use axum::extract::Request;
+//! use axum::{routing::get, Extension, Router};
+//! use farewell_http::Shutdown;
+//!
+//! async fn ws(Extension(shutdown): Extension<Shutdown>, request: Request) -> &'static str {
+//!     // Upgrade with `hyper::upgrade::on(request)`, then, in the socket's task:
+//!     // tokio::select! { msg = socket.next() => ..., () = shutdown.requested() => {
+//!     //     send close 1001, read until the client's close, return } }
+//!     # let _ = (shutdown, request);
+//!     "..."
+//! }
+//! # #[allow(dead_code)]
+//! # fn app() -> Router { Router::new().route("/ws", get(ws)) }
+//! ```
+//!
+//! # Read-ahead
+//!
+//! Read-ahead bytes hyper had buffered past the last response
 //! (pipelined requests after a `Connection: close`) are discarded, as
 //! RFC 9112 §9.3.2 allows.
 #![deny(unsafe_code)]
@@ -141,11 +184,14 @@ mod io;
 mod record;
 mod server;
 mod service;
+mod shutdown;
+mod upgrade;
 
 pub use record::{Cause, ConnectionOutcome};
 #[cfg(feature = "rustls")]
 pub use server::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
-pub use server::{serve, ServeReport, Server, DEFAULT_DRAIN_LIMIT};
+pub use server::{serve, ServeReport, Server, DEFAULT_DRAIN_LIMIT, DEFAULT_UPGRADE_IDLE_TIMEOUT};
+pub use shutdown::Shutdown;
 
 /// rustls, as farewell-http uses it (feature `rustls`): build the
 /// [`rustls::ServerConfig`] for [`Server::tls`] with it, so the versions match.

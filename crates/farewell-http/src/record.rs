@@ -32,7 +32,11 @@ pub enum Cause {
     /// The server shut down.
     Shutdown,
     /// The connection was upgraded (`101 Switching Protocols`, e.g. a
-    /// WebSocket) and the upgraded stream was dropped.
+    /// WebSocket) and the upgraded stream was dropped by its handler (ended
+    /// with the server's FIN, reset on its ACK, see
+    /// [`ServeReport::upgrades_closed`](crate::ServeReport::upgrades_closed)),
+    /// or cut by the idle bound or the shutdown deadline (reset once its bytes
+    /// are ACKed).
     Upgrade,
     /// hyper ended the connection with an error (a malformed request, a
     /// failed write, a body that could not be read).
@@ -102,6 +106,8 @@ pub struct ConnectionOutcome {
     /// The last response's body was close-delimited (HTTP/1.0, length
     /// unknown) and ended with the server's FIN, reset by the kernel on its
     /// ACK ([`ServeReport::close_delimited`](crate::ServeReport::close_delimited)).
+    /// Also true for an upgraded connection ([`Cause::Upgrade`]) its handler
+    /// dropped, which ends the same way.
     pub close_delimited: bool,
     /// The teardown's outcome; `None` for a close-delimited ending, which
     /// farewell-http closes itself, and for a connection whose peer address

@@ -25,6 +25,8 @@ use crate::decide;
 use crate::io::TeardownIo;
 use crate::record::{Cause, CauseCounts, ConnectionHook, ConnectionOutcome, Connections};
 use crate::service::Counted;
+use crate::shutdown::Shutdown;
+use crate::upgrade::{self, Upgrades};
 
 type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
 
@@ -32,6 +34,14 @@ type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
 /// unread body of a request answered early (a 413 for a 1 MB upload) is read
 /// and discarded instead of being met with a reset (RFC 9112 §9.6).
 pub const DEFAULT_DRAIN_LIMIT: u64 = 2 * 1024 * 1024;
+
+/// The default idle bound of an upgraded connection (a WebSocket): 300 s
+/// with no byte moving either way. See [`Server::upgrade_idle_timeout`].
+pub const DEFAULT_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// At a forced shutdown, how long the handlers of cut upgraded connections
+/// have to notice (their next read or write fails) and drop their streams.
+const CUT_HANDLERS_WAIT: Duration = Duration::from_secs(1);
 
 /// The default TLS handshake deadline of [`Server`]: 10 s, the order of
 /// nginx's `ssl_handshake_timeout` (60 s) cut for a connection that has sent
@@ -69,6 +79,7 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Server {
     policy: Policy,
     idle_timeout: Duration,
+    upgrade_idle_timeout: Duration,
     max_requests: Option<u64>,
     shutdown_timeout: Duration,
     on_outcome: Option<OutcomeHook>,
@@ -90,6 +101,7 @@ impl fmt::Debug for Server {
         f.debug_struct("Server")
             .field("policy", &self.policy)
             .field("idle_timeout", &self.idle_timeout)
+            .field("upgrade_idle_timeout", &self.upgrade_idle_timeout)
             .field("max_requests", &self.max_requests)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("tls", &self.is_tls())
@@ -100,8 +112,8 @@ impl fmt::Debug for Server {
 impl Server {
     /// A server with the defaults: peer-first (deliver the last response while
     /// the client keeps ACKing it, 15 s stall timeout, 60 s cap; then 2 s
-    /// grace; [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, no request limit,
-    /// 10 s shutdown timeout.
+    /// grace; [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, 300 s
+    /// idle bound for upgraded connections, no request limit, 10 s shutdown timeout.
     pub fn new() -> Server {
         Server {
             policy: Policy::PeerFirst(PeerFirst {
@@ -109,6 +121,7 @@ impl Server {
                 ..PeerFirst::default()
             }),
             idle_timeout: Duration::from_secs(60),
+            upgrade_idle_timeout: DEFAULT_UPGRADE_IDLE_TIMEOUT,
             max_requests: None,
             shutdown_timeout: Duration::from_secs(10),
             on_outcome: None,
@@ -205,6 +218,22 @@ impl Server {
         self
     }
 
+    /// How long an upgraded connection (`101 Switching Protocols`, e.g. a
+    /// WebSocket) may move no byte, either way, before the server cuts it
+    /// (default [`DEFAULT_UPGRADE_IDLE_TIMEOUT`], 300 s).
+    ///
+    /// The keep-alive [`idle_timeout`](Server::idle_timeout) does not apply
+    /// after an upgrade: a WebSocket may rightly sit quiet longer than an idle
+    /// HTTP connection, and its protocol has its own keep-alive (ping/pong,
+    /// RFC 6455 §5.5.2) which counts as bytes moving. Once cut, the upgraded
+    /// stream's reads and writes fail (`ErrorKind::TimedOut`), so the handler
+    /// ends; its socket is reset once everything written is ACKed (no FIN, no
+    /// TIME-WAIT on either side). Counted in [`ServeReport::upgrades_idle_cut`].
+    pub fn upgrade_idle_timeout(mut self, idle: Duration) -> Server {
+        self.upgrade_idle_timeout = idle.min(farewell::policy::MAX_WAIT);
+        self
+    }
+
     /// After this many requests on one connection, the last response carries
     /// `Connection: close` (HTTP/1.1) or the connection gets a GOAWAY (h2).
     /// `None` (the default): no limit.
@@ -215,6 +244,13 @@ impl Server {
 
     /// At shutdown, how long connections have to finish before the laggards are
     /// reset (after their written bytes are ACKed, within the policy's bound). Default 10 s.
+    ///
+    /// Upgraded connections (a WebSocket) are waited for too: their handlers
+    /// see the [`Shutdown`] in their request's extensions, say the protocol's
+    /// goodbye (close code 1001) and drop the stream. Those still held at the
+    /// deadline are cut: their reads and writes fail, and once the handler
+    /// drops the stream it is reset after its bytes are ACKed. They count in
+    /// [`ServeReport::forced`].
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Server {
         self.shutdown_timeout = timeout.min(farewell::policy::MAX_WAIT);
         self
@@ -315,6 +351,7 @@ impl Server {
                 self.tls_handshake_timeout,
             )
         });
+        let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             closer: closer.build(),
             policy: self.policy,
@@ -326,6 +363,7 @@ impl Server {
                 other => other,
             },
             idle_timeout: self.idle_timeout,
+            upgrade_idle_timeout: self.upgrade_idle_timeout,
             max_requests: self.max_requests,
             forcing: AtomicBool::new(false),
             connections: AtomicU64::new(0),
@@ -334,6 +372,8 @@ impl Server {
             delimited: Delimited::default(),
             causes: CauseCounts::default(),
             ended,
+            shutdown: Shutdown::new(stop_rx.clone()),
+            upgrades: Upgrades::default(),
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A client may send its requests and then its FIN (`shutdown(SHUT_WR)`,
@@ -344,7 +384,6 @@ impl Server {
         // (peer-closed: the client keeps TIME-WAIT).
         builder.http1().half_close(true);
         let builder = Arc::new(builder);
-        let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
         tokio::pin!(shutdown);
@@ -397,7 +436,20 @@ impl Server {
                     shared.forcing.store(true, Ordering::Relaxed);
                     // Dropping each connection drops its IO, which hands the
                     // socket to the closer with the quiet (confirmed reset) policy.
+                    // An upgraded connection's task holds no IO (its handler
+                    // does): dropping the task cuts the stream, the handler's
+                    // reads and writes fail, and it drops the stream.
                     tasks.shutdown().await;
+                    if tokio::time::timeout(CUT_HANDLERS_WAIT, shared.upgrades.all_closed())
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(
+                            held = shared.upgrades.open(),
+                            "upgraded connections cut at shutdown are still held by their \
+                             handlers; a handler should end when a read or write fails"
+                        );
+                    }
                     break;
                 }
             }
@@ -415,6 +467,9 @@ impl Server {
             close_delimited: shared.delimited.delivered.load(Ordering::Relaxed),
             close_delimited_undelivered: shared.delimited.reset_undelivered.load(Ordering::Relaxed),
             causes: shared.causes.snapshot(),
+            upgrades_closed: shared.upgrades.closed.load(Ordering::Relaxed),
+            upgrades_reset_undelivered: shared.upgrades.reset_undelivered.load(Ordering::Relaxed),
+            upgrades_idle_cut: shared.upgrades.idle_cut.load(Ordering::Relaxed),
         })
     }
 }
@@ -520,6 +575,9 @@ pub(crate) async fn serve_connection<S, B>(
             }
         }
     }
+    // After an upgrade hyper is done, but the handler holds the socket: watch
+    // it until the handler drops it (the drain at shutdown waits for this task).
+    upgrade::watch(&state).await;
 }
 
 /// Logs an accept error; pauses when the process is out of descriptors or memory,
@@ -611,6 +669,19 @@ pub struct ServeReport {
     /// Connections by why they ended ([`Cause`]), the causes with none left
     /// out, in [`Cause::ALL`] order.
     pub causes: Vec<(Cause, u64)>,
+    /// Upgraded connections (a WebSocket, over TCP, under peer-first) whose
+    /// handler dropped the stream: ended as a close-delimited body is, with
+    /// the server's FIN once everything written was ACKed, reset by the
+    /// kernel on that FIN's ACK (or a passive close when the client's FIN came
+    /// first). The client reads the end of file it waits for after the close
+    /// handshake (RFC 6455 §7.1.1), and nobody keeps TIME-WAIT. Not in
+    /// [`ServeReport::teardowns`].
+    pub upgrades_closed: u64,
+    /// Upgraded connections whose last bytes were not ACKed (stalled, or the
+    /// connection failed): reset without a FIN.
+    pub upgrades_reset_undelivered: u64,
+    /// Upgraded connections cut by [`Server::upgrade_idle_timeout`].
+    pub upgrades_idle_cut: u64,
 }
 
 impl fmt::Display for ServeReport {
@@ -631,6 +702,13 @@ impl fmt::Display for ServeReport {
                 f,
                 "; TLS: {} handshakes failed, close_notify from {} clients",
                 self.tls_handshakes_failed, self.peer_close_notify
+            )?;
+        }
+        if self.upgrades_closed + self.upgrades_reset_undelivered + self.upgrades_idle_cut > 0 {
+            write!(
+                f,
+                "; upgrades: {} ended by the server's close (FIN reset on its ACK, or passive), {} reset undelivered, {} cut idle",
+                self.upgrades_closed, self.upgrades_reset_undelivered, self.upgrades_idle_cut
             )?;
         }
         if self.close_delimited + self.close_delimited_undelivered > 0 {

@@ -42,8 +42,11 @@ where
     type Error = S::Error;
     type Future = CountedFuture<S::Future>;
 
-    fn call(&self, request: Request<R>) -> Self::Future {
+    fn call(&self, mut request: Request<R>) -> Self::Future {
         let conn = &self.conn;
+        request
+            .extensions_mut()
+            .insert(conn.shared.shutdown.clone());
         conn.shared.requests.fetch_add(1, Ordering::Relaxed);
         let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = decide::request_limit(n, conn.shared.max_requests, request.version());
