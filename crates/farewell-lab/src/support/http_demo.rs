@@ -8,6 +8,8 @@
 //! | `POST /upload` with a body ≤ [`UPLOAD_LIMIT`] | `200`, `received N bytes\n`, after reading it all |
 //! | `POST /upload` with a larger `Content-Length` | `413` at once, body **not** read |
 //! | `POST /upload` whose body cannot be read (bad chunk size, LF-only chunk lines, cut short) | `400` |
+//! | `GET /ws` with a WebSocket upgrade (RFC 6455 §4.2) | `101`, then a WebSocket echo (see [`WS_MAX_MESSAGE`]); at the server's shutdown ([`farewell_http::Shutdown`]) it sends close 1001 and finishes |
+//! | `GET /ws` without one | `400` |
 //! | anything else | `404` |
 //!
 //! The early 413 is the case RFC 9112 §9.6 warns about: the server answers
@@ -80,6 +82,14 @@ impl http_body::Body for PatternStream {
     }
 }
 
+/// The largest WebSocket message (and frame) `/ws` takes; a larger one ends
+/// the connection with close 1009 (message too big), so a flooding client
+/// costs bounded memory.
+pub const WS_MAX_MESSAGE: usize = 1024 * 1024;
+
+/// At shutdown, how long `/ws` waits for the client's close frame after its own (1001).
+pub const WS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The body of `GET /`.
 pub const HELLO: &str = "hello from farewell-http\n";
 
@@ -120,6 +130,7 @@ where
             ),
         },
         (&Method::POST, "/upload") => upload(request).await,
+        (&Method::GET, "/ws") => websocket(request),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(response.map(Either::Left))
@@ -168,4 +179,120 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
         header::HeaderValue::from_static("text/plain"),
     );
     response
+}
+
+/// `GET /ws`: answers the upgrade with `101` and runs [`echo`] on the upgraded
+/// stream in a task of its own.
+fn websocket<B>(mut request: Request<B>) -> Response<Full<Bytes>> {
+    let headers = request.headers();
+    let has = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    let key = headers.get(header::SEC_WEBSOCKET_KEY);
+    let (true, true, true, Some(key)) = (
+        has(header::CONNECTION, "upgrade"),
+        has(header::UPGRADE, "websocket"),
+        has(header::SEC_WEBSOCKET_VERSION, "13"),
+        key,
+    ) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "want a WebSocket upgrade: Connection: Upgrade, Upgrade: websocket, \
+             Sec-WebSocket-Version: 13, Sec-WebSocket-Key\n",
+        );
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let shutdown = request
+        .extensions()
+        .get::<farewell_http::Shutdown>()
+        .cloned();
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => echo(hyper_util::rt::TokioIo::new(upgraded), shutdown).await,
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("upgrade"),
+    );
+    headers.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    if let Ok(accept) = header::HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// A WebSocket echo on an upgraded stream: every text and binary message
+/// comes back as it came. Ends when the client's close handshake completes
+/// (tungstenite answers the close frame), on an error, or, when `shutdown` is
+/// requested, after sending close 1001 ("going away", RFC 6455 §7.4.1) and
+/// reading until the client's close (at most [`WS_CLOSE_WAIT`]). Dropping the
+/// stream then lets the server close the TCP connection (RFC 6455 §7.1.1).
+pub async fn echo<S>(stream: S, shutdown: Option<farewell_http::Shutdown>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(WS_MAX_MESSAGE))
+        .max_frame_size(Some(WS_MAX_MESSAGE));
+    let mut ws =
+        tokio_tungstenite::WebSocketStream::from_raw_socket(stream, Role::Server, Some(config))
+            .await;
+    let going_away = async {
+        match &shutdown {
+            Some(shutdown) => shutdown.requested().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(going_away);
+    loop {
+        tokio::select! {
+            message = ws.next() => match message {
+                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                    if ws.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                // Ping, pong, and the client's close: tungstenite answers
+                // them on the next read, which then ends the stream.
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "WebSocket ended");
+                    return;
+                }
+                None => return,
+            },
+            () = &mut going_away => {
+                let close = CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "server shutting down".into(),
+                };
+                if ws.send(Message::Close(Some(close))).await.is_ok() {
+                    let _ = tokio::time::timeout(WS_CLOSE_WAIT, async {
+                        while let Some(Ok(_)) = ws.next().await {}
+                    })
+                    .await;
+                }
+                return;
+            }
+        }
+    }
 }
