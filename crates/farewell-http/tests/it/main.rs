@@ -11,3 +11,4 @@ mod outcomes;
 mod python;
 mod statuses;
 mod tls;
+mod websocket;

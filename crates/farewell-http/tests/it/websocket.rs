@@ -1,0 +1,446 @@
+//! WebSocket clients we did not write (Python `websockets`, Node `ws`)
+//! against the demo's `/ws` echo on farewell-http: the echo comes back
+//! intact, each close ends with the code the client reports, the client that
+//! waits for the server's TCP close (RFC 6455 §7.1.1) gets it, and the kernel's
+//! socket table on the server's port is left empty (no TIME-WAIT). Then the
+//! server's bounds on upgraded connections: the shutdown signal (close 1001),
+//! the idle bound, and the shutdown deadline for a handler that ignores the
+//! signal.
+
+use crate::common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use farewell::{PeerFirst, Policy};
+use farewell_http::{Cause, ConnectionOutcome, ServeReport, Server, Shutdown};
+use farewell_lab::support::tools;
+use hyper::service::service_fn;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+/// A long grace, so that a server which waits for the client's FIN after the
+/// close handshake (the client waits for ours) is caught: the client would
+/// take the whole grace, or its own close timeout, to see the end.
+const LONG_GRACE: Duration = Duration::from_secs(15);
+
+/// A client's close counts as prompt below this; the slow ways it could end
+/// instead (the grace's reset, the client's own 20 s close timeout) take longer.
+const PROMPT: f64 = 8.0;
+
+/// Python `websockets` (asyncio API): echo a text and a binary message, then
+/// `client-closes` (close 1000, then wait, as RFC 6455 §7.1.1 says and
+/// websockets does, for the server to close TCP), `server-closes` (print
+/// `ready`, then wait for the server's close frame and TCP close) or `silent`
+/// (print `ready`, then send nothing and wait). Prints
+/// `closed CODE REASON SECONDS`, the seconds from the close (or `ready`) to
+/// the TCP connection's end.
+const PYTHON: &str = r#"
+import asyncio, sys, time
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+port, mode = int(sys.argv[1]), sys.argv[2]
+async def main():
+    ws = await connect(f"ws://127.0.0.1:{port}/ws", ping_interval=None, close_timeout=20, max_size=2**21)
+    text = "héllo wörld " * 2000
+    await ws.send(text)
+    assert await ws.recv() == text, "text echo differs"
+    data = bytes(range(256)) * 1024
+    await ws.send(data)
+    assert await ws.recv() == data, "binary echo differs"
+    start = time.monotonic()
+    if mode == "client-closes":
+        await ws.close(1000, "done")
+    else:
+        print("ready", flush=True)
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed:
+            pass
+        await ws.wait_closed()
+    took = time.monotonic() - start
+    print("closed", ws.close_code, ws.close_reason or "-", f"{took:.3f}", flush=True)
+asyncio.run(asyncio.wait_for(main(), 25))
+"#;
+
+/// Node `ws`: echo a text and a binary message, then as [`PYTHON`]
+/// (`client-closes` or `server-closes`). `ws` ends the TCP connection itself
+/// (its FIN) once the close handshake is complete.
+const NODE: &str = r#"
+const WebSocket = require('ws');
+const [port, mode] = process.argv.slice(1);
+const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { maxPayload: 2 ** 21 });
+const text = 'héllo wörld '.repeat(2000);
+const data = Buffer.alloc(256 * 1024, 0).map((_, i) => i % 256);
+let step = 0, start = 0;
+ws.on('open', () => ws.send(text));
+ws.on('message', (msg, binary) => {
+  step += 1;
+  if (step === 1) {
+    if (binary || msg.toString() !== text) { console.log('bad text echo'); process.exit(1); }
+    ws.send(data);
+  } else if (step === 2) {
+    if (!binary || Buffer.compare(msg, data) !== 0) { console.log('bad binary echo'); process.exit(1); }
+    start = Date.now();
+    if (mode === 'client-closes') ws.close(1000, 'done'); else console.log('ready');
+  }
+});
+ws.on('error', (e) => console.log('error', e.code || e.message));
+ws.on('close', (code, reason) => {
+  console.log('closed', code, reason.toString() || '-', ((Date.now() - start) / 1000).toFixed(3));
+  process.exit(0);
+});
+setTimeout(() => { console.log('timeout'); process.exit(2); }, 25000);
+"#;
+
+/// A server with [`LONG_GRACE`], the demo handler, every connection's end
+/// recorded. `ignore_shutdown`: the handler does not see the [`Shutdown`]
+/// signal (it is taken out of the request), as a handler that ignores it.
+struct WsServer {
+    addr: std::net::SocketAddr,
+    connections: Arc<Mutex<Vec<ConnectionOutcome>>>,
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<std::io::Result<ServeReport>>,
+}
+
+fn ws_server() -> Server {
+    Server::new()
+        .policy(Policy::PeerFirst(PeerFirst {
+            grace: LONG_GRACE,
+            stall_timeout: Duration::from_secs(2),
+            drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
+            ..PeerFirst::default()
+        }))
+        .shutdown_timeout(Duration::from_secs(5))
+}
+
+fn start_ws(server: Server, ignore_shutdown: bool) -> WsServer {
+    let listener = quiet_listener();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(Mutex::new(Vec::new()));
+    let ends = Arc::clone(&connections);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        assert!(request.extensions().get::<Shutdown>().is_some());
+        if ignore_shutdown {
+            request.extensions_mut().remove::<Shutdown>();
+        }
+        farewell_lab::support::http_demo::handle(request)
+    });
+    let done = tokio::spawn(
+        server
+            .on_connection(move |c| ends.lock().unwrap().push(c))
+            .serve_hyper(listener, service, async {
+                let _ = stopped.await;
+            }),
+    );
+    WsServer {
+        addr,
+        connections,
+        stop,
+        done,
+    }
+}
+
+impl WsServer {
+    async fn shutdown(self) -> ServeReport {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.done)
+            .await
+            .expect("the server shuts down within 30s")
+            .unwrap()
+            .unwrap()
+    }
+
+    fn upgraded(&self) -> Vec<ConnectionOutcome> {
+        self.connections
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.cause == Cause::Upgrade)
+            .cloned()
+            .collect()
+    }
+}
+
+/// True when python3 can import `websockets`' asyncio client; otherwise a
+/// skip (or, under `FAREWELL_REQUIRE_TOOLS`, a failure) that says what to install.
+fn require_python_websockets(test: &str) -> bool {
+    if !tools::require(test, &["python3"]) {
+        return false;
+    }
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import websockets.asyncio.client"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok || skip(
+        test,
+        "the Python package websockets (13 or later) for python3; \
+         install with `python3 -m pip install websockets`",
+    )
+}
+
+/// Where `ws` for Node is installed: `FAREWELL_NODE_MODULES`, or the
+/// `node_modules` that `scripts/test` fills under `target/test-clients`.
+fn node_modules() -> PathBuf {
+    std::env::var_os("FAREWELL_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-clients/node_modules")
+        })
+}
+
+fn require_node_ws(test: &str) -> bool {
+    if !tools::require(test, &["node"]) {
+        return false;
+    }
+    node_modules().join("ws/package.json").is_file()
+        || skip(
+            test,
+            &format!(
+                "the npm package ws in {}; install with \
+                 `npm install --prefix target/test-clients ws`, or run scripts/test",
+                node_modules().display()
+            ),
+        )
+}
+
+fn skip(test: &str, what: &str) -> bool {
+    let message = format!("{test} needs {what}");
+    if std::env::var_os(tools::REQUIRE_TOOLS).is_some_and(|v| v != "0") {
+        panic!("{message} ({} is set)", tools::REQUIRE_TOOLS);
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {message}");
+    false
+}
+
+fn python_client(port: u16, mode: &str) -> Child {
+    Command::new("python3")
+        .args(["-c", PYTHON, &port.to_string(), mode])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs")
+}
+
+fn node_client(port: u16, mode: &str) -> Child {
+    Command::new("node")
+        .args(["-e", NODE, &port.to_string(), mode])
+        .env("NODE_PATH", node_modules())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs")
+}
+
+/// Waits (bounded) for the client to print `ready`.
+async fn ready(child: &mut Child) -> tokio::io::Lines<BufReader<tokio::process::ChildStdout>> {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the client is ready within 20s")
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("ready"), "client: {line:?}");
+    lines
+}
+
+/// The client's close as it printed it: code, reason, seconds.
+#[derive(Debug)]
+struct Closed {
+    code: u16,
+    reason: String,
+    seconds: f64,
+}
+
+/// Waits (bounded) for the client to end; returns what it printed last.
+async fn closed(mut child: Child, rest: Option<String>) -> Closed {
+    let output = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut stderr = String::new();
+        let mut out = rest.unwrap_or_default();
+        if let Some(mut s) = child.stdout.take() {
+            tokio::io::AsyncReadExt::read_to_string(&mut s, &mut out)
+                .await
+                .unwrap();
+        }
+        if let Some(mut s) = child.stderr.take() {
+            tokio::io::AsyncReadExt::read_to_string(&mut s, &mut stderr)
+                .await
+                .unwrap();
+        }
+        let status = child.wait().await.unwrap();
+        (status, out, stderr)
+    })
+    .await
+    .expect("the client ends within 30s");
+    let (status, out, stderr) = output;
+    assert!(status.success(), "client failed: {status}\n{out}\n{stderr}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("closed "))
+        .unwrap_or_else(|| panic!("client printed no close: {out}\n{stderr}"));
+    let fields: Vec<&str> = line.split(' ').collect();
+    Closed {
+        code: fields[1].parse().unwrap(),
+        reason: fields[2..fields.len() - 1].join(" "),
+        seconds: fields[fields.len() - 1].parse().unwrap(),
+    }
+}
+
+/// Reads what is left of the client's stdout after `ready`.
+async fn rest(
+    mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> Option<String> {
+    let mut out = String::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the client ends within 30s")
+        .unwrap()
+    {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// The client closes; the server answers and closes TCP at once (its FIN,
+/// reset on its ACK, or a passive close if the client's FIN came first).
+async fn client_closes(
+    client: fn(u16, &str) -> Child,
+) -> (Closed, ServeReport, Vec<ConnectionOutcome>) {
+    let server = start_ws(ws_server(), false);
+    let port = server.addr.port();
+    let closed = closed(client(port, "client-closes"), None).await;
+    assert_no_server_time_wait_nor_leftovers(port).await;
+    let upgraded = server.upgraded();
+    let report = server.shutdown().await;
+    (closed, report, upgraded)
+}
+
+/// The server shuts down: the handler sends close 1001, the client answers,
+/// and the connection ends well before the shutdown deadline.
+async fn server_closes(client: fn(u16, &str) -> Child) -> (Closed, ServeReport) {
+    let server = start_ws(ws_server(), false);
+    let port = server.addr.port();
+    let mut child = client(port, "server-closes");
+    let lines = ready(&mut child).await;
+    let report = server.shutdown().await;
+    let closed = closed(child, rest(lines).await).await;
+    assert_no_server_time_wait_nor_leftovers(port).await;
+    (closed, report)
+}
+
+#[tokio::test]
+async fn websocket_python_client_close_gets_the_servers_tcp_close_and_no_server_time_wait() {
+    if !require_python_websockets("websocket_python_client_close") {
+        return;
+    }
+    let (closed, report, upgraded) = client_closes(python_client).await;
+    eprintln!("python websockets, client closes: {closed:?}; {report}");
+    // websockets reports the code of the server's close frame: its echo of 1000.
+    assert_eq!(closed.code, 1000, "{closed:?}");
+    assert!(
+        closed.seconds < PROMPT,
+        "the client waited {:.1}s for the server's TCP close (grace {LONG_GRACE:?})",
+        closed.seconds
+    );
+    // websockets waits for the server's FIN: the FIN ending, delivered.
+    assert_eq!(report.upgrades_closed, 1, "{report}");
+    assert_eq!(report.upgrades_reset_undelivered, 0, "{report}");
+    assert_eq!(upgraded.len(), 1, "{upgraded:?}");
+    assert!(upgraded[0].close_delimited, "{:?}", upgraded[0]);
+}
+
+#[tokio::test]
+async fn websocket_python_client_gets_1001_at_shutdown_and_no_server_time_wait() {
+    if !require_python_websockets("websocket_python_shutdown") {
+        return;
+    }
+    let (closed, report) = server_closes(python_client).await;
+    eprintln!("python websockets, server shuts down: {closed:?}; {report}");
+    assert_eq!(closed.code, 1001, "{closed:?}");
+    assert_eq!(closed.reason, "server shutting down");
+    assert!(closed.seconds < PROMPT, "{closed:?}");
+    assert_eq!(report.forced, 0, "{report}");
+    assert_eq!(report.upgrades_closed, 1, "{report}");
+}
+
+#[tokio::test]
+async fn websocket_node_ws_client_close_and_no_server_time_wait() {
+    if !require_node_ws("websocket_node_ws_client_close") {
+        return;
+    }
+    let (closed, report, upgraded) = client_closes(node_client).await;
+    eprintln!("node ws, client closes: {closed:?}; {report}");
+    assert_eq!(closed.code, 1000, "{closed:?}");
+    assert!(closed.seconds < PROMPT, "{closed:?}");
+    assert_eq!(report.upgrades_closed, 1, "{report}");
+    assert_eq!(upgraded.len(), 1, "{upgraded:?}");
+}
+
+#[tokio::test]
+async fn websocket_node_ws_client_gets_1001_at_shutdown_and_no_server_time_wait() {
+    if !require_node_ws("websocket_node_ws_shutdown") {
+        return;
+    }
+    let (closed, report) = server_closes(node_client).await;
+    eprintln!("node ws, server shuts down: {closed:?}; {report}");
+    assert_eq!(closed.code, 1001, "{closed:?}");
+    assert_eq!(closed.reason, "server shutting down");
+    assert!(closed.seconds < PROMPT, "{closed:?}");
+    assert_eq!(report.forced, 0, "{report}");
+    assert_eq!(report.upgrades_closed, 1, "{report}");
+}
+
+/// A client that sends nothing after its messages is cut by the idle bound:
+/// no close frame (the client reports 1006, abnormal closure), a reset once
+/// the echo is ACKed, no TIME-WAIT.
+#[tokio::test]
+async fn websocket_idle_bound_cuts_a_silent_client_without_time_wait() {
+    if !require_python_websockets("websocket_idle_bound") {
+        return;
+    }
+    let server = start_ws(
+        ws_server().upgrade_idle_timeout(Duration::from_secs(1)),
+        false,
+    );
+    let port = server.addr.port();
+    let mut child = python_client(port, "silent");
+    let lines = ready(&mut child).await;
+    let closed = closed(child, rest(lines).await).await;
+    assert_eq!(closed.code, 1006, "{closed:?}");
+    assert_no_server_time_wait_nor_leftovers(port).await;
+    let report = server.shutdown().await;
+    eprintln!("idle bound: {closed:?}; {report}");
+    assert_eq!(report.upgrades_idle_cut, 1, "{report}");
+    assert_eq!(report.upgrades_closed, 0, "{report}");
+}
+
+/// A handler that ignores the shutdown signal is cut at the shutdown
+/// deadline: its reads fail, it ends, the socket is reset once everything is
+/// ACKed; the report counts it as forced; the client reports 1006.
+#[tokio::test]
+async fn websocket_handler_ignoring_shutdown_is_cut_at_the_deadline() {
+    if !require_python_websockets("websocket_shutdown_deadline") {
+        return;
+    }
+    let server = start_ws(ws_server().shutdown_timeout(Duration::from_secs(1)), true);
+    let port = server.addr.port();
+    let mut child = python_client(port, "server-closes");
+    let lines = ready(&mut child).await;
+    let report = server.shutdown().await;
+    let closed = closed(child, rest(lines).await).await;
+    eprintln!("shutdown deadline: {closed:?}; {report}");
+    assert_eq!(closed.code, 1006, "{closed:?}");
+    assert_eq!(report.forced, 1, "{report}");
+    assert_eq!(report.upgrades_closed, 0, "{report}");
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
