@@ -27,7 +27,10 @@ Routes: GET / (a short greeting), GET /bytes/N (N bytes of a-z repeating),
 GET /stream/N (the same bytes streamed with no length: chunked to HTTP/1.1 clients,
 close-delimited to HTTP/1.0 clients, whose body then ends with the server's FIN, reset by
 the kernel once ACKed: no TIME-WAIT), POST /upload (read and counted up to 64 KiB; a larger Content-Length gets an early 413
-and the unread body is drained), anything else 404.
+and the unread body is drained), GET /ws (a WebSocket echo, messages up to 1 MiB; at shutdown
+it sends close 1001; after the close handshake the server closes TCP with a FIN reset by the
+kernel once ACKed: no TIME-WAIT; a WebSocket that moves no byte for --upgrade-idle-timeout
+is reset), anything else 404.
 
 TLS: --tls-cert FILE --tls-key FILE (PEM; the chain leaf first; a PKCS #8, PKCS #1 or SEC1
 key), or --tls-self-signed to try it without files: a certificate for localhost, 127.0.0.1
@@ -56,6 +59,9 @@ pub struct ServeHttpArgs {
     /// End a keep-alive connection after this long with no request in flight and no bytes moving.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// End an upgraded connection (a WebSocket) after this long with no bytes moving either way.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    upgrade_idle_timeout: Duration,
     /// Requests per connection; the last response carries `Connection: close` (h2: GOAWAY).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_requests: Option<u64>,
@@ -170,6 +176,7 @@ pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
         let report = server
             .policy(policy)
             .idle_timeout(args.idle_timeout)
+            .upgrade_idle_timeout(args.upgrade_idle_timeout)
             .max_requests_per_connection(args.max_requests)
             .shutdown_timeout(args.drain_timeout)
             .serve_hyper(

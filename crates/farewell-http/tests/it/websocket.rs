@@ -444,3 +444,236 @@ async fn websocket_handler_ignoring_shutdown_is_cut_at_the_deadline() {
     assert_eq!(report.upgrades_closed, 0, "{report}");
     assert_no_server_time_wait_nor_leftovers(port).await;
 }
+
+// ---------------------------------------------------------------------------
+// Headless Chromium
+// ---------------------------------------------------------------------------
+
+/// The page Chromium loads from [`PageServer`]: it opens `ws://…/ws` on the
+/// server under test, checks the echo of a text and a binary message, then
+/// closes (`client-closes`) or fetches `/ready` and waits for the server's
+/// close (`server-closes`). Its `close` event's code, reason, `wasClean`, the
+/// echo check and the seconds from the close (or `/ready`) go to `/report`;
+/// the parser-blocking `/hold` script keeps the page loading (so
+/// `--dump-dom` waits) until the report is in.
+const PAGE: &str = r#"<!doctype html><title>pending</title><body>open<script>
+const ws = new WebSocket("ws://127.0.0.1:WS_PORT/ws");
+ws.binaryType = "arraybuffer";
+const text = "héllo wörld ".repeat(2000);
+const data = new Uint8Array(65536).map((_, i) => i % 256);
+let step = 0, echoed = true, start = 0;
+ws.onopen = () => ws.send(text);
+ws.onmessage = (e) => {
+  step += 1;
+  if (step === 1) { echoed = echoed && e.data === text; ws.send(data); return; }
+  const got = new Uint8Array(e.data);
+  echoed = echoed && got.length === data.length && got.every((b, i) => b === data[i]);
+  start = performance.now();
+  if ("MODE" === "client-closes") ws.close(1000, "done"); else fetch("/ready");
+};
+ws.onclose = (e) => {
+  const seconds = ((performance.now() - start) / 1000).toFixed(3);
+  const line = `closed ${e.code} ${e.reason || "-"} ${seconds} clean=${e.wasClean} echoed=${echoed}`;
+  document.body.textContent = line;
+  fetch("/report?" + encodeURIComponent(line));
+};
+</script><script src="/hold"></script></body>"#;
+
+/// Serves [`PAGE`] and takes Chromium's `/ready` and `/report` (a plain
+/// farewell-http server of its own, so the server under test can shut down
+/// while the page still reports).
+struct PageServer {
+    addr: std::net::SocketAddr,
+    ready: tokio::sync::watch::Receiver<bool>,
+    report: tokio::sync::watch::Receiver<Option<String>>,
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<std::io::Result<ServeReport>>,
+}
+
+fn page_server(ws_port: u16, mode: &'static str) -> PageServer {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    let listener = quiet_listener();
+    let addr = listener.local_addr().unwrap();
+    let (ready_tx, ready) = tokio::sync::watch::channel(false);
+    let (report_tx, report) = tokio::sync::watch::channel(None::<String>);
+    let (ready_tx, report_tx) = (Arc::new(ready_tx), Arc::new(report_tx));
+    let page = PAGE
+        .replace("WS_PORT", &ws_port.to_string())
+        .replace("MODE", mode);
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let (page, ready_tx, report_tx) =
+            (page.clone(), Arc::clone(&ready_tx), Arc::clone(&report_tx));
+        async move {
+            let (content_type, body) = match request.uri().path() {
+                "/page" => ("text/html; charset=utf-8", page),
+                "/ready" => {
+                    ready_tx.send_replace(true);
+                    ("text/plain", String::new())
+                }
+                "/report" => {
+                    let query = request.uri().query().unwrap_or_default();
+                    let line = percent_decode(query);
+                    report_tx.send_replace(Some(line));
+                    ("text/plain", String::new())
+                }
+                "/hold" => {
+                    let mut reported = report_tx.subscribe();
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(20),
+                        reported.wait_for(Option::is_some),
+                    )
+                    .await;
+                    ("text/javascript", String::new())
+                }
+                _ => ("text/plain", String::from("not found")),
+            };
+            let response = hyper::Response::builder()
+                .header("content-type", content_type)
+                .header("cache-control", "no-store")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(Server::new().serve_hyper(listener, service, async {
+        let _ = stopped.await;
+    }));
+    PageServer {
+        addr,
+        ready,
+        report,
+        stop,
+        done,
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Headless Chromium loading the page of `page`, its DOM dumped once loaded (bounded).
+fn chromium(page: &PageServer, profile: &std::path::Path) -> Child {
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-extensions",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("http://{}/page", page.addr))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromium runs")
+}
+
+/// What Chromium's page reported, parsed; also checks the dumped DOM says the same.
+async fn chromium_closed(child: Child, page: PageServer) -> (Closed, bool, bool) {
+    let output = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .expect("chromium ends within 40s")
+        .unwrap();
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    let line = page
+        .report
+        .borrow()
+        .clone()
+        .unwrap_or_else(|| panic!("the page reported no close; DOM: {dom}"));
+    assert!(dom.contains(&line), "the DOM says otherwise: {dom}");
+    let _ = page.stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(20), page.done).await;
+    let fields: Vec<&str> = line.split(' ').collect();
+    let n = fields.len();
+    let closed = Closed {
+        code: fields[1].parse().unwrap(),
+        reason: fields[2..n - 3].join(" "),
+        seconds: fields[n - 3].parse().unwrap(),
+    };
+    (
+        closed,
+        fields[n - 2] == "clean=true",
+        fields[n - 1] == "echoed=true",
+    )
+}
+
+fn chromium_profile(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("farewell-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn websocket_chromium_client_close_is_clean_and_no_server_time_wait() {
+    if !tools::require("websocket_chromium_client_close", &["chromium"]) {
+        return;
+    }
+    let server = start_ws(ws_server(), false);
+    let port = server.addr.port();
+    let page = page_server(port, "client-closes");
+    let profile = chromium_profile("chromium-client-closes");
+    let child = chromium(&page, &profile);
+    let (closed, clean, echoed) = chromium_closed(child, page).await;
+    let _ = std::fs::remove_dir_all(&profile);
+    assert_no_server_time_wait_nor_leftovers(port).await;
+    let report = server.shutdown().await;
+    eprintln!("chromium, client closes: {closed:?} clean={clean} echoed={echoed}; {report}");
+    assert!(echoed, "the echo differs");
+    assert_eq!(closed.code, 1000, "{closed:?}");
+    assert!(clean, "Chromium saw an unclean close: {closed:?}");
+    assert!(closed.seconds < PROMPT, "{closed:?}");
+    assert_eq!(report.upgrades_closed, 1, "{report}");
+}
+
+#[tokio::test]
+async fn websocket_chromium_gets_1001_at_shutdown_and_no_server_time_wait() {
+    if !tools::require("websocket_chromium_shutdown", &["chromium"]) {
+        return;
+    }
+    let server = start_ws(ws_server(), false);
+    let port = server.addr.port();
+    let page = page_server(port, "server-closes");
+    let profile = chromium_profile("chromium-server-closes");
+    let child = chromium(&page, &profile);
+    let mut ready = page.ready.clone();
+    tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r))
+        .await
+        .expect("the page is ready within 30s")
+        .unwrap();
+    let report = server.shutdown().await;
+    let (closed, clean, echoed) = chromium_closed(child, page).await;
+    let _ = std::fs::remove_dir_all(&profile);
+    assert_no_server_time_wait_nor_leftovers(port).await;
+    eprintln!("chromium, server shuts down: {closed:?} clean={clean} echoed={echoed}; {report}");
+    assert!(echoed, "the echo differs");
+    assert_eq!(closed.code, 1001, "{closed:?}");
+    assert_eq!(closed.reason, "server shutting down");
+    assert!(clean, "Chromium saw an unclean close: {closed:?}");
+    assert_eq!(report.forced, 0, "{report}");
+    assert_eq!(report.upgrades_closed, 1, "{report}");
+}
