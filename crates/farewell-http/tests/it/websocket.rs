@@ -37,7 +37,8 @@ const PROMPT: f64 = 8.0;
 /// websockets does, for the server to close TCP), `server-closes` (print
 /// `ready`, then wait for the server's close frame and TCP close) or `silent`
 /// (print `ready`, then send nothing and wait). Prints
-/// `closed CODE REASON SECONDS`, the seconds from the close (or `ready`) to
+/// `oversize` sends a 2 MiB message, over the demo's limit, and waits for
+/// the end. Prints `closed CODE REASON SECONDS`, the seconds from the close (or `ready`) to
 /// the TCP connection's end.
 const PYTHON: &str = r#"
 import asyncio, sys, time
@@ -55,6 +56,13 @@ async def main():
     start = time.monotonic()
     if mode == "client-closes":
         await ws.close(1000, "done")
+    elif mode == "oversize":
+        try:
+            await ws.send(b"x" * (2 * 1024 * 1024))
+            while True:
+                await ws.recv()
+        except ConnectionClosed:
+            pass
     else:
         print("ready", flush=True)
         try:
@@ -676,4 +684,23 @@ async fn websocket_chromium_gets_1001_at_shutdown_and_no_server_time_wait() {
     assert!(clean, "Chromium saw an unclean close: {closed:?}");
     assert_eq!(report.forced, 0, "{report}");
     assert_eq!(report.upgrades_closed, 1, "{report}");
+}
+
+/// A message over the demo's 1 MiB limit ends the WebSocket with close 1009
+/// (message too big), not with memory spent on it; the server keeps no
+/// TIME-WAIT, and the next client is served.
+#[tokio::test]
+async fn websocket_oversized_message_gets_1009_and_the_next_client_is_served() {
+    if !require_python_websockets("websocket_oversized_message") {
+        return;
+    }
+    let server = start_ws(ws_server(), false);
+    let port = server.addr.port();
+    let oversize = closed(python_client(port, "oversize"), None).await;
+    let probe = closed(python_client(port, "client-closes"), None).await;
+    assert_no_server_time_wait_nor_leftovers(port).await;
+    let report = server.shutdown().await;
+    eprintln!("oversize: {oversize:?}; then {probe:?}; {report}");
+    assert_eq!(oversize.code, 1009, "{oversize:?}");
+    assert_eq!(probe.code, 1000, "{probe:?}");
 }

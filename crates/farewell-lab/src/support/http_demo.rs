@@ -84,7 +84,8 @@ impl http_body::Body for PatternStream {
 
 /// The largest WebSocket message (and frame) `/ws` takes; a larger one ends
 /// the connection with close 1009 (message too big), so a flooding client
-/// costs bounded memory.
+/// costs bounded memory. A malformed frame ends it with 1002, invalid UTF-8
+/// text with 1007.
 pub const WS_MAX_MESSAGE: usize = 1024 * 1024;
 
 /// At shutdown, how long `/ws` waits for the client's close frame after its own (1001).
@@ -247,8 +248,8 @@ where
 {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-    use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
     let config = WebSocketConfig::default()
         .max_message_size(Some(WS_MAX_MESSAGE))
@@ -276,23 +277,45 @@ where
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "WebSocket ended");
-                    return;
+                    // Say why where the protocol has a code for it (RFC 6455 §7.4.1).
+                    let code = match e {
+                        WsError::Capacity(_) => CloseCode::Size,
+                        WsError::Protocol(_) => CloseCode::Protocol,
+                        WsError::Utf8(_) => CloseCode::Invalid,
+                        _ => return,
+                    };
+                    return goodbye(&mut ws, code, "message too big or malformed").await;
                 }
                 None => return,
             },
             () = &mut going_away => {
-                let close = CloseFrame {
-                    code: CloseCode::Away,
-                    reason: "server shutting down".into(),
-                };
-                if ws.send(Message::Close(Some(close))).await.is_ok() {
-                    let _ = tokio::time::timeout(WS_CLOSE_WAIT, async {
-                        while let Some(Ok(_)) = ws.next().await {}
-                    })
-                    .await;
-                }
-                return;
+                return goodbye(&mut ws, CloseCode::Away, "server shutting down").await;
             }
         }
+    }
+}
+
+/// Sends a close frame, then reads (at most [`WS_CLOSE_WAIT`]) until the
+/// client's close, so the server's TCP close comes after the close handshake
+/// (RFC 6455 §7.1.1).
+async fn goodbye<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode,
+    reason: &'static str,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::Message;
+    let close = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    if ws.send(Message::Close(Some(close))).await.is_ok() {
+        let _ = tokio::time::timeout(WS_CLOSE_WAIT, async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
     }
 }
