@@ -13,3 +13,4 @@ mod serve_hurry;
 mod serve_load;
 mod tls;
 mod watch;
+mod websocket;

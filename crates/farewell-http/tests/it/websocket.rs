@@ -704,3 +704,72 @@ async fn websocket_oversized_message_gets_1009_and_the_next_client_is_served() {
     assert_eq!(oversize.code, 1009, "{oversize:?}");
     assert_eq!(probe.code, 1000, "{probe:?}");
 }
+
+// ---------------------------------------------------------------------------
+// The shutdown signal, for any handler
+// ---------------------------------------------------------------------------
+
+/// An axum handler takes `Extension<Shutdown>` and answers a long poll as
+/// soon as the server shuts down; curl gets that answer, well within the
+/// shutdown timeout, and the server keeps no TIME-WAIT.
+#[tokio::test]
+async fn shutdown_signal_reaches_an_axum_handler_and_curl_gets_its_answer() {
+    use axum::{routing::get, Extension, Router};
+    if !tools::require("shutdown_signal_axum", &["curl"]) {
+        return;
+    }
+    let (entered_tx, mut entered) = tokio::sync::mpsc::channel::<bool>(1);
+    let app = Router::new().route(
+        "/poll",
+        get(move |Extension(shutdown): Extension<Shutdown>| {
+            let entered_tx = entered_tx.clone();
+            async move {
+                let _ = entered_tx.send(shutdown.is_requested()).await;
+                tokio::select! {
+                    () = shutdown.requested() => "server shutting down\n",
+                    () = tokio::time::sleep(Duration::from_secs(20)) => "no shutdown\n",
+                }
+            }
+        }),
+    );
+    let listener = quiet_listener();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(ws_server().serve(listener, app, async {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{addr}/poll");
+    let curl = Command::new("curl")
+        .args(["-sS", "--max-time", "25", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("curl runs");
+    let requested_before = tokio::time::timeout(Duration::from_secs(20), entered.recv())
+        .await
+        .expect("the request reaches the handler within 20s")
+        .unwrap();
+    assert!(!requested_before, "shutdown requested before it was");
+    let _ = stop.send(());
+    let report = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .expect("the server shuts down within 30s")
+        .unwrap()
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(30), curl.wait_with_output())
+        .await
+        .expect("curl ends within 30s")
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "server shutting down\n"
+    );
+    assert_eq!(report.forced, 0, "{report}");
+    assert_no_server_time_wait_nor_leftovers(addr.port()).await;
+}
