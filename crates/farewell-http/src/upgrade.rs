@@ -244,3 +244,61 @@ pub(crate) fn counted(upgrades: &Upgrades, delivered: bool) {
     }
     .fetch_add(1, Ordering::Relaxed);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    // --- tracking: an upgraded stream is counted open until released ---
+
+    #[test]
+    fn test_tracked_then_released_counts_open_then_closed() {
+        let upgrades = Upgrades::default();
+        let state = UpgradeState::default();
+        assert!(state.track(&upgrades));
+        assert_eq!(upgrades.open(), 1);
+        state.released(&upgrades);
+        assert_eq!(upgrades.open(), 0);
+        assert!(state.is_released());
+    }
+
+    #[test]
+    fn test_released_before_tracking_is_never_counted() {
+        let upgrades = Upgrades::default();
+        let state = UpgradeState::default();
+        state.released(&upgrades);
+        assert!(!state.track(&upgrades));
+        assert_eq!(upgrades.open(), 0);
+    }
+
+    // --- cut: parked readers and writers are woken, later polls see it ---
+
+    #[test]
+    fn test_cut_wakes_the_parked_reader_and_writer() {
+        let state = UpgradeState::default();
+        let reader = Arc::new(Count(AtomicUsize::new(0)));
+        let writer = Arc::new(Count(AtomicUsize::new(0)));
+        let (rw, ww) = (
+            Waker::from(Arc::clone(&reader)),
+            Waker::from(Arc::clone(&writer)),
+        );
+        assert!(!state.park(&Context::from_waker(&rw), Direction::Read));
+        assert!(!state.park(&Context::from_waker(&ww), Direction::Write));
+        state.cut();
+        assert!(state.is_cut());
+        assert_eq!(reader.0.load(Ordering::Relaxed), 1);
+        assert_eq!(writer.0.load(Ordering::Relaxed), 1);
+        assert!(state.park(&Context::from_waker(&rw), Direction::Read));
+    }
+}
