@@ -37,6 +37,8 @@ const PROMPT: f64 = 8.0;
 /// websockets does, for the server to close TCP), `server-closes` (print
 /// `ready`, then wait for the server's close frame and TCP close) or `silent`
 /// (print `ready`, then send nothing and wait). Prints
+/// `flood` sends 64 KiB messages without reading until the server's echo
+/// stalls, prints `ready`, waits for a line on stdin, then reads to the end.
 /// `oversize` sends a 2 MiB message, over the demo's limit, and waits for
 /// the end. Prints `closed CODE REASON SECONDS`, the seconds from the close (or `ready`) to
 /// the TCP connection's end.
@@ -56,6 +58,21 @@ async def main():
     start = time.monotonic()
     if mode == "client-closes":
         await ws.close(1000, "done")
+    elif mode == "flood":
+        # Send without reading until the server's echo stalls, then wait for
+        # a line on stdin before reading again.
+        try:
+            for _ in range(2000):
+                await asyncio.wait_for(ws.send(b"y" * 65536), 1.0)
+        except asyncio.TimeoutError:
+            pass
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed:
+            pass
     elif mode == "oversize":
         try:
             await ws.send(b"x" * (2 * 1024 * 1024))
@@ -232,6 +249,7 @@ fn skip(test: &str, what: &str) -> bool {
 fn python_client(port: u16, mode: &str) -> Child {
     Command::new("python3")
         .args(["-c", PYTHON, &port.to_string(), mode])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -449,6 +467,7 @@ async fn websocket_handler_ignoring_shutdown_is_cut_at_the_deadline() {
     eprintln!("shutdown deadline: {closed:?}; {report}");
     assert_eq!(closed.code, 1006, "{closed:?}");
     assert_eq!(report.forced, 1, "{report}");
+    assert_eq!(report.teardowns.finished(), 1, "{report}");
     assert_eq!(report.upgrades_closed, 0, "{report}");
     assert_no_server_time_wait_nor_leftovers(port).await;
 }
@@ -772,4 +791,35 @@ async fn shutdown_signal_reaches_an_axum_handler_and_curl_gets_its_answer() {
     );
     assert_eq!(report.forced, 0, "{report}");
     assert_no_server_time_wait_nor_leftovers(addr.port()).await;
+}
+
+/// A handler stuck writing to a client that does not read (its echo blocked
+/// on a full send buffer, so it never looks at the shutdown signal) is cut
+/// at the shutdown deadline: the blocked write fails, the handler ends, and
+/// the socket is reset once the send stalls. The server shuts down, keeps no
+/// socket on the port, and the client reports 1006 (no close frame).
+#[tokio::test]
+async fn websocket_handler_blocked_on_a_non_reading_client_is_cut_at_the_deadline() {
+    if !require_python_websockets("websocket_blocked_writer_deadline") {
+        return;
+    }
+    let server = start_ws(ws_server().shutdown_timeout(Duration::from_secs(1)), false);
+    let port = server.addr.port();
+    let mut child = python_client(port, "flood");
+    let lines = ready(&mut child).await;
+    let report = server.shutdown().await;
+    // The server is down: now let the client read what it was sent, then the end.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"go\n").await.unwrap();
+    }
+    let closed = closed(child, rest(lines).await).await;
+    eprintln!("blocked writer: {closed:?}; {report}");
+    assert_eq!(report.forced, 1, "{report}");
+    // The cut reached the blocked handler while the server shut down, not
+    // later when the client read again: its teardown is in the report.
+    assert_eq!(report.teardowns.finished(), 1, "{report}");
+    assert_eq!(closed.code, 1006, "{closed:?}");
+    assert_no_server_time_wait_nor_leftovers(port).await;
 }
