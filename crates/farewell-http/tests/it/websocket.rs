@@ -823,3 +823,75 @@ async fn websocket_handler_blocked_on_a_non_reading_client_is_cut_at_the_deadlin
     assert_eq!(closed.code, 1006, "{closed:?}");
     assert_no_server_time_wait_nor_leftovers(port).await;
 }
+
+/// Opens N WebSockets, echoes one message on each, prints `ready`, then sends
+/// nothing; prints `closed CODES` (each connection's close code, sorted and
+/// counted) once all have ended.
+const PYTHON_SILENT_MANY: &str = r#"
+import asyncio, collections, sys
+from websockets.asyncio.client import connect
+port, n = int(sys.argv[1]), int(sys.argv[2])
+async def one():
+    ws = await connect(f"ws://127.0.0.1:{port}/ws", ping_interval=None, close_timeout=20)
+    await ws.send("x")
+    assert await ws.recv() == "x"
+    return ws
+async def main():
+    sockets = await asyncio.gather(*[one() for _ in range(n)])
+    print("ready", flush=True)
+    await asyncio.gather(*[ws.wait_closed() for ws in sockets])
+    codes = collections.Counter(ws.close_code for ws in sockets)
+    print("closed", " ".join(f"{c}x{k}" for c, k in sorted(codes.items())), flush=True)
+asyncio.run(asyncio.wait_for(main(), 25))
+"#;
+
+/// Silent WebSockets hold no more than the idle bound: while 50 of them sit
+/// open, a probe (curl) is served; then each is cut (1006, no close frame) and
+/// the server keeps no socket on the port.
+#[tokio::test]
+async fn websocket_many_silent_clients_are_cut_by_the_idle_bound_while_a_probe_is_served() {
+    if !require_python_websockets("websocket_many_silent")
+        || !tools::require("websocket_many_silent", &["curl"])
+    {
+        return;
+    }
+    const N: usize = 50;
+    let server = start_ws(
+        ws_server().upgrade_idle_timeout(Duration::from_secs(2)),
+        false,
+    );
+    let port = server.addr.port();
+    let mut child = Command::new("python3")
+        .args(["-c", PYTHON_SILENT_MANY, &port.to_string(), &N.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let lines = ready(&mut child).await;
+    let probe = run(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "10",
+            &format!("http://{}/", server.addr),
+        ],
+    )
+    .await;
+    assert_eq!(
+        probe.stdout,
+        farewell_lab::support::http_demo::HELLO.as_bytes()
+    );
+    let out = rest(lines).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the client ends within 30s")
+        .unwrap();
+    assert!(status.success(), "{out}");
+    assert_eq!(out.trim(), format!("closed 1006x{N}"));
+    assert_no_server_time_wait_nor_leftovers(port).await;
+    let report = server.shutdown().await;
+    eprintln!("{N} silent: {out}; {report}");
+    assert_eq!(report.upgrades_idle_cut, N as u64, "{report}");
+}
