@@ -21,6 +21,7 @@ pub fn debian_package(tool: &str) -> &str {
         "ip" | "tc" => "iproute2",
         "nft" => "nftables",
         "python3" => "python3",
+        "node" => "nodejs",
         "cc" => "gcc",
         "c++" => "g++",
         "nm" => "binutils",
