@@ -41,14 +41,17 @@ const PROMPT: f64 = 8.0;
 /// stalls, prints `ready`, waits for a line on stdin, then reads to the end.
 /// `oversize` sends a 2 MiB message, over the demo's limit, and waits for
 /// the end. Prints `closed CODE REASON SECONDS`, the seconds from the close (or `ready`) to
-/// the TCP connection's end.
+/// the TCP connection's end. A third argument, a CA file, makes it `wss://`.
 const PYTHON: &str = r#"
-import asyncio, sys, time
+import asyncio, ssl, sys, time
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 port, mode = int(sys.argv[1]), sys.argv[2]
+cafile = sys.argv[3] if len(sys.argv) > 3 else None
 async def main():
-    ws = await connect(f"ws://127.0.0.1:{port}/ws", ping_interval=None, close_timeout=20, max_size=2**21)
+    url = f"{'wss' if cafile else 'ws'}://127.0.0.1:{port}/ws"
+    tls = ssl.create_default_context(cafile=cafile) if cafile else None
+    ws = await connect(url, ssl=tls, ping_interval=None, close_timeout=20, max_size=2**21)
     text = "héllo wörld " * 2000
     await ws.send(text)
     assert await ws.recv() == text, "text echo differs"
@@ -894,4 +897,37 @@ async fn websocket_many_silent_clients_are_cut_by_the_idle_bound_while_a_probe_i
     let report = server.shutdown().await;
     eprintln!("{N} silent: {out}; {report}");
     assert_eq!(report.upgrades_idle_cut, N as u64, "{report}");
+}
+
+/// Over TLS (`wss://`), the upgraded stream ends as any TLS connection does:
+/// `close_notify` with no FIN, then the policy. Python `websockets` takes the
+/// `close_notify` for the end it waits for after the close handshake, and
+/// closes: a passive close, no server TIME-WAIT.
+#[tokio::test]
+async fn websocket_over_tls_python_client_close_and_no_server_time_wait() {
+    if !require_python_websockets("websocket_over_tls") {
+        return;
+    }
+    let made = farewell_lab::support::tls::SelfSigned::localhost();
+    let dir = std::env::temp_dir().join(format!("farewell-http-wss-{}", std::process::id()));
+    let (file, _) = made.write_pem(&dir).unwrap();
+    let server = start_ws(ws_server().tls(Arc::new(made.server_config())), false);
+    let port = server.addr.port();
+    let child = Command::new("python3")
+        .args(["-c", PYTHON, &port.to_string(), "client-closes"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let closed = closed(child, None).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_no_server_time_wait_nor_leftovers(port).await;
+    let upgraded = server.upgraded();
+    let report = server.shutdown().await;
+    eprintln!("python websockets over TLS, client closes: {closed:?}; {report}");
+    assert_eq!(closed.code, 1000, "{closed:?}");
+    assert!(closed.seconds < PROMPT, "{closed:?}");
+    assert_eq!(upgraded.len(), 1, "{upgraded:?}");
 }
