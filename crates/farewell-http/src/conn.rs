@@ -131,6 +131,7 @@ impl Delimited {
     }
 
     fn ended(&self, end: delimited::End) {
+        crate::metrics::close_delimited(end);
         match end {
             delimited::End::Delivered => &self.delivered,
             delimited::End::ResetUndelivered => &self.reset_undelivered,

@@ -134,18 +134,26 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod conn;
 mod decide;
 mod delimited;
 mod io;
+pub mod metrics;
 mod record;
+mod serve;
 mod server;
 mod service;
 
 pub use record::{Cause, ConnectionOutcome};
+pub use serve::{
+    serve, BoxError, Listener, MadeService, MakeConnectionService, MakeServiceMarker, Serve,
+    ServeFuture, ServiceMarker, WithGracefulShutdown,
+};
 #[cfg(feature = "rustls")]
 pub use server::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
-pub use server::{serve, ServeReport, Server, DEFAULT_DRAIN_LIMIT};
+pub use server::{ServeReport, Server, DEFAULT_DRAIN_LIMIT};
 
 /// rustls, as farewell-http uses it (feature `rustls`): build the
 /// [`rustls::ServerConfig`] for [`Server::tls`] with it, so the versions match.
