@@ -75,6 +75,11 @@
 //!
 //! # Example: axum
 //!
+//! [`serve`] is a drop-in for `axum::serve`: the same call, with
+//! `.with_graceful_shutdown(..)`, `into_make_service()` and
+//! `into_make_service_with_connect_info::<SocketAddr>()` (see [`Serve`] for
+//! what differs). For every setting and a report at the end, use [`Server`]:
+//!
 //! ```no_run
 //! use axum::{routing::get, Router};
 //!
@@ -159,3 +164,11 @@ pub use server::{ServeReport, Server, DEFAULT_DRAIN_LIMIT};
 /// [`rustls::ServerConfig`] for [`Server::tls`] with it, so the versions match.
 #[cfg(feature = "rustls")]
 pub use farewell::tls::rustls;
+
+/// The README's examples, compiled as doc tests (this crate's and the
+/// workspace's, whose HTTP section shows the drop-in).
+#[cfg(doctest)]
+#[doc(test(attr(allow(dead_code))))]
+#[doc = include_str!("../README.md")]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

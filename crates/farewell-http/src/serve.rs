@@ -4,24 +4,8 @@
 //! service (an axum `Router`, a `BoxCloneService`) or a make-service
 //! (`into_make_service()`, `into_make_service_with_connect_info::<SocketAddr>()`).
 //!
-//! Differences from axum 0.8's `serve` (`axum/src/serve/mod.rs`):
-//!
-//! - The listener must give TCP streams (the teardown runs on the TCP
-//!   socket): a tokio [`TcpListener`], or with the `axum` feature axum's
-//!   `TapIo` over one, or any axum `Listener<Io = TcpStream, Addr =
-//!   SocketAddr>` wrapped in [`axum::AxumListener`](crate::axum::AxumListener).
-//!   Unix sockets are not served.
-//! - A make-service is called with the client's [`SocketAddr`], not with
-//!   axum's `IncomingStream` (which only axum can build); axum implements
-//!   `Connected<SocketAddr> for SocketAddr`, so `ConnectInfo<SocketAddr>`
-//!   works. A custom `Connected<IncomingStream<'_, TcpListener>>` type does not.
-//! - The service may fail with any error (axum wants `Infallible`) and
-//!   answer with any body; the request is `Request<hyper::body::Incoming>`.
-//! - Graceful shutdown is bounded: connections get the server's shutdown
-//!   timeout (10 s by default, [`Server::shutdown_timeout`]) to finish, then
-//!   are ended with the policy. axum waits for them forever.
-//! - Connections end with the [`Server`]'s teardown policy: no TIME-WAIT on
-//!   the server. [`Serve::with_server`] picks the settings.
+//! How it differs from axum 0.8's `serve` (`axum/src/serve/mod.rs`) is
+//! listed on [`Serve`].
 
 use std::error::Error as StdError;
 use std::fmt;
