@@ -70,6 +70,9 @@ impl Handover for TcpStream {
             shared
                 .ended
                 .close_delimited_ended(cause, requests, end == delimited::End::Delivered);
+            if shared.metrics {
+                crate::metrics::close_delimited(end);
+            }
             shared.delimited.ended(end);
         });
     }
@@ -113,6 +116,8 @@ pub(crate) struct Shared {
     /// Connections by the cause of their end.
     pub(crate) causes: CauseCounts,
     pub(crate) ended: Arc<Connections>,
+    /// Whether this server records [`metrics`](crate::metrics).
+    pub(crate) metrics: bool,
 }
 
 /// The close-delimited endings ([`delimited`]) of one server: counted, and
@@ -131,7 +136,6 @@ impl Delimited {
     }
 
     fn ended(&self, end: delimited::End) {
-        crate::metrics::close_delimited(end);
         match end {
             delimited::End::Delivered => &self.delivered,
             delimited::End::ResetUndelivered => &self.reset_undelivered,
@@ -233,6 +237,9 @@ impl ConnState {
         let cause = self.cause.get().unwrap_or(Cause::ClientClosed);
         let requests = self.requests.load(Ordering::Relaxed);
         self.shared.causes.add(cause);
+        if self.shared.metrics {
+            crate::metrics::ended(cause);
+        }
         let shared = &self.shared;
         match decide::teardown(
             (mark != NOT_CLOSING).then_some(mark),

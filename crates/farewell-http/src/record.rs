@@ -169,7 +169,6 @@ pub(crate) struct CauseCounts([AtomicU64; Cause::ALL.len()]);
 impl CauseCounts {
     pub(crate) fn add(&self, cause: Cause) {
         self.0[cause.index()].fetch_add(1, Ordering::Relaxed);
-        crate::metrics::ended(cause);
     }
 
     pub(crate) fn snapshot(&self) -> Vec<(Cause, u64)> {

@@ -72,6 +72,7 @@ pub struct Server {
     policy: Policy,
     hyper: auto::Builder<TokioExecutor>,
     nodelay: bool,
+    metrics: bool,
     idle_timeout: Duration,
     max_requests: Option<u64>,
     shutdown_timeout: Duration,
@@ -116,6 +117,7 @@ impl Server {
             }),
             hyper: auto::Builder::new(TokioExecutor::new()),
             nodelay: true,
+            metrics: true,
             idle_timeout: Duration::from_secs(60),
             max_requests: None,
             shutdown_timeout: Duration::from_secs(10),
@@ -316,6 +318,16 @@ impl Server {
         self
     }
 
+    /// Whether this server records the live [`metrics`](crate::metrics)
+    /// (default `true`; nothing is recorded without the `metrics` feature or
+    /// without a recorder installed). Turn it off for a side server (a
+    /// metrics endpoint, an admin port) whose connections should not count
+    /// with the main one's.
+    pub fn metrics(mut self, record: bool) -> Server {
+        self.metrics = record;
+        self
+    }
+
     /// Whether accepted sockets get `TCP_NODELAY` (default `true`: hyper
     /// writes whole responses, and Nagle would hold back their tails for an
     /// ACK).
@@ -434,12 +446,15 @@ impl Server {
         mut maker: M,
         shutdown: impl Future<Output = ()> + Send,
     ) -> io::Result<ServeReport> {
-        metrics::describe();
+        let record = self.metrics && metrics::ON;
+        if record {
+            metrics::describe();
+        }
         let mut closer = Closer::builder(self.policy);
         let close_notify = Arc::new(AtomicU64::new(0));
         let ended = Arc::new(Connections::new(self.on_connection.clone()));
         let tls = self.is_tls();
-        if tls || self.on_outcome.is_some() || self.on_connection.is_some() || metrics::ON {
+        if tls || self.on_outcome.is_some() || self.on_connection.is_some() || record {
             let hook = self.on_outcome.clone();
             let counted = Arc::clone(&close_notify);
             let joined = Arc::clone(&ended);
@@ -448,7 +463,9 @@ impl Server {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
                 joined.teardown_ended(&outcome);
-                metrics::teardown(&outcome);
+                if record {
+                    metrics::teardown(&outcome);
+                }
                 if let Some(hook) = &hook {
                     hook(outcome);
                 }
@@ -480,6 +497,7 @@ impl Server {
             delimited: Delimited::default(),
             causes: CauseCounts::default(),
             ended,
+            metrics: record,
         });
         let mut builder = self.hyper.clone();
         // A client may send its requests and then its FIN (`shutdown(SHUT_WR)`,
@@ -509,7 +527,9 @@ impl Server {
             // On by default: responses are written whole; do not let Nagle hold their tails.
             let _ = stream.set_nodelay(self.nodelay);
             shared.connections.fetch_add(1, Ordering::Relaxed);
-            metrics::accepted();
+            if record {
+                metrics::accepted();
+            }
             // The service for this connection: a clone, or what the
             // make-service gives for this client (`ConnectInfo`).
             let service = match maker.make(peer).await {
@@ -520,7 +540,7 @@ impl Server {
                     continue;
                 }
             };
-            let open = metrics::Open::new();
+            let open = record.then(metrics::Open::new);
             #[cfg(feature = "rustls")]
             if let Some((acceptor, timeout)) = &tls {
                 let connection = serve_tls_connection(
@@ -616,7 +636,9 @@ async fn serve_tls_connection<S, B>(
         Some(stream) => serve_connection(builder, stream, service, shared, stop).await,
         None => {
             shared.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
-            metrics::tls_handshake_failed();
+            if shared.metrics {
+                metrics::tls_handshake_failed();
+            }
         }
     }
 }

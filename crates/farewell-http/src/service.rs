@@ -45,7 +45,9 @@ where
     fn call(&self, request: Request<R>) -> Self::Future {
         let conn = &self.conn;
         conn.shared.requests.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::request();
+        if conn.shared.metrics {
+            crate::metrics::request();
+        }
         let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = decide::request_limit(n, conn.shared.max_requests, request.version());
         let connection = request

@@ -468,6 +468,22 @@ fn metrics_count_connections_requests_teardowns_and_causes() {
             let _ = stop.send(());
             join(done).await;
             drop(idle);
+            // A side server with `metrics(false)`: its connection is not counted.
+            let side = quiet_listener();
+            let side_addr = side.local_addr().unwrap();
+            let (side_stop, side_stopped) = oneshot::channel::<()>();
+            let side_done = tokio::spawn(async move {
+                farewell_http::serve(side, app())
+                    .with_server(Server::new().metrics(false))
+                    .with_graceful_shutdown(async {
+                        let _ = side_stopped.await;
+                    })
+                    .await
+            });
+            let side_url = format!("http://{side_addr}/");
+            assert_eq!(curl(&side_url, &["-H", "Connection: close"]).await, HELLO);
+            let _ = side_stop.send(());
+            join(side_done).await;
             assert_no_server_time_wait_nor_leftovers(addr.port()).await;
             (during, metrics_now(&snapshotter, &mut seen))
         })
