@@ -29,9 +29,37 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// teardown policy runs on the TCP socket.
 ///
 /// Implemented for tokio's [`TcpListener`] and, with the `axum` feature, for
-/// axum's `TapIo` (`listener.tap_io(..)`) and
-/// [`AxumListener`](crate::axum::AxumListener) (any axum `Listener` of TCP
-/// streams).
+/// axum's `TapIo` (`listener.tap_io(..)`) and `farewell_http::axum::AxumListener`
+/// (any axum `Listener` of TCP streams).
+///
+/// # Examples
+///
+/// A listener of your own, e.g. one that counts what it accepts:
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+///
+/// use tokio::net::{TcpListener, TcpStream};
+///
+/// struct Counting(TcpListener, Arc<AtomicU64>);
+///
+/// impl farewell_http::Listener for Counting {
+///     async fn accept(&mut self) -> std::io::Result<(TcpStream, SocketAddr)> {
+///         let accepted = self.0.accept().await?;
+///         self.1.fetch_add(1, Ordering::Relaxed);
+///         Ok(accepted)
+///     }
+///
+///     fn local_addr(&self) -> std::io::Result<SocketAddr> {
+///         self.0.local_addr()
+///     }
+/// }
+/// # let _ = |l: TcpListener, app: axum::Router| {
+/// #     farewell_http::serve(Counting(l, Arc::default()), app)
+/// # };
+/// ```
 pub trait Listener: Send + 'static {
     /// Accepts the next connection. An error is logged by the server, which
     /// pauses when descriptors run out and tries again.
@@ -239,6 +267,9 @@ where
 /// - Graceful shutdown is bounded by [`Server::shutdown_timeout`] (10 s by
 ///   default): then the laggards are ended with the policy. axum waits for
 ///   them forever.
+/// - axum turns on h2's extended CONNECT (WebSockets over h2) when built
+///   with its `http2` feature; here it is off unless you ask:
+///   `Server::new().http2(|h2| { h2.enable_connect_protocol(); })`.
 /// - [`Serve::with_server`] chooses the [`Server`] settings (policy, grace,
 ///   timeouts, hyper's HTTP/1 and HTTP/2 settings).
 #[must_use = "futures must be awaited or polled"]
