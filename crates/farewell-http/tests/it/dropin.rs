@@ -1,8 +1,9 @@
 //! farewell-http as a drop-in for `axum::serve` (issue 14): real axum apps
 //! served by `farewell_http::serve(..)` the way `axum::serve(..)` was called
 //! (graceful shutdown, `into_make_service`, `ConnectInfo<SocketAddr>`,
-//! `tap_io`, a `BoxCloneService`), the `grace` setter keeping the drain limit
-//! and the live metrics. Clients: curl and Python's `http.client`; judged by
+//! `tap_io`, a `BoxCloneService`, a `Listener` of our own), the `grace`
+//! setter keeping the drain limit, hyper's HTTP/1 and h2 settings,
+//! `TCP_NODELAY`, and the live metrics. Clients: curl and Python's `http.client`; judged by
 //! what they received and by the kernel's socket table on the server's port.
 
 use crate::common;
@@ -518,4 +519,146 @@ fn metrics_count_connections_requests_teardowns_and_causes() {
         .map(|(_, v)| *v)
         .sum();
     assert_eq!(on_server, 0, "{after:?}");
+}
+
+/// A listener that keeps a duplicate of every accepted socket, so a test can
+/// read the options the server set on it after the server's own handle is
+/// gone.
+struct Duplicating(
+    tokio::net::TcpListener,
+    Arc<std::sync::Mutex<Vec<socket2::Socket>>>,
+);
+
+impl farewell_http::Listener for Duplicating {
+    async fn accept(&mut self) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
+        let dup = socket2::SockRef::from(&stream).try_clone()?;
+        self.1.lock().unwrap().push(dup);
+        Ok((stream, peer))
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// Serves [`app`] with `server` on a [`Duplicating`] listener, runs one curl
+/// request with `Connection: close`, and returns `TCP_NODELAY` as the server
+/// left it on that connection's socket.
+async fn nodelay_after_one_request(server: Server) -> bool {
+    let sockets = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = quiet_listener();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let listener = Duplicating(listener, Arc::clone(&sockets));
+    let done = tokio::spawn(async move {
+        farewell_http::serve(listener, app())
+            .with_server(server)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let url = format!("http://{addr}/");
+    assert_eq!(curl(&url, &["-H", "Connection: close"]).await, HELLO);
+    let _ = stop.send(());
+    join(done).await;
+    let mut sockets = sockets.lock().unwrap();
+    assert_eq!(sockets.len(), 1);
+    let nodelay = sockets[0].tcp_nodelay().unwrap();
+    sockets.clear();
+    nodelay
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_nodelay_is_on_by_default_and_can_be_turned_off() {
+    if !farewell_lab::support::tools::require(
+        "tcp_nodelay_is_on_by_default_and_can_be_turned_off",
+        &["curl"],
+    ) {
+        return;
+    }
+    assert!(nodelay_after_one_request(Server::new()).await);
+    assert!(!nodelay_after_one_request(Server::new().tcp_nodelay(false)).await);
+}
+
+/// curl's status code for `url` with `extra` (no `--fail`), or its exit code
+/// as `exit N` when it got no response.
+async fn curl_status(url: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "-sS",
+        "--max-time",
+        "20",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new("curl")
+            .args(&args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("curl ends within 30s")
+    .expect("curl runs");
+    match out.status.code() {
+        Some(0) => String::from_utf8(out.stdout).unwrap(),
+        code => format!("exit {code:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_http1_and_http2_settings_reach_hyper() {
+    if !farewell_lab::support::tools::require(
+        "hyper_http1_and_http2_settings_reach_hyper",
+        &["curl"],
+    ) {
+        return;
+    }
+    let server = Server::new()
+        .http1(|http1| {
+            http1.max_headers(8);
+        })
+        .http2(|http2| {
+            http2.max_header_list_size(1024);
+        });
+    let listener = quiet_listener();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        farewell_http::serve(listener, app())
+            .with_server(server)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let url = format!("http://{addr}/");
+    let many: Vec<String> = (0..12).map(|i| format!("X-Many-{i}: {i}")).collect();
+    let mut http1 = vec!["--http1.1", "-H", "Connection: close"];
+    for h in &many {
+        http1.extend(["-H", h.as_str()]);
+    }
+    // A few headers pass; more than 8 get hyper's 431.
+    assert_eq!(
+        curl_status(&url, &["--http1.1", "-H", "Connection: close"]).await,
+        "200"
+    );
+    assert_eq!(curl_status(&url, &http1).await, "431");
+    // h2: a small request passes; a header list over 1 KiB gets hyper's 431
+    // (the default limit is 16 KiB).
+    assert_eq!(curl_status(&url, &["--http2-prior-knowledge"]).await, "200");
+    let big = format!("X-Big: {}", "b".repeat(2048));
+    assert_eq!(
+        curl_status(&url, &["--http2-prior-knowledge", "-H", &big]).await,
+        "431"
+    );
+    let _ = stop.send(());
+    join(done).await;
+    assert_no_server_time_wait_nor_leftovers(addr.port()).await;
 }
