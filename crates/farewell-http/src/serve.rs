@@ -272,6 +272,8 @@ where
 ///   `Server::new().http2(|h2| { h2.enable_connect_protocol(); })`.
 /// - [`Serve::with_server`] chooses the [`Server`] settings (policy, grace,
 ///   timeouts, hyper's HTTP/1 and HTTP/2 settings).
+/// - When it stops, the [`ServeReport`](crate::ServeReport) of the teardowns
+///   is logged (tracing, debug level); [`Server::serve`] returns it instead.
 #[must_use = "futures must be awaited or polled"]
 pub struct Serve<L, M, Marker> {
     listener: L,
@@ -351,10 +353,12 @@ where
 
     fn into_future(self) -> ServeFuture {
         ServeFuture(Box::pin(async move {
-            self.server
+            let report = self
+                .server
                 .serve(self.listener, self.make_service, std::future::pending())
-                .await
-                .map(|_| ())
+                .await?;
+            tracing::debug!(%report, "farewell-http stopped");
+            Ok(())
         }))
     }
 }
@@ -417,10 +421,11 @@ where
             _marker,
         } = self.serve;
         ServeFuture(Box::pin(async move {
-            server
-                .serve(listener, make_service, self.signal)
-                .await
-                .map(|_| ())
+            let report = server.serve(listener, make_service, self.signal).await?;
+            // `Server::serve` returns this report; the drop-in, shaped like
+            // axum's, returns `()` and logs it.
+            tracing::debug!(%report, "farewell-http stopped");
+            Ok(())
         }))
     }
 }
