@@ -109,6 +109,11 @@ pub enum MakeServiceMarker {}
 ///
 /// The marker type parameter keeps the two blanket implementations apart;
 /// the compiler infers it, so callers never name it.
+///
+/// The accept loop awaits the make-service's readiness and its call before
+/// it accepts the next connection (as axum's does): keep them quick. A
+/// make-service that fails gets its connection ended with the quiet policy
+/// (reset once anything written is ACKed; nothing was).
 pub trait MakeConnectionService<Marker>: Send + 'static {
     /// The body of the service's responses.
     type Body: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
