@@ -662,3 +662,48 @@ async fn hyper_http1_and_http2_settings_reach_hyper() {
     join(done).await;
     assert_no_server_time_wait_nor_leftovers(addr.port()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_axum_listener_of_tcp_streams_is_served_through_axum_listener() {
+    if !farewell_lab::support::tools::require(
+        "any_axum_listener_of_tcp_streams_is_served_through_axum_listener",
+        &["curl"],
+    ) {
+        return;
+    }
+    // axum's own `Listener` impl for tokio's TcpListener (its accept loop,
+    // not farewell-http's), wrapped.
+    let listener = quiet_listener();
+    let addr = listener.local_addr().unwrap();
+    let listener = farewell_http::axum::AxumListener(listener);
+    assert_eq!(
+        farewell_http::Listener::local_addr(&listener).unwrap(),
+        addr
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        farewell_http::serve(
+            listener,
+            app().into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let out = curl(
+        &format!("http://{addr}/whoami"),
+        &[
+            "-H",
+            "Connection: close",
+            "-w",
+            "\n%{local_ip}:%{local_port}",
+        ],
+    )
+    .await;
+    let (body, local) = out.split_once('\n').expect("body, then curl's address");
+    assert_eq!(body, local);
+    let _ = stop.send(());
+    join(done).await;
+    assert_no_server_time_wait_nor_leftovers(addr.port()).await;
+}
