@@ -205,7 +205,7 @@ fn install_tracing(verbose: u8) {
 /// The exporter's own HTTP listener binds inside `build()` and never tells
 /// its address, so we bind, and serve the recorder's rendering with
 /// farewell-http (peer-first: a scraper that closes leaves no TIME-WAIT here).
-async fn install_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+pub(crate) async fn install_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!(
             "cannot serve metrics on {addr}\nhint: pick a free address for --metrics, \
@@ -227,7 +227,9 @@ async fn install_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     tokio::spawn(upkeep(handle.clone()));
     let service = hyper::service::service_fn(move |request| scrape(handle.clone(), request));
     tokio::spawn(async move {
+        // The endpoint's own connections stay out of the farewell_http_* series.
         let served = farewell_http::Server::new()
+            .metrics(false)
             .serve_hyper(listener, service, std::future::pending::<()>())
             .await;
         if let Err(e) = served {

@@ -40,6 +40,13 @@ offers h2 and http/1.1. A connection ends inside TLS: the last response, then cl
 with no FIN, then the policy (the client closes first, or is reset once all is ACKed). A
 handshake that fails or outlasts --tls-handshake-timeout ends the same way.
 
+--metrics ADDR serves Prometheus text at http://ADDR/metrics, live: connections accepted
+(farewell_http_connections_accepted_total) and open (farewell_http_connections_open),
+requests (farewell_http_requests_total), teardowns by ending and by who keeps TIME-WAIT
+(farewell_http_teardowns_total), connections by cause (farewell_http_connections_ended_total),
+close-delimited endings, failed TLS handshakes. With port 0 a free port is picked; read it
+from the `metrics on` line, printed after the `listening on` line.
+
 Prints `listening on ADDR` to stderr once bound (so --listen 127.0.0.1:0 works). On SIGTERM
 or Ctrl-C: stops accepting, lets every connection finish (at most --drain-timeout, then the
 laggards are reset), and prints one summary line to stderr: connections, requests, and how
@@ -85,6 +92,10 @@ pub struct ServeHttpArgs {
     /// How long a client has to complete the TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free one; the
+    /// bound address is printed as `metrics on http://ADDR/metrics`).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// The TLS setup of a run: the server configuration, and the certificate
@@ -158,6 +169,10 @@ pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}; is the port in use?", args.listen))?;
         let addr = listener.local_addr()?;
         eprintln!("listening on {addr}");
+        if let Some(metrics) = args.metrics {
+            let bound = crate::cmd::serve::install_metrics(metrics).await?;
+            eprintln!("metrics on http://{bound}/metrics");
+        }
         let mut server = Server::new();
         if let Some(tls) = &tls {
             if let Some((CertFile(file), fingerprint)) = &tls.written {

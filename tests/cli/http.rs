@@ -561,3 +561,72 @@ fn bench_http_hosts_quick_reports_many_host_rows_and_peer_first_keeps_no_time_wa
         .collect();
     assert_eq!(left, Vec::<String>::new(), "namespaces left behind");
 }
+
+#[test]
+fn serve_http_metrics_count_connections_requests_and_causes_live() {
+    use crate::harness::{metric, scrape};
+    if !farewell_lab::support::tools::require(
+        "serve_http_metrics_count_connections_requests_and_causes_live",
+        &["curl"],
+    ) {
+        return;
+    }
+    let (server, addr, mut stderr) = serve_http(&["--metrics", "127.0.0.1:0"]);
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let metrics: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("second stderr line: {line:?}"));
+    let url = format!("http://{addr}/");
+    // Two connections, one request each, both asked to close by the client.
+    curl(&["-H", "Connection: close", &url, &url]);
+    // Live: read while the server runs (the teardowns end within the grace).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (body, _) = scrape(metrics);
+        if metric(
+            &body,
+            "farewell_http_teardowns_total{ending=\"peer-closed\",time_wait=\"peer\"}",
+        ) >= 2.0
+            || Instant::now() > deadline
+        {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The scrapes' own connections are not counted (the endpoint has metrics off).
+    assert_eq!(
+        metric(&body, "farewell_http_connections_accepted_total"),
+        2.0,
+        "{body}"
+    );
+    assert_eq!(metric(&body, "farewell_http_requests_total"), 2.0, "{body}");
+    assert_eq!(
+        metric(&body, "farewell_http_connections_open"),
+        0.0,
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            &body,
+            "farewell_http_connections_ended_total{cause=\"client-asked\"}"
+        ),
+        2.0,
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            &body,
+            "farewell_http_teardowns_total{ending=\"peer-closed\",time_wait=\"peer\"}"
+        ),
+        2.0,
+        "{body}"
+    );
+    let summary = terminate(server, stderr);
+    assert!(summary.contains("2 connections, 2 requests"), "{summary}");
+    assert_eq!(server_time_wait(port), 0);
+}

@@ -77,6 +77,9 @@ impl Handover for TcpStream {
                 upgrade::counted(&shared.upgrades, delivered);
                 shared.delimited.ended(None);
             } else {
+                if shared.metrics {
+                    crate::metrics::close_delimited(end);
+                }
                 shared.delimited.ended(Some(end));
             }
         });
@@ -127,6 +130,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Shutdown,
     /// Upgraded connections a handler holds, and how they ended.
     pub(crate) upgrades: Upgrades,
+    /// Whether this server records [`metrics`](crate::metrics).
+    pub(crate) metrics: bool,
 }
 
 /// The close-delimited endings ([`delimited`]) of one server: counted, and
@@ -254,6 +259,9 @@ impl ConnState {
         let cause = self.cause.get().unwrap_or(Cause::ClientClosed);
         let requests = self.requests.load(Ordering::Relaxed);
         self.shared.causes.add(cause);
+        if self.shared.metrics {
+            crate::metrics::ended(cause);
+        }
         let shared = &self.shared;
         // An upgraded stream the handler dropped ends with the server's FIN,
         // as a close-delimited body does (see `upgrade`); a cut one, quietly.

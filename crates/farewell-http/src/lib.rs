@@ -77,6 +77,11 @@
 //!
 //! # Example: axum
 //!
+//! [`serve`] is a drop-in for `axum::serve`: the same call, with
+//! `.with_graceful_shutdown(..)`, `into_make_service()` and
+//! `into_make_service_with_connect_info::<SocketAddr>()` (see [`Serve`] for
+//! what differs). For every setting and a report at the end, use [`Server`]:
+//!
 //! ```no_run
 //! use axum::{routing::get, Router};
 //!
@@ -177,23 +182,39 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod conn;
 mod decide;
 mod delimited;
 mod io;
+pub mod metrics;
 mod record;
+mod serve;
 mod server;
 mod service;
 mod shutdown;
 mod upgrade;
 
 pub use record::{Cause, ConnectionOutcome};
+pub use serve::{
+    serve, BoxError, Listener, MadeService, MakeConnectionService, MakeServiceMarker, Serve,
+    ServeFuture, ServiceMarker, WithGracefulShutdown,
+};
 #[cfg(feature = "rustls")]
 pub use server::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
-pub use server::{serve, ServeReport, Server, DEFAULT_DRAIN_LIMIT, DEFAULT_UPGRADE_IDLE_TIMEOUT};
+pub use server::{ServeReport, Server, DEFAULT_DRAIN_LIMIT, DEFAULT_UPGRADE_IDLE_TIMEOUT};
 pub use shutdown::Shutdown;
 
 /// rustls, as farewell-http uses it (feature `rustls`): build the
 /// [`rustls::ServerConfig`] for [`Server::tls`] with it, so the versions match.
 #[cfg(feature = "rustls")]
 pub use farewell::tls::rustls;
+
+/// The README's examples, compiled as doc tests (this crate's and the
+/// workspace's, whose HTTP section shows the drop-in).
+#[cfg(doctest)]
+#[doc(test(attr(allow(dead_code))))]
+#[doc = include_str!("../README.md")]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,14 +17,15 @@ use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::conn::{ConnState, Delimited, Handover, Shared};
 use crate::decide;
 use crate::io::TeardownIo;
+use crate::metrics;
 use crate::record::{Cause, CauseCounts, ConnectionHook, ConnectionOutcome, Connections};
+use crate::serve::{BoxError, Listener, MakeConnectionService};
 use crate::service::Counted;
 use crate::shutdown::Shutdown;
 use crate::upgrade::{self, Upgrades};
@@ -78,6 +80,9 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Server {
     policy: Policy,
+    hyper: auto::Builder<TokioExecutor>,
+    nodelay: bool,
+    metrics: bool,
     idle_timeout: Duration,
     upgrade_idle_timeout: Duration,
     max_requests: Option<u64>,
@@ -105,6 +110,7 @@ impl fmt::Debug for Server {
             .field("max_requests", &self.max_requests)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("tls", &self.is_tls())
+            .field("nodelay", &self.nodelay)
             .finish_non_exhaustive()
     }
 }
@@ -113,13 +119,17 @@ impl Server {
     /// A server with the defaults: peer-first (deliver the last response while
     /// the client keeps ACKing it, 15 s stall timeout, 60 s cap; then 2 s
     /// grace; [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, 300 s
-    /// idle bound for upgraded connections, no request limit, 10 s shutdown timeout.
+    /// idle bound for upgraded connections, no request limit, 10 s shutdown
+    /// timeout, hyper-util's HTTP/1 and HTTP/2 defaults, `TCP_NODELAY` on.
     pub fn new() -> Server {
         Server {
             policy: Policy::PeerFirst(PeerFirst {
                 drain_limit: DEFAULT_DRAIN_LIMIT,
                 ..PeerFirst::default()
             }),
+            hyper: auto::Builder::new(TokioExecutor::new()),
+            nodelay: true,
+            metrics: true,
             idle_timeout: Duration::from_secs(60),
             upgrade_idle_timeout: DEFAULT_UPGRADE_IDLE_TIMEOUT,
             max_requests: None,
@@ -206,8 +216,136 @@ impl Server {
     /// (idle HTTP/1.1 keep-alive, laggards at shutdown) use the same policy with
     /// a zero grace: reset once everything written is ACKed. Other policies are
     /// used as they are for every connection.
+    ///
+    /// A [`PeerFirst`] whose `drain_limit` is [`PeerFirst::default`]'s
+    /// (256 KiB, as `Policy::default().with_grace(..)` gives) gets the
+    /// server's [`DEFAULT_DRAIN_LIMIT`] (2 MiB) instead, so an early answer
+    /// (a 413 to a 1 MB upload) is still read by the client rather than met
+    /// with a reset. Any other drain limit is kept; [`Server::drain_limit`]
+    /// sets one explicitly. To change only the grace, [`Server::grace`] is
+    /// simpler.
     pub fn policy(mut self, policy: Policy) -> Server {
-        self.policy = policy;
+        self.policy = match policy {
+            Policy::PeerFirst(p) if p.drain_limit == PeerFirst::default().drain_limit => {
+                Policy::PeerFirst(PeerFirst {
+                    drain_limit: DEFAULT_DRAIN_LIMIT,
+                    ..p
+                })
+            }
+            other => other,
+        };
+        self
+    }
+
+    /// How long the policy waits at the end of a connection, keeping the rest
+    /// of the policy (the drain limit among it): under peer-first (the
+    /// default) how long the client has to close once the last response is
+    /// ACKed (default 2 s); for the other policies their deadline, as
+    /// [`Policy::with_grace`] says.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use farewell_http::Server;
+    ///
+    /// let server = Server::new().grace(Duration::from_secs(5));
+    /// # let _ = server;
+    /// ```
+    pub fn grace(mut self, grace: Duration) -> Server {
+        self.policy = self.policy.with_grace(grace);
+        self
+    }
+
+    /// Under peer-first, the most bytes read and discarded while waiting for
+    /// the client to close (default [`DEFAULT_DRAIN_LIMIT`], 2 MiB): an
+    /// unread request body (an early 413) is drained so the client reads the
+    /// response; a client that sends more is reset. Other policies have no
+    /// drain limit and ignore it.
+    pub fn drain_limit(mut self, limit: u64) -> Server {
+        if let Policy::PeerFirst(p) = &mut self.policy {
+            p.drain_limit = limit;
+        }
+        self
+    }
+
+    /// Changes hyper's HTTP/1 settings (hyper-util's
+    /// [`Http1Builder`](auto::Http1Builder)): header limits, buffer sizes,
+    /// `writev`, title-case headers, ...
+    ///
+    /// `half_close` is always turned on (a client may send its requests,
+    /// then its FIN, and wait for the answers: RFC 9112 §9.6); the rest is
+    /// yours.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use farewell_http::Server;
+    ///
+    /// let server = Server::new().http1(|http1| {
+    ///     http1.max_buf_size(64 * 1024).max_headers(50);
+    /// });
+    /// # let _ = server;
+    /// ```
+    pub fn http1(
+        mut self,
+        configure: impl FnOnce(&mut auto::Http1Builder<'_, TokioExecutor>),
+    ) -> Server {
+        configure(&mut self.hyper.http1());
+        self
+    }
+
+    /// Changes hyper's HTTP/2 settings (hyper-util's
+    /// [`Http2Builder`](auto::Http2Builder)): concurrent streams, window
+    /// sizes, keep-alive pings, extended CONNECT, ...
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use farewell_http::Server;
+    ///
+    /// let server = Server::new().http2(|http2| {
+    ///     http2.max_concurrent_streams(100).enable_connect_protocol();
+    /// });
+    /// # let _ = server;
+    /// ```
+    pub fn http2(
+        mut self,
+        configure: impl FnOnce(&mut auto::Http2Builder<'_, TokioExecutor>),
+    ) -> Server {
+        configure(&mut self.hyper.http2());
+        self
+    }
+
+    /// Serves HTTP/1 only: a client speaking h2 prior knowledge is refused
+    /// (hyper-util's `http1_only`).
+    pub fn http1_only(mut self) -> Server {
+        self.hyper = self.hyper.http1_only();
+        self
+    }
+
+    /// Serves h2 only (prior knowledge over TCP, ALPN `h2` over TLS;
+    /// hyper-util's `http2_only`).
+    pub fn http2_only(mut self) -> Server {
+        self.hyper = self.hyper.http2_only();
+        self
+    }
+
+    /// Whether this server records the live [`metrics`](crate::metrics)
+    /// (default `true`; nothing is recorded without the `metrics` feature or
+    /// without a recorder installed). Turn it off for a side server (a
+    /// metrics endpoint, an admin port) whose connections should not count
+    /// with the main one's.
+    pub fn metrics(mut self, record: bool) -> Server {
+        self.metrics = record;
+        self
+    }
+
+    /// Whether accepted sockets get `TCP_NODELAY` (default `true`: hyper
+    /// writes whole responses, and Nagle would hold back their tails for an
+    /// ACK).
+    pub fn tcp_nodelay(mut self, nodelay: bool) -> Server {
+        self.nodelay = nodelay;
         self
     }
 
@@ -277,60 +415,82 @@ impl Server {
         self
     }
 
-    /// Serves a tower service (an axum `Router`, say) on `listener` until
-    /// `shutdown` completes, then shuts down gracefully.
+    /// Serves a tower service (an axum `Router`, a `BoxCloneService`) or a
+    /// make-service (`app.into_make_service()`,
+    /// `app.into_make_service_with_connect_info::<SocketAddr>()`) on
+    /// `listener` until `shutdown` completes, then shuts down gracefully.
+    ///
+    /// A service is cloned for each connection; a make-service is called with
+    /// the client's address for each (see [`MakeConnectionService`]).
+    /// `listener` is a tokio `TcpListener` or, with the `axum` feature, axum's
+    /// `tap_io` over one (see [`Listener`]).
     ///
     /// # Errors
     ///
     /// None today: accept errors are logged and retried (after a pause when
     /// descriptors run out). The `Result` leaves room for setup errors.
-    pub async fn serve<S, B>(
+    pub async fn serve<L, M, Marker>(
         self,
-        listener: TcpListener,
-        service: S,
+        listener: L,
+        make_service: M,
         shutdown: impl Future<Output = ()> + Send,
     ) -> io::Result<ServeReport>
     where
-        S: tower_service::Service<Request<Incoming>, Response = Response<B>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<Box<dyn StdError + Send + Sync>>,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+        L: Listener,
+        M: MakeConnectionService<Marker>,
     {
-        self.serve_hyper(listener, TowerToHyperService::new(service), shutdown)
-            .await
+        self.run(
+            listener,
+            TowerMaker {
+                make: make_service,
+                _marker: std::marker::PhantomData::<fn() -> Marker>,
+            },
+            shutdown,
+        )
+        .await
     }
 
     /// Serves a hyper service (e.g. `hyper::service::service_fn(..)`) on
     /// `listener` until `shutdown` completes, then shuts down gracefully.
+    /// Each connection gets a clone of `service`.
     ///
     /// # Errors
     ///
     /// As [`Server::serve`].
-    pub async fn serve_hyper<S, B>(
+    pub async fn serve_hyper<L, S, B>(
         self,
-        listener: TcpListener,
+        listener: L,
         service: S,
         shutdown: impl Future<Output = ()> + Send,
     ) -> io::Result<ServeReport>
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        L: Listener,
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
-        S::Error: Into<Box<dyn StdError + Send + Sync>>,
+        S::Error: Into<BoxError>,
         B: http_body::Body + Send + 'static,
         B::Data: Send,
-        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+        B::Error: Into<BoxError>,
     {
+        self.run(listener, HyperMaker(service), shutdown).await
+    }
+
+    /// The accept loop, then the graceful shutdown.
+    async fn run<L: Listener, M: Maker>(
+        self,
+        mut listener: L,
+        mut maker: M,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> io::Result<ServeReport> {
+        let record = self.metrics && metrics::ON;
+        if record {
+            metrics::describe();
+        }
         let mut closer = Closer::builder(self.policy);
         let close_notify = Arc::new(AtomicU64::new(0));
         let ended = Arc::new(Connections::new(self.on_connection.clone()));
         let tls = self.is_tls();
-        if tls || self.on_outcome.is_some() || self.on_connection.is_some() {
+        if tls || self.on_outcome.is_some() || self.on_connection.is_some() || record {
             let hook = self.on_outcome.clone();
             let counted = Arc::clone(&close_notify);
             let joined = Arc::clone(&ended);
@@ -339,6 +499,9 @@ impl Server {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
                 joined.teardown_ended(&outcome);
+                if record {
+                    metrics::teardown(&outcome);
+                }
                 if let Some(hook) = &hook {
                     hook(outcome);
                 }
@@ -374,8 +537,9 @@ impl Server {
             ended,
             shutdown: Shutdown::new(stop_rx.clone()),
             upgrades: Upgrades::default(),
+            metrics: record,
         });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = self.hyper.clone();
         // A client may send its requests and then its FIN (`shutdown(SHUT_WR)`,
         // `nc -N`) and wait for the answers: RFC 9112 §9.6. Without half-close,
         // hyper takes the EOF for "the client is gone" and drops the request in
@@ -388,38 +552,63 @@ impl Server {
 
         tokio::pin!(shutdown);
         loop {
-            tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        // Responses are written whole; do not let Nagle hold their tails.
-                        let _ = stream.set_nodelay(true);
-                        shared.connections.fetch_add(1, Ordering::Relaxed);
-                        #[cfg(feature = "rustls")]
-                        if let Some((acceptor, timeout)) = &tls {
-                            tasks.spawn(serve_tls_connection(
-                                acceptor.clone(),
-                                *timeout,
-                                Arc::clone(&builder),
-                                stream,
-                                service.clone(),
-                                Arc::clone(&shared),
-                                stop_rx.clone(),
-                            ));
-                            continue;
-                        }
-                        tasks.spawn(serve_connection(
-                            Arc::clone(&builder),
-                            stream,
-                            service.clone(),
-                            Arc::clone(&shared),
-                            stop_rx.clone(),
-                        ));
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_error(e).await;
+                        continue;
                     }
-                    Err(e) => accept_error(e).await,
                 },
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            };
+            // On by default: responses are written whole; do not let Nagle hold their tails.
+            let _ = stream.set_nodelay(self.nodelay);
+            shared.connections.fetch_add(1, Ordering::Relaxed);
+            if record {
+                metrics::accepted();
             }
+            // The service for this connection: a clone, or what the
+            // make-service gives for this client (`ConnectInfo`).
+            let service = match maker.make(peer).await {
+                Ok(service) => service,
+                Err(e) => {
+                    tracing::debug!(error = %e, %peer, "the make-service failed; closing the connection");
+                    stream.hand_over(&shared.closer, shared.quiet_policy);
+                    continue;
+                }
+            };
+            let open = record.then(metrics::Open::new);
+            #[cfg(feature = "rustls")]
+            if let Some((acceptor, timeout)) = &tls {
+                let connection = serve_tls_connection(
+                    acceptor.clone(),
+                    *timeout,
+                    Arc::clone(&builder),
+                    stream,
+                    service,
+                    Arc::clone(&shared),
+                    stop_rx.clone(),
+                );
+                tasks.spawn(async move {
+                    let _open = open;
+                    connection.await;
+                });
+                continue;
+            }
+            let connection = serve_connection(
+                Arc::clone(&builder),
+                stream,
+                service,
+                Arc::clone(&shared),
+                stop_rx.clone(),
+            );
+            tasks.spawn(async move {
+                // Counted open until the connection's task ends (or is aborted).
+                let _open = open;
+                connection.await;
+            });
         }
 
         drop(listener);
@@ -502,6 +691,9 @@ async fn serve_tls_connection<S, B>(
         Some(stream) => serve_connection(builder, stream, service, shared, stop).await,
         None => {
             shared.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
+            if shared.metrics {
+                metrics::tls_handshake_failed();
+            }
         }
     }
 }
@@ -580,6 +772,67 @@ pub(crate) async fn serve_connection<S, B>(
     upgrade::watch(&state).await;
 }
 
+/// Gives the hyper service for each connection (the accept loop's view of a
+/// service or make-service).
+trait Maker: Send {
+    type Body: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+    type Service: Service<
+            Request<Incoming>,
+            Response = Response<Self::Body>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Send
+        + 'static;
+
+    fn make(
+        &mut self,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Result<Self::Service, BoxError>> + Send;
+}
+
+/// A tower service or make-service ([`Server::serve`]).
+struct TowerMaker<M, Marker> {
+    make: M,
+    _marker: std::marker::PhantomData<fn() -> Marker>,
+}
+
+impl<M, Marker> Maker for TowerMaker<M, Marker>
+where
+    M: MakeConnectionService<Marker>,
+{
+    type Body = M::Body;
+    type Service = TowerToHyperService<M::Service>;
+
+    async fn make(&mut self, peer: SocketAddr) -> Result<Self::Service, BoxError> {
+        std::future::poll_fn(|cx| self.make.poll_ready(cx)).await?;
+        let service = self.make.make_service(peer).await?;
+        Ok(TowerToHyperService::new(service))
+    }
+}
+
+/// A hyper service, cloned for each connection ([`Server::serve_hyper`]).
+struct HyperMaker<S>(S);
+
+impl<S, B> Maker for HyperMaker<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Body = B;
+    type Service = S;
+
+    fn make(
+        &mut self,
+        _: SocketAddr,
+    ) -> impl Future<Output = Result<Self::Service, BoxError>> + Send {
+        std::future::ready(Ok(self.0.clone()))
+    }
+}
+
 /// Logs an accept error; pauses when the process is out of descriptors or memory,
 /// so the loop does not spin.
 async fn accept_error(e: io::Error) {
@@ -591,45 +844,6 @@ async fn accept_error(e: io::Error) {
     } else {
         tracing::debug!(error = %e, "accept failed");
     }
-}
-
-/// Serves `service` (an axum `Router` or any tower service) on `listener` with
-/// the default [`Server`] until the process ends: a drop-in for `axum::serve`.
-///
-/// # Errors
-///
-/// As [`Server::serve`].
-///
-/// # Examples
-///
-/// ```no_run
-/// use axum::{routing::get, Router};
-///
-/// # #[allow(dead_code)]
-/// # async fn demo() -> std::io::Result<()> {
-/// let app = Router::new().route("/", get(|| async { "hello\n" }));
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-/// // was: axum::serve(listener, app).await?;
-/// farewell_http::serve(listener, app).await?;
-/// # Ok(()) }
-/// ```
-pub async fn serve<S, B>(listener: TcpListener, service: S) -> io::Result<()>
-where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    Server::new()
-        .serve(listener, service, std::future::pending::<()>())
-        .await
-        .map(|_| ())
 }
 
 /// What a server did, returned when it has shut down.

@@ -48,6 +48,9 @@ where
             .extensions_mut()
             .insert(conn.shared.shutdown.clone());
         conn.shared.requests.fetch_add(1, Ordering::Relaxed);
+        if conn.shared.metrics {
+            crate::metrics::request();
+        }
         let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = decide::request_limit(n, conn.shared.max_requests, request.version());
         let connection = request

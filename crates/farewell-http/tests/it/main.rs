@@ -5,6 +5,7 @@
 mod close_delimited;
 mod common;
 mod curl;
+mod dropin;
 mod half_close;
 mod hyper_client;
 mod outcomes;
