@@ -20,6 +20,10 @@ use crate::conn::{ConnState, Handover};
 /// policy on it: for peer-first, no FIN from us, ever. Over TLS, tokio-rustls's
 /// own `poll_shutdown` would send `close_notify` *and* the FIN; the teardown
 /// sends `close_notify` alone.
+///
+/// It also keeps the clocks of the abuse bounds ([`ConnState::watch`]): when
+/// a read found nothing (the header and body read timeouts), when a write
+/// found the socket full (the send timeout).
 pub(crate) struct TeardownIo<S: Handover> {
     stream: Option<S>,
     conn: Arc<ConnState>,
@@ -50,8 +54,11 @@ impl<S: Handover> AsyncRead for TeardownIo<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = self.stream().poll_read(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.conn.touch();
+        match poll {
+            Poll::Ready(Ok(())) => self.conn.read_done(buf.filled().len() - before),
+            Poll::Ready(Err(_)) => self.conn.read_done(0),
+            // hyper waits for the client: the header or body read clock runs.
+            Poll::Pending => self.conn.read_pending(),
         }
         poll
     }
@@ -64,8 +71,10 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = self.stream().poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = poll {
-            self.conn.wrote(n);
+        match poll {
+            Poll::Ready(Ok(n)) => self.conn.wrote(n),
+            Poll::Pending => self.conn.write_blocked(),
+            Poll::Ready(Err(_)) => {}
         }
         poll
     }
@@ -76,8 +85,10 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = self.stream().poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = poll {
-            self.conn.wrote(n);
+        match poll {
+            Poll::Ready(Ok(n)) => self.conn.wrote(n),
+            Poll::Pending => self.conn.write_blocked(),
+            Poll::Ready(Err(_)) => {}
         }
         poll
     }
@@ -89,7 +100,14 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream().poll_flush(cx)
+        // Over TLS, writes land in rustls's buffer and the flush meets the full socket.
+        let poll = self.stream().poll_flush(cx);
+        match poll {
+            Poll::Ready(Ok(())) => self.conn.flushed(),
+            Poll::Pending => self.conn.write_blocked(),
+            Poll::Ready(Err(_)) => {}
+        }
+        poll
     }
 
     /// Flushes and returns: **no FIN**. Whether one is ever sent is the

@@ -145,7 +145,12 @@ mod service;
 pub use record::{Cause, ConnectionOutcome};
 #[cfg(feature = "rustls")]
 pub use server::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
-pub use server::{serve, ServeReport, Server, DEFAULT_DRAIN_LIMIT};
+pub use server::{
+    serve, ServeReport, Server, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_LIMIT,
+    DEFAULT_H2_MAX_CONCURRENT_STREAMS, DEFAULT_H2_MAX_HEADER_LIST_SIZE,
+    DEFAULT_H2_MAX_SEND_BUF_SIZE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BUF_SIZE,
+    DEFAULT_SEND_TIMEOUT,
+};
 
 /// rustls, as farewell-http uses it (feature `rustls`): build the
 /// [`rustls::ServerConfig`] for [`Server::tls`] with it, so the versions match.

@@ -39,6 +39,42 @@ pub const DEFAULT_DRAIN_LIMIT: u64 = 2 * 1024 * 1024;
 #[cfg(feature = "rustls")]
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default [`Server::header_read_timeout`]: 30 s, hyper's own default
+/// for `header_read_timeout` and half of nginx's `client_header_timeout`
+/// (60 s). A real client sends a request head in one round trip; a slowloris
+/// holds a descriptor and a task for as long as this.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default [`Server::body_read_timeout`]: 60 s between two reads of a
+/// request body, as nginx's `client_body_timeout`.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default [`Server::send_timeout`]: 60 s with no progress at all in
+/// sending a response, as nginx's `send_timeout` (which counts between two
+/// writes; this one counts any ACK from the client's kernel as progress, so
+/// a slow reader is never cut). The teardown's own stall bound
+/// ([`farewell::PeerFirst::stall_timeout`], 15 s) then covers the last response.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default [`Server::max_buf_size`]: 64 KiB, hyper's HTTP/1.1 read and
+/// write buffer bound (hyper's default is about 400 KiB). A request head
+/// must fit in it (nginx's `large_client_header_buffers` allows 4 × 8 KiB);
+/// a larger one gets `431`.
+pub const DEFAULT_MAX_BUF_SIZE: usize = 64 * 1024;
+
+/// The default [`Server::h2_max_concurrent_streams`]: 100 (hyper: 200;
+/// nginx `http2_max_concurrent_streams`: 128; RFC 9113 §6.5.2 recommends no
+/// fewer than 100).
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// The default [`Server::h2_max_send_buf_size`]: 64 KiB per stream (hyper:
+/// 400 KiB). With [`DEFAULT_H2_MAX_CONCURRENT_STREAMS`] that bounds what one
+/// h2 connection buffers for a client that grants no window to 6.4 MiB.
+pub const DEFAULT_H2_MAX_SEND_BUF_SIZE: usize = 64 * 1024;
+
+/// The default [`Server::h2_max_header_list_size`]: 16 KiB, hyper's default.
+pub const DEFAULT_H2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+
 /// An HTTP/1.1 and HTTP/2 server (hyper 1.x, via hyper-util) that ends
 /// connections with a farewell [`Policy`].
 ///
@@ -73,6 +109,13 @@ pub struct Server {
     shutdown_timeout: Duration,
     on_outcome: Option<OutcomeHook>,
     on_connection: Option<ConnectionHook>,
+    header_read_timeout: Option<Duration>,
+    body_read_timeout: Option<Duration>,
+    send_timeout: Option<Duration>,
+    max_buf_size: usize,
+    h2_max_concurrent_streams: u32,
+    h2_max_send_buf_size: usize,
+    h2_max_header_list_size: u32,
     #[cfg(feature = "rustls")]
     tls: Option<Arc<farewell::tls::rustls::ServerConfig>>,
     #[cfg(feature = "rustls")]
@@ -92,6 +135,13 @@ impl fmt::Debug for Server {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_requests", &self.max_requests)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("send_timeout", &self.send_timeout)
+            .field("max_buf_size", &self.max_buf_size)
+            .field("h2_max_concurrent_streams", &self.h2_max_concurrent_streams)
+            .field("h2_max_send_buf_size", &self.h2_max_send_buf_size)
+            .field("h2_max_header_list_size", &self.h2_max_header_list_size)
             .field("tls", &self.is_tls())
             .finish_non_exhaustive()
     }
@@ -101,7 +151,10 @@ impl Server {
     /// A server with the defaults: peer-first (deliver the last response while
     /// the client keeps ACKing it, 15 s stall timeout, 60 s cap; then 2 s
     /// grace; [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, no request limit,
-    /// 10 s shutdown timeout.
+    /// 10 s shutdown timeout; the abuse bounds [`DEFAULT_HEADER_READ_TIMEOUT`],
+    /// [`DEFAULT_BODY_READ_TIMEOUT`], [`DEFAULT_SEND_TIMEOUT`],
+    /// [`DEFAULT_MAX_BUF_SIZE`], [`DEFAULT_H2_MAX_CONCURRENT_STREAMS`],
+    /// [`DEFAULT_H2_MAX_SEND_BUF_SIZE`] and [`DEFAULT_H2_MAX_HEADER_LIST_SIZE`].
     pub fn new() -> Server {
         Server {
             policy: Policy::PeerFirst(PeerFirst {
@@ -113,6 +166,13 @@ impl Server {
             shutdown_timeout: Duration::from_secs(10),
             on_outcome: None,
             on_connection: None,
+            header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
+            body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
+            send_timeout: Some(DEFAULT_SEND_TIMEOUT),
+            max_buf_size: DEFAULT_MAX_BUF_SIZE,
+            h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+            h2_max_send_buf_size: DEFAULT_H2_MAX_SEND_BUF_SIZE,
+            h2_max_header_list_size: DEFAULT_H2_MAX_HEADER_LIST_SIZE,
             #[cfg(feature = "rustls")]
             tls: None,
             #[cfg(feature = "rustls")]
@@ -217,6 +277,78 @@ impl Server {
     /// reset (after their written bytes are ACKed, within the policy's bound). Default 10 s.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Server {
         self.shutdown_timeout = timeout.min(farewell::policy::MAX_WAIT);
+        self
+    }
+
+    /// How long a client has to send a whole request head, counted from its
+    /// first byte (default [`DEFAULT_HEADER_READ_TIMEOUT`], 30 s; `None`: no
+    /// bound). A client that sends one byte a second is cut all the same:
+    /// bytes do not restart this clock. An idle keep-alive connection (no byte
+    /// of a new request) is the [`Server::idle_timeout`]'s. HTTP/1.1, and the
+    /// first request of an h2 connection (preface to first HEADERS).
+    ///
+    /// The cut connection is owed nothing: it is reset once everything written
+    /// before is ACKed, no FIN, no TIME-WAIT on the server; its [`Cause`] is
+    /// [`Cause::ReadTimeout`]. (hyper's own `header_read_timeout` is not used:
+    /// it also cuts idle keep-alive connections, and an h2 one never.)
+    pub fn header_read_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.header_read_timeout = timeout.map(|t| t.min(farewell::policy::MAX_WAIT));
+        self
+    }
+
+    /// How long a read of an HTTP/1.1 request body may wait for a byte
+    /// (default [`DEFAULT_BODY_READ_TIMEOUT`], 60 s; `None`: no bound): a
+    /// `POST` with `Content-Length: 100` and 3 bytes, then silence, is cut
+    /// this long after its last byte, the service's body read failing. The
+    /// clock runs only while the service reads the body, so a slow handler
+    /// that is not reading is never cut. Ended as for
+    /// [`Server::header_read_timeout`] ([`Cause::ReadTimeout`]).
+    ///
+    /// h2 streams are not covered: their bodies are bounded in memory by
+    /// flow control, and a stalled one by [`Server::h2_max_concurrent_streams`].
+    pub fn body_read_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.body_read_timeout = timeout.map(|t| t.min(farewell::policy::MAX_WAIT));
+        self
+    }
+
+    /// How long a response may wait to be sent with no progress at all
+    /// (default [`DEFAULT_SEND_TIMEOUT`], 60 s; `None`: no bound): no byte
+    /// written, no body frame taken, and no byte newly ACKed by the client's
+    /// kernel. Cuts a client that stopped reading (HTTP/1.1: the socket is
+    /// full; h2: streams with a zero window) with an RST at once, since nothing
+    /// more can be delivered ([`Cause::SendTimeout`]; nobody keeps TIME-WAIT).
+    /// A slow reader that keeps ACKing is never cut.
+    pub fn send_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.send_timeout = timeout.map(|t| t.min(farewell::policy::MAX_WAIT));
+        self
+    }
+
+    /// hyper's HTTP/1.1 read and write buffer bound, in bytes (default
+    /// [`DEFAULT_MAX_BUF_SIZE`]; at least 8 KiB). A request head larger than
+    /// this is refused with 431.
+    pub fn max_buf_size(mut self, bytes: usize) -> Server {
+        self.max_buf_size = bytes.max(8192);
+        self
+    }
+
+    /// The most h2 streams one connection may have open at once (default
+    /// [`DEFAULT_H2_MAX_CONCURRENT_STREAMS`]; at least 1).
+    pub fn h2_max_concurrent_streams(mut self, max: u32) -> Server {
+        self.h2_max_concurrent_streams = max.max(1);
+        self
+    }
+
+    /// The most bytes an h2 stream buffers for sending, waiting for flow-control
+    /// window (default [`DEFAULT_H2_MAX_SEND_BUF_SIZE`]).
+    pub fn h2_max_send_buf_size(mut self, bytes: usize) -> Server {
+        self.h2_max_send_buf_size = bytes.max(1);
+        self
+    }
+
+    /// The largest h2 header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE;
+    /// default [`DEFAULT_H2_MAX_HEADER_LIST_SIZE`]).
+    pub fn h2_max_header_list_size(mut self, bytes: u32) -> Server {
+        self.h2_max_header_list_size = bytes;
         self
     }
 
@@ -326,6 +458,15 @@ impl Server {
                 other => other,
             },
             idle_timeout: self.idle_timeout,
+            limits: decide::Limits {
+                header_read: self.header_read_timeout,
+                body_read: self.body_read_timeout,
+                send: self.send_timeout,
+            },
+            closing_timeout: match self.policy {
+                Policy::PeerFirst(p) => p.grace.max(Duration::from_secs(1)),
+                _ => Duration::from_secs(2),
+            },
             max_requests: self.max_requests,
             forcing: AtomicBool::new(false),
             connections: AtomicU64::new(0),
@@ -342,7 +483,16 @@ impl Server {
         // flight. With it, hyper answers every request read before the FIN,
         // then ends the connection; the teardown finds the FIN already in
         // (peer-closed: the client keeps TIME-WAIT).
-        builder.http1().half_close(true);
+        builder
+            .http1()
+            .half_close(true)
+            .max_buf_size(self.max_buf_size);
+        // Memory per h2 connection: streams × send buffer.
+        builder
+            .http2()
+            .max_concurrent_streams(self.h2_max_concurrent_streams)
+            .max_send_buf_size(self.h2_max_send_buf_size)
+            .max_header_list_size(self.h2_max_header_list_size);
         let builder = Arc::new(builder);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -469,24 +619,40 @@ pub(crate) async fn serve_connection<S, B>(
 {
     let state = Arc::new(ConnState::new(shared));
     let idle = state.shared.idle_timeout;
+    let limits = state.shared.limits;
+    let closing_timeout = state.shared.closing_timeout;
+    let tick = limits.tick();
+    let probe = tick.and_then(|_| stream.ack_probe());
     let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
     let conn =
         builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state)));
     tokio::pin!(conn);
+    // The kernel's ACK counter, read through a duplicate of the socket's
+    // descriptor. Declared after `conn` so that, if this task is dropped, it is
+    // closed before the stream is handed over; on every other way out it is
+    // dropped explicitly first.
+    let mut acks = AckClock {
+        probe,
+        acked: None,
+        at: 0,
+    };
 
-    // The three things that can end a connection besides hyper itself, each
+    // The four things that can end a connection besides hyper itself, each
     // created once: re-creating them per wakeup would register and deregister a
     // timer and two waiters every time the connection's task runs.
     let stopped = stop.wait_for(|stop| *stop);
     let limit_reached = state.limit_reached.notified();
     let idle_timer = tokio::time::sleep(idle);
-    tokio::pin!(stopped, limit_reached, idle_timer);
+    let watchdog = tokio::time::sleep(tick.unwrap_or(farewell::policy::MAX_WAIT));
+    tokio::pin!(stopped, limit_reached, idle_timer, watchdog);
 
     let mut closing = false;
     loop {
+        let was_closing = closing;
         tokio::select! {
             biased;
             result = conn.as_mut() => {
+                drop(acks.probe.take());
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                     state.cause.set(Cause::Error);
@@ -507,9 +673,19 @@ pub(crate) async fn serve_connection<S, B>(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = idle_timer.as_mut(), if !closing => {
-                match state.idle_check(idle, Instant::now()) {
+            () = idle_timer.as_mut() => {
+                // Before closing: the keep-alive idle timeout. After: how long a
+                // connection asked to end (GOAWAY) may then sit with nothing in
+                // flight and nothing moving, e.g. an h2 client that answers
+                // neither the GOAWAY nor its PING.
+                let bound = if closing { closing_timeout } else { idle };
+                match state.idle_check(bound, Instant::now()) {
                     decide::Idle::CheckAt(next) => idle_timer.as_mut().reset(next.into()),
+                    decide::Idle::Expired if closing => {
+                        tracing::debug!("connection asked to end did not; ending it");
+                        drop(acks.probe.take());
+                        break;
+                    }
                     decide::Idle::Expired => {
                         state.cause.set(Cause::Idle);
                         state.closing_quietly();
@@ -518,7 +694,62 @@ pub(crate) async fn serve_connection<S, B>(
                     }
                 }
             }
+            () = watchdog.as_mut(), if tick.is_some() => {
+                let now = state.now_ms();
+                let acked_at = acks.sample(now);
+                match decide::watchdog(&state.watch(now, acked_at), &limits) {
+                    None => watchdog
+                        .as_mut()
+                        .reset((Instant::now() + tick.unwrap_or(idle)).into()),
+                    Some(decide::Cut::Read) => {
+                        // Nothing is owed: reset once what was written is ACKed.
+                        state.cause.replace(Cause::ReadTimeout);
+                        state.closing_quietly();
+                        drop(acks.probe.take());
+                        break;
+                    }
+                    Some(decide::Cut::Send) => {
+                        // Nothing more can be delivered: reset at once.
+                        state.cause.replace(Cause::SendTimeout);
+                        state.abort();
+                        drop(acks.probe.take());
+                        break;
+                    }
+                }
+            }
         }
+        if closing && !was_closing {
+            idle_timer
+                .as_mut()
+                .reset((Instant::now() + closing_timeout).into());
+        }
+    }
+}
+
+/// When the client's kernel last ACKed a new byte of ours, sampled by the
+/// connection task (`tcpi_bytes_acked` through a duplicate descriptor).
+struct AckClock {
+    probe: Option<std::os::fd::OwnedFd>,
+    acked: Option<u64>,
+    /// Milliseconds since the connection started of the last rise.
+    at: u64,
+}
+
+impl AckClock {
+    /// Reads the counter at `now` (ms); returns when it last rose.
+    fn sample(&mut self, now: u64) -> u64 {
+        let acked = self
+            .probe
+            .as_ref()
+            .and_then(|fd| farewell::sys::tcp_info(fd).ok())
+            .map(|info| info.bytes_acked);
+        if acked.is_some() && acked != self.acked {
+            if self.acked.is_some() {
+                self.at = now;
+            }
+            self.acked = acked;
+        }
+        self.at
     }
 }
 
