@@ -24,6 +24,20 @@
 //! | response sent before the request body was read (early 413/401) | the response, `Connection: close`; no FIN | reads and discards the unread body (up to the drain limit, within the grace) until the client's FIN, so the client reads the response instead of a reset (RFC 9112 §9.6); over the limit: RST | the client; nobody if reset |
 //! | the last response's body is close-delimited (HTTP/1.0 client, length unknown: only the server's close can end it) | the body; once every byte is ACKed, a **FIN** (see below) | RST by the kernel when the FIN is ACKed | nobody |
 //! | server shutdown | in-flight responses finish with `Connection: close` / GOAWAY; idle HTTP/1.1 connections as for the idle timeout | as above; laggards after the shutdown timeout: RST once their bytes are ACKed | the client; nobody if reset |
+//! | a request head not complete [`Server::header_read_timeout`] after its first byte (slowloris: `G`, a request line then silence, one byte a second), or an HTTP/1.1 request body read that waits [`Server::body_read_timeout`] for a byte | nothing | RST once everything written before is ACKed (`SIOCOUTQ` = 0) | nobody |
+//! | the client takes none of a response for [`Server::send_timeout`]: no byte written, no body frame taken, no byte newly ACKed (a client that stopped reading; h2 streams with a zero window) | nothing more | RST at once: nothing more can be delivered | nobody |
+//! | an h2 connection asked to end (GOAWAY: idle, max requests, shutdown) that then sits with nothing in flight and nothing moving for the grace (at least 1 s), answering neither the GOAWAY nor its PING | nothing more | as for `Connection: close`: the grace, then RST once ACKed | nobody |
+//!
+//! **Abuse bounds.** Every connection is cut when its client is too slow to
+//! send a request ([`Server::header_read_timeout`], 30 s by default, counted
+//! from the head's first byte so a trickle does not extend it;
+//! [`Server::body_read_timeout`], 60 s) or stops taking a response
+//! ([`Server::send_timeout`], 60 s; a slow reader whose kernel keeps ACKing is
+//! never cut); the connection's [`Cause`] says which. Memory per connection is
+//! bounded by hyper's buffers: [`Server::max_buf_size`] (HTTP/1.1, 64 KiB) and
+//! [`Server::h2_max_concurrent_streams`] × [`Server::h2_max_send_buf_size`]
+//! (h2, 100 × 64 KiB), provided the service streams large bodies rather than
+//! building them whole.
 //!
 //! **Why an idle HTTP/1.1 connection is reset rather than given a grace.**
 //! HTTP/1.1 has no message that tells a client "this idle connection is going
