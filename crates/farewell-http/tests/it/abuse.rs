@@ -355,3 +355,117 @@ async fn a_client_that_stops_reading_is_reset_after_the_send_timeout_but_a_slow_
     assert_no_server_time_wait_nor_leftovers(port).await;
     assert!(report.to_string().contains("send-timeout 1"), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_larger_than_max_buf_size_gets_431_and_the_next_client_is_served() {
+    if !farewell_lab::support::tools::require(
+        "a_request_head_larger_than_max_buf_size_gets_431_and_the_next_client_is_served",
+        &["curl"],
+    ) {
+        return;
+    }
+    let server = start(abuse_server()).await;
+    let port = server.addr.port();
+    let big = format!("X-Big: {}", "a".repeat(farewell_http::DEFAULT_MAX_BUF_SIZE));
+    let url = server.url("/");
+    let out = run(
+        "curl",
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &big,
+            &url,
+        ],
+    )
+    .await;
+    assert_eq!(out.stdout, b"431");
+    assert_eq!(
+        curl_get(&url).await,
+        farewell_lab::support::http_demo::HELLO.as_bytes()
+    );
+    server.shutdown().await;
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
+
+/// Python's `ssl` over TLS: sends `G` and waits for the server's end, or asks
+/// for 64 MiB and reads none of it for 4 s, then reads to the end. Prints
+/// `MODE BYTES END` (END: reset, or eof: a close_notify, or a reset that
+/// Python's ssl took for a ragged end).
+const TLS_ABUSER: &str = r#"
+import socket, ssl, sys, time
+port, mode = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["http/1.1"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+s.settimeout(15)
+if mode == "head":
+    s.sendall(b"G")
+else:
+    s.sendall(b"GET /bytes/67108864 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(4)
+got, end = 0, "eof"
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += len(d)
+except (ConnectionResetError, ssl.SSLError) as e:
+    end = "reset"
+print(mode, got, end)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_partial_head_and_a_client_that_stops_reading_are_cut_too() {
+    if !farewell_lab::support::tools::require(
+        "over_tls_a_partial_head_and_a_client_that_stops_reading_are_cut_too",
+        &["curl", "python3"],
+    ) {
+        return;
+    }
+    let made = farewell_lab::support::tls::SelfSigned::localhost();
+    let server = start(abuse_server().tls(std::sync::Arc::new(made.server_config()))).await;
+    let port = server.addr.port();
+    let port_arg = port.to_string();
+    let head_args = ["-c", TLS_ABUSER, &port_arg, "head"];
+    let stop_args = ["-c", TLS_ABUSER, &port_arg, "stop"];
+    let probe_url = format!("https://localhost:{port}/");
+    let probe_args = ["-sS", "--fail", "-k", "--max-time", "10", &probe_url];
+    let (head, stop, probe) = tokio::join!(
+        run("python3", &head_args),
+        run("python3", &stop_args),
+        run("curl", &probe_args)
+    );
+    assert_eq!(
+        probe.stdout,
+        farewell_lab::support::http_demo::HELLO.as_bytes()
+    );
+    let head = String::from_utf8(head.stdout).unwrap();
+    // The TLS close_notify, no HTTP byte, then the reset (or EOF first).
+    assert!(head.starts_with("head 0 "), "{head}");
+    let stop = String::from_utf8(stop.stdout).unwrap();
+    let words: Vec<&str> = stop.split_whitespace().collect();
+    // Python's ssl reports the reset after the buffered records as a reset
+    // or, having read them, as an end of file: the server side says which.
+    assert!(words[1].parse::<u64>().unwrap() < 67_108_864, "{stop}");
+
+    wait_ended_by(&server, Cause::ReadTimeout, 1).await;
+    wait_ended_by(&server, Cause::SendTimeout, 1).await;
+    let aborted = server
+        .connections
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.cause == Cause::SendTimeout)
+        .map(|c| c.outcome.as_ref().map(|o| o.ending))
+        .collect::<Vec<_>>();
+    assert_eq!(aborted, [Some(farewell::Ending::Aborted)], "reset at once");
+    server.shutdown().await;
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
