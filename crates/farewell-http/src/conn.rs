@@ -5,7 +5,7 @@
 //! uses none of them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,9 +28,9 @@ pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn peer(&self) -> Option<SocketAddr>;
 
     /// A duplicate of the TCP socket's descriptor, for the connection task to
-    /// read the kernel's ACK counter with while hyper owns the stream. The
-    /// task drops it before the stream is handed over: an open duplicate
-    /// would keep the socket from closing.
+    /// read the kernel's ACK counter with while hyper owns the stream
+    /// ([`ConnState::acked`]). It is dropped before the stream is handed over:
+    /// an open duplicate would keep the socket from closing.
     fn ack_probe(&self) -> Option<OwnedFd>;
 
     /// Hands the stream over after a close-delimited response (an HTTP/1.0
@@ -218,6 +218,11 @@ pub(crate) struct ConnState {
     pub(crate) bodies_waiting: AtomicUsize,
     /// The client stopped taking the response: reset, nothing more can be delivered.
     abort: AtomicBool,
+    /// A duplicate of the socket's descriptor to read `tcpi_bytes_acked`
+    /// through, made the first time a write found the socket full (so only
+    /// connections that ever blocked hold a second descriptor), dropped by
+    /// the IO before it hands the socket over.
+    ack_probe: Mutex<Option<OwnedFd>>,
 }
 
 impl ConnState {
@@ -241,7 +246,30 @@ impl ConnState {
             bodies_open: AtomicUsize::new(0),
             bodies_waiting: AtomicUsize::new(0),
             abort: AtomicBool::new(false),
+            ack_probe: Mutex::new(None),
         }
+    }
+
+    /// Keeps `probe` for [`ConnState::acked`].
+    pub(crate) fn set_ack_probe(&self, probe: OwnedFd) {
+        *self.ack_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+    }
+
+    /// Drops the probe: the socket is about to be handed over.
+    pub(crate) fn drop_ack_probe(&self) {
+        drop(
+            self.ack_probe
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+    }
+
+    /// The kernel's count of our bytes the client ACKed, if a probe is held.
+    pub(crate) fn acked(&self) -> Option<u64> {
+        let probe = self.ack_probe.lock().unwrap_or_else(|e| e.into_inner());
+        let info = farewell::sys::tcp_info(probe.as_ref()?).ok()?;
+        Some(info.bytes_acked)
     }
 
     /// Milliseconds since the connection started.

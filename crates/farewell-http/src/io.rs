@@ -27,6 +27,8 @@ use crate::conn::{ConnState, Handover};
 pub(crate) struct TeardownIo<S: Handover> {
     stream: Option<S>,
     conn: Arc<ConnState>,
+    /// The ACK probe was made (at the first blocked write).
+    probed: bool,
 }
 
 impl<S: Handover> TeardownIo<S> {
@@ -34,6 +36,19 @@ impl<S: Handover> TeardownIo<S> {
         TeardownIo {
             stream: Some(stream),
             conn,
+            probed: false,
+        }
+    }
+
+    /// A write found the socket full: the send clock runs, and from now on the
+    /// connection task reads the client's ACK progress.
+    fn blocked(&mut self) {
+        self.conn.write_blocked();
+        if !self.probed {
+            self.probed = true;
+            if let Some(probe) = self.stream.as_ref().and_then(Handover::ack_probe) {
+                self.conn.set_ack_probe(probe);
+            }
         }
     }
 
@@ -73,7 +88,7 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         let poll = self.stream().poll_write(cx, buf);
         match poll {
             Poll::Ready(Ok(n)) => self.conn.wrote(n),
-            Poll::Pending => self.conn.write_blocked(),
+            Poll::Pending => self.blocked(),
             Poll::Ready(Err(_)) => {}
         }
         poll
@@ -87,7 +102,7 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         let poll = self.stream().poll_write_vectored(cx, bufs);
         match poll {
             Poll::Ready(Ok(n)) => self.conn.wrote(n),
-            Poll::Pending => self.conn.write_blocked(),
+            Poll::Pending => self.blocked(),
             Poll::Ready(Err(_)) => {}
         }
         poll
@@ -104,7 +119,7 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         let poll = self.stream().poll_flush(cx);
         match poll {
             Poll::Ready(Ok(())) => self.conn.flushed(),
-            Poll::Pending => self.conn.write_blocked(),
+            Poll::Pending => self.blocked(),
             Poll::Ready(Err(_)) => {}
         }
         poll
@@ -120,6 +135,8 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
 impl<S: Handover> Drop for TeardownIo<S> {
     fn drop(&mut self) {
         if let Some(stream) = self.stream.take() {
+            // No duplicate may outlive the hand-over: it would keep the socket open.
+            self.conn.drop_ack_probe();
             self.conn.release(stream);
         }
     }

@@ -622,20 +622,12 @@ pub(crate) async fn serve_connection<S, B>(
     let limits = state.shared.limits;
     let closing_timeout = state.shared.closing_timeout;
     let tick = limits.tick();
-    let probe = tick.and_then(|_| stream.ack_probe());
     let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
     let conn =
         builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state)));
     tokio::pin!(conn);
-    // The kernel's ACK counter, read through a duplicate of the socket's
-    // descriptor. Declared after `conn` so that, if this task is dropped, it is
-    // closed before the stream is handed over; on every other way out it is
-    // dropped explicitly first.
-    let mut acks = AckClock {
-        probe,
-        acked: None,
-        at: 0,
-    };
+    // When the client last ACKed a new byte (read only once a write blocked).
+    let mut acks = AckClock { acked: None, at: 0 };
 
     // The four things that can end a connection besides hyper itself, each
     // created once: re-creating them per wakeup would register and deregister a
@@ -652,7 +644,6 @@ pub(crate) async fn serve_connection<S, B>(
         tokio::select! {
             biased;
             result = conn.as_mut() => {
-                drop(acks.probe.take());
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                     state.cause.set(Cause::Error);
@@ -683,8 +674,7 @@ pub(crate) async fn serve_connection<S, B>(
                     decide::Idle::CheckAt(next) => idle_timer.as_mut().reset(next.into()),
                     decide::Idle::Expired if closing => {
                         tracing::debug!("connection asked to end did not; ending it");
-                        drop(acks.probe.take());
-                        break;
+                                break;
                     }
                     decide::Idle::Expired => {
                         state.cause.set(Cause::Idle);
@@ -696,7 +686,7 @@ pub(crate) async fn serve_connection<S, B>(
             }
             () = watchdog.as_mut(), if tick.is_some() => {
                 let now = state.now_ms();
-                let acked_at = acks.sample(now);
+                let acked_at = acks.sample(state.acked(), now);
                 match decide::watchdog(&state.watch(now, acked_at), &limits) {
                     None => watchdog
                         .as_mut()
@@ -705,15 +695,13 @@ pub(crate) async fn serve_connection<S, B>(
                         // Nothing is owed: reset once what was written is ACKed.
                         state.cause.replace(Cause::ReadTimeout);
                         state.closing_quietly();
-                        drop(acks.probe.take());
-                        break;
+                                break;
                     }
                     Some(decide::Cut::Send) => {
                         // Nothing more can be delivered: reset at once.
                         state.cause.replace(Cause::SendTimeout);
                         state.abort();
-                        drop(acks.probe.take());
-                        break;
+                                break;
                     }
                 }
             }
@@ -727,22 +715,16 @@ pub(crate) async fn serve_connection<S, B>(
 }
 
 /// When the client's kernel last ACKed a new byte of ours, sampled by the
-/// connection task (`tcpi_bytes_acked` through a duplicate descriptor).
+/// connection task ([`ConnState::acked`]).
 struct AckClock {
-    probe: Option<std::os::fd::OwnedFd>,
     acked: Option<u64>,
     /// Milliseconds since the connection started of the last rise.
     at: u64,
 }
 
 impl AckClock {
-    /// Reads the counter at `now` (ms); returns when it last rose.
-    fn sample(&mut self, now: u64) -> u64 {
-        let acked = self
-            .probe
-            .as_ref()
-            .and_then(|fd| farewell::sys::tcp_info(fd).ok())
-            .map(|info| info.bytes_acked);
+    /// Takes the counter's reading `acked` at `now` (ms); returns when it last rose.
+    fn sample(&mut self, acked: Option<u64>, now: u64) -> u64 {
         if acked.is_some() && acked != self.acked {
             if self.acked.is_some() {
                 self.at = now;

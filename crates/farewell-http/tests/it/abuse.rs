@@ -273,9 +273,12 @@ async fn a_stalled_request_body_is_cut_after_the_body_read_timeout_but_a_slow_ha
     assert_no_server_time_wait_nor_leftovers(port).await;
 }
 
-/// A slow but steady reader: `SO_RCVBUF` 16 KiB, 64 KiB reads with a short
-/// pause, of a body larger than the server's socket buffer can hold (so the
-/// server's writes do block). Checks every byte; prints `ok LEN`.
+/// A slow but steady reader: `SO_RCVBUF` 16 KiB, 16 KiB reads every 20 ms
+/// (at most 800 KiB/s), of a body larger than the server's socket buffer can
+/// hold (4 MiB here), so the server's writes block, and stay blocked for
+/// longer than the send timeout: the socket reports room only once about
+/// half its queue is gone. Only the ACKs show the progress meanwhile.
+/// Checks every byte; prints `ok LEN`.
 const SLOW_READER: &str = r#"
 import http.client, socket, sys, time
 port, n = int(sys.argv[1]), int(sys.argv[2])
@@ -289,10 +292,10 @@ resp.begin()
 assert resp.status == 200, resp.status
 body = b""
 while len(body) < n:
-    chunk = resp.read(65536)
+    chunk = resp.read(16384)
     assert chunk, ("cut short", len(body), n)
     body += chunk
-    time.sleep(0.01)
+    time.sleep(0.02)
 expected = bytes(97 + i % 26 for i in range(26)) * (n // 26 + 1)
 assert body == expected[:n], ("body differs", len(body), n)
 sock.close()
@@ -315,7 +318,7 @@ async fn a_client_that_stops_reading_is_reset_after_the_send_timeout_but_a_slow_
         .write_all(b"GET /bytes/67108864 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
 
-    let n: usize = 6 * 1024 * 1024;
+    let n: usize = 5 * 1024 * 1024;
     let (port_arg, n_arg, probe_url) = (port.to_string(), n.to_string(), server.url("/bytes/1000"));
     let slow_args = ["-c", SLOW_READER, &port_arg, &n_arg];
     let slow = run("python3", &slow_args);
