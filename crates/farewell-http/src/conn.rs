@@ -354,8 +354,10 @@ impl ConnState {
     pub(crate) fn wrote(&self, n: usize) {
         self.written.fetch_add(n as u64, Ordering::Relaxed);
         self.write_blocked_ms.store(UNSET, Ordering::Relaxed);
-        self.touch();
-        self.send_progress();
+        // One clock reading for both: the idle clock and the send clock.
+        let ms = self.now_ms();
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+        self.send_progress_ms.store(ms, Ordering::Relaxed);
     }
 
     fn last_activity(&self) -> Instant {
