@@ -23,7 +23,16 @@ close is reset once the response is ACKed. Idle HTTP/1.1 keep-alive connections
 (--idle-timeout) are reset once everything written is ACKed; h2 connections get a GOAWAY.
 --policy plain behaves like plain hyper (the server keeps TIME-WAIT).
 
-Routes: GET / (a short greeting), GET /bytes/N (N bytes of a-z repeating),
+Abuse bounds: a request head must be complete --header-read-timeout after its first byte;
+a request body read waits at most --body-read-timeout for a byte; a response that makes no
+progress (nothing written, nothing ACKed) for --send-timeout is reset. A cut client is owed
+nothing: reset (after what was written is ACKed, for a read timeout), no TIME-WAIT on the
+server. Memory per connection: --max-buf-size (HTTP/1.1), --h2-max-concurrent-streams x
+--h2-max-send-buf-size (h2). An h2 connection asked to end (GOAWAY) that then sits with
+nothing in flight is ended after --grace (at least 1s), even if it ignores GOAWAY and PING.
+
+Routes: GET / (a short greeting), GET /bytes/N (N bytes of a-z repeating, Content-Length,
+generated as the client takes them), GET /sleep/MS (answers after MS ms),
 GET /stream/N (the same bytes streamed with no length: chunked to HTTP/1.1 clients,
 close-delimited to HTTP/1.0 clients, whose body then ends with the server's FIN, reset by
 the kernel once ACKed: no TIME-WAIT), POST /upload (read and counted up to 64 KiB; a larger Content-Length gets an early 413
@@ -96,6 +105,34 @@ pub struct ServeHttpArgs {
     /// bound address is printed as `metrics on http://ADDR/metrics`).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Cut a client whose request head is not complete this long after its first byte (slowloris; a trickle does not restart it). 0: off.
+    #[arg(long, default_value = "30s", value_parser = parse_bound)]
+    header_read_timeout: Duration,
+    /// Cut a client whose request body sends no byte for this long while it is read. 0: off.
+    #[arg(long, default_value = "60s", value_parser = parse_bound)]
+    body_read_timeout: Duration,
+    /// Reset a client that takes none of a response (no byte written, none ACKed) for this long; a slow reader is not cut. 0: off.
+    #[arg(long, default_value = "60s", value_parser = parse_bound)]
+    send_timeout: Duration,
+    /// HTTP/1.1 read and write buffer bound per connection, in bytes (a larger request head gets 431).
+    #[arg(long, default_value_t = farewell_http::DEFAULT_MAX_BUF_SIZE, value_parser = clap::value_parser!(usize))]
+    max_buf_size: usize,
+    /// h2 streams open at once per connection.
+    #[arg(long, default_value_t = farewell_http::DEFAULT_H2_MAX_CONCURRENT_STREAMS, value_parser = clap::value_parser!(u32).range(1..))]
+    h2_max_concurrent_streams: u32,
+    /// Bytes an h2 stream buffers while the client grants no window.
+    #[arg(long, default_value_t = farewell_http::DEFAULT_H2_MAX_SEND_BUF_SIZE, value_parser = clap::value_parser!(usize))]
+    h2_max_send_buf_size: usize,
+}
+
+/// A timeout flag: a duration, or 0 for none.
+fn parse_bound(s: &str) -> Result<Duration, String> {
+    crate::duration::parse_duration_in(s, Duration::ZERO, crate::duration::MAX)
+}
+
+/// A zero timeout flag turns the bound off.
+fn bound(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 /// The TLS setup of a run: the server configuration, and the certificate
@@ -194,6 +231,12 @@ pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
             .upgrade_idle_timeout(args.upgrade_idle_timeout)
             .max_requests_per_connection(args.max_requests)
             .shutdown_timeout(args.drain_timeout)
+            .header_read_timeout(bound(args.header_read_timeout))
+            .body_read_timeout(bound(args.body_read_timeout))
+            .send_timeout(bound(args.send_timeout))
+            .max_buf_size(args.max_buf_size)
+            .h2_max_concurrent_streams(args.h2_max_concurrent_streams)
+            .h2_max_send_buf_size(args.h2_max_send_buf_size)
             .serve_hyper(
                 listener,
                 hyper::service::service_fn(farewell_lab::support::http_demo::handle),

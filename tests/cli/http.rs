@@ -12,6 +12,13 @@ use serde_json::Value;
 /// Kills the server if a test fails before it exits.
 pub(crate) struct Server(Child);
 
+impl Server {
+    /// The server process's id (for /proc/PID/status).
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -2,6 +2,7 @@
 //! binary as a child process and checks what it printed, what its clients
 //! received, and the kernel's socket table.
 
+mod abuse;
 mod bench;
 mod harness;
 mod http;

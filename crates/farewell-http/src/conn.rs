@@ -5,7 +5,7 @@
 //! uses none of them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use crate::shutdown::Shutdown;
 use crate::upgrade::{self, UpgradeState, Upgrades};
 use crate::{decide, delimited};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 
 /// A stream a connection is served on, and how the closer takes it over.
 pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -27,6 +28,12 @@ pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 
     /// The client's address, as the teardown's outcome will name it.
     fn peer(&self) -> Option<SocketAddr>;
+
+    /// A duplicate of the TCP socket's descriptor, for the connection task to
+    /// read the kernel's ACK counter with while hyper owns the stream
+    /// ([`ConnState::acked`]). It is dropped before the stream is handed over:
+    /// an open duplicate would keep the socket from closing.
+    fn ack_probe(&self) -> Option<OwnedFd>;
 
     /// Hands the stream over after a close-delimited response (an HTTP/1.0
     /// body of unknown length), whose end the client can only learn from the
@@ -88,6 +95,10 @@ impl Handover for TcpStream {
     fn peer(&self) -> Option<SocketAddr> {
         self.peer_addr().ok()
     }
+
+    fn ack_probe(&self) -> Option<OwnedFd> {
+        self.as_fd().try_clone_to_owned().ok()
+    }
 }
 
 #[cfg(feature = "rustls")]
@@ -102,6 +113,10 @@ impl Handover for farewell::tls::tokio_rustls::server::TlsStream<TcpStream> {
     fn peer(&self) -> Option<SocketAddr> {
         self.get_ref().0.peer_addr().ok()
     }
+
+    fn ack_probe(&self) -> Option<OwnedFd> {
+        self.get_ref().0.as_fd().try_clone_to_owned().ok()
+    }
 }
 
 /// What every connection of one server shares.
@@ -115,6 +130,13 @@ pub(crate) struct Shared {
     pub(crate) idle_timeout: Duration,
     /// How long an upgraded connection may move no byte before it is cut.
     pub(crate) upgrade_idle_timeout: Duration,
+    /// Header, body and send timeouts.
+    pub(crate) limits: decide::Limits,
+    /// Once the server asked hyper to end a connection (GOAWAY, idle,
+    /// shutdown), how long it may then sit with nothing in flight and no byte
+    /// moving before it is ended anyway (an h2 client that answers neither
+    /// GOAWAY nor PING).
+    pub(crate) closing_timeout: Duration,
     pub(crate) max_requests: Option<u64>,
     /// Set when the shutdown deadline passed: every connection still open is a laggard.
     pub(crate) forcing: AtomicBool,
@@ -180,6 +202,13 @@ impl Delimited {
 /// Marks "we decided to close, and had written this many bytes by then" as unset.
 const NOT_CLOSING: u64 = u64::MAX;
 
+/// Marks an unset clock (milliseconds since the connection started).
+const UNSET: u64 = u64::MAX;
+
+fn clock(ms: &AtomicU64) -> Option<u64> {
+    Some(ms.load(Ordering::Relaxed)).filter(|&ms| ms != UNSET)
+}
+
 /// One connection's counters, shared by its IO, its service and its task.
 pub(crate) struct ConnState {
     pub(crate) shared: Arc<Shared>,
@@ -199,6 +228,27 @@ pub(crate) struct ConnState {
     pub(crate) cause: CauseCell,
     /// After an upgrade: cut or not, released or not.
     pub(crate) upgrade: UpgradeState,
+    /// The connection served an h2 request.
+    pub(crate) h2: AtomicBool,
+    /// When the first byte of a request head still incomplete was read ([`UNSET`]: none).
+    head_started_ms: AtomicU64,
+    /// Since when a read has been pending with nothing to read ([`UNSET`]: none pending).
+    read_pending_ms: AtomicU64,
+    /// Since when a write has found the socket full ([`UNSET`]: not blocked).
+    write_blocked_ms: AtomicU64,
+    /// The last byte written or response body polled.
+    send_progress_ms: AtomicU64,
+    /// Response bodies not yet dropped by hyper.
+    pub(crate) bodies_open: AtomicUsize,
+    /// Response bodies that gave a frame and were not asked for the next one yet.
+    pub(crate) bodies_waiting: AtomicUsize,
+    /// The client stopped taking the response: reset, nothing more can be delivered.
+    abort: AtomicBool,
+    /// A duplicate of the socket's descriptor to read `tcpi_bytes_acked`
+    /// through, made the first time a write found the socket full (so only
+    /// connections that ever blocked hold a second descriptor), dropped by
+    /// the IO before it hands the socket over.
+    ack_probe: Mutex<Option<OwnedFd>>,
 }
 
 impl ConnState {
@@ -215,7 +265,111 @@ impl ConnState {
             close_delimited: AtomicBool::new(false),
             cause: CauseCell::default(),
             upgrade: UpgradeState::default(),
+            h2: AtomicBool::new(false),
+            head_started_ms: AtomicU64::new(UNSET),
+            read_pending_ms: AtomicU64::new(UNSET),
+            write_blocked_ms: AtomicU64::new(UNSET),
+            send_progress_ms: AtomicU64::new(0),
+            bodies_open: AtomicUsize::new(0),
+            bodies_waiting: AtomicUsize::new(0),
+            abort: AtomicBool::new(false),
+            ack_probe: Mutex::new(None),
         }
+    }
+
+    /// Keeps `probe` for [`ConnState::acked`].
+    pub(crate) fn set_ack_probe(&self, probe: OwnedFd) {
+        *self.ack_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+    }
+
+    /// Drops the probe: the socket is about to be handed over.
+    pub(crate) fn drop_ack_probe(&self) {
+        drop(
+            self.ack_probe
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+    }
+
+    /// The kernel's count of our bytes the client ACKed, if a probe is held.
+    pub(crate) fn acked(&self) -> Option<u64> {
+        let probe = self.ack_probe.lock().unwrap_or_else(|e| e.into_inner());
+        let info = farewell::sys::tcp_info(probe.as_ref()?).ok()?;
+        Some(info.bytes_acked)
+    }
+
+    /// Milliseconds since the connection started.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A read returned `n` bytes (0: end of file or error): no read is pending
+    /// now. The first byte read while no request is in flight starts the
+    /// header clock.
+    pub(crate) fn read_done(&self, n: usize) {
+        self.read_pending_ms.store(UNSET, Ordering::Relaxed);
+        if n > 0 {
+            self.touch();
+            if self.in_flight.load(Ordering::Acquire) == 0
+                && self.head_started_ms.load(Ordering::Relaxed) == UNSET
+            {
+                self.head_started_ms.store(self.now_ms(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A read found nothing: the body clock runs from the first such read.
+    pub(crate) fn read_pending(&self) {
+        if self.read_pending_ms.load(Ordering::Relaxed) == UNSET {
+            self.read_pending_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// A request head was complete: the header clock stops.
+    pub(crate) fn head_done(&self) {
+        self.head_started_ms.store(UNSET, Ordering::Relaxed);
+    }
+
+    /// A write found the socket full.
+    pub(crate) fn write_blocked(&self) {
+        if self.write_blocked_ms.load(Ordering::Relaxed) == UNSET {
+            self.write_blocked_ms
+                .store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// A flush went through: a write blocked before is not any more.
+    pub(crate) fn flushed(&self) {
+        if self.write_blocked_ms.swap(UNSET, Ordering::Relaxed) != UNSET {
+            self.send_progress();
+        }
+    }
+
+    /// A response body was polled: the sending side moves.
+    pub(crate) fn send_progress(&self) {
+        self.send_progress_ms
+            .store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// What the connection task's watchdog looks at, the kernel's last ACK
+    /// progress (`acked_at`, ms) folded in.
+    pub(crate) fn watch(&self, now: u64, acked_at: u64) -> decide::Watch {
+        decide::Watch {
+            now,
+            h2: self.h2.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Acquire),
+            head_started: clock(&self.head_started_ms),
+            read_pending: clock(&self.read_pending_ms),
+            send_waiting: self.bodies_waiting.load(Ordering::Acquire) > 0
+                || clock(&self.write_blocked_ms).is_some(),
+            send_progress: self.send_progress_ms.load(Ordering::Relaxed).max(acked_at),
+        }
+    }
+
+    /// The connection is cut for a send stall: its teardown resets at once.
+    pub(crate) fn abort(&self) {
+        self.abort.store(true, Ordering::Relaxed);
     }
 
     /// Something happened on the connection: the idle clock restarts.
@@ -226,7 +380,11 @@ impl ConnState {
 
     pub(crate) fn wrote(&self, n: usize) {
         self.written.fetch_add(n as u64, Ordering::Relaxed);
-        self.touch();
+        self.write_blocked_ms.store(UNSET, Ordering::Relaxed);
+        // One clock reading for both: the idle clock and the send clock.
+        let ms = self.now_ms();
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+        self.send_progress_ms.store(ms, Ordering::Relaxed);
     }
 
     fn last_activity(&self) -> Instant {
@@ -236,7 +394,7 @@ impl ConnState {
     /// Whether the connection has been idle (no request in flight, no I/O) for `idle` at `now`.
     pub(crate) fn idle_check(&self, idle: Duration, now: Instant) -> decide::Idle {
         decide::idle(
-            self.in_flight.load(Ordering::Acquire),
+            self.in_flight.load(Ordering::Acquire) + self.bodies_open.load(Ordering::Acquire),
             self.last_activity(),
             idle,
             now,
@@ -266,6 +424,29 @@ impl ConnState {
         // An upgraded stream the handler dropped ends with the server's FIN,
         // as a close-delimited body does (see `upgrade`); a cut one, quietly.
         let upgraded = upgrade::ending(self);
+        if self.abort.load(Ordering::Relaxed) {
+            // The client stopped taking the response: nothing more can be delivered.
+            shared
+                .ended
+                .handed_over(stream.peer(), cause, requests, false);
+            stream.hand_over(&shared.closer, Policy::Abort);
+        } else {
+            self.hand_over(stream, mark, cause, requests, upgraded);
+        }
+        self.upgrade.released(&shared.upgrades);
+    }
+
+    /// [`ConnState::release`] for a connection not aborted: the teardown
+    /// [`decide::teardown`] picks.
+    fn hand_over(
+        &self,
+        stream: impl Handover,
+        mark: u64,
+        cause: Cause,
+        requests: u64,
+        upgraded: upgrade::Ending,
+    ) {
+        let shared = &self.shared;
         match decide::teardown(
             (mark != NOT_CLOSING).then_some(mark),
             self.written.load(Ordering::Relaxed),
@@ -288,6 +469,5 @@ impl ConnState {
                 stream.end_close_delimited(shared, shared.policy, cause, requests)
             }
         }
-        self.upgrade.released(&shared.upgrades);
     }
 }

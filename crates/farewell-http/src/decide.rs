@@ -105,6 +105,98 @@ pub(crate) fn teardown(
     }
 }
 
+/// The abuse bounds the connection task enforces ([`watchdog`]); `None` turns one off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// From the first byte of a request head to its end (HTTP/1.1, and the
+    /// first request of an h2 connection).
+    pub(crate) header_read: Option<Duration>,
+    /// How long a read of a request body may wait for a byte (HTTP/1.1).
+    pub(crate) body_read: Option<Duration>,
+    /// How long a response may wait to be sent with no progress at all.
+    pub(crate) send: Option<Duration>,
+}
+
+impl Limits {
+    /// How often the connection task looks: a quarter of the shortest bound,
+    /// between 25 ms and 15 s; `None` when every bound is off.
+    pub(crate) fn tick(&self) -> Option<Duration> {
+        [self.header_read, self.body_read, self.send]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| (d / 4).clamp(Duration::from_millis(25), Duration::from_secs(15)))
+    }
+}
+
+/// What the connection task sees when it looks ([`watchdog`]). Times are
+/// milliseconds since the connection started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Watch {
+    pub(crate) now: u64,
+    /// The connection served an h2 request: its reads are frames, not requests.
+    pub(crate) h2: bool,
+    /// Requests whose response has not been produced yet.
+    pub(crate) in_flight: usize,
+    /// When the first byte of a request head not yet complete was read.
+    pub(crate) head_started: Option<u64>,
+    /// Since when hyper has been waiting on a read that found nothing.
+    pub(crate) read_pending: Option<u64>,
+    /// Something is waiting to be sent: a write found the socket full, or a
+    /// response body gave a frame and has not been asked for the next one.
+    pub(crate) send_waiting: bool,
+    /// The last progress of the sending side: a byte written, a body polled,
+    /// or (sampled from the kernel) a byte newly ACKed by the client.
+    pub(crate) send_progress: u64,
+}
+
+/// Why the connection task cuts a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// Header or body read timeout: nothing is owed to the client.
+    Read,
+    /// The client stopped taking the response.
+    Send,
+}
+
+fn over(since: Option<u64>, now: u64, bound: Option<Duration>) -> bool {
+    match (since, bound) {
+        (Some(since), Some(bound)) => now.saturating_sub(since) >= bound.as_millis() as u64,
+        _ => false,
+    }
+}
+
+/// Whether a connection is to be cut now, and why.
+///
+/// - Header read: nothing in flight, a request head begun at `head_started`
+///   and still incomplete after the bound. The clock starts at the head's
+///   first byte and a trickle does not restart it (a slowloris sending one
+///   byte a second is cut all the same). An idle keep-alive connection (no
+///   byte of a new request) is the idle timeout's, not this one's. h2 is
+///   exempt after its first request (its reads are frames: PING, WINDOW_UPDATE).
+/// - Body read (HTTP/1.1): a request in flight and a read pending with no
+///   byte for the bound. With half-close on, hyper reads while a request is
+///   in flight only when the service polls the body, so a slow handler that
+///   is not reading is not cut.
+/// - Send: something waits to be sent and nothing moved (no write, no body
+///   poll, no new ACK) for the bound. A slow reader whose kernel keeps
+///   ACKing is never cut.
+pub(crate) fn watchdog(w: &Watch, limits: &Limits) -> Option<Cut> {
+    if w.send_waiting && over(Some(w.send_progress), w.now, limits.send) {
+        return Some(Cut::Send);
+    }
+    if w.h2 {
+        return None;
+    }
+    if w.in_flight == 0 && over(w.head_started, w.now, limits.header_read) {
+        return Some(Cut::Read);
+    }
+    if w.in_flight > 0 && over(w.read_pending, w.now, limits.body_read) {
+        return Some(Cut::Read);
+    }
+    None
+}
+
 /// Whether a `Connection` header value names the `close` option (RFC 9110 §7.6.1).
 pub(crate) fn says_close(connection: &str) -> bool {
     names(connection, "close")
@@ -356,5 +448,132 @@ mod tests {
             false,
             None
         ));
+    }
+
+    const LIMITS: Limits = Limits {
+        header_read: Some(Duration::from_secs(2)),
+        body_read: Some(Duration::from_secs(3)),
+        send: Some(Duration::from_secs(5)),
+    };
+
+    #[test]
+    fn header_clock_counts_from_the_first_byte_and_a_trickle_does_not_restart_it() {
+        let w = Watch {
+            now: 1_999,
+            head_started: Some(0),
+            read_pending: Some(1_900), // the trickle's last byte came at 1.9 s
+            ..Watch::default()
+        };
+        assert_eq!(watchdog(&w, &LIMITS), None);
+        assert_eq!(
+            watchdog(&Watch { now: 2_000, ..w }, &LIMITS),
+            Some(Cut::Read)
+        );
+        // No byte of a new request: the idle timeout's business.
+        let idle = Watch {
+            now: 100_000,
+            ..Watch::default()
+        };
+        assert_eq!(watchdog(&idle, &LIMITS), None);
+        // h2 after its first request: frames, not heads.
+        assert_eq!(
+            watchdog(
+                &Watch {
+                    now: 9_000,
+                    h2: true,
+                    ..w
+                },
+                &LIMITS
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn body_clock_needs_a_request_in_flight_and_a_read_pending() {
+        let w = Watch {
+            now: 10_000,
+            in_flight: 1,
+            read_pending: Some(7_000),
+            ..Watch::default()
+        };
+        assert_eq!(watchdog(&w, &LIMITS), Some(Cut::Read));
+        assert_eq!(
+            watchdog(
+                &Watch {
+                    read_pending: Some(7_001),
+                    ..w
+                },
+                &LIMITS
+            ),
+            None
+        );
+        // A slow handler: hyper is not reading.
+        assert_eq!(
+            watchdog(
+                &Watch {
+                    read_pending: None,
+                    ..w
+                },
+                &LIMITS
+            ),
+            None
+        );
+        let off = Limits {
+            body_read: None,
+            ..LIMITS
+        };
+        assert_eq!(watchdog(&w, &off), None);
+    }
+
+    #[test]
+    fn send_stall_needs_something_waiting_and_no_progress() {
+        let w = Watch {
+            now: 10_000,
+            in_flight: 0,
+            send_waiting: true,
+            send_progress: 5_000,
+            ..Watch::default()
+        };
+        assert_eq!(watchdog(&w, &LIMITS), Some(Cut::Send));
+        assert_eq!(watchdog(&Watch { h2: true, ..w }, &LIMITS), Some(Cut::Send));
+        // A slow reader: the kernel's ACKs moved 1 ms later.
+        assert_eq!(
+            watchdog(
+                &Watch {
+                    send_progress: 5_001,
+                    ..w
+                },
+                &LIMITS
+            ),
+            None
+        );
+        // Nothing to send: an idle connection, not a stall.
+        assert_eq!(
+            watchdog(
+                &Watch {
+                    send_waiting: false,
+                    ..w
+                },
+                &LIMITS
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn tick_is_a_quarter_of_the_shortest_bound_within_limits() {
+        assert_eq!(LIMITS.tick(), Some(Duration::from_millis(500)));
+        let off = Limits {
+            header_read: None,
+            body_read: None,
+            send: None,
+        };
+        assert_eq!(off.tick(), None);
+        let long = Limits {
+            header_read: Some(Duration::from_secs(600)),
+            ..off
+        };
+        assert_eq!(long.tick(), Some(Duration::from_secs(15)));
     }
 }

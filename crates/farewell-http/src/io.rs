@@ -21,9 +21,15 @@ use crate::upgrade::{self, Direction};
 /// policy on it: for peer-first, no FIN from us, ever. Over TLS, tokio-rustls's
 /// own `poll_shutdown` would send `close_notify` *and* the FIN; the teardown
 /// sends `close_notify` alone.
+///
+/// It also keeps the clocks of the abuse bounds ([`ConnState::watch`]): when
+/// a read found nothing (the header and body read timeouts), when a write
+/// found the socket full (the send timeout).
 pub(crate) struct TeardownIo<S: Handover> {
     stream: Option<S>,
     conn: Arc<ConnState>,
+    /// The ACK probe was made (at the first blocked write).
+    probed: bool,
 }
 
 impl<S: Handover> TeardownIo<S> {
@@ -31,6 +37,19 @@ impl<S: Handover> TeardownIo<S> {
         TeardownIo {
             stream: Some(stream),
             conn,
+            probed: false,
+        }
+    }
+
+    /// A write found the socket full: the send clock runs, and from now on the
+    /// connection task reads the client's ACK progress.
+    fn blocked(&mut self) {
+        self.conn.write_blocked();
+        if !self.probed {
+            self.probed = true;
+            if let Some(probe) = self.stream.as_ref().and_then(Handover::ack_probe) {
+                self.conn.set_ack_probe(probe);
+            }
         }
     }
 
@@ -54,8 +73,11 @@ impl<S: Handover> AsyncRead for TeardownIo<S> {
         }
         let before = buf.filled().len();
         let poll = self.stream().poll_read(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.conn.touch();
+        match poll {
+            Poll::Ready(Ok(())) => self.conn.read_done(buf.filled().len() - before),
+            Poll::Ready(Err(_)) => self.conn.read_done(0),
+            // hyper waits for the client: the header or body read clock runs.
+            Poll::Pending => self.conn.read_pending(),
         }
         if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Read) {
             return Poll::Ready(Err(upgrade::cut_error()));
@@ -74,8 +96,10 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
             return Poll::Ready(Err(upgrade::cut_error()));
         }
         let poll = self.stream().poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = poll {
-            self.conn.wrote(n);
+        match poll {
+            Poll::Ready(Ok(n)) => self.conn.wrote(n),
+            Poll::Pending => self.blocked(),
+            Poll::Ready(Err(_)) => {}
         }
         if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Write) {
             return Poll::Ready(Err(upgrade::cut_error()));
@@ -92,8 +116,10 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
             return Poll::Ready(Err(upgrade::cut_error()));
         }
         let poll = self.stream().poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = poll {
-            self.conn.wrote(n);
+        match poll {
+            Poll::Ready(Ok(n)) => self.conn.wrote(n),
+            Poll::Pending => self.blocked(),
+            Poll::Ready(Err(_)) => {}
         }
         if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Write) {
             return Poll::Ready(Err(upgrade::cut_error()));
@@ -108,7 +134,14 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream().poll_flush(cx)
+        // Over TLS, writes land in rustls's buffer and the flush meets the full socket.
+        let poll = self.stream().poll_flush(cx);
+        match poll {
+            Poll::Ready(Ok(())) => self.conn.flushed(),
+            Poll::Pending => self.blocked(),
+            Poll::Ready(Err(_)) => {}
+        }
+        poll
     }
 
     /// Flushes and returns: **no FIN**. Whether one is ever sent is the
@@ -121,6 +154,8 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
 impl<S: Handover> Drop for TeardownIo<S> {
     fn drop(&mut self) {
         if let Some(stream) = self.stream.take() {
+            // No duplicate may outlive the hand-over: it would keep the socket open.
+            self.conn.drop_ack_probe();
             self.conn.release(stream);
         }
     }

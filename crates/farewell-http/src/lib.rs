@@ -26,6 +26,20 @@
 //! | an upgraded connection (`101`, e.g. a WebSocket) whose handler said the protocol's goodbye (a close frame) and dropped the stream | (the handler wrote the goodbye); once every byte is ACKed, a **FIN**, as for a close-delimited body: RFC 6455 §7.1.1 has the server close TCP first, and clients wait for it | RST by the kernel when the FIN is ACKed; if the client's FIN came first, a passive close | nobody; the client if it closed first |
 //! | an upgraded connection idle past [`Server::upgrade_idle_timeout`], or still held at the shutdown deadline | nothing: its reads and writes fail, the handler drops it | RST once everything written is ACKed | nobody |
 //! | server shutdown | in-flight responses finish with `Connection: close` / GOAWAY; idle HTTP/1.1 connections as for the idle timeout | as above; laggards after the shutdown timeout: RST once their bytes are ACKed | the client; nobody if reset |
+//! | a request head not complete [`Server::header_read_timeout`] after its first byte (slowloris: `G`, a request line then silence, one byte a second), or an HTTP/1.1 request body read that waits [`Server::body_read_timeout`] for a byte | nothing | RST once everything written before is ACKed (`SIOCOUTQ` = 0) | nobody |
+//! | the client takes none of a response for [`Server::send_timeout`]: no byte written, no body frame taken, no byte newly ACKed (a client that stopped reading; h2 streams with a zero window) | nothing more | RST at once: nothing more can be delivered | nobody |
+//! | an h2 connection asked to end (GOAWAY: idle, max requests, shutdown) that then sits with nothing in flight and nothing moving for the grace (at least 1 s), answering neither the GOAWAY nor its PING | nothing more | as for `Connection: close`: the grace, then RST once ACKed | nobody |
+//!
+//! **Abuse bounds.** Every connection is cut when its client is too slow to
+//! send a request ([`Server::header_read_timeout`], 30 s by default, counted
+//! from the head's first byte so a trickle does not extend it;
+//! [`Server::body_read_timeout`], 60 s) or stops taking a response
+//! ([`Server::send_timeout`], 60 s; a slow reader whose kernel keeps ACKing is
+//! never cut); the connection's [`Cause`] says which. Memory per connection is
+//! bounded by hyper's buffers: [`Server::max_buf_size`] (HTTP/1.1, 64 KiB) and
+//! [`Server::h2_max_concurrent_streams`] × [`Server::h2_max_send_buf_size`]
+//! (h2, 100 × 64 KiB), provided the service streams large bodies rather than
+//! building them whole.
 //!
 //! **Why an idle HTTP/1.1 connection is reset rather than given a grace.**
 //! HTTP/1.1 has no message that tells a client "this idle connection is going
@@ -203,7 +217,12 @@ pub use serve::{
 };
 #[cfg(feature = "rustls")]
 pub use server::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
-pub use server::{ServeReport, Server, DEFAULT_DRAIN_LIMIT, DEFAULT_UPGRADE_IDLE_TIMEOUT};
+pub use server::{
+    ServeReport, Server, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_LIMIT,
+    DEFAULT_H2_MAX_CONCURRENT_STREAMS, DEFAULT_H2_MAX_HEADER_LIST_SIZE,
+    DEFAULT_H2_MAX_SEND_BUF_SIZE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BUF_SIZE,
+    DEFAULT_SEND_TIMEOUT, DEFAULT_UPGRADE_IDLE_TIMEOUT,
+};
 pub use shutdown::Shutdown;
 
 /// rustls, as farewell-http uses it (feature `rustls`): build the

@@ -41,11 +41,19 @@ pub enum Cause {
     /// hyper ended the connection with an error (a malformed request, a
     /// failed write, a body that could not be read).
     Error,
+    /// The client was too slow to send its request: the request head was not
+    /// complete within [`Server::header_read_timeout`](crate::Server::header_read_timeout),
+    /// or the body stalled for [`Server::body_read_timeout`](crate::Server::body_read_timeout).
+    /// Nothing was written to it: reset once everything written before is ACKed.
+    ReadTimeout,
+    /// The client stopped taking the response: no progress for
+    /// [`Server::send_timeout`](crate::Server::send_timeout). Reset at once.
+    SendTimeout,
 }
 
 impl Cause {
     /// Every cause, in declaration order.
-    pub const ALL: [Cause; 8] = [
+    pub const ALL: [Cause; 10] = [
         Cause::ClientClosed,
         Cause::ClientAsked,
         Cause::ServiceAsked,
@@ -54,6 +62,8 @@ impl Cause {
         Cause::Shutdown,
         Cause::Upgrade,
         Cause::Error,
+        Cause::ReadTimeout,
+        Cause::SendTimeout,
     ];
 
     /// A short kebab-case name, stable for logs, metrics labels and JSON.
@@ -67,6 +77,8 @@ impl Cause {
             Cause::Shutdown => "shutdown",
             Cause::Upgrade => "upgrade",
             Cause::Error => "error",
+            Cause::ReadTimeout => "read-timeout",
+            Cause::SendTimeout => "send-timeout",
         }
     }
 
@@ -157,6 +169,12 @@ impl CauseCell {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
+    }
+
+    /// Records `cause` over whatever was recorded: a timeout that cuts the
+    /// connection outranks the reason it was going to end for.
+    pub(crate) fn replace(&self, cause: Cause) {
+        self.0.store(cause.index() as u8 + 1, Ordering::Release);
     }
 
     /// The recorded cause, if any.

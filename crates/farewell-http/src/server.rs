@@ -51,6 +51,42 @@ const CUT_HANDLERS_WAIT: Duration = Duration::from_secs(1);
 #[cfg(feature = "rustls")]
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default [`Server::header_read_timeout`]: 30 s, hyper's own default
+/// for `header_read_timeout` and half of nginx's `client_header_timeout`
+/// (60 s). A real client sends a request head in one round trip; a slowloris
+/// holds a descriptor and a task for as long as this.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default [`Server::body_read_timeout`]: 60 s between two reads of a
+/// request body, as nginx's `client_body_timeout`.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default [`Server::send_timeout`]: 60 s with no progress at all in
+/// sending a response, as nginx's `send_timeout` (which counts between two
+/// writes; this one counts any ACK from the client's kernel as progress, so
+/// a slow reader is never cut). The teardown's own stall bound
+/// ([`farewell::PeerFirst::stall_timeout`], 15 s) then covers the last response.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default [`Server::max_buf_size`]: 64 KiB, hyper's HTTP/1.1 read and
+/// write buffer bound (hyper's default is about 400 KiB). A request head
+/// must fit in it (nginx's `large_client_header_buffers` allows 4 × 8 KiB);
+/// a larger one gets `431`.
+pub const DEFAULT_MAX_BUF_SIZE: usize = 64 * 1024;
+
+/// The default [`Server::h2_max_concurrent_streams`]: 100 (hyper: 200;
+/// nginx `http2_max_concurrent_streams`: 128; RFC 9113 §6.5.2 recommends no
+/// fewer than 100).
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// The default [`Server::h2_max_send_buf_size`]: 64 KiB per stream (hyper:
+/// 400 KiB). With [`DEFAULT_H2_MAX_CONCURRENT_STREAMS`] that bounds what one
+/// h2 connection buffers for a client that grants no window to 6.4 MiB.
+pub const DEFAULT_H2_MAX_SEND_BUF_SIZE: usize = 64 * 1024;
+
+/// The default [`Server::h2_max_header_list_size`]: 16 KiB, hyper's default.
+pub const DEFAULT_H2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+
 /// An HTTP/1.1 and HTTP/2 server (hyper 1.x, via hyper-util) that ends
 /// connections with a farewell [`Policy`].
 ///
@@ -89,6 +125,9 @@ pub struct Server {
     shutdown_timeout: Duration,
     on_outcome: Option<OutcomeHook>,
     on_connection: Option<ConnectionHook>,
+    header_read_timeout: Option<Duration>,
+    body_read_timeout: Option<Duration>,
+    send_timeout: Option<Duration>,
     #[cfg(feature = "rustls")]
     tls: Option<Arc<farewell::tls::rustls::ServerConfig>>,
     #[cfg(feature = "rustls")]
@@ -109,6 +148,9 @@ impl fmt::Debug for Server {
             .field("upgrade_idle_timeout", &self.upgrade_idle_timeout)
             .field("max_requests", &self.max_requests)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("send_timeout", &self.send_timeout)
             .field("tls", &self.is_tls())
             .field("nodelay", &self.nodelay)
             .finish_non_exhaustive()
@@ -120,14 +162,26 @@ impl Server {
     /// the client keeps ACKing it, 15 s stall timeout, 60 s cap; then 2 s
     /// grace; [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, 300 s
     /// idle bound for upgraded connections, no request limit, 10 s shutdown
-    /// timeout, hyper-util's HTTP/1 and HTTP/2 defaults, `TCP_NODELAY` on.
+    /// timeout, `TCP_NODELAY` on, hyper-util's HTTP/1 and HTTP/2 defaults but
+    /// for the abuse bounds [`DEFAULT_HEADER_READ_TIMEOUT`],
+    /// [`DEFAULT_BODY_READ_TIMEOUT`], [`DEFAULT_SEND_TIMEOUT`],
+    /// [`DEFAULT_MAX_BUF_SIZE`], [`DEFAULT_H2_MAX_CONCURRENT_STREAMS`],
+    /// [`DEFAULT_H2_MAX_SEND_BUF_SIZE`] and [`DEFAULT_H2_MAX_HEADER_LIST_SIZE`].
     pub fn new() -> Server {
+        let mut hyper = auto::Builder::new(TokioExecutor::new());
+        // Memory per connection: HTTP/1.1 buffers; h2 streams × send buffer.
+        hyper.http1().max_buf_size(DEFAULT_MAX_BUF_SIZE);
+        hyper
+            .http2()
+            .max_concurrent_streams(DEFAULT_H2_MAX_CONCURRENT_STREAMS)
+            .max_send_buf_size(DEFAULT_H2_MAX_SEND_BUF_SIZE)
+            .max_header_list_size(DEFAULT_H2_MAX_HEADER_LIST_SIZE);
         Server {
             policy: Policy::PeerFirst(PeerFirst {
                 drain_limit: DEFAULT_DRAIN_LIMIT,
                 ..PeerFirst::default()
             }),
-            hyper: auto::Builder::new(TokioExecutor::new()),
+            hyper,
             nodelay: true,
             metrics: true,
             idle_timeout: Duration::from_secs(60),
@@ -136,6 +190,9 @@ impl Server {
             shutdown_timeout: Duration::from_secs(10),
             on_outcome: None,
             on_connection: None,
+            header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
+            body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
+            send_timeout: Some(DEFAULT_SEND_TIMEOUT),
             #[cfg(feature = "rustls")]
             tls: None,
             #[cfg(feature = "rustls")]
@@ -394,6 +451,78 @@ impl Server {
         self
     }
 
+    /// How long a client has to send a whole request head, counted from its
+    /// first byte (default [`DEFAULT_HEADER_READ_TIMEOUT`], 30 s; `None`: no
+    /// bound). A client that sends one byte a second is cut all the same:
+    /// bytes do not restart this clock. An idle keep-alive connection (no byte
+    /// of a new request) is the [`Server::idle_timeout`]'s. HTTP/1.1, and the
+    /// first request of an h2 connection (preface to first HEADERS).
+    ///
+    /// The cut connection is owed nothing: it is reset once everything written
+    /// before is ACKed, no FIN, no TIME-WAIT on the server; its [`Cause`] is
+    /// [`Cause::ReadTimeout`]. (hyper's own `header_read_timeout` is not used:
+    /// it also cuts idle keep-alive connections, and an h2 one never.)
+    pub fn header_read_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.header_read_timeout = timeout.map(|t| t.min(farewell::policy::MAX_WAIT));
+        self
+    }
+
+    /// How long a read of an HTTP/1.1 request body may wait for a byte
+    /// (default [`DEFAULT_BODY_READ_TIMEOUT`], 60 s; `None`: no bound): a
+    /// `POST` with `Content-Length: 100` and 3 bytes, then silence, is cut
+    /// this long after its last byte, the service's body read failing. The
+    /// clock runs only while the service reads the body, so a slow handler
+    /// that is not reading is never cut. Ended as for
+    /// [`Server::header_read_timeout`] ([`Cause::ReadTimeout`]).
+    ///
+    /// h2 streams are not covered: their bodies are bounded in memory by
+    /// flow control, and a stalled one by [`Server::h2_max_concurrent_streams`].
+    pub fn body_read_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.body_read_timeout = timeout.map(|t| t.min(farewell::policy::MAX_WAIT));
+        self
+    }
+
+    /// How long a response may wait to be sent with no progress at all
+    /// (default [`DEFAULT_SEND_TIMEOUT`], 60 s; `None`: no bound): no byte
+    /// written, no body frame taken, and no byte newly ACKed by the client's
+    /// kernel. Cuts a client that stopped reading (HTTP/1.1: the socket is
+    /// full; h2: streams with a zero window) with an RST at once, since nothing
+    /// more can be delivered ([`Cause::SendTimeout`]; nobody keeps TIME-WAIT).
+    /// A slow reader that keeps ACKing is never cut.
+    pub fn send_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.send_timeout = timeout.map(|t| t.min(farewell::policy::MAX_WAIT));
+        self
+    }
+
+    /// hyper's HTTP/1.1 read and write buffer bound, in bytes (default
+    /// [`DEFAULT_MAX_BUF_SIZE`]; at least 8 KiB). A request head larger than
+    /// this is refused with 431.
+    pub fn max_buf_size(mut self, bytes: usize) -> Server {
+        self.hyper.http1().max_buf_size(bytes.max(8192));
+        self
+    }
+
+    /// The most h2 streams one connection may have open at once (default
+    /// [`DEFAULT_H2_MAX_CONCURRENT_STREAMS`]; at least 1).
+    pub fn h2_max_concurrent_streams(mut self, max: u32) -> Server {
+        self.hyper.http2().max_concurrent_streams(max.max(1));
+        self
+    }
+
+    /// The most bytes an h2 stream buffers for sending, waiting for flow-control
+    /// window (default [`DEFAULT_H2_MAX_SEND_BUF_SIZE`]).
+    pub fn h2_max_send_buf_size(mut self, bytes: usize) -> Server {
+        self.hyper.http2().max_send_buf_size(bytes.max(1));
+        self
+    }
+
+    /// The largest h2 header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE;
+    /// default [`DEFAULT_H2_MAX_HEADER_LIST_SIZE`]).
+    pub fn h2_max_header_list_size(mut self, bytes: u32) -> Server {
+        self.hyper.http2().max_header_list_size(bytes);
+        self
+    }
+
     /// Calls `hook` with every connection's teardown [`Outcome`], on a runtime
     /// thread. Keep it short (bump a metric, send to a channel).
     pub fn on_outcome(mut self, hook: impl Fn(Outcome) + Send + Sync + 'static) -> Server {
@@ -527,6 +656,15 @@ impl Server {
             },
             idle_timeout: self.idle_timeout,
             upgrade_idle_timeout: self.upgrade_idle_timeout,
+            limits: decide::Limits {
+                header_read: self.header_read_timeout,
+                body_read: self.body_read_timeout,
+                send: self.send_timeout,
+            },
+            closing_timeout: match self.policy {
+                Policy::PeerFirst(p) => p.grace.max(Duration::from_secs(1)),
+                _ => Duration::from_secs(2),
+            },
             max_requests: self.max_requests,
             forcing: AtomicBool::new(false),
             connections: AtomicU64::new(0),
@@ -716,60 +854,127 @@ pub(crate) async fn serve_connection<S, B>(
 {
     let state = Arc::new(ConnState::new(shared));
     let idle = state.shared.idle_timeout;
-    let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
-    let conn =
-        builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state)));
-    tokio::pin!(conn);
+    let limits = state.shared.limits;
+    let closing_timeout = state.shared.closing_timeout;
+    let tick = limits.tick();
+    // hyper's connection lives in this block: it is dropped (and with it the
+    // IO, unless an upgrade took it) before an upgraded stream is watched.
+    {
+        let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
+        let conn =
+            builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state)));
+        tokio::pin!(conn);
+        // When the client last ACKed a new byte (read only once a write blocked).
+        let mut acks = AckClock { acked: None, at: 0 };
 
-    // The three things that can end a connection besides hyper itself, each
-    // created once: re-creating them per wakeup would register and deregister a
-    // timer and two waiters every time the connection's task runs.
-    let stopped = stop.wait_for(|stop| *stop);
-    let limit_reached = state.limit_reached.notified();
-    let idle_timer = tokio::time::sleep(idle);
-    tokio::pin!(stopped, limit_reached, idle_timer);
+        // The four things that can end a connection besides hyper itself, each
+        // created once: re-creating them per wakeup would register and deregister a
+        // timer and two waiters every time the connection's task runs.
+        let stopped = stop.wait_for(|stop| *stop);
+        let limit_reached = state.limit_reached.notified();
+        let idle_timer = tokio::time::sleep(idle);
+        let watchdog = tokio::time::sleep(tick.unwrap_or(farewell::policy::MAX_WAIT));
+        tokio::pin!(stopped, limit_reached, idle_timer, watchdog);
 
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                    state.cause.set(Cause::Error);
+        let mut closing = false;
+        loop {
+            let was_closing = closing;
+            tokio::select! {
+                biased;
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                        state.cause.set(Cause::Error);
+                    }
+                    break;
                 }
-                break;
-            }
-            _ = stopped.as_mut(), if !closing => {
-                state.cause.set(Cause::Shutdown);
-                // Server shutdown: in-flight responses finish with `Connection: close`
-                // (or h2 GOAWAY); idle HTTP/1.1 connections end at once.
-                state.closing_quietly();
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = limit_reached.as_mut(), if !closing => {
-                // HTTP/1.1 responses already carry `Connection: close` (see
-                // `Counted`); for h2 this sends GOAWAY.
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = idle_timer.as_mut(), if !closing => {
-                match state.idle_check(idle, Instant::now()) {
-                    decide::Idle::CheckAt(next) => idle_timer.as_mut().reset(next.into()),
-                    decide::Idle::Expired => {
-                        state.cause.set(Cause::Idle);
-                        state.closing_quietly();
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
+                _ = stopped.as_mut(), if !closing => {
+                    state.cause.set(Cause::Shutdown);
+                    // Server shutdown: in-flight responses finish with `Connection: close`
+                    // (or h2 GOAWAY); idle HTTP/1.1 connections end at once.
+                    state.closing_quietly();
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = limit_reached.as_mut(), if !closing => {
+                    // HTTP/1.1 responses already carry `Connection: close` (see
+                    // `Counted`); for h2 this sends GOAWAY.
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = idle_timer.as_mut() => {
+                    // Before closing: the keep-alive idle timeout. After: how long a
+                    // connection asked to end (GOAWAY) may then sit with nothing in
+                    // flight and nothing moving, e.g. an h2 client that answers
+                    // neither the GOAWAY nor its PING.
+                    let bound = if closing { closing_timeout } else { idle };
+                    match state.idle_check(bound, Instant::now()) {
+                        decide::Idle::CheckAt(next) => idle_timer.as_mut().reset(next.into()),
+                        decide::Idle::Expired if closing => {
+                            tracing::debug!("connection asked to end did not; ending it");
+                                    break;
+                        }
+                        decide::Idle::Expired => {
+                            state.cause.set(Cause::Idle);
+                            state.closing_quietly();
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
                     }
                 }
+                () = watchdog.as_mut(), if tick.is_some() => {
+                    let now = state.now_ms();
+                    let acked_at = acks.sample(state.acked(), now);
+                    match decide::watchdog(&state.watch(now, acked_at), &limits) {
+                        None => watchdog
+                            .as_mut()
+                            .reset((Instant::now() + tick.unwrap_or(idle)).into()),
+                        Some(decide::Cut::Read) => {
+                            // Nothing is owed: reset once what was written is ACKed.
+                            state.cause.replace(Cause::ReadTimeout);
+                            state.closing_quietly();
+                                    break;
+                        }
+                        Some(decide::Cut::Send) => {
+                            // Nothing more can be delivered: reset at once.
+                            state.cause.replace(Cause::SendTimeout);
+                            state.abort();
+                                    break;
+                        }
+                    }
+                }
+            }
+            if closing && !was_closing {
+                idle_timer
+                    .as_mut()
+                    .reset((Instant::now() + closing_timeout).into());
             }
         }
     }
     // After an upgrade hyper is done, but the handler holds the socket: watch
     // it until the handler drops it (the drain at shutdown waits for this task).
     upgrade::watch(&state).await;
+}
+
+/// When the client's kernel last ACKed a new byte of ours, sampled by the
+/// connection task ([`ConnState::acked`]).
+struct AckClock {
+    acked: Option<u64>,
+    /// Milliseconds since the connection started of the last rise.
+    at: u64,
+}
+
+impl AckClock {
+    /// Takes the counter's reading `acked` at `now` (ms); returns when it last rose.
+    fn sample(&mut self, acked: Option<u64>, now: u64) -> u64 {
+        if acked.is_some() && acked != self.acked {
+            if self.acked.is_some() {
+                self.at = now;
+            }
+            self.acked = acked;
+        }
+        self.at
+    }
 }
 
 /// Gives the hyper service for each connection (the accept loop's view of a

@@ -2,7 +2,8 @@
 //! enforces the max-requests-per-connection limit, and notes a response whose
 //! body is close-delimited (the teardown must then end it with a FIN). It
 //! answers an HTTP/1.1 request without `Host` itself, with 400 (RFC 9112
-//! §3.2), so the user's service never sees one.
+//! §3.2), so the user's service never sees one. Its response bodies are
+//! [`Watched`], for the send timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +13,7 @@ use std::task::{Context, Poll};
 
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body::Body;
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Empty};
 use hyper::service::Service;
 
@@ -38,7 +39,7 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Response = Response<Either<B, Empty<B::Data>>>;
+    type Response = Response<Watched<Either<B, Empty<B::Data>>>>;
     type Error = S::Error;
     type Future = CountedFuture<S::Future>;
 
@@ -47,6 +48,10 @@ where
         request
             .extensions_mut()
             .insert(conn.shared.shutdown.clone());
+        conn.head_done();
+        if request.version() == Version::HTTP_2 {
+            conn.h2.store(true, Ordering::Relaxed);
+        }
         conn.shared.requests.fetch_add(1, Ordering::Relaxed);
         if conn.shared.metrics {
             crate::metrics::request();
@@ -119,7 +124,7 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Output = Result<Response<Either<B, Empty<B::Data>>>, E>;
+    type Output = Result<Response<Watched<Either<B, Empty<B::Data>>>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -163,6 +168,77 @@ where
         ) {
             conn.close_delimited.store(true, Ordering::Relaxed);
         }
-        Poll::Ready(Ok(response))
+        let conn = Arc::clone(conn);
+        Poll::Ready(Ok(response.map(|body| Watched::new(body, conn))))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that tells its connection when it waits to be sent.
+    ///
+    /// Once a body has given a frame, hyper asks for the next one only when it
+    /// has room: in HTTP/1.1 when its write buffer has space, in h2 when the
+    /// stream has flow-control capacity. A body that gave a frame and is not
+    /// polled again is waiting on the client; the connection task cuts the
+    /// connection when that lasts the send timeout with no ACK progress either
+    /// (h2 with a zero window, an HTTP/1.1 client that does not read). A body
+    /// that returned `Pending` is the service's to finish: never a stall.
+    pub(crate) struct Watched<B> {
+        #[pin]
+        inner: B,
+        conn: Arc<ConnState>,
+        waiting: bool,
+    }
+
+    impl<B> PinnedDrop for Watched<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.waiting {
+                this.conn.bodies_waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+            this.conn.bodies_open.fetch_sub(1, Ordering::AcqRel);
+            this.conn.touch();
+        }
+    }
+}
+
+impl<B> Watched<B> {
+    fn new(inner: B, conn: Arc<ConnState>) -> Watched<B> {
+        conn.bodies_open.fetch_add(1, Ordering::AcqRel);
+        Watched {
+            inner,
+            conn,
+            waiting: false,
+        }
+    }
+}
+
+impl<B: Body> Body for Watched<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        this.conn.send_progress();
+        if std::mem::take(this.waiting) {
+            this.conn.bodies_waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+        let poll = this.inner.poll_frame(cx);
+        if matches!(poll, Poll::Ready(Some(Ok(_)))) {
+            *this.waiting = true;
+            this.conn.bodies_waiting.fetch_add(1, Ordering::AcqRel);
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -2,6 +2,7 @@
 //! (hyper, curl, Python, openssl) against real servers on loopback, over
 //! TCP and TLS.
 
+mod abuse;
 mod close_delimited;
 mod common;
 mod curl;

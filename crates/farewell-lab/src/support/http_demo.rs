@@ -3,8 +3,9 @@
 //! | request | response |
 //! |---|---|
 //! | `GET /` | `200`, `hello from farewell-http\n` |
-//! | `GET /bytes/N` | `200`, `N` bytes of [`pattern`] (`N` ≤ 64 MiB) |
+//! | `GET /bytes/N` | `200`, `N` bytes of [`pattern`] (`N` ≤ 64 MiB), with `Content-Length`, generated in chunks of at most [`STREAM_CHUNK`] as the client takes them (memory per response: one chunk, not `N`) |
 //! | `GET /stream/N` | `200`, the same `N` bytes streamed in chunks of at most [`STREAM_CHUNK`], length unknown to hyper: chunked to HTTP/1.1 clients, **close-delimited** to HTTP/1.0 clients (the body ends only where the server closes) |
+//! | `GET /sleep/MS` | `200`, `slept MS ms\n`, after `MS` ms (at most 60 000): a slow handler |
 //! | `POST /upload` with a body ≤ [`UPLOAD_LIMIT`] | `200`, `received N bytes\n`, after reading it all |
 //! | `POST /upload` with a larger `Content-Length` | `413` at once, body **not** read |
 //! | `POST /upload` whose body cannot be read (bad chunk size, LF-only chunk lines, cut short) | `400` |
@@ -45,12 +46,27 @@ pub type DemoBody = Either<Full<Bytes>, PatternStream>;
 pub struct PatternStream {
     sent: usize,
     len: usize,
+    /// Tell the length (an exact size hint): hyper sends `Content-Length`.
+    exact: bool,
 }
 
 impl PatternStream {
-    /// A stream of `len` bytes of [`pattern`].
+    /// A stream of `len` bytes of [`pattern`] whose length hyper does not know.
     pub fn new(len: usize) -> PatternStream {
-        PatternStream { sent: 0, len }
+        PatternStream {
+            sent: 0,
+            len,
+            exact: false,
+        }
+    }
+
+    /// A stream of `len` bytes of [`pattern`] with an exact size hint, so
+    /// hyper still sends `Content-Length` (the body of `/bytes/N`).
+    pub fn sized(len: usize) -> PatternStream {
+        PatternStream {
+            exact: true,
+            ..PatternStream::new(len)
+        }
     }
 }
 
@@ -66,10 +82,11 @@ impl http_body::Body for PatternStream {
         if n == 0 {
             return Poll::Ready(None);
         }
-        let start = self.sent;
+        let start = self.sent % 26;
         self.sent += n;
-        let chunk: Vec<u8> = (start..start + n).map(pattern).collect();
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+        // A slice of one static buffer: no allocation, no copy per chunk.
+        let chunk = Bytes::from_static(&PATTERN[start..start + n]);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -77,8 +94,12 @@ impl http_body::Body for PatternStream {
     }
 
     fn size_hint(&self) -> SizeHint {
-        // Unknown on purpose: an exact hint would become a Content-Length.
-        SizeHint::default()
+        if self.exact {
+            SizeHint::with_exact((self.len - self.sent) as u64)
+        } else {
+            // Unknown on purpose: an exact hint would become a Content-Length.
+            SizeHint::default()
+        }
     }
 }
 
@@ -90,6 +111,16 @@ pub const WS_MAX_MESSAGE: usize = 1024 * 1024;
 
 /// At shutdown, how long `/ws` waits for the client's close frame after its own (1001).
 pub const WS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// [`pattern`] for `STREAM_CHUNK + 26` bytes: every chunk is a slice of it.
+static PATTERN: [u8; STREAM_CHUNK + 26] = {
+    let mut bytes = [0u8; STREAM_CHUNK + 26];
+    let mut i = 0;
+    while i < bytes.len() {
+        bytes[i] = b'a' + (i % 26) as u8;
+        i += 1;
+    }
+    bytes
+};
 
 /// The body of `GET /`.
 pub const HELLO: &str = "hello from farewell-http\n";
@@ -115,7 +146,9 @@ where
     let response = match (request.method(), path) {
         (&Method::GET, "/") => text(StatusCode::OK, HELLO),
         (&Method::GET, p) if p.starts_with("/bytes/") => match p["/bytes/".len()..].parse() {
-            Ok(n) if n <= MAX_BYTES => ok(Bytes::from((0..n).map(pattern).collect::<Vec<u8>>())),
+            Ok(n) if n <= MAX_BYTES => {
+                return Ok(Response::new(Either::Right(PatternStream::sized(n))))
+            }
             _ => text(
                 StatusCode::BAD_REQUEST,
                 "want /bytes/N with N <= 67108864\n",
@@ -129,6 +162,13 @@ where
                 StatusCode::BAD_REQUEST,
                 "want /stream/N with N <= 67108864\n",
             ),
+        },
+        (&Method::GET, p) if p.starts_with("/sleep/") => match p["/sleep/".len()..].parse() {
+            Ok(ms) if ms <= 60_000 => {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                text(StatusCode::OK, format!("slept {ms} ms\n"))
+            }
+            _ => text(StatusCode::BAD_REQUEST, "want /sleep/MS with MS <= 60000\n"),
         },
         (&Method::POST, "/upload") => upload(request).await,
         (&Method::GET, "/ws") => websocket(request),
@@ -166,10 +206,6 @@ where
         }
         Err(_) => text(StatusCode::BAD_REQUEST, "malformed request body\n"),
     }
-}
-
-fn ok(body: Bytes) -> Response<Full<Bytes>> {
-    Response::new(Full::new(body))
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
