@@ -79,6 +79,10 @@ pub struct ServeHttpArgs {
     /// How long a client has to complete the TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
+    /// Connections served at once; more are reset at accept (no TIME-WAIT). Default: 10000, or
+    /// half of what `ulimit -n` leaves after a reserve of up to 64 descriptors, whichever is less.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_connections: Option<u64>,
 }
 
 /// The TLS setup of a run: the server configuration, and the certificate
@@ -143,6 +147,8 @@ pub fn http_policy(name: &str, grace: Duration) -> anyhow::Result<Policy> {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
+    // Warnings (accept failures, one per burst) must reach stderr.
+    super::serve::install_tracing(0);
     let policy = http_policy(&args.policy, args.grace)?;
     let tls = tls_setup(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -166,6 +172,9 @@ pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
             server = server
                 .tls(Arc::new(tls.config.clone()))
                 .tls_handshake_timeout(args.tls_handshake_timeout);
+        }
+        if let Some(max) = args.max_connections {
+            server = server.max_connections(usize::try_from(max).unwrap_or(usize::MAX));
         }
         let report = server
             .policy(policy)

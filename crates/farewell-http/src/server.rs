@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use farewell::accept::{self, AcceptBackoff};
 use farewell::{Closer, CloserStats, Outcome, PeerFirst, Policy};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -38,6 +39,10 @@ pub const DEFAULT_DRAIN_LIMIT: u64 = 2 * 1024 * 1024;
 /// nothing useful yet; a stalled handshake holds a descriptor and memory.
 #[cfg(feature = "rustls")]
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest pause of [`Server`]'s accept loop after accept errors (out of
+/// descriptors or memory): 1 s. See [`farewell::accept::AcceptBackoff`].
+pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// An HTTP/1.1 and HTTP/2 server (hyper 1.x, via hyper-util) that ends
 /// connections with a farewell [`Policy`].
@@ -71,6 +76,7 @@ pub struct Server {
     idle_timeout: Duration,
     max_requests: Option<u64>,
     shutdown_timeout: Duration,
+    max_connections: usize,
     on_outcome: Option<OutcomeHook>,
     on_connection: Option<ConnectionHook>,
     #[cfg(feature = "rustls")]
@@ -92,6 +98,7 @@ impl fmt::Debug for Server {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_requests", &self.max_requests)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("max_connections", &self.max_connections)
             .field("tls", &self.is_tls())
             .finish_non_exhaustive()
     }
@@ -101,7 +108,8 @@ impl Server {
     /// A server with the defaults: peer-first (deliver the last response while
     /// the client keeps ACKing it, 15 s stall timeout, 60 s cap; then 2 s
     /// grace; [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, no request limit,
-    /// 10 s shutdown timeout.
+    /// 10 s shutdown timeout, a connection limit that fits the descriptor limit
+    /// ([`farewell::accept::default_max_connections`]).
     pub fn new() -> Server {
         Server {
             policy: Policy::PeerFirst(PeerFirst {
@@ -111,6 +119,7 @@ impl Server {
             idle_timeout: Duration::from_secs(60),
             max_requests: None,
             shutdown_timeout: Duration::from_secs(10),
+            max_connections: farewell::accept::default_max_connections(),
             on_outcome: None,
             on_connection: None,
             #[cfg(feature = "rustls")]
@@ -220,6 +229,34 @@ impl Server {
         self
     }
 
+    /// How many connections are served at once (at least 1); a connection
+    /// accepted beyond that is shed at once with a reset
+    /// ([`farewell::accept::shed`]: no task, no TIME-WAIT on either side, the
+    /// client reads `ECONNRESET` right away) and counted in
+    /// [`ServeReport::shed`].
+    ///
+    /// The default, [`farewell::accept::default_max_connections`], is half of
+    /// what the descriptor limit (`ulimit -n`) leaves after a small reserve,
+    /// at most 10,000: the other half is for teardowns in flight, so the
+    /// limit is reached, and the surplus shed, before `accept()` runs out of
+    /// descriptors and new clients wait unanswered in the listen backlog. A
+    /// connection counts from accept until its task ends (a TLS handshake
+    /// included); its teardown afterwards does not count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use farewell_http::Server;
+    ///
+    /// // A small side endpoint (metrics, health) must not hold many descriptors.
+    /// let server = Server::new().max_connections(16);
+    /// # let _ = server;
+    /// ```
+    pub fn max_connections(mut self, max: usize) -> Server {
+        self.max_connections = max.max(1);
+        self
+    }
+
     /// Calls `hook` with every connection's teardown [`Outcome`], on a runtime
     /// thread. Keep it short (bump a metric, send to a channel).
     pub fn on_outcome(mut self, hook: impl Fn(Outcome) + Send + Sync + 'static) -> Server {
@@ -246,8 +283,11 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// None today: accept errors are logged and retried (after a pause when
-    /// descriptors run out). The `Result` leaves room for setup errors.
+    /// None today: accept errors are retried; those of the process (out of
+    /// descriptors or memory) after a pause that grows up to
+    /// [`MAX_ACCEPT_BACKOFF`] while the open connections are served, logged
+    /// once per burst ([`farewell::accept::AcceptBackoff`]). The `Result`
+    /// leaves room for setup errors.
     pub async fn serve<S, B>(
         self,
         listener: TcpListener,
@@ -347,12 +387,25 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
+        let mut backoff = AcceptBackoff::new(MAX_ACCEPT_BACKOFF);
+        let mut shed = 0u64;
+        let mut accept_errors = 0u64;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
+                () = backoff.wait() => {}
+                accepted = listener.accept(), if !backoff.pausing() => match accepted {
                     Ok((stream, _)) => {
+                        backoff.recovered();
+                        // Tasks that ended but were not joined yet free their slot now.
+                        while tasks.try_join_next().is_some() {}
+                        if tasks.len() >= self.max_connections {
+                            // Over the limit: one RST, no task, no TIME-WAIT.
+                            accept::shed(stream);
+                            shed += 1;
+                            continue;
+                        }
                         // Responses are written whole; do not let Nagle hold their tails.
                         let _ = stream.set_nodelay(true);
                         shared.connections.fetch_add(1, Ordering::Relaxed);
@@ -377,7 +430,13 @@ impl Server {
                             stop_rx.clone(),
                         ));
                     }
-                    Err(e) => accept_error(e).await,
+                    Err(e) if accept::is_per_connection(&e) => {
+                        tracing::debug!(error = %e, "a connection failed before accept");
+                    }
+                    Err(e) => {
+                        accept_errors += 1;
+                        backoff.failed(&e);
+                    }
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
@@ -415,6 +474,8 @@ impl Server {
             close_delimited: shared.delimited.delivered.load(Ordering::Relaxed),
             close_delimited_undelivered: shared.delimited.reset_undelivered.load(Ordering::Relaxed),
             causes: shared.causes.snapshot(),
+            shed,
+            accept_errors,
         })
     }
 }
@@ -522,19 +583,6 @@ pub(crate) async fn serve_connection<S, B>(
     }
 }
 
-/// Logs an accept error; pauses when the process is out of descriptors or memory,
-/// so the loop does not spin.
-async fn accept_error(e: io::Error) {
-    let out_of_resources = matches!(e.raw_os_error(), Some(code) if code == 23 || code == 24)
-        || e.kind() == io::ErrorKind::OutOfMemory;
-    if out_of_resources {
-        tracing::warn!(error = %e, "accept failed; pausing 50ms");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    } else {
-        tracing::debug!(error = %e, "accept failed");
-    }
-}
-
 /// Serves `service` (an axum `Router` or any tower service) on `listener` with
 /// the default [`Server`] until the process ends: a drop-in for `axum::serve`.
 ///
@@ -611,6 +659,12 @@ pub struct ServeReport {
     /// Connections by why they ended ([`Cause`]), the causes with none left
     /// out, in [`Cause::ALL`] order.
     pub causes: Vec<(Cause, u64)>,
+    /// Connections accepted over [`Server::max_connections`] and shed at once
+    /// with a reset (not in [`ServeReport::connections`]).
+    pub shed: u64,
+    /// Failed `accept()` calls that paused the accept loop (out of
+    /// descriptors or memory).
+    pub accept_errors: u64,
 }
 
 impl fmt::Display for ServeReport {
@@ -631,6 +685,13 @@ impl fmt::Display for ServeReport {
                 f,
                 "; TLS: {} handshakes failed, close_notify from {} clients",
                 self.tls_handshakes_failed, self.peer_close_notify
+            )?;
+        }
+        if self.shed + self.accept_errors > 0 {
+            write!(
+                f,
+                "; over the limit: {} shed (reset at accept), {} failed accepts",
+                self.shed, self.accept_errors
             )?;
         }
         if self.close_delimited + self.close_delimited_undelivered > 0 {
