@@ -690,7 +690,7 @@ impl fmt::Display for ServeReport {
         if self.shed + self.accept_errors > 0 {
             write!(
                 f,
-                "; over the limit: {} shed (reset at accept), {} failed accepts",
+                "; accept: {} shed over the limit (reset), {} failed (paused)",
                 self.shed, self.accept_errors
             )?;
         }

@@ -7,6 +7,7 @@ mod common;
 mod curl;
 mod half_close;
 mod hyper_client;
+mod limits;
 mod outcomes;
 mod python;
 mod statuses;
