@@ -24,6 +24,7 @@
 //! use std::time::Duration;
 //! use farewell::accept::{self, AcceptBackoff};
 //!
+//! # #[allow(dead_code)]
 //! # async fn demo(listener: tokio::net::TcpListener) {
 //! let max = accept::default_max_connections();
 //! let mut open = 0usize; // a real server counts its connection tasks
