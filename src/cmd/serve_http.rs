@@ -80,7 +80,7 @@ pub struct ServeHttpArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
     /// Connections served at once; more are reset at accept (no TIME-WAIT). Default: 10000, or
-    /// half of what `ulimit -n` leaves after a reserve of up to 64 descriptors, whichever is less.
+    /// half of what `ulimit -n` leaves after 64 reserved descriptors, whichever is less.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     max_connections: Option<u64>,
 }

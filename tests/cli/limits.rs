@@ -209,15 +209,15 @@ fn serve_http_under_a_low_fd_limit_resets_the_surplus_at_once_and_serves_a_probe
     ) {
         return;
     }
-    // `ulimit -n 64` and no --max-connections: the default limit fits the
-    // descriptors, (64 - 16) / 2 = 24 (farewell::accept::default_max_connections).
-    let limit = 24;
-    let server = ServeHttp::start(64, &["--grace", "500ms", "--drain-timeout", "3s"]);
+    // `ulimit -n 128` and no --max-connections: the default limit fits the
+    // descriptors, (128 - 64) / 2 = 32 (farewell::accept::default_max_connections).
+    let limit = 32;
+    let server = ServeHttp::start(128, &["--grace", "500ms", "--drain-timeout", "3s"]);
     let port = server.addr.port();
     let url = format!("http://{}/", server.addr);
     curl_until_served(&url);
 
-    let clients = 40;
+    let clients = 50;
     let (open, reset_at_connect) = open_idle(server.addr, clients, b"");
     let expect_shed = clients - limit;
     let (mut held, ended) = ended_within(
@@ -311,10 +311,12 @@ fn serve_http_out_of_descriptors_warns_once_per_burst_and_recovers() {
 
 #[test]
 fn serve_metrics_flooded_under_a_low_fd_limit_leaves_the_flp_service_serving() {
-    // `ulimit -n 64`: the old endpoint took every descriptor for the flood,
-    // and FLP clients then sat in the backlog.
+    // `ulimit -n 128` (FLP's own limit: (128 - 64) / 2 = 32) and a flood of
+    // 150: an endpoint without its own limit took every descriptor for the
+    // flood, and FLP clients then sat in the backlog.
+    const FLOOD: usize = 150;
     let mut server = harness::Server::start_with_fd_limit(
-        64,
+        128,
         &[
             "--metrics",
             "127.0.0.1:0",
@@ -326,10 +328,10 @@ fn serve_metrics_flooded_under_a_low_fd_limit_leaves_the_flp_service_serving() {
     );
     let metrics = harness::metrics_addr(&mut server);
     // A slowloris on the endpoint: partial request headers, never finished.
-    let (open, reset_at_connect) = open_idle(metrics, 60, b"GET /metrics HTTP/1.1\r\n");
+    let (open, reset_at_connect) = open_idle(metrics, FLOOD, b"GET /metrics HTTP/1.1\r\n");
     // The endpoint serves 16 at once; the rest are reset at accept.
-    let (flood, ended) = ended_within(open, 60 - 16 - reset_at_connect, Duration::from_secs(10));
-    assert_eq!(ended + reset_at_connect, 60 - 16, "the endpoint's limit");
+    let (flood, ended) = ended_within(open, FLOOD - 16 - reset_at_connect, Duration::from_secs(10));
+    assert_eq!(ended + reset_at_connect, FLOOD - 16, "the endpoint's limit");
 
     // FLP clients are served meanwhile, several at once.
     let mut clients: Vec<_> = (0..5)

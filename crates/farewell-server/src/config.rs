@@ -8,7 +8,7 @@ use farewell::policy::{FinThenReset, PeerFirst, Plain, Policy};
 pub const DEFAULT_MAX_LINE: usize = 4096;
 
 /// The default [`ServerConfig::max_connections`]: 10,000, or half of what
-/// the descriptor limit (`RLIMIT_NOFILE`, soft) leaves after a reserve,
+/// the descriptor limit (`RLIMIT_NOFILE`, soft) leaves after a reserve of 64,
 /// whichever is less (at least 1); see [`farewell::accept::default_max_connections`].
 pub fn default_max_connections() -> usize {
     farewell::accept::default_max_connections()

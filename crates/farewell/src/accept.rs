@@ -52,8 +52,8 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-/// The most descriptors [`default_max_connections`] keeps back for the
-/// listener, logs, the runtime and a metrics endpoint.
+/// The descriptors [`default_max_connections`] keeps back for the listener,
+/// logs, the runtime and a metrics endpoint.
 const RESERVED_FDS: u64 = 64;
 
 /// The largest limit [`default_max_connections`] gives.
@@ -63,15 +63,15 @@ const MAX_DEFAULT: u64 = 10_000;
 /// half of what the soft `RLIMIT_NOFILE` leaves after a reserve, whichever is
 /// less (at least 1).
 ///
-/// The reserve is 64 descriptors (a quarter of the limit when that is less):
-/// the listener, logs, the runtime, a metrics endpoint. Every served
+/// The reserve is 64 descriptors: the listener, logs, the runtime, a metrics
+/// endpoint. Every served
 /// connection holds one descriptor, and so does every teardown in flight (a
 /// peer-first grace lasts seconds after the connection stopped counting as
 /// served); the other half is theirs. So the server reaches this limit, and
 /// sheds, before `accept()` fails with `EMFILE` and the surplus waits in the
 /// backlog.
 ///
-/// With `ulimit -n 1024`: 480. With 65,536: 10,000. With 128: 48.
+/// With `ulimit -n 1024`: 480. With 65,536: 10,000. With 128: 32.
 ///
 /// When the limit cannot be read, 1024 is assumed.
 pub fn default_max_connections() -> usize {
@@ -81,8 +81,7 @@ pub fn default_max_connections() -> usize {
 
 /// [`default_max_connections`] for a soft descriptor limit of `soft`.
 fn fit_descriptors(soft: u64) -> usize {
-    let reserve = RESERVED_FDS.min(soft / 4);
-    let fit = soft.saturating_sub(reserve) / 2;
+    let fit = soft.saturating_sub(RESERVED_FDS) / 2;
     // At most MAX_DEFAULT, so the conversion cannot truncate.
     fit.clamp(1, MAX_DEFAULT) as usize
 }
@@ -254,8 +253,8 @@ mod tests {
     fn limit_leaves_half_of_the_descriptors_after_the_reserve() {
         assert_eq!(fit_descriptors(1024), 480);
         assert_eq!(fit_descriptors(65_536), 10_000);
-        assert_eq!(fit_descriptors(128), 48);
-        assert_eq!(fit_descriptors(16), 6);
+        assert_eq!(fit_descriptors(128), 32);
+        assert_eq!(fit_descriptors(16), 1);
         assert_eq!(fit_descriptors(0), 1);
     }
 
