@@ -254,7 +254,7 @@ fn serve_http_under_a_low_fd_limit_resets_the_surplus_at_once_and_serves_a_probe
     assert!(status.success(), "{stderr}");
     let summary = stderr.lines().find(|l| l.contains("shut down: ")).unwrap();
     assert!(
-        summary.contains(" shed over the limit (reset), 0 failed (paused)"),
+        summary.contains(" shed (reset at once), 0 failed (paused)"),
         "{summary}"
     );
     eprintln!("{summary}");
@@ -263,9 +263,9 @@ fn serve_http_under_a_low_fd_limit_resets_the_surplus_at_once_and_serves_a_probe
 }
 
 #[test]
-fn serve_http_out_of_descriptors_warns_once_per_burst_and_recovers() {
+fn serve_http_out_of_descriptors_resets_the_waiting_clients_warns_once_per_burst_and_recovers() {
     if !farewell_lab::support::tools::require(
-        "serve_http_out_of_descriptors_warns_once_per_burst_and_recovers",
+        "serve_http_out_of_descriptors_resets_the_waiting_clients_warns_once_per_burst_and_recovers",
         &["curl"],
     ) {
         return;
@@ -286,13 +286,42 @@ fn serve_http_out_of_descriptors_warns_once_per_burst_and_recovers() {
     let url = format!("http://{}/", server.addr);
     curl_until_served(&url);
 
-    let (held, _) = open_idle(server.addr, 40, b"");
+    let clients = 40;
+    let (open, reset_at_connect) = open_idle(server.addr, clients, b"");
     server.wait_for_stderr("accept failed");
-    // Three seconds of exhaustion: the old loop warned every 50 ms (60 lines).
-    std::thread::sleep(Duration::from_secs(3));
+    // The clients the process has no descriptor for are reset (through the
+    // spare descriptor), not left waiting in the backlog: watch for 3 s of
+    // exhaustion (the old loop warned every 50 ms meanwhile: 60 lines).
+    let (mut held, ended) = ended_within(open, clients, Duration::from_secs(3));
     let during = server.warnings();
     assert_eq!(during.len(), 1, "{during:#?}");
     assert!(during[0].contains("Too many open files"), "{during:#?}");
+    assert!(
+        ended + reset_at_connect > 0 && !held.is_empty(),
+        "{} clients reset, {} open",
+        ended + reset_at_connect,
+        held.len()
+    );
+    // Those left open are served, not waiting: each gets its response.
+    for s in &mut held {
+        s.set_read_timeout(Some(BOUND)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut response = [0u8; 15];
+        s.read_exact(&mut response).unwrap();
+        assert_eq!(&response, b"HTTP/1.1 200 OK");
+    }
+    // A real client while out of descriptors: a fast answer (a reset), not
+    // curl's timeout (28).
+    let (code, stderr) = curl(&url);
+    assert!(
+        matches!(code, Some(code) if code != 0 && code != 28),
+        "curl while out of descriptors: exit {code:?}: {stderr}"
+    );
+    eprintln!(
+        "ulimit -n 32: {} of {clients} idle clients served, {} reset",
+        held.len(),
+        ended + reset_at_connect
+    );
 
     // The clients leave: descriptors free up, accept succeeds, the probe is served.
     drop(held);
@@ -300,6 +329,10 @@ fn serve_http_out_of_descriptors_warns_once_per_burst_and_recovers() {
     server.wait_for_stderr("accepting again after");
     let warnings = server.warnings();
     assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings[1].contains("clients were reset meanwhile"),
+        "{warnings:#?}"
+    );
 
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");

@@ -436,6 +436,9 @@ impl Server {
                     Err(e) => {
                         accept_errors += 1;
                         backoff.failed(&e);
+                        // Out of descriptors all the same: clients waiting in
+                        // the backlog get a reset now, not a wait.
+                        shed += backoff.shed_pending(&listener);
                     }
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -659,8 +662,10 @@ pub struct ServeReport {
     /// Connections by why they ended ([`Cause`]), the causes with none left
     /// out, in [`Cause::ALL`] order.
     pub causes: Vec<(Cause, u64)>,
-    /// Connections accepted over [`Server::max_connections`] and shed at once
-    /// with a reset (not in [`ServeReport::connections`]).
+    /// Connections accepted over [`Server::max_connections`], or while the
+    /// process was out of descriptors
+    /// ([`AcceptBackoff::shed_pending`](farewell::accept::AcceptBackoff::shed_pending)),
+    /// and shed at once with a reset (not in [`ServeReport::connections`]).
     pub shed: u64,
     /// Failed `accept()` calls that paused the accept loop (out of
     /// descriptors or memory).
@@ -690,7 +695,7 @@ impl fmt::Display for ServeReport {
         if self.shed + self.accept_errors > 0 {
             write!(
                 f,
-                "; accept: {} shed over the limit (reset), {} failed (paused)",
+                "; accept: {} shed (reset at once), {} failed (paused)",
                 self.shed, self.accept_errors
             )?;
         }

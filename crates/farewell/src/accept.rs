@@ -16,7 +16,9 @@
 //!   `ENOMEM`): a growing pause (5 ms, doubling, capped) while the connections
 //!   already open are served, one `WARN` when a burst starts, at most one
 //!   more every [`AcceptBackoff::REMIND_EVERY`] while it lasts, and one with
-//!   the count when it ends.
+//!   the count when it ends; and, when descriptors ran out all the same,
+//!   [`AcceptBackoff::shed_pending`] resets the clients waiting in the
+//!   backlog through a spare descriptor, so they get an answer too.
 //!
 //! # Examples
 //!
@@ -42,15 +44,25 @@
 //!                 open += 1; // ... spawn the connection's task
 //!             }
 //!             Err(e) if accept::is_per_connection(&e) => {}
-//!             Err(e) => backoff.failed(&e),
+//!             Err(e) => {
+//!                 backoff.failed(&e);
+//!                 backoff.shed_pending(&listener);
+//!             }
 //!         },
 //!     }
 //! }
 //! # }
 //! ```
 
+use std::fs::File;
+use std::future::Future;
 use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
 
 /// The descriptors [`default_max_connections`] keeps back for the listener,
 /// logs, the runtime and a metrics endpoint.
@@ -132,7 +144,10 @@ pub fn is_per_connection(e: &io::Error) -> bool {
 /// burst starts (the error and what the loop does), a reminder with the
 /// count so far at most every [`AcceptBackoff::REMIND_EVERY`] while it lasts,
 /// and a `WARN` with the count and the duration when an accept succeeds
-/// again.
+/// again. A burst that starts less than [`AcceptBackoff::REMIND_EVERY`]
+/// after the last logged start (descriptors free up one at a time and are
+/// taken again at once) is not logged on its own: its counts go into the
+/// next warning.
 ///
 /// See the [module docs](self) for a loop that uses it.
 #[derive(Debug)]
@@ -141,6 +156,32 @@ pub struct AcceptBackoff {
     next: Duration,
     until: Option<Instant>,
     burst: Option<Burst>,
+    /// A descriptor held back for [`AcceptBackoff::shed_pending`].
+    spare: Option<File>,
+    /// When the last burst's start was logged.
+    last_warned: Option<Instant>,
+    /// Bursts that started too soon after a logged one to be logged themselves.
+    quiet: Quiet,
+}
+
+/// Bursts not logged on their own, told in the next warning.
+#[derive(Debug, Default)]
+struct Quiet {
+    bursts: u64,
+    failures: u64,
+    shed: u64,
+}
+
+impl Quiet {
+    fn since_last_warning(&self) -> String {
+        if self.bursts == 0 {
+            return String::new();
+        }
+        format!(
+            " (since the last warning: {} more short bursts, {} failed accepts, {} waiting clients reset)",
+            self.bursts, self.failures, self.shed
+        )
+    }
 }
 
 /// A run of failed accepts, from the first to the next success.
@@ -149,6 +190,9 @@ struct Burst {
     since: Instant,
     failures: u64,
     logged: Instant,
+    shed: u64,
+    /// Whether its start was logged (then its end is too).
+    warned: bool,
 }
 
 impl AcceptBackoff {
@@ -160,12 +204,18 @@ impl AcceptBackoff {
 
     /// A backoff whose pause grows to at most `max` (at least
     /// [`AcceptBackoff::FIRST`]).
+    ///
+    /// It holds one descriptor (`/dev/null`, opened read-only) for
+    /// [`AcceptBackoff::shed_pending`].
     pub fn new(max: Duration) -> AcceptBackoff {
         AcceptBackoff {
             max: max.max(Self::FIRST),
             next: Self::FIRST,
             until: None,
             burst: None,
+            spare: open_spare(),
+            last_warned: None,
+            quiet: Quiet::default(),
         }
     }
 
@@ -199,25 +249,42 @@ impl AcceptBackoff {
                 burst.failures += 1;
                 if now.duration_since(burst.logged) >= Self::REMIND_EVERY {
                     burst.logged = now;
+                    burst.warned = true;
                     tracing::warn!(
                         %error,
                         failures = burst.failures,
-                        "accept still failing: {} failed accepts over {:.1?}; serving the open connections",
+                        "accept still failing: {} failed accepts over {:.1?}, {} waiting clients reset; serving the open connections",
                         burst.failures,
-                        now.duration_since(burst.since)
+                        now.duration_since(burst.since),
+                        burst.shed
                     );
                 }
             }
             None => {
-                tracing::warn!(
-                    %error,
-                    "accept failed; pausing new connections (up to {:?} at a time) while serving the others",
-                    self.max
-                );
+                // Bursts that follow each other closely (a descriptor frees
+                // up, is taken, accept fails again) share one warning.
+                let warned = match self.last_warned {
+                    Some(at) => now.duration_since(at) >= Self::REMIND_EVERY,
+                    None => true,
+                };
+                if warned {
+                    self.last_warned = Some(now);
+                    let quiet = std::mem::take(&mut self.quiet);
+                    tracing::warn!(
+                        %error,
+                        "accept failed; pausing new connections (up to {:?} at a time) while serving the others{}",
+                        self.max,
+                        quiet.since_last_warning()
+                    );
+                } else {
+                    tracing::debug!(%error, "accept failed again; pausing new connections");
+                }
                 self.burst = Some(Burst {
                     since: now,
                     failures: 1,
                     logged: now,
+                    shed: 0,
+                    warned,
                 });
             }
         }
@@ -225,23 +292,101 @@ impl AcceptBackoff {
         self.next = (self.next * 2).min(self.max);
     }
 
-    /// Records a successful accept: ends the burst (logging its count) and
-    /// resets the pause to [`AcceptBackoff::FIRST`].
+    /// Records a successful accept: ends the burst (logging its count if its
+    /// start was logged) and resets the pause to [`AcceptBackoff::FIRST`].
     pub fn recovered(&mut self) {
         if let Some(burst) = self.burst.take() {
-            tracing::warn!(
-                failures = burst.failures,
-                "accepting again after {} failed accepts over {:.1?}",
-                burst.failures,
-                burst.since.elapsed()
-            );
+            if burst.warned {
+                tracing::warn!(
+                    failures = burst.failures,
+                    shed = burst.shed,
+                    "accepting again after {} failed accepts over {:.1?}; {} waiting clients were reset meanwhile",
+                    burst.failures,
+                    burst.since.elapsed(),
+                    burst.shed
+                );
+            } else {
+                tracing::debug!(failures = burst.failures, "accepting again");
+                self.quiet.bursts += 1;
+                self.quiet.failures += burst.failures;
+                self.quiet.shed += burst.shed;
+            }
             self.next = Self::FIRST;
         }
+        if self.spare.is_none() {
+            self.spare = open_spare();
+        }
+    }
+
+    /// Out of descriptors all the same (`EMFILE`): resets the clients
+    /// waiting in `listener`'s backlog, through the spare descriptor, and
+    /// returns how many.
+    ///
+    /// For each: close the spare, accept (one poll: it never waits), [`shed`]
+    /// the connection (one RST, no TIME-WAIT), open the spare again. Without
+    /// it, clients that arrive while the process is out of descriptors wait
+    /// unanswered in the backlog until one frees up or they give up; with
+    /// it, they read a reset as soon as the accept loop tries again (within
+    /// the current pause). The trick is libuv's (`uv__emfile_trick`) and
+    /// Marc Lehmann's libev documentation's.
+    ///
+    /// Returns 0 when there is no spare (it could not be opened or
+    /// re-opened: another thread took the descriptor first).
+    pub fn shed_pending(&mut self, listener: &TcpListener) -> u64 {
+        let mut shed_now = 0;
+        while let Some(spare) = self.spare.take() {
+            drop(spare);
+            let accepted = poll_once(listener);
+            let go_on = match accepted {
+                Some(Ok((stream, _))) => {
+                    // Closed before the spare is opened again: that takes its descriptor.
+                    shed(stream);
+                    shed_now += 1;
+                    true
+                }
+                Some(Err(e)) => is_per_connection(&e),
+                // Nothing waiting.
+                None => false,
+            };
+            self.spare = open_spare();
+            if !go_on {
+                break;
+            }
+        }
+        if let Some(burst) = &mut self.burst {
+            burst.shed += shed_now;
+        }
+        shed_now
     }
 
     /// Failed accepts in the current burst (0 when there is none).
     pub fn failures(&self) -> u64 {
         self.burst.as_ref().map_or(0, |b| b.failures)
+    }
+}
+
+/// The spare descriptor of [`AcceptBackoff::shed_pending`].
+fn open_spare() -> Option<File> {
+    File::open("/dev/null").ok()
+}
+
+/// One `accept()` on `listener` that never waits: `None` when no connection
+/// is pending (the listener's readiness is re-armed as usual).
+fn poll_once(
+    listener: &TcpListener,
+) -> Option<io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>> {
+    // No task waits on this poll: the accept loop's own `accept()` future
+    // keeps its separate registration with the reactor.
+    struct Nobody;
+    impl Wake for Nobody {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Nobody));
+    let mut cx = Context::from_waker(&waker);
+    let accept = pin!(std::future::poll_fn(|cx| listener.poll_accept(cx)));
+    match accept.poll(&mut cx) {
+        Poll::Ready(result) => Some(result),
+        Poll::Pending => None,
     }
 }
 
@@ -279,6 +424,58 @@ mod tests {
         backoff.recovered();
         assert_eq!(backoff.failures(), 0);
         assert_eq!(backoff.next, AcceptBackoff::FIRST);
+    }
+
+    #[test]
+    fn a_burst_soon_after_a_logged_one_is_told_in_the_next_warning() {
+        let mut backoff = AcceptBackoff::new(Duration::from_secs(1));
+        let error = io::Error::from_raw_os_error(24);
+        backoff.failed(&error);
+        assert!(backoff.burst.as_ref().unwrap().warned);
+        backoff.recovered();
+        backoff.failed(&error);
+        backoff.failed(&error);
+        assert!(!backoff.burst.as_ref().unwrap().warned);
+        backoff.recovered();
+        assert_eq!((backoff.quiet.bursts, backoff.quiet.failures), (1, 2));
+        assert!(backoff
+            .quiet
+            .since_last_warning()
+            .contains("1 more short bursts, 2 failed accepts"));
+    }
+
+    #[tokio::test]
+    async fn shed_pending_resets_every_waiting_client_and_never_waits() {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let mut backoff = AcceptBackoff::new(Duration::from_secs(1));
+        let mut shed = 0;
+        // The listener's readiness may lag the connects by a reactor turn.
+        for _ in 0..100 {
+            shed += backoff.shed_pending(&listener);
+            if shed == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(shed, 3);
+        assert_eq!(backoff.shed_pending(&listener), 0, "nothing waits any more");
+        assert!(backoff.spare.is_some(), "the spare is back");
+        for mut client in clients {
+            let mut buf = [0u8; 8];
+            let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+                .await
+                .expect("the shed client is answered");
+            assert!(
+                matches!(&read, Err(e) if e.kind() == io::ErrorKind::ConnectionReset),
+                "{read:?}"
+            );
+        }
     }
 
     #[test]
