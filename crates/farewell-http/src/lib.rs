@@ -130,6 +130,15 @@
 //! dropped. Read-ahead bytes hyper had buffered past the last response
 //! (pipelined requests after a `Connection: close`) are discarded, as
 //! RFC 9112 §9.3.2 allows.
+//!
+//! Connections beyond [`Server::max_connections`] (by default, what the
+//! descriptor limit allows: [`farewell::accept::default_max_connections`])
+//! are reset at accept: one RST, no task, no TIME-WAIT; so are the clients
+//! waiting in the backlog when the process runs out of descriptors all the
+//! same. Accept errors pause the accept loop (growing, at most
+//! [`MAX_ACCEPT_BACKOFF`]) while the open connections are served, with one
+//! warning per burst ([`farewell::accept::AcceptBackoff`]). Both are counted
+//! in the [`ServeReport`].
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -145,7 +154,7 @@ mod service;
 pub use record::{Cause, ConnectionOutcome};
 #[cfg(feature = "rustls")]
 pub use server::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
-pub use server::{serve, ServeReport, Server, DEFAULT_DRAIN_LIMIT};
+pub use server::{serve, ServeReport, Server, DEFAULT_DRAIN_LIMIT, MAX_ACCEPT_BACKOFF};
 
 /// rustls, as farewell-http uses it (feature `rustls`): build the
 /// [`rustls::ServerConfig`] for [`Server::tls`] with it, so the versions match.
