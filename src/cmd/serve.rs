@@ -243,7 +243,7 @@ async fn install_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     tokio::spawn(upkeep(handle.clone()));
     let service = hyper::service::service_fn(move |request| scrape(handle.clone(), request));
     tokio::spawn(async move {
-        // TODO(lead): add `.header_read_timeout(METRICS_IDLE_TIMEOUT)` once farewell_http::Server has it.
+        // TODO(lead): add `.header_read_timeout(Some(METRICS_IDLE_TIMEOUT))` when merging the `abuse` branch.
         let served = farewell_http::Server::new()
             .max_connections(METRICS_MAX_CONNECTIONS)
             .idle_timeout(METRICS_IDLE_TIMEOUT)
