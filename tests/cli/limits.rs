@@ -344,6 +344,12 @@ fn serve_http_out_of_descriptors_resets_the_waiting_clients_warns_once_per_burst
 
 #[test]
 fn serve_metrics_flooded_under_a_low_fd_limit_leaves_the_flp_service_serving() {
+    if !farewell_lab::support::tools::require(
+        "serve_metrics_flooded_under_a_low_fd_limit_leaves_the_flp_service_serving",
+        &["curl"],
+    ) {
+        return;
+    }
     // `ulimit -n 128` (FLP's own limit: (128 - 64) / 2 = 32) and a flood of
     // 150: an endpoint without its own limit took every descriptor for the
     // flood, and FLP clients then sat in the backlog.
@@ -390,7 +396,9 @@ fn serve_metrics_flooded_under_a_low_fd_limit_leaves_the_flp_service_serving() {
         harness::census(metrics).get(farewell::TcpState::TimeWait),
         0
     );
+    // The flood leaves: the endpoint scrapes again.
     drop(flood);
+    curl_until_served(&format!("http://{metrics}/metrics"));
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
