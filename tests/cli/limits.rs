@@ -216,6 +216,8 @@ fn serve_http_under_a_low_fd_limit_resets_the_surplus_at_once_and_serves_a_probe
     let port = server.addr.port();
     let url = format!("http://{}/", server.addr);
     curl_until_served(&url);
+    // Let that connection's task end (curl closed it), so all 32 slots are free.
+    std::thread::sleep(Duration::from_millis(500));
 
     let clients = 50;
     let (open, reset_at_connect) = open_idle(server.addr, clients, b"");
