@@ -76,10 +76,9 @@ const MAX_DEFAULT: u64 = 10_000;
 /// less (at least 1).
 ///
 /// The reserve is 64 descriptors: the listener, logs, the runtime, a metrics
-/// endpoint. Every served
-/// connection holds one descriptor, and so does every teardown in flight (a
-/// peer-first grace lasts seconds after the connection stopped counting as
-/// served); the other half is theirs. So the server reaches this limit, and
+/// endpoint. Every served connection holds one descriptor, and so does every
+/// teardown in flight (a peer-first grace lasts seconds after the connection
+/// stopped counting as served); the other half is theirs. So the server reaches this limit, and
 /// sheds, before `accept()` fails with `EMFILE` and the surplus waits in the
 /// backlog.
 ///
@@ -106,11 +105,17 @@ fn fit_descriptors(soft: u64) -> usize {
 /// reads a reset (`ECONNRESET`; curl: `Recv failure: Connection reset by
 /// peer`) at once instead of waiting in the listen backlog.
 ///
-/// Why not an HTTP `503` or a protocol goodbye: to be read it must be
-/// delivered before the reset (the client's kernel drops what its
-/// application has not read when the RST arrives), which takes a task and a
-/// teardown in flight per shed connection: exactly what an overloaded server
-/// cannot afford. A plain `close()` after it would keep TIME-WAIT here.
+/// Why not an HTTP `503` first: a request-response client (curl, a browser)
+/// writes its request before it reads, and the RST that follows the `503`
+/// at once makes that write, or the read after it, fail with a reset: the
+/// client reports the reset, not the `503`. Linux does let a client that
+/// reads first see bytes that came before the RST ([F6](crate::facts#f6)),
+/// so farewell-server's line protocol may write its `BYE busy` once before
+/// resetting; for HTTP the write would cost a system call per shed and be
+/// read by almost no one. A `503` that must be read needs the client to
+/// take it before the teardown: a task and a teardown in flight per shed
+/// connection, exactly what an overloaded server cannot afford; and a plain
+/// `close()` after it sends the first FIN, so the server keeps TIME-WAIT.
 pub fn shed(stream: tokio::net::TcpStream) {
     let result = stream.into_std().and_then(crate::sys::abort);
     if let Err(e) = result {
