@@ -136,9 +136,13 @@ fn open_idle(addr: SocketAddr, n: usize, first_bytes: &[u8]) -> (Vec<TcpStream>,
     (open, reset)
 }
 
+/// The start of what a shed client of serve-http reads before the reset.
+const SHED_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n";
+
 /// Splits `streams` into the ones still open and the count that the server
-/// ended (reset or EOF), waiting (bounded by `within`) until `expect_ended`
-/// have ended; returns early once that many have.
+/// ended (reset or EOF, after nothing or a `503`), waiting (bounded by
+/// `within`) until `expect_ended` have ended; returns early once that many
+/// have.
 fn ended_within(
     streams: Vec<TcpStream>,
     expect_ended: usize,
@@ -147,17 +151,32 @@ fn ended_within(
     for s in &streams {
         s.set_nonblocking(true).unwrap();
     }
-    let mut open = streams;
+    let mut open: Vec<(TcpStream, Vec<u8>)> =
+        streams.into_iter().map(|s| (s, Vec::new())).collect();
     let mut ended = 0;
     let deadline = Instant::now() + within;
     loop {
         let mut still = Vec::new();
-        for mut s in open {
+        for (mut s, mut got) in open {
             let mut buf = [0u8; 256];
-            match s.read(&mut buf) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => still.push(s),
-                Ok(0) | Err(_) => ended += 1,
-                Ok(_) => panic!("an idle client was sent bytes"),
+            let end = loop {
+                match s.read(&mut buf) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+                    Ok(0) | Err(_) => break true,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            };
+            let n = got.len().min(SHED_503.len());
+            assert_eq!(
+                &got[..n],
+                &SHED_503[..n],
+                "an idle client read {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            if end {
+                ended += 1;
+            } else {
+                still.push((s, got));
             }
         }
         open = still;
@@ -166,22 +185,27 @@ fn ended_within(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let open: Vec<TcpStream> = open.into_iter().map(|(s, _)| s).collect();
     for s in &open {
         s.set_nonblocking(false).unwrap();
     }
     (open, ended)
 }
 
-/// curl once, bounded by its --max-time; returns its exit code and stderr.
+/// curl once, bounded by its --max-time; returns its exit code and what it
+/// printed: the HTTP status, then its error if any.
 fn curl(url: &str) -> (Option<i32>, String) {
     let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "--max-time", "10", url])
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["--max-time", "10", url])
         .output()
         .expect("curl runs (apt-get install curl)");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), printed)
 }
 
 /// curl until it is served (exit 0), bounded.
@@ -189,7 +213,7 @@ fn curl_until_served(url: &str) {
     let deadline = Instant::now() + BOUND;
     loop {
         let (code, stderr) = curl(url);
-        if code == Some(0) {
+        if code == Some(0) && stderr == "200" {
             return;
         }
         assert!(
@@ -239,11 +263,12 @@ fn serve_http_under_a_low_fd_limit_resets_the_surplus_at_once_and_serves_a_probe
     held = still;
     assert_eq!(held.len(), limit);
 
-    // A real client while full: a fast answer (a reset), not curl's timeout (28).
-    let (code, stderr) = curl(&url);
+    // A real client while full: a fast answer, the 503 (or a reset when it
+    // came before curl's connect() returned), not curl's timeout (28).
+    let (code, printed) = curl(&url);
     assert!(
-        matches!(code, Some(code) if code != 0 && code != 28),
-        "curl while full: exit {code:?}: {stderr}"
+        (code == Some(0) && printed == "503") || matches!(code, Some(c) if c != 0 && c != 28),
+        "curl while full: exit {code:?}: {printed}"
     );
     // One slot frees: the probe is served.
     drop(held.pop());
@@ -312,12 +337,12 @@ fn serve_http_out_of_descriptors_resets_the_waiting_clients_warns_once_per_burst
         s.read_exact(&mut response).unwrap();
         assert_eq!(&response, b"HTTP/1.1 200 OK");
     }
-    // A real client while out of descriptors: a fast answer (a reset), not
-    // curl's timeout (28).
-    let (code, stderr) = curl(&url);
+    // A real client while out of descriptors: a fast answer (the 503 or a
+    // reset), not curl's timeout (28).
+    let (code, printed) = curl(&url);
     assert!(
-        matches!(code, Some(code) if code != 0 && code != 28),
-        "curl while out of descriptors: exit {code:?}: {stderr}"
+        (code == Some(0) && printed == "503") || matches!(code, Some(c) if c != 0 && c != 28),
+        "curl while out of descriptors: exit {code:?}: {printed}"
     );
     eprintln!(
         "ulimit -n 32: {} of {clients} idle clients served, {} reset",

@@ -40,6 +40,10 @@ pub const DEFAULT_DRAIN_LIMIT: u64 = 2 * 1024 * 1024;
 #[cfg(feature = "rustls")]
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a client over [`Server::max_connections`] is sent (plain TCP only)
+/// before the reset: one non-blocking write, see [`farewell::accept::shed_with`].
+const SHED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 12\r\nconnection: close\r\nretry-after: 1\r\n\r\nserver busy\n";
+
 /// The longest pause of [`Server`]'s accept loop after accept errors (out of
 /// descriptors or memory): 1 s. See [`farewell::accept::AcceptBackoff`].
 pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -230,10 +234,12 @@ impl Server {
     }
 
     /// How many connections are served at once (at least 1); a connection
-    /// accepted beyond that is shed at once with a reset
-    /// ([`farewell::accept::shed`]: no task, no TIME-WAIT on either side, the
-    /// client reads `ECONNRESET` right away) and counted in
-    /// [`ServeReport::shed`].
+    /// accepted beyond that is shed at once and counted in
+    /// [`ServeReport::shed`]: one non-blocking write of a `503 Service
+    /// Unavailable` (`retry-after: 1`; not under TLS), then a reset
+    /// ([`farewell::accept::shed_with`]): no task, no TIME-WAIT on either
+    /// side. The client reads the `503` and then the reset, or only the reset
+    /// (when it came before its `connect()` returned), right away.
     ///
     /// The default, [`farewell::accept::default_max_connections`], is half of
     /// what the descriptor limit (`ulimit -n`) leaves after a small reserve,
@@ -387,6 +393,8 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
+        // A plaintext 503 means nothing to a TLS client: reset it only.
+        let shed_response: &[u8] = if self.is_tls() { &[] } else { SHED_RESPONSE };
         let mut backoff = AcceptBackoff::new(MAX_ACCEPT_BACKOFF);
         let mut shed = 0u64;
         let mut accept_errors = 0u64;
@@ -401,8 +409,9 @@ impl Server {
                         // Tasks that ended but were not joined yet free their slot now.
                         while tasks.try_join_next().is_some() {}
                         if tasks.len() >= self.max_connections {
-                            // Over the limit: one RST, no task, no TIME-WAIT.
-                            accept::shed(stream);
+                            // Over the limit: a 503 if it fits at once, then
+                            // one RST; no task, no TIME-WAIT.
+                            accept::shed_with(stream, shed_response);
                             shed += 1;
                             continue;
                         }
@@ -438,7 +447,7 @@ impl Server {
                         backoff.failed(&e);
                         // Out of descriptors all the same: clients waiting in
                         // the backlog get a reset now, not a wait.
-                        shed += backoff.shed_pending(&listener);
+                        shed += backoff.shed_pending(&listener, shed_response);
                     }
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}

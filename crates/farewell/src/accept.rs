@@ -8,7 +8,8 @@
 //!   so the server sheds the surplus itself (a fast answer) instead of
 //!   running out of descriptors (the surplus then sits in the listen backlog
 //!   until its client gives up);
-//! * [`shed`] — ends a connection accepted over the limit with one RST: no
+//! * [`shed`] and [`shed_with`] — end a connection accepted over the limit
+//!   with one RST (after one non-blocking write of a goodbye, a `503`): no
 //!   task, no timer, no TIME-WAIT on either side;
 //! * [`is_per_connection`] — the accept errors that concern one connection
 //!   only (accept again at once);
@@ -46,7 +47,7 @@
 //!             Err(e) if accept::is_per_connection(&e) => {}
 //!             Err(e) => {
 //!                 backoff.failed(&e);
-//!                 backoff.shed_pending(&listener);
+//!                 backoff.shed_pending(&listener, b"");
 //!             }
 //!         },
 //!     }
@@ -103,21 +104,32 @@ fn fit_descriptors(soft: u64) -> usize {
 /// No task, no timer, no write: the shed costs two system calls (three with
 /// the reactor's deregistration), and nobody keeps TIME-WAIT. The client
 /// reads a reset (`ECONNRESET`; curl: `Recv failure: Connection reset by
-/// peer`) at once instead of waiting in the listen backlog.
-///
-/// Why not an HTTP `503` first: a request-response client (curl, a browser)
-/// writes its request before it reads, and the RST that follows the `503`
-/// at once makes that write, or the read after it, fail with a reset: the
-/// client reports the reset, not the `503`. Linux does let a client that
-/// reads first see bytes that came before the RST ([F6](crate::facts#f6)),
-/// so farewell-server's line protocol may write its `BYE busy` once before
-/// resetting; for HTTP the write would cost a system call per shed and be
-/// read by almost no one. A `503` that must be read needs the client to
-/// take it before the teardown: a task and a teardown in flight per shed
-/// connection, exactly what an overloaded server cannot afford; and a plain
-/// `close()` after it sends the first FIN, so the server keeps TIME-WAIT.
+/// peer`) at once instead of waiting in the listen backlog. To say why first,
+/// see [`shed_with`].
 pub fn shed(stream: tokio::net::TcpStream) {
-    let result = stream.into_std().and_then(crate::sys::abort);
+    shed_with(stream, &[]);
+}
+
+/// As [`shed`], after one non-blocking attempt to write `goodbye` (an HTTP
+/// `503`, a protocol's `busy` line).
+///
+/// The write lands in an empty send buffer, so a short goodbye always fits;
+/// it is one more system call, and still no task and no TIME-WAIT: the RST
+/// follows at once. Linux lets the client read the bytes that came before
+/// the RST ([F6](crate::facts#f6)), so a client that is still connected reads
+/// the goodbye, then the reset (curl shows the `503`). A client whose
+/// `connect()` had not returned yet when the RST came sees only the reset;
+/// other systems may drop the goodbye too. Do not use it under TLS: the
+/// goodbye would be plaintext.
+pub fn shed_with(stream: tokio::net::TcpStream, goodbye: &[u8]) {
+    let result = stream.into_std().and_then(|mut stream| {
+        if !goodbye.is_empty() {
+            // A fresh tokio stream knows no write readiness yet, so its
+            // `try_write` would not even try: write on the std stream (non-blocking).
+            let _ = std::io::Write::write(&mut stream, goodbye);
+        }
+        crate::sys::abort(stream)
+    });
     if let Err(e) = result {
         tracing::debug!(error = %e, "shedding a connection: no RST, closed plainly");
     }
@@ -327,8 +339,9 @@ impl AcceptBackoff {
     /// waiting in `listener`'s backlog, through the spare descriptor, and
     /// returns how many.
     ///
-    /// For each: close the spare, accept (one poll: it never waits), [`shed`]
-    /// the connection (one RST, no TIME-WAIT), open the spare again. Without
+    /// For each: close the spare, accept (one poll: it never waits), shed the
+    /// connection ([`shed_with`] `goodbye`, which may be empty: one RST, no
+    /// TIME-WAIT), open the spare again. Without
     /// it, clients that arrive while the process is out of descriptors wait
     /// unanswered in the backlog until one frees up or they give up; with
     /// it, they read a reset as soon as the accept loop tries again (within
@@ -337,7 +350,7 @@ impl AcceptBackoff {
     ///
     /// Returns 0 when there is no spare (it could not be opened or
     /// re-opened: another thread took the descriptor first).
-    pub fn shed_pending(&mut self, listener: &TcpListener) -> u64 {
+    pub fn shed_pending(&mut self, listener: &TcpListener, goodbye: &[u8]) -> u64 {
         let mut shed_now = 0;
         while let Some(spare) = self.spare.take() {
             drop(spare);
@@ -345,7 +358,7 @@ impl AcceptBackoff {
             let go_on = match accepted {
                 Some(Ok((stream, _))) => {
                     // Closed before the spare is opened again: that takes its descriptor.
-                    shed(stream);
+                    shed_with(stream, goodbye);
                     shed_now += 1;
                     true
                 }
@@ -462,24 +475,30 @@ mod tests {
         let mut shed = 0;
         // The listener's readiness may lag the connects by a reactor turn.
         for _ in 0..100 {
-            shed += backoff.shed_pending(&listener);
+            shed += backoff.shed_pending(&listener, b"BUSY\n");
             if shed == 3 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(shed, 3);
-        assert_eq!(backoff.shed_pending(&listener), 0, "nothing waits any more");
+        assert_eq!(
+            backoff.shed_pending(&listener, b""),
+            0,
+            "nothing waits any more"
+        );
         assert!(backoff.spare.is_some(), "the spare is back");
+        // Each reads the goodbye, then the reset (Linux keeps what came before the RST readable).
         for mut client in clients {
-            let mut buf = [0u8; 8];
-            let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+            let mut got = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
                 .await
                 .expect("the shed client is answered");
             assert!(
                 matches!(&read, Err(e) if e.kind() == io::ErrorKind::ConnectionReset),
                 "{read:?}"
             );
+            assert_eq!(got, b"BUSY\n");
         }
     }
 

@@ -1,7 +1,9 @@
 //! The connection limit: a connection accepted beyond `Server::max_connections`
-//! is reset at once (no task, no server TIME-WAIT), the connections already
-//! served go on, and a new client is served as soon as a slot frees.
+//! is sent a `503` and reset at once (no task, no server TIME-WAIT), the
+//! connections already served go on, and a new client is served as soon as a
+//! slot frees.
 
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use farewell_lab::support::tools::require;
@@ -10,33 +12,42 @@ use tokio::net::TcpStream;
 
 use crate::common::*;
 
-/// What a client reads within `bound` on a connection the server shed: the
-/// read's result, or `None` when nothing came (the connection is open).
-async fn read_within(stream: &mut TcpStream, bound: Duration) -> Option<std::io::Result<usize>> {
-    let mut buf = [0u8; 64];
-    tokio::time::timeout(bound, stream.read(&mut buf))
+/// What a client reads within `bound`: the bytes until the connection ended,
+/// and how it ended; `None` when it did not end (the connection is open).
+async fn read_within(
+    stream: &mut TcpStream,
+    bound: Duration,
+) -> Option<(Vec<u8>, std::io::Result<usize>)> {
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(bound, stream.read_to_end(&mut got))
         .await
-        .ok()
+        .ok()?;
+    Some((got, ended))
 }
 
-/// Runs curl once (bounded by its --max-time); returns its exit code and stderr.
+/// Runs curl once (bounded by its --max-time); returns its exit code and
+/// what it printed: the HTTP status, then its error if any.
 async fn curl_once(url: &str) -> (Option<i32>, String) {
     let out = tokio::process::Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "--max-time", "10", url])
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["--max-time", "10", url])
         .kill_on_drop(true)
         .output()
         .await
         .expect("curl runs (apt-get install curl)");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), printed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_max_connections_is_reset_at_accept_and_the_probe_is_served_when_a_slot_frees() {
+async fn over_max_connections_gets_503_and_reset_at_accept_and_the_probe_is_served_when_a_slot_frees(
+) {
     if !require(
-        "over_max_connections_is_reset_at_accept_and_the_probe_is_served_when_a_slot_frees",
+        "over_max_connections_gets_503_and_reset_at_accept_and_the_probe_is_served_when_a_slot_frees",
         &["curl"],
     ) {
         return;
@@ -54,18 +65,21 @@ async fn over_max_connections_is_reset_at_accept_and_the_probe_is_served_when_a_
     for _ in 0..3 {
         held.push(TcpStream::connect(running.addr).await.unwrap());
     }
-    // The fourth, and a fifth: reset at accept, not left waiting.
+    // The fourth, and a fifth: a 503, then a reset, at once; not left waiting.
     for n in 4..=5 {
         // The RST can beat the end of connect() itself.
         let mut surplus = match TcpStream::connect(running.addr).await {
             Ok(stream) => stream,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => continue,
             Err(e) => panic!("connect: {e}"),
         };
         match read_within(&mut surplus, Duration::from_secs(10)).await {
-            Some(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
-            Some(Ok(0)) => {}
-            other => panic!("client {n} over the limit read {other:?}, not a reset"),
+            Some((got, Err(e))) if e.kind() == ErrorKind::ConnectionReset => assert!(
+                got.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"),
+                "client {n}: {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+            other => panic!("client {n} over the limit read {other:?}, not a 503 and a reset"),
         }
     }
     for (i, stream) in held.iter_mut().enumerate() {
@@ -77,11 +91,12 @@ async fn over_max_connections_is_reset_at_accept_and_the_probe_is_served_when_a_
         );
     }
 
-    // A real client over the limit: a fast answer (a reset), not curl's timeout (28).
-    let (code, stderr) = curl_once(&running.url("/")).await;
+    // A real client over the limit: a fast answer, the 503 (or a reset when
+    // it came before curl's connect() returned), not curl's timeout (28).
+    let (code, printed) = curl_once(&running.url("/")).await;
     assert!(
-        matches!(code, Some(code) if code != 0 && code != 28),
-        "curl while full: exit {code:?}: {stderr}"
+        (code == Some(0) && printed == "503") || matches!(code, Some(c) if c != 0 && c != 28),
+        "curl while full: exit {code:?}: {printed}"
     );
 
     // One slot frees: the probe is served (bounded retries while the
@@ -89,13 +104,13 @@ async fn over_max_connections_is_reset_at_accept_and_the_probe_is_served_when_a_
     drop(held.pop());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (code, stderr) = curl_once(&running.url("/")).await;
-        if code == Some(0) {
+        let (code, printed) = curl_once(&running.url("/")).await;
+        if code == Some(0) && printed == "200" {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the probe was not served within 10 s of a slot freeing: {stderr}"
+            "the probe was not served within 10 s of a slot freeing: {printed}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
