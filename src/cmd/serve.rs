@@ -39,7 +39,9 @@ per teardown with -v, everything with -vv; RUST_LOG overrides (e.g. RUST_LOG=far
 reason, farewell_teardowns_total by path, farewell_connections_open/closing,
 farewell_teardown_seconds, farewell_accept_errors_total. With port 0 (e.g. --metrics
 127.0.0.1:0) a free port is picked; read it from the `metrics on` line. Scrapes are
-served by farewell-http, so they end peer-first too: no server TIME-WAIT per scrape.";
+served by farewell-http, so they end peer-first too: no server TIME-WAIT per scrape. The
+endpoint serves at most 16 connections at once (more are reset at accept) and ends one
+idle for 5 s, so a flood on it cannot take descriptors from the FLP service.";
 
 /// How connections beyond --max-connections are shed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -183,7 +185,9 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn install_tracing(verbose: u8) {
+/// Logs to stderr: warnings and farewell's info lines by default, more with
+/// `-v`/`-vv`; `RUST_LOG` overrides. Also used by `serve-http`.
+pub(crate) fn install_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn,farewell=info",
@@ -198,6 +202,12 @@ fn install_tracing(verbose: u8) {
         .init();
 }
 
+/// Connections the metrics endpoint serves at once.
+const METRICS_MAX_CONNECTIONS: usize = 16;
+
+/// How long a metrics connection may sit with no request in flight.
+const METRICS_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Installs the Prometheus recorder and serves its text on `addr` at
 /// `/metrics` (`/health` answers `OK`); returns the bound address, the real port when
 /// `addr` has port 0.
@@ -205,6 +215,13 @@ fn install_tracing(verbose: u8) {
 /// The exporter's own HTTP listener binds inside `build()` and never tells
 /// its address, so we bind, and serve the recorder's rendering with
 /// farewell-http (peer-first: a scraper that closes leaves no TIME-WAIT here).
+///
+/// A scraper needs one connection and a few requests a minute, so the
+/// endpoint is held small: [`METRICS_MAX_CONNECTIONS`] at once (the surplus
+/// is reset at accept) and [`METRICS_IDLE_TIMEOUT`]. A flood of idle or slow
+/// connections on it then holds at most that many descriptors, and the FLP
+/// service keeps the rest (a partial request head is cut after
+/// [`METRICS_IDLE_TIMEOUT`] too).
 pub(crate) async fn install_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!(
@@ -230,6 +247,9 @@ pub(crate) async fn install_metrics(addr: SocketAddr) -> anyhow::Result<SocketAd
         // The endpoint's own connections stay out of the farewell_http_* series.
         let served = farewell_http::Server::new()
             .metrics(false)
+            .max_connections(METRICS_MAX_CONNECTIONS)
+            .idle_timeout(METRICS_IDLE_TIMEOUT)
+            .header_read_timeout(Some(METRICS_IDLE_TIMEOUT))
             .serve_hyper(listener, service, std::future::pending::<()>())
             .await;
         if let Err(e) = served {

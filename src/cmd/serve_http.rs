@@ -123,6 +123,10 @@ pub struct ServeHttpArgs {
     /// Bytes an h2 stream buffers while the client grants no window.
     #[arg(long, default_value_t = farewell_http::DEFAULT_H2_MAX_SEND_BUF_SIZE, value_parser = clap::value_parser!(usize))]
     h2_max_send_buf_size: usize,
+    /// Connections served at once; more are reset at accept (no TIME-WAIT). Default: 10000, or
+    /// half of what `ulimit -n` leaves after 64 reserved descriptors, whichever is less.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_connections: Option<u64>,
 }
 
 /// A timeout flag: a duration, or 0 for none.
@@ -197,6 +201,8 @@ pub fn http_policy(name: &str, grace: Duration) -> anyhow::Result<Policy> {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
+    // Warnings (accept failures, one per burst) must reach stderr.
+    super::serve::install_tracing(0);
     let policy = http_policy(&args.policy, args.grace)?;
     let tls = tls_setup(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -224,6 +230,9 @@ pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
             server = server
                 .tls(Arc::new(tls.config.clone()))
                 .tls_handshake_timeout(args.tls_handshake_timeout);
+        }
+        if let Some(max) = args.max_connections {
+            server = server.max_connections(usize::try_from(max).unwrap_or(usize::MAX));
         }
         let report = server
             .policy(policy)

@@ -7,6 +7,7 @@ mod bench;
 mod harness;
 mod http;
 mod lab;
+mod limits;
 mod load;
 mod load_serve;
 mod serve;

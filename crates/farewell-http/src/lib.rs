@@ -192,6 +192,15 @@
 //! Read-ahead bytes hyper had buffered past the last response
 //! (pipelined requests after a `Connection: close`) are discarded, as
 //! RFC 9112 §9.3.2 allows.
+//!
+//! Connections beyond [`Server::max_connections`] (by default, what the
+//! descriptor limit allows: [`farewell::accept::default_max_connections`])
+//! are reset at accept: one RST, no task, no TIME-WAIT; so are the clients
+//! waiting in the backlog when the process runs out of descriptors all the
+//! same. Accept errors pause the accept loop (growing, at most
+//! [`MAX_ACCEPT_BACKOFF`]) while the open connections are served, with one
+//! warning per burst ([`farewell::accept::AcceptBackoff`]). Both are counted
+//! in the [`ServeReport`].
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -221,7 +230,7 @@ pub use server::{
     ServeReport, Server, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_LIMIT,
     DEFAULT_H2_MAX_CONCURRENT_STREAMS, DEFAULT_H2_MAX_HEADER_LIST_SIZE,
     DEFAULT_H2_MAX_SEND_BUF_SIZE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BUF_SIZE,
-    DEFAULT_SEND_TIMEOUT, DEFAULT_UPGRADE_IDLE_TIMEOUT,
+    DEFAULT_SEND_TIMEOUT, DEFAULT_UPGRADE_IDLE_TIMEOUT, MAX_ACCEPT_BACKOFF,
 };
 pub use shutdown::Shutdown;
 

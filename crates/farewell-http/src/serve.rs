@@ -71,6 +71,15 @@ pub trait Listener: Send + 'static {
     ///
     /// As [`TcpListener::local_addr`].
     fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The tokio listener underneath, if there is one. When the process runs
+    /// out of descriptors, the server uses it to shed the clients waiting in
+    /// the listen backlog at once (see
+    /// [`AcceptBackoff::shed_pending`](farewell::accept::AcceptBackoff::shed_pending))
+    /// instead of leaving them to wait. `None` by default.
+    fn tcp_listener(&self) -> Option<&TcpListener> {
+        None
+    }
 }
 
 impl Listener for TcpListener {
@@ -80,6 +89,10 @@ impl Listener for TcpListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         TcpListener::local_addr(self)
+    }
+
+    fn tcp_listener(&self) -> Option<&TcpListener> {
+        Some(self)
     }
 }
 

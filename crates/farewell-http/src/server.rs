@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use farewell::accept::{self, AcceptBackoff};
 use farewell::{Closer, CloserStats, Outcome, PeerFirst, Policy};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -86,6 +87,13 @@ pub const DEFAULT_H2_MAX_SEND_BUF_SIZE: usize = 64 * 1024;
 
 /// The default [`Server::h2_max_header_list_size`]: 16 KiB, hyper's default.
 pub const DEFAULT_H2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+/// What a client over [`Server::max_connections`] is sent (plain TCP only)
+/// before the reset: one non-blocking write, see [`farewell::accept::shed_with`].
+const SHED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 12\r\nconnection: close\r\nretry-after: 1\r\n\r\nserver busy\n";
+
+/// The longest pause of [`Server`]'s accept loop after accept errors (out of
+/// descriptors or memory): 1 s. See [`farewell::accept::AcceptBackoff`].
+pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// An HTTP/1.1 and HTTP/2 server (hyper 1.x, via hyper-util) that ends
 /// connections with a farewell [`Policy`].
@@ -123,6 +131,7 @@ pub struct Server {
     upgrade_idle_timeout: Duration,
     max_requests: Option<u64>,
     shutdown_timeout: Duration,
+    max_connections: usize,
     on_outcome: Option<OutcomeHook>,
     on_connection: Option<ConnectionHook>,
     header_read_timeout: Option<Duration>,
@@ -151,6 +160,7 @@ impl fmt::Debug for Server {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("send_timeout", &self.send_timeout)
+            .field("max_connections", &self.max_connections)
             .field("tls", &self.is_tls())
             .field("nodelay", &self.nodelay)
             .finish_non_exhaustive()
@@ -162,8 +172,10 @@ impl Server {
     /// the client keeps ACKing it, 15 s stall timeout, 60 s cap; then 2 s
     /// grace; [`DEFAULT_DRAIN_LIMIT`]), 60 s keep-alive idle timeout, 300 s
     /// idle bound for upgraded connections, no request limit, 10 s shutdown
-    /// timeout, `TCP_NODELAY` on, hyper-util's HTTP/1 and HTTP/2 defaults but
-    /// for the abuse bounds [`DEFAULT_HEADER_READ_TIMEOUT`],
+    /// timeout, a connection limit that fits the descriptor limit
+    /// ([`farewell::accept::default_max_connections`]), `TCP_NODELAY` on,
+    /// hyper-util's HTTP/1 and HTTP/2 defaults but for the abuse bounds
+    /// [`DEFAULT_HEADER_READ_TIMEOUT`],
     /// [`DEFAULT_BODY_READ_TIMEOUT`], [`DEFAULT_SEND_TIMEOUT`],
     /// [`DEFAULT_MAX_BUF_SIZE`], [`DEFAULT_H2_MAX_CONCURRENT_STREAMS`],
     /// [`DEFAULT_H2_MAX_SEND_BUF_SIZE`] and [`DEFAULT_H2_MAX_HEADER_LIST_SIZE`].
@@ -188,6 +200,7 @@ impl Server {
             upgrade_idle_timeout: DEFAULT_UPGRADE_IDLE_TIMEOUT,
             max_requests: None,
             shutdown_timeout: Duration::from_secs(10),
+            max_connections: farewell::accept::default_max_connections(),
             on_outcome: None,
             on_connection: None,
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
@@ -523,6 +536,36 @@ impl Server {
         self
     }
 
+    /// How many connections are served at once (at least 1); a connection
+    /// accepted beyond that is shed at once and counted in
+    /// [`ServeReport::shed`]: one non-blocking write of a `503 Service
+    /// Unavailable` (`retry-after: 1`; not under TLS), then a reset
+    /// ([`farewell::accept::shed_with`]): no task, no TIME-WAIT on either
+    /// side. The client reads the `503` and then the reset, or only the reset
+    /// (when it came before its `connect()` returned), right away.
+    ///
+    /// The default, [`farewell::accept::default_max_connections`], is half of
+    /// what the descriptor limit (`ulimit -n`) leaves after a small reserve,
+    /// at most 10,000: the other half is for teardowns in flight, so the
+    /// limit is reached, and the surplus shed, before `accept()` runs out of
+    /// descriptors and new clients wait unanswered in the listen backlog. A
+    /// connection counts from accept until its task ends (a TLS handshake
+    /// included); its teardown afterwards does not count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use farewell_http::Server;
+    ///
+    /// // A small side endpoint (metrics, health) must not hold many descriptors.
+    /// let server = Server::new().max_connections(16);
+    /// # let _ = server;
+    /// ```
+    pub fn max_connections(mut self, max: usize) -> Server {
+        self.max_connections = max.max(1);
+        self
+    }
+
     /// Calls `hook` with every connection's teardown [`Outcome`], on a runtime
     /// thread. Keep it short (bump a metric, send to a channel).
     pub fn on_outcome(mut self, hook: impl Fn(Outcome) + Send + Sync + 'static) -> Server {
@@ -556,8 +599,11 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// None today: accept errors are logged and retried (after a pause when
-    /// descriptors run out). The `Result` leaves room for setup errors.
+    /// None today: accept errors are retried; those of the process (out of
+    /// descriptors or memory) after a pause that grows up to
+    /// [`MAX_ACCEPT_BACKOFF`] while the open connections are served, logged
+    /// once per burst ([`farewell::accept::AcceptBackoff`]). The `Result`
+    /// leaves room for setup errors.
     pub async fn serve<L, M, Marker>(
         self,
         listener: L,
@@ -688,14 +734,42 @@ impl Server {
         let builder = Arc::new(builder);
         let mut tasks = JoinSet::new();
 
+        // A plaintext 503 means nothing to a TLS client: reset it only.
+        let shed_response: &[u8] = if self.is_tls() { &[] } else { SHED_RESPONSE };
+        let mut backoff = AcceptBackoff::new(MAX_ACCEPT_BACKOFF);
+        let mut shed = 0u64;
+        let mut accept_errors = 0u64;
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
+                () = backoff.wait() => continue,
+                accepted = listener.accept(), if !backoff.pausing() => match accepted {
+                    Ok(accepted) => {
+                        backoff.recovered();
+                        // Tasks that ended but were not joined yet free their slot now.
+                        while tasks.try_join_next().is_some() {}
+                        if tasks.len() >= self.max_connections {
+                            // Over the limit: a 503 if it fits at once, then
+                            // one RST; no task, no TIME-WAIT.
+                            accept::shed_with(accepted.0, shed_response);
+                            shed += 1;
+                            continue;
+                        }
+                        accepted
+                    }
+                    Err(e) if accept::is_per_connection(&e) => {
+                        tracing::debug!(error = %e, "a connection failed before accept");
+                        continue;
+                    }
                     Err(e) => {
-                        accept_error(e).await;
+                        accept_errors += 1;
+                        backoff.failed(&e);
+                        // Out of descriptors all the same: clients waiting in
+                        // the backlog get a reset now, not a wait.
+                        if let Some(tcp) = listener.tcp_listener() {
+                            shed += backoff.shed_pending(tcp, shed_response);
+                        }
                         continue;
                     }
                 },
@@ -797,6 +871,8 @@ impl Server {
             upgrades_closed: shared.upgrades.closed.load(Ordering::Relaxed),
             upgrades_reset_undelivered: shared.upgrades.reset_undelivered.load(Ordering::Relaxed),
             upgrades_idle_cut: shared.upgrades.idle_cut.load(Ordering::Relaxed),
+            shed,
+            accept_errors,
         })
     }
 }
@@ -1038,19 +1114,6 @@ where
     }
 }
 
-/// Logs an accept error; pauses when the process is out of descriptors or memory,
-/// so the loop does not spin.
-async fn accept_error(e: io::Error) {
-    let out_of_resources = matches!(e.raw_os_error(), Some(code) if code == 23 || code == 24)
-        || e.kind() == io::ErrorKind::OutOfMemory;
-    if out_of_resources {
-        tracing::warn!(error = %e, "accept failed; pausing 50ms");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    } else {
-        tracing::debug!(error = %e, "accept failed");
-    }
-}
-
 /// What a server did, returned when it has shut down.
 ///
 /// `Display` gives one line:
@@ -1101,6 +1164,14 @@ pub struct ServeReport {
     pub upgrades_reset_undelivered: u64,
     /// Upgraded connections cut by [`Server::upgrade_idle_timeout`].
     pub upgrades_idle_cut: u64,
+    /// Connections accepted over [`Server::max_connections`], or while the
+    /// process was out of descriptors
+    /// ([`AcceptBackoff::shed_pending`](farewell::accept::AcceptBackoff::shed_pending)),
+    /// and shed at once with a reset (not in [`ServeReport::connections`]).
+    pub shed: u64,
+    /// Failed `accept()` calls that paused the accept loop (out of
+    /// descriptors or memory).
+    pub accept_errors: u64,
 }
 
 impl fmt::Display for ServeReport {
@@ -1128,6 +1199,13 @@ impl fmt::Display for ServeReport {
                 f,
                 "; upgrades: {} ended by the server's close (FIN reset on its ACK, or passive), {} reset undelivered, {} cut idle",
                 self.upgrades_closed, self.upgrades_reset_undelivered, self.upgrades_idle_cut
+            )?;
+        }
+        if self.shed + self.accept_errors > 0 {
+            write!(
+                f,
+                "; accept: {} shed (reset at once), {} failed (paused)",
+                self.shed, self.accept_errors
             )?;
         }
         if self.close_delimited + self.close_delimited_undelivered > 0 {

@@ -7,19 +7,11 @@ use farewell::policy::{FinThenReset, PeerFirst, Plain, Policy};
 /// The default maximum line length, `\n` included.
 pub const DEFAULT_MAX_LINE: usize = 4096;
 
-/// Descriptors kept back from the connection limit for the listener, logs,
-/// the runtime and the metrics endpoint.
-const RESERVED_FDS: u64 = 64;
-
 /// The default [`ServerConfig::max_connections`]: 10,000, or half of what
 /// the descriptor limit (`RLIMIT_NOFILE`, soft) leaves after a reserve of 64,
-/// whichever is less (at least 1). Every served connection holds one
-/// descriptor, and so does every teardown in flight and every connection
-/// being shed; the other half is theirs.
+/// whichever is less (at least 1); see [`farewell::accept::default_max_connections`].
 pub fn default_max_connections() -> usize {
-    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
-    let fit = soft.saturating_sub(RESERVED_FDS) / 2;
-    fit.clamp(1, 10_000) as usize
+    farewell::accept::default_max_connections()
 }
 
 /// What happens to a connection accepted beyond [`ServerConfig::max_connections`].

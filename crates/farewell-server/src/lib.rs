@@ -5,9 +5,10 @@
 //! for a reason); [`serve`] does the rest on an already-bound listener:
 //!
 //! * **accept** — survives running out of file descriptors (`EMFILE`,
-//!   `ENFILE`): it pauses (5 ms, doubling up to
-//!   [`ServerConfig::max_accept_backoff`]), logs once per burst, keeps
-//!   serving the connections it has, and resumes when descriptors free up;
+//!   `ENFILE`, `ENOBUFS`, `ENOMEM`): it pauses (5 ms, doubling up to
+//!   [`ServerConfig::max_accept_backoff`]), logs once per burst
+//!   ([`farewell::accept::AcceptBackoff`]), keeps serving the connections it
+//!   has, and resumes when descriptors free up;
 //! * **limits** — beyond [`ServerConfig::max_connections`] a new connection is
 //!   shed with the `busy` goodbye and a short grace, or reset at once
 //!   ([`BusyMode`]); the server never keeps TIME-WAIT for it;
@@ -84,7 +85,6 @@ pub use protocol::{Flow, Protocol, Reason};
 pub use summary::Summary;
 
 use std::future::Future;
-use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,6 +92,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use farewell::accept::{self, AcceptBackoff};
 use farewell::policy::Policy;
 use farewell::Closer;
 use summary::Counts;
@@ -197,7 +198,7 @@ async fn accept_loop<P: Protocol>(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut backoff = Backoff::new(shared.config.max_accept_backoff);
+    let mut backoff = AcceptBackoff::new(shared.config.max_accept_backoff);
     let period = shared.config.summary_interval.unwrap_or(Duration::MAX);
     let mut report = tokio::time::interval_at(
         (Instant::now() + period.min(farewell::policy::MAX_WAIT)).into(),
@@ -222,7 +223,7 @@ async fn accept_loop<P: Protocol>(
                     backoff.recovered();
                     shared.admit(stream, stopped);
                 }
-                Err(e) if is_per_connection(&e) => {
+                Err(e) if accept::is_per_connection(&e) => {
                     tracing::debug!(error = %e, "a connection failed before accept");
                 }
                 Err(e) => {
@@ -260,82 +261,6 @@ impl<P: Protocol> Shared<P> {
             teardowns: self.closer.stats(),
             unfinished: self.counts.open(),
             drain,
-        }
-    }
-}
-
-/// Errors that concern one connection only (it was reset before we took it):
-/// accept again at once.
-fn is_per_connection(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    )
-}
-
-/// The accept loop's pause after failures: 5 ms, doubling up to a maximum;
-/// one warning when a burst starts, one line when it ends.
-struct Backoff {
-    max: Duration,
-    next: Duration,
-    until: Option<Instant>,
-    burst: Option<(Instant, u64)>,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(5);
-
-    fn new(max: Duration) -> Backoff {
-        Backoff {
-            max: max.max(Self::FIRST),
-            next: Self::FIRST,
-            until: None,
-            burst: None,
-        }
-    }
-
-    fn pausing(&self) -> bool {
-        self.until.is_some()
-    }
-
-    /// Completes when the current pause ends (never when there is none).
-    async fn wait(&mut self) {
-        match self.until {
-            Some(until) => {
-                tokio::time::sleep_until(until.into()).await;
-                self.until = None;
-            }
-            None => std::future::pending().await,
-        }
-    }
-
-    fn failed(&mut self, error: &io::Error) {
-        match &mut self.burst {
-            Some((_, failures)) => *failures += 1,
-            None => {
-                tracing::warn!(
-                    %error,
-                    "accept failed; pausing new connections (up to {:?} at a time) while serving the others",
-                    self.max
-                );
-                self.burst = Some((Instant::now(), 1));
-            }
-        }
-        self.until = Some(Instant::now() + self.next);
-        self.next = (self.next * 2).min(self.max);
-    }
-
-    fn recovered(&mut self) {
-        if let Some((since, failures)) = self.burst.take() {
-            tracing::info!(
-                failures,
-                "accepting again after {failures} failed accepts over {:.1?}",
-                since.elapsed()
-            );
-            self.next = Self::FIRST;
         }
     }
 }

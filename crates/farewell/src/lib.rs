@@ -74,6 +74,7 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod accept;
 #[cfg(feature = "census")]
 pub mod census;
 mod closer;

@@ -9,6 +9,7 @@ mod curl;
 mod dropin;
 mod half_close;
 mod hyper_client;
+mod limits;
 mod outcomes;
 mod python;
 mod statuses;
