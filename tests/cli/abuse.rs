@@ -11,13 +11,12 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use farewell::census::{self, Filter, StateSet};
 use farewell::TcpState;
 
-use crate::http::{serve_http, server_time_wait, terminate};
+use crate::http::{curl, serve_http, server_time_wait, terminate};
 
 /// The server's sockets on `port`, the listener left out.
 fn server_sockets(port: u16) -> usize {
@@ -40,20 +39,6 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn port(addr: &str) -> u16 {
     addr.rsplit(':').next().unwrap().parse().unwrap()
-}
-
-fn curl_ok(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl")
-        .args(["-sS", "--fail", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("curl runs (apt-get install curl)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// Reads what is there without waiting: `Some(true)` once the server reset the
@@ -124,7 +109,7 @@ fn serve_http_non_reading_clients_keep_rss_bounded_and_are_reset_after_the_send_
         })
         .collect();
     // Served while 50 connections are stuck.
-    let probe = curl_ok(&[&format!("http://{addr}/bytes/1000")]);
+    let probe = curl(&[&format!("http://{addr}/bytes/1000")]);
     assert_eq!(probe.len(), 1000);
     for s in &sockets {
         s.set_nonblocking(true).unwrap();
@@ -156,7 +141,7 @@ fn serve_http_non_reading_clients_keep_rss_bounded_and_are_reset_after_the_send_
         "each one was reset (nothing more can be delivered)"
     );
     drop(sockets);
-    let probe = curl_ok(&[&format!("http://{addr}/")]);
+    let probe = curl(&[&format!("http://{addr}/")]);
     assert!(!probe.is_empty());
     let rest = terminate(server, stderr);
     assert!(rest.contains(&format!("send-timeout {K}")), "{rest}");
@@ -211,7 +196,7 @@ fn serve_http_h2_zero_window_with_20_streams_keeps_rss_bounded_and_is_reset() {
         ));
     }
     h2.write_all(&hello).unwrap();
-    let probe = curl_ok(&["--http2-prior-knowledge", &format!("http://{addr}/")]);
+    let probe = curl(&["--http2-prior-knowledge", &format!("http://{addr}/")]);
     assert!(!probe.is_empty());
     h2.set_nonblocking(true).unwrap();
     let (max_rss, reset) =
@@ -253,7 +238,7 @@ fn serve_http_idle_h2_that_ignores_goaway_and_ping_is_ended() {
         Duration::from_secs(20),
     );
     eprintln!("idle h2 ignoring GOAWAY and PING: ended, reset: {reset}");
-    let probe = curl_ok(&[&format!("http://{addr}/")]);
+    let probe = curl(&[&format!("http://{addr}/")]);
     assert!(!probe.is_empty());
     let rest = terminate(server, stderr);
     assert!(rest.contains("idle 1"), "{rest}");

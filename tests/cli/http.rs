@@ -52,7 +52,8 @@ pub(crate) fn serve_http(args: &[&str]) -> (Server, String, BufReader<std::proce
     (Server(child), addr, stderr)
 }
 
-fn curl(args: &[&str]) -> Vec<u8> {
+/// curl with `args` (10 s at most); its output, asserting it succeeded.
+pub(crate) fn curl(args: &[&str]) -> Vec<u8> {
     let out = Command::new("curl")
         .args(["-sS", "--fail", "--max-time", "10"])
         .args(args)
