@@ -142,6 +142,20 @@ pub fn tcp_info(socket: &impl AsFd) -> io::Result<TcpInfo> {
     imp::tcp_info(socket.as_fd())
 }
 
+/// [`tcp_info`], and the bytes [`unacked_bytes`] would report when the same
+/// `TCP_INFO` already tells them: with no segment in flight (`tcpi_unacked`
+/// = 0) the send queue is exactly what is not sent yet
+/// (`tcpi_notsent_bytes`, Linux 4.6+). `None` when a segment is in flight
+/// (or the kernel is older): ask [`unacked_bytes`]. Saves the teardown's
+/// `ioctl` in the common case, where everything written was ACKed.
+///
+/// # Errors
+///
+/// As [`tcp_info`].
+pub(crate) fn tcp_info_and_unacked(socket: &impl AsFd) -> io::Result<(TcpInfo, Option<u32>)> {
+    imp::tcp_info_and_unacked(socket.as_fd())
+}
+
 /// Sets `TCP_USER_TIMEOUT`: how long transmitted data may stay unacknowledged
 /// before the kernel gives up on the connection with `ETIMEDOUT` (no RST is
 /// sent, [F7](crate::facts#f7)). `None` restores the system default.
