@@ -2,13 +2,14 @@
 //!
 //! `cargo bench -p farewell --bench teardown`. Times are the benchmark
 //! thread's CPU time, not wall time, so they hold on a busy machine. The peer
-//! has already half-closed (its FIN is queued; it still ACKs), so these measure farewell's work — probes, the
-//! goodbye write, the EOF read, the close — not a wait on the peer. The
-//! baselines are what a server does without farewell: `plain_drop` (close
-//! only) and `plain_write_drop` (write the goodbye, close: the fair one for a
-//! policy that writes a goodbye); next to them, one `farewell::close` per
-//! policy (`<policy>_close_after_peer_fin`) and a whole peer-first teardown
-//! through a `Closer` (`closer_peer_first_after_peer_fin`).
+//! has already half-closed (its FIN is queued; it still ACKs), so these
+//! measure farewell's work — probes, the goodbye write, the EOF read, the
+//! close — not a wait on the peer. The baselines are what a server does
+//! without farewell: `plain_drop` (close only) and `plain_write_drop` (write
+//! the goodbye, close: the fair one for a policy that writes a goodbye); next
+//! to them, one `farewell::close` per policy (`<policy>_close_after_peer_fin`)
+//! and a whole peer-first teardown through a `Closer`
+//! (`closer_peer_first_after_peer_fin`).
 
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
