@@ -1,25 +1,52 @@
 //! Micro-benchmarks of one teardown's own cost, on real loopback sockets.
 //!
-//! `cargo bench -p farewell --bench teardown`. The peer has already closed
-//! (its FIN is queued), so these measure farewell's work — probes, the
-//! goodbye write, the EOF read, the close — not a wait on the peer. The
-//! baseline `plain_drop` is what a server does without farewell; next to it,
-//! one `farewell::close` per policy (`<policy>_close_after_peer_fin`) and the
-//! hand-over to a `Closer`.
+//! `cargo bench -p farewell --bench teardown`. Times are the benchmark
+//! thread's CPU time, not wall time, so they hold on a busy machine. The peer
+//! has already half-closed (its FIN is queued; it still ACKs), so these
+//! measure farewell's work — probes, the goodbye write, the EOF read, the
+//! close — not a wait on the peer. The baselines are what a server does
+//! without farewell: `plain_drop` (close only) and `plain_write_drop` (write
+//! the goodbye, close: the fair one for a policy that writes a goodbye); next
+//! to them, one `farewell::close` per policy (`<policy>_close_after_peer_fin`)
+//! and a whole peer-first teardown through a `Closer`
+//! (`closer_peer_first_after_peer_fin`).
 
-use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use farewell::{Closer, Policy};
+use farewell_lab::bench::cpu::thread_cpu_now;
+use tokio::io::AsyncWriteExt;
 
-/// A connected pair whose client side has already closed (its FIN arrived).
-fn peer_closed_pair(listener: &TcpListener) -> std::net::TcpStream {
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+/// The thread's CPU time (user + system): the runtime is current-thread, so
+/// the teardown's work, and on loopback the kernel's for both ends, happens
+/// on this thread. Unlike a wall clock, it does not count waits for a core
+/// on a loaded machine.
+fn cpu() -> Duration {
+    thread_cpu_now().expect("CLOCK_THREAD_CPUTIME_ID (Linux)")
+}
+
+/// A connected pair whose client has already sent its FIN (a half-close:
+/// `shutdown(Write)`, so it still takes the goodbye and ACKs it, as a
+/// cooperative client does), the server's end handed to the runtime as a server would hold it after serving: registered,
+/// with tokio already knowing it is readable and writable (a stream fresh
+/// from `from_std` would cost every contender an extra trip through epoll).
+fn peer_closed_pair(
+    runtime: &tokio::runtime::Runtime,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> (tokio::net::TcpStream, TcpStream) {
+    let client = TcpStream::connect(addr).unwrap();
     let (server, _) = listener.accept().unwrap();
-    drop(client);
+    client.shutdown(Shutdown::Write).unwrap();
     server.set_nonblocking(true).unwrap();
-    server
+    runtime.block_on(async {
+        let stream = tokio::net::TcpStream::from_std(server).unwrap();
+        stream.readable().await.unwrap();
+        stream.writable().await.unwrap();
+        (stream, client)
+    })
 }
 
 fn teardown(c: &mut Criterion) {
@@ -28,6 +55,7 @@ fn teardown(c: &mut Criterion) {
         .build()
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
     let mut group = c.benchmark_group("teardown");
     group.measurement_time(Duration::from_secs(3));
 
@@ -36,13 +64,32 @@ fn teardown(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let server = peer_closed_pair(&listener);
-                let start = Instant::now();
+                let (stream, client) = peer_closed_pair(&runtime, &listener, addr);
+                let start = cpu();
                 runtime.block_on(async {
-                    let stream = tokio::net::TcpStream::from_std(server).unwrap();
                     drop(stream);
                 });
-                total += start.elapsed();
+                total += cpu() - start;
+                drop(client); // not timed
+            }
+            total
+        })
+    });
+    // What a server does without farewell, goodbye included: write it, drop.
+    // The honest baseline for a policy that writes a goodbye.
+    group.bench_function("plain_write_drop", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (stream, client) = peer_closed_pair(&runtime, &listener, addr);
+                let start = cpu();
+                runtime.block_on(async {
+                    let mut stream = stream;
+                    let _ = stream.write_all(b"BYE quit\n").await;
+                    drop(stream);
+                });
+                total += cpu() - start;
+                drop(client); // not timed
             }
             total
         })
@@ -56,33 +103,35 @@ fn teardown(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let server = peer_closed_pair(&listener);
-                    let start = Instant::now();
+                    let (stream, client) = peer_closed_pair(&runtime, &listener, addr);
+                    let start = cpu();
                     runtime.block_on(async {
-                        let stream = tokio::net::TcpStream::from_std(server).unwrap();
                         farewell::close(stream, policy, &b"BYE quit\n"[..]).await
                     });
-                    total += start.elapsed();
+                    total += cpu() - start;
+                    drop(client); // not timed
                 }
                 total
             })
         });
     }
-    group.bench_function("closer_handoff", |b| {
+    // A whole peer-first teardown through a Closer without a hook (as the
+    // bench servers and farewell-http without hooks use it): the hand-over
+    // and the teardown, until the closer is idle again.
+    group.bench_function("closer_peer_first_after_peer_fin", |b| {
         let closer = runtime.block_on(async { Closer::new(Policy::default()) });
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let server = peer_closed_pair(&listener);
-                let start = Instant::now();
+                let (stream, client) = peer_closed_pair(&runtime, &listener, addr);
+                let start = cpu();
                 runtime.block_on(async {
-                    let stream = tokio::net::TcpStream::from_std(server).unwrap();
                     closer.close(stream, &b"BYE quit\n"[..]);
+                    closer.idle().await;
                 });
-                total += start.elapsed();
+                total += cpu() - start;
+                drop(client); // not timed
             }
-            // Let the handed-over teardowns finish (not timed).
-            runtime.block_on(closer.idle());
             total
         })
     });

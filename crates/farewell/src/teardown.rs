@@ -86,7 +86,7 @@ pub fn close(
     policy: Policy,
     goodbye: impl Into<Bytes>,
 ) -> impl Future<Output = Outcome> + Send + 'static {
-    teardown(stream, policy, goodbye.into(), Addresses::Ask, NoHurry, ())
+    teardown(stream, policy, goodbye.into(), Report::Full, NoHurry, ())
 }
 
 /// Sees every byte a teardown reads and throws away, and adds what it made of
@@ -141,157 +141,246 @@ impl Urgency for NoHurry {
     }
 }
 
-/// Whether a teardown asks the kernel for the connection's addresses (two
-/// syscalls) to put in its [`Outcome`].
+/// How much of its [`Outcome`] a teardown fills in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Addresses {
-    /// Someone will read the outcome's addresses.
-    Ask,
-    /// Nobody will: leave [`Outcome::local`] and [`Outcome::peer`] empty.
-    Skip,
+pub(crate) enum Report {
+    /// Someone reads the outcome (a hook, the reaper, a debug log, the
+    /// caller of [`close`]): ask the kernel for the addresses (two syscalls)
+    /// and for its last word on the socket before releasing it (`TCP_INFO`,
+    /// and `SIOCOUTQ` unless `TCP_INFO` already tells).
+    Full,
+    /// Only [`Outcome::ending`] is counted (a [`Closer`](crate::Closer)
+    /// without a hook): skip those calls. The ending and the release are the
+    /// same either way; the rest of the outcome is left as if the kernel
+    /// could not be asked.
+    EndingOnly,
 }
 
-/// [`close`], with the choice of asking for the addresses.
+/// [`close`], with the choice of what to report.
 pub(crate) fn teardown<H: Urgency, D: Drain>(
     stream: TcpStream,
     policy: Policy,
     goodbye: Bytes,
-    addresses: Addresses,
+    report: Report,
     hurry: H,
     drain: D,
 ) -> impl Future<Output = Outcome> + Send + 'static {
-    // Everything is set up here, outside the future, and the future keeps it
-    // in place: an async fn would hold a second copy of each argument for its
-    // whole life (rust-lang/rust#62958), and a pending teardown should be small.
-    let started = Instant::now();
-    let machine = Machine::new(policy, goodbye.len(), started);
-    let (local, peer) = match addresses {
-        Addresses::Ask => (stream.local_addr().ok(), stream.peer_addr().ok()),
-        Addresses::Skip => (None, None),
-    };
-    drive(Teardown {
-        local,
-        peer,
-        stream,
-        goodbye,
-        machine,
-        hurry,
-        drain,
-    })
+    drive(Teardown::new(stream, policy, goodbye, report, drain), hurry)
+}
+
+/// A wait the machine asked for, after one non-blocking look found nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wait {
+    write: bool,
+    read: bool,
+    until: Instant,
 }
 
 /// What a teardown holds while it waits.
-struct Teardown<H, D> {
+pub(crate) struct Teardown<D> {
     stream: TcpStream,
     goodbye: Bytes,
     /// The decisions; also keeps when the teardown started.
     machine: Machine,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
-    hurry: H,
+    report: Report,
+    /// [`Teardown::advance`] stopped at a wait whose non-blocking attempt
+    /// found nothing: the next run need not try again before waiting.
+    blocked: bool,
     drain: D,
+}
+
+impl<D: Drain> Teardown<D> {
+    /// Sets a teardown up, outside any future: the caller may run it inline
+    /// ([`Teardown::advance`]) before it needs a task. (An async fn would also
+    /// hold a second copy of each argument for its whole life,
+    /// rust-lang/rust#62958, and a pending teardown should be small.)
+    pub(crate) fn new(
+        stream: TcpStream,
+        policy: Policy,
+        goodbye: Bytes,
+        report: Report,
+        drain: D,
+    ) -> Self {
+        let started = Instant::now();
+        let machine = Machine::new(policy, goodbye.len(), started);
+        let (local, peer) = match report {
+            Report::Full => (stream.local_addr().ok(), stream.peer_addr().ok()),
+            Report::EndingOnly => (None, None),
+        };
+        Teardown {
+            stream,
+            goodbye,
+            machine,
+            local,
+            peer,
+            report,
+            blocked: false,
+            drain,
+        }
+    }
+
+    /// Runs every step that needs no waiting: probes, the half-close, and
+    /// writes and reads that do not block. Returns the machine's decision, or
+    /// the wait it asked for once a non-blocking attempt found nothing to do.
+    /// `hurry` is where the closer's hurry shows.
+    ///
+    /// Needs no runtime context and never blocks, so a teardown whose peer's
+    /// FIN is already queued ends here, without a task or a timer.
+    pub(crate) fn advance(&mut self, hurry: &impl Urgency) -> Result<Finish, Wait> {
+        // Right after a run that stopped at a wait, nothing has happened on
+        // the socket that the readiness poll would not tell: a wait asked for
+        // again at once needs no second attempt (a syscall).
+        let mut blocked = std::mem::take(&mut self.blocked);
+        loop {
+            let now = Instant::now();
+            if !self.machine.hurried() && hurry.is_hurried() {
+                self.machine.on_event(now, Event::Hurry);
+            }
+            let step = self.machine.step(now);
+            if let Step::Wait { write, read, until } = step {
+                if std::mem::take(&mut blocked) {
+                    return Err(Wait { write, read, until });
+                }
+            } else {
+                blocked = false;
+            }
+            match step {
+                Step::Finish(finish) => return Ok(finish),
+                Step::CheckState => {
+                    let event =
+                        sys::tcp_info(&self.stream).map_or(Event::ProbeFailed, Event::StateIs);
+                    self.machine.on_event(now, event);
+                }
+                Step::Probe => {
+                    let event = probe(&self.stream).map_or(Event::ProbeFailed, Event::Probed);
+                    self.machine.on_event(now, event);
+                }
+                Step::ShutdownWrite => {
+                    let before = sys::tcp_state(&self.stream).ok();
+                    let event = match socket2::SockRef::from(&self.stream).shutdown(Shutdown::Write)
+                    {
+                        Ok(()) => Event::HalfClosed(before),
+                        Err(e) => Event::Failed(e.kind()),
+                    };
+                    self.machine.on_event(Instant::now(), event);
+                }
+                Step::TryWrite => {
+                    let pending = &self.goodbye[self.machine.written()..];
+                    let event = try_io(&self.stream, Some(pending), false, &mut self.drain)
+                        .unwrap_or(Event::Timer);
+                    self.machine.on_event(Instant::now(), event);
+                }
+                Step::Wait { write, read, until } => {
+                    let pending = &self.goodbye[self.machine.written()..];
+                    match try_io(
+                        &self.stream,
+                        write.then_some(pending),
+                        read,
+                        &mut self.drain,
+                    ) {
+                        Some(event) => self.machine.on_event(Instant::now(), event),
+                        None => {
+                            self.blocked = true;
+                            return Err(Wait { write, read, until });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Releases the socket as `finish` says and writes the report.
+    pub(crate) fn conclude(mut self, finish: Finish) -> Outcome {
+        let last = match self.report {
+            Report::EndingOnly => None,
+            Report::Full => {
+                let last = if self.machine.saw_eof() {
+                    // After the peer's FIN was read nothing can be left unread: spare the ioctl.
+                    probe_after_eof(&self.stream).ok()
+                } else {
+                    probe(&self.stream).ok()
+                };
+                if last.is_some_and(|p| p.state() == TcpState::Closed) {
+                    // CLOSED after our FIN: either the peer's FIN came (TIME-WAIT is ours)
+                    // or a reset did. One read tells which.
+                    if let Some(event @ Event::Eof) =
+                        try_io(&self.stream, None, true, &mut self.drain)
+                    {
+                        self.machine.on_event(Instant::now(), event);
+                    }
+                }
+                last
+            }
+        };
+        let finish = release(self.stream, finish, &mut self.machine);
+        let mut outcome = self
+            .machine
+            .outcome(finish, last, self.machine.started().elapsed());
+        outcome.local = self.local;
+        outcome.peer = self.peer;
+        self.drain.finish(&mut outcome);
+        tracing::debug!(%outcome, "teardown finished");
+        outcome
+    }
 }
 
 // A plain fn returning an `async move` block: the block keeps `t` in place,
 // where an `async fn` would copy its argument into a second slot.
+//
+// `t` may have been run inline first ([`Teardown::advance`]); it goes on from
+// where that stopped.
 #[allow(clippy::manual_async_fn)] // deliberate: see the comment above
-fn drive<H: Urgency, D: Drain>(
-    mut t: Teardown<H, D>,
+pub(crate) fn drive<H: Urgency, D: Drain>(
+    mut t: Teardown<D>,
+    hurry: H,
 ) -> impl Future<Output = Outcome> + Send + 'static {
     async move {
         // One timer for the whole teardown, re-armed per wait, and readiness polled
         // straight on the t.stream (no per-wait readiness futures): a pending
         // teardown stays small (see `Closer`'s memory note).
-        // The hurry's waiter is created before the first look at the flag, so no
+        // The hurry's waiter is created before the next look at the flag, so no
         // hurry is missed. One pinned pair, so each wait captures one pointer.
         let deadlines = Deadlines {
             timer: tokio::time::sleep_until(t.machine.started().into()),
-            hurry: t.hurry.wait(),
+            hurry: hurry.wait(),
         };
         tokio::pin!(deadlines);
         let finish = loop {
-            let now = Instant::now();
-            if !t.machine.hurried() && t.hurry.is_hurried() {
-                t.machine.on_event(now, Event::Hurry);
-            }
-            match t.machine.step(now) {
-                Step::Finish(finish) => break finish,
-                Step::CheckState => {
-                    let event = sys::tcp_info(&t.stream).map_or(Event::ProbeFailed, Event::StateIs);
-                    t.machine.on_event(now, event);
-                }
-                Step::Probe => {
-                    let event = probe(&t.stream).map_or(Event::ProbeFailed, Event::Probed);
-                    t.machine.on_event(now, event);
-                }
-                Step::ShutdownWrite => {
-                    let before = sys::tcp_state(&t.stream).ok();
-                    let event = match socket2::SockRef::from(&t.stream).shutdown(Shutdown::Write) {
-                        Ok(()) => Event::HalfClosed(before),
-                        Err(e) => Event::Failed(e.kind()),
-                    };
-                    t.machine.on_event(Instant::now(), event);
-                }
-                Step::TryWrite => {
-                    let pending = &t.goodbye[t.machine.written()..];
-                    let event = try_io(&t.stream, Some(pending), false, &mut t.drain)
-                        .unwrap_or(Event::Timer);
-                    t.machine.on_event(Instant::now(), event);
-                }
-                Step::Wait { write, read, until } => {
-                    let pending = &t.goodbye[t.machine.written()..];
-                    if let Some(event) =
-                        try_io(&t.stream, write.then_some(pending), read, &mut t.drain)
-                    {
-                        t.machine.on_event(Instant::now(), event);
-                        continue;
-                    }
-                    deadlines.as_mut().project().timer.reset(until.into());
-                    let event = std::future::poll_fn(|cx| {
-                        // Read, then write, then the hurry and the timer: an EOF or
-                        // the last byte of a flood wins over a deadline that passed meanwhile.
-                        if read {
-                            if let Poll::Ready(ready) = t.stream.poll_read_ready(cx) {
-                                return Poll::Ready(ready.err().map(|e| Event::Failed(e.kind())));
-                            }
-                        }
-                        if write {
-                            if let Poll::Ready(ready) = t.stream.poll_write_ready(cx) {
-                                return Poll::Ready(ready.err().map(|e| Event::Failed(e.kind())));
-                            }
-                        }
-                        deadlines.as_mut().poll_next(cx).map(Some)
-                    })
-                    .await;
-                    if let Some(event) = event {
-                        t.machine.on_event(Instant::now(), event);
+            // (A hurry between an inline run and the waiter above is seen here.)
+            let Wait { write, read, until } = match t.advance(&hurry) {
+                Ok(finish) => break finish,
+                Err(wait) => wait,
+            };
+            deadlines.as_mut().project().timer.reset(until.into());
+            // A `move` closure: the flags by value and two pointers, the
+            // smallest thing a pending teardown can hold while it waits.
+            let stream = &t.stream;
+            let mut waiting = deadlines.as_mut();
+            let event = std::future::poll_fn(move |cx| {
+                // Read, then write, then the hurry and the timer: an EOF or
+                // the last byte of a flood wins over a deadline that passed meanwhile.
+                if read {
+                    if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
+                        return Poll::Ready(ready.err().map(|e| Event::Failed(e.kind())));
                     }
                 }
-            }
-        };
-
-        let last = if t.machine.saw_eof() {
-            // After the peer's FIN was read nothing can be left unread: spare the ioctl.
-            probe_after_eof(&t.stream).ok()
-        } else {
-            probe(&t.stream).ok()
-        };
-        if last.is_some_and(|p| p.state() == TcpState::Closed) {
-            // CLOSED after our FIN: either the peer's FIN came (TIME-WAIT is ours)
-            // or a reset did. One read tells which.
-            if let Some(event @ Event::Eof) = try_io(&t.stream, None, true, &mut t.drain) {
+                if write {
+                    if let Poll::Ready(ready) = stream.poll_write_ready(cx) {
+                        return Poll::Ready(ready.err().map(|e| Event::Failed(e.kind())));
+                    }
+                }
+                waiting.as_mut().poll_next(cx).map(Some)
+            })
+            .await;
+            // Something happened: the next wait is worth a fresh attempt.
+            t.blocked = false;
+            if let Some(event) = event {
                 t.machine.on_event(Instant::now(), event);
             }
-        }
-        let finish = release(t.stream, finish, &mut t.machine);
-        let mut outcome = t
-            .machine
-            .outcome(finish, last, t.machine.started().elapsed());
-        outcome.local = t.local;
-        outcome.peer = t.peer;
-        t.drain.finish(&mut outcome);
-        tracing::debug!(%outcome, "teardown finished");
-        outcome
+        };
+        t.conclude(finish)
     }
 }
 
@@ -342,17 +431,21 @@ pub async fn close_split(
 /// Asks the kernel for the connection's state, ACK counter and queues.
 fn probe(stream: &TcpStream) -> io::Result<Probe> {
     Ok(Probe {
-        info: sys::tcp_info(stream)?,
-        unacked: sys::unacked_bytes(stream)?,
         unread: sys::unread_bytes(stream)?,
+        ..probe_after_eof(stream)?
     })
 }
 
 /// As [`probe`], for a socket whose receive queue is known to be empty.
+/// `SIOCOUTQ` only when `TCP_INFO` does not already tell (a segment in flight).
 fn probe_after_eof(stream: &TcpStream) -> io::Result<Probe> {
+    let (info, unacked) = sys::tcp_info_and_unacked(stream)?;
     Ok(Probe {
-        info: sys::tcp_info(stream)?,
-        unacked: sys::unacked_bytes(stream)?,
+        info,
+        unacked: match unacked {
+            Some(unacked) => unacked,
+            None => sys::unacked_bytes(stream)?,
+        },
         unread: 0,
     })
 }

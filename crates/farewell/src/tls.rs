@@ -90,7 +90,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::outcome::Outcome;
 use crate::policy::Policy;
-use crate::teardown::{teardown, Addresses, Drain, NoHurry};
+use crate::teardown::{teardown, Drain, NoHurry, Report};
 use crate::Closer;
 
 pub use rustls;
@@ -123,7 +123,7 @@ pub fn close(
     goodbye: impl AsRef<[u8]>,
 ) -> impl Future<Output = Outcome> + Send + 'static {
     let (tcp, records, drain) = seal(stream, goodbye.as_ref());
-    teardown(tcp, policy, records, Addresses::Ask, NoHurry, drain)
+    teardown(tcp, policy, records, Report::Full, NoHurry, drain)
 }
 
 impl Closer {

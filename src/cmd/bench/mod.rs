@@ -24,6 +24,9 @@ bench starts on 127.0.0.1, each on its own one-thread runtime with the same FLP/
 The runs are interleaved (A B C A B C …) so drift hits all alike. Columns:
   conn/s      completed sessions per second      ratio      conn/s ÷ plain-tokio's
   CPU µs/c    server threads' CPU per session    server TW  TIME-WAIT the kernel kept
+  total µs/c  server + clients CPU per session (on loopback each side's system calls also run
+              the other side's receive path: under peer-first the server's close() makes the
+              client's TIME-WAIT, under plain the client's close() makes the server's)
   leftover    server sockets still open after settling (want 0)
   spread      how far the runs of one server differ
 With CAP_NET_ADMIN, each run's TIME-WAIT entries are counted, then removed (SOCK_DESTROY)

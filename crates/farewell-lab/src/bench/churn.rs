@@ -37,6 +37,18 @@ pub struct ChurnServer {
     pub connections_per_sec: f64,
     /// Server threads' CPU time per completed session, in microseconds.
     pub cpu_us_per_connection: f64,
+    /// The clients' thread's CPU time per completed session, in microseconds.
+    ///
+    /// On loopback the kernel does the receiving end's work in the sender's
+    /// system call, so each side's CPU includes part of the other's: whoever
+    /// closes second runs the first closer's final transitions (a plain
+    /// server's TIME-WAIT is made in the client's `close()`; under peer-first
+    /// the server's `close()` makes the client's). Compare totals
+    /// ([`ChurnServer::total_cpu_us_per_connection`]) as well.
+    pub client_cpu_us_per_connection: f64,
+    /// Server plus clients CPU per completed session, in microseconds: the
+    /// whole machine's work for one connection, whoever was charged for it.
+    pub total_cpu_us_per_connection: f64,
     /// Server TIME-WAIT entries the kernel held at the end of each run, summed.
     pub server_time_wait: usize,
     /// Server sockets neither listening nor in TIME-WAIT after the run settled, summed (want 0).
@@ -53,9 +65,12 @@ pub fn run(
     config: &ChurnConfig,
     mut each_run: impl FnMut(&str),
 ) -> anyhow::Result<Vec<ChurnServer>> {
+    let client_threads = super::cpu::ThreadCpu::default();
+    let register = client_threads.clone();
     let clients = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("bench-clients")
+        .on_thread_start(move || register.register_current())
         .enable_all()
         .build()
         .context("starting the clients' runtime")?;
@@ -68,6 +83,8 @@ pub fn run(
             errors: 0,
             connections_per_sec: 0.0,
             cpu_us_per_connection: 0.0,
+            client_cpu_us_per_connection: 0.0,
+            total_cpu_us_per_connection: 0.0,
             server_time_wait: 0,
             leftover: 0,
             ratio_to_plain: 0.0,
@@ -76,6 +93,8 @@ pub fn run(
         .collect();
     let mut run_time = vec![Duration::ZERO; servers.len()];
     let mut cpu = vec![Duration::ZERO; servers.len()];
+    let mut client_cpu = vec![Duration::ZERO; servers.len()];
+    client_threads.wait_for_threads(1, Duration::from_secs(1));
 
     for _ in 0..config.rounds {
         for (i, &kind) in ServerKind::ALL.iter().enumerate() {
@@ -83,6 +102,7 @@ pub fn run(
                 BenchServer::start(kind).context("starting a bench server on 127.0.0.1")?;
             let server_addr = server.addr;
             let cpu_before = server.cpu_time();
+            let client_before = client_threads.total().unwrap_or_default();
             let started = Instant::now();
             let count = clients.block_on(closed_loop(
                 server.addr,
@@ -91,6 +111,10 @@ pub fn run(
                 sources.clone(),
             ));
             let elapsed = started.elapsed();
+            let client_used = client_threads
+                .total()
+                .unwrap_or_default()
+                .saturating_sub(client_before);
             // Teardowns still running belong to the run: wait for them (bounded).
             let (cpu_used, _left) = server.finish(Duration::from_secs(5));
             let cpu_used = cpu_used.saturating_sub(cpu_before);
@@ -105,6 +129,7 @@ pub fn run(
                 .push(count.completed as f64 / elapsed.as_secs_f64());
             run_time[i] += elapsed;
             cpu[i] += cpu_used;
+            client_cpu[i] += client_used;
             clear_time_wait(server_addr);
             each_run(kind.name());
         }
@@ -112,7 +137,10 @@ pub fn run(
 
     for (i, row) in servers.iter_mut().enumerate() {
         row.connections_per_sec = row.connections as f64 / run_time[i].as_secs_f64().max(1e-9);
-        row.cpu_us_per_connection = cpu[i].as_secs_f64() * 1e6 / (row.connections.max(1) as f64);
+        let per_connection = |d: Duration| d.as_secs_f64() * 1e6 / (row.connections.max(1) as f64);
+        row.cpu_us_per_connection = per_connection(cpu[i]);
+        row.client_cpu_us_per_connection = per_connection(client_cpu[i]);
+        row.total_cpu_us_per_connection = per_connection(cpu[i] + client_cpu[i]);
     }
     let plain = servers[0].connections_per_sec.max(1e-9);
     for row in &mut servers {

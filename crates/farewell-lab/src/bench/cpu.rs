@@ -50,6 +50,17 @@ impl ThreadCpu {
     }
 }
 
+/// CPU time (user + system) the calling thread used so far, to the
+/// nanosecond (`CLOCK_THREAD_CPUTIME_ID`). Unlike a wall clock it does not
+/// count the time the thread waited for a core, so it stays meaningful on a
+/// loaded machine; the kernel's work done in the thread's own system calls
+/// (on loopback, the peer's receive path too) is included. `None` where the
+/// clock is missing.
+pub fn thread_cpu_now() -> Option<Duration> {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+    Some(Duration::from(now))
+}
+
 /// `USER_HZ`: the unit of the times in `/proc/*/stat`; 100 on every Linux
 /// architecture we know of (the kernel's ABI fixes it, whatever `HZ` is).
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;

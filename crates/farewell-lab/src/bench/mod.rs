@@ -22,6 +22,7 @@ use serde::Serialize;
 /// Schema (stable; fields may be added, never renamed):
 /// `{ "kernel": {release, tcp_fin_timeout, …}, "churn": {duration_ms, rounds, clients} | null,
 ///    "servers": [ {name, connections, errors, connections_per_sec, cpu_us_per_connection,
+///                  client_cpu_us_per_connection, total_cpu_us_per_connection,
 ///                  server_time_wait, leftover, ratio_to_plain, runs: [f64]} ],
 ///    "scale": {clients, failed_to_connect, grace_ms, release_ms, released_within_goal,
 ///              server_time_wait, paths: [[path, n]], peak_rss_bytes,
@@ -61,11 +62,12 @@ impl BenchReport {
             );
             let _ = writeln!(
                 out,
-                "{:<22} {:>10} {:>8} {:>10} {:>8} {:>10} {:>9} {:>8}",
+                "{:<22} {:>10} {:>8} {:>10} {:>10} {:>8} {:>10} {:>9} {:>8}",
                 "server",
                 "conn/s",
                 "ratio",
                 "CPU µs/c",
+                "total µs/c",
                 "errors",
                 "server TW",
                 "leftover",
@@ -83,11 +85,12 @@ impl BenchReport {
                 };
                 let _ = writeln!(
                     out,
-                    "{:<22} {:>10.0} {:>8.3} {:>10.1} {:>8} {:>10} {:>9} {:>8}",
+                    "{:<22} {:>10.0} {:>8.3} {:>10.1} {:>10.1} {:>8} {:>10} {:>9} {:>8}",
                     s.name,
                     s.connections_per_sec,
                     s.ratio_to_plain,
                     s.cpu_us_per_connection,
+                    s.total_cpu_us_per_connection,
                     s.errors,
                     s.server_time_wait,
                     s.leftover,

@@ -2,7 +2,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::mem::{size_of, MaybeUninit};
+use std::mem::{offset_of, size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use std::time::Duration;
@@ -54,7 +54,9 @@ pub(super) fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<u32> {
     ioctl_count(fd, libc::FIONREAD) // SIOCINQ == FIONREAD
 }
 
-pub(super) fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
+/// One `getsockopt(TCP_INFO)`: the kernel's struct and how many bytes of it
+/// the kernel filled in (an older kernel fills less).
+fn raw_tcp_info(fd: BorrowedFd<'_>) -> io::Result<(libc::tcp_info, usize)> {
     let mut info = MaybeUninit::<libc::tcp_info>::zeroed();
     let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: `fd` is live; `info` is a zeroed buffer of `len` bytes that the
@@ -71,6 +73,10 @@ pub(super) fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     // SAFETY: zero-initialised `tcp_info` is a valid value (plain integers),
     // and the kernel only wrote integers over it.
     let info = unsafe { info.assume_init() };
+    Ok((info, len as usize))
+}
+
+fn to_tcp_info(info: &libc::tcp_info) -> io::Result<TcpInfo> {
     let state = TcpState::from_kernel(info.tcpi_state).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -82,6 +88,24 @@ pub(super) fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
         rtt: Duration::from_micros(u64::from(info.tcpi_rtt)),
         bytes_acked: info.tcpi_bytes_acked,
     })
+}
+
+pub(super) fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
+    to_tcp_info(&raw_tcp_info(fd)?.0)
+}
+
+pub(super) fn tcp_info_and_unacked(fd: BorrowedFd<'_>) -> io::Result<(TcpInfo, Option<u32>)> {
+    let (raw, len) = raw_tcp_info(fd)?;
+    let info = to_tcp_info(&raw)?;
+    // `tcpi_unacked` is `packets_out` (segments sent and not ACKed) outside
+    // LISTEN; with none in flight `snd_una == snd_nxt`, so SIOCOUTQ
+    // (`write_seq - snd_una`) equals `tcpi_notsent_bytes` (`write_seq -
+    // snd_nxt`, Linux 4.6+), a queued FIN included. Both come from one
+    // snapshot taken under the socket lock (`tcp_get_info`).
+    let has_notsent = len >= offset_of!(libc::tcp_info, tcpi_notsent_bytes) + size_of::<u32>();
+    let unacked = (has_notsent && raw.tcpi_unacked == 0 && info.state != TcpState::Listen)
+        .then_some(raw.tcpi_notsent_bytes);
+    Ok((info, unacked))
 }
 
 pub(super) fn reset_on_fin_ack(fd: BorrowedFd<'_>) -> io::Result<()> {

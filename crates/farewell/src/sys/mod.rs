@@ -142,6 +142,20 @@ pub fn tcp_info(socket: &impl AsFd) -> io::Result<TcpInfo> {
     imp::tcp_info(socket.as_fd())
 }
 
+/// [`tcp_info`], and the bytes [`unacked_bytes`] would report when the same
+/// `TCP_INFO` already tells them: with no segment in flight (`tcpi_unacked`
+/// = 0) the send queue is exactly what is not sent yet
+/// (`tcpi_notsent_bytes`, Linux 4.6+). `None` when a segment is in flight
+/// (or the kernel is older): ask [`unacked_bytes`]. Saves the teardown's
+/// `ioctl` in the common case, where everything written was ACKed.
+///
+/// # Errors
+///
+/// As [`tcp_info`].
+pub(crate) fn tcp_info_and_unacked(socket: &impl AsFd) -> io::Result<(TcpInfo, Option<u32>)> {
+    imp::tcp_info_and_unacked(socket.as_fd())
+}
+
 /// Sets `TCP_USER_TIMEOUT`: how long transmitted data may stay unacknowledged
 /// before the kernel gives up on the connection with `ETIMEDOUT` (no RST is
 /// sent, [F7](crate::facts#f7)). `None` restores the system default.
@@ -233,5 +247,74 @@ pub fn is_fd_exhaustion(error: &io::Error) -> bool {
     {
         let _ = error;
         false
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (server, client)
+    }
+
+    /// Polls (bounded, 3 s) until `done` holds; returns whether it did.
+    fn eventually(mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn tcp_info_and_unacked_says_zero_once_everything_written_was_acked() {
+        let (mut server, mut client) = pair();
+        server.write_all(&[7; 100]).unwrap();
+        let mut got = [0; 100];
+        client.read_exact(&mut got).unwrap();
+        assert!(eventually(|| unacked_bytes(&server).unwrap() == 0));
+        let (info, unacked) = tcp_info_and_unacked(&server).unwrap();
+        assert_eq!(info.state, TcpState::Established);
+        assert_eq!(unacked, Some(0), "nothing in flight: TCP_INFO tells");
+    }
+
+    #[test]
+    fn tcp_info_and_unacked_matches_siocoutq_with_bytes_stuck_behind_a_closed_window() {
+        let (server, client) = pair();
+        // The client never reads: its window closes and our bytes stay unsent.
+        server.set_nonblocking(true).unwrap();
+        let chunk = [1u8; 64 * 1024];
+        let mut written = 0usize;
+        for _ in 0..1024 {
+            match (&server).write(&chunk) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        assert!(written > 0);
+        // Once the window is closed nothing is in flight and the queue is all
+        // unsent: TCP_INFO must then give exactly what SIOCOUTQ gives.
+        let agreed = eventually(|| {
+            let (_, from_info) = tcp_info_and_unacked(&server).unwrap();
+            let outq = unacked_bytes(&server).unwrap();
+            from_info.is_some_and(|n| n == outq && n > 0)
+        });
+        assert!(
+            agreed,
+            "TCP_INFO's answer never matched SIOCOUTQ ({} queued)",
+            unacked_bytes(&server).unwrap()
+        );
+        drop(client);
     }
 }

@@ -28,6 +28,10 @@ pub(super) fn tcp_info(_: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     unsupported()
 }
 
+pub(super) fn tcp_info_and_unacked(_: BorrowedFd<'_>) -> io::Result<(TcpInfo, Option<u32>)> {
+    unsupported()
+}
+
 pub(super) fn reset_on_fin_ack(_: BorrowedFd<'_>) -> io::Result<()> {
     unsupported()
 }

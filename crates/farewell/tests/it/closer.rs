@@ -174,3 +174,90 @@ async fn closer_reap_destroys_our_time_wait_entry_after_a_clean_lingering_close(
         "the peer closed second: nothing there either"
     );
 }
+
+/// Reads exactly the goodbye (bounded), as a cooperative client does.
+async fn read_goodbye(client: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut got = vec![0; GOODBYE.len()];
+    tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+        .await
+        .expect("the goodbye within 5 s")
+        .expect("reading the goodbye");
+    got
+}
+
+#[tokio::test]
+async fn closer_ends_a_teardown_whose_peer_fin_is_queued_inside_close() {
+    use tokio::io::AsyncWriteExt;
+    let (server, mut client) = connected_pair(V4, None).await;
+    let (local, peer) = (server.local_addr().unwrap(), server.peer_addr().unwrap());
+    // The client is done sending: its FIN is queued at the server before the hand-over.
+    client.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server.readable())
+        .await
+        .expect("the client's FIN within 5 s")
+        .unwrap();
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let closer = Closer::builder(Policy::default())
+        .on_outcome(move |outcome| sink.lock().unwrap().push(outcome))
+        .build();
+    closer.close(server, GOODBYE);
+
+    // Ended inside close(): nothing in flight, the outcome already reported.
+    assert_eq!(closer.in_flight(), 0, "{}", closer.stats());
+    let outcomes = seen.lock().unwrap().clone();
+    assert_eq!(outcomes.len(), 1, "one outcome, reported inside close()");
+    assert_eq!(outcomes[0].ending, Ending::PeerClosed, "{}", outcomes[0]);
+    assert_eq!(outcomes[0].time_wait, TimeWait::Peer, "{}", outcomes[0]);
+    assert_eq!(
+        outcomes[0].peer,
+        Some(peer),
+        "the hook's outcome has the addresses"
+    );
+
+    // The client got the whole goodbye, then EOF.
+    assert_eq!(read_goodbye(&mut client).await, GOODBYE);
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
+        .await
+        .expect("EOF within 5 s")
+        .unwrap();
+    assert!(rest.is_empty(), "nothing after the goodbye: {rest:?}");
+    // The kernel: the client keeps TIME-WAIT, the server nothing (LAST-ACK passes at once).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while kernel_state(local, peer) == Some(TcpState::LastAck) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        kernel_state(local, peer),
+        None,
+        "the server keeps no socket"
+    );
+    assert_eq!(kernel_state(peer, local), Some(TcpState::TimeWait));
+}
+
+#[tokio::test]
+async fn closer_without_a_hook_waits_for_the_peer_in_a_task_and_counts_its_ending() {
+    let (server, mut client) = connected_pair(V4, None).await;
+    let (local, peer) = (server.local_addr().unwrap(), server.peer_addr().unwrap());
+    // No hook: the teardown only counts its ending (no addresses, no last probe).
+    let closer = Closer::new(Policy::default());
+    closer.close(server, GOODBYE);
+    // The client has not closed yet: the teardown waits for it, in a task.
+    assert_eq!(closer.in_flight(), 1, "{}", closer.stats());
+
+    assert_eq!(read_goodbye(&mut client).await, GOODBYE);
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(5), closer.idle())
+        .await
+        .expect("the teardown ends within 5 s of the client's FIN");
+    let stats = closer.stats();
+    assert_eq!(stats.count(Ending::PeerClosed), 1, "{stats}");
+    assert_eq!(stats.finished(), 1, "{stats}");
+    assert_ne!(
+        kernel_state(local, peer),
+        Some(TcpState::TimeWait),
+        "no server TIME-WAIT"
+    );
+}
