@@ -43,7 +43,9 @@ pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     where
         Self: Sized,
     {
-        shared.ended.handed_over(self.peer(), cause, requests, true);
+        shared
+            .ended
+            .handed_over(|| self.peer(), cause, requests, true);
         self.hand_over(&shared.closer, policy);
     }
 }
@@ -68,7 +70,9 @@ impl Handover for TcpStream {
         requests: u64,
     ) {
         let Policy::PeerFirst(settings) = policy else {
-            shared.ended.handed_over(self.peer(), cause, requests, true);
+            shared
+                .ended
+                .handed_over(|| self.peer(), cause, requests, true);
             return self.hand_over(&shared.closer, policy);
         };
         shared.delimited.started();
@@ -428,7 +432,7 @@ impl ConnState {
             // The client stopped taking the response: nothing more can be delivered.
             shared
                 .ended
-                .handed_over(stream.peer(), cause, requests, false);
+                .handed_over(|| stream.peer(), cause, requests, false);
             stream.hand_over(&shared.closer, Policy::Abort);
         } else {
             self.hand_over(stream, mark, cause, requests, upgraded);
@@ -454,15 +458,17 @@ impl ConnState {
             self.close_delimited.load(Ordering::Relaxed) || upgraded == upgrade::Ending::Closed,
         ) {
             decide::Teardown::Quiet => {
-                let peer = stream.peer();
-                shared.ended.handed_over(peer, cause, requests, false);
+                shared
+                    .ended
+                    .handed_over(|| stream.peer(), cause, requests, false);
                 stream.hand_over(&shared.closer, shared.quiet_policy)
             }
             decide::Teardown::AfterGoodbye => {
-                let peer = stream.peer();
                 // The last response (or GOAWAY) is the goodbye, whoever ended it.
                 let goodbye = requests > 0 || cause != Cause::ClientClosed;
-                shared.ended.handed_over(peer, cause, requests, goodbye);
+                shared
+                    .ended
+                    .handed_over(|| stream.peer(), cause, requests, goodbye);
                 stream.hand_over(&shared.closer, shared.policy)
             }
             decide::Teardown::CloseDelimited => {

@@ -231,10 +231,11 @@ impl Connections {
     }
 
     /// A connection's socket goes to the closer: its outcome will come to
-    /// [`Connections::teardown_ended`].
+    /// [`Connections::teardown_ended`]. `peer` is asked only when a hook
+    /// listens (`getpeername` costs a system call per connection).
     pub(crate) fn handed_over(
         &self,
-        peer: Option<SocketAddr>,
+        peer: impl FnOnce() -> Option<SocketAddr>,
         cause: Cause,
         requests: u64,
         has_goodbye: bool,
@@ -245,7 +246,7 @@ impl Connections {
             requests,
             has_goodbye,
         };
-        match peer {
+        match peer() {
             Some(peer) => {
                 self.pending
                     .lock()
