@@ -239,7 +239,12 @@ impl fw_closer {
         state.in_flight += 1;
         drop(state);
         self.shared.started.fetch_add(1, Ordering::Relaxed);
-        closer.close(stream, goodbye);
+        // On a library thread: a teardown that needs no waiting ends inside
+        // `Closer::close`, and its outcome callback must not run on the
+        // caller's thread (the header promises the library's threads, and
+        // `fw_closer_free` from a callback is refused by thread).
+        self.runtime
+            .spawn(async move { closer.close(stream, goodbye) });
         FW_OK
     }
 
