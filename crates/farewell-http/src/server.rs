@@ -773,7 +773,10 @@ impl Server {
                         continue;
                     }
                 },
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+                // Finished connections are not joined here: a `join_next` arm
+                // would wake this task at the end of every connection. They
+                // are collected at the next accept (`try_join_next` above),
+                // so the set holds at most the connections that ended since.
             };
             // On by default: responses are written whole; do not let Nagle hold their tails.
             let _ = stream.set_nodelay(self.nodelay);
