@@ -42,6 +42,10 @@ Columns:
   CPU µs/r     the in-process server's threads' CPU time per response (- for nginx, another
                process); loopback's kernel work is charged partly to the client's threads,
                so compare rows, not absolute costs
+  all µs/r     the whole machine's busy CPU time during the load (every process: server,
+               clients, kernel; /proc/stat) per response: what a response cost everyone,
+               wherever loopback charged it; nginx gets a figure too. Anything else running
+               on the machine adds to it
   server TW    TIME-WAIT entries on the server's port after the run (census, sock_diag),
                mean over the rounds
   client TW    TIME-WAIT entries whose remote port is the server's port, i.e. the clients'

@@ -61,6 +61,40 @@ pub fn thread_cpu_now() -> Option<Duration> {
     Some(Duration::from(now))
 }
 
+/// The whole machine's busy CPU time so far (every core, every process and
+/// the kernel's interrupt work: user + nice + system + irq + softirq of
+/// `/proc/stat`'s `cpu` line; idle, iowait and steal left out). The
+/// difference over a run, divided by its responses, is what one response
+/// cost everyone: server, clients and kernel, wherever loopback charged it.
+/// `None` where `/proc/stat` cannot say.
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy = [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| ticks.get(i).copied())
+        .sum::<Option<u64>>()?;
+    Some(Duration::from_secs_f64(busy as f64 / CLOCK_TICKS_PER_SEC))
+}
+
+/// The busy CPU time of the machine ([`machine_busy`]) while `run` runs.
+pub async fn machine_busy_during<T>(
+    run: impl std::future::Future<Output = T>,
+) -> (T, Option<Duration>) {
+    let before = machine_busy();
+    let out = run.await;
+    let used = machine_busy()
+        .zip(before)
+        .map(|(after, before)| after.saturating_sub(before));
+    (out, used)
+}
+
 /// `USER_HZ`: the unit of the times in `/proc/*/stat`; 100 on every Linux
 /// architecture we know of (the kernel's ABI fixes it, whatever `HZ` is).
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;

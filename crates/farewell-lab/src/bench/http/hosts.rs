@@ -28,8 +28,10 @@ use farewell::TcpState;
 use super::in_process::InProcess;
 use super::nginx::Nginx;
 use super::{
-    time_wait_overflows, wrk, HostsSettings, Load, Measured, Mode, Run, Target, WrkSettings,
+    per_request, time_wait_overflows, wrk, HostsSettings, Load, Measured, Mode, Run, Target,
+    WrkSettings,
 };
+use crate::bench::cpu::machine_busy_during;
 use crate::lab::netns::Netns;
 
 /// The port every server listens on inside the server's namespace (which
@@ -159,17 +161,18 @@ pub(super) async fn run_one_hosts(
         connections: settings.connections_per_host,
         ..load.wrk
     };
-    let (measured, server_cpu) = match target {
+    let (measured, server_cpu, busy) = match target {
         Target::Nginx => {
             let nginx = Nginx::start_in(
                 &hosts.server,
                 Hosts::listen_addr(),
                 load.tls.as_ref().map(|t| &*t.made),
             )?;
-            let measured = drive_hosts(&hosts, mode, per_host, load.tls.is_some()).await;
+            let (measured, busy) =
+                machine_busy_during(drive_hosts(&hosts, mode, per_host, load.tls.is_some())).await;
             hosts.settle();
             drop(nginx);
-            (measured?, None)
+            (measured?, None, busy)
         }
         _ => {
             let cpu_before = load.server_cpu.total();
@@ -179,7 +182,8 @@ pub(super) async fn run_one_hosts(
                 hosts.listen()?,
             )
             .await?;
-            let measured = drive_hosts(&hosts, mode, per_host, load.tls.is_some()).await;
+            let (measured, busy) =
+                machine_busy_during(drive_hosts(&hosts, mode, per_host, load.tls.is_some())).await;
             server.stop().await;
             let cpu = load
                 .server_cpu
@@ -187,12 +191,11 @@ pub(super) async fn run_one_hosts(
                 .zip(cpu_before)
                 .map(|(after, before)| after.saturating_sub(before));
             hosts.settle();
-            (measured?, cpu)
+            (measured?, cpu, busy)
         }
     };
-    let server_cpu_us_per_request = server_cpu
-        .filter(|_| measured.requests > 0)
-        .map(|cpu| cpu.as_secs_f64() * 1e6 / measured.requests as f64);
+    let machine_cpu_us_per_request = per_request(busy, measured.requests);
+    let server_cpu_us_per_request = per_request(server_cpu, measured.requests);
     let time_wait_overflow = overflow_before
         .zip(hosts.server.run(time_wait_overflows)?)
         .map(|(before, after)| after.saturating_sub(before));
@@ -206,6 +209,7 @@ pub(super) async fn run_one_hosts(
         errors: measured.errors,
         error_kinds: None,
         server_cpu_us_per_request,
+        machine_cpu_us_per_request,
         server_time_wait: hosts.server_time_wait()?,
         client_time_wait: hosts.client_time_wait()?,
         time_wait_overflow,

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::bench::churn::clear_time_wait;
 use crate::bench::clients::SourceAddrs;
-use crate::bench::cpu::ThreadCpu;
+use crate::bench::cpu::{machine_busy_during, ThreadCpu};
 use crate::bench::http_clients::{self, HttpErrors, HttpLoad};
 pub use hosts::MAX_HOSTS;
 use in_process::InProcess;
@@ -161,6 +161,10 @@ pub struct Run {
     /// microseconds; `None` for nginx (another process). Kernel work that
     /// loopback does in the sending thread's context is charged to the sender.
     pub server_cpu_us_per_request: Option<f64>,
+    /// The whole machine's busy CPU time (every process: server, clients,
+    /// kernel) during the load, per response, in microseconds: what a
+    /// response cost, wherever loopback charged it ([`super::cpu::machine_busy`]).
+    pub machine_cpu_us_per_request: Option<f64>,
     /// TIME-WAIT entries on the server's address after the run (census).
     pub server_time_wait: usize,
     /// TIME-WAIT entries whose remote port is the server's: the clients'.
@@ -186,6 +190,8 @@ pub struct Row {
     pub ratio_to_hyper: Option<f64>,
     /// The in-process server's threads' CPU time per response, in µs (`None` for nginx).
     pub server_cpu_us_per_request: Option<f64>,
+    /// The whole machine's busy CPU time per response, in µs (every process).
+    pub machine_cpu_us_per_request: Option<f64>,
     /// TIME-WAIT entries on the server's address after the run (census).
     pub server_time_wait: f64,
     /// TIME-WAIT entries whose remote address is the server's: the clients'.
@@ -414,19 +420,19 @@ struct Measured {
 /// counts the TIME-WAIT entries on both sides of its port.
 async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow::Result<Run> {
     let overflow_before = time_wait_overflows();
-    let (measured, server, server_cpu) = match target {
+    let (measured, server, server_cpu, busy) = match target {
         Target::Nginx => {
             let nginx = Nginx::start(load.tls.as_ref().map(|t| &*t.made)).await?;
-            let measured = drive(nginx.addr, mode, load).await?;
+            let (measured, busy) = machine_busy_during(drive(nginx.addr, mode, load)).await;
             settle(nginx.addr).await;
-            (measured, nginx.addr, None)
+            (measured?, nginx.addr, None, busy)
         }
         _ => {
             let cpu_before = load.server_cpu.total();
             let server =
                 InProcess::start(target, load.tls.as_ref().map(|t| Arc::clone(&t.config))).await?;
             let addr = server.addr;
-            let measured = drive(addr, mode, load).await;
+            let (measured, busy) = machine_busy_during(drive(addr, mode, load)).await;
             server.stop().await;
             let cpu = load
                 .server_cpu
@@ -434,12 +440,11 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
                 .zip(cpu_before)
                 .map(|(after, before)| after.saturating_sub(before));
             settle(addr).await;
-            (measured?, addr, cpu)
+            (measured?, addr, cpu, busy)
         }
     };
-    let server_cpu_us_per_request = server_cpu
-        .filter(|_| measured.requests > 0)
-        .map(|cpu| cpu.as_secs_f64() * 1e6 / measured.requests as f64);
+    let machine_cpu_us_per_request = per_request(busy, measured.requests);
+    let server_cpu_us_per_request = per_request(server_cpu, measured.requests);
     let time_wait = |filter: Filter| -> anyhow::Result<usize> {
         Ok(
             census::count_by_state(&filter.states(StateSet::single(TcpState::TimeWait)))
@@ -464,6 +469,7 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
         errors: measured.errors,
         error_kinds: measured.error_kinds,
         server_cpu_us_per_request,
+        machine_cpu_us_per_request,
         server_time_wait,
         client_time_wait,
         time_wait_overflow,
@@ -585,6 +591,9 @@ fn summarise(runs: &[Run]) -> Vec<Row> {
                 requests_per_sec: these.iter().map(|r| r.requests_per_sec).sum::<f64>() / n,
                 ratio_to_hyper: None,
                 server_cpu_us_per_request: mean(these.iter().map(|r| r.server_cpu_us_per_request)),
+                machine_cpu_us_per_request: mean(
+                    these.iter().map(|r| r.machine_cpu_us_per_request),
+                ),
                 server_time_wait: these.iter().map(|r| r.server_time_wait as f64).sum::<f64>() / n,
                 client_time_wait: these.iter().map(|r| r.client_time_wait as f64).sum::<f64>() / n,
                 errors: these.iter().map(|r| r.errors).sum(),
@@ -604,6 +613,12 @@ fn summarise(runs: &[Run]) -> Vec<Row> {
 }
 
 /// The mean of the values, `None` if any is `None` (or there are none).
+/// `used` CPU time per response, in microseconds.
+pub(super) fn per_request(used: Option<std::time::Duration>, requests: u64) -> Option<f64> {
+    used.filter(|_| requests > 0)
+        .map(|cpu| cpu.as_secs_f64() * 1e6 / requests as f64)
+}
+
 fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     let values: Option<Vec<f64>> = values.collect();
     values
@@ -651,13 +666,14 @@ impl HttpReport {
         }
         let _ = writeln!(
             out,
-            "{:<14} {:<13} {:<11} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7}",
+            "{:<14} {:<13} {:<11} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7}",
             "server",
             "mode",
             "clients",
             "req/s",
             "vs hyper",
             "CPU µs/r",
+            "all µs/r",
             "server TW",
             "client TW",
             "errors"
@@ -669,6 +685,9 @@ impl HttpReport {
             let cpu = row
                 .server_cpu_us_per_request
                 .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
+            let all = row
+                .machine_cpu_us_per_request
+                .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
             let clients = match (row.hosts, row.mode) {
                 (Some(n), _) => format!("{n} hosts"),
                 (None, Mode::CloseSpread) => "lo, spread".to_owned(),
@@ -676,13 +695,14 @@ impl HttpReport {
             };
             let _ = writeln!(
                 out,
-                "{:<14} {:<13} {:<11} {:>10.0} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
+                "{:<14} {:<13} {:<11} {:>10.0} {:>9} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
                 row.server.name(),
                 row.mode.name(),
                 clients,
                 row.requests_per_sec,
                 ratio,
                 cpu,
+                all,
                 row.server_time_wait,
                 row.client_time_wait,
                 row.errors
