@@ -8,7 +8,9 @@
 //!   `ENFILE`, `ENOBUFS`, `ENOMEM`): it pauses (5 ms, doubling up to
 //!   [`ServerConfig::max_accept_backoff`]), logs once per burst
 //!   ([`farewell::accept::AcceptBackoff`]), keeps serving the connections it
-//!   has, and resumes when descriptors free up;
+//!   has, answers the clients waiting in the listen backlog at once with the
+//!   `busy` goodbye and a reset (a spare descriptor makes room for each
+//!   accept), and resumes when descriptors free up;
 //! * **limits** — beyond [`ServerConfig::max_connections`] a new connection is
 //!   shed with the `busy` goodbye and a short grace, or reset at once
 //!   ([`BusyMode`]); the server never keeps TIME-WAIT for it;
@@ -231,6 +233,13 @@ async fn accept_loop<P: Protocol>(
                     metrics::accept_error(fd_exhaustion);
                     shared.counts.accept_errors.fetch_add(1, Ordering::Relaxed);
                     backoff.failed(&e);
+                    if fd_exhaustion {
+                        // Out of descriptors all the same (a --max-connections
+                        // above what the descriptor limit holds): the clients
+                        // waiting in the backlog get the busy goodbye and a
+                        // reset now, not an unanswered wait.
+                        shared.shed_backlog(listener, &mut backoff);
+                    }
                 }
             },
         }
@@ -238,6 +247,21 @@ async fn accept_loop<P: Protocol>(
 }
 
 impl<P: Protocol> Shared<P> {
+    /// Sheds every client waiting in the listen backlog while descriptors
+    /// ran out ([`AcceptBackoff::shed_pending`]): one non-blocking write of
+    /// the busy goodbye, then a reset; counted as accepted and as `busy`
+    /// goodbyes.
+    fn shed_backlog(&self, listener: &TcpListener, backoff: &mut AcceptBackoff) {
+        let goodbye = self.protocol.goodbye(Reason::Busy);
+        let shed = backoff.shed_pending(listener, &goodbye);
+        for _ in 0..shed {
+            self.counts.accepted.fetch_add(1, Ordering::Relaxed);
+            metrics::accepted();
+            metrics::goodbye(Reason::Busy);
+            self.counts.goodbye(Reason::Busy, false);
+        }
+    }
+
     /// Serves a new connection, or sheds it when the server is full.
     fn admit(self: &Arc<Self>, stream: TcpStream, stopped: &watch::Receiver<bool>) {
         self.counts.accepted.fetch_add(1, Ordering::Relaxed);
