@@ -85,3 +85,79 @@ fn bench_rejects_absurd_flags_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--rounds"), "{err}");
 }
+
+/// `bench http --hosts 2 --modes close-spread` (issue 16): our own client
+/// from two client namespaces over their veth pairs, each connection from
+/// the next of its host's own source addresses. Every response was checked
+/// (errors 0), the census inside the server's namespace says peer-first
+/// kept no TIME-WAIT while plain hyper kept its own, and the hosts kept
+/// farewell-http's, spread over many sources.
+#[test]
+fn bench_http_hosts_close_spread_quick_peer_first_keeps_no_time_wait() {
+    let name = "bench_http_hosts_close_spread_quick_peer_first_keeps_no_time_wait";
+    if let Some(why) = farewell_lab::lab::netns::unavailable() {
+        eprintln!("skipped {name}: {why}");
+        return;
+    }
+    let report = bench(&[
+        "http",
+        "--quick",
+        "--json",
+        "--no-nginx",
+        "--hosts",
+        "2",
+        "--modes",
+        "close-spread",
+    ]);
+    assert_eq!(report["hosts"]["hosts"], 2, "{report}");
+    assert!(report["hosts_skipped"].is_null(), "{report}");
+    assert!(
+        report["hosts"]["source_addresses_per_host"]
+            .as_u64()
+            .unwrap()
+            > 1_000,
+        "{report}"
+    );
+    let rows = report["rows"].as_array().expect("rows");
+    for server in ["farewell-http", "hyper"] {
+        for hosts in [Value::Null, Value::from(2)] {
+            let row = rows
+                .iter()
+                .find(|r| {
+                    r["server"] == server && r["mode"] == "close-spread" && r["hosts"] == hosts
+                })
+                .unwrap_or_else(|| panic!("no close-spread row for {server}, hosts {hosts}"));
+            assert!(row["requests_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+            assert!(row["ratio_to_hyper"].is_number(), "{row}");
+            assert_eq!(row["errors"], 0, "every response checked: {row}");
+        }
+    }
+    let many: Vec<&Value> = report["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter(|r| r["hosts"] == 2)
+        .collect();
+    assert_eq!(many.len(), 2, "one many-host run per server: {report}");
+    for run in many {
+        assert_eq!(run["mode"], "close-spread", "{run}");
+        assert!(run["requests"].as_u64().unwrap() > 0, "{run}");
+        assert_eq!(run["errors"], 0, "{run}");
+        assert_eq!(run["error_kinds"]["bad_response"], 0, "{run}");
+        if run["server"] == "farewell-http" {
+            assert_eq!(
+                run["server_time_wait"], 0,
+                "peer-first from many hosts: {run}"
+            );
+            assert!(
+                run["client_time_wait"].as_u64().unwrap() > 0,
+                "the hosts keep TIME-WAIT: {run}"
+            );
+        } else {
+            assert!(
+                run["server_time_wait"].as_u64().unwrap() > 0,
+                "plain hyper keeps TIME-WAIT: {run}"
+            );
+        }
+    }
+}

@@ -37,8 +37,10 @@ single-source client's cost. The `client TW` column shows where TIME-WAIT went.
 Columns:
   server       farewell-http, hyper (plain hyper-util), nginx
   mode         close, close-spread or keep-alive (above)
+  clients      where the load came from: `lo, 1 wrk`, `lo, spread` (loopback), `N hosts` or
+               `N hosts, spread` (--hosts, below)
   req/s        responses per second (wrk's Requests/sec in the wrk modes), mean over rounds
-  vs hyper     req/s divided by plain hyper's in the same mode
+  vs hyper     req/s divided by plain hyper's in the same mode and clients
   CPU µs/r     the in-process server's threads' CPU time per response (- for nginx, another
                process); loopback's kernel work is charged partly to the client's threads,
                so compare rows, not absolute costs
@@ -49,7 +51,8 @@ Columns:
   server TW    TIME-WAIT entries on the server's port after the run (census, sock_diag),
                mean over the rounds
   client TW    TIME-WAIT entries whose remote port is the server's port, i.e. the clients'
-               (wrk's, or all 127.1.x.y sources'), mean over the rounds
+               (wrk's, or all 127.1.x.y sources'; with --hosts all the hosts'), mean over
+               the rounds
   errors       wrk socket errors + non-2xx responses; close-spread: failed connects,
                timeouts, resets and bad responses; summed over the rounds
 
@@ -59,16 +62,21 @@ a close-spread run also stops after 3/4 of tcp_max_tw_buckets connections (its r
 over the time it ran). If the table overflows during a run anyway, a note under the table says
 so (the TW columns are capped there).
 
---hosts N also runs the wrk modes (close, keep-alive) from N client hosts: N network
-namespaces, each joined to a server namespace by its own veth pair (private addresses
-10.201.i.1/.2 that exist only inside them), made fresh for every run, so every server starts
-with an empty TIME-WAIT table. Each host runs `wrk -t1` with --connections shared out among the
-hosts; their req/s are summed. The servers listen inside the server namespace (nginx through
-`ip netns exec`); the TW columns are the census inside the server namespace and inside the
-hosts' namespaces. These rows (clients `N hosts`) measure the servers as real clients see them;
-the loopback wrk rows (clients `lo, 1 wrk`) measure one client process on one source address,
-which under peer-first pays for its own TIME-WAIT entries. Needs CAP_NET_ADMIN and
-CAP_SYS_ADMIN (without them the many-host runs are skipped with a message).
+--hosts N also runs the modes from N client hosts: N network namespaces, each joined to a
+server namespace by its own veth pair (private addresses 10.201.i.1/.2 that exist only inside
+them), made fresh for every run, so every server starts with an empty TIME-WAIT table; the
+servers listen inside the server namespace (nginx through `ip netns exec`). In the wrk modes
+each host runs `wrk -t1` with --connections shared out among the hosts (clients `N hosts`):
+one source address per host, so under peer-first each wrk still holds thousands of TIME-WAIT
+entries and pays for them in connect(). In close-spread (clients `N hosts, spread`) each host
+runs our own client on one thread of its own, inside its namespace, with its share of the
+connections, each connection from the next of the host's own 65024 source addresses (host i
+owns 10.(128+i).0.0/16 by a local route; the server namespace routes it back over that host's
+veth), so each source holds a few entries, as real client hosts do; every response is checked
+as on loopback, and the run's request budget is shared out among the hosts. req/s are summed
+over the hosts. The TW columns are the census inside the server namespace and inside the
+hosts' namespaces. Needs CAP_NET_ADMIN and CAP_SYS_ADMIN (without them the many-host runs are
+skipped with a message).
 
 --tls serves TLS instead: farewell-http (close_notify, no FIN, then peer-first), plain hyper on
 tokio-rustls (its shutdown sends close_notify and a FIN), and nginx with `ssl`, all with a
@@ -106,8 +114,8 @@ pub struct HttpArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
-    /// Also run the wrk modes from N client hosts (network namespaces over veth pairs; needs
-    /// CAP_NET_ADMIN).
+    /// Also run the modes from N client hosts (network namespaces over veth pairs; close-spread
+    /// from many source addresses per host; needs CAP_NET_ADMIN).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(http::MAX_HOSTS)))]
     hosts: Option<u32>,
     /// Serve TLS: farewell-http, hyper on tokio-rustls and nginx with ssl, a self-signed certificate

@@ -1,5 +1,6 @@
 //! The bench's HTTP/1.1 clients: closed-loop `Connection: close` requests,
-//! every connection from its own loopback source address.
+//! every connection from its own source address (127.1.x.y on loopback, or a
+//! client host's own addresses in `bench http --hosts`, see [`Sources`]).
 //!
 //! Why: a peer-first server never sends the first FIN, so the *client* keeps
 //! TIME-WAIT (RFC 9293 §3.5.2). One wrk process on one source address
@@ -18,16 +19,31 @@
 //! its FIN) — what wrk does after a `Connection: close` response.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
-use super::clients::{self, SourceAddrs, STEP_BOUND};
+use super::clients::{SourceAddrs, STEP_BOUND};
+
+/// Where each new connection's source address comes from: the next of a
+/// pool, round robin, shared by the clones (all the clients of one load).
+pub trait Sources: Clone + Send + Sync + 'static {
+    /// The source address of the next connection.
+    fn next_source(&self) -> IpAddr;
+}
+
+/// Loopback: 127.1.x.y, see [`crate::support::addr`].
+impl Sources for SourceAddrs {
+    fn next_source(&self) -> IpAddr {
+        self.next()
+    }
+}
 
 /// The largest response head (status line and headers) a client accepts.
 const MAX_HEAD: usize = 8 * 1024;
@@ -64,7 +80,7 @@ impl HttpErrors {
         self.connect + self.timeout + self.reset + self.bad_response
     }
 
-    fn add(&mut self, other: HttpErrors) {
+    pub(crate) fn add(&mut self, other: HttpErrors) {
         self.connect += other.connect;
         self.timeout += other.timeout;
         self.reset += other.reset;
@@ -118,7 +134,10 @@ impl std::fmt::Display for Failure {
 /// from a fresh source address until `load.duration` has passed or
 /// `load.max_requests` were started. A request in progress then finishes,
 /// bounded by [`STEP_BOUND`].
-pub async fn closed_loop(load: HttpLoad, sources: SourceAddrs) -> HttpCount {
+///
+/// The sockets are made in the calling thread's network namespace: run it on
+/// a runtime whose threads are in the namespace the clients belong to.
+pub async fn closed_loop(load: HttpLoad, sources: impl Sources) -> HttpCount {
     let started = Instant::now();
     let deadline = started + load.duration;
     let budget = Arc::new(AtomicU64::new(0));
@@ -169,10 +188,10 @@ fn request_bytes(server: SocketAddr) -> Vec<u8> {
 async fn request_hello(
     server: SocketAddr,
     request: &[u8],
-    sources: &SourceAddrs,
+    sources: &impl Sources,
 ) -> Result<(), Failure> {
     let exchange = async {
-        let mut stream = clients::connect(server, sources)
+        let mut stream = connect(server, sources.next_source())
             .await
             .map_err(Failure::Connect)?;
         stream.write_all(request).await.map_err(Failure::Io)?;
@@ -188,6 +207,17 @@ async fn request_hello(
     tokio::time::timeout(STEP_BOUND, exchange)
         .await
         .unwrap_or(Err(Failure::Timeout))
+}
+
+/// Connects to `server` from `source`, the port left for `connect()` to pick
+/// (`IP_BIND_ADDRESS_NO_PORT`): the search for a free port then sees only
+/// this address's connections, not every client's TIME-WAIT. Unbounded: the
+/// caller bounds the whole exchange.
+async fn connect(server: SocketAddr, source: IpAddr) -> io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    setsockopt(&socket, IpBindAddressNoPort, &true)?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(server).await
 }
 
 /// Reads one response whose body has a `Content-Length`; returns the body

@@ -1,6 +1,9 @@
 //! `farewell bench http --hosts N`: the clients are N hosts, each a network
 //! namespace of its own joined to the server's namespace by its own veth
-//! pair, each running one wrk (`-t1`).
+//! pair, each running one wrk (`-t1`) in the wrk modes, or in close-spread
+//! our own closed-loop client ([`crate::bench::http_clients`]) on one thread
+//! of its own, each connection from the next of the host's own source
+//! addresses ([`HostSources`]).
 //!
 //! A single wrk on loopback is one source address to one server address:
 //! under peer-first it keeps every TIME-WAIT entry itself, and its
@@ -12,12 +15,20 @@
 //!
 //! Host `i` (from 0) and the server share the private /30 `10.201.i.0/30`:
 //! the server end `fw-s<i>` holds `10.201.i.1`, the host's `fw-c` holds
-//! `10.201.i.2`. Nothing else is routed; no frame leaves these namespaces.
+//! `10.201.i.2`. Host `i` also owns all of `10.(128+i).0.0/16` (an "AnyIP"
+//! local route in its namespace: `ip route add local 10.(128+i).0.0/16 dev
+//! lo`, so every address in it can be bound without one `ip addr add` each),
+//! and the server's namespace routes that /16 back through the host's veth
+//! (`via 10.201.i.2`): the close-spread client binds each connection to the
+//! next of them, so each source holds a few TIME-WAIT entries, as the
+//! loopback close-spread's 127.1.x.y do. Nothing else is routed; no frame
+//! leaves these namespaces.
 //! Needs `CAP_NET_ADMIN` and `CAP_SYS_ADMIN` and the `ip` tool
 //! ([`crate::lab::netns::unavailable`] says what is missing).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +43,7 @@ use super::{
     WrkSettings,
 };
 use crate::bench::cpu::machine_busy_during;
+use crate::bench::http_clients::{self, HttpCount, HttpLoad, Sources};
 use crate::lab::netns::Netns;
 
 /// The port every server listens on inside the server's namespace (which
@@ -71,6 +83,11 @@ impl Hosts {
             client.ip(&["addr", "add", &format!("{client_ip}/30"), "dev", "fw-c"])?;
             hosts.server.ip(&["link", "set", &server_end, "up"])?;
             client.ip(&["link", "set", "fw-c", "up"])?;
+            // The host's own source addresses, and the server's way back to them.
+            let sources = HostSources::network(i);
+            client.ip(&["route", "add", "local", &sources, "dev", "lo"])?;
+            #[rustfmt::skip]
+            hosts.server.ip(&["route", "add", &sources, "via", &client_ip.to_string(), "dev", &server_end])?;
             hosts.clients.push(client);
         }
         Ok(hosts)
@@ -131,6 +148,50 @@ impl Hosts {
     }
 }
 
+/// Host `i`'s own source addresses, round robin, shared by clones:
+/// `10.(128+i).0.1`, … `10.(128+i).0.254`, `10.(128+i).1.1`, … up to
+/// `10.(128+i).255.254` ([`HostSources::COUNT`]), then over again. The last
+/// octet is never 0 or 255, as with loopback's 127.1.x.y.
+#[derive(Clone, Debug)]
+pub(super) struct HostSources {
+    second_octet: u8,
+    next: Arc<AtomicU64>,
+}
+
+impl HostSources {
+    /// Distinct source addresses of one host.
+    pub(super) const COUNT: u64 = 254 * 256;
+
+    /// Host `i`'s addresses, from the first.
+    pub(super) fn new(i: u32) -> HostSources {
+        HostSources {
+            second_octet: Self::second_octet(i),
+            next: Arc::default(),
+        }
+    }
+
+    /// Host `i`'s /16, as `ip route` takes it.
+    fn network(i: u32) -> String {
+        format!("10.{}.0.0/16", Self::second_octet(i))
+    }
+
+    fn second_octet(i: u32) -> u8 {
+        128 + i.min(MAX_HOSTS - 1) as u8
+    }
+
+    /// The `n`-th address (modulo [`HostSources::COUNT`]).
+    fn nth(&self, n: u64) -> Ipv4Addr {
+        let n = n % Self::COUNT;
+        Ipv4Addr::new(10, self.second_octet, (n / 254) as u8, (n % 254 + 1) as u8)
+    }
+}
+
+impl Sources for HostSources {
+    fn next_source(&self) -> IpAddr {
+        IpAddr::V4(self.nth(self.next.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
 fn server_ip(i: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, 201, i as u8, 1)
 }
@@ -145,8 +206,9 @@ fn count_in(ns: &Netns, states: StateSet) -> anyhow::Result<usize> {
 }
 
 /// One run from many client hosts: fresh namespaces, `target` listening in
-/// the server's, one `wrk -t1` in each host's at once; the census read
-/// inside the namespaces. The namespaces are deleted when it returns.
+/// the server's, one `wrk -t1` (or, in close-spread, one client thread) in
+/// each host's at once; the census read inside the namespaces. The
+/// namespaces are deleted when it returns.
 pub(super) async fn run_one_hosts(
     target: Target,
     mode: Mode,
@@ -154,7 +216,8 @@ pub(super) async fn run_one_hosts(
     settings: HostsSettings,
     load: &Load,
 ) -> anyhow::Result<Run> {
-    let hosts = Hosts::new(settings.hosts).context("making the client hosts' namespaces")?;
+    let hosts =
+        Arc::new(Hosts::new(settings.hosts).context("making the client hosts' namespaces")?);
     let overflow_before = hosts.server.run(time_wait_overflows)?;
     let per_host = WrkSettings {
         threads: 1,
@@ -169,7 +232,7 @@ pub(super) async fn run_one_hosts(
                 load.tls.as_ref().map(|t| &*t.made),
             )?;
             let (measured, busy) =
-                machine_busy_during(drive_hosts(&hosts, mode, per_host, load.tls.is_some())).await;
+                machine_busy_during(drive_hosts(&hosts, mode, per_host, load)).await;
             hosts.settle();
             drop(nginx);
             (measured?, None, busy)
@@ -183,7 +246,7 @@ pub(super) async fn run_one_hosts(
             )
             .await?;
             let (measured, busy) =
-                machine_busy_during(drive_hosts(&hosts, mode, per_host, load.tls.is_some())).await;
+                machine_busy_during(drive_hosts(&hosts, mode, per_host, load)).await;
             server.stop().await;
             let cpu = load
                 .server_cpu
@@ -207,7 +270,7 @@ pub(super) async fn run_one_hosts(
         requests: measured.requests,
         requests_per_sec: measured.requests_per_sec,
         errors: measured.errors,
-        error_kinds: None,
+        error_kinds: measured.error_kinds,
         server_cpu_us_per_request,
         machine_cpu_us_per_request,
         server_time_wait: hosts.server_time_wait()?,
@@ -216,13 +279,18 @@ pub(super) async fn run_one_hosts(
     })
 }
 
-/// One wrk per host, all at once; their counts and rates summed.
+/// One wrk per host (close-spread: [`drive_spread`]), all at once; their
+/// counts and rates summed.
 async fn drive_hosts(
-    hosts: &Hosts,
+    hosts: &Arc<Hosts>,
     mode: Mode,
     per_host: WrkSettings,
-    tls: bool,
+    load: &Load,
 ) -> anyhow::Result<Measured> {
+    if !mode.uses_wrk() {
+        return drive_spread(hosts, per_host.connections, load).await;
+    }
+    let tls = load.tls.is_some();
     let mut wrks = tokio::task::JoinSet::new();
     for (i, ns) in hosts.clients.iter().enumerate() {
         let name = ns.name().to_owned();
@@ -242,4 +310,91 @@ async fn drive_hosts(
         sum.errors += errors;
     }
     Ok(sum)
+}
+
+/// close-spread from every host at once: in each host's namespace a thread
+/// of its own runs a current-thread runtime with `connections` closed-loop
+/// clients (as one `wrk -t1` per host), each connection from the next of
+/// the host's [`HostSources`]. Every response is checked
+/// ([`http_clients::closed_loop`]); the hosts' counts and rates summed.
+/// The run's request budget ([`super::SpreadSettings::max_requests`]) is
+/// shared out among the hosts.
+async fn drive_spread(
+    hosts: &Arc<Hosts>,
+    connections: u32,
+    load: &Load,
+) -> anyhow::Result<Measured> {
+    let n = hosts.clients.len().max(1) as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..hosts.clients.len() {
+        let hosts = Arc::clone(hosts);
+        let http = HttpLoad {
+            server: Hosts::server_addr(i as u32),
+            connections: connections as usize,
+            duration: Duration::from_secs_f64(load.spread.duration_s),
+            max_requests: load.spread.max_requests.map(|max| (max / n).max(1)),
+        };
+        // Netns::run blocks until the clients are done; on the clients'
+        // runtime's blocking pool, never on a server thread.
+        tasks.spawn_blocking_on(
+            move || -> anyhow::Result<HttpCount> {
+                let ns = &hosts.clients[i];
+                let count = ns.run(move || -> io::Result<HttpCount> {
+                    // This thread is in the host's namespace: so is every socket it makes.
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    Ok(runtime
+                        .block_on(http_clients::closed_loop(http, HostSources::new(i as u32))))
+                });
+                count
+                    .and_then(|made| made)
+                    .with_context(|| format!("running the clients in {}", ns.name()))
+            },
+            &load.clients,
+        );
+    }
+    let mut sum = Measured {
+        requests: 0,
+        requests_per_sec: 0.0,
+        errors: 0,
+        error_kinds: Some(Default::default()),
+    };
+    while let Some(done) = tasks.join_next().await {
+        let count = done.context("a host's clients panicked")??;
+        if let Some(first) = &count.first_error {
+            eprintln!(
+                "  {} failed requests from one host; the first: {first}",
+                count.errors.total()
+            );
+        }
+        sum.requests += count.responses;
+        sum.requests_per_sec += count.responses as f64 / count.elapsed.as_secs_f64().max(1e-9);
+        sum.errors += count.errors.total();
+        if let Some(kinds) = sum.error_kinds.as_mut() {
+            kinds.add(count.errors);
+        }
+    }
+    Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_sources_are_the_hosts_own_slash_16_round_robin() {
+        let host = HostSources::new(3);
+        assert_eq!(HostSources::network(3), "10.131.0.0/16");
+        assert_eq!(host.next_source(), IpAddr::from([10, 131, 0, 1]));
+        assert_eq!(host.clone().next_source(), IpAddr::from([10, 131, 0, 2]));
+        assert_eq!(host.nth(253), Ipv4Addr::new(10, 131, 0, 254));
+        assert_eq!(host.nth(254), Ipv4Addr::new(10, 131, 1, 1));
+        assert_eq!(
+            host.nth(HostSources::COUNT - 1),
+            Ipv4Addr::new(10, 131, 255, 254)
+        );
+        assert_eq!(host.nth(HostSources::COUNT), host.nth(0));
+        assert_eq!(HostSources::network(MAX_HOSTS - 1), "10.191.0.0/16");
+    }
 }

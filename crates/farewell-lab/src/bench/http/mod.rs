@@ -1,6 +1,7 @@
 //! `farewell bench http`: wrk and a many-sources client against farewell-http,
 //! plain hyper and nginx, on loopback, interleaved, in one run; with
-//! `--hosts N`, also wrk from N client hosts (network namespaces, `hosts`).
+//! `--hosts N`, also wrk and the many-sources client from N client hosts
+//! (network namespaces, `hosts`).
 //!
 //! The CLI (`src/cmd/bench/http.rs`) parses flags and prints; everything that
 //! runs is here: the servers ([`in_process`], [`nginx`]), the loads ([`wrk`],
@@ -44,10 +45,12 @@ pub struct HttpConfig {
     /// hyper on tokio-rustls, nginx with `ssl`; wrk speaks https. The
     /// close-spread client speaks plain HTTP only, so that mode is left out.
     pub tls: bool,
-    /// Also run the wrk modes from this many client hosts (`hosts`: a
-    /// network namespace each, over its own veth pair to a fresh server
-    /// namespace; one `wrk -t1` per host, the connections shared out).
-    /// Skipped, with a line on stderr, without `CAP_NET_ADMIN`.
+    /// Also run the modes from this many client hosts (`hosts`: a network
+    /// namespace each, over its own veth pair to a fresh server namespace;
+    /// one `wrk -t1` per host, or in close-spread one client thread per host
+    /// binding each connection to the next of the host's own source
+    /// addresses; the connections shared out). Skipped, with a line on
+    /// stderr, without `CAP_NET_ADMIN`.
     pub hosts: Option<u32>,
 }
 
@@ -239,8 +242,12 @@ pub struct SpreadSettings {
 pub struct HostsSettings {
     /// Client hosts (network namespaces), each over its own veth pair.
     pub hosts: u32,
-    /// wrk -c of each host's `wrk -t1`: wrk's connections shared out (at least 1).
+    /// wrk -c of each host's `wrk -t1` (and the close-spread clients of each
+    /// host): the connections shared out (at least 1).
     pub connections_per_host: u32,
+    /// close-spread: distinct source addresses of each host, used in turn
+    /// (host `i`: `10.(128+i).x.y`).
+    pub source_addresses_per_host: u64,
 }
 
 /// wrk's settings (the close-spread clients take theirs from these too).
@@ -259,7 +266,7 @@ pub struct WrkSettings {
 }
 
 /// Runs the benchmark: every mode, round and server of `config`,
-/// interleaved (A B C A B C …), then, with `hosts`, the wrk modes from that
+/// interleaved (A B C A B C …), then, with `hosts`, every mode from that
 /// many client hosts; calls `on_run` before each run (for progress; the
 /// number of hosts is `None` for loopback runs).
 ///
@@ -348,10 +355,6 @@ pub fn run(
     }
     let (hosts, hosts_skipped) = match config.hosts {
         None => (None, None),
-        Some(_) if !modes.iter().any(|&m| m.uses_wrk()) => {
-            eprintln!("--hosts: the many-host runs use wrk; no wrk mode was chosen");
-            (None, None)
-        }
         Some(n) => match crate::lab::netns::unavailable() {
             Some(why) => {
                 eprintln!("--hosts: skipping the many-host runs: {why}");
@@ -361,13 +364,14 @@ pub fn run(
                 Some(HostsSettings {
                     hosts: n.clamp(1, MAX_HOSTS),
                     connections_per_host: (wrk.connections / n.clamp(1, MAX_HOSTS)).max(1),
+                    source_addresses_per_host: hosts::HostSources::COUNT,
                 }),
                 None,
             ),
         },
     };
     if let Some(settings) = hosts {
-        for &mode in modes.iter().filter(|m| m.uses_wrk()) {
+        for &mode in &modes {
             for round in 1..=wrk.rounds {
                 for &target in &targets {
                     on_run(target, mode, Some(settings.hosts), round);
@@ -660,13 +664,21 @@ impl HttpReport {
                  pair to a fresh server namespace per run",
                 h.hosts, h.connections_per_host, h.hosts
             );
+            if report.spread.is_some() {
+                let _ = writeln!(
+                    out,
+                    "{} hosts, spread: our client, 1 thread and {} connections in each host, each \
+                     connection from the next of its host's {} source addresses (10.(128+i).x.y)",
+                    h.hosts, h.connections_per_host, h.source_addresses_per_host
+                );
+            }
         }
         if let Some(why) = &report.hosts_skipped {
             let _ = writeln!(out, "--hosts: the many-host runs were skipped: {why}");
         }
         let _ = writeln!(
             out,
-            "{:<14} {:<13} {:<11} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7}",
+            "{:<14} {:<13} {:<16} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7}",
             "server",
             "mode",
             "clients",
@@ -689,13 +701,14 @@ impl HttpReport {
                 .machine_cpu_us_per_request
                 .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
             let clients = match (row.hosts, row.mode) {
+                (Some(n), Mode::CloseSpread) => format!("{n} hosts, spread"),
                 (Some(n), _) => format!("{n} hosts"),
                 (None, Mode::CloseSpread) => "lo, spread".to_owned(),
                 (None, _) => "lo, 1 wrk".to_owned(),
             };
             let _ = writeln!(
                 out,
-                "{:<14} {:<13} {:<11} {:>10.0} {:>9} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
+                "{:<14} {:<13} {:<16} {:>10.0} {:>9} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
                 row.server.name(),
                 row.mode.name(),
                 clients,
