@@ -75,8 +75,9 @@ owns 10.(128+i).0.0/16 by a local route; the server namespace routes it back ove
 veth), so each source holds a few entries, as real client hosts do; every response is checked
 as on loopback, and the run's request budget is shared out among the hosts. req/s are summed
 over the hosts. The TW columns are the census inside the server namespace and inside the
-hosts' namespaces. Needs CAP_NET_ADMIN and CAP_SYS_ADMIN (without them the many-host runs are
-skipped with a message).
+hosts' namespaces; --json adds to each many-host run client_time_wait_per_source_max, the
+most entries one client source address holds (a wrk: all its host's; spread: a few). Needs
+CAP_NET_ADMIN and CAP_SYS_ADMIN (without them the many-host runs are skipped with a message).
 
 --tls serves TLS instead: farewell-http (close_notify, no FIN, then peer-first), plain hyper on
 tokio-rustls (its shutdown sends close_notify and a FIN), and nginx with `ssl`, all with a

@@ -127,6 +127,24 @@ impl Hosts {
         })
     }
 
+    /// The most TIME-WAIT entries one client source address holds, over all
+    /// the hosts: one wrk holds all its host's on one address; the
+    /// close-spread clients a few per address.
+    pub(super) fn client_time_wait_per_source_max(&self) -> anyhow::Result<usize> {
+        let mut most = 0;
+        for ns in &self.clients {
+            let entries = ns
+                .run(|| census::dump(&Filter::all().states(StateSet::single(TcpState::TimeWait))))?
+                .with_context(|| format!("reading the socket table of {}", ns.name()))?;
+            let mut per_source: std::collections::HashMap<IpAddr, usize> = Default::default();
+            for entry in entries {
+                *per_source.entry(entry.local.ip()).or_default() += 1;
+            }
+            most = most.max(per_source.into_values().max().unwrap_or(0));
+        }
+        Ok(most)
+    }
+
     /// Waits (bounded, 2 s) until no connection in the server's or the
     /// hosts' namespaces is still closing, so the census that follows sees
     /// every TIME-WAIT entry the run made.
@@ -275,6 +293,7 @@ pub(super) async fn run_one_hosts(
         machine_cpu_us_per_request,
         server_time_wait: hosts.server_time_wait()?,
         client_time_wait: hosts.client_time_wait()?,
+        client_time_wait_per_source_max: Some(hosts.client_time_wait_per_source_max()?),
         time_wait_overflow,
     })
 }

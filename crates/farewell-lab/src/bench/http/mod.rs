@@ -172,6 +172,11 @@ pub struct Run {
     pub server_time_wait: usize,
     /// TIME-WAIT entries whose remote port is the server's: the clients'.
     pub client_time_wait: usize,
+    /// Many-host runs only: the most TIME-WAIT entries one client source
+    /// address holds (census inside the hosts' namespaces): all of its
+    /// host's for a wrk, a few for the close-spread clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_time_wait_per_source_max: Option<usize>,
     /// TIME-WAIT entries the kernel could not create during the run
     /// (`TCPTimeWaitOverflow`: its table, `tcp_max_tw_buckets`, was full); the
     /// TW counts are capped when this is not 0. `None`: the counter is unreadable.
@@ -476,6 +481,7 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
         machine_cpu_us_per_request,
         server_time_wait,
         client_time_wait,
+        client_time_wait_per_source_max: None,
         time_wait_overflow,
     })
 }
