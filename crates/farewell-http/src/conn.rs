@@ -4,8 +4,11 @@
 //! its task (`serve_connection` in [`server`](crate::server)) share it; it
 //! uses none of them.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -88,7 +91,7 @@ impl Handover for TcpStream {
                 upgrade::counted(&shared.upgrades, delivered);
                 shared.delimited.ended(None);
             } else {
-                if shared.metrics {
+                if shared.metrics.is_some() {
                     crate::metrics::close_delimited(end);
                 }
                 shared.delimited.ended(Some(end));
@@ -156,8 +159,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Shutdown,
     /// Upgraded connections a handler holds, and how they ended.
     pub(crate) upgrades: Upgrades,
-    /// Whether this server records [`metrics`](crate::metrics).
-    pub(crate) metrics: bool,
+    /// What this server records in [`metrics`](crate::metrics), if it does.
+    pub(crate) metrics: Option<Arc<crate::metrics::Handles>>,
 }
 
 /// The close-delimited endings ([`delimited`]) of one server: counted, and
@@ -209,6 +212,12 @@ const NOT_CLOSING: u64 = u64::MAX;
 /// Marks an unset clock (milliseconds since the connection started).
 const UNSET: u64 = u64::MAX;
 
+/// [`ConnState::now_ms`] outside a poll of the connection's hyper future: read the clock.
+const CLOCK_OUTSIDE: u64 = u64::MAX;
+
+/// Inside a poll of the connection's hyper future, the clock not read yet.
+const CLOCK_UNREAD: u64 = u64::MAX - 1;
+
 fn clock(ms: &AtomicU64) -> Option<u64> {
     Some(ms.load(Ordering::Relaxed)).filter(|&ms| ms != UNSET)
 }
@@ -217,6 +226,13 @@ fn clock(ms: &AtomicU64) -> Option<u64> {
 pub(crate) struct ConnState {
     pub(crate) shared: Arc<Shared>,
     started: Instant,
+    /// The clock, read at most once per poll of the connection's hyper
+    /// future ([`ConnState::poll_clocked`]): a request's reads, writes and
+    /// body frames in one poll share one reading instead of taking the clock
+    /// each. [`CLOCK_UNREAD`] in a poll until someone reads it,
+    /// [`CLOCK_OUTSIDE`] between polls (an h2 stream's task then reads the
+    /// clock itself).
+    clock_ms: AtomicU64,
     /// Milliseconds since `started` of the last byte read or written, or response finished.
     last_activity_ms: AtomicU64,
     written: AtomicU64,
@@ -260,6 +276,7 @@ impl ConnState {
         ConnState {
             shared,
             started: Instant::now(),
+            clock_ms: AtomicU64::new(CLOCK_OUTSIDE),
             last_activity_ms: AtomicU64::new(0),
             written: AtomicU64::new(0),
             written_at_quiet_close: AtomicU64::new(NOT_CLOSING),
@@ -303,9 +320,48 @@ impl ConnState {
         Some(info.bytes_acked)
     }
 
-    /// Milliseconds since the connection started.
+    /// Milliseconds since the connection started: in a poll of the
+    /// connection's hyper future, the reading taken at its first call in
+    /// that poll (a poll is microseconds; the bounds it serves are seconds).
     pub(crate) fn now_ms(&self) -> u64 {
+        match self.clock_ms.load(Ordering::Relaxed) {
+            CLOCK_OUTSIDE => self.read_clock(),
+            CLOCK_UNREAD => {
+                let ms = self.read_clock();
+                // Lost only to the end of the poll: then `ms` is as good.
+                let _ = self.clock_ms.compare_exchange(
+                    CLOCK_UNREAD,
+                    ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                ms
+            }
+            ms => ms,
+        }
+    }
+
+    fn read_clock(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Polls `conn` (the connection's hyper future) with the clock read at
+    /// most once ([`ConnState::now_ms`]).
+    pub(crate) fn poll_clocked<F: Future>(
+        &self,
+        conn: Pin<&mut F>,
+        cx: &mut Context<'_>,
+    ) -> Poll<F::Output> {
+        /// Back to reading the clock when the poll ends, even by a panic.
+        struct Outside<'a>(&'a AtomicU64);
+        impl Drop for Outside<'_> {
+            fn drop(&mut self) {
+                self.0.store(CLOCK_OUTSIDE, Ordering::Relaxed);
+            }
+        }
+        self.clock_ms.store(CLOCK_UNREAD, Ordering::Relaxed);
+        let _outside = Outside(&self.clock_ms);
+        conn.poll(cx)
     }
 
     /// A read returned `n` bytes (0: end of file or error): no read is pending
@@ -378,8 +434,8 @@ impl ConnState {
 
     /// Something happened on the connection: the idle clock restarts.
     pub(crate) fn touch(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_activity_ms.store(ms, Ordering::Relaxed);
+        self.last_activity_ms
+            .store(self.now_ms(), Ordering::Relaxed);
     }
 
     pub(crate) fn wrote(&self, n: usize) {
@@ -421,8 +477,8 @@ impl ConnState {
         let cause = self.cause.get().unwrap_or(Cause::ClientClosed);
         let requests = self.requests.load(Ordering::Relaxed);
         self.shared.causes.add(cause);
-        if self.shared.metrics {
-            crate::metrics::ended(cause);
+        if let Some(handles) = &self.shared.metrics {
+            handles.ended(cause);
         }
         let shared = &self.shared;
         // An upgraded stream the handler dropped ends with the server's FIN,
