@@ -24,7 +24,7 @@ import sys
 import time
 
 PORT = 18431
-N1, N2 = 300, 1300
+N1, N2 = int(os.environ.get("N1", 300)), int(os.environ.get("N2", 1300))
 BODY = b"hello from farewell-http\n"
 
 
