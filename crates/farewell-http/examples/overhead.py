@@ -3,6 +3,9 @@
 
     python3 crates/farewell-http/examples/overhead.py [BINARY] [OUTDIR]
 
+Environment: SERVERS (default "hyper farewell"), MODES (default "keepalive
+close"), N1 and N2 (default 300 and 1300 requests).
+
 BINARY is target/release/examples/overhead (cargo build --release -p
 farewell-http --example overhead). For each server (farewell, hyper) and mode
 (keep-alive: N requests on one connection; close: N requests each with

@@ -12,14 +12,14 @@
 //! every instruction is the server's one thread. It prints `ready` once
 //! listening and stops on SIGTERM or SIGINT (callgrind then writes its
 //! profile). Drive it from outside valgrind with a client that sends a
-//! known number of requests; see `scripts/overhead.py` in the report of
-//! issue 16 or any bounded client:
+//! known number of requests: `overhead.py` next to this file does it for
+//! both servers and both modes (keep-alive, `Connection: close`) and prints
+//! instructions per request:
 //!
 //! ```text
-//! valgrind --tool=callgrind --callgrind-out-file=cg.out \
-//!     target/release/examples/overhead farewell 18080 &
-//! curl -s http://127.0.0.1:18080/ ...
-//! kill -TERM $!
+//! cargo build --release -p farewell-http --example overhead
+//! python3 crates/farewell-http/examples/overhead.py target/release/examples/overhead /tmp/overhead
+//! callgrind_annotate /tmp/overhead/cg.farewell.keepalive.1300
 //! ```
 
 use std::time::Duration;
