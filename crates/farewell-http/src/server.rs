@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
+use tokio::task::coop::unconstrained;
 use tokio::task::JoinSet;
 
 use crate::conn::{ConnState, Delimited, Handover, Shared};
@@ -965,6 +966,11 @@ pub(crate) async fn serve_connection<S, B>(
         let mut watch_at = tick.map(|tick| start + tick);
         let timer = tokio::time::sleep_until(earlier(idle_at, watch_at).into());
         tokio::pin!(stopped, limit_reached, timer);
+        // The timer is polled only when it must be, not at every wakeup of the
+        // task: once armed (the poll gives it the task's waker) and once it has
+        // elapsed. In between, the waker it holds wakes the task when it
+        // fires; every reset is followed by a poll all the same.
+        let timer_unpolled = AtomicBool::new(true);
 
         // Told only when there is a request limit: not polled otherwise.
         let limited = state.shared.max_requests.is_some();
@@ -996,7 +1002,18 @@ pub(crate) async fn serve_connection<S, B>(
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                () = timer.as_mut() => {
+                () = std::future::poll_fn(|cx| {
+                    if !timer_unpolled.load(Ordering::Relaxed) && !timer.is_elapsed() {
+                        return std::task::Poll::Pending;
+                    }
+                    // Unconstrained: a poll refused for tokio's cooperative
+                    // budget would leave the timer without the waker.
+                    let poll = std::pin::pin!(unconstrained(timer.as_mut())).poll(cx);
+                    if poll.is_pending() {
+                        timer_unpolled.store(false, Ordering::Relaxed);
+                    }
+                    poll
+                }) => {
                     let now = Instant::now();
                     if watch_at.is_some_and(|at| at <= now) {
                         let now_ms = state.now_ms();
@@ -1038,11 +1055,13 @@ pub(crate) async fn serve_connection<S, B>(
                         }
                     }
                     timer.as_mut().reset(earlier(idle_at, watch_at).into());
+                    timer_unpolled.store(true, Ordering::Relaxed);
                 }
             }
             if closing && !was_closing {
                 idle_at = Instant::now() + closing_timeout;
                 timer.as_mut().reset(earlier(idle_at, watch_at).into());
+                timer_unpolled.store(true, Ordering::Relaxed);
             }
         }
     }
