@@ -4,8 +4,11 @@
 //! its task (`serve_connection` in [`server`](crate::server)) share it; it
 //! uses none of them.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -88,7 +91,7 @@ impl Handover for TcpStream {
                 upgrade::counted(&shared.upgrades, delivered);
                 shared.delimited.ended(None);
             } else {
-                if shared.metrics {
+                if shared.metrics.is_some() {
                     crate::metrics::close_delimited(end);
                 }
                 shared.delimited.ended(Some(end));
@@ -156,8 +159,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Shutdown,
     /// Upgraded connections a handler holds, and how they ended.
     pub(crate) upgrades: Upgrades,
-    /// Whether this server records [`metrics`](crate::metrics).
-    pub(crate) metrics: bool,
+    /// What this server records in [`metrics`](crate::metrics), if it does.
+    pub(crate) metrics: Option<Arc<crate::metrics::Handles>>,
 }
 
 /// The close-delimited endings ([`delimited`]) of one server: counted, and
@@ -209,6 +212,81 @@ const NOT_CLOSING: u64 = u64::MAX;
 /// Marks an unset clock (milliseconds since the connection started).
 const UNSET: u64 = u64::MAX;
 
+/// [`PollClock::now_ms`] outside a poll: read the clock.
+const CLOCK_OUTSIDE: u64 = u64::MAX;
+
+/// Inside a poll, the clock not read yet.
+const CLOCK_UNREAD: u64 = u64::MAX - 1;
+
+/// Milliseconds since a connection started, read at most once per poll of
+/// the connection's hyper future ([`PollClock::poll`]): a request's reads,
+/// writes, body frames and end in one poll share one reading instead of
+/// taking the clock each (a poll lasts microseconds; the bounds the clock
+/// serves are seconds). Outside a poll (an h2 stream's own task, the
+/// watchdog) it reads the clock.
+pub(crate) struct PollClock {
+    started: Instant,
+    /// [`CLOCK_OUTSIDE`] between polls, [`CLOCK_UNREAD`] in a poll until
+    /// someone reads the clock, then that reading.
+    cached: AtomicU64,
+}
+
+impl PollClock {
+    pub(crate) fn new() -> PollClock {
+        PollClock {
+            started: Instant::now(),
+            cached: AtomicU64::new(CLOCK_OUTSIDE),
+        }
+    }
+
+    /// When the connection started.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Milliseconds since the connection started: in a poll, the reading
+    /// taken at the first call in that poll.
+    pub(crate) fn now_ms(&self) -> u64 {
+        match self.cached.load(Ordering::Relaxed) {
+            CLOCK_OUTSIDE => self.read(),
+            CLOCK_UNREAD => {
+                let ms = self.read();
+                // Lost only to the end of the poll: then `ms` is as good.
+                let _ = self.cached.compare_exchange(
+                    CLOCK_UNREAD,
+                    ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                ms
+            }
+            ms => ms,
+        }
+    }
+
+    fn read(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Polls `future` with the clock read at most once meanwhile.
+    pub(crate) fn poll<F: Future>(
+        &self,
+        future: Pin<&mut F>,
+        cx: &mut Context<'_>,
+    ) -> Poll<F::Output> {
+        /// Back to reading the clock when the poll ends, even by a panic.
+        struct Outside<'a>(&'a AtomicU64);
+        impl Drop for Outside<'_> {
+            fn drop(&mut self) {
+                self.0.store(CLOCK_OUTSIDE, Ordering::Relaxed);
+            }
+        }
+        self.cached.store(CLOCK_UNREAD, Ordering::Relaxed);
+        let _outside = Outside(&self.cached);
+        future.poll(cx)
+    }
+}
+
 fn clock(ms: &AtomicU64) -> Option<u64> {
     Some(ms.load(Ordering::Relaxed)).filter(|&ms| ms != UNSET)
 }
@@ -216,7 +294,7 @@ fn clock(ms: &AtomicU64) -> Option<u64> {
 /// One connection's counters, shared by its IO, its service and its task.
 pub(crate) struct ConnState {
     pub(crate) shared: Arc<Shared>,
-    started: Instant,
+    clock: PollClock,
     /// Milliseconds since `started` of the last byte read or written, or response finished.
     last_activity_ms: AtomicU64,
     written: AtomicU64,
@@ -259,7 +337,7 @@ impl ConnState {
     pub(crate) fn new(shared: Arc<Shared>) -> ConnState {
         ConnState {
             shared,
-            started: Instant::now(),
+            clock: PollClock::new(),
             last_activity_ms: AtomicU64::new(0),
             written: AtomicU64::new(0),
             written_at_quiet_close: AtomicU64::new(NOT_CLOSING),
@@ -303,9 +381,19 @@ impl ConnState {
         Some(info.bytes_acked)
     }
 
-    /// Milliseconds since the connection started.
+    /// Milliseconds since the connection started ([`PollClock::now_ms`]).
     pub(crate) fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.clock.now_ms()
+    }
+
+    /// Polls `conn` (the connection's hyper future) with the clock read at
+    /// most once ([`PollClock::poll`]).
+    pub(crate) fn poll_clocked<F: Future>(
+        &self,
+        conn: Pin<&mut F>,
+        cx: &mut Context<'_>,
+    ) -> Poll<F::Output> {
+        self.clock.poll(conn, cx)
     }
 
     /// A read returned `n` bytes (0: end of file or error): no read is pending
@@ -378,8 +466,8 @@ impl ConnState {
 
     /// Something happened on the connection: the idle clock restarts.
     pub(crate) fn touch(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_activity_ms.store(ms, Ordering::Relaxed);
+        self.last_activity_ms
+            .store(self.now_ms(), Ordering::Relaxed);
     }
 
     pub(crate) fn wrote(&self, n: usize) {
@@ -392,7 +480,7 @@ impl ConnState {
     }
 
     fn last_activity(&self) -> Instant {
-        self.started + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
+        self.clock.started() + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
     }
 
     /// Whether the connection has been idle (no request in flight, no I/O) for `idle` at `now`.
@@ -421,8 +509,8 @@ impl ConnState {
         let cause = self.cause.get().unwrap_or(Cause::ClientClosed);
         let requests = self.requests.load(Ordering::Relaxed);
         self.shared.causes.add(cause);
-        if self.shared.metrics {
-            crate::metrics::ended(cause);
+        if let Some(handles) = &self.shared.metrics {
+            handles.ended(cause);
         }
         let shared = &self.shared;
         // An upgraded stream the handler dropped ends with the server's FIN,
@@ -475,5 +563,78 @@ impl ConnState {
                 stream.end_close_delimited(shared, shared.policy, cause, requests)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::{Wake, Waker};
+
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    fn poll_once<F: Future>(clock: &PollClock, future: F) -> Poll<F::Output> {
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        clock.poll(future.as_mut(), &mut cx)
+    }
+
+    fn pause() {
+        // A plain test thread, no runtime: the clock must move past a millisecond.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    #[test]
+    fn poll_clock_outside_a_poll_reads_the_clock() {
+        let clock = PollClock::new();
+        let before = clock.now_ms();
+        pause();
+        assert!(clock.now_ms() >= before + 20);
+    }
+
+    #[test]
+    fn poll_clock_in_a_poll_reads_once_then_again_after_it() {
+        let clock = PollClock::new();
+        pause();
+        let (first, second) = match poll_once(&clock, async {
+            let first = clock.now_ms();
+            pause();
+            (first, clock.now_ms())
+        }) {
+            Poll::Ready(readings) => readings,
+            Poll::Pending => unreachable!("the future does not wait"),
+        };
+        assert!(first >= 20);
+        assert_eq!(first, second, "one reading per poll");
+        assert!(
+            clock.now_ms() >= first + 20,
+            "a fresh reading after the poll"
+        );
+        // The next poll takes a new reading.
+        pause();
+        let third = match poll_once(&clock, async { clock.now_ms() }) {
+            Poll::Ready(ms) => ms,
+            Poll::Pending => unreachable!("the future does not wait"),
+        };
+        assert!(third >= first + 40);
+    }
+
+    #[test]
+    fn poll_clock_reads_the_clock_again_after_a_poll_that_panicked() {
+        let clock = PollClock::new();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            poll_once(&clock, async {
+                let _ = clock.now_ms();
+                panic!("the service panicked");
+            })
+        }));
+        assert!(panicked.is_err());
+        let after = clock.now_ms();
+        pause();
+        assert!(clock.now_ms() >= after + 20);
     }
 }

@@ -1,7 +1,8 @@
 //! Live metrics through the [`metrics`](https://docs.rs/metrics) facade, with
 //! the `metrics` feature: install a recorder (e.g.
 //! `metrics-exporter-prometheus`) and every [`Server`](crate::Server) records
-//! these; without a recorder they cost next to nothing. Without the feature
+//! these; without a recorder they cost next to nothing. Install the recorder
+//! before the server starts: the per-request counter is registered once, then. Without the feature
 //! the names are still defined and nothing is recorded.
 //!
 //! The same counts, at the end, are in [`ServeReport`](crate::ServeReport).
@@ -35,9 +36,11 @@ pub const TLS_HANDSHAKES_FAILED: &str = "farewell_http_tls_handshakes_failed_tot
 /// The recording versions (feature `metrics`).
 #[cfg(feature = "metrics")]
 mod recording {
+    use std::sync::OnceLock;
+
     use metrics::{counter, describe_counter, describe_gauge, gauge};
 
-    use farewell::Outcome;
+    use farewell::{Ending, Outcome, TimeWait};
 
     use super::*;
     use crate::delimited::End;
@@ -65,42 +68,87 @@ mod recording {
         );
     }
 
-    pub(crate) fn accepted() {
-        counter!(CONNECTIONS_ACCEPTED).increment(1);
+    /// One server's handles, registered once (when the server starts, with
+    /// the recorder installed then) or at their first use (the labelled
+    /// ones): counting is then one call, not a registration that builds and
+    /// hashes a key each time.
+    pub(crate) struct Handles {
+        requests: metrics::Counter,
+        accepted: metrics::Counter,
+        open: metrics::Gauge,
+        /// By [`Cause::ALL`] index.
+        ended: [OnceLock<metrics::Counter>; Cause::ALL.len()],
+        /// By [`Ending::ALL`] index, then [`TIME_WAITS`] index.
+        teardowns: [[OnceLock<metrics::Counter>; TIME_WAITS.len()]; Ending::ALL.len()],
+    }
+
+    /// The [`TimeWait`]s, for [`Handles::teardown`]'s table.
+    const TIME_WAITS: [TimeWait; 4] = [
+        TimeWait::Peer,
+        TimeWait::Us,
+        TimeWait::UsIfPeerCloses,
+        TimeWait::Nobody,
+    ];
+
+    impl Handles {
+        pub(crate) fn new() -> Handles {
+            Handles {
+                requests: counter!(REQUESTS),
+                accepted: counter!(CONNECTIONS_ACCEPTED),
+                open: gauge!(CONNECTIONS_OPEN),
+                ended: std::array::from_fn(|_| OnceLock::new()),
+                teardowns: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            }
+        }
+
+        pub(crate) fn request(&self) {
+            self.requests.increment(1);
+        }
+
+        pub(crate) fn accepted(&self) {
+            self.accepted.increment(1);
+        }
+
+        /// Counts a connection open while the value lives.
+        pub(crate) fn open(&self) -> Open {
+            self.open.increment(1.0);
+            Open(self.open.clone())
+        }
+
+        pub(crate) fn ended(&self, cause: Cause) {
+            match Cause::ALL.iter().position(|&c| c == cause) {
+                Some(i) => self.ended[i]
+                    .get_or_init(|| counter!(CONNECTIONS_ENDED, "cause" => cause.name()))
+                    .increment(1),
+                None => counter!(CONNECTIONS_ENDED, "cause" => cause.name()).increment(1),
+            }
+        }
+
+        pub(crate) fn teardown(&self, outcome: &Outcome) {
+            let register = || {
+                counter!(
+                    TEARDOWNS,
+                    "ending" => outcome.ending.name(),
+                    "time_wait" => outcome.time_wait.name()
+                )
+            };
+            let ending = Ending::ALL.iter().position(|&e| e == outcome.ending);
+            let time_wait = TIME_WAITS.iter().position(|&t| t == outcome.time_wait);
+            match (ending, time_wait) {
+                (Some(e), Some(t)) => self.teardowns[e][t].get_or_init(register).increment(1),
+                _ => register().increment(1),
+            }
+        }
     }
 
     /// Counts a connection open while it lives (its task, until the socket
     /// goes to the teardown).
-    pub(crate) struct Open(());
-
-    impl Open {
-        pub(crate) fn new() -> Open {
-            gauge!(CONNECTIONS_OPEN).increment(1.0);
-            Open(())
-        }
-    }
+    pub(crate) struct Open(metrics::Gauge);
 
     impl Drop for Open {
         fn drop(&mut self) {
-            gauge!(CONNECTIONS_OPEN).decrement(1.0);
+            self.0.decrement(1.0);
         }
-    }
-
-    pub(crate) fn request() {
-        counter!(REQUESTS).increment(1);
-    }
-
-    pub(crate) fn teardown(outcome: &Outcome) {
-        counter!(
-            TEARDOWNS,
-            "ending" => outcome.ending.name(),
-            "time_wait" => outcome.time_wait.name()
-        )
-        .increment(1);
-    }
-
-    pub(crate) fn ended(cause: Cause) {
-        counter!(CONNECTIONS_ENDED, "cause" => cause.name()).increment(1);
     }
 
     pub(crate) fn close_delimited(end: End) {
@@ -128,16 +176,20 @@ mod silent {
     pub(crate) const ON: bool = false;
 
     pub(crate) fn describe() {}
-    pub(crate) fn accepted() {}
-    pub(crate) struct Open(());
-    impl Open {
-        pub(crate) fn new() -> Open {
+    pub(crate) struct Handles(());
+    impl Handles {
+        pub(crate) fn new() -> Handles {
+            Handles(())
+        }
+        pub(crate) fn request(&self) {}
+        pub(crate) fn accepted(&self) {}
+        pub(crate) fn open(&self) -> Open {
             Open(())
         }
+        pub(crate) fn ended(&self, _: Cause) {}
+        pub(crate) fn teardown(&self, _: &Outcome) {}
     }
-    pub(crate) fn request() {}
-    pub(crate) fn teardown(_: &Outcome) {}
-    pub(crate) fn ended(_: Cause) {}
+    pub(crate) struct Open(());
     pub(crate) fn close_delimited(_: End) {}
     #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
     pub(crate) fn tls_handshake_failed() {}

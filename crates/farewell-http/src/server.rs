@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
+use tokio::task::coop::unconstrained;
 use tokio::task::JoinSet;
 
 use crate::conn::{ConnState, Delimited, Handover, Shared};
@@ -658,9 +659,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
     ) -> io::Result<ServeReport> {
         let record = self.metrics && metrics::ON;
-        if record {
+        let handles = record.then(|| {
             metrics::describe();
-        }
+            Arc::new(metrics::Handles::new())
+        });
         let mut closer = Closer::builder(self.policy);
         let close_notify = Arc::new(AtomicU64::new(0));
         let ended = Arc::new(Connections::new(self.on_connection.clone()));
@@ -669,13 +671,14 @@ impl Server {
             let hook = self.on_outcome.clone();
             let counted = Arc::clone(&close_notify);
             let joined = Arc::clone(&ended);
+            let handles = handles.clone();
             closer = closer.on_outcome(move |outcome| {
                 if tls && outcome.peer_close_notify == Some(true) {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
                 joined.teardown_ended(&outcome);
-                if record {
-                    metrics::teardown(&outcome);
+                if let Some(handles) = &handles {
+                    handles.teardown(&outcome);
                 }
                 if let Some(hook) = &hook {
                     hook(outcome);
@@ -721,7 +724,7 @@ impl Server {
             ended,
             shutdown: Shutdown::new(stop_rx.clone()),
             upgrades: Upgrades::default(),
-            metrics: record,
+            metrics: handles,
         });
         let mut builder = self.hyper.clone();
         // A client may send its requests and then its FIN (`shutdown(SHUT_WR)`,
@@ -781,8 +784,8 @@ impl Server {
             // On by default: responses are written whole; do not let Nagle hold their tails.
             let _ = stream.set_nodelay(self.nodelay);
             shared.connections.fetch_add(1, Ordering::Relaxed);
-            if record {
-                metrics::accepted();
+            if let Some(handles) = &shared.metrics {
+                handles.accepted();
             }
             // The service for this connection: a clone, or what the
             // make-service gives for this client (`ConnectInfo`).
@@ -794,7 +797,7 @@ impl Server {
                     continue;
                 }
             };
-            let open = record.then(metrics::Open::new);
+            let open = shared.metrics.as_ref().map(|handles| handles.open());
             #[cfg(feature = "rustls")]
             if let Some((acceptor, timeout)) = &tls {
                 let connection = serve_tls_connection(
@@ -908,7 +911,7 @@ async fn serve_tls_connection<S, B>(
         Some(stream) => serve_connection(builder, stream, service, shared, stop).await,
         None => {
             shared.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
-            if shared.metrics {
+            if shared.metrics.is_some() {
                 metrics::tls_handshake_failed();
             }
         }
@@ -940,27 +943,45 @@ pub(crate) async fn serve_connection<S, B>(
     // IO, unless an upgrade took it) before an upgraded stream is watched.
     {
         let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
-        let conn =
-            builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state)));
-        tokio::pin!(conn);
+        // Boxed: hyper's connection (its buffers, its dispatcher) is most of
+        // this task's size, and tokio moves a task's future whole when it
+        // spawns it and when it ends; one allocation costs less than those
+        // copies.
+        let mut conn = Box::pin(
+            builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state))),
+        );
         // When the client last ACKed a new byte (read only once a write blocked).
         let mut acks = AckClock { acked: None, at: 0 };
 
-        // The four things that can end a connection besides hyper itself, each
+        // The three things that can end a connection besides hyper itself, each
         // created once: re-creating them per wakeup would register and deregister a
-        // timer and two waiters every time the connection's task runs.
+        // timer and two waiters every time the connection's task runs. One timer
+        // serves two clocks (a single entry in tokio's timer wheel, one
+        // `Sleep` polled per wakeup): the idle check's and the watchdog's,
+        // armed at the earlier of the two.
         let stopped = stop.wait_for(|stop| *stop);
         let limit_reached = state.limit_reached.notified();
-        let idle_timer = tokio::time::sleep(idle);
-        let watchdog = tokio::time::sleep(tick.unwrap_or(farewell::policy::MAX_WAIT));
-        tokio::pin!(stopped, limit_reached, idle_timer, watchdog);
+        let start = Instant::now();
+        let mut idle_at = start + idle;
+        let mut watch_at = tick.map(|tick| start + tick);
+        let timer = tokio::time::sleep_until(earlier(idle_at, watch_at).into());
+        tokio::pin!(stopped, limit_reached, timer);
+        // The timer is polled only when it must be, not at every wakeup of the
+        // task: once armed (the poll gives it the task's waker) and once it has
+        // elapsed. In between, the waker it holds wakes the task when it
+        // fires; every reset is followed by a poll all the same.
+        let timer_unpolled = AtomicBool::new(true);
 
+        // Told only when there is a request limit: not polled otherwise.
+        let limited = state.shared.max_requests.is_some();
         let mut closing = false;
         loop {
             let was_closing = closing;
             tokio::select! {
                 biased;
-                result = conn.as_mut() => {
+                // The requests' reads, writes and body frames in one poll share
+                // one clock reading.
+                result = std::future::poll_fn(|cx| state.poll_clocked(conn.as_mut(), cx)) => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "connection ended with an error");
                         state.cause.set(Cause::Error);
@@ -975,64 +996,83 @@ pub(crate) async fn serve_connection<S, B>(
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                () = limit_reached.as_mut(), if !closing => {
+                () = limit_reached.as_mut(), if limited && !closing => {
                     // HTTP/1.1 responses already carry `Connection: close` (see
                     // `Counted`); for h2 this sends GOAWAY.
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                () = idle_timer.as_mut() => {
-                    // Before closing: the keep-alive idle timeout. After: how long a
-                    // connection asked to end (GOAWAY) may then sit with nothing in
-                    // flight and nothing moving, e.g. an h2 client that answers
-                    // neither the GOAWAY nor its PING.
-                    let bound = if closing { closing_timeout } else { idle };
-                    match state.idle_check(bound, Instant::now()) {
-                        decide::Idle::CheckAt(next) => idle_timer.as_mut().reset(next.into()),
-                        decide::Idle::Expired if closing => {
-                            tracing::debug!("connection asked to end did not; ending it");
-                                    break;
-                        }
-                        decide::Idle::Expired => {
-                            state.cause.set(Cause::Idle);
-                            state.closing_quietly();
-                            conn.as_mut().graceful_shutdown();
-                            closing = true;
+                () = std::future::poll_fn(|cx| {
+                    if !timer_unpolled.load(Ordering::Relaxed) && !timer.is_elapsed() {
+                        return std::task::Poll::Pending;
+                    }
+                    // Unconstrained: a poll refused for tokio's cooperative
+                    // budget would leave the timer without the waker.
+                    let poll = std::pin::pin!(unconstrained(timer.as_mut())).poll(cx);
+                    if poll.is_pending() {
+                        timer_unpolled.store(false, Ordering::Relaxed);
+                    }
+                    poll
+                }) => {
+                    let now = Instant::now();
+                    if watch_at.is_some_and(|at| at <= now) {
+                        let now_ms = state.now_ms();
+                        let acked_at = acks.sample(state.acked(), now_ms);
+                        match decide::watchdog(&state.watch(now_ms, acked_at), &limits) {
+                            None => watch_at = tick.map(|tick| now + tick),
+                            Some(decide::Cut::Read) => {
+                                // Nothing is owed: reset once what was written is ACKed.
+                                state.cause.replace(Cause::ReadTimeout);
+                                state.closing_quietly();
+                                break;
+                            }
+                            Some(decide::Cut::Send) => {
+                                // Nothing more can be delivered: reset at once.
+                                state.cause.replace(Cause::SendTimeout);
+                                state.abort();
+                                break;
+                            }
                         }
                     }
-                }
-                () = watchdog.as_mut(), if tick.is_some() => {
-                    let now = state.now_ms();
-                    let acked_at = acks.sample(state.acked(), now);
-                    match decide::watchdog(&state.watch(now, acked_at), &limits) {
-                        None => watchdog
-                            .as_mut()
-                            .reset((Instant::now() + tick.unwrap_or(idle)).into()),
-                        Some(decide::Cut::Read) => {
-                            // Nothing is owed: reset once what was written is ACKed.
-                            state.cause.replace(Cause::ReadTimeout);
-                            state.closing_quietly();
-                                    break;
-                        }
-                        Some(decide::Cut::Send) => {
-                            // Nothing more can be delivered: reset at once.
-                            state.cause.replace(Cause::SendTimeout);
-                            state.abort();
-                                    break;
+                    if idle_at <= now {
+                        // Before closing: the keep-alive idle timeout. After: how long a
+                        // connection asked to end (GOAWAY) may then sit with nothing in
+                        // flight and nothing moving, e.g. an h2 client that answers
+                        // neither the GOAWAY nor its PING.
+                        let bound = if closing { closing_timeout } else { idle };
+                        match state.idle_check(bound, now) {
+                            decide::Idle::CheckAt(next) => idle_at = next,
+                            decide::Idle::Expired if closing => {
+                                tracing::debug!("connection asked to end did not; ending it");
+                                break;
+                            }
+                            decide::Idle::Expired => {
+                                state.cause.set(Cause::Idle);
+                                state.closing_quietly();
+                                conn.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
                         }
                     }
+                    timer.as_mut().reset(earlier(idle_at, watch_at).into());
+                    timer_unpolled.store(true, Ordering::Relaxed);
                 }
             }
             if closing && !was_closing {
-                idle_timer
-                    .as_mut()
-                    .reset((Instant::now() + closing_timeout).into());
+                idle_at = Instant::now() + closing_timeout;
+                timer.as_mut().reset(earlier(idle_at, watch_at).into());
+                timer_unpolled.store(true, Ordering::Relaxed);
             }
         }
     }
     // After an upgrade hyper is done, but the handler holds the socket: watch
     // it until the handler drops it (the drain at shutdown waits for this task).
     upgrade::watch(&state).await;
+}
+
+/// The earlier of the idle check's deadline and the watchdog's (if it runs).
+fn earlier(idle_at: Instant, watch_at: Option<Instant>) -> Instant {
+    watch_at.map_or(idle_at, |at| at.min(idle_at))
 }
 
 /// When the client's kernel last ACKed a new byte of ours, sampled by the

@@ -53,15 +53,15 @@ where
             conn.h2.store(true, Ordering::Relaxed);
         }
         conn.shared.requests.fetch_add(1, Ordering::Relaxed);
-        if conn.shared.metrics {
-            crate::metrics::request();
+        if let Some(handles) = &conn.shared.metrics {
+            handles.request();
         }
         let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = decide::request_limit(n, conn.shared.max_requests, request.version());
-        let connection = request
-            .headers()
-            .get(CONNECTION)
-            .and_then(|v| v.to_str().ok());
+        // Only HTTP/1.x has a `Connection` header to look up (h2 forbids it).
+        let connection = (request.version() < Version::HTTP_2)
+            .then(|| request.headers().get(CONNECTION)?.to_str().ok())
+            .flatten();
         if decide::client_asks_close(request.version(), connection) {
             conn.cause.set(Cause::ClientAsked);
         }
@@ -73,7 +73,8 @@ where
         let version = request.version();
         let method = request.method().clone();
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
-        let host = request.headers().contains_key(HOST);
+        // Only HTTP/1.1 must have `Host`: the lookup is skipped for the others.
+        let host = version != Version::HTTP_11 || request.headers().contains_key(HOST);
         if decide::missing_host(version, host) {
             // A malformed request: 400, and the connection ends after it.
             conn.cause.set(Cause::Error);
@@ -153,19 +154,24 @@ where
         {
             conn.cause.set(Cause::ServiceAsked);
         }
-        let body = response.body();
-        let exact_len = if body.is_end_stream() {
-            Some(0)
-        } else {
-            body.size_hint().exact()
+        // Only an HTTP/1.0 response can be close-delimited: the lookups are
+        // skipped for the others.
+        let close_delimited = *this.version == Version::HTTP_10 && {
+            let body = response.body();
+            let exact_len = if body.is_end_stream() {
+                Some(0)
+            } else {
+                body.size_hint().exact()
+            };
+            decide::close_delimited(
+                *this.version,
+                this.method,
+                response.status(),
+                response.headers().contains_key(CONTENT_LENGTH),
+                exact_len,
+            )
         };
-        if decide::close_delimited(
-            *this.version,
-            this.method,
-            response.status(),
-            response.headers().contains_key(CONTENT_LENGTH),
-            exact_len,
-        ) {
+        if close_delimited {
             conn.close_delimited.store(true, Ordering::Relaxed);
         }
         let conn = Arc::clone(conn);

@@ -1,0 +1,82 @@
+//! One server, on one thread, for counting what farewell-http costs per
+//! request over plain hyper with `valgrind --tool=callgrind` (issue 16).
+//!
+//! ```text
+//! overhead farewell|hyper PORT
+//! ```
+//!
+//! Serves the demo handler (`farewell_lab::support::http_demo::handle`, the
+//! handler behind `farewell serve-http`) on `127.0.0.1:PORT` with either
+//! farewell-http (default settings, peer-first) or plain hyper-util
+//! (`farewell_lab::support::http_baseline`), on a current-thread runtime so
+//! every instruction is the server's one thread. It prints `ready` once
+//! listening and stops on SIGTERM or SIGINT (callgrind then writes its
+//! profile). Drive it from outside valgrind with a client that sends a
+//! known number of requests: `overhead.py` next to this file does it for
+//! both servers and both modes (keep-alive, `Connection: close`) and prints
+//! instructions per request:
+//!
+//! ```text
+//! cargo build --release -p farewell-http --example overhead
+//! python3 crates/farewell-http/examples/overhead.py target/release/examples/overhead /tmp/overhead
+//! callgrind_annotate /tmp/overhead/cg.farewell.keepalive.1300
+//! ```
+
+use std::time::Duration;
+
+use farewell_lab::support::{http_baseline, http_demo};
+use hyper::service::service_fn;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(server), Some(port)) = (args.next(), args.next()) else {
+        eprintln!("usage: overhead farewell|hyper PORT");
+        std::process::exit(2);
+    };
+    let port: u16 = port.parse().unwrap_or_else(|_| {
+        eprintln!("overhead: PORT must be a number, got {port:?}");
+        std::process::exit(2);
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("overhead: cannot listen on 127.0.0.1:{port}: {e}");
+                std::process::exit(1);
+            });
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        println!("ready");
+        let service = service_fn(http_demo::handle);
+        match server.as_str() {
+            "farewell" => {
+                let report = farewell_http::Server::new()
+                    .shutdown_timeout(Duration::from_secs(2))
+                    .serve_hyper(listener, service, stop)
+                    .await
+                    .expect("serve");
+                eprintln!("{report}");
+            }
+            "hyper" => {
+                let n = http_baseline::serve(listener, service, stop, Duration::from_secs(2)).await;
+                eprintln!("{n} connections");
+            }
+            other => {
+                eprintln!("overhead: the server is farewell or hyper, not {other:?}");
+                std::process::exit(2);
+            }
+        }
+    });
+}
