@@ -5,7 +5,8 @@
 //! byte and the server keeps no TIME-WAIT. Plain hyper-style `close()`
 //! (`--policy plain`) is the contrast: it delivers too, and keeps TIME-WAIT.
 //!
-//! Also a close-delimited HTTP/1.0 response over the same kind of path.
+//! Also a close-delimited HTTP/1.0 response over the same kind of path, and
+//! the send-stall timeout: a reader slowed by the link is not cut.
 //!
 //! Its own test binary: building the path forks `ip`, `tc` and `nft`, and a
 //! fork holds copies of other tests' sockets until it execs. Needs
@@ -55,6 +56,17 @@ struct Fetched {
 /// Serves one GET of `route` to curl (with `curl_args`) in the client
 /// namespace, then shuts the server down and reads the census.
 fn fetch(path: &NetPath, policy: Policy, route: &str, curl_args: &[&str]) -> Fetched {
+    fetch_with(path, policy, route, curl_args, |server| server)
+}
+
+/// As [`fetch`], with the server's settings changed by `tune` first.
+fn fetch_with(
+    path: &NetPath,
+    policy: Policy,
+    route: &str,
+    curl_args: &[&str],
+    tune: fn(farewell_http::Server) -> farewell_http::Server,
+) -> Fetched {
     let ip = path.server_ip();
     let listener = path
         .server(|| std::net::TcpListener::bind((ip, 0)))
@@ -68,7 +80,7 @@ fn fetch(path: &NetPath, policy: Policy, route: &str, curl_args: &[&str]) -> Fet
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        farewell_http::Server::new()
+        tune(farewell_http::Server::new())
             .policy(policy)
             .shutdown_timeout(Duration::from_secs(30))
             .on_outcome(move |o| sink.lock().unwrap().push(o))
@@ -230,6 +242,55 @@ fn close_delimited_response_over_a_slow_path_is_whole_and_leaves_no_server_time_
         "server TIME-WAIT: {:?}",
         got.counts
     );
+    assert_eq!(
+        got.counts.total(),
+        0,
+        "server sockets left: {:?}",
+        got.counts
+    );
+}
+
+/// The send-stall timeout must not cut a client that keeps taking the
+/// response, however slowly the path carries it: over a 1 Mbit/s path the
+/// 768 KiB response takes about 6 s, the server's writes wait on a full
+/// send buffer again and again, and a 300 ms `send_timeout` lets curl get
+/// every byte. (Here the writes themselves keep progressing too, so this
+/// does not isolate the ACK sampling; `tests/it/abuse.rs` does, on
+/// loopback, with a reader whose writes stay blocked.)
+#[test]
+fn send_timeout_does_not_cut_a_client_slowed_by_the_path() {
+    let test = "send_timeout_does_not_cut_a_client_slowed_by_the_path";
+    if !may_run(test) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = NetPath::new(PathSpec::Slow(Slow {
+        rate: RATE,
+        ..Slow::default()
+    }))
+    .expect("the slow path");
+    let peer_first = Policy::PeerFirst(PeerFirst {
+        drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
+        ..PeerFirst::default()
+    });
+    let route = format!("/bytes/{BODY}");
+    let got = fetch_with(
+        &path,
+        peer_first,
+        &route,
+        &["-H", "Connection: close"],
+        |server| server.send_timeout(Some(Duration::from_millis(300))),
+    );
+    eprintln!("{}", got.report);
+    assert_demo_body(&got.body);
+    let cut = got
+        .report
+        .causes
+        .iter()
+        .any(|&(cause, _)| cause == farewell_http::Cause::SendTimeout);
+    assert!(!cut, "cut by the send timeout: {}", got.report);
+    let outcome = got.outcome.expect("one teardown");
+    assert_eq!(outcome.ending, Ending::PeerClosed, "{outcome}");
     assert_eq!(
         got.counts.total(),
         0,
