@@ -20,26 +20,11 @@ fn serve_https(args: &[&str]) -> (Server, u16, BufReader<std::process::ChildStde
 /// curl over HTTPS to localhost:`port` (resolved to 127.0.0.1), trusting `cafile`.
 fn curl_https(cafile: &str, port: u16, args: &[&str]) -> Vec<u8> {
     let resolve = format!("localhost:{port}:127.0.0.1");
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--fail",
-            "--max-time",
-            "10",
-            "--cacert",
-            cafile,
-            "--resolve",
-            &resolve,
-        ])
-        .args(args)
-        .output()
-        .expect("curl runs (apt-get install curl)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let all: Vec<&str> = ["--cacert", cafile, "--resolve", resolve.as_str()]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    crate::http::curl(&all)
 }
 
 #[test]
