@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use farewell::{Closer, Policy};
+use farewell::{Closer, Closing, Policy};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -28,6 +28,17 @@ use std::os::fd::{AsFd, OwnedFd};
 pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Hands the stream, which hyper is done with, to `closer`.
     fn hand_over(self, closer: &Closer, policy: Policy);
+
+    /// As [`Handover::hand_over`], but a teardown that must wait is returned
+    /// for the connection's own task to await ([`Closer::close_here`]),
+    /// rather than spawned. By default it is spawned.
+    fn hand_over_here(self, closer: &Closer, policy: Policy) -> Option<Closing>
+    where
+        Self: Sized,
+    {
+        self.hand_over(closer, policy);
+        None
+    }
 
     /// The client's address, as the teardown's outcome will name it.
     fn peer(&self) -> Option<SocketAddr>;
@@ -60,6 +71,10 @@ impl Handover for TcpStream {
     /// then `SIOCOUTQ` = 0) covers those bytes all the same.
     fn hand_over(self, closer: &Closer, policy: Policy) {
         closer.close_with(self, Bytes::new(), policy);
+    }
+
+    fn hand_over_here(self, closer: &Closer, policy: Policy) -> Option<Closing> {
+        Some(closer.close_here(self, Bytes::new(), policy))
     }
 
     /// Under peer-first: deliver, then FIN and RST back to back (see
@@ -331,6 +346,18 @@ pub(crate) struct ConnState {
     /// connections that ever blocked hold a second descriptor), dropped by
     /// the IO before it hands the socket over.
     ack_probe: Mutex<Option<OwnedFd>>,
+    /// Where the IO's drop leaves the teardown for the connection's task to
+    /// run ([`ConnState::teardown_here`]).
+    here: Mutex<Here>,
+}
+
+/// The hand-over slot of [`ConnState::teardown_here`].
+#[derive(Default)]
+struct Here {
+    /// The connection's task is dropping hyper's connection and will await
+    /// what the IO's drop leaves here.
+    open: bool,
+    closing: Option<Closing>,
 }
 
 impl ConnState {
@@ -356,6 +383,42 @@ impl ConnState {
             bodies_waiting: AtomicUsize::new(0),
             abort: AtomicBool::new(false),
             ack_probe: Mutex::new(None),
+            here: Mutex::default(),
+        }
+    }
+
+    /// Drops `conn` (hyper's connection) and returns its socket's teardown,
+    /// if its IO was in it and the teardown must wait, for the connection's
+    /// task to await: one task per connection, start to end, rather than a
+    /// second one for the teardown. A socket hyper no longer holds (an
+    /// upgrade's, dropped later by its handler) is handed to the closer as
+    /// usual.
+    pub(crate) fn teardown_here<C>(&self, conn: C) -> Option<Closing> {
+        self.here().open = true;
+        drop(conn);
+        let mut here = self.here();
+        here.open = false;
+        here.closing.take()
+    }
+
+    fn here(&self) -> std::sync::MutexGuard<'_, Here> {
+        self.here.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands `stream` to the closer with `policy`: in this connection's task
+    /// when it is collecting ([`ConnState::teardown_here`]), else in a task of
+    /// the closer's.
+    fn give(&self, stream: impl Handover, policy: Policy) {
+        let closer = &self.shared.closer;
+        // Held across the hand-over, so a teardown is never left in a slot
+        // nobody will collect (an upgraded stream dropped by its handler
+        // while the task collects).
+        let mut here = self.here();
+        if here.open {
+            here.closing = stream.hand_over_here(closer, policy);
+        } else {
+            drop(here);
+            stream.hand_over(closer, policy);
         }
     }
 
@@ -521,7 +584,7 @@ impl ConnState {
             shared
                 .ended
                 .handed_over(|| stream.peer(), cause, requests, false);
-            stream.hand_over(&shared.closer, Policy::Abort);
+            self.give(stream, Policy::Abort);
         } else {
             self.hand_over(stream, mark, cause, requests, upgraded);
         }
@@ -549,7 +612,7 @@ impl ConnState {
                 shared
                     .ended
                     .handed_over(|| stream.peer(), cause, requests, false);
-                stream.hand_over(&shared.closer, shared.quiet_policy)
+                self.give(stream, shared.quiet_policy)
             }
             decide::Teardown::AfterGoodbye => {
                 // The last response (or GOAWAY) is the goodbye, whoever ended it.
@@ -557,7 +620,7 @@ impl ConnState {
                 shared
                     .ended
                     .handed_over(|| stream.peer(), cause, requests, goodbye);
-                stream.hand_over(&shared.closer, shared.policy)
+                self.give(stream, shared.policy)
             }
             decide::Teardown::CloseDelimited => {
                 stream.end_close_delimited(shared, shared.policy, cause, requests)

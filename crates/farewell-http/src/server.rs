@@ -667,7 +667,11 @@ impl Server {
         let close_notify = Arc::new(AtomicU64::new(0));
         let ended = Arc::new(Connections::new(self.on_connection.clone()));
         let tls = self.is_tls();
-        if tls || self.on_outcome.is_some() || self.on_connection.is_some() || record {
+        let hooked = self.on_outcome.is_some() || self.on_connection.is_some();
+        if tls || hooked || record {
+            // Counting endings (metrics, TLS `close_notify`) needs no
+            // addresses and no last probe: brief outcomes spare those syscalls.
+            closer = closer.brief_outcomes(!hooked);
             let hook = self.on_outcome.clone();
             let counted = Arc::clone(&close_notify);
             let joined = Arc::clone(&ended);
@@ -941,7 +945,7 @@ pub(crate) async fn serve_connection<S, B>(
     let tick = limits.tick();
     // hyper's connection lives in this block: it is dropped (and with it the
     // IO, unless an upgrade took it) before an upgraded stream is watched.
-    {
+    let closing = {
         let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
         // Boxed: hyper's connection (its buffers, its dispatcher) is most of
         // this task's size, and tokio moves a task's future whole when it
@@ -1064,6 +1068,14 @@ pub(crate) async fn serve_connection<S, B>(
                 timer_unpolled.store(true, Ordering::Relaxed);
             }
         }
+        state.teardown_here(conn)
+    };
+    // The socket's teardown (waiting for the client's FIN, say) goes on in
+    // this task, after the connection's timer and waiters are gone: no second
+    // task per connection. If this task is aborted (the drain's deadline),
+    // dropping the teardown ends it at once.
+    if let Some(closing) = closing {
+        closing.await;
     }
     // After an upgrade hyper is done, but the handler holds the socket: watch
     // it until the handler drops it (the drain at shutdown waits for this task).

@@ -75,6 +75,7 @@ struct Inner {
     policy: Policy,
     on_outcome: Option<OutcomeHook>,
     reap_time_wait: bool,
+    brief: bool,
     handle: Handle,
     in_flight: AtomicUsize,
     started: AtomicU64,
@@ -107,6 +108,7 @@ pub struct CloserBuilder {
     policy: Policy,
     on_outcome: Option<OutcomeHook>,
     reap_time_wait: bool,
+    brief: bool,
     handle: Option<Handle>,
 }
 
@@ -118,6 +120,22 @@ impl CloserBuilder {
     /// that the hook takes.
     pub fn on_outcome(mut self, hook: impl Fn(Outcome) + Send + Sync + 'static) -> Self {
         self.on_outcome = Some(Box::new(hook));
+        self
+    }
+
+    /// Makes the hook's outcomes brief: the ending, the TIME-WAIT side, the
+    /// goodbye's delivery as the teardown saw it and the durations, but not
+    /// the addresses nor the kernel's last word on the socket
+    /// ([`Outcome::local`], [`Outcome::peer`], [`Outcome::state_at_close`]
+    /// and [`Outcome::unacked_at_close`] stay `None`). That spares two to
+    /// four syscalls per teardown (`getsockname`, `getpeername`, `TCP_INFO`,
+    /// `SIOCOUTQ`), for a hook that only counts, such as metrics. Off by
+    /// default. A closer with no hook skips those calls anyway.
+    ///
+    /// With [`CloserBuilder::reap_time_wait`] the addresses are still asked
+    /// for: the reaper needs them.
+    pub fn brief_outcomes(mut self, brief: bool) -> Self {
+        self.brief = brief;
         self
     }
 
@@ -166,6 +184,7 @@ impl CloserBuilder {
                 policy: self.policy,
                 on_outcome: self.on_outcome,
                 reap_time_wait: self.reap_time_wait,
+                brief: self.brief,
                 handle,
                 in_flight: AtomicUsize::new(0),
                 started: AtomicU64::new(0),
@@ -193,6 +212,7 @@ impl Closer {
             policy,
             on_outcome: None,
             reap_time_wait: false,
+            brief: false,
             handle: None,
         }
     }
@@ -214,6 +234,61 @@ impl Closer {
         self.close_drained(stream, goodbye.into(), policy, ());
     }
 
+    /// As [`Closer::close_with`], but a teardown that must wait runs in the
+    /// caller's own task rather than in a new one: await the returned
+    /// [`Closing`].
+    ///
+    /// It saves what a task costs (an allocation, a scheduling round, a first
+    /// poll) and keeps the teardown on the thread that served the connection,
+    /// so a server that ends each connection in the task that served it
+    /// (`Connection: close` churn) pays less per connection. The teardown is
+    /// the same: it is counted in [`Closer::stats`] and [`Closer::in_flight`]
+    /// from this call, its outcome goes to the hook, and [`Closer::hurry`]
+    /// ends it.
+    ///
+    /// What needs no waiting runs here, as with [`Closer::close`]: when the
+    /// peer's FIN is already queued the teardown ends inside this call, and
+    /// the `Closing` is ready at once.
+    ///
+    /// Dropping the `Closing` before it is ready (say, the task is aborted)
+    /// ends the teardown at once, the way a hurry does: no FIN first, and
+    /// the outcome still goes to the hook.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use farewell::{Closer, Policy};
+    /// use tokio::io::AsyncWriteExt;
+    /// use tokio::net::TcpListener;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let closer = Closer::new(Policy::default());
+    /// let listener = TcpListener::bind("127.0.0.1:7878").await?;
+    /// loop {
+    ///     let (mut stream, _) = listener.accept().await?;
+    ///     let closer = closer.clone();
+    ///     tokio::spawn(async move {
+    ///         let _ = stream.write_all(b"hello\n").await;
+    ///         // The goodbye, then the teardown, in this connection's own task.
+    ///         closer.close_here(stream, &b"BYE\n"[..], Policy::default()).await;
+    ///     });
+    /// }
+    /// # }
+    /// ```
+    pub fn close_here(
+        &self,
+        stream: TcpStream,
+        goodbye: impl Into<Bytes>,
+        policy: Policy,
+    ) -> Closing {
+        Closing {
+            teardown: self
+                .start(stream, goodbye.into(), policy, ())
+                .map(|tracked| Box::pin(tracked) as Pin<Box<dyn Future<Output = ()> + Send>>),
+        }
+    }
+
     /// As [`Closer::close_with`], with `drain` seeing the bytes the teardown
     /// discards (the TLS layer's hook, [`crate::tls`]).
     pub(crate) fn close_drained(
@@ -223,12 +298,26 @@ impl Closer {
         policy: Policy,
         drain: impl crate::teardown::Drain,
     ) {
+        if let Some(tracked) = self.start(stream, goodbye, policy, drain) {
+            self.inner.handle.spawn(tracked);
+        }
+    }
+
+    /// Counts a teardown and runs what needs no waiting. Returns the rest, if
+    /// it must wait, for the caller to spawn or await.
+    fn start<D: crate::teardown::Drain>(
+        &self,
+        stream: TcpStream,
+        goodbye: Bytes,
+        policy: Policy,
+        drain: D,
+    ) -> Option<Tracked<impl Future<Output = Outcome> + Send + 'static>> {
         let inner = &self.inner;
         inner.in_flight.fetch_add(1, Ordering::AcqRel);
         inner.started.fetch_add(1, Ordering::Relaxed);
         // The addresses and the kernel's last word cost syscalls; ask only
         // when something will read more than the ending.
-        let report = if inner.on_outcome.is_some()
+        let report = if (inner.on_outcome.is_some() && !inner.brief)
             || inner.reap_time_wait
             || tracing::enabled!(tracing::Level::DEBUG)
         {
@@ -241,13 +330,18 @@ impl Closer {
         // already queued ends now, without a task or a timer. The rest goes
         // on in a task, from the wait it reached.
         match teardown.advance(&inner.hurry) {
-            Ok(finish) => Arc::clone(inner).finish_or_reap(teardown.conclude(finish)),
-            Err(_wait) => {
-                inner.handle.spawn(Tracked {
-                    teardown: crate::teardown::drive(teardown, Arc::clone(&inner.hurry)),
-                    inner: Some(Arc::clone(inner)),
-                });
+            Ok(finish) => {
+                Arc::clone(inner).finish_or_reap(teardown.conclude(finish));
+                None
             }
+            Err(_wait) => Some(Tracked {
+                teardown: crate::teardown::drive(
+                    teardown,
+                    Arc::clone(&inner.hurry),
+                    Cut(Arc::clone(inner)),
+                ),
+                inner: Some(Arc::clone(inner)),
+            }),
         }
     }
 
@@ -276,9 +370,9 @@ impl Closer {
     ///
     /// A teardown handed over after the hurry still asks the kernel for the
     /// connection's state first, so one that is not established ends as
-    /// [`Ending::NotEstablished`]. Dropping the runtime instead would close the
-    /// sockets plainly: our FIN first (server TIME-WAIT), or an RST with no
-    /// report.
+    /// [`Ending::NotEstablished`]. Shutting the runtime down with teardowns
+    /// pending cuts each the same way as its task is dropped (and reports
+    /// it), rather than closing the socket plainly with our FIN first.
     ///
     /// # Notes
     ///
@@ -361,6 +455,55 @@ impl<F: Future<Output = Outcome>> Future for Tracked<F> {
         let inner = this.inner.take().expect("Tracked polled after completion");
         inner.finish_or_reap(outcome);
         Poll::Ready(())
+    }
+}
+
+/// A dropped teardown of a closer's (its task aborted, its runtime shut
+/// down, its [`Closing`] dropped) ends at once, hurried, and is counted and
+/// reported like any other.
+struct Cut(Arc<Inner>);
+
+impl crate::teardown::Unfinished for Cut {
+    fn dropped<D: crate::teardown::Drain>(&mut self, t: crate::teardown::Teardown<D>) {
+        Arc::clone(&self.0).finish_or_reap(t.cut());
+    }
+}
+
+/// A teardown started by [`Closer::close_here`], run by awaiting it in the
+/// caller's own task.
+///
+/// Ready once the teardown has ended (its outcome went to the closer's hook).
+/// Dropping it before that ends the teardown at once, as [`Closer::hurry`]
+/// would.
+#[must_use = "a Closing does nothing unless awaited; dropping it ends the teardown at once"]
+pub struct Closing {
+    teardown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Closing {
+    /// The teardown has ended: it needed no waiting, or it was awaited to the end.
+    pub fn is_finished(&self) -> bool {
+        self.teardown.is_none()
+    }
+}
+
+impl Future for Closing {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(teardown) = &mut self.teardown {
+            std::task::ready!(teardown.as_mut().poll(cx));
+            self.teardown = None;
+        }
+        Poll::Ready(())
+    }
+}
+
+impl fmt::Debug for Closing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Closing")
+            .field("finished", &self.is_finished())
+            .finish()
     }
 }
 

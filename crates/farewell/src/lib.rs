@@ -87,7 +87,7 @@ mod teardown;
 #[cfg(feature = "rustls")]
 pub mod tls;
 
-pub use closer::{Closer, CloserBuilder, CloserStats};
+pub use closer::{Closer, CloserBuilder, CloserStats, Closing};
 pub use outcome::{Delivery, Ending, Outcome, TimeWait};
 pub use policy::{FinThenReset, Lingering, PeerFirst, Plain, Policy};
 pub use tcp_state::TcpState;

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
@@ -165,7 +165,50 @@ pub(crate) fn teardown<H: Urgency, D: Drain>(
     hurry: H,
     drain: D,
 ) -> impl Future<Output = Outcome> + Send + 'static {
-    drive(Teardown::new(stream, policy, goodbye, report, drain), hurry)
+    drive(
+        Teardown::new(stream, policy, goodbye, report, drain),
+        hurry,
+        LeaveOpen,
+    )
+}
+
+/// What becomes of a teardown whose future is dropped before it finished
+/// (its task aborted, its runtime shut down, a [`Closing`](crate::Closing)
+/// dropped).
+pub(crate) trait Unfinished: Send + 'static {
+    /// `t` was dropped at its last wait.
+    fn dropped<D: Drain>(&mut self, t: Teardown<D>);
+}
+
+/// [`close`]'s choice: the stream is dropped as it is, so the kernel closes
+/// it plainly. The caller dropped the future, and with it the outcome.
+pub(crate) struct LeaveOpen;
+
+impl Unfinished for LeaveOpen {
+    fn dropped<D: Drain>(&mut self, t: Teardown<D>) {
+        drop(t);
+    }
+}
+
+/// Holds a teardown while its future runs (`None` once it concluded), and
+/// hands it to `U` if the future is dropped first.
+struct Held<D: Drain, U: Unfinished> {
+    t: Option<Teardown<D>>,
+    unfinished: U,
+}
+
+impl<D: Drain, U: Unfinished> Held<D, U> {
+    fn get(&mut self) -> &mut Teardown<D> {
+        self.t.as_mut().expect("held until the end")
+    }
+}
+
+impl<D: Drain, U: Unfinished> Drop for Held<D, U> {
+    fn drop(&mut self) {
+        if let Some(t) = self.t.take() {
+            self.unfinished.dropped(t);
+        }
+    }
 }
 
 /// A wait the machine asked for, after one non-blocking look found nothing.
@@ -291,6 +334,27 @@ impl<D: Drain> Teardown<D> {
         }
     }
 
+    /// Ends the teardown now, the way [`Closer::hurry`](crate::Closer::hurry)
+    /// ends one: closes passively if the peer's FIN is in, otherwise one
+    /// non-blocking write of what is left of the goodbye, one probe, and a
+    /// reset. Never waits.
+    pub(crate) fn cut(mut self) -> Outcome {
+        self.machine.on_event(Instant::now(), Event::Hurry);
+        self.blocked = false;
+        // A hurried machine never waits: the loop ends at its first pass.
+        for _ in 0..3 {
+            if let Ok(finish) = self.advance(&NoHurry) {
+                return self.conclude(finish);
+            }
+            self.blocked = false;
+        }
+        debug_assert!(false, "a hurried teardown asked to wait");
+        self.conclude(Finish {
+            release: Release::Reset,
+            ending: crate::Ending::ResetAtDeadline,
+        })
+    }
+
     /// Releases the socket as `finish` says and writes the report.
     pub(crate) fn conclude(mut self, finish: Finish) -> Outcome {
         let last = match self.report {
@@ -332,31 +396,44 @@ impl<D: Drain> Teardown<D> {
 // `t` may have been run inline first ([`Teardown::advance`]); it goes on from
 // where that stopped.
 #[allow(clippy::manual_async_fn)] // deliberate: see the comment above
-pub(crate) fn drive<H: Urgency, D: Drain>(
-    mut t: Teardown<D>,
+                                  //
+                                  // If the future is dropped before it finished, `unfinished` gets the teardown.
+pub(crate) fn drive<H: Urgency, D: Drain, U: Unfinished>(
+    t: Teardown<D>,
     hurry: H,
+    unfinished: U,
 ) -> impl Future<Output = Outcome> + Send + 'static {
+    // Made outside the block, so the block keeps it in place (a local made
+    // inside would be a second copy of the teardown).
+    let mut held = Held {
+        t: Some(t),
+        unfinished,
+    };
     async move {
         // One timer for the whole teardown, re-armed per wait, and readiness polled
-        // straight on the t.stream (no per-wait readiness futures): a pending
+        // straight on the stream (no per-wait readiness futures): a pending
         // teardown stays small (see `Closer`'s memory note).
         // The hurry's waiter is created before the next look at the flag, so no
         // hurry is missed. One pinned pair, so each wait captures one pointer.
         let deadlines = Deadlines {
-            timer: tokio::time::sleep_until(t.machine.started().into()),
+            timer: tokio::time::sleep_until(held.get().machine.started().into()),
             hurry: hurry.wait(),
         };
         tokio::pin!(deadlines);
         let finish = loop {
             // (A hurry between an inline run and the waiter above is seen here.)
-            let Wait { write, read, until } = match t.advance(&hurry) {
-                Ok(finish) => break finish,
-                Err(wait) => wait,
+            // The teardown is borrowed anew on each side of the wait, so the
+            // future keeps no second pointer to it.
+            let (Wait { write, read, until }, stream) = {
+                let t = held.get();
+                match t.advance(&hurry) {
+                    Ok(finish) => break finish,
+                    Err(wait) => (wait, &t.stream),
+                }
             };
             deadlines.as_mut().project().timer.reset(until.into());
             // A `move` closure: the flags by value and two pointers, the
             // smallest thing a pending teardown can hold while it waits.
-            let stream = &t.stream;
             let mut waiting = deadlines.as_mut();
             let event = std::future::poll_fn(move |cx| {
                 // Read, then write, then the hurry and the timer: an EOF or
@@ -374,13 +451,14 @@ pub(crate) fn drive<H: Urgency, D: Drain>(
                 waiting.as_mut().poll_next(cx).map(Some)
             })
             .await;
+            let t = held.get();
             // Something happened: the next wait is worth a fresh attempt.
             t.blocked = false;
             if let Some(event) = event {
                 t.machine.on_event(Instant::now(), event);
             }
         };
-        t.conclude(finish)
+        held.t.take().expect("held until the end").conclude(finish)
     }
 }
 
@@ -493,9 +571,21 @@ fn is_transient(e: &io::Error) -> bool {
 /// a silent close (no `CAP_NET_ADMIN`), the machine hears of it
 /// ([`Event::RepairRefused`]) and decides again; returns the final decision.
 fn release(stream: TcpStream, finish: Finish, machine: &mut Machine) -> Finish {
-    if finish.release == Release::Close {
-        drop(stream);
-        return finish;
+    match finish.release {
+        Release::Close => {
+            drop(stream);
+            return finish;
+        }
+        Release::Reset => {
+            // Set on the runtime's own stream, which needs no reactor: a
+            // teardown cut while its runtime shuts down still resets.
+            if let Err(e) = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)) {
+                tracing::warn!(error = %e, "SO_LINGER 0 failed; the socket was closed without a reset");
+            }
+            drop(stream);
+            return finish;
+        }
+        Release::Silent => {}
     }
     let mut stream = match stream.into_std() {
         Ok(stream) => stream,

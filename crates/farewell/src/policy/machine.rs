@@ -722,6 +722,10 @@ impl Machine {
             // Closing with unread input sends RST whatever else ([F4](crate::facts#f4)).
             Release::Close if last.is_some_and(|p| p.unread > 0) => TimeWait::Nobody,
             Release::Close if both_fins => TimeWait::Peer,
+            // The peer's FIN was read, so nothing was left unread: our close
+            // answers it with our FIN, and the peer keeps TIME-WAIT. (When
+            // the kernel was asked, its state at close says the same.)
+            Release::Close if self.peer_fin && last.is_none() => TimeWait::Peer,
             Release::Close => match state_at_close {
                 Some(TcpState::CloseWait | TcpState::LastAck) => TimeWait::Peer,
                 Some(TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2) => {

@@ -6,6 +6,7 @@
 
 mod census;
 mod closer;
+mod closer_here;
 mod closer_hurry;
 mod common;
 mod delivery;
