@@ -39,44 +39,61 @@ fn main() {
         eprintln!("overhead: PORT must be a number, got {port:?}");
         std::process::exit(2);
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(async move {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap_or_else(|e| {
-                eprintln!("overhead: cannot listen on 127.0.0.1:{port}: {e}");
-                std::process::exit(1);
-            });
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        let stop = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    // OVERHEAD_WORKERS=N: a multi-thread runtime with N workers, the server
+    // in a spawned task (as `farewell bench http` runs it), to count what the
+    // scheduler's wakeups and searches cost too.
+    let workers: usize = std::env::var("OVERHEAD_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let runtime = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    }
+    .enable_all()
+    .build()
+    .expect("a tokio runtime");
+    let handle = runtime.handle().clone();
+    runtime
+        .block_on(handle.spawn(async move {
+            let listener = TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!("overhead: cannot listen on 127.0.0.1:{port}: {e}");
+                    std::process::exit(1);
+                });
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            let stop = async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            };
+            println!("ready");
+            let service = service_fn(http_demo::handle);
+            match server.as_str() {
+                "farewell" => {
+                    let report = farewell_http::Server::new()
+                        .shutdown_timeout(Duration::from_secs(2))
+                        .serve_hyper(listener, service, stop)
+                        .await
+                        .expect("serve");
+                    eprintln!("{report}");
+                }
+                "hyper" => {
+                    let n =
+                        http_baseline::serve(listener, service, stop, Duration::from_secs(2)).await;
+                    eprintln!("{n} connections");
+                }
+                other => {
+                    eprintln!("overhead: the server is farewell or hyper, not {other:?}");
+                    std::process::exit(2);
+                }
             }
-        };
-        println!("ready");
-        let service = service_fn(http_demo::handle);
-        match server.as_str() {
-            "farewell" => {
-                let report = farewell_http::Server::new()
-                    .shutdown_timeout(Duration::from_secs(2))
-                    .serve_hyper(listener, service, stop)
-                    .await
-                    .expect("serve");
-                eprintln!("{report}");
-            }
-            "hyper" => {
-                let n = http_baseline::serve(listener, service, stop, Duration::from_secs(2)).await;
-                eprintln!("{n} connections");
-            }
-            other => {
-                eprintln!("overhead: the server is farewell or hyper, not {other:?}");
-                std::process::exit(2);
-            }
-        }
-    });
+        }))
+        .expect("the server task");
 }

@@ -276,8 +276,12 @@ impl<D: Drain> Teardown<D> {
         // the socket that the readiness poll would not tell: a wait asked for
         // again at once needs no second attempt (a syscall).
         let mut blocked = std::mem::take(&mut self.blocked);
+        // One clock reading per run, a few non-blocking calls microseconds
+        // apart (the machine's deadlines are milliseconds at the least),
+        // read again after each read that found bytes: a flood may keep the
+        // loop reading, and its deadlines must still come.
+        let mut now = Instant::now();
         loop {
-            let now = Instant::now();
             if !self.machine.hurried() && hurry.is_hurried() {
                 self.machine.on_event(now, Event::Hurry);
             }
@@ -307,13 +311,13 @@ impl<D: Drain> Teardown<D> {
                         Ok(()) => Event::HalfClosed(before),
                         Err(e) => Event::Failed(e.kind()),
                     };
-                    self.machine.on_event(Instant::now(), event);
+                    self.machine.on_event(now, event);
                 }
                 Step::TryWrite => {
                     let pending = &self.goodbye[self.machine.written()..];
                     let event = try_io(&self.stream, Some(pending), false, &mut self.drain)
                         .unwrap_or(Event::Timer);
-                    self.machine.on_event(Instant::now(), event);
+                    self.machine.on_event(now, event);
                 }
                 Step::Wait { write, read, until } => {
                     let pending = &self.goodbye[self.machine.written()..];
@@ -323,7 +327,13 @@ impl<D: Drain> Teardown<D> {
                         read,
                         &mut self.drain,
                     ) {
-                        Some(event) => self.machine.on_event(Instant::now(), event),
+                        Some(event) => {
+                            let more = matches!(event, Event::Read(_));
+                            self.machine.on_event(now, event);
+                            if more {
+                                now = Instant::now();
+                            }
+                        }
                         None => {
                             self.blocked = true;
                             return Err(Wait { write, read, until });
