@@ -377,6 +377,37 @@ fn bench_http_close_spread_moves_time_wait_to_the_many_clients_and_sees_no_error
     );
 }
 
+/// `--rate`: the close-spread clients start request `k` at `k / rate`
+/// seconds, so a 1 s run (`--quick`) at 40 requests per second answers at
+/// most 40 of the 300 it may start; and a rate that is no number is refused
+/// with a message that says what to give.
+#[test]
+fn bench_http_rate_paces_the_close_spread_clients() {
+    let report = bench_http_quick(&["--no-nginx", "--modes", "close-spread", "--rate", "40"]);
+    assert_eq!(report["spread"]["rate"], 40.0, "{report}");
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "one run per in-process server: {report}");
+    for run in runs {
+        let requests = run["requests"].as_u64().unwrap();
+        assert!(
+            (1..=40).contains(&requests),
+            "paced at 40/s for 1 s, answered {requests}: {run}"
+        );
+        assert_eq!(run["errors"], 0, "{run}");
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["bench", "http", "--rate", "fast"])
+        .output()
+        .expect("the farewell binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("requests per second"),
+        "the error says what a rate is: {stderr}"
+    );
+}
+
 /// `bench http --tls`: the three servers over TLS, wrk over https; the
 /// close-spread mode is left out (its client speaks plain HTTP) and
 /// farewell-http keeps no TIME-WAIT.

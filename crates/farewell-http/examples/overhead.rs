@@ -8,8 +8,10 @@
 //! Serves the demo handler (`farewell_lab::support::http_demo::handle`, the
 //! handler behind `farewell serve-http`) on `127.0.0.1:PORT` with either
 //! farewell-http (default settings, peer-first) or plain hyper-util
-//! (`farewell_lab::support::http_baseline`), on a current-thread runtime so
-//! every instruction is the server's one thread. It prints `ready` once
+//! (`farewell_lab::support::http_baseline`), in a task on a current-thread
+//! runtime so every instruction is the server's one thread
+//! (`OVERHEAD_WORKERS=N`: a multi-thread runtime with N workers, as
+//! `farewell bench http` runs the servers). It prints `ready` once
 //! listening and stops on SIGTERM or SIGINT (callgrind then writes its
 //! profile). Drive it from outside valgrind with a client that sends a
 //! known number of requests: `overhead.py` next to this file does it for

@@ -9,7 +9,11 @@
 //! the goodbye, close: the fair one for a policy that writes a goodbye); next
 //! to them, one `farewell::close` per policy (`<policy>_close_after_peer_fin`)
 //! and a whole peer-first teardown through a `Closer`
-//! (`closer_peer_first_after_peer_fin`).
+//! (`closer_peer_first_after_peer_fin`). The last two wait for a FIN that
+//! comes after the hand-over, in a task of the closer's
+//! (`closer_peer_first_waiting`) or in the caller's own
+//! (`close_here_peer_first_waiting`): for those, `plain_write_drop` is still
+//! the baseline, as a plain server never waits for the client.
 
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
@@ -29,24 +33,47 @@ fn cpu() -> Duration {
 
 /// A connected pair whose client has already sent its FIN (a half-close:
 /// `shutdown(Write)`, so it still takes the goodbye and ACKs it, as a
-/// cooperative client does), the server's end handed to the runtime as a server would hold it after serving: registered,
-/// with tokio already knowing it is readable and writable (a stream fresh
+/// cooperative client does), the server's end handed to the runtime as a
+/// server would hold it after serving: registered, with tokio already knowing
+/// it is readable and writable (a stream fresh
 /// from `from_std` would cost every contender an extra trip through epoll).
 fn peer_closed_pair(
     runtime: &tokio::runtime::Runtime,
     listener: &TcpListener,
     addr: SocketAddr,
 ) -> (tokio::net::TcpStream, TcpStream) {
+    let (server, client) = open_pair(runtime, listener, addr);
+    client.shutdown(Shutdown::Write).unwrap();
+    runtime.block_on(server.readable()).unwrap();
+    (server, client)
+}
+
+/// As [`peer_closed_pair`], the client still open: the teardown has to
+/// wait for its FIN.
+fn open_pair(
+    runtime: &tokio::runtime::Runtime,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> (tokio::net::TcpStream, TcpStream) {
     let client = TcpStream::connect(addr).unwrap();
     let (server, _) = listener.accept().unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
+    // Readable once the client's FIN comes (below), writable now.
+    client.set_nodelay(true).unwrap();
     server.set_nonblocking(true).unwrap();
     runtime.block_on(async {
         let stream = tokio::net::TcpStream::from_std(server).unwrap();
-        stream.readable().await.unwrap();
         stream.writable().await.unwrap();
         (stream, client)
     })
+}
+
+/// Runs `future` to its first wait (one poll), as the task it would be
+/// part of does before the peer's FIN comes.
+fn poll_once<F: std::future::Future + Unpin>(runtime: &tokio::runtime::Runtime, future: &mut F) {
+    runtime.block_on(std::future::poll_fn(|cx| {
+        let _ = std::pin::Pin::new(&mut *future).poll(cx);
+        std::task::Poll::Ready(())
+    }));
 }
 
 fn teardown(c: &mut Criterion) {
@@ -129,6 +156,56 @@ fn teardown(c: &mut Criterion) {
                     closer.close(stream, &b"BYE quit\n"[..]);
                     closer.idle().await;
                 });
+                total += cpu() - start;
+                drop(client); // not timed
+            }
+            total
+        })
+    });
+    // The same, when the peer's FIN comes only after the hand-over (an HTTP
+    // client closing once it has read the response): the teardown waits,
+    // then wakes for the FIN. Timed: the hand-over with its first poll, and
+    // the run after the FIN; not timed: the client's `shutdown`, in whose
+    // syscall loopback also runs the server's receive. In a task of the
+    // closer's (`close`, then `idle`), or in the caller's own
+    // (`close_here`, as farewell-http runs it).
+    group.bench_function("closer_peer_first_waiting", |b| {
+        let closer = runtime.block_on(async { Closer::new(Policy::default()) });
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (stream, client) = open_pair(&runtime, &listener, addr);
+                let start = cpu();
+                runtime.block_on(async {
+                    closer.close(stream, &b"BYE quit\n"[..]);
+                    // The teardown's task runs to its wait.
+                    tokio::task::yield_now().await;
+                });
+                total += cpu() - start;
+                client.shutdown(Shutdown::Write).unwrap(); // not timed
+                let start = cpu();
+                runtime.block_on(closer.idle());
+                total += cpu() - start;
+                drop(client); // not timed
+            }
+            total
+        })
+    });
+    group.bench_function("close_here_peer_first_waiting", |b| {
+        let closer = runtime.block_on(async { Closer::new(Policy::default()) });
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (stream, client) = open_pair(&runtime, &listener, addr);
+                let start = cpu();
+                let mut closing = runtime.block_on(async {
+                    closer.close_here(stream, &b"BYE quit\n"[..], Policy::default())
+                });
+                poll_once(&runtime, &mut closing);
+                total += cpu() - start;
+                client.shutdown(Shutdown::Write).unwrap(); // not timed
+                let start = cpu();
+                runtime.block_on(closing);
                 total += cpu() - start;
                 drop(client); // not timed
             }

@@ -123,6 +123,23 @@ pub struct HttpArgs {
     /// made for the run; wrk over https (close-spread is left out: its client speaks plain HTTP).
     #[arg(long)]
     tls: bool,
+    /// close-spread: start at most R requests per second in all (paced: request k starts at
+    /// k/R s, when a connection is free), from loopback and from the hosts alike. Below what
+    /// the machine can take, nothing saturates, so `all µs/r` is what each response cost the
+    /// machine rather than a restatement of the rate; pick R under every server's req/s of an
+    /// unpaced run.
+    #[arg(long, value_name = "R", value_parser = positive_rate)]
+    rate: Option<f64>,
+}
+
+/// A request rate: a finite number above 0.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "`{s}` is not a rate: give requests per second, a number above 0 (e.g. 8000)"
+        )),
+    }
 }
 
 /// Runs the benchmark and prints the report.
@@ -144,6 +161,7 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         nginx: !args.no_nginx,
         tls: args.tls,
         hosts: args.hosts,
+        rate: args.rate,
     };
     let report = http::run(&config, |target, mode, hosts, round| {
         let clients = hosts.map_or_else(String::new, |n| format!(" from {n} hosts"));

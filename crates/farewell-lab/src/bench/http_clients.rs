@@ -59,6 +59,11 @@ pub struct HttpLoad {
     pub duration: Duration,
     /// Stop after this many requests in all (for short test runs).
     pub max_requests: Option<u64>,
+    /// Start at most this many requests per second, in all: request `k`
+    /// (counted across the clients) starts at `k / rate` seconds, or later
+    /// when no client is free. `None`: each client starts its next request
+    /// as soon as the last one ended.
+    pub rate: Option<f64>,
 }
 
 /// Why requests failed, by kind.
@@ -147,11 +152,21 @@ pub async fn closed_loop(load: HttpLoad, sources: impl Sources) -> HttpCount {
         let (sources, budget, request) = (sources.clone(), budget.clone(), request.clone());
         tasks.push(tokio::spawn(async move {
             let mut count = HttpCount::default();
-            while Instant::now() < deadline
-                && load
-                    .max_requests
-                    .map_or(true, |max| budget.fetch_add(1, Ordering::Relaxed) < max)
-            {
+            loop {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let ticket = budget.fetch_add(1, Ordering::Relaxed);
+                if load.max_requests.is_some_and(|max| ticket >= max) {
+                    break;
+                }
+                if let Some(rate) = load.rate {
+                    let due = started + Duration::from_secs_f64(ticket as f64 / rate);
+                    if due >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 match request_hello(load.server, &request, &sources).await {
                     Ok(()) => count.responses += 1,
                     Err(failure) => {

@@ -352,6 +352,7 @@ async fn drive_spread(
             connections: connections as usize,
             duration: Duration::from_secs_f64(load.spread.duration_s),
             max_requests: load.spread.max_requests.map(|max| (max / n).max(1)),
+            rate: load.spread.rate.map(|rate| rate / n as f64),
         };
         // Netns::run blocks until the clients are done; on the clients'
         // runtime's blocking pool, never on a server thread.

@@ -52,6 +52,10 @@ pub struct HttpConfig {
     /// addresses; the connections shared out). Skipped, with a line on
     /// stderr, without `CAP_NET_ADMIN`.
     pub hosts: Option<u32>,
+    /// close-spread: start at most this many requests per second in all
+    /// (see [`HttpLoad::rate`]); `None` runs closed-loop, as fast as the
+    /// clients go.
+    pub rate: Option<f64>,
 }
 
 impl WrkSettings {
@@ -240,6 +244,8 @@ pub struct SpreadSettings {
     pub source_addresses: u64,
     /// --quick: the run stops after this many requests in all.
     pub max_requests: Option<u64>,
+    /// `--rate`: requests started per second at most, in all (null: unpaced).
+    pub rate: Option<f64>,
 }
 
 /// The many-host runs' settings (`--hosts`).
@@ -310,6 +316,7 @@ pub fn run(
             Some(max) => u64::from(max) * u64::from(wrk.threads),
             None => time_wait_budget(),
         }),
+        rate: config.rate,
     };
     if modes.iter().any(|m| m.uses_wrk()) {
         wrk::check()?;
@@ -506,6 +513,7 @@ async fn drive(addr: SocketAddr, mode: Mode, load: &Load) -> anyhow::Result<Meas
             connections: spread.connections as usize,
             duration: Duration::from_secs_f64(spread.duration_s),
             max_requests: spread.max_requests,
+            rate: spread.rate,
         },
         load.sources.clone(),
     );
@@ -662,6 +670,13 @@ impl HttpReport {
              its own source address (127.1.x.y, {} in turn)",
             s.threads, s.connections, s.duration_s, s.source_addresses
         );
+            if let Some(rate) = s.rate {
+                let _ = writeln!(
+                    out,
+                    "close-spread paced: at most {rate} requests started per second in all \
+                     (shared out among the hosts); compare the CPU columns, not req/s"
+                );
+            }
         }
         if let Some(h) = report.hosts {
             let _ = writeln!(
