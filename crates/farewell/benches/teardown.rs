@@ -198,9 +198,10 @@ fn teardown(c: &mut Criterion) {
             for _ in 0..iters {
                 let (stream, client) = open_pair(&runtime, &listener, addr);
                 let start = cpu();
-                let mut closing = runtime.block_on(async {
+                let mut closing = {
+                    let _runtime = runtime.enter();
                     closer.close_here(stream, &b"BYE quit\n"[..], Policy::default())
-                });
+                };
                 poll_once(&runtime, &mut closing);
                 total += cpu() - start;
                 client.shutdown(Shutdown::Write).unwrap(); // not timed
