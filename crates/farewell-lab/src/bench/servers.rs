@@ -7,7 +7,8 @@
 //!
 //! - `plain-tokio`: write the goodbye, drop the stream — what a tokio server
 //!   does today. The server sends the first FIN and keeps TIME-WAIT.
-//! - `peer-first`: hand the stream and the goodbye to a [`Closer`] with the
+//! - `peer-first`: hand the stream and the goodbye to a [`Closer`]
+//!   ([`Closer::close_here`], in the connection's task) with the
 //!   default peer-first policy.
 //! - `abort`: a [`Closer`] with [`Policy::Abort`] (goodbye, then RST).
 
@@ -162,7 +163,9 @@ async fn serve_connection(mut stream: TcpStream, closer: Option<Closer>) {
     };
     let goodbye = farewell_server::flp::goodbye(reason);
     match closer {
-        Some(closer) => closer.close(stream, goodbye),
+        // In this connection's own task, as a server that ends each
+        // connection where it served it would: no second task.
+        Some(closer) => closer.close_here(stream, goodbye, closer.policy()).await,
         None => {
             let _ = stream.write_all(goodbye).await;
             drop(stream);
