@@ -117,7 +117,8 @@ pub(super) async fn serve<P: Protocol>(
             }
         }
     };
-    shared.goodbye(stream, reason, unsent, true);
+    // The teardown goes on in this task: no second task per connection.
+    shared.goodbye_here(stream, reason, unsent).await;
 }
 
 /// Reads once into the thread's scratch buffer, feeds the conversation and
@@ -171,6 +172,37 @@ impl<P: Protocol> Shared<P> {
     /// replies not yet written in front of the protocol's goodbye.
     /// `served` is false for a connection shed at accept (never counted as open).
     pub(super) fn goodbye(&self, stream: TcpStream, reason: Reason, unsent: Vec<u8>, served: bool) {
+        let (goodbye, policy) = self.farewell(&stream, reason, unsent, served);
+        self.closer.close_with(stream, goodbye, policy);
+        // Only now: the drain waits for no connection open *and* the closer
+        // idle, so the teardown must be in flight before the connection stops
+        // counting as open, or the drain could end between the two.
+        self.counts.goodbye(reason, served);
+    }
+
+    /// As [`Shared::goodbye`] for a served connection, the teardown running
+    /// in the caller's task ([`farewell::Closer::close_here`]): await it.
+    pub(super) fn goodbye_here(
+        &self,
+        stream: TcpStream,
+        reason: Reason,
+        unsent: Vec<u8>,
+    ) -> farewell::Closing {
+        let (goodbye, policy) = self.farewell(&stream, reason, unsent, true);
+        let closing = self.closer.close_here(stream, goodbye, policy);
+        // After the hand-over, as in `goodbye`: the closer counts it now.
+        self.counts.goodbye(reason, true);
+        closing
+    }
+
+    /// The goodbye's bytes (unsent replies first) and the policy for `reason`.
+    fn farewell(
+        &self,
+        stream: &TcpStream,
+        reason: Reason,
+        unsent: Vec<u8>,
+        served: bool,
+    ) -> (Bytes, farewell::Policy) {
         super::metrics::goodbye(reason);
         tracing::debug!(peer = ?stream.peer_addr().ok(), %reason, "goodbye");
         let goodbye = self.protocol.goodbye(reason);
@@ -186,10 +218,6 @@ impl<P: Protocol> Shared<P> {
             Reason::Shutdown => self.shutdown_policy,
             _ => self.config.policy,
         };
-        self.closer.close_with(stream, goodbye, policy);
-        // Only now: the drain waits for no connection open *and* the closer
-        // idle, so the teardown must be in flight before the connection stops
-        // counting as open, or the drain could end between the two.
-        self.counts.goodbye(reason, served);
+        (goodbye, policy)
     }
 }
