@@ -404,10 +404,9 @@ impl<D: Drain> Teardown<D> {
 // where an `async fn` would copy its argument into a second slot.
 //
 // `t` may have been run inline first ([`Teardown::advance`]); it goes on from
-// where that stopped.
+// where that stopped. If the future is dropped before it finished,
+// `unfinished` gets the teardown.
 #[allow(clippy::manual_async_fn)] // deliberate: see the comment above
-                                  //
-                                  // If the future is dropped before it finished, `unfinished` gets the teardown.
 pub(crate) fn drive<H: Urgency, D: Drain, U: Unfinished>(
     t: Teardown<D>,
     hurry: H,
