@@ -460,6 +460,12 @@ impl Server {
     /// deadline are cut: their reads and writes fail, and once the handler
     /// drops the stream it is reset after its bytes are ACKed. They count in
     /// [`ServeReport::forced`].
+    ///
+    /// A connection's teardown (peer-first waiting for the client's FIN after
+    /// the last response) runs in the connection's task, so the timeout
+    /// bounds it too: one still waiting at the deadline ends then, as
+    /// [`farewell::Closer::hurry`] ends it (a passive close if the FIN came,
+    /// else a reset), and counts in [`ServeReport::forced`].
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Server {
         self.shutdown_timeout = timeout.min(farewell::policy::MAX_WAIT);
         self
@@ -1180,8 +1186,9 @@ pub struct ServeReport {
     pub connections: u64,
     /// Requests handed to the service.
     pub requests: u64,
-    /// Connections still open when the shutdown timeout passed; they were reset
-    /// once their written bytes were ACKed (or the policy's bound ended).
+    /// Connections still open (or still in their teardown) when the shutdown
+    /// timeout passed; they were reset once their written bytes were ACKed
+    /// (or the policy's bound ended), a teardown as a hurry ends it.
     pub forced: usize,
     /// Every teardown, counted by [`farewell::Ending`].
     pub teardowns: CloserStats,

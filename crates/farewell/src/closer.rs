@@ -27,7 +27,12 @@ type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 /// calls only (the kernel's state, the goodbye's write, one read): a
 /// teardown that can end at once, because the peer's FIN is already queued,
 /// ends right there, without a task or a timer. Only a teardown that must
-/// wait becomes a task.
+/// wait becomes a task; with [`Closer::close_here`] it runs in the caller's
+/// own task instead (await the [`Closing`]), which saves the task.
+///
+/// A teardown whose task or [`Closing`] is dropped before it ends (a task
+/// aborted, the runtime shut down) is cut as [`Closer::hurry`] would cut it,
+/// and reported: never closed plainly with our FIN first.
 ///
 /// Each such teardown is one small task; it holds no buffer of its own (reads go to
 /// a per-thread scratch buffer), so many thousands can be pending at once.

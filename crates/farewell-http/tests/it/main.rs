@@ -13,5 +13,6 @@ mod limits;
 mod outcomes;
 mod python;
 mod statuses;
+mod teardown_task;
 mod tls;
 mod websocket;

@@ -1,0 +1,87 @@
+//! A connection's teardown runs in the connection's own task
+//! (`Closer::close_here`): the shutdown timeout bounds it like the rest of
+//! the connection, and cutting the task cuts the teardown as a hurry would —
+//! a reset the client sees, no TIME-WAIT on the server — rather than closing
+//! the socket plainly.
+
+use crate::common;
+
+use std::io;
+use std::time::Duration;
+
+use common::*;
+use farewell::{Ending, PeerFirst, Policy};
+use farewell_http::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Bounds every wait here; none is a speed assertion.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// Reads until `needle` has arrived (bounded).
+async fn read_until(client: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(BOUND, async {
+        while !got.windows(needle.len()).any(|w| w == needle) {
+            let n = client.read(&mut buf).await.expect("the response arrives");
+            assert!(n > 0, "EOF before the response ended: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the whole response within the bound");
+    got
+}
+
+/// A client that read its `Connection: close` response and never closes:
+/// peer-first waits for its FIN for the whole grace (a minute here). The
+/// shutdown's 300 ms bound ends that wait (`Running::shutdown` would fail
+/// after 20 s), the client gets a reset, the server keeps nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_cuts_a_teardown_still_waiting_for_the_clients_fin() {
+    let policy = Policy::PeerFirst(PeerFirst {
+        grace: Duration::from_secs(60),
+        drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
+        ..PeerFirst::default()
+    });
+    let running = start(
+        Server::new()
+            .policy(policy)
+            .shutdown_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    let port = running.addr.port();
+    let outcomes = std::sync::Arc::clone(&running.outcomes);
+
+    let mut client = TcpStream::connect(running.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let response = read_until(&mut client, b"hello from farewell-http\n").await;
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+    // hyper is done once the response is out; give the task a moment to
+    // reach the teardown's wait (it has nothing else to do).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        outcomes.lock().unwrap().is_empty(),
+        "the teardown waits for the client's FIN"
+    );
+
+    let report = running.shutdown().await;
+    assert_eq!(report.forced, 1, "the waiting teardown was cut: {report}");
+    let ended: Vec<Ending> = outcomes.lock().unwrap().iter().map(|o| o.ending).collect();
+    assert_eq!(ended, vec![Ending::ResetAtDeadline], "cut as a hurry cuts");
+
+    let mut rest = [0u8; 64];
+    let read = tokio::time::timeout(BOUND, client.read(&mut rest))
+        .await
+        .expect("the client hears of the cut");
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(io::ErrorKind::ConnectionReset),
+        "a reset, not our FIN"
+    );
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
