@@ -10,14 +10,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{clean_listener, kernel_state, settle, GOODBYE};
-use farewell::{Closer, Ending, Outcome, PeerFirst, Policy, TcpState, TimeWait};
-use tokio::io::AsyncReadExt;
+use common::{
+    clean_listener, closer_with_outcomes, kernel_state, read_to_end_or_error, read_whole_goodbye,
+    settle, GOODBYE, PEER_BOUND,
+};
+use farewell::{Closer, Ending, PeerFirst, Policy, TcpState, TimeWait};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-
-/// Bounds every wait in this file; none is a speed assertion.
-const BOUND: Duration = Duration::from_secs(10);
 
 /// Peer-first with a grace long enough that only the peer or a cut ends it.
 fn patient() -> Policy {
@@ -25,41 +23,6 @@ fn patient() -> Policy {
         grace: Duration::from_secs(60),
         ..PeerFirst::default()
     })
-}
-
-fn closer(policy: Policy) -> (Closer, UnboundedReceiver<Outcome>) {
-    let (tx, rx) = unbounded_channel();
-    let closer = Closer::builder(policy)
-        .on_outcome(move |o| {
-            let _ = tx.send(o);
-        })
-        .build();
-    (closer, rx)
-}
-
-/// Reads until EOF or an error (bounded): what arrived, and the error if any.
-async fn read_to_end_or_error(client: &mut TcpStream) -> (Vec<u8>, Option<io::ErrorKind>) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 256];
-    let deadline = tokio::time::Instant::now() + BOUND;
-    loop {
-        match tokio::time::timeout_at(deadline, client.read(&mut buf)).await {
-            Err(_) => panic!("the peer saw neither EOF nor a reset within {BOUND:?}"),
-            Ok(Ok(0)) => return (got, None),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Ok(Err(e)) => return (got, Some(e.kind())),
-        }
-    }
-}
-
-/// Reads (bounded) until the whole goodbye has arrived.
-async fn read_goodbye(client: &mut TcpStream) {
-    let mut got = vec![0u8; GOODBYE.len()];
-    tokio::time::timeout(BOUND, client.read_exact(&mut got))
-        .await
-        .expect("the goodbye arrives")
-        .unwrap();
-    assert_eq!(got, GOODBYE);
 }
 
 /// The peer's view after a cut: the goodbye, then a reset (not EOF), and its
@@ -89,7 +52,7 @@ async fn assert_cut(client: &mut TcpStream, server: SocketAddr) {
 async fn close_here_runs_the_teardown_in_the_callers_task() {
     let listener = clean_listener().await;
     let server_addr = listener.local_addr().unwrap();
-    let (closer, mut outcomes) = closer(patient());
+    let (closer, mut outcomes) = closer_with_outcomes(patient());
     let mut client = TcpStream::connect(server_addr).await.unwrap();
     let (server, _) = listener.accept().await.unwrap();
     let client_addr = client.local_addr().unwrap();
@@ -98,10 +61,10 @@ async fn close_here_runs_the_teardown_in_the_callers_task() {
     assert!(!closing.is_finished(), "the peer has not closed yet");
     assert_eq!(closer.in_flight(), 1, "counted from the call");
     let peer = async move {
-        read_goodbye(&mut client).await;
+        read_whole_goodbye(&mut client).await;
         drop(client); // the peer's FIN: the teardown closes passively
     };
-    tokio::time::timeout(BOUND, async { tokio::join!(closing, peer) })
+    tokio::time::timeout(PEER_BOUND, async { tokio::join!(closing, peer) })
         .await
         .expect("the teardown ends once the peer closes");
 
@@ -125,7 +88,7 @@ async fn close_here_runs_the_teardown_in_the_callers_task() {
 #[tokio::test]
 async fn close_here_is_ready_at_once_when_the_peers_fin_is_queued() {
     let listener = clean_listener().await;
-    let (closer, mut outcomes) = closer(patient());
+    let (closer, mut outcomes) = closer_with_outcomes(patient());
     let client = TcpStream::connect(listener.local_addr().unwrap())
         .await
         .unwrap();
@@ -133,7 +96,7 @@ async fn close_here_is_ready_at_once_when_the_peers_fin_is_queued() {
     drop(client);
     // Bounded wait until the kernel has the peer's FIN (CLOSE-WAIT).
     let (local, peer) = (server.local_addr().unwrap(), server.peer_addr().unwrap());
-    tokio::time::timeout(BOUND, async {
+    tokio::time::timeout(PEER_BOUND, async {
         while kernel_state(local, peer) != Some(TcpState::CloseWait) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -153,13 +116,13 @@ async fn close_here_is_ready_at_once_when_the_peers_fin_is_queued() {
 async fn dropping_a_closing_cuts_the_teardown_with_a_reset() {
     let listener = clean_listener().await;
     let server_addr = listener.local_addr().unwrap();
-    let (closer, mut outcomes) = closer(patient());
+    let (closer, mut outcomes) = closer_with_outcomes(patient());
     let mut client = TcpStream::connect(server_addr).await.unwrap();
     let (server, _) = listener.accept().await.unwrap();
 
     // The teardown runs in a task of its own; aborting the task drops it.
     let task = tokio::spawn(closer.close_here(server, GOODBYE, patient()));
-    read_goodbye(&mut client).await;
+    read_whole_goodbye(&mut client).await;
     assert_eq!(closer.in_flight(), 1, "waiting for a peer that stays");
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
@@ -202,7 +165,7 @@ fn shutting_the_runtime_down_cuts_pending_teardowns() {
     clients.block_on(async {
         for peer in peers.drain(..) {
             let mut client = TcpStream::from_std(peer).unwrap();
-            read_goodbye(&mut client).await;
+            read_whole_goodbye(&mut client).await;
             clients_std.push(client);
         }
     });

@@ -8,15 +8,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{clean_listener, kernel_state, settle, GOODBYE};
+use common::{
+    clean_listener, closer_with_outcomes, kernel_state, read_to_end_or_error, read_whole_goodbye,
+    settle, GOODBYE, PEER_BOUND,
+};
 use farewell::census::{self, Filter, StateSet};
-use farewell::{Closer, Delivery, Ending, Lingering, Outcome, PeerFirst, Policy, TcpState};
-use tokio::io::AsyncReadExt;
+use farewell::{Delivery, Ending, Lingering, PeerFirst, Policy, TcpState};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-
-/// Bounds every wait in this file; none is a speed assertion.
-const BOUND: Duration = Duration::from_secs(10);
 
 /// Policies that, without the hurry, would keep a peer that ignores the
 /// goodbye for a minute.
@@ -35,41 +33,6 @@ fn slow_policies() -> [Policy; 2] {
     ]
 }
 
-fn closer(policy: Policy) -> (Closer, UnboundedReceiver<Outcome>) {
-    let (tx, rx) = unbounded_channel();
-    let closer = Closer::builder(policy)
-        .on_outcome(move |o| {
-            let _ = tx.send(o);
-        })
-        .build();
-    (closer, rx)
-}
-
-/// Reads until EOF or an error (bounded): what arrived, and the error if any.
-async fn read_to_end_or_error(client: &mut TcpStream) -> (Vec<u8>, Option<io::ErrorKind>) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 256];
-    let deadline = tokio::time::Instant::now() + BOUND;
-    loop {
-        match tokio::time::timeout_at(deadline, client.read(&mut buf)).await {
-            Err(_) => panic!("the peer saw neither EOF nor a reset within {BOUND:?}"),
-            Ok(Ok(0)) => return (got, None),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Ok(Err(e)) => return (got, Some(e.kind())),
-        }
-    }
-}
-
-/// Reads (bounded) until the whole goodbye has arrived.
-async fn read_goodbye(client: &mut TcpStream) {
-    let mut got = vec![0u8; GOODBYE.len()];
-    tokio::time::timeout(BOUND, client.read_exact(&mut got))
-        .await
-        .expect("the goodbye arrives")
-        .unwrap();
-    assert_eq!(got, GOODBYE);
-}
-
 /// Sockets on the server's address other than the listener, per the kernel.
 fn server_sockets(server: SocketAddr) -> census::StateCounts {
     census::count_by_state(&Filter::local(server).states(StateSet::all().without(TcpState::Listen)))
@@ -81,20 +44,20 @@ async fn hurry_resets_slow_teardowns_of_peers_that_ignore_the_goodbye() {
     for policy in slow_policies() {
         let listener = clean_listener().await;
         let server_addr = listener.local_addr().unwrap();
-        let (closer, mut outcomes) = closer(policy);
+        let (closer, mut outcomes) = closer_with_outcomes(policy);
         let mut clients = Vec::new();
         for _ in 0..3 {
             let mut client = TcpStream::connect(server_addr).await.unwrap();
             let (server, _) = listener.accept().await.unwrap();
             closer.close(server, GOODBYE);
             // The client takes the goodbye and keeps its socket open.
-            read_goodbye(&mut client).await;
+            read_whole_goodbye(&mut client).await;
             clients.push(client);
         }
         assert_eq!(closer.in_flight(), 3, "{policy}: all wait for the peers");
 
         closer.hurry();
-        tokio::time::timeout(BOUND, closer.idle())
+        tokio::time::timeout(PEER_BOUND, closer.idle())
             .await
             .unwrap_or_else(|_| panic!("{policy}: hurried teardowns end"));
 
@@ -136,12 +99,14 @@ async fn hurry_before_the_handover_still_sends_the_goodbye_once_then_resets() {
     let listener = clean_listener().await;
     let server_addr = listener.local_addr().unwrap();
     let [_, peer_first] = slow_policies();
-    let (closer, mut outcomes) = closer(peer_first);
+    let (closer, mut outcomes) = closer_with_outcomes(peer_first);
     closer.hurry();
     let mut client = TcpStream::connect(server_addr).await.unwrap();
     let (server, _) = listener.accept().await.unwrap();
     closer.close(server, GOODBYE);
-    tokio::time::timeout(BOUND, closer.idle()).await.unwrap();
+    tokio::time::timeout(PEER_BOUND, closer.idle())
+        .await
+        .unwrap();
 
     let (got, error) = read_to_end_or_error(&mut client).await;
     assert_eq!(got, GOODBYE, "one write attempt: the goodbye went out");
@@ -156,7 +121,7 @@ async fn hurry_closes_passively_when_the_peer_fin_is_in_and_the_peer_keeps_time_
     let listener = clean_listener().await;
     let server_addr = listener.local_addr().unwrap();
     let [_, peer_first] = slow_policies();
-    let (closer, mut outcomes) = closer(peer_first);
+    let (closer, mut outcomes) = closer_with_outcomes(peer_first);
     let mut client = TcpStream::connect(server_addr).await.unwrap();
     let client_addr = client.local_addr().unwrap();
     let (server, _) = listener.accept().await.unwrap();
@@ -164,7 +129,7 @@ async fn hurry_closes_passively_when_the_peer_fin_is_in_and_the_peer_keeps_time_
     socket2::SockRef::from(&client)
         .shutdown(std::net::Shutdown::Write)
         .unwrap();
-    let deadline = Instant::now() + BOUND;
+    let deadline = Instant::now() + PEER_BOUND;
     while kernel_state(server_addr, client_addr) != Some(TcpState::CloseWait) {
         assert!(Instant::now() < deadline, "the peer's FIN arrives");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -172,7 +137,9 @@ async fn hurry_closes_passively_when_the_peer_fin_is_in_and_the_peer_keeps_time_
 
     closer.hurry();
     closer.close(server, GOODBYE);
-    tokio::time::timeout(BOUND, closer.idle()).await.unwrap();
+    tokio::time::timeout(PEER_BOUND, closer.idle())
+        .await
+        .unwrap();
 
     let (got, error) = read_to_end_or_error(&mut client).await;
     assert_eq!(

@@ -5,8 +5,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use farewell::{census, Policy, TcpState};
+use farewell::{census, Closer, Outcome, Policy, TcpState};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 #[allow(unused_imports)] // each test binary uses its own part
 pub use farewell_lab::lab::{Behaviour, Trial as Cell, GOODBYE, TEARDOWN_BOUND};
@@ -88,4 +90,43 @@ pub async fn clean_listener() -> TcpListener {
         }
     }
     panic!("no port free of leftover sockets after 100 tries");
+}
+
+/// Bounds a peer's reads in the closer tests; none is a speed assertion.
+pub const PEER_BOUND: Duration = Duration::from_secs(10);
+
+/// A closer with `policy` whose every outcome goes to the returned receiver.
+pub fn closer_with_outcomes(policy: Policy) -> (Closer, UnboundedReceiver<Outcome>) {
+    let (tx, rx) = unbounded_channel();
+    let closer = Closer::builder(policy)
+        .on_outcome(move |o| {
+            let _ = tx.send(o);
+        })
+        .build();
+    (closer, rx)
+}
+
+/// Reads until EOF or an error (bounded): what arrived, and the error if any.
+pub async fn read_to_end_or_error(client: &mut TcpStream) -> (Vec<u8>, Option<std::io::ErrorKind>) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + PEER_BOUND;
+    loop {
+        match tokio::time::timeout_at(deadline, client.read(&mut buf)).await {
+            Err(_) => panic!("the peer saw neither EOF nor a reset within {PEER_BOUND:?}"),
+            Ok(Ok(0)) => return (got, None),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => return (got, Some(e.kind())),
+        }
+    }
+}
+
+/// Reads (bounded) until the whole goodbye has arrived.
+pub async fn read_whole_goodbye(client: &mut TcpStream) {
+    let mut got = vec![0u8; GOODBYE.len()];
+    tokio::time::timeout(PEER_BOUND, client.read_exact(&mut got))
+        .await
+        .expect("the goodbye arrives")
+        .unwrap();
+    assert_eq!(got, GOODBYE);
 }
