@@ -395,6 +395,18 @@ fn bench_http_rate_paces_the_close_spread_clients() {
         );
         assert_eq!(run["errors"], 0, "{run}");
     }
+    // Paced, the machine's CPU per response is the figure to compare: each
+    // row has it side by side with hyper's (hyper's own ratio is 1).
+    for row in report["rows"].as_array().expect("rows") {
+        let ratio = row["machine_cpu_ratio_to_hyper"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("a machine CPU ratio: {row}"));
+        if row["server"] == "hyper" {
+            assert!((ratio - 1.0).abs() < 1e-9, "{row}");
+        } else {
+            assert!(ratio > 0.0, "{row}");
+        }
+    }
 
     let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
         .args(["bench", "http", "--rate", "fast"])

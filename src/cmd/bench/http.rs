@@ -48,6 +48,9 @@ Columns:
                clients, kernel; /proc/stat) per response: what a response cost everyone,
                wherever loopback charged it; nginx gets a figure too. Anything else running
                on the machine adds to it
+  all vs hy    all µs/r divided by plain hyper's in the same mode and clients. Closed-loop
+               runs keep the cores busy, so there it mostly mirrors the rate's ratio; with
+               --rate below every server's capacity it is each response's cost, side by side
   server TW    TIME-WAIT entries on the server's port after the run (census, sock_diag),
                mean over the rounds
   client TW    TIME-WAIT entries whose remote port is the server's port, i.e. the clients'

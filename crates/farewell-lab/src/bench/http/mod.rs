@@ -204,6 +204,11 @@ pub struct Row {
     pub server_cpu_us_per_request: Option<f64>,
     /// The whole machine's busy CPU time per response, in µs (every process).
     pub machine_cpu_us_per_request: Option<f64>,
+    /// `machine_cpu_us_per_request` over plain hyper's in the same mode and
+    /// clients: what a response costs the machine, side by side. With `--rate`
+    /// (nothing saturated) the figure to compare; closed-loop, it mostly
+    /// mirrors the rate's ratio.
+    pub machine_cpu_ratio_to_hyper: Option<f64>,
     /// TIME-WAIT entries on the server's address after the run (census).
     pub server_time_wait: f64,
     /// TIME-WAIT entries whose remote address is the server's: the clients'.
@@ -612,20 +617,26 @@ fn summarise(runs: &[Run]) -> Vec<Row> {
                 machine_cpu_us_per_request: mean(
                     these.iter().map(|r| r.machine_cpu_us_per_request),
                 ),
+                machine_cpu_ratio_to_hyper: None,
                 server_time_wait: these.iter().map(|r| r.server_time_wait as f64).sum::<f64>() / n,
                 client_time_wait: these.iter().map(|r| r.client_time_wait as f64).sum::<f64>() / n,
                 errors: these.iter().map(|r| r.errors).sum(),
             });
         }
     }
-    let hyper_rate = |mode, hosts| {
+    let hyper_row = |mode, hosts| {
         rows.iter()
             .find(|r| r.server == Target::Hyper && r.mode == mode && r.hosts == hosts)
-            .map(|r| r.requests_per_sec)
+            .map(|r| (r.requests_per_sec, r.machine_cpu_us_per_request))
     };
-    let rates: Vec<Option<f64>> = rows.iter().map(|r| hyper_rate(r.mode, r.hosts)).collect();
-    for (row, base) in rows.iter_mut().zip(rates) {
-        row.ratio_to_hyper = base.filter(|&b| b > 0.0).map(|b| row.requests_per_sec / b);
+    let bases: Vec<_> = rows.iter().map(|r| hyper_row(r.mode, r.hosts)).collect();
+    for (row, base) in rows.iter_mut().zip(bases) {
+        let Some((rate, cpu)) = base else { continue };
+        row.ratio_to_hyper = (rate > 0.0).then(|| row.requests_per_sec / rate);
+        row.machine_cpu_ratio_to_hyper = row
+            .machine_cpu_us_per_request
+            .zip(cpu.filter(|&c| c > 0.0))
+            .map(|(ours, hypers)| ours / hypers);
     }
     rows
 }
@@ -699,7 +710,7 @@ impl HttpReport {
         }
         let _ = writeln!(
             out,
-            "{:<14} {:<13} {:<16} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7}",
+            "{:<14} {:<13} {:<16} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7}",
             "server",
             "mode",
             "clients",
@@ -707,6 +718,7 @@ impl HttpReport {
             "vs hyper",
             "CPU µs/r",
             "all µs/r",
+            "all vs hy",
             "server TW",
             "client TW",
             "errors"
@@ -721,6 +733,9 @@ impl HttpReport {
             let all = row
                 .machine_cpu_us_per_request
                 .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
+            let all_ratio = row
+                .machine_cpu_ratio_to_hyper
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
             let clients = match (row.hosts, row.mode) {
                 (Some(n), Mode::CloseSpread) => format!("{n} hosts, spread"),
                 (Some(n), _) => format!("{n} hosts"),
@@ -729,7 +744,7 @@ impl HttpReport {
             };
             let _ = writeln!(
                 out,
-                "{:<14} {:<13} {:<16} {:>10.0} {:>9} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
+                "{:<14} {:<13} {:<16} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
                 row.server.name(),
                 row.mode.name(),
                 clients,
@@ -737,6 +752,7 @@ impl HttpReport {
                 ratio,
                 cpu,
                 all,
+                all_ratio,
                 row.server_time_wait,
                 row.client_time_wait,
                 row.errors
