@@ -10,7 +10,9 @@
 //! [`Server`] serves hyper connections through hyper-util's `auto::Builder`,
 //! on an IO wrapper whose `shutdown()` sends no FIN and whose drop hands the
 //! socket to a [`farewell::Closer`]. The closer then runs the server's
-//! [`Policy`](farewell::Policy), by default peer-first.
+//! [`Policy`](farewell::Policy), by default peer-first, in the connection's
+//! own task ([`farewell::Closer::close_here`]): one task per connection, and
+//! the shutdown timeout bounds the teardown too.
 //!
 //! # What goes on the wire (peer-first, the default)
 //!
