@@ -132,6 +132,10 @@ impl Handover for farewell::tls::tokio_rustls::server::TlsStream<TcpStream> {
         closer.close_tls_with(self, b"", policy);
     }
 
+    fn hand_over_here(self, closer: &Closer, policy: Policy) -> Option<Closing> {
+        Some(closer.close_tls_here(self, b"", policy))
+    }
+
     fn peer(&self) -> Option<SocketAddr> {
         self.get_ref().0.peer_addr().ok()
     }

@@ -287,9 +287,21 @@ impl Closer {
         goodbye: impl Into<Bytes>,
         policy: Policy,
     ) -> Closing {
+        self.close_drained_here(stream, goodbye.into(), policy, ())
+    }
+
+    /// As [`Closer::close_here`], with `drain` seeing the bytes the teardown
+    /// discards (the TLS layer's hook, [`crate::tls`]).
+    pub(crate) fn close_drained_here(
+        &self,
+        stream: TcpStream,
+        goodbye: Bytes,
+        policy: Policy,
+        drain: impl crate::teardown::Drain,
+    ) -> Closing {
         Closing {
             teardown: self
-                .start(stream, goodbye.into(), policy, ())
+                .start(stream, goodbye, policy, drain)
                 .map(|tracked| Box::pin(tracked) as Pin<Box<dyn Future<Output = ()> + Send>>),
         }
     }

@@ -91,7 +91,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::outcome::Outcome;
 use crate::policy::Policy;
 use crate::teardown::{teardown, Drain, NoHurry, Report};
-use crate::Closer;
+use crate::{Closer, Closing};
 
 pub use rustls;
 pub use tokio_rustls;
@@ -148,6 +148,20 @@ impl Closer {
     ) {
         let (tcp, records, drain) = seal(stream, goodbye.as_ref());
         self.close_drained(tcp, records, policy, drain);
+    }
+
+    /// As [`Closer::close_tls_with`], the teardown running in the caller's
+    /// own task, as [`Closer::close_here`] runs it: await the [`Closing`].
+    ///
+    /// Needs the `rustls` feature.
+    pub fn close_tls_here(
+        &self,
+        stream: TlsStream<TcpStream>,
+        goodbye: impl AsRef<[u8]>,
+        policy: Policy,
+    ) -> Closing {
+        let (tcp, records, drain) = seal(stream, goodbye.as_ref());
+        self.close_drained_here(tcp, records, policy, drain)
     }
 }
 
