@@ -203,9 +203,11 @@ pub(crate) fn says_close(connection: &str) -> bool {
 }
 
 fn names(connection: &str, option: &str) -> bool {
-    connection
-        .split(',')
-        .any(|o| o.trim().eq_ignore_ascii_case(option))
+    // The usual header is the one option alone: no list to split.
+    connection.eq_ignore_ascii_case(option)
+        || connection
+            .split(',')
+            .any(|o| o.trim().eq_ignore_ascii_case(option))
 }
 
 /// Whether a request asks that its response be the connection's last:
