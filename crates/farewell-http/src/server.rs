@@ -553,11 +553,15 @@ impl Server {
     ///
     /// The default, [`farewell::accept::default_max_connections`], is half of
     /// what the descriptor limit (`ulimit -n`) leaves after a small reserve,
-    /// at most 10,000: the other half is for teardowns in flight, so the
-    /// limit is reached, and the surplus shed, before `accept()` runs out of
-    /// descriptors and new clients wait unanswered in the listen backlog. A
-    /// connection counts from accept until its task ends (a TLS handshake
-    /// included); its teardown afterwards does not count.
+    /// at most 10,000: the other half is headroom (the second descriptor a
+    /// connection holds once a write of its blocked, the teardowns of
+    /// upgraded streams), so the limit is reached, and the surplus shed,
+    /// before `accept()` runs out of descriptors and new clients wait
+    /// unanswered in the listen backlog. A connection counts from accept
+    /// until its task ends: its TLS handshake and its teardown (waiting for
+    /// the client's FIN, at most the policy's grace once the response is
+    /// delivered) included, as both hold its descriptor. An upgraded
+    /// stream's teardown, after its handler drops it, does not count.
     ///
     /// # Examples
     ///
