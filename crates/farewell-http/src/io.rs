@@ -53,6 +53,28 @@ impl<S: Handover> TeardownIo<S> {
         }
     }
 
+    /// One write (`write` polls the stream): counts what it wrote, starts the
+    /// send clock when the socket is full, and fails it once an upgrade was cut.
+    fn write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if self.conn.upgrade.is_cut() {
+            return Poll::Ready(Err(upgrade::cut_error()));
+        }
+        let poll = write(self.stream(), cx);
+        match poll {
+            Poll::Ready(Ok(n)) => self.conn.wrote(n),
+            Poll::Pending => self.blocked(),
+            Poll::Ready(Err(_)) => {}
+        }
+        if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Write) {
+            return Poll::Ready(Err(upgrade::cut_error()));
+        }
+        poll
+    }
+
     fn stream(&mut self) -> Pin<&mut S> {
         Pin::new(
             self.stream
@@ -92,19 +114,7 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.conn.upgrade.is_cut() {
-            return Poll::Ready(Err(upgrade::cut_error()));
-        }
-        let poll = self.stream().poll_write(cx, buf);
-        match poll {
-            Poll::Ready(Ok(n)) => self.conn.wrote(n),
-            Poll::Pending => self.blocked(),
-            Poll::Ready(Err(_)) => {}
-        }
-        if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Write) {
-            return Poll::Ready(Err(upgrade::cut_error()));
-        }
-        poll
+        self.write_with(cx, |stream, cx| stream.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -112,19 +122,7 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if self.conn.upgrade.is_cut() {
-            return Poll::Ready(Err(upgrade::cut_error()));
-        }
-        let poll = self.stream().poll_write_vectored(cx, bufs);
-        match poll {
-            Poll::Ready(Ok(n)) => self.conn.wrote(n),
-            Poll::Pending => self.blocked(),
-            Poll::Ready(Err(_)) => {}
-        }
-        if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Write) {
-            return Poll::Ready(Err(upgrade::cut_error()));
-        }
-        poll
+        self.write_with(cx, |stream, cx| stream.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
