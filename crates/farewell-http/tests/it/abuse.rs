@@ -218,17 +218,6 @@ async fn partial_request_heads_are_cut_after_the_header_read_timeout_while_curl_
     assert_no_server_time_wait_nor_leftovers(port).await;
 }
 
-/// Python's `http.client`: POST `size` bytes to /upload; prints the status and body.
-const UPLOAD: &str = r#"
-import http.client, sys
-port, size = int(sys.argv[1]), int(sys.argv[2])
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-conn.request("POST", "/upload", body=b"x" * size)
-resp = conn.getresponse()
-print(resp.status, resp.read().decode(), end="")
-conn.close()
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_body_is_cut_after_the_body_read_timeout_but_a_slow_handler_is_not() {
     if !farewell_lab::support::tools::require(

@@ -179,3 +179,16 @@ pub fn count(outcomes: &Mutex<Vec<Outcome>>, path: farewell::Ending) -> usize {
         .filter(|o| o.ending == path)
         .count()
 }
+
+/// Python's `http.client`: POST `size` bytes to /upload (no `Expect:
+/// 100-continue`) on 127.0.0.1:`port`; prints the status and the body.
+/// Arguments: `port size`.
+pub const UPLOAD: &str = r#"
+import http.client, sys
+port, size = int(sys.argv[1]), int(sys.argv[2])
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+conn.request("POST", "/upload", body=b"x" * size)
+resp = conn.getresponse()
+print(resp.status, resp.read().decode(), end="")
+conn.close()
+"#;

@@ -43,17 +43,6 @@ sock.close()
 print("ok", resp.status, len(body))
 "#;
 
-/// POST `size` bytes to /upload without `Expect: 100-continue`; print the status and body.
-const UPLOAD: &str = r#"
-import http.client, sys
-port, size = int(sys.argv[1]), int(sys.argv[2])
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-conn.request("POST", "/upload", body=b"x" * size)
-resp = conn.getresponse()
-print(resp.status, resp.read().decode(), end="")
-conn.close()
-"#;
-
 async fn python(script: &str, args: &[String]) -> String {
     let mut argv = vec!["-c", script];
     argv.extend(args.iter().map(String::as_str));
