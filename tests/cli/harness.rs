@@ -16,41 +16,51 @@ const BIN: &str = env!("CARGO_BIN_EXE_farewell");
 /// Every wait in these tests ends by this bound; nothing hangs.
 pub const BOUND: Duration = Duration::from_secs(20);
 
-/// A running `farewell serve`, killed on drop if still running.
+/// A running `farewell serve` (or `serve-http`), killed on drop if still running.
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// What the subcommand's last stderr line starts with.
+    summary: &'static str,
 }
 
 impl Server {
     /// `farewell serve --listen 127.0.0.1:0 ARGS…`
     pub fn start(args: &[&str]) -> Server {
-        Server::spawn(Command::new(BIN), "127.0.0.1:0", args)
+        Server::spawn(Command::new(BIN), "serve", "127.0.0.1:0", args)
     }
 
     /// As [`Server::start`], listening on `listen`.
     pub fn start_on(listen: &str, args: &[&str]) -> Server {
-        Server::spawn(Command::new(BIN), listen, args)
+        Server::spawn(Command::new(BIN), "serve", listen, args)
     }
 
     /// As [`Server::start`], under `ulimit -n fds` (a shell sets it, then execs the server).
     pub fn start_with_fd_limit(fds: u32, args: &[&str]) -> Server {
-        let mut sh = Command::new("sh");
-        sh.arg("-c")
-            .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
-            .arg(BIN);
-        Server::spawn(sh, "127.0.0.1:0", args)
+        Server::spawn(fd_limited(fds), "serve", "127.0.0.1:0", args)
     }
 
-    fn spawn(mut command: Command, listen: &str, args: &[&str]) -> Server {
+    /// `farewell serve-http --listen LISTEN ARGS…` under `ulimit -n fds`.
+    pub fn serve_http_with_fd_limit(fds: u32, listen: &str, args: &[&str]) -> Server {
+        Server::spawn(fd_limited(fds), "serve-http", listen, args)
+    }
+
+    fn spawn(
+        mut command: Command,
+        subcommand: &'static str,
+        listen: &str,
+        args: &[&str],
+    ) -> Server {
         command
-            .args(["serve", "--listen", listen])
+            .args([subcommand, "--listen", listen])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn farewell serve");
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn farewell {subcommand}: {e}"));
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().unwrap();
         let sink = Arc::clone(&stderr);
@@ -66,6 +76,10 @@ impl Server {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             stderr,
+            summary: match subcommand {
+                "serve" => "farewell serve: ",
+                _ => "shut down: ",
+            },
         };
         let line = server.wait_for_stderr("listening on ");
         let addr = line
@@ -85,6 +99,15 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The stderr lines logged at WARN.
+    pub fn warnings(&self) -> Vec<String> {
+        self.stderr()
+            .lines()
+            .filter(|l| l.contains("WARN"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Waits (bounded) for a stderr line containing `needle`; returns it.
     pub fn wait_for_stderr(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + BOUND;
@@ -96,7 +119,7 @@ impl Server {
                 // Give the reader thread a moment to collect the last lines.
                 std::thread::sleep(Duration::from_millis(100));
                 panic!(
-                    "farewell serve exited ({status}) before printing {needle:?}:\n{}",
+                    "the server exited ({status}) before printing {needle:?}:\n{}",
                     self.stderr()
                 );
             }
@@ -131,11 +154,20 @@ impl Server {
         };
         // The reader thread ends at EOF; wait for the summary line it collects.
         let until = Instant::now() + Duration::from_secs(5);
-        while !self.stderr().contains("farewell serve: ") && Instant::now() < until {
+        while !self.stderr().contains(self.summary) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
         (status, self.stderr())
     }
+}
+
+/// `sh -c 'ulimit -n FDS && exec farewell …'`: the server under a descriptor limit.
+fn fd_limited(fds: u32) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
+        .arg(BIN);
+    sh
 }
 
 impl Drop for Server {

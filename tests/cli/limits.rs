@@ -5,117 +5,21 @@
 //! server TIME-WAIT), accept errors log once per burst, and a probe client is
 //! served as soon as a slot frees.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness;
+use crate::harness::{self, BOUND};
 use crate::http::server_time_wait;
 
-const BIN: &str = env!("CARGO_BIN_EXE_farewell");
-
-/// Every wait here ends by this bound.
-const BOUND: Duration = Duration::from_secs(20);
-
-/// `farewell serve-http` under `ulimit -n`, its stderr collected by a thread;
-/// killed on drop if a test fails first.
-struct ServeHttp {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl ServeHttp {
-    fn start(fds: u32, args: &[&str]) -> ServeHttp {
-        let quiet = farewell_lab::support::port::bind_quiet_port([127, 0, 0, 1].into()).unwrap();
-        let listen = quiet.local_addr().unwrap().to_string();
-        drop(quiet);
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
-            .arg(BIN)
-            .args(["serve-http", "--listen", &listen])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sh runs farewell serve-http");
-        let pipe = child.stderr.take().unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        let server = ServeHttp {
-            child,
-            addr: listen.parse().unwrap(),
-            stderr,
-        };
-        server.wait_for_stderr("listening on ");
-        server
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn wait_for_stderr(&self, needle: &str) {
-        let deadline = Instant::now() + BOUND;
-        while !self.stderr().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} on stderr within {BOUND:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn warnings(&self) -> Vec<String> {
-        self.stderr()
-            .lines()
-            .filter(|l| l.contains("WARN"))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// SIGTERM, a bounded wait for the exit; returns the status and all of stderr.
-    fn terminate(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + BOUND;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "no exit within {BOUND:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let until = Instant::now() + Duration::from_secs(5);
-        while !self.stderr().contains("shut down: ") && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        (status, self.stderr())
-    }
-}
-
-impl Drop for ServeHttp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `farewell serve-http` under `ulimit -n fds`, on a loopback port no other
+/// socket uses (so the census on it counts this server's sockets only).
+fn serve_http(fds: u32, args: &[&str]) -> harness::Server {
+    let quiet = farewell_lab::support::port::bind_quiet_port([127, 0, 0, 1].into()).unwrap();
+    let listen = quiet.local_addr().unwrap().to_string();
+    drop(quiet);
+    harness::Server::serve_http_with_fd_limit(fds, &listen, args)
 }
 
 /// Opens `n` idle connections to `addr`; a connect refused or reset (the
@@ -236,7 +140,7 @@ fn serve_http_under_a_low_fd_limit_resets_the_surplus_at_once_and_serves_a_probe
     // `ulimit -n 128` and no --max-connections: the default limit fits the
     // descriptors, (128 - 64) / 2 = 32 (farewell::accept::default_max_connections).
     let limit = 32;
-    let server = ServeHttp::start(128, &["--grace", "500ms", "--drain-timeout", "3s"]);
+    let server = serve_http(128, &["--grace", "500ms", "--drain-timeout", "3s"]);
     let port = server.addr.port();
     let url = format!("http://{}/", server.addr);
     curl_until_served(&url);
@@ -298,7 +202,7 @@ fn serve_http_out_of_descriptors_resets_the_waiting_clients_warns_once_per_burst
         return;
     }
     // A connection limit above the descriptor limit: accept() fails with EMFILE.
-    let server = ServeHttp::start(
+    let mut server = serve_http(
         32,
         &[
             "--max-connections",
