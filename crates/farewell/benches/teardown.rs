@@ -76,6 +76,31 @@ fn poll_once<F: std::future::Future + Unpin>(runtime: &tokio::runtime::Runtime, 
     }));
 }
 
+/// The CPU time `f` takes on this thread.
+fn timed(f: impl FnOnce()) -> Duration {
+    let start = cpu();
+    f();
+    cpu() - start
+}
+
+/// The CPU time `run` reports over `iters` fresh pairs from `pair`: the
+/// setup (connect, accept, the peer's FIN) and the client's close are not
+/// timed, only what `run` times.
+fn over_pairs(
+    iters: u64,
+    mut pair: impl FnMut() -> (tokio::net::TcpStream, TcpStream),
+    mut run: impl FnMut(tokio::net::TcpStream, &TcpStream) -> Duration,
+) -> Duration {
+    (0..iters)
+        .map(|_| {
+            let (stream, client) = pair();
+            let spent = run(stream, &client);
+            drop(client);
+            spent
+        })
+        .sum()
+}
+
 fn teardown(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -83,42 +108,30 @@ fn teardown(c: &mut Criterion) {
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let peer_closed = || peer_closed_pair(&runtime, &listener, addr);
+    let open = || open_pair(&runtime, &listener, addr);
     let mut group = c.benchmark_group("teardown");
     group.measurement_time(Duration::from_secs(3));
 
-    // Setup (connect, accept, peer close) happens outside the timed part.
     group.bench_function("plain_drop", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (stream, client) = peer_closed_pair(&runtime, &listener, addr);
-                let start = cpu();
-                runtime.block_on(async {
-                    drop(stream);
-                });
-                total += cpu() - start;
-                drop(client); // not timed
-            }
-            total
+            over_pairs(iters, peer_closed, |stream, _| {
+                timed(|| runtime.block_on(async { drop(stream) }))
+            })
         })
     });
     // What a server does without farewell, goodbye included: write it, drop.
     // The honest baseline for a policy that writes a goodbye.
     group.bench_function("plain_write_drop", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (stream, client) = peer_closed_pair(&runtime, &listener, addr);
-                let start = cpu();
-                runtime.block_on(async {
-                    let mut stream = stream;
-                    let _ = stream.write_all(b"BYE quit\n").await;
-                    drop(stream);
-                });
-                total += cpu() - start;
-                drop(client); // not timed
-            }
-            total
+            over_pairs(iters, peer_closed, |mut stream, _| {
+                timed(|| {
+                    runtime.block_on(async {
+                        let _ = stream.write_all(b"BYE quit\n").await;
+                        drop(stream);
+                    })
+                })
+            })
         })
     });
     // One teardown per policy, each against a peer whose FIN is already in:
@@ -128,17 +141,11 @@ fn teardown(c: &mut Criterion) {
         let policy: Policy = name.parse().unwrap();
         group.bench_function(format!("{name}_close_after_peer_fin"), |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let (stream, client) = peer_closed_pair(&runtime, &listener, addr);
-                    let start = cpu();
-                    runtime.block_on(async {
-                        farewell::close(stream, policy, &b"BYE quit\n"[..]).await
-                    });
-                    total += cpu() - start;
-                    drop(client); // not timed
-                }
-                total
+                over_pairs(iters, peer_closed, |stream, _| {
+                    timed(|| {
+                        runtime.block_on(farewell::close(stream, policy, &b"BYE quit\n"[..]));
+                    })
+                })
             })
         });
     }
@@ -148,18 +155,14 @@ fn teardown(c: &mut Criterion) {
     group.bench_function("closer_peer_first_after_peer_fin", |b| {
         let closer = runtime.block_on(async { Closer::new(Policy::default()) });
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (stream, client) = peer_closed_pair(&runtime, &listener, addr);
-                let start = cpu();
-                runtime.block_on(async {
-                    closer.close(stream, &b"BYE quit\n"[..]);
-                    closer.idle().await;
-                });
-                total += cpu() - start;
-                drop(client); // not timed
-            }
-            total
+            over_pairs(iters, peer_closed, |stream, _| {
+                timed(|| {
+                    runtime.block_on(async {
+                        closer.close(stream, &b"BYE quit\n"[..]);
+                        closer.idle().await;
+                    })
+                })
+            })
         })
     });
     // The same, when the peer's FIN comes only after the hand-over (an HTTP
@@ -172,45 +175,34 @@ fn teardown(c: &mut Criterion) {
     group.bench_function("closer_peer_first_waiting", |b| {
         let closer = runtime.block_on(async { Closer::new(Policy::default()) });
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (stream, client) = open_pair(&runtime, &listener, addr);
-                let start = cpu();
-                runtime.block_on(async {
-                    closer.close(stream, &b"BYE quit\n"[..]);
-                    // The teardown's task runs to its wait.
-                    tokio::task::yield_now().await;
+            over_pairs(iters, open, |stream, client| {
+                let handed = timed(|| {
+                    runtime.block_on(async {
+                        closer.close(stream, &b"BYE quit\n"[..]);
+                        // The teardown's task runs to its wait.
+                        tokio::task::yield_now().await;
+                    })
                 });
-                total += cpu() - start;
-                client.shutdown(Shutdown::Write).unwrap(); // not timed
-                let start = cpu();
-                runtime.block_on(closer.idle());
-                total += cpu() - start;
-                drop(client); // not timed
-            }
-            total
+                client.shutdown(Shutdown::Write).unwrap();
+                handed + timed(|| runtime.block_on(closer.idle()))
+            })
         })
     });
     group.bench_function("close_here_peer_first_waiting", |b| {
         let closer = runtime.block_on(async { Closer::new(Policy::default()) });
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (stream, client) = open_pair(&runtime, &listener, addr);
-                let start = cpu();
-                let mut closing = {
+            over_pairs(iters, open, |stream, client| {
+                let mut closing = None;
+                let handed = timed(|| {
                     let _runtime = runtime.enter();
-                    closer.close_here(stream, &b"BYE quit\n"[..], Policy::default())
-                };
-                poll_once(&runtime, &mut closing);
-                total += cpu() - start;
-                client.shutdown(Shutdown::Write).unwrap(); // not timed
-                let start = cpu();
-                runtime.block_on(closing);
-                total += cpu() - start;
-                drop(client); // not timed
-            }
-            total
+                    let mut here = closer.close_here(stream, &b"BYE quit\n"[..], Policy::default());
+                    poll_once(&runtime, &mut here);
+                    closing = Some(here);
+                });
+                client.shutdown(Shutdown::Write).unwrap();
+                let closing = closing.expect("handed over");
+                handed + timed(|| runtime.block_on(closing))
+            })
         })
     });
     group.finish();
