@@ -161,10 +161,14 @@ pub async fn closed_loop(load: HttpLoad, sources: impl Sources) -> HttpCount {
                     break;
                 }
                 if let Some(rate) = load.rate {
-                    let due = started + Duration::from_secs_f64(ticket as f64 / rate);
-                    if due >= deadline {
+                    // Past the run (or beyond any Duration, for a tiny rate): done.
+                    let Some(due) = Duration::try_from_secs_f64(ticket as f64 / rate)
+                        .ok()
+                        .and_then(|after| started.checked_add(after))
+                        .filter(|&due| due < deadline)
+                    else {
                         break;
-                    }
+                    };
                     tokio::time::sleep_until(due.into()).await;
                 }
                 match request_hello(load.server, &request, &sources).await {
