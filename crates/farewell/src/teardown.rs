@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -351,18 +352,16 @@ impl<D: Drain> Teardown<D> {
     pub(crate) fn cut(mut self) -> Outcome {
         self.machine.on_event(Instant::now(), Event::Hurry);
         self.blocked = false;
-        // A hurried machine never waits: the loop ends at its first pass.
-        for _ in 0..3 {
-            if let Ok(finish) = self.advance(&NoHurry) {
-                return self.conclude(finish);
+        // A hurried machine never waits (one write attempt, one probe, the
+        // end); should it ever ask to, it is reset as a hurry would.
+        let finish = self.advance(&NoHurry).unwrap_or_else(|_| {
+            debug_assert!(false, "a hurried teardown asked to wait");
+            Finish {
+                release: Release::Reset,
+                ending: crate::Ending::ResetAtDeadline,
             }
-            self.blocked = false;
-        }
-        debug_assert!(false, "a hurried teardown asked to wait");
-        self.conclude(Finish {
-            release: Release::Reset,
-            ending: crate::Ending::ResetAtDeadline,
-        })
+        });
+        self.conclude(finish)
     }
 
     /// Releases the socket as `finish` says and writes the report.
@@ -586,12 +585,7 @@ fn release(stream: TcpStream, finish: Finish, machine: &mut Machine) -> Finish {
             return finish;
         }
         Release::Reset => {
-            // Set on the runtime's own stream, which needs no reactor: a
-            // teardown cut while its runtime shuts down still resets.
-            if let Err(e) = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)) {
-                tracing::warn!(error = %e, "SO_LINGER 0 failed; the socket was closed without a reset");
-            }
-            drop(stream);
+            reset(stream);
             return finish;
         }
         Release::Silent => {}
@@ -638,8 +632,12 @@ fn release(stream: TcpStream, finish: Finish, machine: &mut Machine) -> Finish {
     finish
 }
 
-fn reset(stream: std::net::TcpStream) {
-    if let Err(e) = sys::abort(stream) {
+/// Closes `stream` (the runtime's or a std one) with a reset: `SO_LINGER`
+/// 0, then `close()`. Set on the stream itself, which needs no reactor: a
+/// teardown cut while its runtime shuts down still resets.
+fn reset(stream: impl AsFd) {
+    if let Err(e) = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)) {
         tracing::warn!(error = %e, "SO_LINGER 0 failed; the socket was closed without a reset");
     }
+    drop(stream);
 }
