@@ -388,6 +388,17 @@ async fn websocket_python_client_close_gets_the_servers_tcp_close_and_no_server_
     assert!(upgraded[0].close_delimited, "{:?}", upgraded[0]);
 }
 
+/// What every client sees when the server shuts down: close 1001 with the
+/// handler's reason, promptly, and the drain waited for the upgrade rather
+/// than cutting it.
+fn assert_shutdown_close(closed: &Closed, report: &ServeReport) {
+    assert_eq!(closed.code, 1001, "{closed:?}");
+    assert_eq!(closed.reason, "server shutting down");
+    assert!(closed.seconds < PROMPT, "{closed:?}");
+    assert_eq!(report.forced, 0, "{report}");
+    assert_eq!(report.upgrades_closed, 1, "{report}");
+}
+
 #[tokio::test]
 async fn websocket_python_client_gets_1001_at_shutdown_and_no_server_time_wait() {
     if !require_python_websockets("websocket_python_shutdown") {
@@ -395,11 +406,7 @@ async fn websocket_python_client_gets_1001_at_shutdown_and_no_server_time_wait()
     }
     let (closed, report) = server_closes(python_client).await;
     eprintln!("python websockets, server shuts down: {closed:?}; {report}");
-    assert_eq!(closed.code, 1001, "{closed:?}");
-    assert_eq!(closed.reason, "server shutting down");
-    assert!(closed.seconds < PROMPT, "{closed:?}");
-    assert_eq!(report.forced, 0, "{report}");
-    assert_eq!(report.upgrades_closed, 1, "{report}");
+    assert_shutdown_close(&closed, &report);
 }
 
 #[tokio::test]
@@ -422,11 +429,7 @@ async fn websocket_node_ws_client_gets_1001_at_shutdown_and_no_server_time_wait(
     }
     let (closed, report) = server_closes(node_client).await;
     eprintln!("node ws, server shuts down: {closed:?}; {report}");
-    assert_eq!(closed.code, 1001, "{closed:?}");
-    assert_eq!(closed.reason, "server shutting down");
-    assert!(closed.seconds < PROMPT, "{closed:?}");
-    assert_eq!(report.forced, 0, "{report}");
-    assert_eq!(report.upgrades_closed, 1, "{report}");
+    assert_shutdown_close(&closed, &report);
 }
 
 /// A client that sends nothing after its messages is cut by the idle bound:
@@ -701,11 +704,8 @@ async fn websocket_chromium_gets_1001_at_shutdown_and_no_server_time_wait() {
     assert_no_server_time_wait_nor_leftovers(port).await;
     eprintln!("chromium, server shuts down: {closed:?} clean={clean} echoed={echoed}; {report}");
     assert!(echoed, "the echo differs");
-    assert_eq!(closed.code, 1001, "{closed:?}");
-    assert_eq!(closed.reason, "server shutting down");
     assert!(clean, "Chromium saw an unclean close: {closed:?}");
-    assert_eq!(report.forced, 0, "{report}");
-    assert_eq!(report.upgrades_closed, 1, "{report}");
+    assert_shutdown_close(&closed, &report);
 }
 
 /// A message over the demo's 1 MiB limit ends the WebSocket with close 1009
