@@ -165,6 +165,24 @@ fn assert_demo_body(body: &[u8]) {
     }
 }
 
+/// The rate-limited path every test here crosses (`RATE`, the lab's slow
+/// path's delay and buffer).
+fn slow_path() -> NetPath {
+    NetPath::new(PathSpec::Slow(Slow {
+        rate: RATE,
+        ..Slow::default()
+    }))
+    .expect("the slow path")
+}
+
+/// Peer-first as farewell-http serves it (with the server's drain limit).
+fn server_peer_first() -> Policy {
+    Policy::PeerFirst(PeerFirst {
+        drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
+        ..PeerFirst::default()
+    })
+}
+
 #[test]
 fn peer_first_delivers_a_large_close_response_over_a_slow_path_without_server_time_wait() {
     let test =
@@ -173,17 +191,10 @@ fn peer_first_delivers_a_large_close_response_over_a_slow_path_without_server_ti
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let path = NetPath::new(PathSpec::Slow(Slow {
-        rate: RATE,
-        ..Slow::default()
-    }))
-    .expect("the slow path");
+    let path = slow_path();
     eprintln!("{path}");
 
-    let peer_first = Policy::PeerFirst(PeerFirst {
-        drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
-        ..PeerFirst::default()
-    });
+    let peer_first = server_peer_first();
     let (body, outcome, counts) = fetch_over(&path, peer_first);
     eprintln!("peer-first: {outcome}");
     assert_demo_body(&body);
@@ -222,15 +233,8 @@ fn close_delimited_response_over_a_slow_path_is_whole_and_leaves_no_server_time_
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let path = NetPath::new(PathSpec::Slow(Slow {
-        rate: RATE,
-        ..Slow::default()
-    }))
-    .expect("the slow path");
-    let peer_first = Policy::PeerFirst(PeerFirst {
-        drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
-        ..PeerFirst::default()
-    });
+    let path = slow_path();
+    let peer_first = server_peer_first();
     let route = format!("/stream/{BODY}");
     let got = fetch(&path, peer_first, &route, &["--http1.0"]);
     eprintln!("{}", got.report);
@@ -264,15 +268,8 @@ fn send_timeout_does_not_cut_a_client_slowed_by_the_path() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let path = NetPath::new(PathSpec::Slow(Slow {
-        rate: RATE,
-        ..Slow::default()
-    }))
-    .expect("the slow path");
-    let peer_first = Policy::PeerFirst(PeerFirst {
-        drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
-        ..PeerFirst::default()
-    });
+    let path = slow_path();
+    let peer_first = server_peer_first();
     let route = format!("/bytes/{BODY}");
     let got = fetch_with(
         &path,
