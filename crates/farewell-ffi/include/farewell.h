@@ -426,6 +426,12 @@ typedef void (*fw_outcome_fn)(const struct fw_outcome *outcome, void *user);
 #define FW_ENDING_RESET_DELIVERY_TIMEOUT 18
 
 /**
+ * Peer-first: everything was ACKed, then the peer's FIN came, and we reset
+ * instead of closing passively, so that a heavy client keeps no TIME-WAIT either.
+ */
+#define FW_ENDING_RESET_AFTER_PEER_FIN 19
+
+/**
  * A value this header does not know (a newer library); see `fw_outcome.time_wait_name`.
  */
 #define FW_TIME_WAIT_OTHER 0

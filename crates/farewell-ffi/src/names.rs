@@ -56,6 +56,9 @@ pub const FW_ENDING_RESET_DELIVERY_STALLED: fw_ending = 17;
 /// Peer-first: the peer was still taking bytes when the delivery timeout
 /// (the total cap) passed; reset.
 pub const FW_ENDING_RESET_DELIVERY_TIMEOUT: fw_ending = 18;
+/// Peer-first: everything was ACKed, then the peer's FIN came, and we reset
+/// instead of closing passively, so that a heavy client keeps no TIME-WAIT either.
+pub const FW_ENDING_RESET_AFTER_PEER_FIN: fw_ending = 19;
 
 /// Who keeps the connection's TIME-WAIT entry (`farewell::TimeWait`).
 #[allow(non_camel_case_types)]
@@ -105,6 +108,7 @@ pub(crate) fn ending_code(ending: Ending) -> fw_ending {
         Ending::ResetAtDeadline => FW_ENDING_RESET_AT_DEADLINE,
         Ending::ResetDeliveryStalled => FW_ENDING_RESET_DELIVERY_STALLED,
         Ending::ResetDeliveryTimeout => FW_ENDING_RESET_DELIVERY_TIMEOUT,
+        Ending::ResetAfterPeerFin => FW_ENDING_RESET_AFTER_PEER_FIN,
         #[allow(unreachable_patterns)] // Ending is #[non_exhaustive]: a newer core has more
         _ => FW_ENDING_OTHER,
     }

@@ -14,8 +14,9 @@ use tokio::runtime::Handle;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
-use crate::outcome::{Ending, Outcome, TimeWait};
+use crate::outcome::{Ending, Outcome, PeerFinChoice, TimeWait};
 use crate::policy::Policy;
+use crate::recent::RecentEndings;
 use crate::teardown::{Report, Teardown, Urgency};
 
 type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
@@ -41,7 +42,7 @@ type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 /// the hurry's waiter (a tokio `Notified`, about 100 B) included — so 100,000
 /// pending teardowns cost about 90 MiB of user space, plus the kernel's own
 /// socket memory. ([`close`](crate::close)
-/// has no hurry: its future is 512 B.)
+/// has no hurry: its future is 480 B.)
 ///
 /// Outcomes go to the hook given to [`CloserBuilder::on_outcome`] (for example
 /// a channel's sender); running counts are in [`Closer::stats`]. Clones share
@@ -89,11 +90,15 @@ struct Inner {
     hurry: Arc<Hurry>,
 }
 
-/// The one-shot "end now" of [`Closer::hurry`], shared by the closer's teardowns.
-#[derive(Default)]
+/// What a closer's teardowns share: the one-shot "end now" of
+/// [`Closer::hurry`], and the recent endings per client address that tell a
+/// heavy client from a light one ([`PeerTimeWait::Auto`](crate::PeerTimeWait::Auto)).
 pub(crate) struct Hurry {
     hurried: AtomicBool,
     now: Notify,
+    recent: RecentEndings,
+    /// Endings per address and minute above which a client is heavy.
+    heavy_after: u32,
 }
 
 impl Urgency for Arc<Hurry> {
@@ -106,6 +111,17 @@ impl Urgency for Arc<Hurry> {
     fn wait(&self) -> Notified<'_> {
         self.now.notified()
     }
+
+    fn classify(&self, peer: Option<std::net::IpAddr>, now: std::time::Instant) -> PeerFinChoice {
+        // An address the kernel could not tell us (a reset at that very
+        // moment) is not counted: the textbook close.
+        let recent = peer.map_or(0, |peer| self.recent.record(peer, now));
+        if recent > self.heavy_after {
+            PeerFinChoice::Heavy { recent }
+        } else {
+            PeerFinChoice::Light { recent }
+        }
+    }
 }
 
 /// Configures a [`Closer`].
@@ -115,6 +131,7 @@ pub struct CloserBuilder {
     reap_time_wait: bool,
     brief: bool,
     handle: Option<Handle>,
+    heavy_after: u32,
 }
 
 impl CloserBuilder {
@@ -169,6 +186,37 @@ impl CloserBuilder {
         self
     }
 
+    /// Sets the [`PeerTimeWait::Auto`](crate::PeerTimeWait::Auto) threshold:
+    /// a client address that ended more than `endings` connections with this
+    /// closer in the last minute (its FIN after everything was delivered) is
+    /// heavy, and its next FINs are answered with a reset, so that it keeps
+    /// no TIME-WAIT ([`Ending::ResetAfterPeerFin`]). Default
+    /// [`DEFAULT_HEAVY_CLIENT_THRESHOLD`](crate::DEFAULT_HEAVY_CLIENT_THRESHOLD)
+    /// (500); `0` makes every client heavy, `u32::MAX` none.
+    ///
+    /// The count is per closer, as TIME-WAIT is per server address: a
+    /// client's entries toward one server take nothing from its ports toward
+    /// another.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use farewell::{Closer, Policy};
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo() {
+    /// // A server whose clients are many small devices, each polling every few seconds.
+    /// let closer = Closer::builder(Policy::default())
+    ///     .heavy_client_threshold(2_000)
+    ///     .build();
+    /// # let _ = closer;
+    /// # }
+    /// ```
+    pub fn heavy_client_threshold(mut self, endings: u32) -> Self {
+        self.heavy_after = endings;
+        self
+    }
+
     /// Runs the teardowns on this runtime instead of the current one.
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.handle = Some(handle);
@@ -195,7 +243,12 @@ impl CloserBuilder {
                 started: AtomicU64::new(0),
                 by_ending: std::array::from_fn(|_| AtomicU64::new(0)),
                 idle: Notify::new(),
-                hurry: Arc::default(),
+                hurry: Arc::new(Hurry {
+                    hurried: AtomicBool::new(false),
+                    now: Notify::new(),
+                    recent: RecentEndings::default(),
+                    heavy_after: self.heavy_after,
+                }),
             }),
         }
     }
@@ -219,6 +272,7 @@ impl Closer {
             reap_time_wait: false,
             brief: false,
             handle: None,
+            heavy_after: crate::DEFAULT_HEAVY_CLIENT_THRESHOLD,
         }
     }
 

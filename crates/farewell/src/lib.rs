@@ -81,6 +81,7 @@ mod closer;
 pub mod facts;
 pub mod outcome;
 pub mod policy;
+mod recent;
 pub mod sys;
 mod tcp_state;
 mod teardown;
@@ -88,7 +89,9 @@ mod teardown;
 pub mod tls;
 
 pub use closer::{Closer, CloserBuilder, CloserStats, Closing};
-pub use outcome::{Delivery, Ending, Outcome, TimeWait};
-pub use policy::{FinThenReset, Lingering, PeerFirst, Plain, Policy};
+pub use outcome::{Delivery, Ending, Outcome, PeerFinChoice, TimeWait};
+pub use policy::{
+    FinThenReset, Lingering, PeerFirst, PeerTimeWait, Plain, Policy, DEFAULT_HEAVY_CLIENT_THRESHOLD,
+};
 pub use tcp_state::TcpState;
 pub use teardown::{close, close_split};

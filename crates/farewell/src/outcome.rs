@@ -57,11 +57,17 @@ pub enum Ending {
     /// Peer-first: delivery was still going (the peer kept ACKing) when
     /// `delivery_timeout`, the total cap, passed; we reset.
     ResetDeliveryTimeout,
+    /// Peer-first: everything we wrote was ACKed, then the peer's FIN came,
+    /// and we reset instead of closing passively, so that the peer (a heavy
+    /// client, or [`PeerTimeWait::Spare`](crate::PeerTimeWait::Spare)) keeps
+    /// no TIME-WAIT either ([F13](crate::facts#f13)). Nothing was lost; a peer
+    /// application that already closed sees nothing.
+    ResetAfterPeerFin,
 }
 
 impl Ending {
     /// Every path, in declaration order.
-    pub const ALL: [Ending; 18] = [
+    pub const ALL: [Ending; 19] = [
         Ending::PeerClosed,
         Ending::ResetAfterGrace,
         Ending::ResetOnDrainLimit,
@@ -80,6 +86,7 @@ impl Ending {
         Ending::ResetAtDeadline,
         Ending::ResetDeliveryStalled,
         Ending::ResetDeliveryTimeout,
+        Ending::ResetAfterPeerFin,
     ];
 
     /// True when *we* ended the connection with an RST (or, for
@@ -100,6 +107,7 @@ impl Ending {
                 | Ending::ResetAtDeadline
                 | Ending::ResetDeliveryStalled
                 | Ending::ResetDeliveryTimeout
+                | Ending::ResetAfterPeerFin
         )
     }
 
@@ -124,6 +132,7 @@ impl Ending {
             Ending::ResetAtDeadline => "reset-at-deadline",
             Ending::ResetDeliveryStalled => "reset-delivery-stalled",
             Ending::ResetDeliveryTimeout => "reset-delivery-timeout",
+            Ending::ResetAfterPeerFin => "reset-after-peer-fin",
         }
     }
 }
@@ -165,6 +174,64 @@ impl TimeWait {
 impl fmt::Display for TimeWait {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.name())
+    }
+}
+
+/// Why a peer-first teardown that saw the peer's FIN ended the way it did:
+/// passive close (the peer keeps TIME-WAIT) or reset (nobody does). See
+/// [`PeerTimeWait`](crate::PeerTimeWait).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerFinChoice {
+    /// The FIN came before everything we wrote was ACKed (or before the
+    /// goodbye was written): a half-close, the peer may still be reading.
+    /// Passive close, whatever the setting.
+    HalfClose,
+    /// [`PeerTimeWait::Keep`](crate::PeerTimeWait::Keep): passive close.
+    Kept,
+    /// [`PeerTimeWait::Spare`](crate::PeerTimeWait::Spare): reset.
+    Spared,
+    /// [`PeerTimeWait::Auto`](crate::PeerTimeWait::Auto), a light client:
+    /// `recent` endings from its address in the last minute (this one
+    /// included), not over the threshold. Passive close.
+    Light {
+        /// Endings from the peer's address in the last minute, this one included.
+        recent: u32,
+    },
+    /// [`PeerTimeWait::Auto`](crate::PeerTimeWait::Auto), a heavy client:
+    /// over the threshold. Reset.
+    Heavy {
+        /// Endings from the peer's address in the last minute, this one included.
+        recent: u32,
+    },
+}
+
+impl PeerFinChoice {
+    /// A short name for logs, metrics labels and JSON: `half-close`, `kept`,
+    /// `spared`, `light`, `heavy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerFinChoice::HalfClose => "half-close",
+            PeerFinChoice::Kept => "kept",
+            PeerFinChoice::Spared => "spared",
+            PeerFinChoice::Light { .. } => "light",
+            PeerFinChoice::Heavy { .. } => "heavy",
+        }
+    }
+}
+
+impl fmt::Display for PeerFinChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerFinChoice::Light { recent } | PeerFinChoice::Heavy { recent } => {
+                write!(
+                    f,
+                    "{} client ({recent} endings in the last minute)",
+                    self.name()
+                )
+            }
+            other => f.pad(other.name()),
+        }
     }
 }
 
@@ -261,6 +328,10 @@ pub struct Outcome {
     /// without it, or sent something rustls could not read). `None` for a
     /// plain TCP teardown.
     pub peer_close_notify: Option<bool>,
+    /// Peer-first only, when the peer's FIN came: why it got a passive close
+    /// ([`Ending::PeerClosed`], the peer keeps TIME-WAIT) or a reset
+    /// ([`Ending::ResetAfterPeerFin`], nobody does). `None` otherwise.
+    pub peer_fin: Option<PeerFinChoice>,
 }
 
 impl Outcome {
@@ -291,6 +362,9 @@ impl fmt::Display for Outcome {
             ", deliver {:.1?} + grace {:.1?} = {:.1?}",
             self.deliver, self.grace, self.elapsed
         )?;
+        if let Some(choice) = self.peer_fin {
+            write!(f, ", {choice}")?;
+        }
         if self.reaped {
             write!(f, ", reaped")?;
         }

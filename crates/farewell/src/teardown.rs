@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 use tokio::net::TcpStream;
 
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, PeerFinChoice};
 use crate::policy::{Event, Finish, Machine, Policy, Probe, Release, Step};
 use crate::sys;
 use crate::TcpState;
@@ -125,6 +125,14 @@ pub(crate) trait Urgency: Send + 'static {
     /// A future that completes on the next hurry. Create it, then check
     /// [`Urgency::is_hurried`], so a hurry in between is not missed.
     fn wait(&self) -> Self::Wait<'_>;
+
+    /// Records one ending from `peer` in the closer's table of recent endings
+    /// ([`PeerTimeWait::Auto`](crate::PeerTimeWait::Auto)) and says whether
+    /// that makes it a heavy client. Without a closer nothing counts: every
+    /// peer is light.
+    fn classify(&self, _peer: Option<std::net::IpAddr>, _now: Instant) -> PeerFinChoice {
+        PeerFinChoice::Light { recent: 0 }
+    }
 }
 
 /// No closer, no hurry: the teardown runs on its policy's deadlines alone.
@@ -220,14 +228,22 @@ pub(crate) struct Wait {
     until: Instant,
 }
 
+/// Both ends of a connection, as far as the kernel told.
+struct Addrs {
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+}
+
 /// What a teardown holds while it waits.
 pub(crate) struct Teardown<D> {
     stream: TcpStream,
     goodbye: Bytes,
     /// The decisions; also keeps when the teardown started.
     machine: Machine,
-    local: Option<SocketAddr>,
-    peer: Option<SocketAddr>,
+    /// Our address and the peer's, asked for at the start when the outcome
+    /// is reported in full (a reset peer's address cannot be had later).
+    /// Boxed: 8 bytes in every pending teardown rather than 64.
+    addrs: Option<Box<Addrs>>,
     report: Report,
     /// [`Teardown::advance`] stopped at a wait whose non-blocking attempt
     /// found nothing: the next run need not try again before waiting.
@@ -249,16 +265,18 @@ impl<D: Drain> Teardown<D> {
     ) -> Self {
         let started = Instant::now();
         let machine = Machine::new(policy, goodbye.len(), started);
-        let (local, peer) = match report {
-            Report::Full => (stream.local_addr().ok(), stream.peer_addr().ok()),
-            Report::EndingOnly => (None, None),
+        let addrs = match report {
+            Report::Full => Some(Box::new(Addrs {
+                local: stream.local_addr().ok(),
+                peer: stream.peer_addr().ok(),
+            })),
+            Report::EndingOnly => None,
         };
         Teardown {
             stream,
             goodbye,
             machine,
-            local,
-            peer,
+            addrs,
             report,
             blocked: false,
             drain,
@@ -302,8 +320,22 @@ impl<D: Drain> Teardown<D> {
                     self.machine.on_event(now, event);
                 }
                 Step::Probe => {
-                    let event = probe(&self.stream).map_or(Event::ProbeFailed, Event::Probed);
+                    let probed = if self.machine.saw_eof() {
+                        // After the peer's FIN was read nothing is left unread: spare the ioctl.
+                        probe_after_eof(&self.stream)
+                    } else {
+                        probe(&self.stream)
+                    };
+                    let event = probed.map_or(Event::ProbeFailed, Event::Probed);
                     self.machine.on_event(now, event);
+                }
+                Step::Classify => {
+                    let peer = match &self.addrs {
+                        Some(addrs) => addrs.peer,
+                        None => self.stream.peer_addr().ok(),
+                    };
+                    let choice = hurry.classify(peer.map(|peer| peer.ip()), now);
+                    self.machine.on_event(now, Event::Classified(choice));
                 }
                 Step::ShutdownWrite => {
                     let before = sys::tcp_state(&self.stream).ok();
@@ -391,8 +423,10 @@ impl<D: Drain> Teardown<D> {
         let mut outcome = self
             .machine
             .outcome(finish, last, self.machine.started().elapsed());
-        outcome.local = self.local;
-        outcome.peer = self.peer;
+        if let Some(addrs) = self.addrs {
+            outcome.local = addrs.local;
+            outcome.peer = addrs.peer;
+        }
         self.drain.finish(&mut outcome);
         tracing::debug!(%outcome, "teardown finished");
         outcome

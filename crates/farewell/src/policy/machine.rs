@@ -10,7 +10,7 @@
 //!      │                  │      (peer-first)          │ stalled / cap          │
 //!      │                  │                            ▼                        │
 //!      │                  │                   Done(reset, delivery stalled)     │
-//!      │                  │            peer FIN in Delivering or Grace ─────────┴──▶ Done(close)
+//!      │                  │            peer FIN in Delivering or Grace ─────────┴──▶ Done(close | reset)
 //!      │                  └─(lingering, fin-then-reset)─▶ HalfClosing ──FIN sent──▶ Draining | AwaitingFinAck
 //!      └─ not established / already reset ─▶ Done
 //!
@@ -42,6 +42,17 @@
 //! timeout (a probe dates the progress it sees to its own time), and always
 //! one at the stall deadline. The bookkeeping is in [`progress`].
 //!
+//! # The peer's FIN
+//!
+//! A FIN that comes before everything we wrote was ACKed (a probe after it
+//! says so), or before the goodbye was written (the connection was already
+//! `CLOSE-WAIT` at the start), is a half-close: the peer may still be reading,
+//! so it gets the passive close and keeps TIME-WAIT. A FIN that comes after is
+//! a goodbye: [`PeerTimeWait`] says whether the peer keeps TIME-WAIT (passive
+//! close) or nobody does (reset, [F13](crate::facts#f13)); with `Auto` the
+//! machine asks the driver how many endings the peer's address had in the last
+//! minute ([`Step::Classify`]).
+//!
 //! [`Event::Hurry`] is the hard deadline of a [`Closer`](crate::Closer) (a
 //! server's drain): every deadline of the policy is cut short. From `Starting`
 //! the kernel is asked for the state first, so a connection that is not
@@ -51,8 +62,8 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::outcome::{Delivery, Ending, Outcome, TimeWait};
-use crate::policy::{Policy, MAX_WAIT};
+use crate::outcome::{Delivery, Ending, Outcome, PeerFinChoice, TimeWait};
+use crate::policy::{PeerTimeWait, Policy, MAX_WAIT};
 use crate::sys::TcpInfo;
 use crate::TcpState;
 
@@ -156,6 +167,9 @@ pub(crate) enum Step {
     CheckState,
     /// Ask the kernel for `TCP_INFO` and the queues, then report [`Event::Probed`].
     Probe,
+    /// Record one ending from the peer's address in the closer's table of
+    /// recent endings and report [`Event::Classified`] with the count.
+    Classify,
     /// Stop and release the socket this way.
     Finish(Finish),
 }
@@ -201,6 +215,9 @@ pub(crate) enum Event {
     Timer,
     /// The closer's hard deadline: end now, by the shortest safe way.
     Hurry,
+    /// The answer to [`Step::Classify`]: [`PeerFinChoice::Light`] or
+    /// [`PeerFinChoice::Heavy`], by the closer's table and threshold.
+    Classified(PeerFinChoice),
     /// The kernel refused the silent release ([`Release::Silent`]: `TCP_REPAIR`
     /// needs `CAP_NET_ADMIN`); the socket is still open.
     RepairRefused,
@@ -226,6 +243,14 @@ pub(crate) struct Machine {
     we_fin: bool,
     /// The peer's FIN had already arrived when we queued ours (it keeps TIME-WAIT).
     peer_fin_first: bool,
+    /// The peer's FIN came before everything we wrote was ACKed, or before
+    /// the goodbye was written: a half-close, answered passively.
+    fin_early: bool,
+    /// A probe was taken after the peer's FIN was read.
+    fin_probed: bool,
+    /// Why the peer's FIN got the ending it got (with `Auto`, set by
+    /// [`Event::Classified`] before the machine decides).
+    peer_fin_choice: Option<PeerFinChoice>,
     /// How far the hurry got (one byte: a pending teardown should be small).
     hurry: Hurry,
     progress: Progress,
@@ -252,6 +277,9 @@ impl Machine {
             peer_fin: false,
             we_fin: false,
             peer_fin_first: false,
+            fin_early: false,
+            fin_probed: false,
+            peer_fin_choice: None,
             hurry: Hurry::No,
             progress: Progress::new(now),
             finish: None,
@@ -410,8 +438,9 @@ impl Machine {
                 State::HalfClosing => return Step::ShutdownWrite,
                 State::Delivering => {
                     if self.peer_fin {
-                        // The passive close: the kernel still delivers what is queued.
-                        self.finish(Release::Close, Ending::PeerClosed);
+                        if let Some(step) = self.on_peer_fin() {
+                            return step;
+                        }
                     } else if self.drain_limit_exceeded() {
                         self.finish(Release::Reset, Ending::ResetOnDrainLimit);
                     } else if self.delivered() {
@@ -433,7 +462,9 @@ impl Machine {
                     let delivered_at = self.progress.delivered_at().unwrap_or(now);
                     let grace_end = delivered_at + p.grace.min(MAX_WAIT);
                     if self.peer_fin {
-                        self.finish(Release::Close, Ending::PeerClosed);
+                        if let Some(step) = self.on_peer_fin() {
+                            return step;
+                        }
                     } else if self.drain_limit_exceeded() {
                         self.finish(Release::Reset, Ending::ResetOnDrainLimit);
                     } else if now >= grace_end {
@@ -517,6 +548,47 @@ impl Machine {
         }
     }
 
+    /// Peer-first saw the peer's FIN while delivering or in its grace: a
+    /// passive close or a reset (see the [module docs](self#the-peers-fin)).
+    /// Returns the step to take first, if the machine must ask before it decides.
+    fn on_peer_fin(&mut self) -> Option<Step> {
+        let Policy::PeerFirst(p) = self.policy else {
+            unreachable!("only peer-first delivers and has a grace")
+        };
+        if !self.fin_early && !self.delivered() && p.peer_time_wait != PeerTimeWait::Keep {
+            if !self.fin_probed {
+                // Was everything ACKed when the FIN came? (The FIN's own
+                // segment ACKs all the peer received before it.)
+                return Some(Step::Probe);
+            }
+            // Bytes of ours were still in flight: the peer half-closed.
+            self.fin_early = true;
+        }
+        let choice = if self.fin_early {
+            PeerFinChoice::HalfClose
+        } else {
+            match p.peer_time_wait {
+                PeerTimeWait::Keep => PeerFinChoice::Kept,
+                PeerTimeWait::Spare => PeerFinChoice::Spared,
+                PeerTimeWait::Auto => match self.peer_fin_choice {
+                    None => return Some(Step::Classify),
+                    Some(choice) => choice,
+                },
+            }
+        };
+        self.peer_fin_choice = Some(choice);
+        match choice {
+            PeerFinChoice::Spared | PeerFinChoice::Heavy { .. } => {
+                // Everything is ACKed and the peer closed: the reset frees
+                // our CLOSE-WAIT and its FIN-WAIT-2 ([F13](crate::facts#f13)).
+                self.finish(Release::Reset, Ending::ResetAfterPeerFin)
+            }
+            // The passive close: the kernel still delivers what is queued.
+            _ => self.finish(Release::Close, Ending::PeerClosed),
+        }
+        None
+    }
+
     /// The whole goodbye is in the socket.
     fn on_flushed(&mut self, now: Instant) {
         match self.policy {
@@ -590,7 +662,14 @@ impl Machine {
                 self.drained += n as u64;
                 self.last_read = now;
             }
-            Event::Eof => self.peer_fin = true,
+            Event::Eof => {
+                self.peer_fin = true;
+                if self.written < self.goodbye_len {
+                    // The peer closed before it could have read our goodbye.
+                    self.fin_early = true;
+                }
+            }
+            Event::Classified(choice) => self.peer_fin_choice = Some(choice),
             Event::Failed(kind) => {
                 let ending = match kind {
                     io::ErrorKind::ConnectionReset
@@ -667,6 +746,11 @@ impl Machine {
             | TcpState::SynReceived
             | TcpState::NewSynReceived
             | TcpState::Listen => self.finish(Release::Reset, Ending::NotEstablished),
+            TcpState::CloseWait if self.goodbye_len > 0 => {
+                // The peer's FIN came before our goodbye: a half-close.
+                self.fin_early = true;
+                self.established();
+            }
             _ => self.established(),
         }
     }
@@ -679,6 +763,9 @@ impl Machine {
         if probe.state() == TcpState::Closed && !self.we_fin {
             // Without our FIN, only a reset (or a timeout) closes the connection.
             return self.finish(Release::Close, Ending::PeerReset);
+        }
+        if self.peer_fin {
+            self.fin_probed = true;
         }
         if self.state == State::Hurrying {
             self.hurry = Hurry::Probed;
@@ -785,6 +872,7 @@ impl Machine {
             peer: None,
             reaped: false,
             peer_close_notify: None,
+            peer_fin: self.peer_fin_choice,
         }
     }
 }

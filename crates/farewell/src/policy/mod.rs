@@ -142,10 +142,14 @@ pub enum Policy {
     /// 3. **Reset**, only then ([`Ending::ResetAfterGrace`](crate::Ending::ResetAfterGrace)).
     ///
     /// Throughout, input is read and discarded (at most `drain_limit` bytes).
-    /// When the peer's FIN comes, in either phase, we close: `LAST-ACK` →
-    /// `CLOSED`, the kernel still delivers whatever is queued, and the *peer*
-    /// keeps TIME-WAIT. We never keep TIME-WAIT; the outcome says whether the
-    /// goodbye was confirmed delivered and how long each phase took.
+    /// When the peer's FIN comes before everything is ACKed (a half-close), we
+    /// close: `LAST-ACK` → `CLOSED`, the kernel still delivers whatever is
+    /// queued, and the *peer* keeps TIME-WAIT. When it comes after, a light
+    /// client gets the same passive close and a heavy one (a proxy, a load
+    /// generator) a reset, so that nobody keeps TIME-WAIT
+    /// ([`PeerFirst::peer_time_wait`], [F13](crate::facts#f13)). We never keep
+    /// TIME-WAIT; the outcome says whether the goodbye was confirmed delivered,
+    /// how long each phase took, and why the peer got the ending it got.
     PeerFirst(PeerFirst),
 }
 
@@ -259,6 +263,11 @@ pub struct PeerFirst {
     /// The most bytes to read and discard before resetting a peer that floods
     /// us (default 256 KiB).
     pub drain_limit: u64,
+    /// Who keeps TIME-WAIT when the peer closes after everything was
+    /// delivered: the peer ([`PeerTimeWait::Keep`]), nobody
+    /// ([`PeerTimeWait::Spare`]), or, by default, the peer only if it is a
+    /// light client ([`PeerTimeWait::Auto`]).
+    pub peer_time_wait: PeerTimeWait,
 }
 
 impl Default for PeerFirst {
@@ -268,6 +277,125 @@ impl Default for PeerFirst {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             drain_limit: 256 * 1024,
+            peer_time_wait: PeerTimeWait::default(),
+        }
+    }
+}
+
+/// The default [`PeerTimeWait::Auto`] threshold
+/// ([`CloserBuilder::heavy_client_threshold`](crate::CloserBuilder::heavy_client_threshold)):
+/// a client address that ended more than this many connections with us in
+/// the last minute is heavy.
+///
+/// Each passive close hands the client one TIME-WAIT entry for 60 s, and a
+/// client has about 28,000 ephemeral ports toward one server address
+/// (`ip_local_port_range` 32768-60999): 500 entries is under 2 % of them, far
+/// below where its `connect()` slows down, and about 8 connections a second
+/// sustained. A browser, a phone or a `curl` in a script stays under it; a
+/// reverse proxy, a load balancer, a NAT gateway, a load generator or another
+/// service's connection pool goes over it within a second of real traffic.
+pub const DEFAULT_HEAVY_CLIENT_THRESHOLD: u32 = 500;
+
+/// Who keeps TIME-WAIT when a peer-first teardown sees the peer close
+/// ([`PeerFirst::peer_time_wait`]).
+///
+/// The textbook peer-first close answers the peer's FIN with our own
+/// (`LAST-ACK` → `CLOSED`): the peer keeps TIME-WAIT, 60 s and one ephemeral
+/// port each. Right for a light client (RFC 9293 §3.5.2, Faber, Touch, Yue),
+/// costly for a heavy one: a reverse proxy or load balancer in front of the
+/// server, a NAT, a load generator or a connection pool opens thousands of
+/// connections a minute from one address, and its ports toward us run out.
+///
+/// The other answer ([`F13`](crate::facts#f13)): once everything we wrote is
+/// ACKed and the peer's FIN is in, *reset* instead of closing. Our
+/// `CLOSE-WAIT` socket and the peer's `FIN-WAIT-2` socket both go: no
+/// TIME-WAIT anywhere, and a peer application that already closed sees
+/// nothing. Nothing we wrote is lost: the peer's kernel had ACKed it all.
+///
+/// Either way a FIN that comes *before* everything we wrote was ACKed (or,
+/// with a goodbye, before the goodbye was written) is a half-close, not a
+/// goodbye: the peer may still be reading, and a reset would hand it
+/// `ECONNRESET` instead of the end of file after its data. Such a peer always
+/// gets the passive close ([`PeerFinChoice::HalfClose`](crate::PeerFinChoice::HalfClose)).
+///
+/// # Examples
+///
+/// ```
+/// use farewell::{PeerFirst, PeerTimeWait, Policy};
+///
+/// // A server behind a reverse proxy: no client of ours should keep TIME-WAIT.
+/// let behind_proxy = Policy::PeerFirst(PeerFirst {
+///     peer_time_wait: PeerTimeWait::Spare,
+///     ..PeerFirst::default()
+/// });
+/// # let _ = behind_proxy;
+/// assert_eq!(PeerTimeWait::default(), PeerTimeWait::Auto);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerTimeWait {
+    /// The default: a light client keeps TIME-WAIT, a heavy one keeps none.
+    ///
+    /// A client address is heavy when more connections from it than the
+    /// closer's threshold ([`CloserBuilder::heavy_client_threshold`](crate::CloserBuilder::heavy_client_threshold),
+    /// default [`DEFAULT_HEAVY_CLIENT_THRESHOLD`]) ended with its FIN after
+    /// ours were delivered in the last 60 s (the length of TIME-WAIT on Linux,
+    /// so this counts the entries the textbook close would have left it). A
+    /// [`Closer`](crate::Closer) keeps the counts in a fixed table (4,096
+    /// slots, 32 KiB; a sliding one-minute window per slot; no lock):
+    /// addresses that share a slot share a count, which can only make a light
+    /// client look heavy, never lose data. [`close`](crate::close), which has
+    /// no closer and so no memory of past connections, treats every peer as
+    /// light.
+    #[default]
+    Auto,
+    /// Always the textbook passive close: the peer keeps TIME-WAIT.
+    Keep,
+    /// Always reset once the peer's FIN is in and everything is ACKed: nobody
+    /// keeps TIME-WAIT. For a server that only ever has heavy clients (behind
+    /// a proxy or load balancer).
+    Spare,
+}
+
+impl PeerTimeWait {
+    /// Every name [`PeerTimeWait::from_str`] accepts.
+    pub const NAMES: [&'static str; 3] = ["auto", "keep", "spare"];
+
+    /// The name, as the CLI spells it: `auto`, `keep`, `spare`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerTimeWait::Auto => "auto",
+            PeerTimeWait::Keep => "keep",
+            PeerTimeWait::Spare => "spare",
+        }
+    }
+}
+
+impl fmt::Display for PeerTimeWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The error of parsing a [`PeerTimeWait`] from a name it does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown peer TIME-WAIT choice {given:?}; expected one of: {}", PeerTimeWait::NAMES.join(", "))]
+pub struct UnknownPeerTimeWait {
+    given: String,
+}
+
+impl FromStr for PeerTimeWait {
+    type Err = UnknownPeerTimeWait;
+
+    /// Parses `auto`, `keep` or `spare`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(PeerTimeWait::default()),
+            "keep" => Ok(PeerTimeWait::Keep),
+            "spare" => Ok(PeerTimeWait::Spare),
+            _ => Err(UnknownPeerTimeWait {
+                given: s.to_owned(),
+            }),
         }
     }
 }
@@ -324,6 +452,19 @@ impl Policy {
                 ..f
             }),
             Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst { grace, ..p }),
+            other => other,
+        }
+    }
+
+    /// The same policy with peer-first's [`PeerFirst::peer_time_wait`] set;
+    /// other policies are returned unchanged (they never wait for the peer's
+    /// FIN after delivery).
+    pub fn with_peer_time_wait(self, choice: PeerTimeWait) -> Policy {
+        match self {
+            Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
+                peer_time_wait: choice,
+                ..p
+            }),
             other => other,
         }
     }

@@ -18,6 +18,7 @@ async fn peer_first_zero_durations_still_end_and_keep_no_time_wait() {
         stall_timeout: Duration::ZERO,
         delivery_timeout: Duration::ZERO,
         drain_limit: 0,
+        peer_time_wait: farewell::PeerTimeWait::default(),
     });
     for behaviour in [
         Behaviour::Cooperative,
@@ -38,6 +39,7 @@ async fn peer_first_huge_grace_is_clamped_and_ends_when_the_peer_closes() {
         stall_timeout: Duration::MAX,
         delivery_timeout: Duration::MAX,
         drain_limit: u64::MAX,
+        peer_time_wait: farewell::PeerTimeWait::default(),
     });
     let cell = run_cell(policy, Behaviour::Cooperative, V4).await;
     assert_eq!(cell.outcome.ending, Ending::PeerClosed);

@@ -11,6 +11,7 @@ mod closer_hurry;
 mod common;
 mod delivery;
 mod edge_cases;
+mod heavy_client;
 mod policy_matrix;
 #[cfg(feature = "rustls")]
 mod tls;

@@ -5,7 +5,7 @@
 //! socket table.
 
 use super::*;
-use crate::policy::{FinThenReset, Lingering, PeerFirst, Plain};
+use crate::policy::{FinThenReset, Lingering, PeerFirst, PeerTimeWait, Plain};
 
 const GOODBYE: usize = 8;
 
@@ -44,13 +44,20 @@ fn probe(state: TcpState, unacked: u32) -> Event {
     probed(state, unacked, 0)
 }
 
-/// Peer-first with a 100 ms grace, 300 ms stall timeout, 2 s cap, 1000 B drain limit.
+/// Peer-first with a 100 ms grace, 300 ms stall timeout, 2 s cap, 1000 B
+/// drain limit, and the textbook passive close after the peer's FIN.
 fn peer_first() -> Policy {
+    peer_first_sparing(PeerTimeWait::Keep)
+}
+
+/// [`peer_first`] with another answer to the peer's FIN.
+fn peer_first_sparing(peer_time_wait: PeerTimeWait) -> Policy {
     Policy::PeerFirst(PeerFirst {
         grace: ms(100),
         stall_timeout: ms(300),
         delivery_timeout: ms(2000),
         drain_limit: 1000,
+        peer_time_wait,
     })
 }
 
@@ -306,6 +313,7 @@ fn test_flushing_zero_durations_still_terminate_after_one_attempt() {
         stall_timeout: Duration::ZERO,
         delivery_timeout: Duration::ZERO,
         drain_limit: 0,
+        peer_time_wait: PeerTimeWait::default(),
     });
     let mut m = flushing(policy, t0);
     assert!(matches!(m.step(t0), Step::Wait { write: true, .. }));
@@ -634,6 +642,130 @@ fn test_delivering_hurry_cuts_a_progressing_delivery_short() {
     );
 }
 
+// ---- Delivering: the peer's FIN, and who keeps TIME-WAIT ([F13](crate::facts#f13)) ----
+
+/// A peer-first machine with `choice`, its goodbye written, the peer's FIN
+/// read at `t0 + 1 ms` before any probe.
+fn fin_while_delivering(choice: PeerTimeWait, t0: Instant) -> Machine {
+    let mut m = flushed(peer_first_sparing(choice), t0);
+    assert_eq!(m.state(), State::Delivering);
+    m.on_event(t0 + ms(1), Event::Eof);
+    m
+}
+
+#[test]
+fn test_delivering_peer_fin_after_all_acked_is_reset_when_sparing() {
+    let t0 = Instant::now();
+    let mut m = fin_while_delivering(PeerTimeWait::Spare, t0);
+    // One look: was everything ACKed when the FIN came?
+    assert_eq!(m.step(t0 + ms(1)), Step::Probe);
+    m.on_event(t0 + ms(1), probed(TcpState::CloseWait, 0, GOODBYE as u64));
+    let f = finish_of(m.step(t0 + ms(1)));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAfterPeerFin)
+    );
+    let o = m.outcome(f, None, ms(1));
+    assert_eq!(o.time_wait, TimeWait::Nobody);
+    assert_eq!(o.goodbye, Delivery::Confirmed);
+    assert_eq!(o.peer_fin, Some(PeerFinChoice::Spared));
+}
+
+#[test]
+fn test_delivering_peer_fin_with_bytes_in_flight_is_a_half_close() {
+    let t0 = Instant::now();
+    let mut m = fin_while_delivering(PeerTimeWait::Spare, t0);
+    assert_eq!(m.step(t0 + ms(1)), Step::Probe);
+    // 5 bytes not ACKed when the FIN came: the peer may still be reading.
+    m.on_event(t0 + ms(1), probe(TcpState::CloseWait, 5));
+    let f = finish_of(m.step(t0 + ms(1)));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerClosed));
+    let o = m.outcome(f, Some(kernel(TcpState::CloseWait, 5, 0)), ms(1));
+    assert_eq!(o.time_wait, TimeWait::Peer);
+    assert_eq!(o.peer_fin, Some(PeerFinChoice::HalfClose));
+}
+
+#[test]
+fn test_delivering_peer_fin_keep_closes_passively_without_a_probe() {
+    let t0 = Instant::now();
+    let mut m = fin_while_delivering(PeerTimeWait::Keep, t0);
+    let f = finish_of(m.step(t0 + ms(1)));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerClosed));
+    assert_eq!(
+        m.outcome(f, None, ms(1)).peer_fin,
+        Some(PeerFinChoice::Kept)
+    );
+}
+
+#[test]
+fn test_delivering_peer_fin_auto_asks_how_heavy_the_client_is() {
+    for (choice, release, ending) in [
+        (
+            PeerFinChoice::Light { recent: 2 },
+            Release::Close,
+            Ending::PeerClosed,
+        ),
+        (
+            PeerFinChoice::Heavy { recent: 3 },
+            Release::Reset,
+            Ending::ResetAfterPeerFin,
+        ),
+    ] {
+        let t0 = Instant::now();
+        let mut m = fin_while_delivering(PeerTimeWait::Auto, t0);
+        assert_eq!(m.step(t0 + ms(1)), Step::Probe);
+        m.on_event(t0 + ms(1), probed(TcpState::CloseWait, 0, GOODBYE as u64));
+        assert_eq!(m.step(t0 + ms(1)), Step::Classify);
+        m.on_event(t0 + ms(1), Event::Classified(choice));
+        let f = finish_of(m.step(t0 + ms(1)));
+        assert_eq!((f.release, f.ending), (release, ending), "{choice:?}");
+        assert_eq!(m.outcome(f, None, ms(1)).peer_fin, Some(choice));
+    }
+}
+
+#[test]
+fn test_delivering_half_close_is_never_classified() {
+    let t0 = Instant::now();
+    let mut m = fin_while_delivering(PeerTimeWait::Auto, t0);
+    assert_eq!(m.step(t0 + ms(1)), Step::Probe);
+    m.on_event(t0 + ms(1), probe(TcpState::CloseWait, 1));
+    // Straight to the passive close: a half-closed peer is not counted.
+    let f = finish_of(m.step(t0 + ms(1)));
+    assert_eq!(f.ending, Ending::PeerClosed);
+}
+
+#[test]
+fn test_starting_close_wait_before_the_goodbye_is_a_half_close() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(peer_first_sparing(PeerTimeWait::Spare), GOODBYE, t0);
+    assert_eq!(m.step(t0), Step::CheckState);
+    // The peer's FIN came before our goodbye was written: it half-closed.
+    m.on_event(t0, Event::StateIs(info_of(TcpState::CloseWait)));
+    assert!(matches!(m.step(t0), Step::Wait { write: true, .. }));
+    m.on_event(t0, Event::Wrote(GOODBYE));
+    let _ = m.step(t0);
+    m.on_event(t0, Event::Eof);
+    // No probe, no reset: the peer gets the goodbye, then our FIN (EOF).
+    let f = finish_of(m.step(t0));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerClosed));
+    assert_eq!(
+        m.outcome(f, None, ms(0)).peer_fin,
+        Some(PeerFinChoice::HalfClose)
+    );
+}
+
+#[test]
+fn test_flushing_peer_fin_before_the_whole_goodbye_is_a_half_close() {
+    let t0 = Instant::now();
+    let mut m = flushing(peer_first_sparing(PeerTimeWait::Spare), t0);
+    assert!(matches!(m.step(t0), Step::Wait { write: true, .. }));
+    m.on_event(t0, Event::Wrote(GOODBYE / 2));
+    m.on_event(t0, Event::Eof);
+    m.on_event(t0, Event::Wrote(GOODBYE - GOODBYE / 2));
+    let f = finish_of(m.step(t0));
+    assert_eq!(f.ending, Ending::PeerClosed);
+}
+
 // ---- Grace (peer-first) ------------------------------------------------------
 
 /// A peer-first machine whose goodbye was seen ACKed at `t0 + at`.
@@ -666,6 +798,26 @@ fn test_grace_peer_fin_closes_passively_and_peer_keeps_time_wait() {
     assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerClosed));
     let o = m.outcome(f, Some(kernel(TcpState::CloseWait, 0, 0)), ms(60));
     assert_eq!(o.time_wait, TimeWait::Peer);
+    assert_eq!((o.deliver, o.grace), (ms(20), ms(40)));
+}
+
+#[test]
+fn test_grace_peer_fin_when_sparing_resets_without_another_probe() {
+    let t0 = Instant::now();
+    let mut m = flushed(peer_first_sparing(PeerTimeWait::Spare), t0);
+    let t = t0 + 2 * RTT;
+    assert_eq!(m.step(t), Step::Probe);
+    m.on_event(t, probed(TcpState::Established, 0, GOODBYE as u64));
+    let _ = m.step(t);
+    assert_eq!(m.state(), State::Grace);
+    m.on_event(t + ms(40), Event::Eof);
+    let f = finish_of(m.step(t + ms(40)));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::Reset, Ending::ResetAfterPeerFin)
+    );
+    let o = m.outcome(f, None, ms(60));
+    assert_eq!(o.time_wait, TimeWait::Nobody);
     assert_eq!((o.deliver, o.grace), (ms(20), ms(40)));
 }
 

@@ -1,0 +1,189 @@
+//! Who keeps TIME-WAIT after the peer's FIN ([F13](farewell::facts#f13)):
+//! a light client the textbook passive close, a heavy one a reset that leaves
+//! TIME-WAIT nowhere; a half-closed peer still reading always gets its EOF.
+//! Judged by the kernel's table on both sides (on loopback both ends are in
+//! one table) and by what the peer application read.
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{closer_with_outcomes, read_to_end_or_error, GOODBYE, PEER_BOUND};
+use farewell::census::{self, Filter, StateSet};
+use farewell::{
+    Closer, Ending, PeerFinChoice, PeerFirst, PeerTimeWait, Policy, TcpState, TimeWait,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn peer_first(peer_time_wait: PeerTimeWait) -> Policy {
+    Policy::PeerFirst(PeerFirst {
+        grace: Duration::from_secs(5),
+        peer_time_wait,
+        ..PeerFirst::default()
+    })
+}
+
+/// The kernel's sockets toward and from `server`'s port, the listener left
+/// out, once transient closing states have passed (bounded wait).
+async fn both_sides(server: SocketAddr) -> (census::StateCounts, census::StateCounts) {
+    let port = server.port();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let ours = census::count_by_state(
+            &Filter::local_port(port).states(StateSet::all().without(TcpState::Listen)),
+        )
+        .unwrap();
+        let theirs = census::count_by_state(&Filter::remote_port(port)).unwrap();
+        let transient = [TcpState::LastAck, TcpState::FinWait1, TcpState::FinWait2]
+            .iter()
+            .map(|&s| ours.get(s) + theirs.get(s))
+            .sum::<usize>();
+        if transient == 0 || std::time::Instant::now() > deadline {
+            return (ours, theirs);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `n` cooperative clients one after the other, each reading the whole
+/// goodbye and closing; each teardown ends (bounded) before the next
+/// connection, so each ending is counted before the next one is decided.
+async fn cooperative_clients(listener: &tokio::net::TcpListener, closer: &Closer, n: usize) {
+    let addr = listener.local_addr().unwrap();
+    for _ in 0..n {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        closer.close(server, GOODBYE);
+        common::read_whole_goodbye(&mut client).await;
+        drop(client);
+        tokio::time::timeout(PEER_BOUND, closer.idle())
+            .await
+            .expect("the teardown ends");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_first_spare_resets_after_the_peers_fin_and_nobody_keeps_time_wait() {
+    const N: usize = 20;
+    let listener = common::clean_listener().await;
+    let addr = listener.local_addr().unwrap();
+    let (closer, mut outcomes) = closer_with_outcomes(peer_first(PeerTimeWait::Spare));
+    cooperative_clients(&listener, &closer, N).await;
+    for _ in 0..N {
+        let o = outcomes.recv().await.unwrap();
+        assert_eq!(o.ending, Ending::ResetAfterPeerFin, "{o}");
+        assert_eq!(o.time_wait, TimeWait::Nobody, "{o}");
+        assert_eq!(o.peer_fin, Some(PeerFinChoice::Spared), "{o}");
+    }
+    let (ours, theirs) = both_sides(addr).await;
+    assert_eq!(ours.total(), 0, "server side: {ours:?}");
+    assert_eq!(
+        theirs.total(),
+        0,
+        "client side (TIME-WAIT or FIN-WAIT-2 left): {theirs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_first_auto_light_client_keeps_time_wait_until_it_turns_heavy() {
+    const HEAVY_AFTER: u32 = 5;
+    const N: usize = 12;
+    let listener = common::clean_listener().await;
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let closer = Closer::builder(peer_first(PeerTimeWait::Auto))
+        .heavy_client_threshold(HEAVY_AFTER)
+        .on_outcome(move |o| {
+            let _ = tx.send(o);
+        })
+        .build();
+    cooperative_clients(&listener, &closer, N).await;
+    for i in 1..=N as u32 {
+        let o = outcomes.recv().await.unwrap();
+        if i <= HEAVY_AFTER {
+            assert_eq!(o.ending, Ending::PeerClosed, "{o}");
+            assert_eq!(o.peer_fin, Some(PeerFinChoice::Light { recent: i }), "{o}");
+        } else {
+            assert_eq!(o.ending, Ending::ResetAfterPeerFin, "{o}");
+            assert_eq!(o.peer_fin, Some(PeerFinChoice::Heavy { recent: i }), "{o}");
+        }
+    }
+    let (ours, theirs) = both_sides(addr).await;
+    assert_eq!(ours.total(), 0, "the server keeps nothing: {ours:?}");
+    // The light endings' TIME-WAIT is the client's, and only theirs.
+    assert_eq!(theirs.get(TcpState::TimeWait), HEAVY_AFTER as usize);
+    assert_eq!(theirs.total(), HEAVY_AFTER as usize, "{theirs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_first_half_closed_peer_still_reading_gets_eof_not_a_reset() {
+    let listener = common::clean_listener().await;
+    let addr = listener.local_addr().unwrap();
+    let (closer, mut outcomes) = closer_with_outcomes(peer_first(PeerTimeWait::Spare));
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let (mut server, _) = listener.accept().await.unwrap();
+    // The client sends its request and half-closes (`nc -N`), then reads.
+    client.write_all(b"QUIT\n").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut request = Vec::new();
+    tokio::time::timeout(PEER_BOUND, server.read_to_end(&mut request))
+        .await
+        .expect("the request and the FIN arrive")
+        .unwrap();
+    closer.close(server, GOODBYE);
+    let (got, error) = read_to_end_or_error(&mut client).await;
+    assert_eq!(got, GOODBYE);
+    assert_eq!(error, None, "the half-closed peer gets EOF, not a reset");
+    let o = outcomes.recv().await.unwrap();
+    assert_eq!(o.ending, Ending::PeerClosed, "{o}");
+    assert_eq!(o.peer_fin, Some(PeerFinChoice::HalfClose), "{o}");
+}
+
+/// The kernel fact behind the rule above ([F13](farewell::facts#f13)): a
+/// reset after the peer's FIN, once everything was ACKed, hands a peer that
+/// half-closed but is still reading its data, then `ECONNRESET` instead of EOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fact_reset_after_a_half_close_gives_the_reader_its_data_then_econnreset() {
+    let (server, mut client) = common::connected_pair(common::V4, None).await;
+    server.try_write(b"data").unwrap();
+    client.shutdown().await.unwrap();
+    // Wait (bounded) until our data is ACKed and the client's FIN is in.
+    let deadline = std::time::Instant::now() + PEER_BOUND;
+    while !(farewell::sys::unacked_bytes(&server).unwrap() == 0
+        && farewell::sys::tcp_state(&server).unwrap() == TcpState::CloseWait)
+    {
+        assert!(std::time::Instant::now() < deadline, "never ACKed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    farewell::sys::abort(server.into_std().unwrap()).unwrap();
+    let (got, error) = read_to_end_or_error(&mut client).await;
+    assert_eq!(got, b"data");
+    assert_eq!(error, Some(std::io::ErrorKind::ConnectionReset));
+}
+
+/// The other half of F13: a peer that read everything and closed (its
+/// application is gone; its socket waits in FIN-WAIT-1 or -2) is freed by the reset:
+/// no socket is left on either side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fact_reset_after_the_peers_fin_frees_both_sides() {
+    let (server, client) = common::connected_pair(common::V4, None).await;
+    let (server_addr, client_addr) = (server.local_addr().unwrap(), client.local_addr().unwrap());
+    drop(client);
+    let deadline = std::time::Instant::now() + PEER_BOUND;
+    while farewell::sys::tcp_state(&server).unwrap() != TcpState::CloseWait {
+        assert!(std::time::Instant::now() < deadline, "no FIN");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // FIN-WAIT-1 until our kernel's delayed ACK of the FIN goes out, then FIN-WAIT-2.
+    let client_state = common::kernel_state(client_addr, server_addr);
+    assert!(
+        matches!(client_state, Some(TcpState::FinWait1 | TcpState::FinWait2)),
+        "{client_state:?}"
+    );
+    farewell::sys::abort(server.into_std().unwrap()).unwrap();
+    common::settle(server_addr, client_addr).await;
+    assert_eq!(common::kernel_state(server_addr, client_addr), None);
+    assert_eq!(common::kernel_state(client_addr, server_addr), None);
+}
