@@ -49,11 +49,12 @@ pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// an open duplicate would keep the socket from closing.
     fn ack_probe(&self) -> Option<OwnedFd>;
 
-    /// Hands the stream over after a close-delimited response (an HTTP/1.0
-    /// body of unknown length), whose end the client can only learn from the
-    /// server's close. By default, as [`Handover::hand_over`]: over TLS,
-    /// `close_notify` marks the end.
-    fn end_close_delimited(self, shared: &Arc<Shared>, policy: Policy, cause: Cause, requests: u64)
+    /// Hands the stream over when the client is owed the server's FIN
+    /// ([`decide::owes_fin`]: an HTTP/1.0 client reading until the server
+    /// closes, a close-delimited body), so it learns the end of the last
+    /// response from the server's close. By default, as
+    /// [`Handover::hand_over`]: over TLS, `close_notify` marks the end.
+    fn end_with_our_fin(self, shared: &Arc<Shared>, policy: Policy, cause: Cause, requests: u64)
     where
         Self: Sized,
     {
@@ -77,16 +78,11 @@ impl Handover for TcpStream {
         Some(closer.close_here(self, Bytes::new(), policy))
     }
 
-    /// Under peer-first: deliver, then FIN and RST back to back (see
-    /// [`delimited`]), in a task the server waits for at shutdown. Other
-    /// policies send a FIN of their own already.
-    fn end_close_delimited(
-        self,
-        shared: &Arc<Shared>,
-        policy: Policy,
-        cause: Cause,
-        requests: u64,
-    ) {
+    /// Under peer-first: deliver, then FIN, reset by the kernel on its ACK
+    /// (see [`delimited`]), in a task the server waits for at shutdown, with
+    /// no grace: the client waits for that FIN. Other policies send a FIN of
+    /// their own already.
+    fn end_with_our_fin(self, shared: &Arc<Shared>, policy: Policy, cause: Cause, requests: u64) {
         let Policy::PeerFirst(settings) = policy else {
             shared
                 .ended
@@ -323,8 +319,9 @@ pub(crate) struct ConnState {
     pub(crate) requests: AtomicU64,
     /// Told when the request that reaches `max_requests` arrives.
     pub(crate) limit_reached: Notify,
-    /// The last response's body is close-delimited: only the server's close ends it.
-    pub(crate) close_delimited: AtomicBool,
+    /// The client is owed the server's FIN after the last response
+    /// ([`decide::owes_fin`]): it reads until the server closes.
+    pub(crate) owes_fin: AtomicBool,
     /// Why the connection ends, once something decided it.
     pub(crate) cause: CauseCell,
     /// After an upgrade: cut or not, released or not.
@@ -375,7 +372,7 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             limit_reached: Notify::new(),
-            close_delimited: AtomicBool::new(false),
+            owes_fin: AtomicBool::new(false),
             cause: CauseCell::default(),
             upgrade: UpgradeState::default(),
             h2: AtomicBool::new(false),
@@ -581,7 +578,7 @@ impl ConnState {
         }
         let shared = &self.shared;
         // An upgraded stream the handler dropped ends with the server's FIN,
-        // as a close-delimited body does (see `upgrade`); a cut one, quietly.
+        // as a response to a client that reads until the close does (see `upgrade`); a cut one, quietly.
         let upgraded = upgrade::ending(self);
         if self.abort.load(Ordering::Relaxed) {
             // The client stopped taking the response: nothing more can be delivered.
@@ -610,7 +607,7 @@ impl ConnState {
             (mark != NOT_CLOSING).then_some(mark),
             self.written.load(Ordering::Relaxed),
             shared.forcing.load(Ordering::Relaxed) || upgraded == upgrade::Ending::Cut,
-            self.close_delimited.load(Ordering::Relaxed) || upgraded == upgrade::Ending::Closed,
+            self.owes_fin.load(Ordering::Relaxed) || upgraded == upgrade::Ending::Closed,
         ) {
             decide::Teardown::Quiet => {
                 shared
@@ -626,8 +623,8 @@ impl ConnState {
                     .handed_over(|| stream.peer(), cause, requests, goodbye);
                 self.give(stream, shared.policy)
             }
-            decide::Teardown::CloseDelimited => {
-                stream.end_close_delimited(shared, shared.policy, cause, requests)
+            decide::Teardown::OwedFin => {
+                stream.end_with_our_fin(shared, shared.policy, cause, requests)
             }
         }
     }

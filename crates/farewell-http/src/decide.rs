@@ -1,6 +1,7 @@
 //! The per-connection decisions, with no I/O: when an idle keep-alive
-//! connection ends, which request is the last one, and which teardown a
-//! connection gets once hyper lets go of it.
+//! connection ends, which request is the last one, whether the client is
+//! owed the server's FIN, and which teardown a connection gets once hyper
+//! lets go of it.
 //!
 //! The clock and the counters are passed in, so the unit tests at the bottom
 //! drive them by hand; the integration tests in `tests/` prove the whole on
@@ -75,10 +76,10 @@ pub(crate) enum Teardown {
     /// everything written is ACKed. A grace would wait for a FIN the client has
     /// no reason to send.
     Quiet,
-    /// The last response's body is close-delimited (HTTP/1.0, unknown
-    /// length): its end is the server's FIN, sent once the body is ACKed
-    /// (see [`crate::delimited`]).
-    CloseDelimited,
+    /// The client is owed the server's FIN ([`owes_fin`]: it reads the last
+    /// response until the server closes): the FIN, sent once the response is
+    /// ACKed and reset by the kernel on its ACK (see [`crate::delimited`]).
+    OwedFin,
 }
 
 /// The teardown for a connection hyper let go of.
@@ -88,18 +89,18 @@ pub(crate) enum Teardown {
 /// did; `written` is the count now. If hyper wrote nothing since (HTTP/1.1
 /// ends an idle connection silently), the teardown is quiet; if it did write
 /// (a response finishing, an h2 GOAWAY), those bytes are a goodbye.
-/// `close_delimited` says the last response's body ends only where the
-/// connection does (see [`close_delimited`]).
+/// `owes_fin` says the client reads the last response until the server
+/// closes (see [`owes_fin`]).
 pub(crate) fn teardown(
     quiet_mark: Option<u64>,
     written: u64,
     forcing: bool,
-    close_delimited: bool,
+    owes_fin: bool,
 ) -> Teardown {
     if forcing || quiet_mark == Some(written) {
         Teardown::Quiet
-    } else if close_delimited {
-        Teardown::CloseDelimited
+    } else if owes_fin {
+        Teardown::OwedFin
     } else {
         Teardown::AfterGoodbye
     }
@@ -220,6 +221,29 @@ pub(crate) fn client_asks_close(version: Version, connection: Option<&str>) -> b
         Version::HTTP_11 => says("close"),
         _ => false,
     }
+}
+
+/// Whether the client reads the response to this request until the server
+/// closes: an HTTP/1.0 request without `Connection: keep-alive` (or with
+/// `close`). Such a client (`ab`, `lynx -dump`, `nc`, a plain socket reader)
+/// takes the server's close as the end of the response whatever its framing,
+/// `Content-Length` included (RFC 9112 §9.3: without keep-alive an HTTP/1.0
+/// connection ends after one response, and §9.6 has the server close it),
+/// and sends no FIN of its own before that close.
+///
+/// An HTTP/1.1 `Connection: close` request is not one: its client stops at
+/// the end of a framed response and closes itself (curl, browsers, Python).
+pub(crate) fn reads_to_close(version: Version, connection: Option<&str>) -> bool {
+    version == Version::HTTP_10 && client_asks_close(version, connection)
+}
+
+/// Whether the connection owes the client the server's FIN after this
+/// response: the client reads until the server closes ([`reads_to_close`]),
+/// or the body is close-delimited ([`close_delimited`]) and only the close
+/// can end it. Peer-first's "no FIN, wait for the client's" would leave such
+/// a client waiting the whole grace, then reset.
+pub(crate) fn owes_fin(reads_to_close: bool, close_delimited: bool) -> bool {
+    reads_to_close || close_delimited
 }
 
 /// Whether a request lacks the `Host` header an HTTP/1.1 request must have:
@@ -346,13 +370,17 @@ mod tests {
     }
 
     #[test]
-    fn test_released_after_a_close_delimited_body_ends_it_with_a_fin() {
-        assert_eq!(teardown(None, 1234, false, true), Teardown::CloseDelimited);
+    fn test_released_owing_our_fin_ends_with_a_fin() {
+        assert_eq!(teardown(None, 1234, false, true), Teardown::OwedFin);
         // Shutdown while the body was streaming: it still ends with the FIN.
-        assert_eq!(
-            teardown(Some(1000), 1234, false, true),
-            Teardown::CloseDelimited
-        );
+        assert_eq!(teardown(Some(1000), 1234, false, true), Teardown::OwedFin);
+    }
+
+    #[test]
+    fn test_released_owing_our_fin_but_idle_or_forced_is_quiet() {
+        // Nothing written since the quiet decision: nothing is owed.
+        assert_eq!(teardown(Some(1234), 1234, false, true), Teardown::Quiet);
+        assert_eq!(teardown(None, 1234, true, true), Teardown::Quiet);
     }
 
     // ---- Requests: the client asks to close ------------------------------------
@@ -372,6 +400,23 @@ mod tests {
         assert!(!client_asks_close(Version::HTTP_10, Some("Keep-Alive")));
         assert!(says_close("keep-alive, close"));
         assert!(!says_close("closed"));
+    }
+
+    #[test]
+    fn test_request_http10_without_keep_alive_reads_to_close() {
+        assert!(reads_to_close(Version::HTTP_10, None));
+        assert!(reads_to_close(Version::HTTP_10, Some("close")));
+        assert!(reads_to_close(Version::HTTP_10, Some("keep-alive, close")));
+        assert!(!reads_to_close(Version::HTTP_10, Some("Keep-Alive")));
+    }
+
+    #[test]
+    fn test_request_http11_connection_close_does_not_read_to_close() {
+        // It asks to close, but stops at the response's end and closes itself.
+        assert!(client_asks_close(Version::HTTP_11, Some("close")));
+        assert!(!reads_to_close(Version::HTTP_11, Some("close")));
+        assert!(!reads_to_close(Version::HTTP_11, None));
+        assert!(!reads_to_close(Version::HTTP_2, None));
     }
 
     #[test]
@@ -450,6 +495,27 @@ mod tests {
             false,
             None
         ));
+    }
+
+    // ---- Responses: who is owed our FIN ----------------------------------------------
+
+    #[test]
+    fn test_response_to_a_reader_to_close_owes_our_fin_whatever_its_framing() {
+        // HTTP/1.0 without keep-alive, Content-Length response (`ab`, `nc`).
+        assert!(owes_fin(true, false));
+        // ... or close-delimited.
+        assert!(owes_fin(true, true));
+    }
+
+    #[test]
+    fn test_response_close_delimited_owes_our_fin_even_to_a_keep_alive_client() {
+        assert!(owes_fin(false, true));
+    }
+
+    #[test]
+    fn test_response_framed_to_a_client_that_closes_itself_owes_nothing() {
+        // HTTP/1.1 (`Connection: close` or not), HTTP/1.0 keep-alive, h2.
+        assert!(!owes_fin(false, false));
     }
 
     const LIMITS: Limits = Limits {

@@ -1,11 +1,23 @@
-//! The end of a close-delimited response: the server's FIN is the end of the
-//! body, so this is the one teardown where the server must send a FIN first.
+//! The end of a response whose client reads until the server closes: the
+//! server's FIN is the end of the response, so this is the one teardown where
+//! the server must send a FIN first.
 //!
-//! hyper sends a body of unknown length to an HTTP/1.0 client with neither
-//! `Content-Length` nor chunked coding: the body ends where the connection
-//! does (RFC 9112 §6.3, item 8). The client reads until the server's FIN, so
-//! peer-first's "no FIN, wait for the client's" would make it wait the whole
-//! grace and then see a reset instead of the end of the body.
+//! Two kinds of response are read that way ([`decide::owes_fin`](crate::decide::owes_fin)):
+//!
+//! - **Any response to an HTTP/1.0 request without `Connection: keep-alive`**,
+//!   `Content-Length` included. Such a connection carries one response and the
+//!   server closes it (RFC 9112 §9.3, §9.6); its clients (`ab`, `lynx -dump`,
+//!   `nc`, a plain socket reader) read until that close and send no FIN of
+//!   their own before it.
+//! - **A close-delimited body**: hyper sends a body of unknown length to an
+//!   HTTP/1.0 client with neither `Content-Length` nor chunked coding, so it
+//!   ends where the connection does (RFC 9112 §6.3, item 8).
+//!
+//! Peer-first's "no FIN, wait for the client's" would make such a client wait
+//! the whole grace and then see a reset instead of the end of the response
+//! (`ab`: `apr_socket_recv: Connection reset by peer (104)`). An HTTP/1.1
+//! `Connection: close` client is not one of them: it stops at the end of the
+//! framed response and closes itself, so the policy serves it.
 //!
 //! A FIN first leaves TIME-WAIT on the server whenever the client's FIN
 //! arrives while the server's socket still exists. Fin-then-reset (FIN, wait
@@ -17,23 +29,34 @@
 //! too whenever the woken client runs first (5 of 10 with curl). So:
 //!
 //! 1. **Deliver:** wait, while the client's kernel keeps ACKing, until every
-//!    body byte is ACKed (`SIOCOUTQ` = 0); give up as peer-first does (its
-//!    stall timeout without progress, its delivery cap).
-//! 2. **FIN, reset on its ACK, in the kernel**
+//!    byte of the response is ACKed (`SIOCOUTQ` = 0); give up as peer-first
+//!    does (its stall timeout without progress, its delivery cap). No grace:
+//!    the client is waiting for us.
+//! 2. **Discard unread input** the client sent that nobody read (the rest of
+//!    a request body answered early), up to the policy's drain limit:
+//!    `close()` with unread bytes sends an RST instead of the FIN
+//!    ([`farewell::facts`] F4), which could erase the response in the
+//!    client's kernel (F9).
+//! 3. **FIN, reset on its ACK, in the kernel**
 //!    ([`farewell::sys::close_reset_on_fin_ack`]: `TCP_LINGER2` = -1, then
 //!    `close()`): the ACK of our FIN destroys the closed socket and is
 //!    answered with an RST, before a FIN riding on it is processed. The client
-//!    reads the whole body and then end of file (the reset only fails its later
-//!    writes); nobody keeps TIME-WAIT.
+//!    reads the whole response and then end of file (the reset only fails its
+//!    later writes); nobody keeps TIME-WAIT.
 //!
 //! If the client's FIN is already in (it half-closed after its request), the
 //! close is passive (`LAST-ACK`) and no RST is needed.
 //!
 //! # Notes
 //!
-//! Over TLS none of this applies: `close_notify` ends the body, and the
+//! Over TLS none of this applies: `close_notify` ends the response, and the
 //! teardown runs the policy as for any other connection.
+//!
+//! A client still sending a request body when the server closes (more than
+//! the drain limit, or bytes still in flight) gets the kernel's reset for the
+//! bytes that arrive after the close, as it would from hyper alone.
 
+use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use farewell::{PeerFirst, TcpState};
@@ -44,7 +67,7 @@ const MIN_GAP: Duration = Duration::from_millis(1);
 /// The longest pause between two looks at the send queue.
 const MAX_GAP: Duration = Duration::from_millis(50);
 
-/// How a close-delimited response ended.
+/// How a response ended by the server's FIN went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum End {
     /// Every byte was ACKed, then FIN and an RST on its ACK (or, the client's
@@ -55,15 +78,21 @@ pub(crate) enum End {
     ResetUndelivered,
 }
 
-/// Ends a close-delimited response on `stream` (see the [module docs](self)),
-/// with `settings`' stall timeout and delivery cap; `hurried` turning true (the
-/// server's shutdown deadline passed) ends the wait at once, with a reset.
+/// Ends the last response on `stream` with the server's FIN (see the
+/// [module docs](self)), with `settings`' stall timeout, delivery cap and
+/// drain limit; `hurried` turning true (the server's shutdown deadline
+/// passed) ends the wait at once, with a reset.
 pub(crate) async fn end(stream: TcpStream, settings: PeerFirst, hurried: impl Fn() -> bool) -> End {
     let delivered = deliver(&stream, settings, hurried).await;
-    let peer_fin = matches!(farewell::sys::tcp_state(&stream), Ok(TcpState::CloseWait));
+    // Out of the runtime: a non-blocking socket read directly, so an empty
+    // queue is `WouldBlock` whatever tokio last saw of its readiness.
     let Ok(stream) = stream.into_std() else {
         return End::ResetUndelivered;
     };
+    if delivered {
+        discard_unread(&stream, settings.drain_limit);
+    }
+    let peer_fin = matches!(farewell::sys::tcp_state(&stream), Ok(TcpState::CloseWait));
     match delivered {
         true if peer_fin => {
             // The client half-closed first: close() is the passive close.
@@ -79,6 +108,20 @@ pub(crate) async fn end(stream: TcpStream, settings: PeerFirst, hurried: impl Fn
         false => {
             let _ = farewell::sys::abort(stream);
             End::ResetUndelivered
+        }
+    }
+}
+
+/// Reads and discards what the client sent that nobody read, at most `limit`
+/// bytes, without waiting: `close()` then sends a FIN, not an RST (F4).
+fn discard_unread(mut stream: &std::net::TcpStream, limit: u64) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut read = 0u64;
+    while read < limit {
+        match stream.read(&mut buf) {
+            // End of file (the client's FIN) or nothing more queued.
+            Ok(0) | Err(_) => return,
+            Ok(n) => read += n as u64,
         }
     }
 }

@@ -18,13 +18,13 @@
 //!
 //! | connection ends because | the server sends | then | TIME-WAIT kept by |
 //! |---|---|---|---|
-//! | the client asked (`Connection: close` request), or the max-requests limit | the last response, with `Connection: close`; **no FIN** | waits up to the grace for the client's FIN, reading and discarding; closes passively (LAST-ACK → CLOSED). No FIN by then: waits (bounded) until the response is ACKed, then RST | the client; nobody if reset |
+//! | the client asked (HTTP/1.1 `Connection: close` request), or the max-requests limit | the last response, with `Connection: close`; **no FIN** | waits up to the grace for the client's FIN, reading and discarding; closes passively (LAST-ACK → CLOSED). No FIN by then: waits (bounded) until the response is ACKed, then RST | the client; nobody if reset |
 //! | the client closed (FIN) with no request pending | nothing more | closes passively | the client |
 //! | the client half-closed after its requests (`shutdown(SHUT_WR)`, `nc -N`) | the response to every request read before the FIN (RFC 9112 §9.6) | closes passively | the client |
 //! | keep-alive idle timeout (HTTP/1.1, nothing in flight) | nothing | RST once everything written is ACKed (`SIOCOUTQ` = 0) | nobody |
 //! | keep-alive idle timeout (h2), max requests (h2) | GOAWAY; **no FIN** | as for `Connection: close` | the client; nobody if reset |
 //! | response sent before the request body was read (early 413/401) | the response, `Connection: close`; no FIN | reads and discards the unread body (up to the drain limit, within the grace) until the client's FIN, so the client reads the response instead of a reset (RFC 9112 §9.6); over the limit: RST | the client; nobody if reset |
-//! | the last response's body is close-delimited (HTTP/1.0 client, length unknown: only the server's close can end it) | the body; once every byte is ACKed, a **FIN** (see below) | RST by the kernel when the FIN is ACKed | nobody |
+//! | the client reads until the server closes: an HTTP/1.0 request without `Connection: keep-alive` (`ab`, `lynx -dump`, `nc`), whatever the response's framing, or a close-delimited last body (HTTP/1.0, length unknown: only the server's close can end it) | the response; once every byte is ACKed, a **FIN** at once, no grace (see below) | RST by the kernel when the FIN is ACKed; if the client's FIN came first, a passive close | nobody; the client if it closed first |
 //! | an upgraded connection (`101`, e.g. a WebSocket) whose handler said the protocol's goodbye (a close frame) and dropped the stream | (the handler wrote the goodbye); once every byte is ACKed, a **FIN**, as for a close-delimited body: RFC 6455 §7.1.1 has the server close TCP first, and clients wait for it | RST by the kernel when the FIN is ACKed; if the client's FIN came first, a passive close | nobody; the client if it closed first |
 //! | an upgraded connection idle past [`Server::upgrade_idle_timeout`], or still held at the shutdown deadline | nothing: its reads and writes fail, the handler drops it | RST once everything written is ACKed | nobody |
 //! | server shutdown | in-flight responses finish with `Connection: close` / GOAWAY; idle HTTP/1.1 connections as for the idle timeout | as above; laggards after the shutdown timeout: RST once their bytes are ACKed | the client; nobody if reset |
@@ -54,18 +54,24 @@
 //! connection (RFC 9112 §9.3.1). A FIN instead would leave TIME-WAIT on the
 //! server for every idle connection it ends.
 //!
-//! **Why a close-delimited body ends with a FIN, reset on its ACK.** A body of
-//! unknown length to an HTTP/1.0 client has no end but the server's close
-//! (RFC 9112 §6.3), so here the server must send the first FIN. Waiting in
+//! **Why a client that reads until the close gets a FIN, reset on its ACK.**
+//! A body of unknown length to an HTTP/1.0 client has no end but the server's
+//! close (RFC 9112 §6.3), and an HTTP/1.0 client without keep-alive reads any
+//! response until that close (RFC 9112 §9.3) and sends no FIN before it, so
+//! here the server must send the first FIN; waiting for the client's instead
+//! would cost it the grace and then a reset (`ab` aborts:
+//! `apr_socket_recv: Connection reset by peer`). Waiting in
 //! user space for that FIN's ACK before the reset (fin-then-reset) loses the
 //! race to the client's own FIN every time on Linux, which delays the ACK of a
 //! FIN to send it with its own: the server would keep TIME-WAIT. So the server
 //! waits until the whole body is ACKed, then closes with `TCP_LINGER2` = -1
 //! ([`farewell::sys::close_reset_on_fin_ack`]): the kernel answers the ACK of
 //! the FIN with an RST before it looks at a FIN riding on it. The client reads
-//! the body and the end of file, and nobody keeps TIME-WAIT. Counted in
-//! [`ServeReport::close_delimited`]. Over TLS, `close_notify` ends the body
-//! and the policy runs as usual.
+//! the response and the end of file, and nobody keeps TIME-WAIT. Counted in
+//! [`ServeReport::close_delimited`]. An HTTP/1.1 client that sent
+//! `Connection: close` is not such a client: it stops at the end of the framed
+//! response and closes itself, so the policy serves it. Over TLS,
+//! `close_notify` ends the response and the policy runs as usual.
 //!
 //! With [`Policy::Plain`](farewell::Policy::Plain) the server closes like plain
 //! hyper (FIN first; TIME-WAIT on the server); the other policies behave as the

@@ -26,8 +26,9 @@ pub const TEARDOWNS: &str = "farewell_http_teardowns_total";
 /// Counter: HTTP connections ended, by `cause` ([`Cause::name`](crate::Cause::name):
 /// `client-asked`, `request-limit`, `idle`, `shutdown`, `upgrade`, `error`, ...).
 pub const CONNECTIONS_ENDED: &str = "farewell_http_connections_ended_total";
-/// Counter: connections whose last response was close-delimited (HTTP/1.0,
-/// length unknown), by `end`: `delivered` (every byte ACKed, then FIN reset on
+/// Counter: connections whose client read the last response until the
+/// server closed (HTTP/1.0 without keep-alive, or a close-delimited body),
+/// ended by the server's FIN, by `end`: `delivered` (every byte ACKed, then FIN reset on
 /// its ACK) or `reset-undelivered` (delivery stalled: reset).
 pub const CLOSE_DELIMITED: &str = "farewell_http_close_delimited_total";
 /// Counter: TLS handshakes that failed or timed out.

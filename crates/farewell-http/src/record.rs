@@ -115,9 +115,9 @@ pub struct ConnectionOutcome {
     /// closed before any request. The teardown's own [`Outcome::goodbye`] says
     /// `none-sent`: hyper, not the teardown, wrote the response.
     pub last_response: Delivery,
-    /// The last response's body was close-delimited (HTTP/1.0, length
-    /// unknown) and ended with the server's FIN, reset by the kernel on its
-    /// ACK ([`ServeReport::close_delimited`](crate::ServeReport::close_delimited)).
+    /// The client read the last response until the server closed (HTTP/1.0
+    /// without keep-alive, or a close-delimited body) and the connection
+    /// ended with the server's FIN, reset by the kernel on its ACK ([`ServeReport::close_delimited`](crate::ServeReport::close_delimited)).
     /// Also true for an upgraded connection ([`Cause::Upgrade`]) its handler
     /// dropped, which ends the same way.
     pub close_delimited: bool,

@@ -1203,16 +1203,19 @@ pub struct ServeReport {
     /// TLS connections whose client sent its own `close_notify` before the
     /// connection ended.
     pub peer_close_notify: u64,
-    /// Connections (over TCP, under peer-first) whose last response had a
-    /// close-delimited body (HTTP/1.0, length unknown): only the server's FIN
+    /// Connections (over TCP, under peer-first) whose client reads the last
+    /// response until the server closes: an HTTP/1.0 request without
+    /// `Connection: keep-alive` (whatever the response's framing), or a
+    /// close-delimited body (HTTP/1.0, length unknown). Only the server's FIN
     /// ends it. Each was delivered (every byte ACKed), then closed with a FIN
     /// that the kernel follows with an RST once it is ACKed
     /// ([`farewell::sys::close_reset_on_fin_ack`]): the client reads the whole
     /// body and the end of file, and nobody keeps TIME-WAIT. These teardowns are not in
     /// [`ServeReport::teardowns`] and produce no [`Outcome`].
     pub close_delimited: u64,
-    /// Close-delimited responses whose delivery stalled or failed: reset
-    /// without a FIN (the client sees a reset, not the end of the body).
+    /// Such responses (see [`ServeReport::close_delimited`]) whose delivery
+    /// stalled or failed: reset without a FIN (the client sees a reset, not
+    /// the end of the response).
     pub close_delimited_undelivered: u64,
     /// Connections by why they ended ([`Cause`]), the causes with none left
     /// out, in [`Cause::ALL`] order.
@@ -1277,7 +1280,7 @@ impl fmt::Display for ServeReport {
         if self.close_delimited + self.close_delimited_undelivered > 0 {
             write!(
                 f,
-                "; close-delimited: {} ended by FIN (reset on its ACK), {} reset undelivered",
+                "; read to the close: {} ended by our FIN (reset on its ACK), {} reset undelivered",
                 self.close_delimited, self.close_delimited_undelivered
             )?;
         }

@@ -1,6 +1,7 @@
 //! The service wrapper: counts requests in flight (for the idle timer),
-//! enforces the max-requests-per-connection limit, and notes a response whose
-//! body is close-delimited (the teardown must then end it with a FIN). It
+//! enforces the max-requests-per-connection limit, and notes a response after
+//! which the client is owed the server's FIN (an HTTP/1.0 client reading until
+//! the close, a close-delimited body: the teardown must then send it). It
 //! answers an HTTP/1.1 request without `Host` itself, with 400 (RFC 9112
 //! §3.2), so the user's service never sees one. Its response bodies are
 //! [`Watched`], for the send timeout.
@@ -65,6 +66,7 @@ where
         if decide::client_asks_close(request.version(), connection) {
             conn.cause.set(Cause::ClientAsked);
         }
+        let reads_to_close = decide::reads_to_close(request.version(), connection);
         if limit.last {
             conn.cause.set(Cause::RequestLimit);
             conn.limit_reached.notify_one();
@@ -81,6 +83,7 @@ where
             return CountedFuture {
                 inner: None,
                 close: true,
+                reads_to_close,
                 version,
                 method,
                 _guard: InFlight(Arc::clone(conn)),
@@ -89,6 +92,7 @@ where
         CountedFuture {
             inner: Some(self.inner.call(request)),
             close,
+            reads_to_close,
             version,
             method,
             _guard: InFlight(Arc::clone(conn)),
@@ -113,6 +117,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Option<F>,
         close: bool,
+        // The client reads the response until the server closes.
+        reads_to_close: bool,
         version: Version,
         method: Method,
         _guard: InFlight,
@@ -171,8 +177,8 @@ where
                 exact_len,
             )
         };
-        if close_delimited {
-            conn.close_delimited.store(true, Ordering::Relaxed);
+        if decide::owes_fin(*this.reads_to_close, close_delimited) {
+            conn.owes_fin.store(true, Ordering::Relaxed);
         }
         let conn = Arc::clone(conn);
         Poll::Ready(Ok(response.map(|body| Watched::new(body, conn))))

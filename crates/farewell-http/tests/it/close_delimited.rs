@@ -3,13 +3,15 @@
 //! ends only where the server closes, so the server must send its FIN; the
 //! client must get the whole body at once (not after the grace, not cut by a
 //! reset) and the server must keep no TIME-WAIT (the kernel's socket table).
+//! A known length to an HTTP/1.0 client without keep-alive ends the same way
+//! (`read_to_close.rs` has more clients of that kind).
 
 use crate::common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
-use farewell::{PeerFirst, Policy};
+use farewell::Policy;
 
 const N: usize = 300_000;
 
@@ -20,10 +22,7 @@ const GRACE: Duration = Duration::from_secs(5);
 const WELL_BEFORE_THE_GRACE: Duration = Duration::from_secs(4);
 
 fn peer_first_long_grace() -> Policy {
-    let Policy::PeerFirst(p) = peer_first() else {
-        unreachable!()
-    };
-    Policy::PeerFirst(PeerFirst { grace: GRACE, ..p })
+    peer_first_with_grace(GRACE)
 }
 
 /// GET `path` over HTTP/1.0 with `http.client`; checks the pattern; prints
@@ -111,22 +110,27 @@ async fn peer_first_close_delimited_body_reaches_python_http10_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_first_known_length_http10_is_not_close_delimited() {
+async fn peer_first_known_length_http10_still_gets_our_fin_at_once() {
     if !farewell_lab::support::tools::require(
-        "peer_first_known_length_http10_is_not_close_delimited",
+        "peer_first_known_length_http10_still_gets_our_fin_at_once",
         &["curl"],
     ) {
         return;
     }
-    let server = start(server(peer_first())).await;
+    let server = start(server(peer_first_long_grace())).await;
     let port = server.addr.port();
     let url = server.url(&format!("/bytes/{N}"));
+    let started = Instant::now();
     let out = run("curl", &["-sS", "--fail", "--http1.0", &url]).await;
+    let took = started.elapsed();
     assert_pattern(&out.stdout, N);
-    let report = server.shutdown().await;
-    assert_eq!(
-        report.close_delimited, 0,
-        "Content-Length ends it: {report}"
+    assert!(
+        took < WELL_BEFORE_THE_GRACE,
+        "curl waited {took:?}: for the server's FIN, not the {GRACE:?} grace"
     );
+    let report = server.shutdown().await;
+    // Not close-delimited (Content-Length), but an HTTP/1.0 request without
+    // keep-alive: its client is owed the server's FIN all the same.
+    assert_eq!(report.close_delimited, 1, "{report}");
     assert_no_server_time_wait_nor_leftovers(port).await;
 }

@@ -22,6 +22,15 @@ pub fn peer_first() -> Policy {
     })
 }
 
+/// [`peer_first`] with another grace: a long one makes a client left
+/// waiting for it obvious.
+pub fn peer_first_with_grace(grace: Duration) -> Policy {
+    let Policy::PeerFirst(p) = peer_first() else {
+        unreachable!()
+    };
+    Policy::PeerFirst(PeerFirst { grace, ..p })
+}
+
 /// A server with test-sized deadlines.
 pub fn server(policy: Policy) -> Server {
     Server::new()
@@ -160,6 +169,36 @@ pub async fn run(program: &str, args: &[&str]) -> std::process::Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// Runs `program args` with `input` on its stdin (then EOF), bounded; returns
+/// stdout and how long the program ran.
+pub async fn run_with_stdin(program: &str, args: &[&str], input: &[u8]) -> (Vec<u8>, Duration) {
+    use tokio::io::AsyncWriteExt;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e})"));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{program} ran past 20s"))
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.stdout, took)
 }
 
 /// Checks `body` is exactly `n` bytes of the demo pattern.

@@ -6,42 +6,13 @@
 
 use crate::common;
 
-use std::time::Duration;
-
 use common::*;
 use farewell::{Ending, Policy, TcpState};
-use tokio::io::AsyncWriteExt;
-
-/// Runs `program args` with `input` on its stdin (then EOF), bounded; returns stdout.
-async fn run_with_stdin(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program} ({e})"));
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input).await.unwrap();
-    drop(stdin);
-    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{program} ran past 20s"))
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
 
 /// `printf REQUEST | nc -N 127.0.0.1 PORT`: nc sends the request, then its FIN
 /// at stdin's EOF, and prints what comes back until the server closes.
 async fn nc_half_close(port: u16, request: &str) -> String {
-    let out = run_with_stdin(
+    let (out, _) = run_with_stdin(
         "nc",
         &["-N", "-w", "10", "127.0.0.1", &port.to_string()],
         request.as_bytes(),
@@ -108,10 +79,14 @@ async fn peer_first_nc_half_close_after_request_gets_the_response() {
     }
     let server = start(server(peer_first())).await;
     let port = server.addr.port();
+    // Not HTTP/1.0 without keep-alive here: the server owes that client its
+    // FIN (`read_to_close.rs`), and nc's FIN, sent at stdin's end, can cross
+    // it; the kernel then resets on that FIN's ACK, and nc, which drops a
+    // socket that reports an error (POLLERR) without reading it, can print
+    // nothing. A client that reads (the pipelined test below) gets it all.
     for request in [
         "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        "GET / HTTP/1.0\r\n\r\n",
     ] {
         for _ in 0..5 {
             assert_hello(&nc_half_close(port, request).await);
@@ -120,19 +95,19 @@ async fn peer_first_nc_half_close_after_request_gets_the_response() {
     let outcomes = std::sync::Arc::clone(&server.outcomes);
     let ends = std::sync::Arc::clone(&server.connections);
     let report = server.shutdown().await;
-    assert_eq!(report.connections, 15);
+    assert_eq!(report.connections, 10);
     // Each answer came after the client's FIN: it is the connection's goodbye,
     // and the client's kernel ACKed it.
     let ends = ends.lock().unwrap().clone();
-    assert_eq!(ends.len(), 15);
+    assert_eq!(ends.len(), 10);
     for end in &ends {
         assert_eq!(end.last_response, farewell::Delivery::Confirmed, "{end}");
         assert_eq!(end.requests, 1, "{end}");
     }
-    assert_eq!(report.requests, 15);
+    assert_eq!(report.requests, 10);
     assert_eq!(
         count(&outcomes, Ending::PeerClosed),
-        15,
+        10,
         "the client's FIN was in before the teardown: {report}"
     );
     assert_no_server_time_wait_nor_leftovers(port).await;
@@ -160,7 +135,9 @@ async fn peer_first_pipelined_requests_then_half_close_get_every_response() {
     let outcomes = std::sync::Arc::clone(&server.outcomes);
     let report = server.shutdown().await;
     assert_eq!(report.requests, 4, "{report}");
-    assert_eq!(count(&outcomes, Ending::PeerClosed), 2, "{report}");
+    // HTTP/1.1 by the policy; HTTP/1.0 by the server's own ending (no outcome).
+    assert_eq!(count(&outcomes, Ending::PeerClosed), 1, "{report}");
+    assert_eq!(report.close_delimited, 1, "{report}");
     assert_no_server_time_wait_nor_leftovers(port).await;
 }
 

@@ -1,5 +1,5 @@
 //! The integration tests of `farewell-http`, one binary: real clients
-//! (hyper, curl, Python, openssl) against real servers on loopback, over
+//! (hyper, curl, Python, openssl, ab, lynx, nc) against real servers on loopback, over
 //! TCP and TLS.
 
 mod abuse;
@@ -12,6 +12,7 @@ mod hyper_client;
 mod limits;
 mod outcomes;
 mod python;
+mod read_to_close;
 mod statuses;
 mod teardown_task;
 mod tls;

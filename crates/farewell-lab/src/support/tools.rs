@@ -18,6 +18,7 @@ pub const REQUIRE_TOOLS: &str = "FAREWELL_REQUIRE_TOOLS";
 pub fn debian_package(tool: &str) -> &str {
     match tool {
         "nc" => "netcat-openbsd",
+        "ab" => "apache2-utils",
         "ip" | "tc" => "iproute2",
         "nft" => "nftables",
         "python3" => "python3",
