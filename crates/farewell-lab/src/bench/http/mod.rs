@@ -464,10 +464,10 @@ pub fn run(
         }),
         rate: config.rate,
     };
+    let servers = servers(config)?;
     if modes.iter().any(|m| m.uses_wrk()) || config.proxy.is_some() {
         wrk::check()?;
     }
-    let servers = servers(config)?;
 
     // The in-process servers' runtime; its threads' CPU is the servers'.
     let server_cpu = ThreadCpu::default();
