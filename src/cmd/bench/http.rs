@@ -105,9 +105,11 @@ plain hyper) listens in a server namespace (10.201.0.1:8080); nginx listens on 1
 in a proxy namespace joined to it by a veth pair (10.201.0.2), and wrk (--threads,
 --connections, keep-alive or close as the mode says) runs in the proxy namespace into nginx.
 Under peer-first the server never sends the first FIN, so every upstream connection leaves
-its TIME-WAIT with the proxy, all on one source address toward one server port: past its ~28k
-ephemeral ports nginx's connect() fails (502s, `upstream` lines in its error log); a server
-that closes first keeps them itself. The proxy rows get a table of their own:
+its TIME-WAIT with the proxy, all on one source address toward one server port: nginx's
+connect() searches its ~28k ephemeral ports past them for a free one (the rate falls, the
+machine's CPU per request rises), and once all are held it fails (502s, `upstream` lines in
+its error log). A server that closes first keeps them itself. The proxy rows get a table of
+their own:
   proxy TW     TIME-WAIT entries in the proxy namespace toward the server's address and port
                (census inside that namespace), mean over the rounds
   server TW    TIME-WAIT entries in the server namespace (census inside it)

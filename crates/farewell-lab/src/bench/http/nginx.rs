@@ -195,12 +195,13 @@ impl Nginx {
     /// e.g. `upstream` for the proxy's failures toward its server (a refused
     /// or impossible connect, a reset or early close while reading the
     /// response, a timeout).
-    pub(super) fn error_log_lines_with(&self, word: &str) -> u64 {
+    pub(super) fn error_log_lines_with(&self, word: &str) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("error.log"))
             .unwrap_or_default()
             .lines()
             .filter(|line| line.contains(word))
-            .count() as u64
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The master's pid (also its process group's id).

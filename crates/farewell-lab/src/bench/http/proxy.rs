@@ -6,8 +6,9 @@
 //! and closes that connection itself once it has read the response. Behind
 //! it, a server whose policy never sends the first FIN (peer-first) leaves
 //! every one of those TIME-WAIT entries to the proxy, on one source address
-//! toward one server address and port: the proxy's ~28k ephemeral ports are
-//! what it can hold, after which its `connect()` fails (nginx logs it and
+//! toward one server address and port: its `connect()` searches the ~28k
+//! ephemeral ports past them for a free one, so the rate falls while the
+//! CPU per request rises, and once all are held it fails (nginx logs it and
 //! answers 502). A server that closes first (plain hyper, `--policy plain`)
 //! keeps them itself.
 //!
@@ -127,6 +128,12 @@ pub(super) async fn run_one_proxy(
     hosts.settle();
     let upstream_errors = nginx.error_log_lines_with("upstream");
     drop(nginx);
+    if let Some(first) = upstream_errors.first() {
+        eprintln!(
+            "  {} upstream lines in {proxy}'s error log; the first: {first}",
+            upstream_errors.len()
+        );
+    }
     let measured = measured?;
     let time_wait_overflow = overflow_before
         .zip(overflows()?)
@@ -148,7 +155,7 @@ pub(super) async fn run_one_proxy(
         client_time_wait: time_wait_toward(proxy_ns, proxy_listen())?,
         client_time_wait_per_host: None,
         proxy_time_wait: Some(time_wait_toward(proxy_ns, upstream)?),
-        proxy_upstream_errors: Some(upstream_errors),
+        proxy_upstream_errors: Some(upstream_errors.len() as u64),
         client_time_wait_per_source_max: None,
         time_wait_overflow,
     })
