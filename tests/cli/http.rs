@@ -584,6 +584,19 @@ fn bench_http_hosts_quick_reports_many_host_rows_and_peer_first_keeps_no_time_wa
     for run in many {
         assert!(run["requests"].as_u64().unwrap() > 0, "{run}");
         assert_eq!(run["errors"], 0, "{run}");
+        // Each host's own census, toward the server: they add up to the column.
+        let per_host: Vec<u64> = run["client_time_wait_per_host"]
+            .as_array()
+            .unwrap_or_else(|| panic!("client_time_wait_per_host: {run}"))
+            .iter()
+            .map(|tw| tw.as_u64().unwrap())
+            .collect();
+        assert_eq!(per_host.len(), 2, "one count per host: {run}");
+        assert_eq!(
+            per_host.iter().sum::<u64>(),
+            run["client_time_wait"].as_u64().unwrap(),
+            "{run}"
+        );
         if run["server"] == "farewell-http" {
             assert_eq!(run["server_time_wait"], 0, "{run}");
             assert!(
@@ -611,6 +624,124 @@ fn bench_http_hosts_quick_reports_many_host_rows_and_peer_first_keeps_no_time_wa
         })
         .collect();
     assert_eq!(left, Vec::<String>::new(), "namespaces left behind");
+}
+
+/// The network namespaces `ip netns list` shows that bench `pid` made
+/// (`farewell-<pid>-<n>-…`).
+fn namespaces_of_bench(pid: u32) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip runs");
+    let prefix = format!("farewell-{pid}-");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| name.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `--proxy nginx` (issue 22): nginx with its default upstream settings (a
+/// new HTTP/1.0 connection per request, closed by nginx) in a namespace of
+/// its own, in front of farewell-http (peer-first, and plain), and hyper,
+/// each in a namespace of their own. The JSON has the proxy's and the
+/// server's TIME-WAIT and the upstream errors per row; the rate ratio is
+/// to the named baseline; peer-first keeps no TIME-WAIT on the server
+/// while hyper, closing first, keeps its own; and the run leaves no
+/// namespace and no nginx behind.
+#[test]
+fn bench_http_proxy_nginx_quick_reports_proxy_and_server_time_wait_and_cleans_up() {
+    let name = "bench_http_proxy_nginx_quick_reports_proxy_and_server_time_wait_and_cleans_up";
+    if !farewell_lab::support::tools::require(name, &["wrk", "nginx", "ip"]) {
+        return;
+    }
+    if let Some(why) = farewell_lab::lab::netns::unavailable() {
+        eprintln!("skipped {name}: {why}");
+        return;
+    }
+    #[rustfmt::skip]
+    let child = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args(["bench", "http", "--quick", "--json", "--no-nginx", "--modes", "keep-alive",
+               "--proxy", "nginx", "--policy", "peer-first,plain", "--baseline", "farewell-http/plain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the farewell binary runs");
+    let bench = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(report["proxy"]["proxy"], "nginx", "{report}");
+    assert!(report["proxy_skipped"].is_null(), "{report}");
+    assert_eq!(report["baseline"], "farewell-http/plain", "{report}");
+
+    let rows = report["rows"].as_array().expect("rows");
+    for label in ["farewell-http", "farewell-http/plain", "hyper"] {
+        let row = rows
+            .iter()
+            .find(|r| r["label"] == label && r["proxy"] == "nginx")
+            .unwrap_or_else(|| panic!("no row for {label} behind nginx: {report}"));
+        assert_eq!(row["mode"], "keep-alive", "{row}");
+        assert!(row["requests_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+        for field in [
+            "ratio_to_baseline",
+            "ratio_to_hyper",
+            "proxy_time_wait",
+            "server_time_wait",
+            "client_time_wait",
+        ] {
+            assert!(row[field].is_number(), "{label} {field}: {row}");
+        }
+        assert_eq!(row["errors"], 0, "no 502s from nginx: {row}");
+        assert_eq!(row["proxy_upstream_errors"], 0, "{row}");
+    }
+    let plain = rows
+        .iter()
+        .find(|r| r["label"] == "farewell-http/plain" && r["proxy"] == "nginx")
+        .unwrap();
+    assert_eq!(plain["policy"], "plain", "{plain}");
+    assert_eq!(
+        plain["ratio_to_baseline"], 1.0,
+        "the baseline's own: {plain}"
+    );
+
+    let behind: Vec<&Value> = report["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter(|r| r["proxy"] == "nginx")
+        .collect();
+    assert_eq!(behind.len(), 3, "one proxy run per server: {report}");
+    for run in behind {
+        assert!(run["requests"].as_u64().unwrap() > 0, "{run}");
+        assert!(run["proxy_time_wait"].is_u64(), "{run}");
+        assert!(run["proxy_upstream_errors"].is_u64(), "{run}");
+        match (run["server"].as_str(), run["policy"].as_str()) {
+            (Some("farewell-http"), Some("peer-first")) => {
+                assert_eq!(run["server_time_wait"], 0, "peer-first behind nginx: {run}");
+            }
+            (Some("hyper"), None) => assert!(
+                run["server_time_wait"].as_u64().unwrap() > 0,
+                "plain hyper closes first and keeps TIME-WAIT: {run}"
+            ),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        namespaces_of_bench(bench),
+        Vec::<String>::new(),
+        "namespaces of bench {bench} outlive it"
+    );
+    assert_eq!(
+        processes_of_bench_nginx(bench),
+        Vec::<String>::new(),
+        "nginx processes of bench {bench} outlive it"
+    );
 }
 
 #[test]
@@ -680,4 +811,27 @@ fn serve_http_metrics_count_connections_requests_and_causes_live() {
     let summary = terminate(server, stderr);
     assert!(summary.contains("2 connections, 2 requests"), "{summary}");
     assert_eq!(server_time_wait(port), 0);
+}
+
+/// `--baseline` names a row of the run; anything else is refused before
+/// anything runs, with the labels to choose from.
+#[test]
+fn bench_http_unknown_baseline_is_refused_with_the_labels() {
+    let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args([
+            "bench",
+            "http",
+            "--policy",
+            "peer-first,plain",
+            "--baseline",
+            "nope",
+        ])
+        .output()
+        .expect("the farewell binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nope") && stderr.contains("farewell-http/plain"),
+        "the error names the choices: {stderr}"
+    );
 }

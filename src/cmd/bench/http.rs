@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use clap::Args;
-use farewell_lab::bench::http::{self, HttpConfig, Mode, WrkSettings};
+use farewell::Policy;
+use farewell_lab::bench::http::{self, Clients, HttpConfig, Mode, Proxy, WrkSettings};
 
 use crate::duration::parse_duration_in;
 
@@ -78,14 +79,46 @@ owns 10.(128+i).0.0/16 by a local route; the server namespace routes it back ove
 veth), so each source holds a few entries, as real client hosts do; every response is checked
 as on loopback, and the run's request budget is shared out among the hosts. req/s are summed
 over the hosts. The TW columns are the census inside the server namespace and inside the
-hosts' namespaces; --json adds to each many-host run client_time_wait_per_source_max, the
-most entries one client source address holds (a wrk: all its host's; spread: a few). Needs
+hosts' namespaces; under the table, each many-host row's TIME-WAIT per host (census in each
+host's namespace, toward the server; JSON: client_time_wait_per_host). --json adds to each
+many-host run client_time_wait_per_source_max, the most entries one client source address
+holds (a wrk: all its host's; spread: a few). Needs
 CAP_NET_ADMIN and CAP_SYS_ADMIN (without them the many-host runs are skipped with a message).
 
 --tls serves TLS instead: farewell-http (close_notify, no FIN, then peer-first), plain hyper on
 tokio-rustls (its shutdown sends close_notify and a FIN), and nginx with `ssl`, all with a
 self-signed certificate made for the run; wrk speaks https (it does not verify certificates).
 The close-spread mode is left out then: its client speaks plain HTTP only.
+
+--policy NAMES runs farewell-http once per teardown policy given (comma-separated; default
+peer-first), each with rows of its own, labelled `farewell-http` for peer-first and
+`farewell-http/NAME` for the others (`--policy peer-first,plain`: farewell-http's default
+against the same server closing first, side by side in one run). --baseline LABEL adds a
+`vs base` column (JSON: ratio_to_baseline): each row's req/s over that row's, in the same mode
+and clients; e.g. --baseline farewell-http/plain. The default, hyper, is the `vs hyper` column.
+
+--proxy nginx also runs the wrk modes through a reverse proxy, the heavy client of a real
+deployment: nginx with its DEFAULT upstream settings (no proxy_http_version, so HTTP/1.0 with
+`Connection: close`; no keepalive: one new upstream connection per request, which nginx closes
+itself once it has read the response). Per run, fresh: the server (each farewell-http policy,
+plain hyper) listens in a server namespace (10.201.0.1:8080); nginx listens on 127.0.0.1:8080
+in a proxy namespace joined to it by a veth pair (10.201.0.2), and wrk (--threads,
+--connections, keep-alive or close as the mode says) runs in the proxy namespace into nginx.
+Under peer-first the server never sends the first FIN, so every upstream connection leaves
+its TIME-WAIT with the proxy, all on one source address toward one server port: nginx's
+connect() searches its ~28k ephemeral ports past them for a free one (the rate falls, the
+machine's CPU per request rises), and once all are held it fails (502s, `upstream` lines in
+its error log). A server that closes first keeps them itself. The proxy rows get a table of
+their own:
+  proxy TW     TIME-WAIT entries in the proxy namespace toward the server's address and port
+               (census inside that namespace), mean over the rounds
+  server TW    TIME-WAIT entries in the server namespace (census inside it)
+  errors       wrk's socket errors + non-2xx responses (nginx's 502/504)
+  upstr err    lines of nginx's error log naming `upstream` (failed connects, resets or early
+               closes while reading the response), summed over the rounds
+--json gives the same per run and row (proxy, proxy_time_wait, proxy_upstream_errors;
+client_time_wait there is wrk's toward nginx). close-spread does not run through the proxy;
+--tls and --proxy do not mix. Needs CAP_NET_ADMIN and nginx (else skipped with a message).
 
 Needs wrk (`apt-get install wrk`) for the wrk modes. --modes picks modes (default all three).
 --quick runs short, small loads (for tests); --json prints one object with every run and the
@@ -124,8 +157,21 @@ pub struct HttpArgs {
     hosts: Option<u32>,
     /// Serve TLS: farewell-http, hyper on tokio-rustls and nginx with ssl, a self-signed certificate
     /// made for the run; wrk over https (close-spread is left out: its client speaks plain HTTP).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "proxy")]
     tls: bool,
+    /// farewell-http's teardown policies, comma-separated: one farewell-http row per policy
+    /// (`farewell-http` for peer-first, `farewell-http/NAME` for the others).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', default_value = "peer-first", value_parser = clap::builder::PossibleValuesParser::new(Policy::NAMES))]
+    policy: Vec<String>,
+    /// The row each row's req/s is divided by (`vs base`, ratio_to_baseline), by its label:
+    /// hyper, nginx, farewell-http or farewell-http/NAME.
+    #[arg(long, value_name = "LABEL", default_value = "hyper")]
+    baseline: String,
+    /// Also run the wrk modes through this reverse proxy (nginx, default upstream settings: a new
+    /// HTTP/1.0 connection per request) in its own namespace, in front of each server in another;
+    /// reports the proxy's and the server's TIME-WAIT (needs CAP_NET_ADMIN).
+    #[arg(long, value_name = "PROXY", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Proxy>()))]
+    proxy: Option<Proxy>,
     /// close-spread: start at most R requests per second in all (paced: request k starts at
     /// k/R s, when a connection is free), from loopback and from the hosts alike. Below what
     /// the machine can take, nothing saturates, so `all µs/r` is what each response cost the
@@ -158,6 +204,11 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
             max_responses_per_thread: None,
         }
     };
+    let policies = args
+        .policy
+        .iter()
+        .map(|name| name.parse::<Policy>())
+        .collect::<Result<Vec<_>, _>>()?;
     let config = HttpConfig {
         wrk,
         modes: args.modes,
@@ -165,12 +216,19 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         tls: args.tls,
         hosts: args.hosts,
         rate: args.rate,
+        policies,
+        baseline: args.baseline,
+        proxy: args.proxy,
     };
-    let report = http::run(&config, |target, mode, hosts, round| {
-        let clients = hosts.map_or_else(String::new, |n| format!(" from {n} hosts"));
+    let report = http::run(&config, |server, mode, clients, round| {
+        let clients = match clients {
+            Clients::Loopback => String::new(),
+            Clients::Hosts(n) => format!(" from {n} hosts"),
+            Clients::Proxy(proxy) => format!(" behind {proxy}"),
+        };
         eprintln!(
             "{} {mode}{clients} round {round}/{}",
-            target.name(),
+            server.label(),
             wrk.rounds
         );
     })?;

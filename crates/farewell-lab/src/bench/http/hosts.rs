@@ -37,10 +37,10 @@ use farewell::census::{self, Filter, StateSet};
 use farewell::TcpState;
 
 use super::in_process::InProcess;
-use super::nginx::Nginx;
+use super::nginx::{Nginx, Serves};
 use super::{
-    per_request, time_wait_overflows, wrk, HostsSettings, Load, Measured, Mode, Run, Target,
-    WrkSettings,
+    per_request, time_wait_overflows, wrk, HostsSettings, Load, Measured, Mode, Run, Server,
+    Target, WrkSettings,
 };
 use crate::bench::cpu::machine_busy_during;
 use crate::bench::http_clients::{self, HttpCount, HttpLoad, Sources};
@@ -62,14 +62,16 @@ pub(super) struct Hosts {
 
 impl Hosts {
     /// Makes the server's namespace and `n` hosts, each joined to it by a
-    /// veth pair, all links up. Blocks (runs `ip`).
-    pub(super) fn new(n: u32) -> io::Result<Hosts> {
+    /// veth pair, all links up; host `i`'s namespace is named for
+    /// `<role><i>` (`http-c0`, or `http-proxy0` for the proxy of
+    /// [`super::proxy`]). Blocks (runs `ip`).
+    pub(super) fn new(n: u32, role: &str) -> io::Result<Hosts> {
         let mut hosts = Hosts {
             server: Netns::new("http-srv")?,
             clients: Vec::new(),
         };
         for i in 0..n.min(MAX_HOSTS) {
-            let client = Netns::new(&format!("http-c{i}"))?;
+            let client = Netns::new(&format!("{role}{i}"))?;
             let server_end = format!("fw-s{i}");
             hosts.server.add_veth(&server_end, &client, "fw-c")?;
             let (server_ip, client_ip) = (server_ip(i), Ipv4Addr::new(10, 201, i as u8, 2));
@@ -120,11 +122,18 @@ impl Hosts {
         count_in(&self.server, StateSet::single(TcpState::TimeWait))
     }
 
-    /// TIME-WAIT entries in all the hosts' namespaces: the clients'.
-    pub(super) fn client_time_wait(&self) -> anyhow::Result<usize> {
-        self.clients.iter().try_fold(0, |sum, ns| {
-            Ok(sum + count_in(ns, StateSet::single(TcpState::TimeWait))?)
-        })
+    /// Each host's TIME-WAIT entries toward the server (census inside the
+    /// host's namespace), host 0 first.
+    pub(super) fn client_time_wait_per_host(&self) -> anyhow::Result<Vec<usize>> {
+        (0..self.clients.len())
+            .map(|i| self.time_wait_toward_server(i))
+            .collect()
+    }
+
+    /// Host `i`'s TIME-WAIT entries whose remote end is the server
+    /// ([`Hosts::server_addr`]).
+    pub(super) fn time_wait_toward_server(&self, i: usize) -> anyhow::Result<usize> {
+        time_wait_toward(&self.clients[i], Hosts::server_addr(i as u32))
     }
 
     /// The most TIME-WAIT entries one client source address holds, over all
@@ -217,37 +226,52 @@ fn server_ip(i: u32) -> Ipv4Addr {
 /// Sockets in `states` in namespace `ns` (the census answers for the
 /// calling thread's namespace, so it is read on a thread inside it).
 fn count_in(ns: &Netns, states: StateSet) -> anyhow::Result<usize> {
+    count_matching(ns, Filter::all().states(states))
+}
+
+/// TIME-WAIT entries in namespace `ns` whose remote end is `remote`.
+pub(super) fn time_wait_toward(ns: &Netns, remote: SocketAddr) -> anyhow::Result<usize> {
+    count_matching(
+        ns,
+        Filter::remote(remote).states(StateSet::single(TcpState::TimeWait)),
+    )
+}
+
+/// Sockets in namespace `ns` that `filter` lets through.
+fn count_matching(ns: &Netns, filter: Filter) -> anyhow::Result<usize> {
     let counts = ns
-        .run(|| census::count_by_state(&Filter::all().states(states)))?
+        .run(|| census::count_by_state(&filter))?
         .with_context(|| format!("reading the socket table of {}", ns.name()))?;
     Ok(counts.total())
 }
 
-/// One run from many client hosts: fresh namespaces, `target` listening in
+/// One run from many client hosts: fresh namespaces, `server` listening in
 /// the server's, one `wrk -t1` (or, in close-spread, one client thread) in
 /// each host's at once; the census read inside the namespaces. The
 /// namespaces are deleted when it returns.
 pub(super) async fn run_one_hosts(
-    target: Target,
+    server: Server,
     mode: Mode,
     round: u32,
     settings: HostsSettings,
     load: &Load,
 ) -> anyhow::Result<Run> {
-    let hosts =
-        Arc::new(Hosts::new(settings.hosts).context("making the client hosts' namespaces")?);
+    let hosts = Arc::new(
+        Hosts::new(settings.hosts, "http-c").context("making the client hosts' namespaces")?,
+    );
     let overflow_before = hosts.server.run(time_wait_overflows)?;
     let per_host = WrkSettings {
         threads: 1,
         connections: settings.connections_per_host,
         ..load.wrk
     };
-    let (measured, server_cpu, busy) = match target {
+    let (measured, server_cpu, busy) = match server.target {
         Target::Nginx => {
             let nginx = Nginx::start_in(
                 &hosts.server,
                 Hosts::listen_addr(),
                 load.tls.as_ref().map(|t| &*t.made),
+                Serves::Hello,
             )?;
             let (measured, busy) =
                 machine_busy_during(drive_hosts(&hosts, mode, per_host, load)).await;
@@ -257,15 +281,15 @@ pub(super) async fn run_one_hosts(
         }
         _ => {
             let cpu_before = load.server_cpu.total();
-            let server = InProcess::start_on(
-                target,
+            let running = InProcess::start_on(
+                server,
                 load.tls.as_ref().map(|t| Arc::clone(&t.config)),
                 hosts.listen()?,
             )
             .await?;
             let (measured, busy) =
                 machine_busy_during(drive_hosts(&hosts, mode, per_host, load)).await;
-            server.stop().await;
+            running.stop().await;
             let cpu = load
                 .server_cpu
                 .total()
@@ -280,11 +304,14 @@ pub(super) async fn run_one_hosts(
     let time_wait_overflow = overflow_before
         .zip(hosts.server.run(time_wait_overflows)?)
         .map(|(before, after)| after.saturating_sub(before));
+    let client_time_wait_per_host = hosts.client_time_wait_per_host()?;
     Ok(Run {
-        server: target,
+        server: server.target,
+        policy: server.policy_name(),
         mode,
         round,
         hosts: Some(settings.hosts),
+        proxy: None,
         requests: measured.requests,
         requests_per_sec: measured.requests_per_sec,
         errors: measured.errors,
@@ -292,7 +319,10 @@ pub(super) async fn run_one_hosts(
         server_cpu_us_per_request,
         machine_cpu_us_per_request,
         server_time_wait: hosts.server_time_wait()?,
-        client_time_wait: hosts.client_time_wait()?,
+        client_time_wait: client_time_wait_per_host.iter().sum(),
+        client_time_wait_per_host: Some(client_time_wait_per_host),
+        proxy_time_wait: None,
+        proxy_upstream_errors: None,
         client_time_wait_per_source_max: Some(hosts.client_time_wait_per_source_max()?),
         time_wait_overflow,
     })

@@ -8,7 +8,7 @@ use farewell::{PeerFirst, Policy};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use super::Target;
+use super::{Server, Target};
 
 pub(super) const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
@@ -28,19 +28,19 @@ pub(super) struct InProcess {
 }
 
 impl InProcess {
-    /// Starts `target` (farewell-http or hyper) on a quiet loopback port,
-    /// over TLS when `tls` is given.
+    /// Starts `server` (farewell-http with its policy, or hyper) on a quiet
+    /// loopback port, over TLS when `tls` is given.
     pub(super) async fn start(
-        target: Target,
+        server: Server,
         tls: Option<Arc<farewell_http::rustls::ServerConfig>>,
     ) -> anyhow::Result<InProcess> {
-        InProcess::start_on(target, tls, quiet_listener()?).await
+        InProcess::start_on(server, tls, quiet_listener()?).await
     }
 
-    /// Starts `target` on `listener` (non-blocking; made in whichever
+    /// Starts `server` on `listener` (non-blocking; made in whichever
     /// network namespace it should serve), over TLS when `tls` is given.
     pub(super) async fn start_on(
-        target: Target,
+        server: Server,
         tls: Option<Arc<farewell_http::rustls::ServerConfig>>,
         listener: std::net::TcpListener,
     ) -> anyhow::Result<InProcess> {
@@ -51,13 +51,9 @@ impl InProcess {
             let _ = stopped.await;
         };
         let service = hyper::service::service_fn(crate::support::http_demo::handle);
-        let done = match target {
+        let done = match server.target {
             Target::FarewellHttp => {
-                let policy = Policy::PeerFirst(PeerFirst {
-                    grace: Duration::from_secs(2),
-                    drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
-                    ..PeerFirst::default()
-                });
+                let policy = bench_policy(server.policy);
                 tokio::spawn(async move {
                     let mut server = farewell_http::Server::new()
                         .policy(policy)
@@ -94,5 +90,20 @@ impl InProcess {
     pub(super) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.done.await;
+    }
+}
+
+/// farewell-http's policy as the bench runs it: peer-first (the default) with
+/// a 2 s grace and the server's drain limit, as `serve-http` sets it; any
+/// other policy with its defaults and a 2 s deadline.
+fn bench_policy(policy: Option<Policy>) -> Policy {
+    let grace = Duration::from_secs(2);
+    match policy.unwrap_or(Policy::PeerFirst(PeerFirst::default())) {
+        Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
+            grace,
+            drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
+            ..p
+        }),
+        other => other.with_grace(grace),
     }
 }

@@ -1,26 +1,29 @@
-//! `farewell bench http`: wrk and a many-sources client against farewell-http,
-//! plain hyper and nginx, on loopback, interleaved, in one run; with
-//! `--hosts N`, also wrk and the many-sources client from N client hosts
-//! (network namespaces, `hosts`).
+//! `farewell bench http`: wrk and a many-sources client against farewell-http
+//! (one server per teardown policy asked for), plain hyper and nginx, on
+//! loopback, interleaved, in one run; with `--hosts N`, also wrk and the
+//! many-sources client from N client hosts (network namespaces, `hosts`);
+//! with `--proxy nginx`, also wrk through nginx as a reverse proxy in front
+//! of each in-process server (`proxy`).
 //!
 //! The CLI (`src/cmd/bench/http.rs`) parses flags and prints; everything that
 //! runs is here: the servers ([`in_process`], [`nginx`]), the loads ([`wrk`],
 //! and the close-spread clients of [`super::http_clients`]), the census of
-//! both sides' TIME-WAIT, and the summary rows.
+//! both sides' TIME-WAIT, and the summary rows (printed by `table`).
 
 mod hosts;
 mod in_process;
 mod nginx;
+mod proxy;
+mod table;
 mod wrk;
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use farewell::census::{self, Filter, StateSet};
-use farewell::TcpState;
+use farewell::{Policy, TcpState};
 use serde::Serialize;
 
 use crate::bench::churn::clear_time_wait;
@@ -30,6 +33,7 @@ use crate::bench::http_clients::{self, HttpErrors, HttpLoad};
 pub use hosts::MAX_HOSTS;
 use in_process::InProcess;
 use nginx::Nginx;
+pub use proxy::Proxy;
 
 /// What to run: the load settings, the modes, and whether nginx may take part.
 #[derive(Clone, Debug)]
@@ -56,7 +60,23 @@ pub struct HttpConfig {
     /// (see [`HttpLoad::rate`]); `None` runs closed-loop, as fast as the
     /// clients go.
     pub rate: Option<f64>,
+    /// farewell-http's teardown policies: one farewell-http server per
+    /// policy, in this order, each with rows of its own ([`Server::label`]).
+    /// Usually `[peer-first]`, farewell-http's default.
+    pub policies: Vec<Policy>,
+    /// The label ([`Server::label`]) of the row whose rate every row of the
+    /// same mode and clients is divided by (`ratio_to_baseline`), e.g.
+    /// `hyper` or `farewell-http/plain`.
+    pub baseline: String,
+    /// Also run the wrk modes through this reverse proxy, in a network
+    /// namespace of its own, in front of each in-process server in a
+    /// namespace of its own ([`Proxy`]). Skipped, with a line on stderr,
+    /// without `CAP_NET_ADMIN` or without the proxy installed.
+    pub proxy: Option<Proxy>,
 }
+
+/// The label of the default policy's farewell-http rows: the target's name alone.
+const DEFAULT_POLICY: &str = "peer-first";
 
 impl WrkSettings {
     /// `--quick`: 1 thread, 4 connections, 1 round, at most 1 s and 300
@@ -89,6 +109,59 @@ impl Target {
             Target::FarewellHttp => "farewell-http",
             Target::Hyper => "hyper",
             Target::Nginx => "nginx",
+        }
+    }
+}
+
+/// One server of a run: the target and, for farewell-http, its teardown policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Server {
+    /// The server.
+    pub target: Target,
+    /// farewell-http's teardown policy (`None` for hyper and nginx).
+    pub policy: Option<Policy>,
+}
+
+impl Server {
+    /// The name of its rows, and what `--baseline` takes: the target's name,
+    /// then `/` and the policy for a farewell-http with another policy than
+    /// peer-first (`farewell-http/plain`).
+    pub fn label(&self) -> String {
+        label(self.target, self.policy.map(|p| p.name()))
+    }
+
+    /// The policy's name, as the JSON gives it.
+    fn policy_name(&self) -> Option<&'static str> {
+        self.policy.map(|p| p.name())
+    }
+}
+
+/// See [`Server::label`].
+fn label(target: Target, policy: Option<&str>) -> String {
+    match policy {
+        Some(name) if name != DEFAULT_POLICY => format!("{}/{name}", target.name()),
+        _ => target.name().to_owned(),
+    }
+}
+
+/// Where a run's load came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clients {
+    /// wrk or our clients in this host, over loopback.
+    Loopback,
+    /// That many client hosts (`--hosts`).
+    Hosts(u32),
+    /// wrk into the reverse proxy, which forwards to the server (`--proxy`).
+    Proxy(Proxy),
+}
+
+impl Clients {
+    /// From a run's or row's `hosts` and `proxy` fields.
+    fn of(hosts: Option<u32>, proxy: Option<Proxy>) -> Clients {
+        match (hosts, proxy) {
+            (_, Some(proxy)) => Clients::Proxy(proxy),
+            (Some(n), None) => Clients::Hosts(n),
+            (None, None) => Clients::Loopback,
         }
     }
 }
@@ -148,13 +221,18 @@ impl std::str::FromStr for Mode {
 pub struct Run {
     /// The server that ran.
     pub server: Target,
+    /// farewell-http's teardown policy (null for hyper and nginx).
+    pub policy: Option<&'static str>,
     /// How the load ran.
     pub mode: Mode,
     /// Which round (from 1).
     pub round: u32,
     /// The number of client hosts (`--hosts`); `None`: the clients ran on
-    /// loopback, in this host.
+    /// loopback, in this host, or into the proxy.
     pub hosts: Option<u32>,
+    /// The reverse proxy the load went through (`--proxy`); `None`: straight
+    /// to the server.
+    pub proxy: Option<Proxy>,
     /// Responses counted.
     pub requests: u64,
     /// Responses per second (wrk's Requests/sec in the wrk modes).
@@ -175,7 +253,19 @@ pub struct Run {
     /// TIME-WAIT entries on the server's address after the run (census).
     pub server_time_wait: usize,
     /// TIME-WAIT entries whose remote port is the server's: the clients'.
+    /// Behind a proxy: the entries toward the proxy's port (wrk's).
     pub client_time_wait: usize,
+    /// Many-host runs only: each host's TIME-WAIT entries toward the server
+    /// (census inside that host's namespace), host 0 first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_time_wait_per_host: Option<Vec<usize>>,
+    /// Proxy runs only: the proxy's TIME-WAIT entries toward the server
+    /// (census in the proxy's namespace, remote = the server's address and port).
+    pub proxy_time_wait: Option<usize>,
+    /// Proxy runs only: lines of nginx's error log that name `upstream`
+    /// (a failed connect to the server, a reset or early close while reading
+    /// its response, …).
+    pub proxy_upstream_errors: Option<u64>,
     /// Many-host runs only: the most TIME-WAIT entries one client source
     /// address holds (census inside the hosts' namespaces): all of its
     /// host's for a wrk, a few for the close-spread clients.
@@ -187,19 +277,41 @@ pub struct Run {
     pub time_wait_overflow: Option<u64>,
 }
 
+impl Run {
+    /// Where the load came from.
+    pub fn clients(&self) -> Clients {
+        Clients::of(self.hosts, self.proxy)
+    }
+
+    /// The name of its server's rows ([`Server::label`]).
+    pub fn label(&self) -> String {
+        label(self.server, self.policy)
+    }
+}
+
 /// The summary of one server in one mode.
 #[derive(Debug, Serialize)]
 pub struct Row {
     /// The server that ran.
     pub server: Target,
+    /// farewell-http's teardown policy (null for hyper and nginx).
+    pub policy: Option<&'static str>,
+    /// The row's name ([`Server::label`]): the server, and farewell-http's
+    /// policy when it is not peer-first (`farewell-http/plain`).
+    pub label: String,
     /// How the load ran.
     pub mode: Mode,
-    /// The number of client hosts; `None`: loopback.
+    /// The number of client hosts; `None`: loopback, or through the proxy.
     pub hosts: Option<u32>,
+    /// The reverse proxy in front of the server; `None`: none.
+    pub proxy: Option<Proxy>,
     /// Responses per second (wrk's Requests/sec in the wrk modes).
     pub requests_per_sec: f64,
     /// `requests_per_sec` over plain hyper's in the same mode and clients.
     pub ratio_to_hyper: Option<f64>,
+    /// `requests_per_sec` over the baseline row's ([`HttpReport::baseline`])
+    /// in the same mode and clients; null when that row did not run.
+    pub ratio_to_baseline: Option<f64>,
     /// The in-process server's threads' CPU time per response, in µs (`None` for nginx).
     pub server_cpu_us_per_request: Option<f64>,
     /// The whole machine's busy CPU time per response, in µs (every process).
@@ -212,8 +324,21 @@ pub struct Row {
     /// TIME-WAIT entries on the server's address after the run (census).
     pub server_time_wait: f64,
     /// TIME-WAIT entries whose remote address is the server's: the clients'.
+    /// Behind a proxy: the entries toward the proxy's port (wrk's).
     pub client_time_wait: f64,
-    /// wrk socket errors + non-2xx responses; close-spread: failed connects, timeouts, resets and bad responses.
+    /// Many-host rows only: each host's TIME-WAIT entries toward the server,
+    /// host 0 first, mean over the rounds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_time_wait_per_host: Option<Vec<f64>>,
+    /// Proxy rows only: the proxy's TIME-WAIT entries toward the server,
+    /// mean over the rounds.
+    pub proxy_time_wait: Option<f64>,
+    /// Proxy rows only: lines of the proxy's error log that name `upstream`,
+    /// summed over the rounds.
+    pub proxy_upstream_errors: Option<u64>,
+    /// wrk socket errors + non-2xx responses (behind a proxy: its 502s and
+    /// 504s); close-spread: failed connects, timeouts, resets and bad
+    /// responses; summed over the rounds.
     pub errors: u64,
 }
 
@@ -230,6 +355,13 @@ pub struct HttpReport {
     pub hosts: Option<HostsSettings>,
     /// Why the many-host runs were skipped (`--hosts` without `CAP_NET_ADMIN`).
     pub hosts_skipped: Option<String>,
+    /// How the proxy runs ran (null without `--proxy`, or when they were skipped).
+    pub proxy: Option<ProxySettings>,
+    /// Why the proxy runs were skipped (`--proxy` without `CAP_NET_ADMIN`,
+    /// or without the proxy installed).
+    pub proxy_skipped: Option<String>,
+    /// The label of the row each row's `ratio_to_baseline` divides by.
+    pub baseline: String,
     /// One summary row per server and mode (means over the rounds).
     pub rows: Vec<Row>,
     /// Every run.
@@ -266,6 +398,15 @@ pub struct HostsSettings {
     pub source_addresses_per_host: u64,
 }
 
+/// The proxy runs' settings (`--proxy`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ProxySettings {
+    /// The reverse proxy.
+    pub proxy: Proxy,
+    /// The modes that ran through it (the wrk modes of `--modes`).
+    pub modes: Vec<Mode>,
+}
+
 /// wrk's settings (the close-spread clients take theirs from these too).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct WrkSettings {
@@ -283,17 +424,17 @@ pub struct WrkSettings {
 
 /// Runs the benchmark: every mode, round and server of `config`,
 /// interleaved (A B C A B C …), then, with `hosts`, every mode from that
-/// many client hosts; calls `on_run` before each run (for progress; the
-/// number of hosts is `None` for loopback runs).
+/// many client hosts, then, with `proxy`, every wrk mode through the proxy;
+/// calls `on_run` before each run (for progress).
 ///
 /// # Errors
 ///
 /// wrk is needed for a wrk mode and missing (the message says how to install
-/// it); a server or the async runtime cannot start; the kernel's socket table
-/// cannot be read.
+/// it); `baseline` names no server of the run; a server or the async runtime
+/// cannot start; the kernel's socket table cannot be read.
 pub fn run(
     config: &HttpConfig,
-    mut on_run: impl FnMut(Target, Mode, Option<u32>, u32),
+    mut on_run: impl FnMut(Server, Mode, Clients, u32),
 ) -> anyhow::Result<HttpReport> {
     let wrk = config.wrk;
     let mut modes: Vec<Mode> = Mode::ALL
@@ -323,14 +464,9 @@ pub fn run(
         }),
         rate: config.rate,
     };
-    if modes.iter().any(|m| m.uses_wrk()) {
+    let servers = servers(config)?;
+    if modes.iter().any(|m| m.uses_wrk()) || config.proxy.is_some() {
         wrk::check()?;
-    }
-    let mut targets = vec![Target::FarewellHttp, Target::Hyper];
-    if config.nginx && nginx::installed() {
-        targets.push(Target::Nginx);
-    } else if config.nginx {
-        eprintln!("nginx is not installed (apt-get install nginx); leaving its row out");
     }
 
     // The in-process servers' runtime; its threads' CPU is the servers'.
@@ -364,9 +500,9 @@ pub fn run(
     let mut runs = Vec::new();
     for &mode in &modes {
         for round in 1..=wrk.rounds {
-            for &target in &targets {
-                on_run(target, mode, None, round);
-                runs.push(runtime.block_on(run_one(target, mode, round, &load))?);
+            for &server in &servers {
+                on_run(server, mode, Clients::Loopback, round);
+                runs.push(runtime.block_on(run_one(server, mode, round, &load))?);
             }
         }
     }
@@ -390,12 +526,56 @@ pub fn run(
     if let Some(settings) = hosts {
         for &mode in &modes {
             for round in 1..=wrk.rounds {
-                for &target in &targets {
-                    on_run(target, mode, Some(settings.hosts), round);
+                for &server in &servers {
+                    on_run(server, mode, Clients::Hosts(settings.hosts), round);
                     runs.push(
                         runtime
-                            .block_on(hosts::run_one_hosts(target, mode, round, settings, &load))?,
+                            .block_on(hosts::run_one_hosts(server, mode, round, settings, &load))?,
                     );
+                }
+            }
+        }
+    }
+    let (proxy, proxy_skipped) = match config.proxy {
+        None => (None, None),
+        Some(proxy) => match proxy::unavailable(proxy, config.tls) {
+            Some(why) => {
+                eprintln!("--proxy {proxy}: skipping the proxy runs: {why}");
+                (None, Some(why))
+            }
+            None => {
+                let through: Vec<Mode> = modes.iter().copied().filter(|m| m.uses_wrk()).collect();
+                if modes.contains(&Mode::CloseSpread) {
+                    eprintln!("--proxy {proxy}: close-spread does not run through the proxy (wrk modes only)");
+                }
+                (
+                    Some(ProxySettings {
+                        proxy,
+                        modes: through,
+                    }),
+                    None,
+                )
+            }
+        },
+    };
+    if let Some(settings) = &proxy {
+        // The proxy is the origin server's client: nginx behind nginx says nothing.
+        let behind: Vec<Server> = servers
+            .iter()
+            .copied()
+            .filter(|s| s.target != Target::Nginx)
+            .collect();
+        for &mode in &settings.modes {
+            for round in 1..=wrk.rounds {
+                for &server in &behind {
+                    on_run(server, mode, Clients::Proxy(settings.proxy), round);
+                    runs.push(runtime.block_on(proxy::run_one_proxy(
+                        settings.proxy,
+                        server,
+                        mode,
+                        round,
+                        &load,
+                    ))?);
                 }
             }
         }
@@ -406,9 +586,54 @@ pub fn run(
         spread: modes.contains(&Mode::CloseSpread).then_some(spread),
         hosts,
         hosts_skipped,
-        rows: summarise(&runs),
+        proxy,
+        proxy_skipped,
+        rows: summarise(&runs, &config.baseline),
+        baseline: config.baseline.clone(),
         runs,
     })
+}
+
+/// The servers of a run, in the table's order: farewell-http once per
+/// policy, plain hyper, and nginx when asked for and installed. Fails when
+/// the baseline names none of them (nor nginx, whose absence is only noted).
+fn servers(config: &HttpConfig) -> anyhow::Result<Vec<Server>> {
+    let mut servers: Vec<Server> = Vec::new();
+    for &policy in &config.policies {
+        let server = Server {
+            target: Target::FarewellHttp,
+            policy: Some(policy),
+        };
+        if !servers.contains(&server) {
+            servers.push(server);
+        }
+    }
+    servers.push(Server {
+        target: Target::Hyper,
+        policy: None,
+    });
+    let nginx = Server {
+        target: Target::Nginx,
+        policy: None,
+    };
+    let labels: Vec<String> = servers
+        .iter()
+        .chain(config.nginx.then_some(&nginx))
+        .map(Server::label)
+        .collect();
+    if !labels.contains(&config.baseline) {
+        anyhow::bail!(
+            "--baseline {:?} names no server of this run; choose from {}",
+            config.baseline,
+            labels.join(", ")
+        );
+    }
+    if config.nginx && nginx::installed() {
+        servers.push(nginx);
+    } else if config.nginx {
+        eprintln!("nginx is not installed (apt-get install nginx); leaving its row out");
+    }
+    Ok(servers)
 }
 
 /// What drives the load: wrk's settings, or our clients on their own runtime.
@@ -439,9 +664,9 @@ struct Measured {
 
 /// Starts `target` on a fresh port, runs the load once, stops the server, and
 /// counts the TIME-WAIT entries on both sides of its port.
-async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow::Result<Run> {
+async fn run_one(server: Server, mode: Mode, round: u32, load: &Load) -> anyhow::Result<Run> {
     let overflow_before = time_wait_overflows();
-    let (measured, server, server_cpu, busy) = match target {
+    let (measured, addr, server_cpu, busy) = match server.target {
         Target::Nginx => {
             let nginx = Nginx::start(load.tls.as_ref().map(|t| &*t.made)).await?;
             let (measured, busy) = machine_busy_during(drive(nginx.addr, mode, load)).await;
@@ -450,11 +675,11 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
         }
         _ => {
             let cpu_before = load.server_cpu.total();
-            let server =
-                InProcess::start(target, load.tls.as_ref().map(|t| Arc::clone(&t.config))).await?;
-            let addr = server.addr;
+            let running =
+                InProcess::start(server, load.tls.as_ref().map(|t| Arc::clone(&t.config))).await?;
+            let addr = running.addr;
             let (measured, busy) = machine_busy_during(drive(addr, mode, load)).await;
-            server.stop().await;
+            running.stop().await;
             let cpu = load
                 .server_cpu
                 .total()
@@ -473,18 +698,20 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
                 .get(TcpState::TimeWait),
         )
     };
-    let server_time_wait = time_wait(Filter::local(server))?;
-    let client_time_wait = time_wait(Filter::remote(server))?;
+    let server_time_wait = time_wait(Filter::local(addr))?;
+    let client_time_wait = time_wait(Filter::remote(addr))?;
     let time_wait_overflow = overflow_before
         .zip(time_wait_overflows())
         .map(|(before, after)| after.saturating_sub(before));
     // Counted: now neither side's entries may fill the table under the next run.
-    clear_time_wait(server);
+    clear_time_wait(addr);
     Ok(Run {
-        server: target,
+        server: server.target,
+        policy: server.policy_name(),
         mode,
         round,
         hosts: None,
+        proxy: None,
         requests: measured.requests,
         requests_per_sec: measured.requests_per_sec,
         errors: measured.errors,
@@ -493,6 +720,9 @@ async fn run_one(target: Target, mode: Mode, round: u32, load: &Load) -> anyhow:
         machine_cpu_us_per_request,
         server_time_wait,
         client_time_wait,
+        client_time_wait_per_host: None,
+        proxy_time_wait: None,
+        proxy_upstream_errors: None,
         client_time_wait_per_source_max: None,
         time_wait_overflow,
     })
@@ -541,8 +771,6 @@ async fn drive(addr: SocketAddr, mode: Mode, load: &Load) -> anyhow::Result<Meas
     })
 }
 
-/// The kernel's count of TIME-WAIT entries it could not create because its
-/// table was full (`TcpExt: TCPTimeWaitOverflow` in `/proc/net/netstat`).
 /// How many connections one close-spread run may make: three quarters of the
 /// kernel's TIME-WAIT table (`tcp_max_tw_buckets`), so the run ends (and its
 /// rate is taken) before the table overflows and starts dropping entries,
@@ -555,6 +783,8 @@ fn time_wait_budget() -> u64 {
     (buckets / 4 * 3).max(1_000)
 }
 
+/// The kernel's count of TIME-WAIT entries it could not create because its
+/// table was full (`TcpExt: TCPTimeWaitOverflow` in `/proc/net/netstat`).
 fn time_wait_overflows() -> Option<u64> {
     // The calling thread's namespace (`/proc/net` is the main thread's).
     let netstat = std::fs::read_to_string("/proc/thread-self/net/netstat").ok()?;
@@ -586,52 +816,99 @@ async fn settle(server: SocketAddr) {
     }
 }
 
-fn summarise(runs: &[Run]) -> Vec<Row> {
+/// One row per clients, mode and server (in the order they first ran), the
+/// means over the rounds; each row's rate over plain hyper's and over the
+/// row labelled `baseline`, in the same mode and clients.
+fn summarise(runs: &[Run], baseline: &str) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
-    let mut clients: Vec<Option<u32>> = Vec::new();
+    let mut clients: Vec<Clients> = Vec::new();
+    let mut servers: Vec<(Target, Option<&'static str>)> = Vec::new();
     for run in runs {
-        if !clients.contains(&run.hosts) {
-            clients.push(run.hosts);
+        if !clients.contains(&run.clients()) {
+            clients.push(run.clients());
+        }
+        if !servers.contains(&(run.server, run.policy)) {
+            servers.push((run.server, run.policy));
         }
     }
-    for (hosts, mode) in clients
+    for (from, mode) in clients
         .iter()
-        .flat_map(|&h| Mode::ALL.into_iter().map(move |m| (h, m)))
+        .flat_map(|&c| Mode::ALL.into_iter().map(move |m| (c, m)))
     {
-        for server in [Target::FarewellHttp, Target::Hyper, Target::Nginx] {
+        for &(server, policy) in &servers {
             let these: Vec<&Run> = runs
                 .iter()
-                .filter(|r| r.server == server && r.mode == mode && r.hosts == hosts)
+                .filter(|r| {
+                    r.server == server
+                        && r.policy == policy
+                        && r.mode == mode
+                        && r.clients() == from
+                })
                 .collect();
-            if these.is_empty() {
+            let Some(first) = these.first() else {
                 continue;
-            }
+            };
             let n = these.len() as f64;
+            let mean_of =
+                |count: fn(&Run) -> usize| these.iter().map(|r| count(r) as f64).sum::<f64>() / n;
             rows.push(Row {
                 server,
+                policy,
+                label: label(server, policy),
                 mode,
-                hosts,
+                hosts: first.hosts,
+                proxy: first.proxy,
                 requests_per_sec: these.iter().map(|r| r.requests_per_sec).sum::<f64>() / n,
                 ratio_to_hyper: None,
+                ratio_to_baseline: None,
                 server_cpu_us_per_request: mean(these.iter().map(|r| r.server_cpu_us_per_request)),
                 machine_cpu_us_per_request: mean(
                     these.iter().map(|r| r.machine_cpu_us_per_request),
                 ),
                 machine_cpu_ratio_to_hyper: None,
-                server_time_wait: these.iter().map(|r| r.server_time_wait as f64).sum::<f64>() / n,
-                client_time_wait: these.iter().map(|r| r.client_time_wait as f64).sum::<f64>() / n,
+                server_time_wait: mean_of(|r| r.server_time_wait),
+                client_time_wait: mean_of(|r| r.client_time_wait),
+                client_time_wait_per_host: first.client_time_wait_per_host.as_ref().map(|hosts| {
+                    (0..hosts.len())
+                        .map(|i| {
+                            let at = |r: &&Run| {
+                                r.client_time_wait_per_host
+                                    .as_ref()
+                                    .and_then(|h| h.get(i))
+                                    .map_or(0.0, |&tw| tw as f64)
+                            };
+                            these.iter().map(at).sum::<f64>() / n
+                        })
+                        .collect()
+                }),
+                proxy_time_wait: mean(these.iter().map(|r| r.proxy_time_wait.map(|tw| tw as f64))),
+                proxy_upstream_errors: these
+                    .iter()
+                    .map(|r| r.proxy_upstream_errors)
+                    .sum::<Option<u64>>(),
                 errors: these.iter().map(|r| r.errors).sum(),
             });
         }
     }
-    let hyper_row = |mode, hosts| {
+    let find = |rows: &[Row], label: &str, mode: Mode, clients: Clients| {
         rows.iter()
-            .find(|r| r.server == Target::Hyper && r.mode == mode && r.hosts == hosts)
+            .find(|r| r.label == label && r.mode == mode && r.clients() == clients)
             .map(|r| (r.requests_per_sec, r.machine_cpu_us_per_request))
     };
-    let bases: Vec<_> = rows.iter().map(|r| hyper_row(r.mode, r.hosts)).collect();
-    for (row, base) in rows.iter_mut().zip(bases) {
-        let Some((rate, cpu)) = base else { continue };
+    let bases: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                find(&rows, Target::Hyper.name(), r.mode, r.clients()),
+                find(&rows, baseline, r.mode, r.clients()),
+            )
+        })
+        .collect();
+    for (row, (hyper, base)) in rows.iter_mut().zip(bases) {
+        if let Some((rate, _)) = base {
+            row.ratio_to_baseline = (rate > 0.0).then(|| row.requests_per_sec / rate);
+        }
+        let Some((rate, cpu)) = hyper else { continue };
         row.ratio_to_hyper = (rate > 0.0).then(|| row.requests_per_sec / rate);
         row.machine_cpu_ratio_to_hyper = row
             .machine_cpu_us_per_request
@@ -641,13 +918,20 @@ fn summarise(runs: &[Run]) -> Vec<Row> {
     rows
 }
 
-/// The mean of the values, `None` if any is `None` (or there are none).
+impl Row {
+    /// Where the load came from.
+    pub fn clients(&self) -> Clients {
+        Clients::of(self.hosts, self.proxy)
+    }
+}
+
 /// `used` CPU time per response, in microseconds.
 pub(super) fn per_request(used: Option<std::time::Duration>, requests: u64) -> Option<f64> {
     used.filter(|_| requests > 0)
         .map(|cpu| cpu.as_secs_f64() * 1e6 / requests as f64)
 }
 
+/// The mean of the values, `None` if any is `None` (or there are none).
 fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     let values: Option<Vec<f64>> = values.collect();
     values
@@ -655,132 +939,79 @@ fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
         .map(|v| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-impl HttpReport {
-    /// The table `farewell bench http` prints.
-    pub fn table(&self) -> String {
-        let report = self;
-        let mut out = String::new();
-        let w = report.wrk;
-        let _ = writeln!(
-            out,
-            "wrk -t{} -c{} -d{}s, {} round(s) per mode, interleaved{}",
-            w.threads,
-            w.connections,
-            w.duration_s,
-            w.rounds,
-            if report.tls {
-                "; TLS (self-signed, rustls with ring in-process, nginx ssl)"
-            } else {
-                ""
-            }
-        );
-        if let Some(s) = report.spread {
-            let _ = writeln!(
-        out,
-            "close-spread: our client, {} thread(s), {} connections, {}s, each connection from \
-             its own source address (127.1.x.y, {} in turn)",
-            s.threads, s.connections, s.duration_s, s.source_addresses
-        );
-            if let Some(rate) = s.rate {
-                let _ = writeln!(
-                    out,
-                    "close-spread paced: at most {rate} requests started per second in all \
-                     (shared out among the hosts); compare the CPU columns, not req/s"
-                );
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A keep-alive run of `server` (with `policy`) at `rate`, on loopback or through nginx.
+    fn run(server: Target, policy: Option<&'static str>, rate: f64, proxy: bool) -> Run {
+        Run {
+            server,
+            policy,
+            mode: Mode::KeepAlive,
+            round: 1,
+            hosts: None,
+            proxy: proxy.then_some(Proxy::Nginx),
+            requests: rate as u64,
+            requests_per_sec: rate,
+            errors: 0,
+            error_kinds: None,
+            server_cpu_us_per_request: None,
+            machine_cpu_us_per_request: None,
+            server_time_wait: 0,
+            client_time_wait: 0,
+            client_time_wait_per_host: None,
+            proxy_time_wait: proxy.then_some(7),
+            proxy_upstream_errors: proxy.then_some(1),
+            client_time_wait_per_source_max: None,
+            time_wait_overflow: None,
         }
-        if let Some(h) = report.hosts {
-            let _ = writeln!(
-                out,
-                "{} hosts: wrk -t1 -c{} in each of {} client namespaces, each over its own veth \
-                 pair to a fresh server namespace per run",
-                h.hosts, h.connections_per_host, h.hosts
-            );
-            if report.spread.is_some() {
-                let _ = writeln!(
-                    out,
-                    "{} hosts, spread: our client, 1 thread and {} connections in each host, each \
-                     connection from the next of its host's {} source addresses (10.(128+i).x.y)",
-                    h.hosts, h.connections_per_host, h.source_addresses_per_host
-                );
-            }
-        }
-        if let Some(why) = &report.hosts_skipped {
-            let _ = writeln!(out, "--hosts: the many-host runs were skipped: {why}");
-        }
-        let _ = writeln!(
-            out,
-            "{:<14} {:<13} {:<16} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7}",
-            "server",
-            "mode",
-            "clients",
-            "req/s",
-            "vs hyper",
-            "CPU µs/r",
-            "all µs/r",
-            "all vs hy",
-            "server TW",
-            "client TW",
-            "errors"
-        );
-        for row in &report.rows {
-            let ratio = row
-                .ratio_to_hyper
-                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
-            let cpu = row
-                .server_cpu_us_per_request
-                .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
-            let all = row
-                .machine_cpu_us_per_request
-                .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
-            let all_ratio = row
-                .machine_cpu_ratio_to_hyper
-                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
-            let clients = match (row.hosts, row.mode) {
-                (Some(n), Mode::CloseSpread) => format!("{n} hosts, spread"),
-                (Some(n), _) => format!("{n} hosts"),
-                (None, Mode::CloseSpread) => "lo, spread".to_owned(),
-                (None, _) => "lo, 1 wrk".to_owned(),
-            };
-            let _ = writeln!(
-                out,
-                "{:<14} {:<13} {:<16} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
-                row.server.name(),
-                row.mode.name(),
-                clients,
-                row.requests_per_sec,
-                ratio,
-                cpu,
-                all,
-                all_ratio,
-                row.server_time_wait,
-                row.client_time_wait,
-                row.errors
-            );
-        }
-        let overflowed: Vec<String> = report
-            .runs
+    }
+
+    #[test]
+    fn summarise_labels_each_policy_and_divides_by_the_baseline_of_the_same_clients() {
+        let runs = [
+            run(Target::FarewellHttp, Some("peer-first"), 300.0, false),
+            run(Target::FarewellHttp, Some("plain"), 600.0, false),
+            run(Target::Hyper, None, 400.0, false),
+            run(Target::FarewellHttp, Some("peer-first"), 100.0, true),
+            run(Target::FarewellHttp, Some("plain"), 200.0, true),
+            run(Target::Hyper, None, 250.0, true),
+        ];
+        let rows = summarise(&runs, "farewell-http/plain");
+        let labels: Vec<(&str, Clients)> = rows
             .iter()
-            .filter(|r| r.time_wait_overflow.is_some_and(|n| n > 0))
-            .map(|r| {
-                format!(
-                    "{} {}{} round {} ({})",
-                    r.server.name(),
-                    r.mode,
-                    r.hosts.map_or_else(String::new, |n| format!(" {n} hosts")),
-                    r.round,
-                    r.time_wait_overflow.unwrap_or(0)
-                )
-            })
+            .map(|r| (r.label.as_str(), r.clients()))
             .collect();
-        if !overflowed.is_empty() {
-            let _ = writeln!(
-                out,
-                "note: the kernel's TIME-WAIT table (tcp_max_tw_buckets) overflowed in: {}; \
-             TW counts of those runs are capped",
-                overflowed.join(", ")
-            );
-        }
-        out
+        let proxy = Clients::Proxy(Proxy::Nginx);
+        assert_eq!(
+            labels,
+            [
+                ("farewell-http", Clients::Loopback),
+                ("farewell-http/plain", Clients::Loopback),
+                ("hyper", Clients::Loopback),
+                ("farewell-http", proxy),
+                ("farewell-http/plain", proxy),
+                ("hyper", proxy),
+            ]
+        );
+        let ratios: Vec<(Option<f64>, Option<f64>)> = rows
+            .iter()
+            .map(|r| (r.ratio_to_baseline, r.ratio_to_hyper))
+            .collect();
+        assert_eq!(
+            ratios,
+            [
+                (Some(0.5), Some(0.75)),
+                (Some(1.0), Some(1.5)),
+                (Some(400.0 / 600.0), Some(1.0)),
+                (Some(0.5), Some(0.4)),
+                (Some(1.0), Some(0.8)),
+                (Some(1.25), Some(1.0)),
+            ]
+        );
+        assert_eq!(rows[3].proxy_time_wait, Some(7.0));
+        assert_eq!(rows[3].proxy_upstream_errors, Some(1));
+        assert_eq!(rows[0].proxy_time_wait, None);
     }
 }

@@ -1,5 +1,7 @@
 //! nginx as a child process with a generated config in a temp dir: the third
-//! server of `farewell bench http`, answering like the demo handler.
+//! server of `farewell bench http`, answering like the demo handler, or the
+//! reverse proxy of `--proxy nginx` in front of another server
+//! ([`Serves::ProxyTo`]).
 //!
 //! nginx runs in its own process group (its master is the group's leader,
 //! its workers inherit the group) and is stopped the way nginx is stopped:
@@ -30,6 +32,19 @@ const QUIT_BOUND: Duration = Duration::from_secs(3);
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
+/// What nginx answers with.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Serves {
+    /// `return 200` with the demo handler's body.
+    Hello,
+    /// `proxy_pass http://ADDR` with nginx's default upstream settings
+    /// (no `proxy_http_version`, no `upstream` block, no `keepalive`): every
+    /// request goes upstream as HTTP/1.0 with `Connection: close` on a new
+    /// connection, which nginx closes once it has read the response
+    /// (<https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_http_version>).
+    ProxyTo(SocketAddr),
+}
+
 /// True when an `nginx` binary runs.
 pub(super) fn installed() -> bool {
     std::process::Command::new("nginx")
@@ -56,7 +71,7 @@ impl Nginx {
     ) -> anyhow::Result<Nginx> {
         // Find a quiet port, then hand it to nginx.
         let addr = crate::support::port::bind_quiet_port(LOOPBACK)?.local_addr()?;
-        let mut nginx = Nginx::spawn(addr, tls, None)?;
+        let mut nginx = Nginx::spawn(addr, tls, Serves::Hello, None)?;
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return Ok(nginx);
@@ -68,14 +83,16 @@ impl Nginx {
     }
 
     /// Starts nginx inside namespace `ns` (`ip netns exec`), listening on
-    /// `addr` (an address of that namespace); waits (bounded, 3 s) until it
-    /// listens. Blocks: call it from `spawn_blocking` in async code.
+    /// `addr` (an address of that namespace) and answering as `serves` says;
+    /// waits (bounded, 3 s) until it listens. Blocks: call it from
+    /// `spawn_blocking` in async code.
     pub(super) fn start_in(
         ns: &Netns,
         addr: SocketAddr,
         tls: Option<&crate::support::tls::SelfSigned>,
+        serves: Serves,
     ) -> anyhow::Result<Nginx> {
-        let mut nginx = Nginx::spawn(addr, tls, Some(ns))?;
+        let mut nginx = Nginx::spawn(addr, tls, serves, Some(ns))?;
         let probe = match addr.ip().is_unspecified() {
             true => SocketAddr::new(LOOPBACK, addr.port()),
             false => addr,
@@ -101,6 +118,7 @@ impl Nginx {
     fn spawn(
         addr: SocketAddr,
         tls: Option<&crate::support::tls::SelfSigned>,
+        serves: Serves,
         ns: Option<&Netns>,
     ) -> anyhow::Result<Nginx> {
         let dir = std::env::temp_dir().join(format!(
@@ -120,14 +138,20 @@ impl Nginx {
                 )
             }
         };
+        let location = match serves {
+            Serves::Hello => format!(
+                "default_type text/plain; return 200 \"{}\";",
+                crate::support::http_demo::HELLO.replace('\n', "\\n")
+            ),
+            Serves::ProxyTo(upstream) => format!("proxy_pass http://{upstream};"),
+        };
         let d = dir.display();
         let config = format!(
             "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-             server {{\n    {listen}\n    location / {{ default_type text/plain; return 200 \"{}\"; }}\n  }}\n}}\n",
-            crate::support::http_demo::HELLO.replace('\n', "\\n")
+             server {{\n    {listen}\n    location / {{ {location} }}\n  }}\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), config)?;
         // `ip netns exec` enters the namespace and execs nginx: the child is
@@ -165,6 +189,19 @@ impl Nginx {
             bail!("nginx exited at start ({status}): {log}");
         }
         Ok(())
+    }
+
+    /// Lines of nginx's error log (level `warn` and up) that contain `word`;
+    /// e.g. `upstream` for the proxy's failures toward its server (a refused
+    /// or impossible connect, a reset or early close while reading the
+    /// response, a timeout).
+    pub(super) fn error_log_lines_with(&self, word: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("error.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(word))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The master's pid (also its process group's id).
