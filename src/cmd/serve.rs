@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use farewell::Policy;
+use farewell::{PeerTimeWait, Policy};
 use farewell_server::flp::Flp;
 use farewell_server::{BusyMode, ServerConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -21,7 +21,10 @@ FLP/1: lines end in \\n and are at most --max-line bytes long. The client sends
 echoed back; `QUIT` ends the session. The server's goodbye is the line `BYE <reason>`:
 quit, handshake-timeout, bad-handshake, idle, line-too-long, shutdown or busy. After it
 the server sends nothing more and tears the connection down with --policy; a cooperative
-client closes when it reads BYE, and then keeps the TIME-WAIT entry itself.
+client closes when it reads BYE, and then keeps the TIME-WAIT entry itself: unless it is
+a heavy client (--peer-time-wait auto: more than --heavy-client-threshold connections from
+its address ended in the last minute), which is reset once BYE is ACKed and its FIN is in,
+so that nobody keeps TIME-WAIT. A client that half-closed before BYE always gets its EOF.
 
 Try it:  farewell serve   then, in another terminal:  nc 127.0.0.1 7878   and type
 HELLO me, a line or two, QUIT.
@@ -63,6 +66,14 @@ pub struct ServeArgs {
     /// The policy's main deadline (peer-first: how long the peer has to close after BYE).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     grace: Duration,
+    /// Peer-first: who keeps TIME-WAIT when a client closes after BYE (auto: light
+    /// clients keep it, heavy ones are reset once BYE is ACKed; keep; spare: nobody).
+    #[arg(long, default_value = "auto", value_parser = clap::builder::PossibleValuesParser::new(PeerTimeWait::NAMES))]
+    peer_time_wait: String,
+    /// With --peer-time-wait auto: a client address that ended more than this many
+    /// connections in the last minute is heavy.
+    #[arg(long, default_value_t = farewell::DEFAULT_HEAVY_CLIENT_THRESHOLD)]
+    heavy_client_threshold: u32,
     /// Time from accept to a complete HELLO.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     handshake_timeout: Duration,
@@ -114,7 +125,11 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     install_tracing(args.verbose);
     let config = ServerConfig {
-        policy: args.policy.with_grace(args.grace),
+        policy: args
+            .policy
+            .with_grace(args.grace)
+            .with_peer_time_wait(args.peer_time_wait.parse()?),
+        heavy_client_threshold: args.heavy_client_threshold,
         handshake_timeout: args.handshake_timeout,
         idle_timeout: args.idle_timeout,
         line_timeout: args.line_timeout,

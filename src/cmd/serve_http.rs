@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use farewell::Policy;
+use farewell::{PeerTimeWait, Policy};
 use farewell_http::Server;
 use farewell_lab::support::tls;
 
@@ -18,10 +18,22 @@ Serve HTTP/1.1 and HTTP/2 (hyper) on a TCP port and end connections with a teard
 
 With the default policy, peer-first, the server never sends the first FIN: after the last
 response (`Connection: close`, --max-requests, or shutdown) it waits up to --grace for the
-client's FIN and closes passively, so the client keeps TIME-WAIT; a client that does not
-close is reset once the response is ACKed. Idle HTTP/1.1 keep-alive connections
-(--idle-timeout) are reset once everything written is ACKed; h2 connections get a GOAWAY.
---policy plain behaves like plain hyper (the server keeps TIME-WAIT).
+client's FIN; a client that does not close is reset once the response is ACKed. Idle
+HTTP/1.1 keep-alive connections (--idle-timeout) are reset once everything written is
+ACKed; h2 connections get a GOAWAY. --policy plain behaves like plain hyper (the server
+keeps TIME-WAIT).
+
+Who keeps TIME-WAIT when the client closes (--peer-time-wait): with `auto` (the default)
+a light client gets the passive close and keeps it; a heavy client, one address that
+ended more than --heavy-client-threshold connections with us in the last minute (nginx or
+a load balancer in front, wrk, a NAT), is reset once everything is ACKed, so that nobody
+keeps it and its ephemeral ports toward us do not run out. `keep`: every client keeps it.
+`spare`: nobody does (a server that only ever sits behind a proxy). A client that
+half-closed before its last response (`nc -N`) always gets the passive close.
+
+An HTTP/1.0 client without keep-alive (ab, lynx, a raw reader) reads until the server
+closes: it gets the response, then the server's FIN at once, reset by the kernel when the
+FIN is ACKed, so it sees end of file and nobody keeps TIME-WAIT.
 
 Abuse bounds: a request head must be complete --header-read-timeout after its first byte;
 a request body read waits at most --body-read-timeout for a byte; a response that makes no
@@ -72,6 +84,14 @@ pub struct ServeHttpArgs {
     /// The policy's main deadline: how long a client has to close after the last response.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     grace: Duration,
+    /// Peer-first: who keeps TIME-WAIT when a client closes after its last response
+    /// (auto: light clients keep it, heavy ones are reset; keep; spare: nobody).
+    #[arg(long, default_value = "auto", value_parser = clap::builder::PossibleValuesParser::new(PeerTimeWait::NAMES))]
+    peer_time_wait: String,
+    /// With --peer-time-wait auto: a client address that ended more than this many
+    /// connections in the last minute is heavy.
+    #[arg(long, default_value_t = farewell::DEFAULT_HEAVY_CLIENT_THRESHOLD)]
+    heavy_client_threshold: u32,
     /// End a keep-alive connection after this long with no request in flight and no bytes moving.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
@@ -236,6 +256,8 @@ pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
         }
         let report = server
             .policy(policy)
+            .peer_time_wait(args.peer_time_wait.parse()?)
+            .heavy_client_threshold(args.heavy_client_threshold)
             .idle_timeout(args.idle_timeout)
             .upgrade_idle_timeout(args.upgrade_idle_timeout)
             .max_requests_per_connection(args.max_requests)

@@ -170,7 +170,7 @@ fn serve_http_stream_to_http10_client_ends_at_once_with_no_server_time_wait() {
     let summary = terminate(server, stderr);
     assert!(summary.contains("2 connections, 2 requests"), "{summary}");
     assert!(
-        summary.contains("close-delimited: 1 ended by FIN"),
+        summary.contains("read to the close: 1 ended by our FIN"),
         "{summary}"
     );
     assert_eq!(server_time_wait(port), 0);

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use farewell::{Closer, Closing, Policy};
+use farewell::{Closer, Closing, PeerTimeWait, Policy};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -42,6 +42,12 @@ pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 
     /// The client's address, as the teardown's outcome will name it.
     fn peer(&self) -> Option<SocketAddr>;
+
+    /// The client's FIN is in, whether or not a read has reached it yet
+    /// (the kernel says `CLOSE-WAIT`): one `getsockopt(TCP_INFO)`. (tokio's
+    /// cached readiness would cost no syscall, but it learns of the FIN only
+    /// when the runtime next polls epoll, often after the response is out.)
+    fn fin_received(&self) -> bool;
 
     /// A duplicate of the TCP socket's descriptor, for the connection task to
     /// read the kernel's ACK counter with while hyper owns the stream
@@ -117,6 +123,13 @@ impl Handover for TcpStream {
     fn ack_probe(&self) -> Option<OwnedFd> {
         self.as_fd().try_clone_to_owned().ok()
     }
+
+    fn fin_received(&self) -> bool {
+        matches!(
+            farewell::sys::tcp_state(self),
+            Ok(farewell::TcpState::CloseWait)
+        )
+    }
 }
 
 #[cfg(feature = "rustls")]
@@ -139,6 +152,10 @@ impl Handover for farewell::tls::tokio_rustls::server::TlsStream<TcpStream> {
     fn ack_probe(&self) -> Option<OwnedFd> {
         self.get_ref().0.as_fd().try_clone_to_owned().ok()
     }
+
+    fn fin_received(&self) -> bool {
+        self.get_ref().0.fin_received()
+    }
 }
 
 /// What every connection of one server shares.
@@ -149,6 +166,7 @@ pub(crate) struct Shared {
     /// The policy for a connection we close with nothing to say (idle HTTP/1.1 keep-alive,
     /// laggards at shutdown): reset once everything written is ACKed.
     pub(crate) quiet_policy: Policy,
+
     pub(crate) idle_timeout: Duration,
     /// How long an upgraded connection may move no byte before it is cut.
     pub(crate) upgrade_idle_timeout: Duration,
@@ -223,6 +241,9 @@ impl Delimited {
 
 /// Marks "we decided to close, and had written this many bytes by then" as unset.
 const NOT_CLOSING: u64 = u64::MAX;
+
+/// Marks "a read found the client's FIN after this many bytes were written" as unset.
+const NO_EOF: u64 = u64::MAX;
 
 /// Marks an unset clock (milliseconds since the connection started).
 const UNSET: u64 = u64::MAX;
@@ -315,6 +336,10 @@ pub(crate) struct ConnState {
     written: AtomicU64,
     /// Bytes written when we decided to close without a request in flight, or [`NOT_CLOSING`].
     written_at_quiet_close: AtomicU64,
+    /// Bytes written when the client's FIN was first seen, or [`NO_EOF`].
+    written_at_eof: AtomicU64,
+    /// Bytes were read since the last look at whether the client's FIN is in.
+    fin_unchecked: AtomicBool,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) requests: AtomicU64,
     /// Told when the request that reaches `max_requests` arrives.
@@ -369,6 +394,8 @@ impl ConnState {
             last_activity_ms: AtomicU64::new(0),
             written: AtomicU64::new(0),
             written_at_quiet_close: AtomicU64::new(NOT_CLOSING),
+            written_at_eof: AtomicU64::new(NO_EOF),
+            fin_unchecked: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             limit_reached: Notify::new(),
@@ -534,6 +561,55 @@ impl ConnState {
             .store(self.now_ms(), Ordering::Relaxed);
     }
 
+    /// The client's FIN is in (a read found it, or the kernel says so before
+    /// a response): remember how much had been written by then.
+    pub(crate) fn peer_fin_seen(&self) {
+        let written = self.written.load(Ordering::Relaxed);
+        let _ = self.written_at_eof.compare_exchange(
+            NO_EOF,
+            written,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The client's FIN was seen already.
+    pub(crate) fn peer_fin_known(&self) -> bool {
+        self.written_at_eof.load(Ordering::Relaxed) != NO_EOF
+    }
+
+    /// A read brought bytes: the next write starts a response, and is worth
+    /// asking the kernel first whether the client's FIN came with them.
+    pub(crate) fn responding(&self) {
+        self.fin_unchecked.store(true, Ordering::Relaxed);
+    }
+
+    /// Before a write: true once per response (see [`ConnState::responding`]).
+    pub(crate) fn take_fin_check(&self) -> bool {
+        self.fin_unchecked.load(Ordering::Relaxed)
+            && self.fin_unchecked.swap(false, Ordering::Relaxed)
+            && !self.peer_fin_known()
+    }
+
+    /// The client's FIN came before our last write: it half-closed after its
+    /// requests (`nc -N`) and may still be reading. Its FIN is no goodbye,
+    /// so the teardown closes passively (the client keeps TIME-WAIT) rather
+    /// than reset a reader before its end of file ([`farewell::PeerTimeWait`]).
+    fn half_closed(&self) -> bool {
+        let at = self.written_at_eof.load(Ordering::Relaxed);
+        at != NO_EOF && at < self.written.load(Ordering::Relaxed)
+    }
+
+    /// `policy`, or, for a client that half-closed before our last response,
+    /// `policy` with the passive close after its FIN whatever the client's weight.
+    fn unless_half_closed(&self, policy: Policy) -> Policy {
+        if self.half_closed() {
+            policy.with_peer_time_wait(PeerTimeWait::Keep)
+        } else {
+            policy
+        }
+    }
+
     pub(crate) fn wrote(&self, n: usize) {
         self.written.fetch_add(n as u64, Ordering::Relaxed);
         self.write_blocked_ms.store(UNSET, Ordering::Relaxed);
@@ -613,7 +689,7 @@ impl ConnState {
                 shared
                     .ended
                     .handed_over(|| stream.peer(), cause, requests, false);
-                self.give(stream, shared.quiet_policy)
+                self.give(stream, self.unless_half_closed(shared.quiet_policy))
             }
             decide::Teardown::AfterGoodbye => {
                 // The last response (or GOAWAY) is the goodbye, whoever ended it.
@@ -621,7 +697,7 @@ impl ConnState {
                 shared
                     .ended
                     .handed_over(|| stream.peer(), cause, requests, goodbye);
-                self.give(stream, shared.policy)
+                self.give(stream, self.unless_half_closed(shared.policy))
             }
             decide::Teardown::OwedFin => {
                 stream.end_with_our_fin(shared, shared.policy, cause, requests)

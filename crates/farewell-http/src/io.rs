@@ -63,6 +63,10 @@ impl<S: Handover> TeardownIo<S> {
         if self.conn.upgrade.is_cut() {
             return Poll::Ready(Err(upgrade::cut_error()));
         }
+        if self.conn.take_fin_check() && self.stream.as_ref().is_some_and(Handover::fin_received) {
+            // The client's FIN came before this response: a half-close.
+            self.conn.peer_fin_seen();
+        }
         let poll = write(self.stream(), cx);
         match poll {
             Poll::Ready(Ok(n)) => self.conn.wrote(n),
@@ -94,9 +98,22 @@ impl<S: Handover> AsyncRead for TeardownIo<S> {
             return Poll::Ready(Err(upgrade::cut_error()));
         }
         let before = buf.filled().len();
+        let room = buf.remaining() > 0;
         let poll = self.stream().poll_read(cx, buf);
         match poll {
-            Poll::Ready(Ok(())) => self.conn.read_done(buf.filled().len() - before),
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                // A FIN read before our last response is a half-close, not a
+                // goodbye (see `ConnState::half_closed`); one that comes with
+                // or after a request but before its response is caught by the
+                // look before the response's first write.
+                if room && n == 0 {
+                    self.conn.peer_fin_seen();
+                } else if n > 0 {
+                    self.conn.responding();
+                }
+                self.conn.read_done(n)
+            }
             Poll::Ready(Err(_)) => self.conn.read_done(0),
             // hyper waits for the client: the header or body read clock runs.
             Poll::Pending => self.conn.read_pending(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use farewell::accept::{self, AcceptBackoff};
-use farewell::{Closer, CloserStats, Outcome, PeerFirst, Policy};
+use farewell::{Closer, CloserStats, Outcome, PeerFirst, PeerTimeWait, Policy};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::Service;
@@ -133,6 +133,7 @@ pub struct Server {
     max_requests: Option<u64>,
     shutdown_timeout: Duration,
     max_connections: usize,
+    heavy_client_threshold: u32,
     on_outcome: Option<OutcomeHook>,
     on_connection: Option<ConnectionHook>,
     header_read_timeout: Option<Duration>,
@@ -202,6 +203,7 @@ impl Server {
             max_requests: None,
             shutdown_timeout: Duration::from_secs(10),
             max_connections: farewell::accept::default_max_connections(),
+            heavy_client_threshold: farewell::DEFAULT_HEAVY_CLIENT_THRESHOLD,
             on_outcome: None,
             on_connection: None,
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
@@ -278,6 +280,47 @@ impl Server {
     #[cfg(feature = "rustls")]
     pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Server {
         self.tls_handshake_timeout = timeout.min(farewell::policy::MAX_WAIT);
+        self
+    }
+
+    /// Who keeps TIME-WAIT when a client closes after its last response was
+    /// delivered (peer-first only; other policies ignore it):
+    ///
+    /// * [`PeerTimeWait::Auto`] (the default): a light client keeps it (the
+    ///   textbook passive close); a heavy one, more than
+    ///   [`Server::heavy_client_threshold`] such endings from its address in
+    ///   the last minute (a reverse proxy or load balancer in front, a load
+    ///   generator, a NAT), is reset once everything is ACKed, so that nobody
+    ///   keeps it and its ports toward us do not run out;
+    /// * [`PeerTimeWait::Keep`]: every client keeps it;
+    /// * [`PeerTimeWait::Spare`]: nobody keeps it (a server that only ever
+    ///   sits behind a proxy).
+    ///
+    /// A client that half-closed before the last response (`shutdown(SHUT_WR)`
+    /// after its request, `nc -N`) always gets the passive close: a reset
+    /// would hand it `ECONNRESET` instead of its end of file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use farewell::PeerTimeWait;
+    /// use farewell_http::Server;
+    ///
+    /// // Behind nginx: the proxy is the only client, and it must keep no TIME-WAIT.
+    /// let server = Server::new().peer_time_wait(PeerTimeWait::Spare);
+    /// # let _ = server;
+    /// ```
+    pub fn peer_time_wait(mut self, choice: PeerTimeWait) -> Server {
+        self.policy = self.policy.with_peer_time_wait(choice);
+        self
+    }
+
+    /// The [`PeerTimeWait::Auto`] threshold: endings per client address and
+    /// minute above which the client is heavy (default
+    /// [`farewell::DEFAULT_HEAVY_CLIENT_THRESHOLD`], 500). See
+    /// [`farewell::CloserBuilder::heavy_client_threshold`].
+    pub fn heavy_client_threshold(mut self, endings: u32) -> Server {
+        self.heavy_client_threshold = endings;
         self
     }
 
@@ -673,7 +716,8 @@ impl Server {
             metrics::describe();
             Arc::new(metrics::Handles::new())
         });
-        let mut closer = Closer::builder(self.policy);
+        let mut closer =
+            Closer::builder(self.policy).heavy_client_threshold(self.heavy_client_threshold);
         let close_notify = Arc::new(AtomicU64::new(0));
         let ended = Arc::new(Connections::new(self.on_connection.clone()));
         let tls = self.is_tls();

@@ -116,6 +116,12 @@ pub struct ServerConfig {
     /// The longest pause of the accept loop when the process is out of file
     /// descriptors (default 1 s); pauses start at 5 ms and double.
     pub max_accept_backoff: Duration,
+    /// Peer-first with [`PeerTimeWait::Auto`](farewell::PeerTimeWait::Auto):
+    /// a client address that ended more than this many connections in the
+    /// last minute is heavy and is reset after its FIN, so that it keeps no
+    /// TIME-WAIT (default [`farewell::DEFAULT_HEAVY_CLIENT_THRESHOLD`]; see
+    /// [`CloserBuilder::heavy_client_threshold`](farewell::CloserBuilder::heavy_client_threshold)).
+    pub heavy_client_threshold: u32,
 }
 
 impl Default for ServerConfig {
@@ -133,6 +139,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(5),
             summary_interval: Some(Duration::from_secs(60)),
             max_accept_backoff: Duration::from_secs(1),
+            heavy_client_threshold: farewell::DEFAULT_HEAVY_CLIENT_THRESHOLD,
         }
     }
 }

@@ -141,6 +141,7 @@ pub async fn serve<P: Protocol>(
 ) -> Summary {
     metrics::describe();
     let closer = Closer::builder(config.policy)
+        .heavy_client_threshold(config.heavy_client_threshold)
         .on_outcome(|outcome| metrics::teardown(&outcome))
         .build();
     let shared = Arc::new(Shared {

@@ -8,6 +8,7 @@ mod common;
 mod curl;
 mod dropin;
 mod half_close;
+mod heavy_clients;
 mod hyper_client;
 mod limits;
 mod outcomes;

@@ -1,0 +1,158 @@
+//! Heavy clients (issue 22): one address that opens connection after
+//! connection (a proxy, a load generator) must not be handed a TIME-WAIT
+//! entry per connection. Past the server's heavy-client threshold its FIN is
+//! answered with a reset once the response is ACKed: nobody keeps TIME-WAIT,
+//! and the client, which already read everything and closed, sees nothing.
+//! A light client (under the threshold) keeps the textbook passive close.
+//! Judged by the kernel's table on both sides (on loopback the client's
+//! sockets are those whose remote port is the server's) and by the clients
+//! themselves (curl, wrk, Python).
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use farewell::census::{self, Filter};
+use farewell::{Ending, PeerFinChoice, PeerTimeWait, TcpState};
+use farewell_lab::support::http_demo::HELLO;
+
+/// The client side of the server on `port`: its sockets by state, once
+/// transient closing states have passed (bounded wait).
+async fn client_sockets(port: u16) -> census::StateCounts {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let counts = census::count_by_state(&Filter::remote_port(port)).expect("census");
+        let transient = counts.total() - counts.get(TcpState::TimeWait);
+        if transient == 0 || Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_turns_heavy_past_the_threshold_and_then_keeps_no_time_wait() {
+    if !farewell_lab::support::tools::require(
+        "curl_turns_heavy_past_the_threshold_and_then_keeps_no_time_wait",
+        &["curl"],
+    ) {
+        return;
+    }
+    const HEAVY_AFTER: u32 = 3;
+    const N: usize = 10;
+    let server = start(server(peer_first()).heavy_client_threshold(HEAVY_AFTER)).await;
+    let port = server.addr.port();
+    let url = server.url("/");
+    for _ in 0..N {
+        // curl reads the Content-Length response, then closes first.
+        let out = run("curl", &["-sS", "-H", "Connection: close", &url]).await;
+        assert!(out.status.success(), "curl: {out:?}");
+        assert_eq!(out.stdout, HELLO.as_bytes());
+    }
+    let clients = client_sockets(port).await;
+    let outcomes = std::sync::Arc::clone(&server.outcomes);
+    let report = server.shutdown().await;
+    eprintln!("{report}; client side {clients:?}");
+    for (i, o) in outcomes.lock().unwrap().iter().enumerate() {
+        let recent = i as u32 + 1;
+        let expected = if recent <= HEAVY_AFTER {
+            PeerFinChoice::Light { recent }
+        } else {
+            PeerFinChoice::Heavy { recent }
+        };
+        assert_eq!(o.peer_fin, Some(expected), "{o}");
+    }
+    assert_eq!(
+        report.teardowns.count(Ending::PeerClosed),
+        HEAVY_AFTER as u64
+    );
+    assert_eq!(
+        report.teardowns.count(Ending::ResetAfterPeerFin),
+        (N - HEAVY_AFTER as usize) as u64
+    );
+    // The light endings' TIME-WAIT is curl's, and only theirs.
+    assert_eq!(clients.get(TcpState::TimeWait), HEAVY_AFTER as usize);
+    assert_eq!(clients.total(), HEAVY_AFTER as usize, "{clients:?}");
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrk_connection_close_from_one_address_leaves_time_wait_nowhere_past_the_threshold() {
+    if !farewell_lab::support::tools::require(
+        "wrk_connection_close_from_one_address_leaves_time_wait_nowhere_past_the_threshold",
+        &["wrk"],
+    ) {
+        return;
+    }
+    const HEAVY_AFTER: u32 = 200;
+    let server = start(server(peer_first()).heavy_client_threshold(HEAVY_AFTER)).await;
+    let port = server.addr.port();
+    let url = server.url("/");
+    // Bounded: 2 connections for 1 s, each request on a connection of its own.
+    let out = run(
+        "wrk",
+        &["-t1", "-c2", "-d1s", "-H", "Connection: close", &url],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(out.status.success(), "wrk: {out:?}");
+    assert!(!stdout.contains("Socket errors"), "{stdout}");
+    assert!(!stdout.contains("Non-2xx"), "{stdout}");
+    let clients = client_sockets(port).await;
+    let report = server.shutdown().await;
+    eprintln!("{report}; client side {clients:?}");
+    let reset = report.teardowns.count(Ending::ResetAfterPeerFin);
+    assert!(
+        reset > 0,
+        "wrk made too few connections to turn heavy: {report}"
+    );
+    // Only the endings before wrk turned heavy left it TIME-WAIT (the
+    // count is per minute and this run is one second).
+    assert!(
+        clients.get(TcpState::TimeWait) <= HEAVY_AFTER as usize,
+        "{clients:?}"
+    );
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_closed_keep_alive_reader_gets_every_response_then_eof_even_when_sparing() {
+    if !farewell_lab::support::tools::require(
+        "half_closed_keep_alive_reader_gets_every_response_then_eof_even_when_sparing",
+        &["python3"],
+    ) {
+        return;
+    }
+    let server = start(server(peer_first()).peer_time_wait(PeerTimeWait::Spare)).await;
+    let port = server.addr.port();
+    // Two pipelined HTTP/1.1 requests whose answers take 100 ms, then the
+    // client's FIN (so it surely comes before the responses), then it reads
+    // until the end of stream: a reset would raise in Python and print nothing.
+    let script = r#"
+import socket, sys
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+sock.sendall(b"GET /sleep/100 HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+sock.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+    chunk = sock.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print("eof", data.count(b"HTTP/1.1 200"))
+"#;
+    let out = run("python3", &["-c", script, &port.to_string()]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python: {out:?}");
+    assert_eq!(stdout.trim(), "eof 2", "{out:?}");
+    let outcomes = std::sync::Arc::clone(&server.outcomes);
+    let _ = server.shutdown().await;
+    let outcomes = outcomes.lock().unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].ending, Ending::PeerClosed, "{}", outcomes[0]);
+    // farewell-http saw the FIN come before its responses and asked for the
+    // passive close for this connection.
+    assert_eq!(outcomes[0].peer_fin, Some(PeerFinChoice::Kept));
+}
