@@ -724,6 +724,13 @@ fn bench_http_proxy_nginx_quick_reports_proxy_and_server_time_wait_and_cleans_up
         match (run["server"].as_str(), run["policy"].as_str()) {
             (Some("farewell-http"), Some("peer-first")) => {
                 assert_eq!(run["server_time_wait"], 0, "peer-first behind nginx: {run}");
+                // The proxy is one heavy client: past the threshold it keeps
+                // no TIME-WAIT from us either.
+                assert!(
+                    run["proxy_time_wait"].as_u64().unwrap()
+                        <= u64::from(farewell::DEFAULT_HEAVY_CLIENT_THRESHOLD),
+                    "peer-first behind nginx: {run}"
+                );
             }
             (Some("hyper"), None) => assert!(
                 run["server_time_wait"].as_u64().unwrap() > 0,

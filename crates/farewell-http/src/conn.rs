@@ -60,8 +60,17 @@ pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// closes, a close-delimited body), so it learns the end of the last
     /// response from the server's close. By default, as
     /// [`Handover::hand_over`]: over TLS, `close_notify` marks the end.
-    fn end_with_our_fin(self, shared: &Arc<Shared>, policy: Policy, cause: Cause, requests: u64)
-    where
+    ///
+    /// `client_may_close`: the response had a length (or none at all), so
+    /// the client knows where it ends and may close first (see [`delimited::end`]).
+    fn end_with_our_fin(
+        self,
+        shared: &Arc<Shared>,
+        policy: Policy,
+        cause: Cause,
+        requests: u64,
+        _client_may_close: bool,
+    ) where
         Self: Sized,
     {
         shared
@@ -88,7 +97,14 @@ impl Handover for TcpStream {
     /// (see [`delimited`]), in a task the server waits for at shutdown, with
     /// no grace: the client waits for that FIN. Other policies send a FIN of
     /// their own already.
-    fn end_with_our_fin(self, shared: &Arc<Shared>, policy: Policy, cause: Cause, requests: u64) {
+    fn end_with_our_fin(
+        self,
+        shared: &Arc<Shared>,
+        policy: Policy,
+        cause: Cause,
+        requests: u64,
+        client_may_close: bool,
+    ) {
         let Policy::PeerFirst(settings) = policy else {
             shared
                 .ended
@@ -98,9 +114,16 @@ impl Handover for TcpStream {
         shared.delimited.started();
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
-            let end =
-                delimited::end(self, settings, || shared.forcing.load(Ordering::Relaxed)).await;
-            let delivered = end == delimited::End::Delivered;
+            let end = delimited::end(
+                self,
+                settings,
+                || shared.forcing.load(Ordering::Relaxed),
+                client_may_close,
+                // Its FIN is in: the policy ends it (the closer counts it).
+                |stream| shared.closer.close_with(stream, Bytes::new(), policy),
+            )
+            .await;
+            let delivered = end != delimited::End::ResetUndelivered;
             shared
                 .ended
                 .close_delimited_ended(cause, requests, delivered);
@@ -217,6 +240,8 @@ impl Delimited {
         let counter = match end {
             Some(delimited::End::Delivered) => Some(&self.delivered),
             Some(delimited::End::ResetUndelivered) => Some(&self.reset_undelivered),
+            // The closer counts the teardown.
+            Some(delimited::End::ClientClosed) => None,
             None => None,
         };
         if let Some(counter) = counter {
@@ -347,6 +372,8 @@ pub(crate) struct ConnState {
     /// The client is owed the server's FIN after the last response
     /// ([`decide::owes_fin`]): it reads until the server closes.
     pub(crate) owes_fin: AtomicBool,
+    /// The last response's body is close-delimited: only our FIN ends it.
+    pub(crate) body_close_delimited: AtomicBool,
     /// Why the connection ends, once something decided it.
     pub(crate) cause: CauseCell,
     /// After an upgrade: cut or not, released or not.
@@ -400,6 +427,7 @@ impl ConnState {
             requests: AtomicU64::new(0),
             limit_reached: Notify::new(),
             owes_fin: AtomicBool::new(false),
+            body_close_delimited: AtomicBool::new(false),
             cause: CauseCell::default(),
             upgrade: UpgradeState::default(),
             h2: AtomicBool::new(false),
@@ -700,7 +728,9 @@ impl ConnState {
                 self.give(stream, self.unless_half_closed(shared.policy))
             }
             decide::Teardown::OwedFin => {
-                stream.end_with_our_fin(shared, shared.policy, cause, requests)
+                let client_may_close = !self.body_close_delimited.load(Ordering::Relaxed)
+                    && upgraded != upgrade::Ending::Closed;
+                stream.end_with_our_fin(shared, shared.policy, cause, requests, client_may_close)
             }
         }
     }

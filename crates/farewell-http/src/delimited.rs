@@ -76,14 +76,85 @@ pub(crate) enum End {
     /// Delivery stalled, passed its cap, or the connection failed: reset
     /// without a FIN; the client sees a reset, not the end of the body.
     ResetUndelivered,
+    /// Every byte was ACKed, then the client closed by itself before our
+    /// FIN: the server's policy ended the connection.
+    ClientClosed,
 }
+
+/// Waits (two round-trip times, within [`CLIENT_FIN_WAIT`]) for the client's
+/// FIN, discarding what it sends meanwhile up to `drain_limit` bytes. True
+/// once its FIN is in.
+async fn client_fin(stream: &TcpStream, drain_limit: u64) -> bool {
+    let rtt = farewell::sys::tcp_info(stream).map_or(Duration::ZERO, |info| info.rtt);
+    let wait = (rtt * 2).clamp(CLIENT_FIN_WAIT.0, CLIENT_FIN_WAIT.1);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    let mut drained = 0u64;
+    loop {
+        if tokio::time::timeout_at(deadline, stream.readable())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        match stream.try_read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => {
+                drained += n as u64;
+                if drained > drain_limit {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The shortest wait for the client's own FIN once a length-framed response
+/// is ACKed (see [`end`]), and the longest: two round-trip times between.
+const CLIENT_FIN_WAIT: (Duration, Duration) =
+    (Duration::from_millis(5), Duration::from_millis(100));
 
 /// Ends the last response on `stream` with the server's FIN (see the
 /// [module docs](self)), with `settings`' stall timeout, delivery cap and
 /// drain limit; `hurried` turning true (the server's shutdown deadline
 /// passed) ends the wait at once, with a reset.
-pub(crate) async fn end(stream: TcpStream, settings: PeerFirst, hurried: impl Fn() -> bool) -> End {
-    let delivered = deliver(&stream, settings, hurried).await;
+///
+/// With `client_may_close` (the response has a length, so the client knows
+/// its end), the client may close by itself rather than wait for us: nginx
+/// does (its default upstream is HTTP/1.0), curl does. Our FIN crossing its
+/// FIN would be a simultaneous close, TIME-WAIT on both sides. So once
+/// everything is ACKed, its FIN gets two round-trip times (5 to 100 ms) to
+/// come; if it does, `client_closed` gets the stream (the server's policy
+/// ends it: a passive close, or for a heavy client a reset) and this returns
+/// [`End::ClientClosed`]. Otherwise our FIN goes as above.
+pub(crate) async fn end(
+    stream: TcpStream,
+    settings: PeerFirst,
+    hurried: impl Fn() -> bool,
+    client_may_close: bool,
+    client_closed: impl FnOnce(TcpStream),
+) -> End {
+    // A client that closes by itself does so once it has the response: its
+    // FIN (which ACKs everything) usually comes before the first look at the
+    // send queue would. After a delivery that took a while, it gets another
+    // chance.
+    let mut waited = false;
+    if client_may_close && client_fin(&stream, settings.drain_limit).await {
+        client_closed(stream);
+        return End::ClientClosed;
+    }
+    let delivered = deliver(&stream, settings, &hurried, &mut waited).await;
+    if delivered
+        && waited
+        && client_may_close
+        && !hurried()
+        && client_fin(&stream, settings.drain_limit).await
+    {
+        client_closed(stream);
+        return End::ClientClosed;
+    }
     // Out of the runtime: a non-blocking socket read directly, so an empty
     // queue is `WouldBlock` whatever tokio last saw of its readiness.
     let Ok(stream) = stream.into_std() else {
@@ -129,7 +200,14 @@ fn discard_unread(mut stream: &std::net::TcpStream, limit: u64) {
 /// Waits until the client's kernel ACKed everything written; false when
 /// delivery stalled for the stall timeout, passed the delivery cap, or the
 /// connection is no longer open.
-async fn deliver(stream: &TcpStream, settings: PeerFirst, hurried: impl Fn() -> bool) -> bool {
+///
+/// `waited` is set once it had to wait for an ACK.
+async fn deliver(
+    stream: &TcpStream,
+    settings: PeerFirst,
+    hurried: &impl Fn() -> bool,
+    waited: &mut bool,
+) -> bool {
     let start = Instant::now();
     let cap = start + settings.delivery_timeout;
     let mut stall_at = start + settings.stall_timeout;
@@ -155,6 +233,7 @@ async fn deliver(stream: &TcpStream, settings: PeerFirst, hurried: impl Fn() -> 
         if now >= deadline || hurried() {
             return false;
         }
+        *waited = true;
         tokio::time::sleep(gap.min(deadline - now)).await;
         gap = (gap * 2).min(MAX_GAP);
     }

@@ -29,7 +29,9 @@ pub const CONNECTIONS_ENDED: &str = "farewell_http_connections_ended_total";
 /// Counter: connections whose client read the last response until the
 /// server closed (HTTP/1.0 without keep-alive, or a close-delimited body),
 /// ended by the server's FIN, by `end`: `delivered` (every byte ACKed, then FIN reset on
-/// its ACK) or `reset-undelivered` (delivery stalled: reset).
+/// its ACK), `reset-undelivered` (delivery stalled: reset) or `client-closed` (a
+/// framed response whose client closed first, within two round-trip times of
+/// the last ACK: ended by the policy instead, and counted in the teardowns).
 pub const CLOSE_DELIMITED: &str = "farewell_http_close_delimited_total";
 /// Counter: TLS handshakes that failed or timed out.
 pub const TLS_HANDSHAKES_FAILED: &str = "farewell_http_tls_handshakes_failed_total";
@@ -156,6 +158,7 @@ mod recording {
         let end = match end {
             End::Delivered => "delivered",
             End::ResetUndelivered => "reset-undelivered",
+            End::ClientClosed => "client-closed",
         };
         counter!(CLOSE_DELIMITED, "end" => end).increment(1);
     }

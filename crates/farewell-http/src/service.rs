@@ -179,6 +179,9 @@ where
         };
         if decide::owes_fin(*this.reads_to_close, close_delimited) {
             conn.owes_fin.store(true, Ordering::Relaxed);
+            // Only a framed response lets the client close by itself first.
+            conn.body_close_delimited
+                .store(close_delimited, Ordering::Relaxed);
         }
         let conn = Arc::clone(conn);
         Poll::Ready(Ok(response.map(|body| Watched::new(body, conn))))
