@@ -130,14 +130,28 @@ struct Connection {
 
 /// Connects from `from` (with port 0, or the kernel's choice of address) to
 /// `to`, reads until the goodbye line, and closes. `Err` only when the
-/// connect failed; what the read got, or did not, is in the result.
+/// connect failed short of a connection (a reset already in the connect's
+/// answer counts as a connection that lost the whole goodbye); what the
+/// read got, or did not, is in the result.
 fn one(from: Option<IpAddr>, to: SocketAddr) -> io::Result<Connection> {
     let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
     if let Some(ip) = from {
         socket.bind(&SocketAddr::new(ip, 0).into())?;
     }
     let started = Instant::now();
-    socket.connect_timeout(&to.into(), CONNECT_BOUND)?;
+    match socket.connect_timeout(&to.into(), CONNECT_BOUND) {
+        Ok(()) => {}
+        // Connected and reset before the connect returned (abort on a fast
+        // path): the server accepted it, and the whole goodbye was lost.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+            return Ok(Connection {
+                connect: started.elapsed(),
+                delivered: 0,
+                read_error: Some(e),
+            });
+        }
+        Err(e) => return Err(e),
+    }
     let connect = started.elapsed();
     socket.set_read_timeout(Some(READ_BOUND))?;
     let mut stream = TcpStream::from(socket);
