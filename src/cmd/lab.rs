@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use farewell_lab::lab::path::PathSpec;
-use farewell_lab::lab::{self, ChurnConfig, LabConfig};
+use farewell_lab::lab::{self, ChurnConfig, HeavyConfig, LabConfig};
 
 use crate::duration::parse_duration;
 
@@ -73,9 +73,26 @@ second for --duration, each from its own 127.1.x.y source address (so the client
 runs out of ports), and the census counts the port's TIME-WAIT entries every 100 ms. Its table
 shows, per policy, the connections, the rate achieved and the peak and final server TIME-WAIT.
 
+--heavy adds a heavy client next to a light one, per policy (plain, lingering, fin-then-reset,
+abort, and peer-first with each peer-time-wait: auto, keep, spare), over the first --path that is
+not loopback, else slow (loopback without CAP_NET_ADMIN, with a warning), in namespaces of its
+own. The heavy client is ONE address (ephemeral ports from the kernel, 4 connections in flight)
+that reads the goodbye and closes, as fast as it can, for --heavy-duration or
+--heavy-connections, whichever comes first; the light client opens --light-connections from
+another address meanwhile. Each policy gets one closer with --heavy-threshold (the heavy-client
+threshold, endings per minute). Its table shows, per policy and client: connections done (the
+whole goodbye received) and failed, connect() calls per second and the slowest, TIME-WAIT of
+the client's ends and of the server's ends toward it (the census of each namespace, by the
+listener's port), goodbye bytes lost, and how the teardowns ended. Expect, under peer-first/auto,
+the heavy client to keep about the threshold in TIME-WAIT (its first endings of the minute),
+every later ending a reset after its FIN (reset-after-peer-fin), the light client one per
+connection, the server none; under plain, the server one per connection; under abort nobody,
+but goodbyes lost over a slow path.
+
 --report DIR writes DIR/index.html: one self-contained page (inline CSS and SVG, no scripts)
 with each path's matrix as a policy × behaviour grid coloured by server TIME-WAIT and lost
-bytes, the release-time distribution of every policy and, with --churn, TIME-WAIT over time.
+bytes, the release-time distribution of every policy and, with --churn, TIME-WAIT over time;
+with --heavy, its table.
 
 Ctrl-C stops the lab, deletes its network namespaces and exits with status 130; namespaces
 left by a run that was killed outright are deleted by the next run.";
@@ -114,6 +131,25 @@ pub struct LabArgs {
     /// Churn: how long each policy opens connections, e.g. 3s (at most 1m).
     #[arg(long, default_value = "3s", requires = "churn", value_parser = parse_duration)]
     duration: Duration,
+    /// Also run a heavy client next to a light one, per policy: who keeps TIME-WAIT when one
+    /// address churns connections (see below).
+    #[arg(long)]
+    heavy: bool,
+    /// Heavy client: at most this many connections per policy.
+    #[arg(long, default_value_t = 3000, requires = "heavy",
+          value_parser = clap::value_parser!(u64).range(1..=20_000))]
+    heavy_connections: u64,
+    /// Heavy client: at most this long per policy, e.g. 2s (at most 30s).
+    #[arg(long, default_value = "2s", requires = "heavy", value_parser = parse_duration)]
+    heavy_duration: Duration,
+    /// Light client: connections per policy, from another address.
+    #[arg(long, default_value_t = 5, requires = "heavy",
+          value_parser = clap::value_parser!(u64).range(0..=100))]
+    light_connections: u64,
+    /// The closer's heavy-client threshold: endings per client address and minute above which
+    /// peer-first/auto resets after the client's FIN.
+    #[arg(long, default_value_t = farewell::DEFAULT_HEAVY_CLIENT_THRESHOLD, requires = "heavy")]
+    heavy_threshold: u32,
     /// Write a self-contained HTML page with SVG charts to DIR/index.html.
     #[arg(long, value_name = "DIR")]
     report: Option<PathBuf>,
@@ -125,6 +161,13 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         bail!(
             "--duration {:?} is too long\nhint: the churn runs per policy; use at most 1m",
             args.duration
+        );
+    }
+    if args.heavy_duration > Duration::from_secs(30) || args.heavy_duration.is_zero() {
+        bail!(
+            "--heavy-duration {:?} is out of range\nhint: the heavy client runs per policy; use \
+             from 1ms to 30s",
+            args.heavy_duration
         );
     }
     let mut config = LabConfig {
@@ -142,6 +185,17 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     };
     if !args.paths.is_empty() {
         config.paths = args.paths.into_iter().flatten().collect();
+    }
+    if args.heavy {
+        config.heavy = Some(HeavyConfig {
+            path: lab::heavy_path(&config.paths),
+            connections: args.heavy_connections as usize,
+            duration: args.heavy_duration,
+            light: args.light_connections as usize,
+            threshold: args.heavy_threshold,
+            grace: args.grace,
+            ..HeavyConfig::default()
+        });
     }
     for spec in &config.paths {
         if let Some(why) = spec.kind().unavailable() {
@@ -174,6 +228,23 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         if config.paths.iter().all(|p| *p == PathSpec::Loopback) {
             let net_admin = lab::KernelInfo::read().net_admin;
             eprintln!("WARNING: {}", lab::loopback_only_warning(net_admin));
+        }
+        if let Some(heavy) = &config.heavy {
+            eprintln!(
+                "heavy client: up to {} connections or {:?} per policy, {} light, threshold {}, \
+                 on {}",
+                heavy.connections,
+                heavy.duration,
+                heavy.light,
+                heavy.threshold,
+                lab::path_name(&heavy.path)
+            );
+            if heavy.path == PathSpec::Loopback {
+                eprintln!(
+                    "WARNING: the heavy client runs on loopback: no namespace can be made here \
+                     (run as root); nothing is lost on the way and connect() rates are loopback's"
+                );
+            }
         }
     }
 

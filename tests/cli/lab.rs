@@ -452,6 +452,10 @@ fn lab_help_explains_how_to_read_the_table() {
         "--connections",
         "--json",
         "--grace",
+        "--heavy",
+        "--heavy-threshold",
+        "heavy client",
+        "light client",
     ] {
         assert!(help.contains(word), "help lacks {word:?}:\n{help}");
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::cell::CellReport;
 use super::peer::Behaviour;
-use super::report::LabReport;
+use super::report::{heavy_row, LabReport, HEAVY_COLUMNS};
 use super::svg::{escape, small_multiples, strip_chart};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}\
@@ -84,6 +84,9 @@ pub fn page(report: &LabReport) -> String {
     out.push_str(&matrix_table(report));
     if !report.churn.is_empty() {
         out.push_str(&churn_table(report));
+    }
+    if !report.heavy.is_empty() {
+        out.push_str(&heavy_table(report));
     }
     out.push_str("</body></html>\n");
     out
@@ -411,6 +414,52 @@ fn churn_table(report: &LabReport) -> String {
         );
         cell(&mut out, "", &c.final_client_time_wait.to_string());
         out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// The heavy-client run: two rows per policy (the heavy client, the light
+/// one), server TIME-WAIT and lost bytes tinted where not 0.
+fn heavy_table(report: &LabReport) -> String {
+    let first = &report.heavy[0];
+    let mut out = format!(
+        "<h2 id=\"heavy\">Heavy client next to a light one</h2>\n<p>One client address opens \
+         connections as fast as it can (ephemeral ports from the kernel), another opens a few, \
+         on the {} path; the closer's heavy-client threshold is {} endings a minute. TIME-WAIT \
+         by the census of each namespace.</p>\n<table><tr>",
+        escape(&first.path),
+        first.threshold
+    );
+    for (i, h) in HEAVY_COLUMNS.iter().enumerate() {
+        let class = if i < 2 || i + 1 == HEAVY_COLUMNS.len() {
+            " class=\"l\""
+        } else {
+            ""
+        };
+        let _ = write!(out, "<th{class}>{}</th>", escape(h));
+    }
+    out.push_str("</tr>\n");
+    for h in &report.heavy {
+        for (kind, c) in [("heavy", &h.heavy), ("light", &h.light)] {
+            out.push_str("<tr>");
+            cell(&mut out, "l", &h.label());
+            cell(&mut out, "l", &format!("{kind} {}", c.address));
+            let row = heavy_row(c);
+            let last = row.len() - 1;
+            for (i, text) in row.iter().enumerate() {
+                let bad = (i == 5 && c.server_time_wait > 0) || (i == 6 && c.bytes_lost > 0);
+                let class = if i == last {
+                    "l"
+                } else if bad {
+                    "bad"
+                } else {
+                    ""
+                };
+                cell(&mut out, class, text);
+            }
+            out.push_str("</tr>\n");
+        }
     }
     out.push_str("</table>\n");
     out

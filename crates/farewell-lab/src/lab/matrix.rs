@@ -54,6 +54,9 @@ pub struct LabConfig {
     pub ip: IpAddr,
     /// Also run a churn after the matrix (default `None`); see [`run_churn`](super::run_churn).
     pub churn: Option<super::ChurnConfig>,
+    /// Also run a heavy client next to a light one after that (default
+    /// `None`); see [`run_heavy`](super::run_heavy).
+    pub heavy: Option<super::HeavyConfig>,
 }
 
 impl Default for LabConfig {
@@ -68,6 +71,7 @@ impl Default for LabConfig {
             large_goodbye: DEFAULT_LARGE_GOODBYE,
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             churn: None,
+            heavy: None,
         }
     }
 }
@@ -355,7 +359,11 @@ pub fn planned_connections(config: &LabConfig) -> u64 {
             .count();
         policies * c.connections_per_policy()
     });
-    (paths.len() * policies * behaviours * config.connections + churn) as u64
+    let heavy = config
+        .heavy
+        .as_ref()
+        .map_or(0, super::HeavyConfig::planned_connections);
+    (paths.len() * policies * behaviours * config.connections + churn + heavy) as u64
 }
 
 /// Checks once per path that the census can read the kernel's table there,

@@ -44,7 +44,11 @@
 //! a column's connections run at once, before the other cells, so it costs
 //! one deadline. A churn ([`run_churn`], `LabConfig::churn`) can follow, on
 //! loopback: a sustained connection rate per policy with the TIME-WAIT
-//! count sampled every 100 ms. [`html`] draws the result as one page.
+//! count sampled every 100 ms. A [`heavy`]-client run can follow too
+//! (`LabConfig::heavy`, on a path of its own): one client address churning
+//! connections as fast as it can next to a light one, per policy, with
+//! who keeps TIME-WAIT counted on both sides. [`html`] draws the result as
+//! one page.
 //!
 //! Deadlines are short (see [`lab_policy`]) so the whole matrix runs in
 //! seconds; every wait is bounded ([`TEARDOWN_BOUND`] for a teardown,
@@ -105,12 +109,36 @@
 //!     "final_client_time_wait": 0,
 //!     "samples": [ { "t_ms": 0, "server_time_wait": 0, "client_time_wait": 0, "opened": 0 }, … ],
 //!     "skipped": null                  // or "needs CAP_NET_ADMIN" (silent)
+//!   }, … ],
+//!   "heavy": [ {                       // empty unless a heavy-client run ran; one per policy, in order
+//!     "policy": "peer-first",
+//!     "peer_time_wait": "auto",        // peer-first's PeerTimeWait; null for the other policies
+//!     "path": "slow",                  // the path the run made for itself (its own namespaces)
+//!     "threshold": 500,                // the closer's heavy_client_threshold, endings per minute
+//!     "heavy": {                       // one address, ephemeral ports, as fast as it can
+//!       "address": "10.200.0.2",
+//!       "completed": 1500,             // connections whose application got the whole goodbye
+//!       "opened": 1500,                // connect() calls that succeeded
+//!       "connect_failed": 0,
+//!       "connect_per_s": 748.2,        // connect() calls per second over the client's run
+//!       "connect_ms_median": 1.1,
+//!       "connect_ms_max": 7.9,         // the slowest connect()
+//!       "client_time_wait": 500,       // the client's ends in TIME-WAIT (census of its namespace)
+//!       "server_time_wait": 0,         // the server's ends toward it in TIME-WAIT
+//!       "endings": { "peer-closed": 500, "reset-after-peer-fin": 1000 }, // Ending::name -> count
+//!       "peer_fin": { "light": 500, "heavy": 1000 }, // PeerFinChoice::name -> count (peer-first only)
+//!       "bytes_lost": 0,               // goodbye bytes the application did not receive, summed
+//!       "first_error": null
+//!     },
+//!     "light": { "address": "10.200.1.2", "completed": 5, … }, // a few connections from another address
+//!     "unattributed": {}               // outcomes whose peer address was unknown, by ending
 //!   }, … ]
 //! }
 //! ```
 
 mod cell;
 mod churn;
+pub mod heavy;
 pub mod html;
 mod matrix;
 mod net;
@@ -131,6 +159,7 @@ pub use cell::{
 pub use churn::{
     run_churn, ChurnConfig, ChurnReport, ChurnSample, DRAIN_BOUND, MAX_CONNECTIONS, SAMPLE_EVERY,
 };
+pub use heavy::{heavy_path, run_heavy, HeavyConfig, HeavyPolicy, HeavyReport};
 pub use matrix::{
     default_paths, lab_policy, lab_policy_on, make_paths, path_name, planned_connections,
     run_matrix, run_matrix_on, CellReport, LabConfig, LabPath, PathReport, DEFAULT_LARGE_GOODBYE,
@@ -174,7 +203,7 @@ pub enum LabError {
 
 /// Runs the whole lab described by `config` — makes its paths, runs the
 /// vanished peers (in network namespaces) and the matrix on each, removes
-/// the paths, then runs the churn if asked — and
+/// the paths, then runs the churn and the heavy client if asked — and
 /// builds its report; calls `on_connection` after each connection (for
 /// progress).
 ///
@@ -193,8 +222,12 @@ pub async fn run(
     matrix::drop_paths(made).await;
     let cells = cells?;
     let churn = match &config.churn {
-        Some(churn) => run_churn(churn, on_connection).await?,
+        Some(churn) => run_churn(churn, Arc::clone(&on_connection)).await?,
         None => Vec::new(),
     };
-    Ok(LabReport::new(kernel, paths, cells, churn))
+    let heavy = match &config.heavy {
+        Some(heavy) => run_heavy(heavy, on_connection).await?,
+        None => Vec::new(),
+    };
+    Ok(LabReport::new(kernel, paths, cells, churn).with_heavy(heavy))
 }

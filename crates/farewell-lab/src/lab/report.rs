@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::cell::CellReport;
 use super::churn::ChurnReport;
+use super::heavy::{ClientReport, HeavyReport};
 use super::matrix::PathReport;
 use super::peer::Behaviour;
 pub use crate::support::kernel::KernelInfo;
@@ -27,6 +28,8 @@ pub struct LabReport {
     pub verdicts: Vec<String>,
     /// One entry per policy of the churn run, empty when no churn ran.
     pub churn: Vec<ChurnReport>,
+    /// One entry per policy of the heavy-client run, empty when none ran.
+    pub heavy: Vec<HeavyReport>,
 }
 
 impl LabReport {
@@ -50,7 +53,40 @@ impl LabReport {
             cells,
             verdicts,
             churn,
+            heavy: Vec::new(),
         }
+    }
+
+    /// The same report with the heavy-client run; a run on loopback adds a
+    /// warning (no namespace, no network: nothing is lost on the way).
+    pub fn with_heavy(mut self, heavy: Vec<HeavyReport>) -> LabReport {
+        if heavy.iter().any(|h| h.path == "loopback") {
+            self.warnings.push(
+                "the heavy client ran on loopback (no CAP_NET_ADMIN, or no tc): who keeps \
+                 TIME-WAIT holds, but no goodbye is lost to a network and connect() rates are \
+                 loopback's; run as root for the slow path"
+                    .to_owned(),
+            );
+        }
+        self.heavy = heavy;
+        self
+    }
+
+    /// The heavy-client run as an aligned table, two rows per policy (empty when none ran).
+    pub fn heavy_table(&self) -> String {
+        if self.heavy.is_empty() {
+            return String::new();
+        }
+        let mut rows: Vec<Vec<String>> =
+            vec![HEAVY_COLUMNS.iter().map(|h| h.to_string()).collect()];
+        for h in &self.heavy {
+            for (kind, c) in [("heavy", &h.heavy), ("light", &h.light)] {
+                let mut row = vec![h.label(), format!("{kind} {}", c.address)];
+                row.extend(heavy_row(c));
+                rows.push(row);
+            }
+        }
+        align(&rows, 2, true)
     }
 
     /// The paths, one line each: name, mechanism, measured round-trip time.
@@ -141,6 +177,15 @@ impl LabReport {
             );
             out.push_str(&self.churn_table());
         }
+        if let Some(first) = self.heavy.first() {
+            let _ = writeln!(
+                out,
+                "\nheavy client: one address as fast as it can, next to a light one, on {} \
+                 (threshold {} endings/min)",
+                first.path, first.threshold
+            );
+            out.push_str(&self.heavy_table());
+        }
         let errors: Vec<&CellReport> = self.cells.iter().filter(|c| !c.errors.is_empty()).collect();
         if !errors.is_empty() {
             out.push('\n');
@@ -154,6 +199,37 @@ impl LabReport {
         }
         out
     }
+}
+
+/// The columns of the heavy-client table, text and HTML alike.
+pub(crate) const HEAVY_COLUMNS: [&str; 10] = [
+    "policy",
+    "client",
+    "done",
+    "failed",
+    "connect/s",
+    "slowest connect",
+    "client TW",
+    "server TW",
+    "lost B",
+    "endings",
+];
+
+/// The cells of one client's row after its policy and address: done,
+/// failed, connect/s, slowest connect, client TW, server TW, lost B, endings.
+pub(crate) fn heavy_row(c: &ClientReport) -> Vec<String> {
+    let endings: Vec<String> = c.endings.iter().map(|(e, n)| format!("{e} {n}")).collect();
+    vec![
+        c.completed.to_string(),
+        (c.opened + c.connect_failed - c.completed).to_string(),
+        format!("{:.0}", c.connect_per_s),
+        c.connect_ms_max
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms")),
+        c.client_time_wait.to_string(),
+        c.server_time_wait.to_string(),
+        c.bytes_lost.to_string(),
+        endings.join(", "),
+    ]
 }
 
 /// What a run on loopback alone cannot show, said loudly.

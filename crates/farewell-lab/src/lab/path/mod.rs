@@ -300,6 +300,32 @@ impl NetPath {
         }
     }
 
+    /// Gives the client a second address, `ip`, next to [`CLIENT_IP`]: a /32
+    /// on the client's veth end, and a route to it on the server's (on `wan`
+    /// the forwarder carries the frames as it carries the others). A client
+    /// socket bound to `ip` then reaches the server as another host would.
+    /// Forks `ip` (see the fork hazard in [`netns`]): call it before any
+    /// socket of the run exists.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on loopback (bind to another 127.0.0.0/8 address
+    /// instead); when an `ip` command fails.
+    pub fn add_client_ip(&self, ip: Ipv4Addr) -> io::Result<()> {
+        let Some(hosts) = &self.hosts else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a loopback path has every 127.0.0.0/8 address already",
+            ));
+        };
+        hosts
+            .client
+            .ip(&["addr", "add", &format!("{ip}/32"), "dev", CLIENT_END])?;
+        hosts
+            .server
+            .ip(&["route", "add", &format!("{ip}/32"), "dev", SERVER_END])
+    }
+
     /// The server's namespace (none on loopback), e.g. for `ip` commands.
     pub fn server_netns(&self) -> Option<&Netns> {
         self.hosts.as_ref().map(|hosts| &hosts.server)
