@@ -679,6 +679,34 @@ int fw_options_set_delivery_timeout_ms(struct fw_options *options, uint64_t ms);
 int fw_options_set_drain_limit(struct fw_options *options, uint64_t bytes);
 
 /**
+ * Peer-first only: who keeps TIME-WAIT when a client closes after everything
+ * was delivered: `"auto"` (the default: a light client keeps it; a heavy
+ * one, more than the heavy-client threshold of endings from its address in
+ * the last minute, is reset and keeps none), `"keep"` (every client keeps
+ * it) or `"spare"` (nobody: for a server behind a proxy). A client that
+ * half-closed before the goodbye is always closed passively.
+ * `FW_ERR_INVALID_ARGUMENT` for another name; `fw_closer_new` returns it too
+ * if the policy is not peer-first.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live pointer from `fw_options_new`; `name` is NULL
+ * or a NUL-terminated string.
+ */
+int fw_options_set_peer_time_wait(struct fw_options *options, const char *name);
+
+/**
+ * With `"auto"` (`fw_options_set_peer_time_wait`): a client address that
+ * ended more than `endings` connections with this closer in the last minute
+ * is heavy (default 500; 0: every client is heavy).
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live pointer from `fw_options_new`.
+ */
+int fw_options_set_heavy_client_threshold(struct fw_options *options, uint32_t endings);
+
+/**
  * The number of threads the closer runs its teardowns on, 1 to
  * `FW_MAX_THREADS` (default 1: a teardown costs little CPU).
  *

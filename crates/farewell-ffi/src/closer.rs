@@ -28,7 +28,7 @@ use crate::error::{
     FW_ERR_IN_CALLBACK, FW_ERR_NULL, FW_ERR_OS, FW_ERR_REGISTER, FW_ERR_RUNTIME, FW_ERR_TIMED_OUT,
     FW_OK,
 };
-use crate::names::{ending_code, fw_ending, FW_ENDING_RESET_AT_DEADLINE};
+use crate::names::{ending_code, fw_ending, FW_ENDING_RESET_AFTER_PEER_FIN};
 use crate::options::fw_options;
 use crate::outcome::{fw_outcome, fw_stats};
 use crate::sys::{self, SocketId};
@@ -43,7 +43,9 @@ const HURRY_WAIT: Duration = Duration::from_secs(2);
 
 /// Codes of the endings the counters keep apart (0, `FW_ENDING_OTHER`, counts
 /// every ending this crate has no code for).
-const ENDING_CODES: usize = FW_ENDING_RESET_AT_DEADLINE as usize + 1;
+/// (Every code up to the last one: the codes after `FW_ENDING_RESET_AT_DEADLINE`
+/// were once counted in its slot.)
+const ENDING_CODES: usize = FW_ENDING_RESET_AFTER_PEER_FIN as usize + 1;
 
 /// Every descriptor a closer of this process owns: its socket's identity and
 /// the hand-over's generation. A number seen again with the same socket
@@ -74,6 +76,11 @@ pub struct fw_closer {
     runtime: Runtime,
     shared: Arc<Shared>,
     policy: Policy,
+    /// Holds the table of recent endings per client address that every
+    /// descriptor's own closer shares ([`farewell::CloserBuilder::share_client_counts`]),
+    /// so a heavy client is one client across descriptors.
+    counts: farewell::Closer,
+    heavy_client_threshold: u32,
 }
 
 /// What the closer's threads and the callers' share.
@@ -223,6 +230,8 @@ impl fw_closer {
         let shared = Arc::clone(&self.shared);
         let closer = farewell::Closer::builder(self.policy)
             .runtime(self.runtime.handle().clone())
+            .heavy_client_threshold(self.heavy_client_threshold)
+            .share_client_counts(&self.counts)
             .on_outcome(move |outcome| shared.finish(fd, generation, &outcome))
             .build();
         if state.hurried {
@@ -361,10 +370,15 @@ pub unsafe extern "C" fn fw_closer_new(
             goodbye_confirmed: AtomicU64::new(0),
             by_ending: std::array::from_fn(|_| AtomicU64::new(0)),
         };
+        let counts = farewell::Closer::builder(policy)
+            .runtime(runtime.handle().clone())
+            .build();
         let new = Box::new(fw_closer {
             runtime,
             shared: Arc::new(shared),
             policy,
+            counts,
+            heavy_client_threshold: options.heavy_client_threshold,
         });
         // SAFETY: checked non-NULL above.
         unsafe { closer.write(Box::into_raw(new)) };

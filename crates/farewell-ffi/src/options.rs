@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::os::raw::c_int;
 use std::time::Duration;
 
-use farewell::{FinThenReset, PeerFirst, Plain, Policy};
+use farewell::{FinThenReset, PeerFirst, PeerTimeWait, Plain, Policy};
 
 use crate::error::{
     guard, guard_or, FW_ERR_INVALID_ARGUMENT, FW_ERR_NULL, FW_ERR_UNKNOWN_POLICY, FW_OK,
@@ -32,6 +32,8 @@ pub struct fw_options {
     pub(crate) stall_timeout: Option<Duration>,
     pub(crate) delivery_timeout: Option<Duration>,
     pub(crate) drain_limit: Option<u64>,
+    pub(crate) peer_time_wait: Option<PeerTimeWait>,
+    pub(crate) heavy_client_threshold: u32,
     pub(crate) threads: u32,
     pub(crate) callback: fw_outcome_fn,
     pub(crate) user: *mut c_void,
@@ -45,6 +47,8 @@ impl Default for fw_options {
             stall_timeout: None,
             delivery_timeout: None,
             drain_limit: None,
+            peer_time_wait: None,
+            heavy_client_threshold: farewell::DEFAULT_HEAVY_CLIENT_THRESHOLD,
             threads: 1,
             callback: None,
             user: std::ptr::null_mut(),
@@ -57,6 +61,12 @@ impl fw_options {
     /// peer-first setting was given for another policy.
     pub(crate) fn policy(&self) -> Result<Policy, c_int> {
         let mut policy = self.policy;
+        if let Some(choice) = self.peer_time_wait {
+            if !matches!(policy, Policy::PeerFirst(_)) {
+                return Err(FW_ERR_INVALID_ARGUMENT);
+            }
+            policy = policy.with_peer_time_wait(choice);
+        }
         if self.delivery_timeout.is_some() || self.drain_limit.is_some() {
             let Policy::PeerFirst(p) = policy else {
                 return Err(FW_ERR_INVALID_ARGUMENT);
@@ -225,6 +235,62 @@ pub unsafe extern "C" fn fw_options_set_delivery_timeout_ms(
 pub unsafe extern "C" fn fw_options_set_drain_limit(options: *mut fw_options, bytes: u64) -> c_int {
     with_options(options, |o| {
         o.drain_limit = Some(bytes);
+        FW_OK
+    })
+}
+
+/// Peer-first only: who keeps TIME-WAIT when a client closes after everything
+/// was delivered: `"auto"` (the default: a light client keeps it; a heavy
+/// one, more than the heavy-client threshold of endings from its address in
+/// the last minute, is reset and keeps none), `"keep"` (every client keeps
+/// it) or `"spare"` (nobody: for a server behind a proxy). A client that
+/// half-closed before the goodbye is always closed passively.
+/// `FW_ERR_INVALID_ARGUMENT` for another name; `fw_closer_new` returns it too
+/// if the policy is not peer-first.
+///
+/// # Safety
+///
+/// `options` is NULL or a live pointer from `fw_options_new`; `name` is NULL
+/// or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_set_peer_time_wait(
+    options: *mut fw_options,
+    name: *const c_char,
+) -> c_int {
+    if name.is_null() {
+        return FW_ERR_NULL;
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(name) };
+    with_options(options, |o| {
+        match name
+            .to_str()
+            .ok()
+            .and_then(|n| n.parse::<PeerTimeWait>().ok())
+        {
+            Some(choice) => {
+                o.peer_time_wait = Some(choice);
+                FW_OK
+            }
+            None => FW_ERR_INVALID_ARGUMENT,
+        }
+    })
+}
+
+/// With `"auto"` (`fw_options_set_peer_time_wait`): a client address that
+/// ended more than `endings` connections with this closer in the last minute
+/// is heavy (default 500; 0: every client is heavy).
+///
+/// # Safety
+///
+/// `options` is NULL or a live pointer from `fw_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn fw_options_set_heavy_client_threshold(
+    options: *mut fw_options,
+    endings: u32,
+) -> c_int {
+    with_options(options, |o| {
+        o.heavy_client_threshold = endings;
         FW_OK
     })
 }

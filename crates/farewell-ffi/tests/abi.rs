@@ -178,3 +178,102 @@ fn an_ipv6_connection_is_taken_too() {
     // SAFETY: a live closer, freed once.
     assert_eq!(unsafe { fw_closer_free(closer, 1000) }, FW_OK);
 }
+
+/// A peer-first closer with `peer_time_wait` and `threshold`.
+fn peer_first_closer(peer_time_wait: &CStr, threshold: u32) -> *mut fw_closer {
+    let options = fw_options_new();
+    let mut closer = std::ptr::null_mut();
+    // SAFETY: `options` is live until freed below; `closer` is a valid out-pointer.
+    unsafe {
+        assert_eq!(
+            fw_options_set_peer_time_wait(options, peer_time_wait.as_ptr()),
+            FW_OK
+        );
+        assert_eq!(
+            fw_options_set_heavy_client_threshold(options, threshold),
+            FW_OK
+        );
+        assert_eq!(fw_closer_new(options, &mut closer), FW_OK);
+        fw_options_free(options);
+    }
+    closer
+}
+
+/// Hands `n` connections over one after the other, each client reading the
+/// goodbye and closing; waits until each has reported.
+fn cooperative_clients(closer: *mut fw_closer, n: u64) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    for i in 1..=n {
+        let mut client = TcpStream::connect(addr).unwrap();
+        let fd = listener.accept().unwrap().0.into_raw_fd();
+        // SAFETY: a live closer; `fd` is ours to hand over.
+        assert_eq!(unsafe { fw_close(closer, fd, b"BYE\n".as_ptr(), 4) }, FW_OK);
+        let mut got = [0u8; 4];
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"BYE\n");
+        drop(client);
+        assert_eq!(wait_finished(closer, i).finished, i);
+    }
+}
+
+#[test]
+fn heavy_client_across_descriptors_is_reset_after_its_fin() {
+    // Each descriptor gets a closer of its own inside the library: the
+    // threshold must still see one client.
+    let closer = peer_first_closer(c"auto", 3);
+    cooperative_clients(closer, 6);
+    // SAFETY: a live closer.
+    let (closed, reset) = unsafe {
+        (
+            fw_closer_ending_count(closer, FW_ENDING_PEER_CLOSED),
+            fw_closer_ending_count(closer, FW_ENDING_RESET_AFTER_PEER_FIN),
+        )
+    };
+    assert_eq!((closed, reset), (3, 3));
+    // SAFETY: a live closer, freed once.
+    assert_eq!(unsafe { fw_closer_free(closer, 1000) }, FW_OK);
+}
+
+#[test]
+fn spare_resets_every_client_after_its_fin() {
+    let closer = peer_first_closer(c"spare", 500);
+    cooperative_clients(closer, 2);
+    // SAFETY: a live closer.
+    let reset = unsafe { fw_closer_ending_count(closer, FW_ENDING_RESET_AFTER_PEER_FIN) };
+    assert_eq!(reset, 2);
+    // SAFETY: a live closer, freed once.
+    assert_eq!(unsafe { fw_closer_free(closer, 1000) }, FW_OK);
+}
+
+#[test]
+fn peer_time_wait_refuses_unknown_names_and_other_policies() {
+    let options = fw_options_new();
+    let mut closer = std::ptr::null_mut();
+    // SAFETY: `options` is live until freed; `closer` is a valid out-pointer.
+    unsafe {
+        assert_eq!(
+            fw_options_set_peer_time_wait(options, c"sometimes".as_ptr()),
+            FW_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            fw_options_set_peer_time_wait(options, std::ptr::null()),
+            FW_ERR_NULL
+        );
+        assert_eq!(
+            fw_options_set_peer_time_wait(options, c"spare".as_ptr()),
+            FW_OK
+        );
+        assert_eq!(fw_options_set_policy(options, c"plain".as_ptr()), FW_OK);
+        assert_eq!(
+            fw_closer_new(options, &mut closer),
+            FW_ERR_INVALID_ARGUMENT,
+            "spare means nothing to plain"
+        );
+        assert!(closer.is_null());
+        fw_options_free(options);
+    }
+}

@@ -96,7 +96,7 @@ struct Inner {
 pub(crate) struct Hurry {
     hurried: AtomicBool,
     now: Notify,
-    recent: RecentEndings,
+    recent: Arc<RecentEndings>,
     /// Endings per address and minute above which a client is heavy.
     heavy_after: u32,
 }
@@ -132,6 +132,7 @@ pub struct CloserBuilder {
     brief: bool,
     handle: Option<Handle>,
     heavy_after: u32,
+    recent: Option<Arc<RecentEndings>>,
 }
 
 impl CloserBuilder {
@@ -217,6 +218,17 @@ impl CloserBuilder {
         self
     }
 
+    /// Counts client endings in `other`'s table rather than a table of its
+    /// own, so that the heavy-client threshold
+    /// ([`CloserBuilder::heavy_client_threshold`]) sees both closers' clients
+    /// together: for a server that builds a closer per connection or per
+    /// listener of one address (libfarewell builds one per descriptor, so
+    /// each can be hurried alone).
+    pub fn share_client_counts(mut self, other: &Closer) -> Self {
+        self.recent = Some(Arc::clone(&other.inner.hurry.recent));
+        self
+    }
+
     /// Runs the teardowns on this runtime instead of the current one.
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.handle = Some(handle);
@@ -246,7 +258,7 @@ impl CloserBuilder {
                 hurry: Arc::new(Hurry {
                     hurried: AtomicBool::new(false),
                     now: Notify::new(),
-                    recent: RecentEndings::default(),
+                    recent: self.recent.unwrap_or_default(),
                     heavy_after: self.heavy_after,
                 }),
             }),
@@ -273,6 +285,7 @@ impl Closer {
             brief: false,
             handle: None,
             heavy_after: crate::DEFAULT_HEAVY_CLIENT_THRESHOLD,
+            recent: None,
         }
     }
 

@@ -30,8 +30,12 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 const COUNT_MAX: u64 = (1 << 24) - 1;
 
 /// Recent endings per client address, shared by a closer's teardowns.
+///
+/// The table is allocated at the first ending recorded, so a closer that
+/// never classifies a client (another policy, `PeerTimeWait::Keep`) costs
+/// nothing.
 pub(crate) struct RecentEndings {
-    slots: Box<[AtomicU64]>,
+    slots: std::sync::OnceLock<Box<[AtomicU64]>>,
     hasher: std::collections::hash_map::RandomState,
     epoch: Instant,
 }
@@ -39,7 +43,7 @@ pub(crate) struct RecentEndings {
 impl std::fmt::Debug for RecentEndings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecentEndings")
-            .field("slots", &self.slots.len())
+            .field("allocated", &self.slots.get().is_some())
             .finish()
     }
 }
@@ -103,7 +107,7 @@ impl Default for RecentEndings {
 impl RecentEndings {
     fn starting_at(epoch: Instant) -> RecentEndings {
         RecentEndings {
-            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            slots: std::sync::OnceLock::new(),
             hasher: std::collections::hash_map::RandomState::new(),
             epoch,
         }
@@ -116,7 +120,10 @@ impl RecentEndings {
             v4 => v4,
         };
         let hash = self.hasher.hash_one(ip);
-        &self.slots[(hash as usize) & (SLOTS - 1)]
+        let slots = self
+            .slots
+            .get_or_init(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect());
+        &slots[(hash as usize) & (SLOTS - 1)]
     }
 
     /// Records one ending from `ip` at `now`; returns the endings from its
