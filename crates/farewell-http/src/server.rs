@@ -494,8 +494,21 @@ impl Server {
         self
     }
 
-    /// At shutdown, how long connections have to finish before the laggards are
-    /// reset (after their written bytes are ACKed, within the policy's bound). Default 10 s.
+    /// At shutdown, how long connections and their teardowns have to finish:
+    /// a hard deadline, the one an orchestrator's termination grace period is
+    /// sized against. Default 10 s.
+    ///
+    /// **At the deadline** every connection still serving is dropped, and
+    /// every teardown still running, wherever it runs (a connection's task,
+    /// the closer's own tasks for upgraded streams and for clients owed our
+    /// FIN), is ended as [`farewell::Closer::hurry`] ends it: a passive close
+    /// if the client's FIN is in, else one non-blocking write of what is left,
+    /// one look at whether it was ACKed, and a reset
+    /// ([`farewell::Ending::ResetAtDeadline`]; the outcome says whether the
+    /// last bytes were confirmed delivered). Nothing waits for a client past
+    /// it: a client that stopped reading, a slow reader still taking bytes, an
+    /// h2 client not reading its socket are all reset then, and
+    /// [`Server::serve`] returns within milliseconds of the deadline.
     ///
     /// Upgraded connections (a WebSocket) are waited for too: their handlers
     /// see the [`Shutdown`] in their request's extensions, say the protocol's
@@ -899,6 +912,8 @@ impl Server {
                 () = &mut deadline => {
                     forced = tasks.len();
                     shared.forcing.store(true, Ordering::Relaxed);
+                    // Every teardown, from now on too, ends at once.
+                    shared.closer.hurry();
                     // Dropping each connection drops its IO, which hands the
                     // socket to the closer with the quiet (confirmed reset) policy.
                     // An upgraded connection's task holds no IO (its handler
@@ -918,6 +933,17 @@ impl Server {
                     break;
                 }
             }
+        }
+        // Teardowns handed to the closer's own tasks (upgraded streams, clients
+        // owed our FIN, connections dropped at the deadline) may outlive their
+        // connection: the same deadline bounds them.
+        let drained = async {
+            shared.delimited.idle().await;
+            shared.closer.idle().await;
+        };
+        tokio::select! {
+            () = drained => {}
+            () = &mut deadline => shared.closer.hurry(),
         }
         shared.delimited.idle().await;
         shared.closer.idle().await;

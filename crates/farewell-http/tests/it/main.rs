@@ -6,6 +6,7 @@ mod abuse;
 mod close_delimited;
 mod common;
 mod curl;
+mod drain_deadline;
 mod dropin;
 mod half_close;
 mod heavy_clients;
