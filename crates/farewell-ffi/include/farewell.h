@@ -432,6 +432,13 @@ typedef void (*fw_outcome_fn)(const struct fw_outcome *outcome, void *user);
 #define FW_ENDING_RESET_AFTER_PEER_FIN 19
 
 /**
+ * Peer-first with the FIN grace end: everything was ACKed, the grace passed,
+ * and we sent our FIN, reset by the kernel when it was ACKed; the peer read
+ * end of file, nobody keeps TIME-WAIT.
+ */
+#define FW_ENDING_FIN_AFTER_GRACE 20
+
+/**
  * A value this header does not know (a newer library); see `fw_outcome.time_wait_name`.
  */
 #define FW_TIME_WAIT_OTHER 0

@@ -28,7 +28,7 @@ use crate::error::{
     FW_ERR_IN_CALLBACK, FW_ERR_NULL, FW_ERR_OS, FW_ERR_REGISTER, FW_ERR_RUNTIME, FW_ERR_TIMED_OUT,
     FW_OK,
 };
-use crate::names::{ending_code, fw_ending, FW_ENDING_RESET_AFTER_PEER_FIN};
+use crate::names::{ending_code, fw_ending, FW_ENDING_FIN_AFTER_GRACE};
 use crate::options::fw_options;
 use crate::outcome::{fw_outcome, fw_stats};
 use crate::sys::{self, SocketId};
@@ -45,7 +45,7 @@ const HURRY_WAIT: Duration = Duration::from_secs(2);
 /// every ending this crate has no code for).
 /// (Every code up to the last one: the codes after `FW_ENDING_RESET_AT_DEADLINE`
 /// were once counted in its slot.)
-const ENDING_CODES: usize = FW_ENDING_RESET_AFTER_PEER_FIN as usize + 1;
+const ENDING_CODES: usize = FW_ENDING_FIN_AFTER_GRACE as usize + 1;
 
 /// Every descriptor a closer of this process owns: its socket's identity and
 /// the hand-over's generation. A number seen again with the same socket

@@ -59,6 +59,10 @@ pub const FW_ENDING_RESET_DELIVERY_TIMEOUT: fw_ending = 18;
 /// Peer-first: everything was ACKed, then the peer's FIN came, and we reset
 /// instead of closing passively, so that a heavy client keeps no TIME-WAIT either.
 pub const FW_ENDING_RESET_AFTER_PEER_FIN: fw_ending = 19;
+/// Peer-first with the FIN grace end: everything was ACKed, the grace passed,
+/// and we sent our FIN, reset by the kernel when it was ACKed; the peer read
+/// end of file, nobody keeps TIME-WAIT.
+pub const FW_ENDING_FIN_AFTER_GRACE: fw_ending = 20;
 
 /// Who keeps the connection's TIME-WAIT entry (`farewell::TimeWait`).
 #[allow(non_camel_case_types)]
@@ -109,6 +113,7 @@ pub(crate) fn ending_code(ending: Ending) -> fw_ending {
         Ending::ResetDeliveryStalled => FW_ENDING_RESET_DELIVERY_STALLED,
         Ending::ResetDeliveryTimeout => FW_ENDING_RESET_DELIVERY_TIMEOUT,
         Ending::ResetAfterPeerFin => FW_ENDING_RESET_AFTER_PEER_FIN,
+        Ending::FinAfterGrace => FW_ENDING_FIN_AFTER_GRACE,
         #[allow(unreachable_patterns)] // Ending is #[non_exhaustive]: a newer core has more
         _ => FW_ENDING_OTHER,
     }

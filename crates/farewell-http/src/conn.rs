@@ -114,15 +114,7 @@ impl Handover for TcpStream {
         shared.delimited.started();
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
-            let end = delimited::end(
-                self,
-                settings,
-                || shared.forcing.load(Ordering::Relaxed),
-                client_may_close,
-                // Its FIN is in: the policy ends it (the closer counts it).
-                |stream| shared.closer.close_with(stream, Bytes::new(), policy),
-            )
-            .await;
+            let end = delimited::end(self, &shared.closer, settings, client_may_close).await;
             let delivered = end != delimited::End::ResetUndelivered;
             shared
                 .ended

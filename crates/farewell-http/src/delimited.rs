@@ -26,23 +26,31 @@
 //! `CLOSE-WAIT`, waits to send it with its own FIN), so the ACK comes with the
 //! client's FIN and the server keeps TIME-WAIT (measured here: 20 of 20
 //! connections); a FIN and an RST sent back to back from user space lose it
-//! too whenever the woken client runs first (5 of 10 with curl). So:
+//! too whenever the woken client runs first (5 of 10 with curl). So the
+//! connection goes to the server's closer with its peer-first settings and
+//! [`GraceEnd::Fin`] ([`policy`]): one delivery watcher for every ending,
+//! the core's.
 //!
 //! 1. **Deliver:** wait, while the client's kernel keeps ACKing, until every
-//!    byte of the response is ACKed (`SIOCOUTQ` = 0); give up as peer-first
-//!    does (its stall timeout without progress, its delivery cap). No grace:
-//!    the client is waiting for us.
-//! 2. **Discard unread input** the client sent that nobody read (the rest of
-//!    a request body answered early), up to the policy's drain limit:
-//!    `close()` with unread bytes sends an RST instead of the FIN
-//!    ([`farewell::facts`] F4), which could erase the response in the
-//!    client's kernel (F9).
+//!    byte of the response is ACKed (`SIOCOUTQ` = 0), probing about once per
+//!    two round-trip times; give up as peer-first does (its stall timeout
+//!    without progress, its delivery cap). Input is read and discarded
+//!    meanwhile, up to the drain limit: `close()` with unread bytes sends an
+//!    RST instead of the FIN ([`farewell::facts`] F4), which could erase the
+//!    response in the client's kernel (F9).
+//! 2. **A short grace** for a framed response only: two round-trip times (5
+//!    to 100 ms), in which a client that closes by itself once it has the
+//!    whole response (nginx's HTTP/1.0 upstream, curl) sends its FIN first.
+//!    Its FIN is then answered as the server's policy answers any: a passive
+//!    close, or for a heavy client a reset ([`farewell::PeerTimeWait`]). A
+//!    close-delimited body gets none: its client cannot know its end.
 //! 3. **FIN, reset on its ACK, in the kernel**
 //!    ([`farewell::sys::close_reset_on_fin_ack`]: `TCP_LINGER2` = -1, then
-//!    `close()`): the ACK of our FIN destroys the closed socket and is
-//!    answered with an RST, before a FIN riding on it is processed. The client
-//!    reads the whole response and then end of file (the reset only fails its
-//!    later writes); nobody keeps TIME-WAIT.
+//!    `close()`; [`farewell::Ending::FinAfterGrace`]): the ACK of our FIN
+//!    destroys the closed socket and is answered with an RST, before a FIN
+//!    riding on it is processed. The client reads the whole response and then
+//!    end of file (the reset only fails its later writes); nobody keeps
+//!    TIME-WAIT.
 //!
 //! If the client's FIN is already in (it half-closed after its request), the
 //! close is passive (`LAST-ACK`) and no RST is needed.
@@ -56,16 +64,16 @@
 //! the drain limit, or bytes still in flight) gets the kernel's reset for the
 //! bytes that arrive after the close, as it would from hyper alone.
 
-use std::io::Read as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use farewell::{PeerFirst, TcpState};
+use bytes::Bytes;
+use farewell::{Closer, Ending, GraceEnd, PeerFirst, Policy};
 use tokio::net::TcpStream;
 
-/// The first pause between two looks at the send queue; it doubles while nothing moves.
-const MIN_GAP: Duration = Duration::from_millis(1);
-/// The longest pause between two looks at the send queue.
-const MAX_GAP: Duration = Duration::from_millis(50);
+/// The shortest wait for the client's own FIN once a length-framed response
+/// is ACKed (see [`end`]), and the longest: two round-trip times between.
+const CLIENT_FIN_WAIT: (Duration, Duration) =
+    (Duration::from_millis(5), Duration::from_millis(100));
 
 /// How a response ended by the server's FIN went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,164 +85,106 @@ pub(crate) enum End {
     /// without a FIN; the client sees a reset, not the end of the body.
     ResetUndelivered,
     /// Every byte was ACKed, then the client closed by itself before our
-    /// FIN: the server's policy ended the connection.
+    /// FIN: the server's policy ended the connection (a passive close, or a
+    /// heavy client's reset).
     ClientClosed,
 }
 
-/// Waits (two round-trip times, within [`CLIENT_FIN_WAIT`]) for the client's
-/// FIN, discarding what it sends meanwhile up to `drain_limit` bytes. True
-/// once its FIN is in.
-async fn client_fin(stream: &TcpStream, drain_limit: u64) -> bool {
-    let rtt = farewell::sys::tcp_info(stream).map_or(Duration::ZERO, |info| info.rtt);
-    let wait = (rtt * 2).clamp(CLIENT_FIN_WAIT.0, CLIENT_FIN_WAIT.1);
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut buf = [0u8; 4096];
-    let mut drained = 0u64;
-    loop {
-        if tokio::time::timeout_at(deadline, stream.readable())
-            .await
-            .is_err()
-        {
-            return false;
-        }
-        match stream.try_read(&mut buf) {
-            Ok(0) => return true,
-            Ok(n) => {
-                drained += n as u64;
-                if drained > drain_limit {
-                    return false;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return false,
-        }
+/// The peer-first settings that end such a response: the server's stall
+/// timeout, delivery cap, drain limit and heavy-client choice; a grace of
+/// two round-trip times (`rtt`, within [`CLIENT_FIN_WAIT`]) when the client
+/// may close by itself, none when it cannot; then our FIN, reset by the
+/// kernel on its ACK ([`GraceEnd::Fin`]).
+pub(crate) fn policy(settings: PeerFirst, client_may_close: bool, rtt: Duration) -> Policy {
+    let grace = if client_may_close {
+        (rtt * 2).clamp(CLIENT_FIN_WAIT.0, CLIENT_FIN_WAIT.1)
+    } else {
+        Duration::ZERO
+    };
+    Policy::PeerFirst(PeerFirst {
+        grace,
+        grace_end: GraceEnd::Fin,
+        ..settings
+    })
+}
+
+/// What an ending means for a response owed our FIN.
+pub(crate) fn end_of(ending: Ending, client_may_close: bool) -> End {
+    match ending {
+        Ending::FinAfterGrace => End::Delivered,
+        // The client's FIN first: a half-close after its request (it waits
+        // for our FIN all the same, and gets it: the passive close), or a
+        // client that closed once it had the whole framed response.
+        Ending::PeerClosed | Ending::ResetAfterPeerFin if client_may_close => End::ClientClosed,
+        Ending::PeerClosed | Ending::ResetAfterPeerFin => End::Delivered,
+        _ => End::ResetUndelivered,
     }
 }
 
-/// The shortest wait for the client's own FIN once a length-framed response
-/// is ACKed (see [`end`]), and the longest: two round-trip times between.
-const CLIENT_FIN_WAIT: (Duration, Duration) =
-    (Duration::from_millis(5), Duration::from_millis(100));
-
 /// Ends the last response on `stream` with the server's FIN (see the
-/// [module docs](self)), with `settings`' stall timeout, delivery cap and
-/// drain limit; `hurried` turning true (the server's shutdown deadline
-/// passed) ends the wait at once, with a reset.
+/// [module docs](self)), through `closer` (its hurry ends the wait at once,
+/// with a reset), with `settings`' stall timeout, delivery cap and drain limit.
 ///
 /// With `client_may_close` (the response has a length, so the client knows
 /// its end), the client may close by itself rather than wait for us: nginx
 /// does (its default upstream is HTTP/1.0), curl does. Our FIN crossing its
 /// FIN would be a simultaneous close, TIME-WAIT on both sides. So once
 /// everything is ACKed, its FIN gets two round-trip times (5 to 100 ms) to
-/// come; if it does, `client_closed` gets the stream (the server's policy
-/// ends it: a passive close, or for a heavy client a reset) and this returns
+/// come; if it does, the policy's answer to a FIN ends the connection (a
+/// passive close, or for a heavy client a reset) and this returns
 /// [`End::ClientClosed`]. Otherwise our FIN goes as above.
 pub(crate) async fn end(
     stream: TcpStream,
+    closer: &Closer,
     settings: PeerFirst,
-    hurried: impl Fn() -> bool,
     client_may_close: bool,
-    client_closed: impl FnOnce(TcpStream),
 ) -> End {
-    // A client that closes by itself does so once it has the response: its
-    // FIN (which ACKs everything) usually comes before the first look at the
-    // send queue would. After a delivery that took a while, it gets another
-    // chance.
-    let mut waited = false;
-    if client_may_close && client_fin(&stream, settings.drain_limit).await {
-        client_closed(stream);
-        return End::ClientClosed;
+    let rtt = farewell::sys::tcp_info(&stream).map_or(Duration::ZERO, |info| info.rtt);
+    let policy = policy(settings, client_may_close, rtt);
+    let outcome = closer
+        .close_here_reporting(stream, Bytes::new(), policy)
+        .await;
+    end_of(outcome.ending, client_may_close)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
-    let delivered = deliver(&stream, settings, &hurried, &mut waited).await;
-    if delivered
-        && waited
-        && client_may_close
-        && !hurried()
-        && client_fin(&stream, settings.drain_limit).await
-    {
-        client_closed(stream);
-        return End::ClientClosed;
-    }
-    // Out of the runtime: a non-blocking socket read directly, so an empty
-    // queue is `WouldBlock` whatever tokio last saw of its readiness.
-    let Ok(stream) = stream.into_std() else {
-        return End::ResetUndelivered;
-    };
-    if delivered {
-        discard_unread(&stream, settings.drain_limit);
-    }
-    let peer_fin = matches!(farewell::sys::tcp_state(&stream), Ok(TcpState::CloseWait));
-    match delivered {
-        true if peer_fin => {
-            // The client half-closed first: close() is the passive close.
-            drop(stream);
-            End::Delivered
+
+    #[test]
+    fn test_policy_framed_response_gives_the_client_two_rtts_within_bounds() {
+        for (rtt, grace) in [(ms(0), ms(5)), (ms(10), ms(20)), (ms(900), ms(100))] {
+            let Policy::PeerFirst(p) = policy(PeerFirst::default(), true, rtt) else {
+                unreachable!()
+            };
+            assert_eq!((p.grace, p.grace_end), (grace, GraceEnd::Fin), "{rtt:?}");
         }
-        true => {
-            if farewell::sys::close_reset_on_fin_ack(stream).is_err() {
-                tracing::debug!("TCP_LINGER2 refused: closed with a FIN, TIME-WAIT likely");
-            }
-            End::Delivered
-        }
-        false => {
-            let _ = farewell::sys::abort(stream);
+    }
+
+    #[test]
+    fn test_policy_close_delimited_body_gets_our_fin_at_once() {
+        let Policy::PeerFirst(p) = policy(PeerFirst::default(), false, ms(10)) else {
+            unreachable!()
+        };
+        assert_eq!((p.grace, p.grace_end), (Duration::ZERO, GraceEnd::Fin));
+    }
+
+    #[test]
+    fn test_end_of_each_ending() {
+        assert_eq!(end_of(Ending::FinAfterGrace, true), End::Delivered);
+        assert_eq!(end_of(Ending::ResetAfterPeerFin, true), End::ClientClosed);
+        assert_eq!(end_of(Ending::PeerClosed, false), End::Delivered);
+        assert_eq!(
+            end_of(Ending::ResetDeliveryStalled, true),
             End::ResetUndelivered
-        }
-    }
-}
-
-/// Reads and discards what the client sent that nobody read, at most `limit`
-/// bytes, without waiting: `close()` then sends a FIN, not an RST (F4).
-fn discard_unread(mut stream: &std::net::TcpStream, limit: u64) {
-    let mut buf = [0u8; 16 * 1024];
-    let mut read = 0u64;
-    while read < limit {
-        match stream.read(&mut buf) {
-            // End of file (the client's FIN) or nothing more queued.
-            Ok(0) | Err(_) => return,
-            Ok(n) => read += n as u64,
-        }
-    }
-}
-
-/// Waits until the client's kernel ACKed everything written; false when
-/// delivery stalled for the stall timeout, passed the delivery cap, or the
-/// connection is no longer open.
-///
-/// `waited` is set once it had to wait for an ACK.
-async fn deliver(
-    stream: &TcpStream,
-    settings: PeerFirst,
-    hurried: &impl Fn() -> bool,
-    waited: &mut bool,
-) -> bool {
-    let start = Instant::now();
-    let cap = start + settings.delivery_timeout;
-    let mut stall_at = start + settings.stall_timeout;
-    let mut least = u32::MAX;
-    let mut gap = MIN_GAP;
-    loop {
-        match farewell::sys::tcp_state(stream) {
-            Ok(TcpState::Established | TcpState::CloseWait) => {}
-            _ => return false,
-        }
-        let now = Instant::now();
-        match farewell::sys::unacked_bytes(stream) {
-            Ok(0) => return true,
-            Ok(n) if n < least => {
-                least = n;
-                stall_at = now + settings.stall_timeout;
-                gap = MIN_GAP;
-            }
-            Ok(_) => {}
-            Err(_) => return false,
-        }
-        let deadline = stall_at.min(cap);
-        if now >= deadline || hurried() {
-            return false;
-        }
-        *waited = true;
-        tokio::time::sleep(gap.min(deadline - now)).await;
-        gap = (gap * 2).min(MAX_GAP);
+        );
+        assert_eq!(
+            end_of(Ending::ResetAtDeadline, false),
+            End::ResetUndelivered
+        );
     }
 }

@@ -357,6 +357,55 @@ impl Closer {
         self.close_drained_here(stream, goodbye.into(), policy, ())
     }
 
+    /// As [`Closer::close_here`], and the future also yields the
+    /// [`Outcome`] (a copy of what the hook gets), for a caller that acts on
+    /// how its own connection ended.
+    ///
+    /// The outcome is as complete as the closer's would be: without a hook
+    /// (or with [`CloserBuilder::brief_outcomes`]) it is brief, the ending,
+    /// TIME-WAIT side and durations exact, the addresses and the kernel's
+    /// last word left out. Dropping the future before it is ready ends the
+    /// teardown at once, as for [`Closer::close_here`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use farewell::{Closer, Ending, Policy};
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(closer: Closer, stream: tokio::net::TcpStream) {
+    /// let outcome = closer.close_here_reporting(stream, &b"BYE\n"[..], Policy::default()).await;
+    /// if outcome.ending == Ending::ResetDeliveryStalled {
+    ///     eprintln!("the client stopped reading before our goodbye");
+    /// }
+    /// # }
+    /// ```
+    pub fn close_here_reporting(
+        &self,
+        stream: TcpStream,
+        goodbye: impl Into<Bytes>,
+        policy: Policy,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
+        let inner = Arc::clone(&self.inner);
+        let mut teardown = self.counted_teardown(stream, goodbye.into(), policy, ());
+        let ended = match teardown.advance(&inner.hurry) {
+            Ok(finish) => Ok(teardown.conclude(finish)),
+            Err(_wait) => Err(crate::teardown::drive(
+                teardown,
+                Arc::clone(&inner.hurry),
+                Cut(Arc::clone(&inner)),
+            )),
+        };
+        async move {
+            let outcome = match ended {
+                Ok(outcome) => outcome,
+                Err(waiting) => waiting.await,
+            };
+            inner.finish_or_reap(outcome.clone());
+            outcome
+        }
+    }
+
     /// As [`Closer::close_here`], with `drain` seeing the bytes the teardown
     /// discards (the TLS layer's hook, [`crate::tls`]).
     pub(crate) fn close_drained_here(
@@ -397,19 +446,7 @@ impl Closer {
         drain: D,
     ) -> Option<Tracked<impl Future<Output = Outcome> + Send + 'static>> {
         let inner = &self.inner;
-        inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        inner.started.fetch_add(1, Ordering::Relaxed);
-        // The addresses and the kernel's last word cost syscalls; ask only
-        // when something will read more than the ending.
-        let report = if (inner.on_outcome.is_some() && !inner.brief)
-            || inner.reap_time_wait
-            || tracing::enabled!(tracing::Level::DEBUG)
-        {
-            Report::Full
-        } else {
-            Report::EndingOnly
-        };
-        let mut teardown = Teardown::new(stream, policy, goodbye, report, drain);
+        let mut teardown = self.counted_teardown(stream, goodbye, policy, drain);
         // Run what needs no waiting here: a teardown whose peer's FIN is
         // already queued ends now, without a task or a timer. The rest goes
         // on in a task, from the wait it reached.
@@ -427,6 +464,30 @@ impl Closer {
                 inner: Some(Arc::clone(inner)),
             }),
         }
+    }
+
+    /// Counts a teardown in flight and sets it up.
+    fn counted_teardown<D: crate::teardown::Drain>(
+        &self,
+        stream: TcpStream,
+        goodbye: Bytes,
+        policy: Policy,
+        drain: D,
+    ) -> Teardown<D> {
+        let inner = &self.inner;
+        inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        inner.started.fetch_add(1, Ordering::Relaxed);
+        // The addresses and the kernel's last word cost syscalls; ask only
+        // when something will read more than the ending.
+        let report = if (inner.on_outcome.is_some() && !inner.brief)
+            || inner.reap_time_wait
+            || tracing::enabled!(tracing::Level::DEBUG)
+        {
+            Report::Full
+        } else {
+            Report::EndingOnly
+        };
+        Teardown::new(stream, policy, goodbye, report, drain)
     }
 
     /// The runtime the teardowns run on.

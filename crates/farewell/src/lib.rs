@@ -91,7 +91,8 @@ pub mod tls;
 pub use closer::{Closer, CloserBuilder, CloserStats, Closing};
 pub use outcome::{Delivery, Ending, Outcome, PeerFinChoice, TimeWait};
 pub use policy::{
-    FinThenReset, Lingering, PeerFirst, PeerTimeWait, Plain, Policy, DEFAULT_HEAVY_CLIENT_THRESHOLD,
+    FinThenReset, GraceEnd, Lingering, PeerFirst, PeerTimeWait, Plain, Policy,
+    DEFAULT_HEAVY_CLIENT_THRESHOLD,
 };
 pub use tcp_state::TcpState;
 pub use teardown::{close, close_split};

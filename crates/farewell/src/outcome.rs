@@ -63,11 +63,16 @@ pub enum Ending {
     /// no TIME-WAIT either ([F13](crate::facts#f13)). Nothing was lost; a peer
     /// application that already closed sees nothing.
     ResetAfterPeerFin,
+    /// Peer-first with [`GraceEnd::Fin`](crate::GraceEnd::Fin): everything we
+    /// wrote was ACKed, the grace passed without the peer's FIN, and we sent
+    /// ours; the kernel resets the connection when it is ACKed. The peer
+    /// reads end of file; nobody keeps TIME-WAIT.
+    FinAfterGrace,
 }
 
 impl Ending {
     /// Every path, in declaration order.
-    pub const ALL: [Ending; 19] = [
+    pub const ALL: [Ending; 20] = [
         Ending::PeerClosed,
         Ending::ResetAfterGrace,
         Ending::ResetOnDrainLimit,
@@ -87,6 +92,7 @@ impl Ending {
         Ending::ResetDeliveryStalled,
         Ending::ResetDeliveryTimeout,
         Ending::ResetAfterPeerFin,
+        Ending::FinAfterGrace,
     ];
 
     /// True when *we* ended the connection with an RST (or, for
@@ -133,6 +139,7 @@ impl Ending {
             Ending::ResetDeliveryStalled => "reset-delivery-stalled",
             Ending::ResetDeliveryTimeout => "reset-delivery-timeout",
             Ending::ResetAfterPeerFin => "reset-after-peer-fin",
+            Ending::FinAfterGrace => "fin-after-grace",
         }
     }
 }

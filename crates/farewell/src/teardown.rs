@@ -314,11 +314,15 @@ impl<D: Drain> Teardown<D> {
             }
             match step {
                 Step::Finish(finish) => return Ok(finish),
-                Step::CheckState => {
-                    let event =
-                        sys::tcp_info(&self.stream).map_or(Event::ProbeFailed, Event::StateIs);
-                    self.machine.on_event(now, event);
-                }
+                Step::CheckState => match sys::tcp_info_and_unacked(&self.stream) {
+                    Ok((info, unacked)) => {
+                        self.machine.on_event(now, Event::StateIs(info));
+                        if unacked == Some(0) {
+                            self.machine.on_event(now, Event::NothingInFlight);
+                        }
+                    }
+                    Err(_) => self.machine.on_event(now, Event::ProbeFailed),
+                },
                 Step::Probe => {
                     let probed = if self.machine.saw_eof() {
                         // After the peer's FIN was read nothing is left unread: spare the ioctl.
@@ -622,6 +626,10 @@ fn release(stream: TcpStream, finish: Finish, machine: &mut Machine) -> Finish {
             reset(stream);
             return finish;
         }
+        Release::FinResetOnAck => {
+            fin_then_kernel_reset(stream);
+            return finish;
+        }
         Release::Silent => {}
     }
     let mut stream = match stream.into_std() {
@@ -655,6 +663,12 @@ fn release(stream: TcpStream, finish: Finish, machine: &mut Machine) -> Finish {
                 reset(stream);
                 return finish;
             }
+            Release::FinResetOnAck => {
+                if sys::close_reset_on_fin_ack(stream).is_err() {
+                    tracing::warn!("TCP_LINGER2 refused; closed with our FIN");
+                }
+                return finish;
+            }
             Release::Close => {
                 drop(stream);
                 return finish;
@@ -664,6 +678,29 @@ fn release(stream: TcpStream, finish: Finish, machine: &mut Machine) -> Finish {
     // Not reached: the machine answers a refused silent close with a reset.
     reset(stream);
     finish
+}
+
+/// Closes `stream` with our FIN, answered by the kernel with an RST once it
+/// is ACKed (`TCP_LINGER2` = -1, [`sys::close_reset_on_fin_ack`]). Input that
+/// came since the last read is read and discarded first (a bounded amount),
+/// or `close()` would send an RST at once ([F4](crate::facts#f4)). Should the
+/// kernel refuse the option, it resets instead: a FIN without it could leave
+/// TIME-WAIT here.
+fn fin_then_kernel_reset(stream: TcpStream) {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        for _ in 0..4 {
+            match stream.try_read(&mut scratch) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+    });
+    if let Err(e) = sys::set_reset_on_fin_ack(&stream) {
+        tracing::warn!(error = %e, "TCP_LINGER2 refused; resetting instead of our FIN");
+        return reset(stream);
+    }
+    drop(stream);
 }
 
 /// Closes `stream` (the runtime's or a std one) with a reset: `SO_LINGER`

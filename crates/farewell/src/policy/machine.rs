@@ -63,7 +63,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::outcome::{Delivery, Ending, Outcome, PeerFinChoice, TimeWait};
-use crate::policy::{PeerTimeWait, Policy, MAX_WAIT};
+use crate::policy::{GraceEnd, PeerTimeWait, Policy, MAX_WAIT};
 use crate::sys::TcpInfo;
 use crate::TcpState;
 
@@ -135,6 +135,9 @@ pub(crate) enum Release {
     Close,
     /// `SO_LINGER {on, 0}` + `close()`: RST.
     Reset,
+    /// `TCP_LINGER2` = -1 + `close()`: our FIN, and the kernel's RST when it
+    /// is ACKed (unread input first read and discarded, so the close is a FIN).
+    FinResetOnAck,
     /// `TCP_REPAIR` + `close()`: nothing on the wire. If the kernel refuses
     /// (no `CAP_NET_ADMIN`), the driver reports [`Event::RepairRefused`] and
     /// asks again.
@@ -207,6 +210,11 @@ pub(crate) enum Event {
     HalfClosed(Option<TcpState>),
     /// The kernel's answer to [`Step::CheckState`].
     StateIs(TcpInfo),
+    /// With [`Event::StateIs`], when the same `TCP_INFO` told that nothing
+    /// written is in flight or unsent (`tcpi_unacked` = 0 and
+    /// `tcpi_notsent_bytes` = 0): what the application wrote before the
+    /// teardown is delivered.
+    NothingInFlight,
     /// The kernel's answer to [`Step::Probe`].
     Probed(Probe),
     /// The kernel could not be asked (not a TCP socket, or an unsupported system).
@@ -468,7 +476,12 @@ impl Machine {
                     } else if self.drain_limit_exceeded() {
                         self.finish(Release::Reset, Ending::ResetOnDrainLimit);
                     } else if now >= grace_end {
-                        self.finish(Release::Reset, Ending::ResetAfterGrace);
+                        match p.grace_end {
+                            GraceEnd::Fin => {
+                                self.finish(Release::FinResetOnAck, Ending::FinAfterGrace)
+                            }
+                            _ => self.finish(Release::Reset, Ending::ResetAfterGrace),
+                        }
                     } else {
                         return Step::Wait {
                             write: false,
@@ -670,6 +683,14 @@ impl Machine {
                 }
             }
             Event::Classified(choice) => self.peer_fin_choice = Some(choice),
+            Event::NothingInFlight => {
+                // Peer-first with no goodbye to write: delivery is over before
+                // it began, so the grace starts now and the peer's FIN needs
+                // no probe. (Other policies judge their own FIN or flush.)
+                if self.goodbye_len == 0 && matches!(self.policy, Policy::PeerFirst(_)) {
+                    self.progress.delivered_before(now);
+                }
+            }
             Event::Failed(kind) => {
                 let ending = match kind {
                     io::ErrorKind::ConnectionReset
@@ -800,7 +821,7 @@ impl Machine {
             // Our FIN went first and the peer's came: the entry exists already,
             // a reset cannot undo it ([F2](crate::facts#f2)).
             _ if both_fins && !self.peer_fin_first => TimeWait::Us,
-            Release::Reset | Release::Silent => TimeWait::Nobody,
+            Release::Reset | Release::Silent | Release::FinResetOnAck => TimeWait::Nobody,
             Release::Close
                 if matches!(finish.ending, Ending::PeerReset | Ending::ConnectionLost) =>
             {

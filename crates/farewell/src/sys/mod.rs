@@ -201,9 +201,15 @@ pub fn set_user_timeout(socket: &impl AsFd, timeout: Option<Duration>) -> io::Re
 /// socket was then closed normally (FIN; TIME-WAIT on our side if the peer
 /// closes).
 pub fn close_reset_on_fin_ack(stream: std::net::TcpStream) -> io::Result<()> {
-    let set = imp::reset_on_fin_ack(stream.as_fd());
+    let set = set_reset_on_fin_ack(&stream);
     drop(stream);
     set
+}
+
+/// Sets `TCP_LINGER2` = -1 on `socket` (see [`close_reset_on_fin_ack`]), for
+/// a caller that closes it itself (a runtime's stream, dropped).
+pub(crate) fn set_reset_on_fin_ack(socket: &impl AsFd) -> io::Result<()> {
+    imp::reset_on_fin_ack(socket.as_fd())
 }
 
 /// A socket that [`close_silently`] could not close; it is handed back so the

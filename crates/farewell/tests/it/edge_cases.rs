@@ -19,6 +19,7 @@ async fn peer_first_zero_durations_still_end_and_keep_no_time_wait() {
         delivery_timeout: Duration::ZERO,
         drain_limit: 0,
         peer_time_wait: farewell::PeerTimeWait::default(),
+        grace_end: farewell::GraceEnd::Reset,
     });
     for behaviour in [
         Behaviour::Cooperative,
@@ -40,6 +41,7 @@ async fn peer_first_huge_grace_is_clamped_and_ends_when_the_peer_closes() {
         delivery_timeout: Duration::MAX,
         drain_limit: u64::MAX,
         peer_time_wait: farewell::PeerTimeWait::default(),
+        grace_end: farewell::GraceEnd::Reset,
     });
     let cell = run_cell(policy, Behaviour::Cooperative, V4).await;
     assert_eq!(cell.outcome.ending, Ending::PeerClosed);

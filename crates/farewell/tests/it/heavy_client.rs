@@ -187,3 +187,34 @@ async fn fact_reset_after_the_peers_fin_frees_both_sides() {
     assert_eq!(common::kernel_state(server_addr, client_addr), None);
     assert_eq!(common::kernel_state(client_addr, server_addr), None);
 }
+
+/// [`GraceEnd::Fin`](farewell::GraceEnd::Fin): a peer that waits for our
+/// close (it reads until end of file and sends no FIN of its own) gets the
+/// whole goodbye, then end of file, not a reset; nobody keeps TIME-WAIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_first_grace_end_fin_gives_a_reader_eof_and_nobody_time_wait() {
+    let listener = common::clean_listener().await;
+    let addr = listener.local_addr().unwrap();
+    let (closer, mut outcomes) = closer_with_outcomes(Policy::PeerFirst(PeerFirst {
+        grace: Duration::from_millis(50),
+        grace_end: farewell::GraceEnd::Fin,
+        ..PeerFirst::default()
+    }));
+    for _ in 0..10 {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        closer.close(server, GOODBYE);
+        let (got, error) = read_to_end_or_error(&mut client).await;
+        assert_eq!(got, GOODBYE);
+        assert_eq!(error, None, "end of file, not a reset");
+        let o = outcomes.recv().await.unwrap();
+        assert_eq!(o.ending, Ending::FinAfterGrace, "{o}");
+        assert_eq!(o.time_wait, TimeWait::Nobody, "{o}");
+        // The client's socket stays until it closes: closing now, after our
+        // FIN was ACKed and reset, leaves nothing.
+        drop(client);
+    }
+    let (ours, theirs) = both_sides(addr).await;
+    assert_eq!(ours.total(), 0, "server side: {ours:?}");
+    assert_eq!(theirs.get(TcpState::TimeWait), 0, "client side: {theirs:?}");
+}

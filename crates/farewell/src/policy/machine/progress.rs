@@ -78,6 +78,12 @@ impl Progress {
         self.acked_last = self.acked_last.max(info.bytes_acked);
     }
 
+    /// Everything written was ACKed already when the teardown started (the
+    /// kernel said so in the same `TCP_INFO` as the state).
+    pub(super) fn delivered_before(&mut self, now: Instant) {
+        self.delivered_at.get_or_insert(now);
+    }
+
     /// Something happened that counts as progress at `now`: bytes written, our FIN queued.
     pub(super) fn progressed(&mut self, now: Instant) {
         self.at = now;

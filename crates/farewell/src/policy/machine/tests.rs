@@ -5,7 +5,7 @@
 //! socket table.
 
 use super::*;
-use crate::policy::{FinThenReset, Lingering, PeerFirst, PeerTimeWait, Plain};
+use crate::policy::{FinThenReset, GraceEnd, Lingering, PeerFirst, PeerTimeWait, Plain};
 
 const GOODBYE: usize = 8;
 
@@ -58,6 +58,7 @@ fn peer_first_sparing(peer_time_wait: PeerTimeWait) -> Policy {
         delivery_timeout: ms(2000),
         drain_limit: 1000,
         peer_time_wait,
+        grace_end: GraceEnd::Reset,
     })
 }
 
@@ -314,6 +315,7 @@ fn test_flushing_zero_durations_still_terminate_after_one_attempt() {
         delivery_timeout: Duration::ZERO,
         drain_limit: 0,
         peer_time_wait: PeerTimeWait::default(),
+        grace_end: GraceEnd::Reset,
     });
     let mut m = flushing(policy, t0);
     assert!(matches!(m.step(t0), Step::Wait { write: true, .. }));
@@ -819,6 +821,31 @@ fn test_grace_peer_fin_when_sparing_resets_without_another_probe() {
     let o = m.outcome(f, None, ms(60));
     assert_eq!(o.time_wait, TimeWait::Nobody);
     assert_eq!((o.deliver, o.grace), (ms(20), ms(40)));
+}
+
+#[test]
+fn test_grace_passed_with_grace_end_fin_sends_our_fin_reset_by_the_kernel() {
+    let t0 = Instant::now();
+    let Policy::PeerFirst(p) = peer_first() else {
+        unreachable!()
+    };
+    let policy = Policy::PeerFirst(PeerFirst {
+        grace_end: GraceEnd::Fin,
+        ..p
+    });
+    let mut m = flushed(policy, t0);
+    let t = t0 + 2 * RTT;
+    assert_eq!(m.step(t), Step::Probe);
+    m.on_event(t, probed(TcpState::Established, 0, GOODBYE as u64));
+    assert!(matches!(m.step(t), Step::Wait { read: true, .. }));
+    let f = finish_of(m.step(t + ms(100)));
+    assert_eq!(
+        (f.release, f.ending),
+        (Release::FinResetOnAck, Ending::FinAfterGrace)
+    );
+    let o = m.outcome(f, None, ms(120));
+    assert_eq!(o.time_wait, TimeWait::Nobody);
+    assert_eq!(o.goodbye, Delivery::Confirmed);
 }
 
 #[test]
@@ -1366,4 +1393,32 @@ fn test_done_hurry_is_ignored() {
     m.on_event(t0, Event::Hurry);
     assert_eq!(m.step(t0), Step::Finish(f));
     assert_eq!(f.ending, Ending::Aborted);
+}
+
+// ---- Starting: nothing in flight ----------------------------------------------
+
+#[test]
+fn test_starting_nothing_in_flight_without_a_goodbye_goes_straight_to_the_grace() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(peer_first_sparing(PeerTimeWait::Spare), 0, t0);
+    assert_eq!(m.step(t0), Step::CheckState);
+    m.on_event(t0, Event::StateIs(info_of(TcpState::Established)));
+    m.on_event(t0, Event::NothingInFlight);
+    assert!(matches!(m.step(t0), Step::Wait { read: true, .. }));
+    assert_eq!(m.state(), State::Grace);
+    // The peer's FIN then needs no probe: everything was ACKed.
+    m.on_event(t0 + ms(5), Event::Eof);
+    let f = finish_of(m.step(t0 + ms(5)));
+    assert_eq!(f.ending, Ending::ResetAfterPeerFin);
+}
+
+#[test]
+fn test_starting_nothing_in_flight_with_a_goodbye_still_watches_its_delivery() {
+    let t0 = Instant::now();
+    let mut m = flushing(peer_first(), t0);
+    m.on_event(t0, Event::NothingInFlight);
+    assert!(matches!(m.step(t0), Step::Wait { write: true, .. }));
+    m.on_event(t0, Event::Wrote(GOODBYE));
+    let _ = m.step(t0);
+    assert_eq!(m.state(), State::Delivering);
 }
