@@ -28,7 +28,7 @@ fn server_sockets(port: u16) -> usize {
 }
 
 /// The server's resident memory, in KiB.
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()

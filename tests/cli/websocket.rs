@@ -91,3 +91,84 @@ fn serve_http_ws_echo_then_sigterm_sends_1001_and_leaves_no_server_time_wait() {
     );
     assert_eq!(server_time_wait(port), 0, "{summary}");
 }
+
+/// A WebSocket client that sends masked 125-byte pings as fast as it can
+/// and never reads (issue 23): each ping makes the echo queue a pong it
+/// cannot send. Its memory must stay bounded (the demo bounds tungstenite's
+/// write buffer), the client must be cut (the demo flushes each pong, the
+/// socket fills, and the send timeout cuts the upgraded stream), and another
+/// client still served. (Unbounded, the server grew by about 1 GB in 2.5 s;
+/// 422 MiB in 10 s here.)
+#[test]
+fn serve_http_ws_ping_flood_that_never_reads_is_cut_with_bounded_memory() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    let (server, addr, stderr) = serve_http(&["--send-timeout", "2s"]);
+    let pid = server.pid();
+    let before = crate::abuse::rss_kib(pid) << 10;
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect(&addr.parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    let mut ws: std::net::TcpStream = socket.into();
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = ws.read(&mut head).unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    // 100 masked pings of 125 bytes (mask 0: the payload goes as it is).
+    let mut frames = Vec::new();
+    for _ in 0..100 {
+        frames.extend_from_slice(&[0x89, 0x80 | 125, 0, 0, 0, 0]);
+        frames.extend_from_slice(&[b'p'; 125]);
+    }
+    ws.set_write_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let flood = std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(20);
+        let mut sent = 0u64;
+        while Instant::now() < end {
+            match ws.write(&frames) {
+                Ok(n) => sent += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return (sent, Some(e.kind())),
+            }
+        }
+        (sent, None)
+    });
+    let mut peak = before;
+    let mut served = false;
+    while !flood.is_finished() {
+        peak = peak.max(crate::abuse::rss_kib(pid) << 10);
+        if !served {
+            served = crate::http::curl(&[&format!("http://{addr}/")]).starts_with(b"hello");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (sent, error) = flood.join().unwrap();
+    eprintln!(
+        "sent {sent} B of pings; server RSS {} MiB before, {} MiB at most; the client's end: {error:?}",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak < before + (64 << 20),
+        "the server grew by {} MiB",
+        (peak - before) >> 20
+    );
+    assert!(served, "another client was served during the flood");
+    assert!(
+        error.is_some(),
+        "the flooding client was not cut within 20 s (send timeout 2 s)"
+    );
+    let _ = terminate(server, stderr);
+}

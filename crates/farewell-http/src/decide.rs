@@ -183,7 +183,7 @@ fn over(since: Option<u64>, now: u64, bound: Option<Duration>) -> bool {
 ///   poll, no new ACK) for the bound. A slow reader whose kernel keeps
 ///   ACKing is never cut.
 pub(crate) fn watchdog(w: &Watch, limits: &Limits) -> Option<Cut> {
-    if w.send_waiting && over(Some(w.send_progress), w.now, limits.send) {
+    if send_stalled(w, limits) {
         return Some(Cut::Send);
     }
     if w.h2 {
@@ -196,6 +196,13 @@ pub(crate) fn watchdog(w: &Watch, limits: &Limits) -> Option<Cut> {
         return Some(Cut::Read);
     }
     None
+}
+
+/// Something waits to be sent and nothing moved (no byte written, none newly
+/// ACKed) for the send timeout: the client stopped taking what we send. The
+/// one bound an upgraded connection shares with HTTP.
+pub(crate) fn send_stalled(w: &Watch, limits: &Limits) -> bool {
+    w.send_waiting && over(Some(w.send_progress), w.now, limits.send)
 }
 
 /// Whether a `Connection` header value names the `close` option (RFC 9110 §7.6.1).

@@ -179,6 +179,20 @@
 //! Over TLS (`Server::tls`), an upgraded stream ends with `close_notify` and
 //! the policy, as any TLS connection does: no FIN-first ending there.
 //!
+//! **What a WebSocket handler must bound itself.** After the upgrade the
+//! handler's library owns the protocol, and its buffers are out of
+//! farewell-http's sight: the server bounds what it can see (idle streams,
+//! the shutdown deadline, a socket whose writes stall), not what a library
+//! queues without writing. tungstenite (and so tokio-tungstenite and axum's
+//! `WebSocket`) answers every ping with a pong it queues, and its
+//! `max_write_buffer_size` is unbounded by default: a client that sends
+//! pings and never reads grew a server by about 1 GB in 2.5 s. Set
+//! `WebSocketConfig::max_write_buffer_size` (the demo of `farewell
+//! serve-http` uses 2 MiB + 128 KiB: room for one largest echo) and
+//! `max_message_size`; past the first, the handler's write fails, it ends,
+//! and the server ends the connection (our FIN once delivered; a client that
+//! never reads is reset when delivery stalls or the drain limit is reached).
+//!
 //! ```no_run
 //! use axum::extract::Request;
 //! use axum::{routing::get, Extension, Router};

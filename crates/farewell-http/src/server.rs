@@ -1169,7 +1169,8 @@ fn earlier(idle_at: Instant, watch_at: Option<Instant>) -> Instant {
 
 /// When the client's kernel last ACKed a new byte of ours, sampled by the
 /// connection task ([`ConnState::acked`]).
-struct AckClock {
+#[derive(Default)]
+pub(crate) struct AckClock {
     acked: Option<u64>,
     /// Milliseconds since the connection started of the last rise.
     at: u64,
@@ -1177,7 +1178,7 @@ struct AckClock {
 
 impl AckClock {
     /// Takes the counter's reading `acked` at `now` (ms); returns when it last rose.
-    fn sample(&mut self, acked: Option<u64>, now: u64) -> u64 {
+    pub(crate) fn sample(&mut self, acked: Option<u64>, now: u64) -> u64 {
         if acked.is_some() && acked != self.acked {
             if self.acked.is_some() {
                 self.at = now;

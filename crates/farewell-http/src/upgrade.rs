@@ -28,7 +28,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -186,7 +186,17 @@ pub(crate) async fn watch(conn: &ConnState) {
     let _cut_on_abort = CutOnDrop(conn);
     let idle = conn.shared.upgrade_idle_timeout;
     let timer = tokio::time::sleep(idle);
-    tokio::pin!(timer);
+    // The send timeout, as for HTTP: a stream whose writes found the socket
+    // full and that moved nothing since (no byte written, none ACKed) is cut.
+    // It bounds what a handler can queue in the kernel; what its library
+    // queues without writing is the handler's to bound (see the crate docs).
+    let limits = conn.shared.limits;
+    let tick = limits
+        .send
+        .map(|send| (send / 4).clamp(Duration::from_millis(25), Duration::from_secs(15)));
+    let send_timer = tokio::time::sleep(tick.unwrap_or(idle));
+    let mut acks = crate::server::AckClock::default();
+    tokio::pin!(timer, send_timer);
     let mut cut = false;
     loop {
         let released = conn.upgrade.released.notified();
@@ -204,6 +214,18 @@ pub(crate) async fn watch(conn: &ConnState) {
                     cut = true;
                 }
             },
+            () = send_timer.as_mut(), if tick.is_some() && !cut => {
+                let now_ms = conn.now_ms();
+                let acked_at = acks.sample(conn.acked(), now_ms);
+                if decide::send_stalled(&conn.watch(now_ms, acked_at), &limits) {
+                    tracing::debug!("upgraded connection takes nothing we send: cut");
+                    conn.shared.upgrades.idle_cut.fetch_add(1, Ordering::Relaxed);
+                    conn.upgrade.cut();
+                    cut = true;
+                } else if let Some(tick) = tick {
+                    send_timer.as_mut().reset((Instant::now() + tick).into());
+                }
+            }
         }
     }
 }

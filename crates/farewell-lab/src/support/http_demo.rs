@@ -109,6 +109,13 @@ impl http_body::Body for PatternStream {
 /// text with 1007.
 pub const WS_MAX_MESSAGE: usize = 1024 * 1024;
 
+/// The most the echo queues for the client, unsent (tungstenite's
+/// `max_write_buffer_size`, whose default is unbounded): room for one
+/// largest echo and tungstenite's 128 KiB write buffer. A client that sends
+/// pings and never reads makes tungstenite queue a pong per ping; past this
+/// the handler's write fails and it ends, and the connection with it.
+pub const WS_MAX_WRITE_BUFFER: usize = 2 * WS_MAX_MESSAGE + 128 * 1024;
+
 /// At shutdown, how long `/ws` waits for the client's close frame after its own (1001).
 pub const WS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// [`pattern`] for `STREAM_CHUNK + 26` bytes: every chunk is a slice of it.
@@ -289,6 +296,7 @@ where
 
     let config = WebSocketConfig::default()
         .max_message_size(Some(WS_MAX_MESSAGE))
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
         .max_frame_size(Some(WS_MAX_MESSAGE));
     let mut ws =
         tokio_tungstenite::WebSocketStream::from_raw_socket(stream, Role::Server, Some(config))
@@ -308,8 +316,16 @@ where
                         return;
                     }
                 }
-                // Ping, pong, and the client's close: tungstenite answers
-                // them on the next read, which then ends the stream.
+                // A ping's pong goes out now, not when tungstenite next
+                // writes: a client that pings and never reads then fills the
+                // socket, and the server's send timeout cuts it.
+                Some(Ok(Message::Ping(_))) => {
+                    if ws.flush().await.is_err() {
+                        return;
+                    }
+                }
+                // Pong, and the client's close: tungstenite answers a close
+                // on the next read, which then ends the stream.
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "WebSocket ended");
