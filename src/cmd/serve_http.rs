@@ -131,7 +131,12 @@ pub struct ServeHttpArgs {
     /// Cut a client whose request body sends no byte for this long while it is read. 0: off.
     #[arg(long, default_value = "60s", value_parser = parse_bound)]
     body_read_timeout: Duration,
-    /// Reset a client that takes none of a response (no byte written, none ACKed) for this long; a slow reader is not cut. 0: off.
+    /// Reset a client that takes none of a response (no byte written, none ACKed) for this
+    /// long; a slow reader is not cut, as long as it moves something within it. How low it
+    /// may go: a client that reads R bytes/s with a B-byte receive buffer may ACK nothing
+    /// new for about B/R seconds (its window reopens only once it read about half of it),
+    /// so keep it above that for the slowest client to be served (60 s: a 4 KiB buffer
+    /// read at 70 B/s; 3 s cuts one read at 670 B/s). Also bounds upgraded connections. 0: off.
     #[arg(long, default_value = "60s", value_parser = parse_bound)]
     send_timeout: Duration,
     /// HTTP/1.1 read and write buffer bound per connection, in bytes (a larger request head gets 431).
@@ -143,8 +148,9 @@ pub struct ServeHttpArgs {
     /// Bytes an h2 stream buffers while the client grants no window.
     #[arg(long, default_value_t = farewell_http::DEFAULT_H2_MAX_SEND_BUF_SIZE, value_parser = clap::value_parser!(usize))]
     h2_max_send_buf_size: usize,
-    /// Connections served at once; more are reset at accept (no TIME-WAIT). Default: 10000, or
-    /// half of what `ulimit -n` leaves after 64 reserved descriptors, whichever is less.
+    /// Connections served at once; more get a 503 (one non-blocking write; over TLS
+    /// nothing) and a reset at accept (no TIME-WAIT). Default: 10000, or half of what
+    /// `ulimit -n` leaves after 64 reserved descriptors, whichever is less.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     max_connections: Option<u64>,
 }

@@ -140,6 +140,14 @@
 #define FW_ERR_PANIC (-16)
 
 /**
+ * The pointer is not a live closer: freed already (a second
+ * `fw_closer_free`, `fw_close` after it), or never made by `fw_closer_new`.
+ * A best-effort check of a magic word: using a freed closer is still
+ * undefined behaviour, this only turns its common forms into an error.
+ */
+#define FW_ERR_NOT_A_CLOSER (-17)
+
+/**
  * The most threads a closer may run its teardowns on.
  */
 #define FW_MAX_THREADS 64

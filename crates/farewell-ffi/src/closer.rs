@@ -25,8 +25,8 @@ use tokio::runtime::Runtime;
 
 use crate::error::{
     guard, FW_ERR_ALREADY_OWNED, FW_ERR_GOODBYE_TOO_LONG, FW_ERR_INVALID_ARGUMENT,
-    FW_ERR_IN_CALLBACK, FW_ERR_NULL, FW_ERR_OS, FW_ERR_REGISTER, FW_ERR_RUNTIME, FW_ERR_TIMED_OUT,
-    FW_OK,
+    FW_ERR_IN_CALLBACK, FW_ERR_NOT_A_CLOSER, FW_ERR_NULL, FW_ERR_OS, FW_ERR_REGISTER,
+    FW_ERR_RUNTIME, FW_ERR_TIMED_OUT, FW_OK,
 };
 use crate::names::{ending_code, fw_ending, FW_ENDING_FIN_AFTER_GRACE};
 use crate::options::fw_options;
@@ -36,6 +36,32 @@ use crate::sys::{self, SocketId};
 /// The longest goodbye `fw_close` takes, in bytes (1 MiB): a goodbye is a
 /// last message, copied once and held until the teardown ends.
 pub const FW_GOODBYE_MAX: usize = 1_048_576;
+
+/// The word a live closer starts with ("farewell"): see [`live`].
+const MAGIC: u64 = u64::from_be_bytes(*b"farewell");
+
+/// The closer behind `closer`, if it is one: `Ok(None)` for NULL,
+/// `FW_ERR_NOT_A_CLOSER` when its magic word is not there (freed already,
+/// or never a closer).
+///
+/// # Safety
+///
+/// `closer` is NULL or points to memory that was an `fw_closer`. Reading a
+/// freed one is undefined behaviour all the same: this check is best effort,
+/// for the common misuse (a second `fw_closer_free`, `fw_close` after it).
+unsafe fn live<'a>(closer: *const fw_closer) -> Result<Option<&'a fw_closer>, c_int> {
+    if closer.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL and, by the contract, once an fw_closer; read
+    // volatile so the check is not assumed true from the type.
+    let magic = unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*closer).magic)) };
+    if magic != MAGIC {
+        return Err(FW_ERR_NOT_A_CLOSER);
+    }
+    // SAFETY: the magic word says it is live.
+    Ok(Some(unsafe { &*closer }))
+}
 
 /// After the deadline of `fw_closer_free`, how long the hurried teardowns get
 /// to report (each makes one write attempt and one probe: microseconds).
@@ -73,6 +99,9 @@ thread_local! {
 /// on its own thread(s). Made by `fw_closer_new`, freed by `fw_closer_free`.
 #[allow(non_camel_case_types)]
 pub struct fw_closer {
+    /// [`MAGIC`] while the closer lives; 0 once `fw_closer_free` took it.
+    /// First, so the allocator's own bookkeeping overwrites it on free.
+    magic: u64,
     runtime: Runtime,
     shared: Arc<Shared>,
     policy: Policy,
@@ -374,6 +403,7 @@ pub unsafe extern "C" fn fw_closer_new(
             .runtime(runtime.handle().clone())
             .build();
         let new = Box::new(fw_closer {
+            magic: MAGIC,
             runtime,
             shared: Arc::new(shared),
             policy,
@@ -417,9 +447,11 @@ pub unsafe extern "C" fn fw_close(
     len: usize,
 ) -> c_int {
     guard(AssertUnwindSafe(|| {
-        // SAFETY: NULL or a live closer (the caller's contract).
-        let Some(closer) = (unsafe { closer.as_ref() }) else {
-            return FW_ERR_NULL;
+        // SAFETY: NULL or a closer (the caller's contract).
+        let closer = match unsafe { live(closer) } {
+            Ok(Some(closer)) => closer,
+            Ok(None) => return FW_ERR_NULL,
+            Err(code) => return code,
         };
         if len > FW_GOODBYE_MAX {
             return FW_ERR_GOODBYE_TOO_LONG;
@@ -449,9 +481,11 @@ pub unsafe extern "C" fn fw_close(
 #[no_mangle]
 pub unsafe extern "C" fn fw_closer_stats(closer: *const fw_closer, stats: *mut fw_stats) -> c_int {
     guard(AssertUnwindSafe(|| {
-        // SAFETY: NULL or a live closer.
-        let Some(closer) = (unsafe { closer.as_ref() }) else {
-            return FW_ERR_NULL;
+        // SAFETY: NULL or a closer.
+        let closer = match unsafe { live(closer) } {
+            Ok(Some(closer)) => closer,
+            Ok(None) => return FW_ERR_NULL,
+            Err(code) => return code,
         };
         if stats.is_null() {
             return FW_ERR_NULL;
@@ -492,8 +526,8 @@ pub unsafe extern "C" fn fw_closer_ending_count(
     crate::error::guard_or(
         0,
         AssertUnwindSafe(|| {
-            // SAFETY: NULL or a live closer.
-            let Some(closer) = (unsafe { closer.as_ref() }) else {
+            // SAFETY: NULL or a closer.
+            let Ok(Some(closer)) = (unsafe { live(closer) }) else {
                 return 0;
             };
             closer
@@ -524,14 +558,20 @@ pub unsafe extern "C" fn fw_closer_ending_count(
 /// follow (except from the callbacks it waits for).
 #[no_mangle]
 pub unsafe extern "C" fn fw_closer_free(closer: *mut fw_closer, deadline_ms: u64) -> c_int {
-    if closer.is_null() {
-        return FW_OK;
+    // SAFETY: NULL or a closer (the caller's contract).
+    match unsafe { live(closer) } {
+        Ok(None) => return FW_OK,
+        Err(code) => return code,
+        Ok(Some(_)) => {}
     }
     if LIBRARY_THREAD.with(Cell::get) {
         return FW_ERR_IN_CALLBACK;
     }
     guard(AssertUnwindSafe(|| {
-        // SAFETY: a live closer from fw_closer_new, freed once (the caller's contract).
+        // SAFETY: a live closer from fw_closer_new (its magic word is there),
+        // taken once: the word is cleared before anything else.
+        unsafe { std::ptr::write_volatile(std::ptr::addr_of_mut!((*closer).magic), 0) };
+        // SAFETY: as above.
         let closer = unsafe { Box::from_raw(closer) };
         closer.shutdown(Duration::from_millis(deadline_ms).min(farewell::policy::MAX_WAIT))
     }))

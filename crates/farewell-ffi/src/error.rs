@@ -46,6 +46,11 @@ pub const FW_ERR_REGISTER: c_int = -14;
 pub const FW_ERR_OS: c_int = -15;
 /// A bug in the library (a Rust panic, caught at the boundary).
 pub const FW_ERR_PANIC: c_int = -16;
+/// The pointer is not a live closer: freed already (a second
+/// `fw_closer_free`, `fw_close` after it), or never made by `fw_closer_new`.
+/// A best-effort check of a magic word: using a freed closer is still
+/// undefined behaviour, this only turns its common forms into an error.
+pub const FW_ERR_NOT_A_CLOSER: c_int = -17;
 
 /// A static, NUL-terminated English description of a status code (an
 /// `FW_ERR_*` or `FW_OK`), never NULL; unknown codes get "unknown status code".
@@ -73,6 +78,7 @@ pub extern "C" fn fw_strerror(code: c_int) -> *const c_char {
         FW_ERR_REGISTER => c"could not watch the descriptor (epoll limits); the library closed it",
         FW_ERR_OS => c"unexpected system call error",
         FW_ERR_PANIC => c"internal error in libfarewell (a bug: please report it)",
+        FW_ERR_NOT_A_CLOSER => c"not a live closer (freed already, or never made by fw_closer_new)",
         _ => c"unknown status code",
     };
     text.as_ptr()

@@ -253,11 +253,25 @@ pub(crate) fn owes_fin(reads_to_close: bool, close_delimited: bool) -> bool {
     reads_to_close || close_delimited
 }
 
-/// Whether a request lacks the `Host` header an HTTP/1.1 request must have:
-/// a server answers it with 400 (RFC 9112 §3.2). HTTP/1.0 may omit it; h2
-/// carries `:authority` instead.
-pub(crate) fn missing_host(version: Version, has_host: bool) -> bool {
-    version == Version::HTTP_11 && !has_host
+/// Whether a request is malformed in a way a server must answer with 400
+/// (hyper lets these through):
+///
+/// - `host_fields`, its `Host` field lines: an HTTP/1.1 request without one,
+///   or any request with more than one (RFC 9112 §3.2). HTTP/1.0 may omit
+///   it; h2 carries `:authority` instead;
+/// - `chunked`, how often `chunked` appears among its `Transfer-Encoding`
+///   codings: more than once (RFC 9112 §6.1: a sender must not apply it
+///   twice; two readers could split the body differently).
+pub(crate) fn malformed(version: Version, host_fields: usize, chunked: usize) -> bool {
+    (version == Version::HTTP_11 && host_fields == 0) || host_fields > 1 || chunked > 1
+}
+
+/// How often the `chunked` coding appears in these `Transfer-Encoding` field values.
+pub(crate) fn chunked_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> usize {
+    values
+        .flat_map(|v| v.split(|&b| b == b','))
+        .filter(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        .count()
 }
 
 /// Whether hyper sends this response's body close-delimited: neither
@@ -427,11 +441,26 @@ mod tests {
     }
 
     #[test]
-    fn test_request_http11_without_host_is_refused() {
-        assert!(missing_host(Version::HTTP_11, false));
-        assert!(!missing_host(Version::HTTP_11, true));
-        assert!(!missing_host(Version::HTTP_10, false));
-        assert!(!missing_host(Version::HTTP_2, false));
+    fn test_request_without_host_or_with_two_or_chunked_twice_is_refused() {
+        assert!(malformed(Version::HTTP_11, 0, 0));
+        assert!(!malformed(Version::HTTP_11, 1, 0));
+        assert!(!malformed(Version::HTTP_10, 0, 0));
+        assert!(!malformed(Version::HTTP_2, 0, 0));
+        // More than one Host field: 400 whatever the version (RFC 9112 §3.2).
+        assert!(malformed(Version::HTTP_11, 2, 0));
+        assert!(malformed(Version::HTTP_10, 2, 0));
+        // chunked twice (RFC 9112 §6.1).
+        assert!(malformed(Version::HTTP_11, 1, 2));
+        assert!(!malformed(Version::HTTP_11, 1, 1));
+    }
+
+    #[test]
+    fn test_request_chunked_codings_are_counted_across_fields_and_lists() {
+        let count = |values: &[&str]| chunked_codings(values.iter().map(|v| v.as_bytes()));
+        assert_eq!(count(&["chunked"]), 1);
+        assert_eq!(count(&["chunked", "chunked"]), 2);
+        assert_eq!(count(&["gzip, Chunked", " chunked "]), 2);
+        assert_eq!(count(&["gzip"]), 0);
     }
 
     // ---- Responses: close-delimited bodies ---------------------------------------

@@ -217,7 +217,8 @@
 //!
 //! Connections beyond [`Server::max_connections`] (by default, what the
 //! descriptor limit allows: [`farewell::accept::default_max_connections`])
-//! are reset at accept: one RST, no task, no TIME-WAIT; so are the clients
+//! get a 503 (one non-blocking write, plain HTTP only) and are reset at
+//! accept: one RST, no task, no TIME-WAIT; so are the clients
 //! waiting in the backlog when the process runs out of descriptors all the
 //! same. Accept errors pause the accept loop (growing, at most
 //! [`MAX_ACCEPT_BACKOFF`]) while the open connections are served, with one

@@ -565,6 +565,15 @@ impl Server {
     /// full; h2: streams with a zero window) with an RST at once, since nothing
     /// more can be delivered ([`Cause::SendTimeout`]; nobody keeps TIME-WAIT).
     /// A slow reader that keeps ACKing is never cut.
+    ///
+    /// # How low it may go
+    ///
+    /// A client that reads `R` bytes a second with a `B`-byte receive buffer
+    /// may ACK nothing new for about `B / R` seconds: its window reopens only
+    /// once it read about half of the buffer. Keep the timeout above that for
+    /// the slowest client to be served: the default (60 s) serves a 4 KiB
+    /// buffer read at 70 B/s; 3 s cuts one read at 670 B/s. Upgraded
+    /// connections (a WebSocket) are bound by it too.
     pub fn send_timeout(mut self, timeout: Option<Duration>) -> Server {
         self.send_timeout = timeout.map(|t| t.min(farewell::policy::MAX_WAIT));
         self

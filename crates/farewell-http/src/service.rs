@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Empty};
@@ -75,9 +75,15 @@ where
         let version = request.version();
         let method = request.method().clone();
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
-        // Only HTTP/1.1 must have `Host`: the lookup is skipped for the others.
-        let host = version != Version::HTTP_11 || request.headers().contains_key(HOST);
-        if decide::missing_host(version, host) {
+        let headers = request.headers();
+        let host_fields = headers.get_all(HOST).iter().count();
+        let chunked = decide::chunked_codings(
+            headers
+                .get_all(TRANSFER_ENCODING)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        if decide::malformed(version, host_fields, chunked) {
             // A malformed request: 400, and the connection ends after it.
             conn.cause.set(Cause::Error);
             return CountedFuture {

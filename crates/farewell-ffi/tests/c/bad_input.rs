@@ -39,6 +39,7 @@ fn bad_input_and_shutdown_leak_nothing_under_valgrind() {
         return;
     };
     let output = Command::new("valgrind")
+        .env("FW_TEST_UNDER_VALGRIND", "1")
         .args([
             "--leak-check=full",
             "--errors-for-leak-kinds=definite,indirect,possible",

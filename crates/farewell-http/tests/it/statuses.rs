@@ -77,9 +77,11 @@ async fn malformed_upload_bodies_get_400_not_413() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http11_request_without_host_gets_400() {
-    if !farewell_lab::support::tools::require("http11_request_without_host_gets_400", &["python3"])
-    {
+async fn malformed_requests_get_400_without_host_two_hosts_or_chunked_twice() {
+    if !farewell_lab::support::tools::require(
+        "malformed_requests_get_400_without_host_two_hosts_or_chunked_twice",
+        &["python3"],
+    ) {
         return;
     }
     let server = start(server(peer_first())).await;
@@ -92,6 +94,20 @@ async fn http11_request_without_host_gets_400() {
     assert_eq!(
         status_line(port, r"GET / HTTP/1.0\r\n\r\n").await,
         "HTTP/1.0 200 OK"
+    );
+    // Two Host fields, whatever the version (RFC 9112 §3.2).
+    assert_eq!(
+        status_line(port, r"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").await,
+        "HTTP/1.1 400 Bad Request"
+    );
+    // chunked applied twice (RFC 9112 §6.1).
+    assert_eq!(
+        status_line(
+            port,
+            r"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        .await,
+        "HTTP/1.1 400 Bad Request"
     );
     let recorded = std::sync::Arc::clone(&server.connections);
     server.shutdown().await;
