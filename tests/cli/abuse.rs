@@ -244,3 +244,67 @@ fn serve_http_idle_h2_that_ignores_goaway_and_ping_is_ended() {
     assert!(rest.contains("idle 1"), "{rest}");
     assert_eq!(server_time_wait(port(&addr)), 0, "{rest}");
 }
+
+/// The drain deadline is hard (issue 23): at SIGTERM, HTTP/1.1 clients that
+/// stopped reading a 64 MiB response, h2 clients that do not read their
+/// socket, and a slow reader still taking bytes are all ended at
+/// `--drain-timeout`, not when their delivery stalls (15 s) or passes its
+/// cap (60 s). Before, the server exited 18 s (non-readers) to 63 s (the
+/// slow reader) after a 3 s drain timeout.
+#[test]
+fn serve_http_sigterm_ends_every_laggard_at_the_drain_timeout() {
+    let (server, addr, stderr) = serve_http(&["--drain-timeout", "2s"]);
+    let small_buffer = || {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket
+            .connect(&addr.parse::<std::net::SocketAddr>().unwrap().into())
+            .unwrap();
+        TcpStream::from(socket)
+    };
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = small_buffer();
+        c.write_all(b"GET /bytes/67108864 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        clients.push(c);
+    }
+    for _ in 0..2 {
+        let mut h2 = small_buffer();
+        let mut hello = PREFACE.to_vec();
+        hello.extend(frame(SETTINGS, 0, 0, &[]));
+        for i in 0..3 {
+            hello.extend(frame(
+                HEADERS,
+                END_STREAM_HEADERS,
+                1 + 2 * i,
+                &get("/bytes/67108864"),
+            ));
+        }
+        h2.write_all(&hello).unwrap();
+        clients.push(h2);
+    }
+    // A slow reader: 1 KB every 100 ms, for at most 30 s (not joined).
+    let mut slow = small_buffer();
+    slow.write_all(b"GET /bytes/67108864 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1000];
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end && matches!(slow.read(&mut buf), Ok(1..)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    // Let every socket fill.
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    let rest = terminate(server, stderr);
+    let took = started.elapsed();
+    eprintln!("exit {took:?} after SIGTERM (drain timeout 2 s): {rest}");
+    // Not a speed claim: the stall timeout is 15 s and the delivery cap 60 s,
+    // so an exit that waited for either would take that long.
+    assert!(took < Duration::from_secs(7), "exit {took:?} after SIGTERM");
+    assert!(rest.contains("reset-at-deadline"), "{rest}");
+    drop(clients);
+}
