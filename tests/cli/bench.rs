@@ -96,7 +96,7 @@ fn bench_rejects_absurd_flags_with_a_clear_message() {
 fn bench_http_hosts_close_spread_quick_peer_first_keeps_no_time_wait() {
     let name = "bench_http_hosts_close_spread_quick_peer_first_keeps_no_time_wait";
     if let Some(why) = farewell_lab::lab::netns::unavailable() {
-        eprintln!("skipped {name}: {why}");
+        farewell_lab::support::tools::skip(name, &why);
         return;
     }
     let report = bench(&[

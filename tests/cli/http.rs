@@ -548,7 +548,7 @@ fn bench_http_hosts_quick_reports_many_host_rows_and_peer_first_keeps_no_time_wa
         return;
     }
     if let Some(why) = farewell_lab::lab::netns::unavailable() {
-        eprintln!("skipped {name}: {why}");
+        farewell_lab::support::tools::skip(name, &why);
         return;
     }
     let report = bench_http_quick(&["--no-nginx", "--hosts", "2", "--modes", "close"]);
@@ -657,7 +657,7 @@ fn bench_http_proxy_nginx_quick_reports_proxy_and_server_time_wait_and_cleans_up
         return;
     }
     if let Some(why) = farewell_lab::lab::netns::unavailable() {
-        eprintln!("skipped {name}: {why}");
+        farewell_lab::support::tools::skip(name, &why);
         return;
     }
     #[rustfmt::skip]

@@ -275,9 +275,9 @@ fn lab_json_reports_the_whole_matrix_the_churn_and_an_html_page() {
         let c = cell(&report, "peer-first", "vanishes");
         assert_eq!(c["leftover_sockets"], 0, "peer-first × vanishes: {c}");
     } else {
-        eprintln!(
-            "vanished peers skipped here: {:?}",
-            farewell_lab::lab::netns::unavailable()
+        farewell_lab::support::tools::skip(
+            "the vanished-peer checks of the lab's JSON test",
+            &farewell_lab::lab::netns::unavailable().unwrap_or_default(),
         );
     }
 
@@ -374,9 +374,9 @@ fn lab_json_reports_the_whole_matrix_the_churn_and_an_html_page() {
 #[test]
 fn lab_interrupted_cleans_up_its_namespaces_and_stale_ones() {
     if !netns_available() {
-        eprintln!(
-            "skipped: lab_interrupted_cleans_up_its_namespaces_and_stale_ones: {}",
-            farewell_lab::lab::netns::unavailable().unwrap_or_default()
+        farewell_lab::support::tools::skip(
+            "lab_interrupted_cleans_up_its_namespaces_and_stale_ones",
+            &farewell_lab::lab::netns::unavailable().unwrap_or_default(),
         );
         return;
     }

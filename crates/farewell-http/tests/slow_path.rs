@@ -32,8 +32,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn may_run(test: &str) -> bool {
     if let Some(why) = PathKind::Slow.unavailable() {
-        eprintln!("skipped: {test}: {why}");
-        return false;
+        return farewell_lab::support::tools::skip(test, &why);
     }
     farewell_lab::support::tools::require(test, &["curl"])
 }

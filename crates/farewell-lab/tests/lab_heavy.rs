@@ -21,7 +21,7 @@ use farewell::PeerTimeWait;
 use farewell_lab::lab::heavy::ClientReport;
 use farewell_lab::lab::path::PathKind;
 use farewell_lab::lab::{netns, run_heavy, HeavyConfig, HeavyPolicy, HeavyReport};
-use farewell_lab::support::tools::{self, REQUIRE_TOOLS};
+use farewell_lab::support::tools;
 
 /// No test may run longer; past it the test fails.
 const TEST_BOUND: Duration = Duration::from_secs(120);
@@ -46,15 +46,13 @@ fn may_run(test: &str) -> bool {
     let Some(why) = PathKind::Slow.unavailable() else {
         return true;
     };
-    let message = format!(
-        "{test}: {why} (run the tests as root, or in a container with --cap-add NET_ADMIN \
-         --cap-add SYS_ADMIN and iproute2 installed)"
-    );
-    if std::env::var_os(REQUIRE_TOOLS).is_some_and(|v| v != "0") {
-        panic!("{message} ({REQUIRE_TOOLS} is set, so a skip is a failure)");
-    }
-    eprintln!("skipped: {message}");
-    false
+    tools::skip(
+        test,
+        &format!(
+            "{why} (run the tests as root, or in a container with --cap-add NET_ADMIN \
+             --cap-add SYS_ADMIN and iproute2 installed)"
+        ),
+    )
 }
 
 /// One policy's heavy-client run over the slow path: `HEAVY` connections

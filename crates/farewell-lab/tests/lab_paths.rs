@@ -65,13 +65,13 @@ async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
 fn may_run(test: &str, kind: PathKind) -> bool {
     match kind.unavailable() {
         None => true,
-        Some(why) => {
-            eprintln!(
-                "skipped: {test}: {why} (run the tests as root, or in a container with \
-                 --cap-add NET_ADMIN --cap-add SYS_ADMIN, iproute2 and nftables installed)"
-            );
-            false
-        }
+        Some(why) => farewell_lab::support::tools::skip(
+            test,
+            &format!(
+                "{why} (run the tests as root, or in a container with --cap-add NET_ADMIN \
+                 --cap-add SYS_ADMIN, iproute2 and nftables installed)"
+            ),
+        ),
     }
 }
 

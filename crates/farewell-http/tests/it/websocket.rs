@@ -240,13 +240,7 @@ fn require_node_ws(test: &str) -> bool {
 }
 
 fn skip(test: &str, what: &str) -> bool {
-    let message = format!("{test} needs {what}");
-    if std::env::var_os(tools::REQUIRE_TOOLS).is_some_and(|v| v != "0") {
-        panic!("{message} ({} is set)", tools::REQUIRE_TOOLS);
-    }
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "skipped: {message}");
-    false
+    tools::skip(test, &format!("needs {what}"))
 }
 
 fn python_client(port: u16, mode: &str) -> Child {

@@ -45,13 +45,13 @@ pub fn may_run(test: &str, needs_netns: bool) -> bool {
     };
     match why {
         None => true,
-        Some(why) => {
-            eprintln!(
-                "skipped: {test}: {why} (run the tests as root, or in a container with \
-                 --cap-add NET_ADMIN --cap-add SYS_ADMIN and iproute2 installed)"
-            );
-            false
-        }
+        Some(why) => super::tools::skip(
+            test,
+            &format!(
+                "{why} (run the tests as root, or in a container with --cap-add NET_ADMIN \
+                 --cap-add SYS_ADMIN and iproute2 installed)"
+            ),
+        ),
     }
 }
 

@@ -14,6 +14,53 @@ use std::path::{Path, PathBuf};
 /// The environment variable that turns a missing tool into a failure.
 pub const REQUIRE_TOOLS: &str = "FAREWELL_REQUIRE_TOOLS";
 
+/// The environment variable naming a file to which every skip appends one
+/// line, so that a run (`scripts/test`) can list them at its end.
+pub const SKIP_LOG: &str = "FAREWELL_SKIP_LOG";
+
+/// The one way a test skips: `test` cannot run here because of `reason` (a
+/// tool, a capability, a path, an address family). Prints `skipped: TEST:
+/// REASON` on stderr and appends it to [`SKIP_LOG`], then returns false —
+/// or panics with the same message when [`REQUIRE_TOOLS`] is set (CI, and
+/// `scripts/test` as root): there a skip is a failure.
+///
+/// ```
+/// # fn ipv6_here() -> bool { true }
+/// if !ipv6_here() && !farewell_lab::support::tools::skip("my_test", "no ::1 here") {
+///     return; // printed why
+/// }
+/// ```
+pub fn skip(test: &str, reason: &str) -> bool {
+    let message = format!("{test}: {reason}");
+    if env::var_os(REQUIRE_TOOLS).is_some_and(|v| v != "0") {
+        panic!("{message} ({REQUIRE_TOOLS} is set, so a skip is a failure)");
+    }
+    // Straight to the process's stderr: `eprintln!` would be captured by the
+    // test harness and never shown for a test that passes.
+    let _ = writeln!(std::io::stderr(), "skipped: {message}");
+    if let Some(log) = env::var_os(SKIP_LOG) {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            // One write of the whole line: O_APPEND keeps concurrent skips apart.
+            let _ = std::io::Write::write_all(&mut file, format!("{message}\n").as_bytes());
+        }
+    }
+    false
+}
+
+/// True when this process has `CAP_NET_ADMIN` (`TCP_REPAIR`, `SOCK_DESTROY`);
+/// otherwise [`skip`]s `test` (a failure under [`REQUIRE_TOOLS`]).
+pub fn require_net_admin(test: &str) -> bool {
+    farewell::census::has_net_admin()
+        || skip(
+            test,
+            "needs CAP_NET_ADMIN, which this process lacks (run the tests as root)",
+        )
+}
+
 /// The Debian package that provides `tool`, for the hint in a skip message.
 pub fn debian_package(tool: &str) -> &str {
     match tool {
@@ -68,16 +115,12 @@ pub fn require(test: &str, tools: &[&str]) -> bool {
         return true;
     }
     let packages: Vec<&str> = missing.iter().map(|t| debian_package(t)).collect();
-    let message = format!(
-        "{test} needs {} (not on PATH); install with `apt-get install {}`, or run `scripts/test` as root",
-        missing.join(", "),
-        packages.join(" ")
-    );
-    if env::var_os(REQUIRE_TOOLS).is_some_and(|v| v != "0") {
-        panic!("{message} ({REQUIRE_TOOLS} is set, so a missing tool is a failure)");
-    }
-    // Straight to the process's stderr: `eprintln!` would be captured by the
-    // test harness and never shown for a test that passes.
-    let _ = writeln!(std::io::stderr(), "skipped: {message}");
-    false
+    skip(
+        test,
+        &format!(
+            "needs {} (not on PATH); install with `apt-get install {}`, or run `scripts/test` as root",
+            missing.join(", "),
+            packages.join(" ")
+        ),
+    )
 }

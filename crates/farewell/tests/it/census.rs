@@ -39,7 +39,10 @@ fn listen(ip: IpAddr) -> Option<TcpListener> {
         let listener = match TcpListener::bind(SocketAddr::new(ip, 0)) {
             Ok(l) => l,
             Err(e) if ip.is_ipv6() => {
-                eprintln!("skipping the IPv6 half: cannot bind [::1] ({e}); is IPv6 disabled?");
+                farewell_lab::support::tools::skip(
+                    "the IPv6 half of the census tests",
+                    &format!("cannot bind [::1] ({e}); is IPv6 disabled?"),
+                );
                 return None;
             }
             Err(e) => panic!("bind {ip}: {e}"),
@@ -372,11 +375,7 @@ fn destroy_of_a_socket_nobody_has_is_no_such_socket() {
 }
 
 fn skip_without_net_admin(test: &str) -> bool {
-    if census::has_net_admin() {
-        return false;
-    }
-    eprintln!("skipping {test}: needs CAP_NET_ADMIN, which this process lacks (run as root to include it)");
-    true
+    !farewell_lab::support::tools::require_net_admin(test)
 }
 
 #[test]

@@ -138,8 +138,9 @@ async fn teardown_future_is_small() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closer_reap_destroys_our_time_wait_entry_after_a_clean_lingering_close() {
-    if !census::has_net_admin() {
-        eprintln!("skipped: closer_reap_destroys_our_time_wait_entry_after_a_clean_lingering_close: needs CAP_NET_ADMIN (SOCK_DESTROY)");
+    if !farewell_lab::support::tools::require_net_admin(
+        "closer_reap_destroys_our_time_wait_entry_after_a_clean_lingering_close",
+    ) {
         return;
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
