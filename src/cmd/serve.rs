@@ -61,7 +61,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
     /// Teardown policy after a goodbye.
-    #[arg(long, default_value = "peer-first", value_parser = parse_policy)]
+    #[arg(long, default_value = "peer-first", value_parser = clap::builder::TypedValueParser::try_map(clap::builder::PossibleValuesParser::new(Policy::NAMES), |s: String| parse_policy(&s)))]
     policy: Policy,
     /// The policy's main deadline (peer-first: how long the peer has to close after BYE).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]

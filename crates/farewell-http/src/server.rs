@@ -216,7 +216,7 @@ impl Server {
         }
     }
 
-    /// Whether connections are served over TLS ([`Server::tls`]).
+    /// Whether connections are served over TLS (`Server::tls`, feature `rustls`).
     pub fn is_tls(&self) -> bool {
         #[cfg(feature = "rustls")]
         return self.tls.is_some();
@@ -1276,7 +1276,7 @@ pub struct ServeReport {
     pub forced: usize,
     /// Every teardown, counted by [`farewell::Ending`].
     pub teardowns: CloserStats,
-    /// The server served TLS ([`Server::tls`]).
+    /// The server served TLS (`Server::tls`, feature `rustls`).
     pub tls: bool,
     /// TLS handshakes that failed or timed out (each ended with the policy).
     pub tls_handshakes_failed: u64,

@@ -204,7 +204,12 @@ impl<P: Protocol> Shared<P> {
         served: bool,
     ) -> (Bytes, farewell::Policy) {
         super::metrics::goodbye(reason);
-        tracing::debug!(peer = ?stream.peer_addr().ok(), %reason, "goodbye");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            match stream.peer_addr() {
+                Ok(peer) => tracing::debug!(%peer, %reason, "goodbye"),
+                Err(_) => tracing::debug!(peer = "gone", %reason, "goodbye"),
+            }
+        }
         let goodbye = self.protocol.goodbye(reason);
         let goodbye = if unsent.is_empty() {
             goodbye

@@ -184,6 +184,19 @@ impl fmt::Display for TimeWait {
     }
 }
 
+/// A duration as a person reads it: `0`, `1.2ms`, `2.0s` (never `0.0ns`).
+struct Short(Duration);
+
+impl fmt::Display for Short {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_zero() {
+            f.write_str("0")
+        } else {
+            write!(f, "{:.1?}", self.0)
+        }
+    }
+}
+
 /// Why a peer-first teardown that saw the peer's FIN ended the way it did:
 /// passive close (the peer keeps TIME-WAIT) or reset (nobody does). See
 /// [`PeerTimeWait`](crate::PeerTimeWait).
@@ -276,7 +289,7 @@ impl fmt::Display for Delivery {
 /// The report of one teardown.
 ///
 /// `Display` gives one line, e.g.
-/// `peer-first 127.0.0.1:7878 -> 127.0.0.1:50312: peer-closed, TIME-WAIT at peer, goodbye confirmed, delivered 9 B, drained 0 B, unacked 0 B, deliver 1.2ms + grace 0.0ns = 1.2ms`
+/// `peer-first 127.0.0.1:7878 -> 127.0.0.1:50312: peer-closed, TIME-WAIT at peer, goodbye confirmed, delivered 9 B, drained 0 B, unacked 0 B, deliver 1.2ms + grace 0 = 1.2ms`
 /// (the peer closed before the teardown looked at its ACKs: all of it counts as delivering).
 ///
 /// # Phases
@@ -330,7 +343,7 @@ pub struct Outcome {
     /// The TIME-WAIT entry this teardown left on our side was destroyed
     /// afterwards (a [`Closer`](crate::Closer) with `reap_time_wait`).
     pub reaped: bool,
-    /// TLS only ([`crate::tls`]): whether the peer's `close_notify` alert came
+    /// TLS only (the `tls` module, feature `rustls`): whether the peer's `close_notify` alert came
     /// before the connection ended (`Some(false)`: the peer closed or was reset
     /// without it, or sent something rustls could not read). `None` for a
     /// plain TCP teardown.
@@ -366,8 +379,10 @@ impl fmt::Display for Outcome {
         }
         write!(
             f,
-            ", deliver {:.1?} + grace {:.1?} = {:.1?}",
-            self.deliver, self.grace, self.elapsed
+            ", deliver {} + grace {} = {}",
+            Short(self.deliver),
+            Short(self.grace),
+            Short(self.elapsed)
         )?;
         if let Some(choice) = self.peer_fin {
             write!(f, ", {choice}")?;
