@@ -15,8 +15,7 @@ use crate::upgrade::{self, Direction};
 ///
 /// hyper ends a connection by calling `poll_shutdown` (HTTP/1.1 after a
 /// `Connection: close` response, h2 after GOAWAY) and then dropping its IO.
-/// Both would send the first FIN and leave TIME-WAIT on the server (DESIGN.md
-/// F1). Here `poll_shutdown` only flushes, and `Drop` gives the socket to the
+/// Both would send the first FIN and leave TIME-WAIT on the server (farewell::facts [F1](farewell::facts#f1)). Here `poll_shutdown` only flushes, and `Drop` gives the socket to the
 /// connection's teardown ([`ConnState::release`]), which runs the server's
 /// policy on it: for peer-first, no FIN from us, ever. Over TLS, tokio-rustls's
 /// own `poll_shutdown` would send `close_notify` *and* the FIN; the teardown

@@ -4,7 +4,7 @@
 //! hyper ends a connection by calling `shutdown()` on it and dropping it: the
 //! server sends the first FIN, so every connection the server ends (a
 //! `Connection: close` response, a keep-alive limit, an idle timeout, a
-//! restart) leaves a 60 s TIME-WAIT entry on the server (DESIGN.md F1). Under
+//! restart) leaves a 60 s TIME-WAIT entry on the server (farewell::facts [F1](farewell::facts#f1)). Under
 //! `Connection: close` churn that is thousands of entries a second.
 //!
 //! [`Server`] serves hyper connections through hyper-util's `auto::Builder`,

@@ -20,7 +20,7 @@ async fn curl_close_three(url: &str) -> Vec<u8> {
 
 /// As [`curl_close_three`], but curl ignores `Content-Length` and reads each
 /// body until the server closes: the server's FIN is first for certain, so
-/// with plain the server keeps every TIME-WAIT entry (DESIGN.md F1). Without
+/// with plain the server keeps every TIME-WAIT entry (farewell::facts F1). Without
 /// it curl's FIN wins the race now and then (measured: one connection of three
 /// in half of ten `cargo test -p farewell-http` runs), and under load it could
 /// win all three.

@@ -90,7 +90,7 @@ async fn peer_first_h2_idle_timeout_sends_goaway_and_the_client_closes_first() {
     let report = server.shutdown().await;
     assert_eq!(report.requests, 3);
     // The client ended first either way: with a FIN, or with a reset when h2's
-    // second GOAWAY (or PING) was still unread as it closed (DESIGN.md F4).
+    // second GOAWAY (or PING) was still unread as it closed (farewell::facts F4).
     let client_first = count(&outcomes, Ending::PeerClosed) + count(&outcomes, Ending::PeerReset);
     assert_eq!(client_first, 1, "{report}");
     assert_no_server_time_wait_nor_leftovers(port).await;

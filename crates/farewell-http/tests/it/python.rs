@@ -95,7 +95,7 @@ async fn plain_policy_leaves_server_time_wait_when_the_client_waits_for_its_fin(
     }
     // The contrast that lets the peer-first tests fail. The client closes
     // only after reading the server's FIN, so the server's FIN is first for
-    // certain and the entry is the server's (DESIGN.md F1). A client that
+    // certain and the entry is the server's (farewell::facts F1). A client that
     // closes as soon as it has the body races the server's FIN and wins
     // now and then (then it keeps the entry and the server's port shows 0
     // sockets), which is what made this test flaky.

@@ -384,7 +384,7 @@ async fn tls_python_client_without_close_notify_is_reported_so() {
 /// A client that reads nothing until well after the server's grace: the
 /// server resets once the response and close_notify are ACKed, and the
 /// client still reads both whole from its kernel (Linux keeps what was
-/// received before an RST readable, DESIGN.md F6).
+/// received before an RST readable, farewell::facts F6).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_python_late_reader_gets_body_and_close_notify_before_the_reset() {
     let test = "tls_python_late_reader_gets_body_and_close_notify_before_the_reset";

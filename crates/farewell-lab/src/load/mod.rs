@@ -1,8 +1,8 @@
 //! Client populations for any FLP/1 server: a mix of behaviours, bounded in
 //! count, rate, concurrency and time, and a report of what the clients saw.
 //!
-//! FLP/1 is the line protocol of `farewell serve` (DESIGN.md, "The line
-//! protocol"): the client says `HELLO <id>`, the server answers
+//! FLP/1 is the line protocol of `farewell serve` (specified in
+//! [`farewell_server::flp`]): the client says `HELLO <id>`, the server answers
 //! `WELCOME <id>`, echoes every line, and ends with `BYE <reason>`. This
 //! module drives any server that speaks it; it only ever connects to
 //! loopback ([`resolve_loopback`], [`LoadConfig::validate`]).

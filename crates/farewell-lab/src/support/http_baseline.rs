@@ -4,7 +4,7 @@
 //! Each connection is served by hyper-util's `auto::Builder` on a plain
 //! `TcpStream`; when hyper ends a connection it calls `shutdown()` (our FIN goes
 //! first) and drops the socket, so every connection the server ends leaves a
-//! TIME-WAIT entry on the server (DESIGN.md F1). [`serve_tls`] does the same
+//! TIME-WAIT entry on the server (farewell::facts [F1](farewell::facts#f1)). [`serve_tls`] does the same
 //! over tokio-rustls, whose `shutdown()` sends close_notify and then the FIN.
 
 use std::error::Error as StdError;

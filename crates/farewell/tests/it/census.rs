@@ -74,7 +74,7 @@ fn pair(ip: IpAddr) -> Option<Pair> {
 }
 
 /// Closes one connection to `listener` so that the *server* side holds
-/// TIME-WAIT (the server sends the first FIN: DESIGN.md F1, F2). Returns
+/// TIME-WAIT (the server sends the first FIN: farewell::facts F1, F2). Returns
 /// (server local, client local): the TIME-WAIT entry's 4-tuple.
 fn server_time_wait(listener: &TcpListener) -> (SocketAddr, SocketAddr) {
     let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
