@@ -190,7 +190,9 @@ pub async fn serve<P: Protocol>(
         }
     }
     let summary = shared.summary(drain_started.elapsed());
-    tracing::info!(%summary, "stopped");
+    // Debug, not info: `serve` returns the summary, and its caller prints it
+    // (the CLI does, once); at info it showed twice.
+    tracing::debug!(%summary, "stopped");
     summary
 }
 
