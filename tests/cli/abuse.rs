@@ -308,3 +308,40 @@ fn serve_http_sigterm_ends_every_laggard_at_the_drain_timeout() {
     assert!(rest.contains("reset-at-deadline"), "{rest}");
     drop(clients);
 }
+
+/// An h2 client that sends its preface and SETTINGS and then no request is
+/// ended at the header read timeout, with a GOAWAY first (RFC 9113 §6.8),
+/// not a bare reset (issue 23).
+#[test]
+fn serve_http_h2_preface_without_a_request_gets_goaway_at_the_header_timeout() {
+    let (server, addr, stderr) = serve_http(&["--header-read-timeout", "1s"]);
+    let mut h2 = TcpStream::connect(&addr).unwrap();
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, &[]));
+    h2.write_all(&hello).unwrap();
+    h2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Read frames (bounded) until the connection ends; note their types.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        match h2.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let mut kinds = Vec::new();
+    let mut at = 0;
+    while at + 9 <= got.len() {
+        let len = u32::from_be_bytes([0, got[at], got[at + 1], got[at + 2]]) as usize;
+        kinds.push(got[at + 3]);
+        at += 9 + len;
+    }
+    const GOAWAY: u8 = 7;
+    assert!(
+        kinds.contains(&GOAWAY),
+        "frames before the end: {kinds:?} (4 SETTINGS, 6 PING, 7 GOAWAY)"
+    );
+    let rest = terminate(server, stderr);
+    assert_eq!(server_time_wait(port(&addr)), 0, "{rest}");
+}

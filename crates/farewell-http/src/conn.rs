@@ -357,6 +357,10 @@ pub(crate) struct ConnState {
     written_at_eof: AtomicU64,
     /// Bytes were read since the last look at whether the client's FIN is in.
     fin_unchecked: AtomicBool,
+    /// Nothing was read yet (the next read is the connection's first).
+    first_read: AtomicBool,
+    /// The connection's first bytes were the h2 preface.
+    h2_preface: AtomicBool,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) requests: AtomicU64,
     /// Told when the request that reaches `max_requests` arrives.
@@ -415,6 +419,8 @@ impl ConnState {
             written_at_quiet_close: AtomicU64::new(NOT_CLOSING),
             written_at_eof: AtomicU64::new(NO_EOF),
             fin_unchecked: AtomicBool::new(false),
+            first_read: AtomicBool::new(true),
+            h2_preface: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             limit_reached: Notify::new(),
@@ -596,6 +602,23 @@ impl ConnState {
     /// The client's FIN was seen already.
     pub(crate) fn peer_fin_known(&self) -> bool {
         self.written_at_eof.load(Ordering::Relaxed) != NO_EOF
+    }
+
+    /// The connection's first read brought `bytes`: notes whether they begin
+    /// the h2 preface (RFC 9113 §3.4), before any request says so.
+    pub(crate) fn first_bytes(&self, bytes: &[u8]) {
+        if self.first_read.load(Ordering::Relaxed) && !bytes.is_empty() {
+            self.first_read.store(false, Ordering::Relaxed);
+            const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+            let n = bytes.len().min(PREFACE.len());
+            self.h2_preface
+                .store(bytes[..n] == PREFACE[..n], Ordering::Relaxed);
+        }
+    }
+
+    /// The client spoke h2 (its first bytes were the preface).
+    pub(crate) fn h2_preface(&self) -> bool {
+        self.h2_preface.load(Ordering::Relaxed)
     }
 
     /// A read brought bytes: the next write starts a response, and is worth

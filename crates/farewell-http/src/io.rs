@@ -109,6 +109,7 @@ impl<S: Handover> AsyncRead for TeardownIo<S> {
                 if room && n == 0 {
                     self.conn.peer_fin_seen();
                 } else if n > 0 {
+                    self.conn.first_bytes(&buf.filled()[before..]);
                     self.conn.responding();
                 }
                 self.conn.read_done(n)

@@ -1113,6 +1113,16 @@ pub(crate) async fn serve_connection<S, B>(
                         let acked_at = acks.sample(state.acked(), now_ms);
                         match decide::watchdog(&state.watch(now_ms, acked_at), &limits) {
                             None => watch_at = tick.map(|tick| now + tick),
+                            Some(decide::Cut::Read) if state.h2_preface() && !closing => {
+                                // An h2 client that sent its preface and no
+                                // request: say GOAWAY first (RFC 9113 §6.8), then
+                                // the closing bound ends it if it lingers.
+                                state.cause.replace(Cause::ReadTimeout);
+                                state.closing_quietly();
+                                conn.as_mut().graceful_shutdown();
+                                closing = true;
+                                watch_at = tick.map(|tick| now + tick);
+                            }
                             Some(decide::Cut::Read) => {
                                 // Nothing is owed: reset once what was written is ACKed.
                                 state.cause.replace(Cause::ReadTimeout);
