@@ -152,9 +152,13 @@ impl LabReport {
     /// then the verdicts, one per line.
     pub fn table(&self) -> String {
         let mut out = String::new();
+        // What the reader must know before the figures: a warning (loopback
+        // hides loss), then the one-line result.
         for w in &self.warnings {
             let _ = writeln!(out, "WARNING: {w}\n");
         }
+        out.push_str(&headline(&self.cells));
+        out.push('\n');
         out.push_str(&self.paths_header());
         for path in &self.paths {
             let cells: Vec<&CellReport> =
@@ -166,6 +170,7 @@ impl LabReport {
             );
             out.push_str(&cell_table(&cells));
         }
+        out.push_str(LEGEND);
         out.push('\n');
         for v in &self.verdicts {
             out.push_str(v);
@@ -230,6 +235,79 @@ pub(crate) fn heavy_row(c: &ClientReport) -> Vec<String> {
         c.bytes_lost.to_string(),
         endings.join(", "),
     ]
+}
+
+/// What the cell table's columns mean, printed under it.
+pub const LEGEND: &str = "\
+legend: goodbye B = the last message's size; conns = connections in the cell; server TW /
+  client TW = TIME-WAIT entries on each side after the cell, by the kernel's census;
+  delivered = connections whose peer read the whole goodbye (what the peer application
+  got); acked = connections whose teardown saw the goodbye ACKed by the peer's kernel
+  before it closed (plain closes without waiting, so 0% there while delivered is 100%);
+  lost B = goodbye bytes that did not arrive intact; release med / p99 = time from the
+  goodbye to the server's socket gone; leftover = server sockets still open after the
+  cell; paths = the teardown endings taken.
+";
+
+/// One line first: which policies left server TIME-WAIT, or lost bytes of
+/// a peer that reads, and on which paths; the tables below give the details.
+pub fn headline(cells: &[CellReport]) -> String {
+    // policy -> the paths where it left server TIME-WAIT / lost bytes.
+    let mut tw: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut lost: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut clean: Vec<&str> = Vec::new();
+    let mut policies: Vec<&str> = Vec::new();
+    for c in cells.iter().filter(|c| c.skipped.is_none()) {
+        if !policies.contains(&c.policy.as_str()) {
+            policies.push(&c.policy);
+        }
+    }
+    for &p in &policies {
+        let mine = cells
+            .iter()
+            .filter(|c| c.policy == p && c.skipped.is_none());
+        let (mut tw_paths, mut lost_paths): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+        for c in mine {
+            if c.server_time_wait > 0 && !tw_paths.contains(&c.path.as_str()) {
+                tw_paths.push(&c.path);
+            }
+            // Loss counts for peers that read (as in the verdicts): a peer
+            // that never reads or vanished cannot get the goodbye at all.
+            if behaviour_reads(&c.behaviour)
+                && c.bytes_lost > 0
+                && !lost_paths.contains(&c.path.as_str())
+            {
+                lost_paths.push(&c.path);
+            }
+        }
+        if tw_paths.is_empty() && lost_paths.is_empty() {
+            clean.push(p);
+        }
+        if !tw_paths.is_empty() {
+            tw.push((p, tw_paths));
+        }
+        if !lost_paths.is_empty() {
+            lost.push((p, lost_paths));
+        }
+    }
+    let list = |items: &[(&str, Vec<&str>)]| {
+        items
+            .iter()
+            .map(|(p, paths)| format!("{p} ({})", paths.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !tw.is_empty() {
+        parts.push(format!("server TIME-WAIT: {}", list(&tw)));
+    }
+    if !lost.is_empty() {
+        parts.push(format!("bytes lost: {}", list(&lost)));
+    }
+    if !clean.is_empty() {
+        parts.push(format!("neither: {}", clean.join(", ")));
+    }
+    format!("headline: {}\n", parts.join("; "))
 }
 
 /// What a run on loopback alone cannot show, said loudly.
@@ -491,6 +569,19 @@ mod tests {
         let paths = vec![path("loopback"), path("slow")];
         let report = LabReport::new(kernel(true), paths, cells, Vec::new());
         assert!(report.warnings.is_empty());
+    }
+
+    #[test]
+    fn headline_names_the_policies_that_left_time_wait_or_lost_bytes_by_path() {
+        let mut plain = ran("slow", "plain", Behaviour::Cooperative, 0);
+        plain.server_time_wait = 3;
+        let abort = ran("slow", "abort", Behaviour::SlowReader, 1000);
+        let first = ran("slow", "peer-first", Behaviour::Cooperative, 0);
+        let line = headline(&[plain, abort, first]);
+        assert_eq!(
+            line,
+            "headline: server TIME-WAIT: plain (slow); bytes lost: abort (slow); neither: peer-first\n"
+        );
     }
 
     #[test]
