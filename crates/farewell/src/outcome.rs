@@ -289,7 +289,7 @@ impl fmt::Display for Delivery {
 /// The report of one teardown.
 ///
 /// `Display` gives one line, e.g.
-/// `peer-first 127.0.0.1:7878 -> 127.0.0.1:50312: peer-closed, TIME-WAIT at peer, goodbye confirmed, delivered 9 B, drained 0 B, unacked 0 B, deliver 1.2ms + grace 0 = 1.2ms`
+/// `peer-first 127.0.0.1:7878 -> 127.0.0.1:50312: peer-closed, TIME-WAIT at peer, goodbye confirmed, ACKed by the peer's kernel 9 B, drained 0 B, unacked 0 B, deliver 1.2ms + grace 0 = 1.2ms`
 /// (the peer closed before the teardown looked at its ACKs: all of it counts as delivering).
 ///
 /// # Phases
@@ -370,7 +370,7 @@ impl fmt::Display for Outcome {
         }
         write!(
             f,
-            ": {}, TIME-WAIT at {}, goodbye {}, delivered {} B, drained {} B, unacked ",
+            ": {}, TIME-WAIT at {}, goodbye {}, ACKed by the peer's kernel {} B, drained {} B, unacked ",
             self.ending, self.time_wait, self.goodbye, self.bytes_delivered, self.bytes_drained
         )?;
         match self.unacked_at_close {
