@@ -26,6 +26,11 @@ export interface CloseOptions {
   flushTimeout?: number;
 }
 
+export interface AttachOptions extends CloseOptions {
+  /** attach(): the grace (ms) before our FIN for an HTTP/1.0 client without keep-alive, which reads until end of file (default 5). */
+  eofGrace?: number;
+}
+
 /** How a teardown ended: the fields of farewell's Rust `Outcome`. */
 export interface Outcome {
   policy: PolicyName;
@@ -90,7 +95,7 @@ export function close(
  * farewell. The server emits `'farewell'` with each `(outcome, socket)`.
  * TLS servers are refused (`EFAREWELL_TLS`) for now.
  */
-export function attach<S extends NetServer>(server: S, options?: CloseOptions): S;
+export function attach<S extends NetServer>(server: S, options?: AttachOptions): S;
 
 /** The counts of this process's teardowns. */
 export function stats(): Stats;

@@ -168,7 +168,7 @@ function wrapSocket(server, socket, options) {
     const chosen = idle
       ? { ...options, policy: 'peer-first', grace: 0 }
       : socket[kEofOwed]
-        ? { ...options, grace: 5, graceEnd: 'fin' }
+        ? { ...options, grace: options.eofGrace ?? 5, graceEnd: 'fin' }
         : options;
     close(socket, null, chosen).then(
       (outcome) => {

@@ -94,7 +94,7 @@ test('plain http server (no attach): the same clients leave server TIME-WAIT (th
   assert.equal(result.failed, 0);
   await new Promise((resolve) => setTimeout(resolve, 200));
   const timeWait = await serverTimeWait(port);
-  t.diagnostic(`plain http.Server: server TIME-WAIT ${timeWait}`);
+  t.diagnostic(`plain http.Server, ab -n 500 -c 4:\n${result.summary}\nserver TIME-WAIT: ${timeWait}`);
   assert.ok(timeWait > 0, 'a plain server keeps TIME-WAIT');
 });
 
@@ -105,4 +105,29 @@ test('farewell.stats counts by ending', () => {
     Object.values(stats.byEnding).reduce((a, b) => a + b, 0),
     stats.finished
   );
+});
+
+test('attached net server: socket.end(data) delivers the data, the client closes first, no server TIME-WAIT', async (t) => {
+  const server = net.createServer((socket) => socket.end('hello from net\n'));
+  farewell.attach(server);
+  const outcomes = [];
+  server.on('farewell', (outcome) => outcomes.push(outcome));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  const port = server.address().port;
+  const received = await new Promise((resolve, reject) => {
+    const client = net.connect(port, '127.0.0.1');
+    client.setEncoding('utf8');
+    client.on('data', (text) => {
+      client.end(); // a client that closes once it has its line
+      resolve(text);
+    });
+    client.on('error', reject);
+  });
+  assert.equal(received, 'hello from net\n');
+  await settled();
+  assert.equal(outcomes.length, 1);
+  assert.equal(outcomes[0].ending, 'peer-closed');
+  assert.equal(outcomes[0].timeWait, 'peer');
+  assert.equal(await serverTimeWait(port), 0);
 });
