@@ -176,12 +176,10 @@ function wrapSocket(server, socket, options) {
         if (callback) callback();
       },
       (error) => {
-        // Not ours to end (reset by the peer, closed meanwhile, …): Node's way.
+        // Not ours to end (a Unix socket, reset by the peer, closed
+        // meanwhile, …): Node's own way, which keeps its pending writes.
         socket[kState] = 'handed';
-        if (!socket.destroyed) {
-          if (idle || error.code !== 'EFAREWELL_NOT_CONNECTED') destroy.call(socket);
-          else end.call(socket);
-        }
+        if (!socket.destroyed) (idle ? destroy : end).call(socket);
         if (callback) callback();
       }
     );

@@ -131,3 +131,26 @@ test('attached net server: socket.end(data) delivers the data, the client closes
   assert.equal(outcomes[0].timeWait, 'peer');
   assert.equal(await serverTimeWait(port), 0);
 });
+
+test('attached http server: the keep-alive timeout resets an idle connection once ACKed, no TIME-WAIT', async (t) => {
+  const { server, port } = await startServer({ attached: true });
+  t.after(() => stop(server));
+  server.keepAliveTimeout = 100;
+  const outcomes = [];
+  server.on('farewell', (outcome) => outcomes.push(outcome));
+  // A raw HTTP/1.1 client that keeps its connection open and idle (Node's
+  // agent would close it itself, on the server's Keep-Alive hint).
+  const client = net.connect(port, '127.0.0.1', () => client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+  t.after(() => client.destroy());
+  let received = '';
+  client.setEncoding('utf8');
+  client.on('data', (text) => (received += text));
+  const reset = new Promise((resolve) => client.on('error', resolve));
+  const error = await Promise.race([reset, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  assert.equal(error && error.code, 'ECONNRESET', 'the idle client is reset');
+  assert.ok(received.endsWith(`\r\n\r\n${BODY}`), 'the whole response first');
+  await settled();
+  assert.equal(outcomes.length, 1, 'the timeout ended the connection through farewell');
+  assert.equal(outcomes[0].ending, 'reset-after-grace');
+  assert.equal(await serverTimeWait(port), 0);
+});
