@@ -1,0 +1,129 @@
+//! The process's tokio runtime and closers, and the sockets they own.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+use farewell::{Closer, Ending, Outcome, Policy, DEFAULT_HEAVY_CLIENT_THRESHOLD};
+use tokio::runtime::Runtime;
+
+use crate::error::Refusal;
+use crate::sys::{self, SocketId};
+use crate::Stats;
+
+/// One runtime per process, one worker thread: a teardown is a few
+/// non-blocking calls and timers, and Node keeps its own threads.
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// One closer per heavy-client threshold asked for, sharing one table of
+/// client endings (the first one's).
+static CLOSERS: Mutex<Vec<(u32, Closer)>> = Mutex::new(Vec::new());
+
+/// The sockets whose teardown is under way: a second hand-over of one is
+/// refused (`EFAREWELL_ALREADY`).
+static OWNED: LazyLock<Mutex<HashSet<SocketId>>> = LazyLock::new(Mutex::default);
+
+static STARTED: AtomicU64 = AtomicU64::new(0);
+static BY_ENDING: [AtomicU64; Ending::ALL.len()] = [const { AtomicU64::new(0) }; Ending::ALL.len()];
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; if something did, the data is still sound.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn runtime() -> Result<&'static Runtime, Refusal> {
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .thread_name("farewell-node")
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(Refusal::Os)?;
+    Ok(RUNTIME.get_or_init(|| runtime))
+}
+
+fn count(outcome: Outcome) {
+    if let Some(i) = Ending::ALL.iter().position(|&e| e == outcome.ending) {
+        BY_ENDING[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn closer(runtime: &Runtime, threshold: u32) -> Closer {
+    let mut closers = lock(&CLOSERS);
+    if let Some((_, closer)) = closers.iter().find(|(t, _)| *t == threshold) {
+        return closer.clone();
+    }
+    let mut builder = Closer::builder(Policy::default())
+        .runtime(runtime.handle().clone())
+        .heavy_client_threshold(threshold)
+        .on_outcome(count);
+    if let Some((_, first)) = closers.first() {
+        builder = builder.share_client_counts(first);
+    }
+    let closer = builder.build();
+    closers.push((threshold, closer.clone()));
+    closer
+}
+
+/// True while `id`'s teardown is under way.
+pub(crate) fn is_owned(id: SocketId) -> bool {
+    lock(&OWNED).contains(&id)
+}
+
+/// Checks `fd`, duplicates it and starts the duplicate's teardown; `done`
+/// gets the outcome, on the runtime's thread.
+pub(crate) fn hand_over(
+    fd: i32,
+    goodbye: Bytes,
+    policy: Policy,
+    threshold: Option<u32>,
+    done: impl FnOnce(Outcome) + Send + 'static,
+) -> Result<(), Refusal> {
+    let runtime = runtime()?;
+    let id = sys::connected_tcp(fd)?;
+    let mut owned = lock(&OWNED);
+    if owned.contains(&id) {
+        return Err(Refusal::Already);
+    }
+    let stream = std::net::TcpStream::from(sys::duplicate(fd)?);
+    stream.set_nonblocking(true).map_err(Refusal::Os)?;
+    let _entered = runtime.enter();
+    let stream = tokio::net::TcpStream::from_std(stream).map_err(Refusal::Os)?;
+    owned.insert(id);
+    drop(owned);
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    let closer = closer(runtime, threshold.unwrap_or(DEFAULT_HEAVY_CLIENT_THRESHOLD));
+    let closing = closer.close_here_reporting(stream, goodbye, policy);
+    runtime.spawn(async move {
+        let outcome = closing.await;
+        lock(&OWNED).remove(&id);
+        done(outcome);
+    });
+    Ok(())
+}
+
+pub(crate) fn stats() -> Stats {
+    let mut by_ending = HashMap::new();
+    let mut finished = 0;
+    for (ending, n) in Ending::ALL.iter().zip(&BY_ENDING) {
+        let n = n.load(Ordering::Relaxed);
+        finished += n;
+        if n > 0 {
+            by_ending.insert(ending.name().to_owned(), n as f64);
+        }
+    }
+    let started = STARTED.load(Ordering::Relaxed);
+    Stats {
+        started: started as f64,
+        in_flight: started.saturating_sub(finished) as f64,
+        finished: finished as f64,
+        by_ending,
+    }
+}

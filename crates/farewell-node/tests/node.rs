@@ -1,0 +1,111 @@
+//! The addon's tests, run by `cargo test`: `node --test` on `js/test/*.test.mjs`,
+//! with `FAREWELL_NODE_ADDON` pointing at the `libfarewell_node.so` cargo
+//! built for this run. The JavaScript tests drive a Node `http.Server` with
+//! clients we did not write (`curl`, `ab`) and count server TIME-WAIT in the
+//! kernel's table (`ss`).
+//!
+//! Needs `node`, `curl`, `ab` and `ss`; skips with the reason when one is
+//! missing (and fails under `FAREWELL_REQUIRE_TOOLS`, as `scripts/test` sets it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use farewell_lab::support::tools;
+
+/// This crate's directory.
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where cargo put `libfarewell_node.so` for this run: beside this test
+/// binary (`target/<profile>/deps`) or one folder up. Cargo builds a
+/// cdylib-only library for its package's integration tests, so it is there.
+fn addon() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let deps = exe.parent().expect("the test binary's directory");
+    [deps, deps.parent().unwrap_or(deps)]
+        .iter()
+        .map(|dir| dir.join("libfarewell_node.so"))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "libfarewell_node.so not found beside {}: build it with `cargo build -p farewell-node`",
+                exe.display()
+            )
+        })
+}
+
+/// The JavaScript test files, sorted.
+fn js_tests() -> Vec<PathBuf> {
+    let dir = crate_dir().join("js/test");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("js/test")
+        .map(|entry| entry.expect("a js/test entry").path())
+        .filter(|path| path.to_string_lossy().ends_with(".test.mjs"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn node_test(files: &[PathBuf]) {
+    let output = Command::new("node")
+        .arg("--test")
+        .arg("--test-reporter=spec")
+        .args(files)
+        .env("FAREWELL_NODE_ADDON", addon())
+        .current_dir(crate_dir())
+        .output()
+        .expect("run node --test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "node --test failed: {}",
+        output.status
+    );
+}
+
+fn only(name: &str) -> Vec<PathBuf> {
+    let files: Vec<PathBuf> = js_tests()
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|f| Path::new(f) == Path::new(name))
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "js/test/{name}");
+    files
+}
+
+#[test]
+fn node_attached_http_server_whole_responses_eof_and_no_server_time_wait() {
+    if !tools::require(
+        "node_attached_http_server_whole_responses_eof_and_no_server_time_wait",
+        &["node", "curl", "ab", "ss"],
+    ) {
+        return;
+    }
+    node_test(&only("attach.test.mjs"));
+}
+
+#[test]
+fn node_close_bad_input_is_rejected_with_codes_never_a_crash() {
+    if !tools::require(
+        "node_close_bad_input_is_rejected_with_codes_never_a_crash",
+        &["node"],
+    ) {
+        return;
+    }
+    node_test(&only("bad_input.test.mjs"));
+}
+
+#[test]
+fn every_js_test_file_is_run_by_a_cargo_test() {
+    let names: Vec<String> = js_tests()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["attach.test.mjs", "bad_input.test.mjs"]);
+}
