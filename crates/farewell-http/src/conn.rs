@@ -745,7 +745,10 @@ impl ConnState {
             decide::Teardown::OwedFin => {
                 let client_may_close = !self.body_close_delimited.load(Ordering::Relaxed)
                     && upgraded != upgrade::Ending::Closed;
-                stream.end_with_our_fin(shared, shared.policy, cause, requests, client_may_close)
+                // A client that half-closed (`nc -N`) still reads: its FIN is
+                // no goodbye, whatever its weight.
+                let policy = self.unless_half_closed(shared.policy);
+                stream.end_with_our_fin(shared, policy, cause, requests, client_may_close)
             }
         }
     }

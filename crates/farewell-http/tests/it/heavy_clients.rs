@@ -156,3 +156,36 @@ print("eof", data.count(b"HTTP/1.1 200"))
     // passive close for this connection.
     assert_eq!(outcomes[0].peer_fin, Some(PeerFinChoice::Kept));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nc_half_closing_http10_reader_gets_the_whole_response() {
+    if !farewell_lab::support::tools::require(
+        "nc_half_closing_http10_reader_gets_the_whole_response",
+        &["nc"],
+    ) {
+        return;
+    }
+    // The default (a light client): a FIN that may come before or after our
+    // response is answered passively. (A heavy client that half-closes and
+    // whose FIN comes after the response reached its kernel is reset: F13;
+    // nc then drops the socket without reading.)
+    let server = start(server(peer_first())).await;
+    let port = server.addr.port();
+    // `nc -N` sends the request, then its FIN, then prints until the end of
+    // stream: an HTTP/1.0 reader that half-closed first.
+    for i in 0..20 {
+        let (out, _) = run_with_stdin(
+            "nc",
+            &["-N", "-w", "10", "127.0.0.1", &port.to_string()],
+            b"GET / HTTP/1.0\r\n\r\n",
+        )
+        .await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.starts_with("HTTP/1.0 200") && out.ends_with(HELLO),
+            "run {i}: {out:?}"
+        );
+    }
+    server.shutdown().await;
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
