@@ -13,12 +13,15 @@
 //!    written, for as long as it keeps taking bytes (a slow reader is never
 //!    cut; a peer that stops taking bytes is given up after a stall timeout);
 //! 2. **grace:** then wait (bounded) for the peer's FIN and close: the *peer*
-//!    keeps TIME-WAIT;
+//!    keeps TIME-WAIT; or, for a heavy client (a proxy, a load generator, a
+//!    NAT: more than [`DEFAULT_HEAVY_CLIENT_THRESHOLD`] endings from its
+//!    address in the last minute), reset: nobody keeps it
+//!    ([`PeerTimeWait`], [F13](facts#f13));
 //! 3. **reset** only if the grace passes: nobody keeps TIME-WAIT, and the
 //!    goodbye was delivered.
 //!
-//! Throughout, input is read and discarded (bounded), and the peer's FIN, in
-//! either phase, ends in the passive close. Every teardown reports an
+//! Throughout, input is read and discarded (bounded), and a peer's FIN that
+//! comes before everything was ACKed (a half-close) ends in the passive close. Every teardown reports an
 //! [`Outcome`]: the [`Ending`] it took (which phase ended it), who keeps
 //! TIME-WAIT ([`TimeWait`]), whether the goodbye was confirmed delivered
 //! ([`Delivery`]), bytes delivered, drained and still unacknowledged at
