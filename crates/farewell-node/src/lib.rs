@@ -9,7 +9,7 @@
 //! teardown (peer-first by default) decides what goes on the wire, so the
 //! server keeps no TIME-WAIT.
 //!
-//! Every `libc` call is in `sys`.
+//! It calls no `libc` itself: the check of a descriptor is the core's (`farewell::sys::connected_tcp`).
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use std::time::Duration;
 
-use super::TcpInfo;
+use super::{NotConnectedTcp, SocketId, TcpInfo};
 use crate::TcpState;
 
 /// `SIOCOUTQNSD` from `linux/sockios.h` (not in the libc crate).
@@ -132,4 +132,65 @@ pub(super) fn enter_repair_mode(fd: BorrowedFd<'_>) -> io::Result<()> {
         size_of::<libc::c_int>() as libc::socklen_t,
     ))?;
     Ok(())
+}
+
+pub(super) fn connected_tcp(fd: std::os::fd::RawFd) -> Result<SocketId, NotConnectedTcp> {
+    if fd < 0 {
+        return Err(NotConnectedTcp::BadDescriptor);
+    }
+    let mut stat = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `stat` is a valid out-pointer of the right type; fstat only
+    // reads the descriptor table (an unopened `fd` gives EBADF).
+    if let Err(error) = syscall!(fstat(fd, stat.as_mut_ptr())) {
+        return Err(match error.raw_os_error() {
+            Some(libc::EBADF) => NotConnectedTcp::BadDescriptor,
+            _ => NotConnectedTcp::Os(error),
+        });
+    }
+    // SAFETY: fstat succeeded, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(NotConnectedTcp::NotSocket);
+    }
+    let domain = int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    let kind = int_option(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
+    let protocol = int_option(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
+    if !matches!(domain, libc::AF_INET | libc::AF_INET6)
+        || kind != libc::SOCK_STREAM
+        || protocol != libc::IPPROTO_TCP
+    {
+        return Err(NotConnectedTcp::NotTcp);
+    }
+    if int_option(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0 {
+        return Err(NotConnectedTcp::Listening);
+    }
+    let mut peer = MaybeUninit::<libc::sockaddr_storage>::uninit();
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `peer` has room for `len` bytes, and `len` is a valid in/out pointer.
+    if let Err(error) = syscall!(getpeername(fd, peer.as_mut_ptr().cast(), &mut len)) {
+        return Err(match error.raw_os_error() {
+            Some(libc::ENOTCONN) => NotConnectedTcp::NotConnected,
+            _ => NotConnectedTcp::Os(error),
+        });
+    }
+    Ok(SocketId(stat.st_ino))
+}
+
+/// An `int` socket option of `fd`.
+fn int_option(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` has room for `len` bytes; the options asked for are ints.
+    syscall!(getsockopt(
+        fd,
+        level,
+        name,
+        (&mut value as *mut libc::c_int).cast(),
+        &mut len
+    ))?;
+    Ok(value)
 }

@@ -206,6 +206,48 @@ pub fn close_reset_on_fin_ack(stream: std::net::TcpStream) -> io::Result<()> {
     set
 }
 
+/// What identifies the socket behind a descriptor while it is open: its
+/// inode number (sockfs gives every socket a fresh one), so a descriptor
+/// number reused for another socket is told apart. See [`connected_tcp`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub(crate) u64);
+
+/// Why a descriptor is not a connected TCP socket ([`connected_tcp`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotConnectedTcp {
+    /// Not an open descriptor (`EBADF`).
+    #[error("not an open descriptor")]
+    BadDescriptor,
+    /// Open, but not a socket (a file, a pipe).
+    #[error("not a socket")]
+    NotSocket,
+    /// A socket, but not TCP over IPv4 or IPv6 (a Unix socket, UDP).
+    #[error("not a TCP socket")]
+    NotTcp,
+    /// A listening TCP socket.
+    #[error("a listening socket, not a connection")]
+    Listening,
+    /// A TCP socket that is not connected (never was, or is over).
+    #[error("the TCP socket is not connected")]
+    NotConnected,
+    /// A system call failed otherwise.
+    #[error("{0}")]
+    Os(#[from] io::Error),
+}
+
+/// Checks that `fd` is an open, connected TCP socket (IPv4 or IPv6) before
+/// a caller takes it over (libfarewell's `fw_close`, the Node addon), and
+/// says which socket it is. `fstat`, three `getsockopt`s and `getpeername`;
+/// none changes the socket, and an unopened `fd` is only reported.
+///
+/// # Errors
+///
+/// [`NotConnectedTcp`] says what `fd` is instead.
+pub fn connected_tcp(fd: std::os::fd::RawFd) -> Result<SocketId, NotConnectedTcp> {
+    imp::connected_tcp(fd)
+}
+
 /// Sets `TCP_LINGER2` = -1 on `socket` (see [`close_reset_on_fin_ack`]), for
 /// a caller that closes it itself (a runtime's stream, dropped).
 pub(crate) fn set_reset_on_fin_ack(socket: &impl AsFd) -> io::Result<()> {
@@ -268,6 +310,40 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         (server, client)
+    }
+
+    #[test]
+    fn connected_tcp_tells_what_a_descriptor_is() {
+        use std::os::fd::AsRawFd;
+        let (server, client) = pair();
+        let a = connected_tcp(server.as_raw_fd()).unwrap();
+        let b = connected_tcp(client.as_raw_fd()).unwrap();
+        assert_ne!(a, b, "two sockets, two ids");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(matches!(
+            connected_tcp(listener.as_raw_fd()),
+            Err(NotConnectedTcp::Listening)
+        ));
+        let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(matches!(
+            connected_tcp(unix.as_raw_fd()),
+            Err(NotConnectedTcp::NotTcp)
+        ));
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(matches!(
+            connected_tcp(file.as_raw_fd()),
+            Err(NotConnectedTcp::NotSocket)
+        ));
+        assert!(matches!(
+            connected_tcp(-1),
+            Err(NotConnectedTcp::BadDescriptor)
+        ));
+        let unconnected =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        assert!(matches!(
+            connected_tcp(unconnected.as_raw_fd()),
+            Err(NotConnectedTcp::NotConnected)
+        ));
     }
 
     /// Polls (bounded, 3 s) until `done` holds; returns whether it did.

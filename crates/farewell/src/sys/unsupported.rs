@@ -3,7 +3,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use super::TcpInfo;
+use super::{NotConnectedTcp, SocketId, TcpInfo};
 
 fn unsupported<T>() -> io::Result<T> {
     Err(io::Error::new(
@@ -38,4 +38,8 @@ pub(super) fn reset_on_fin_ack(_: BorrowedFd<'_>) -> io::Result<()> {
 
 pub(super) fn enter_repair_mode(_: BorrowedFd<'_>) -> io::Result<()> {
     unsupported()
+}
+
+pub(super) fn connected_tcp(_: std::os::fd::RawFd) -> Result<SocketId, NotConnectedTcp> {
+    Err(NotConnectedTcp::Os(unsupported::<()>().unwrap_err()))
 }
