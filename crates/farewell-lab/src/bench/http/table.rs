@@ -7,6 +7,24 @@ use std::fmt::Write as _;
 use super::{Clients, HttpReport, Mode, Row, Target};
 
 /// `-` for a missing figure, else the figure with `decimals` decimals.
+/// The columns every row starts with: label, mode, clients, req/s, the
+/// ratio to hyper and, with a baseline, to it; `widths` of the first three.
+fn lead(out: &mut String, row: &Row, clients: &str, widths: [usize; 3], baseline: bool) {
+    let [label, mode, who] = widths;
+    let _ = write!(
+        out,
+        "{:<label$} {:<mode$} {:<who$} {:>10.0} {:>9}",
+        row.label,
+        row.mode.name(),
+        clients,
+        row.requests_per_sec,
+        or_dash(row.ratio_to_hyper, 2),
+    );
+    if baseline {
+        let _ = write!(out, " {:>8}", or_dash(row.ratio_to_baseline, 2));
+    }
+}
+
 fn or_dash(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
 }
@@ -134,18 +152,7 @@ impl HttpReport {
                 (_, Mode::CloseSpread) => "lo, spread".to_owned(),
                 (_, _) => "lo, 1 wrk".to_owned(),
             };
-            let _ = write!(
-                out,
-                "{:<width$} {:<13} {:<16} {:>10.0} {:>9}",
-                row.label,
-                row.mode.name(),
-                clients,
-                row.requests_per_sec,
-                or_dash(row.ratio_to_hyper, 2),
-            );
-            if base.is_some() {
-                let _ = write!(out, " {:>8}", or_dash(row.ratio_to_baseline, 2));
-            }
+            lead(out, row, &clients, [width, 13, 16], base.is_some());
             let _ = writeln!(
                 out,
                 " {:>9} {:>9} {:>9} {:>10.0} {:>10.0} {:>7}",
@@ -206,18 +213,7 @@ impl HttpReport {
                 Clients::Proxy(p) => format!("wrk → {p}"),
                 _ => "-".to_owned(),
             };
-            let _ = write!(
-                out,
-                "{:<width$} {:<11} {:<14} {:>10.0} {:>9}",
-                row.label,
-                row.mode.name(),
-                clients,
-                row.requests_per_sec,
-                or_dash(row.ratio_to_hyper, 2),
-            );
-            if base.is_some() {
-                let _ = write!(out, " {:>8}", or_dash(row.ratio_to_baseline, 2));
-            }
+            lead(out, row, &clients, [width, 11, 14], base.is_some());
             let _ = writeln!(
                 out,
                 " {:>9} {:>9} {:>10.0} {:>7} {:>9}",
