@@ -135,6 +135,20 @@ pub async fn settled_server_sockets(port: u16) -> StateCounts {
     }
 }
 
+/// The client side of the server on `port`: its sockets by state, once
+/// transient closing states have passed (bounded wait).
+pub async fn client_sockets(port: u16) -> census::StateCounts {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let counts = census::count_by_state(&Filter::remote_port(port)).expect("census");
+        let transient = counts.total() - counts.get(TcpState::TimeWait);
+        if transient == 0 || Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The census claim every peer-first test makes: nothing left on the server's port.
 pub async fn assert_no_server_time_wait_nor_leftovers(port: u16) {
     let counts = settled_server_sockets(port).await;

@@ -13,23 +13,8 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use farewell::census::{self, Filter};
 use farewell::{Ending, PeerFinChoice, PeerTimeWait, TcpState};
 use farewell_lab::support::http_demo::HELLO;
-
-/// The client side of the server on `port`: its sockets by state, once
-/// transient closing states have passed (bounded wait).
-async fn client_sockets(port: u16) -> census::StateCounts {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let counts = census::count_by_state(&Filter::remote_port(port)).expect("census");
-        let transient = counts.total() - counts.get(TcpState::TimeWait);
-        if transient == 0 || Instant::now() > deadline {
-            return counts;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_turns_heavy_past_the_threshold_and_then_keeps_no_time_wait() {
