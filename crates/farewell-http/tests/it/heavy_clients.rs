@@ -10,7 +10,6 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
 
 use common::*;
 use farewell::{Ending, PeerFinChoice, PeerTimeWait, TcpState};
