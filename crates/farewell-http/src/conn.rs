@@ -181,6 +181,10 @@ pub(crate) struct Shared {
     /// The policy for a connection we close with nothing to say (idle HTTP/1.1 keep-alive,
     /// laggards at shutdown): reset once everything written is ACKed.
     pub(crate) quiet_policy: Policy,
+    /// The policy may answer a client's FIN with a reset (peer-first, unless
+    /// `PeerTimeWait::Keep`): only then must a half-close be told from a
+    /// goodbye, at the cost of a `TCP_INFO` per response.
+    pub(crate) may_reset_after_fin: bool,
 
     pub(crate) idle_timeout: Duration,
     /// How long an upgraded connection may move no byte before it is cut.
@@ -624,7 +628,9 @@ impl ConnState {
     /// A read brought bytes: the next write starts a response, and is worth
     /// asking the kernel first whether the client's FIN came with them.
     pub(crate) fn responding(&self) {
-        self.fin_unchecked.store(true, Ordering::Relaxed);
+        if self.shared.may_reset_after_fin {
+            self.fin_unchecked.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Before a write: true once per response (see [`ConnState::responding`]).

@@ -776,6 +776,10 @@ impl Server {
         let shared = Arc::new(Shared {
             closer: closer.build(),
             policy: self.policy,
+            may_reset_after_fin: matches!(
+                self.policy,
+                Policy::PeerFirst(p) if p.peer_time_wait != PeerTimeWait::Keep
+            ),
             quiet_policy: match self.policy {
                 Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
                     grace: Duration::ZERO,

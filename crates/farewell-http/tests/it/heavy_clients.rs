@@ -10,7 +10,6 @@
 
 use crate::common;
 
-
 use common::*;
 use farewell::{Ending, PeerFinChoice, PeerTimeWait, TcpState};
 use farewell_lab::support::http_demo::HELLO;
