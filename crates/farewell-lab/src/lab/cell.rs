@@ -54,34 +54,14 @@ pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 /// delivery cut live peers there.
 pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
     let policy: Policy = name.parse()?;
-    let (stall, cap) = (
-        bounded(grace.saturating_mul(2)),
-        bounded(grace.saturating_mul(30)),
-    );
-    Ok(match policy {
-        Policy::Plain(mut p) => {
-            p.flush_timeout = cap;
-            p.stall_timeout = stall;
-            Policy::Plain(p)
-        }
-        Policy::Lingering(mut l) => {
-            l.idle_timeout = stall;
-            l.max_time = bounded(grace.saturating_mul(5));
-            Policy::Lingering(l)
-        }
-        Policy::FinThenReset(mut f) => {
-            f.fin_ack_timeout = cap;
-            f.stall_timeout = stall;
-            Policy::FinThenReset(f)
-        }
-        Policy::PeerFirst(mut p) => {
-            p.grace = grace;
-            p.stall_timeout = stall;
-            p.delivery_timeout = cap;
-            Policy::PeerFirst(p)
-        }
-        other => other,
-    })
+    let cap = match policy {
+        Policy::Lingering(_) => bounded(grace.saturating_mul(5)),
+        _ => bounded(grace.saturating_mul(30)),
+    };
+    Ok(policy
+        .with_grace(grace)
+        .with_stall_timeout(bounded(grace.saturating_mul(2)))
+        .with_delivery_timeout(cap))
 }
 
 /// `wait`, at most 8 s: every lab deadline ends well within [`TEARDOWN_BOUND`].
@@ -99,25 +79,10 @@ fn bounded(wait: Duration) -> Duration {
 ///
 /// As [`lab_policy`].
 pub fn lab_policy_on(name: &str, grace: Duration, path: &PathSpec) -> Result<Policy, LabError> {
-    let more = slack(path);
-    Ok(match lab_policy(name, grace)? {
-        Policy::Plain(mut p) => {
-            p.stall_timeout = bounded(p.stall_timeout + more);
-            Policy::Plain(p)
-        }
-        Policy::Lingering(mut l) => {
-            l.idle_timeout = bounded(l.idle_timeout + more);
-            Policy::Lingering(l)
-        }
-        Policy::FinThenReset(mut f) => {
-            f.stall_timeout = bounded(f.stall_timeout + more);
-            Policy::FinThenReset(f)
-        }
-        Policy::PeerFirst(mut p) => {
-            p.stall_timeout = bounded(p.stall_timeout + more);
-            Policy::PeerFirst(p)
-        }
-        other => other,
+    let policy = lab_policy(name, grace)?;
+    Ok(match policy.stall_timeout() {
+        Some(stall) => policy.with_stall_timeout(bounded(stall + slack(path))),
+        None => policy,
     })
 }
 
@@ -631,6 +596,35 @@ mod tests {
         match lab_policy_on("peer-first", grace, &PathKind::Wan.into()).unwrap() {
             Policy::PeerFirst(p) => assert_eq!(p.stall_timeout, Duration::from_millis(760)),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lab_deadlines_are_derived_from_the_grace_for_every_policy() {
+        let g = Duration::from_millis(300);
+        let ms = Duration::from_millis;
+        let expected = [
+            ("plain", None, Some(ms(600)), Some(ms(8000))),
+            ("lingering", None, Some(ms(600)), Some(ms(1500))),
+            ("lingering-reset", None, Some(ms(600)), Some(ms(1500))),
+            ("fin-then-reset", None, Some(ms(600)), Some(ms(8000))),
+            ("abort", None, None, None),
+            ("silent", None, None, None),
+            ("peer-first", Some(g), Some(ms(600)), Some(ms(8000))),
+        ];
+        assert_eq!(expected.len(), Policy::NAMES.len());
+        for (name, grace, stall, cap) in expected {
+            let p = super::lab_policy(name, g).unwrap();
+            assert_eq!(p.name(), name);
+            assert_eq!(
+                (p.grace(), p.stall_timeout(), p.delivery_timeout()),
+                (grace, stall, cap),
+                "{name}"
+            );
+            // On a path, only the stall timeout grows.
+            let on = lab_policy_on(name, g, &PathKind::Wan.into()).unwrap();
+            assert_eq!(on.stall_timeout(), stall.map(|s| s + ms(160)), "{name}");
+            assert_eq!((on.grace(), on.delivery_timeout()), (grace, cap), "{name}");
         }
     }
 
