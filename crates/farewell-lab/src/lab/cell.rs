@@ -26,19 +26,18 @@ use farewell::{Delivery, Outcome, Policy, TcpState};
 pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 
 /// The policy `name` with short lab deadlines derived from `grace` (G), so
-/// the whole matrix runs in seconds. Two kinds of deadline, kept apart as
-/// the policies keep them:
+/// the whole matrix runs in seconds. The three deadlines of
+/// [`farewell::policy`] (see its table), each where the policy has it:
 ///
-/// * how long to wait for a peer that does nothing: peer-first's grace G;
-///   the stall timeout 2G of every policy that watches delivery (plain,
-///   fin-then-reset, peer-first: no byte ACKed for that long and the
-///   teardown gives up), and lingering's idle timeout, which is its stall
-///   timeout too (no byte read and none ACKed);
-/// * the total caps, which cut even a peer still taking bytes: 30G (at
-///   most 8 s, under [`TEARDOWN_BOUND`]) for plain's flush, fin-then-reset's
-///   FIN-ACK wait and peer-first's delivery (only a peer that keeps taking
-///   bytes ever reaches them, so they cost no other cell any time); 5G for
-///   lingering's whole close, which also bounds how long
+/// * `grace`, peer-first's wait for the peer's FIN after delivery: G;
+/// * `stall_timeout`, how long delivery may go without progress (no byte
+///   ACKed; for lingering, none read either) before the teardown gives up:
+///   2G for every policy that waits;
+/// * `delivery_timeout`, the total cap that cuts even a peer still taking
+///   bytes: 30G (at most 8 s, under [`TEARDOWN_BOUND`]) for plain,
+///   fin-then-reset and peer-first (only a peer that keeps taking bytes
+///   ever reaches it, so it costs no other cell any time); 5G for
+///   lingering, whose cap covers its whole close and so also bounds how long
 ///   it reads a flooding peer: it must end while the peer still floods (the
 ///   lab's flood stops after 4 GiB, under 3 s on a fast loopback), or the
 ///   cell would show a peer that stopped, not one that floods.
@@ -69,8 +68,8 @@ fn bounded(wait: Duration) -> Duration {
     wait.min(TEARDOWN_BOUND - Duration::from_secs(2))
 }
 
-/// [`lab_policy`] for a run on `path`: every stall timeout (lingering's idle
-/// timeout too) gets the path's [`slack`] on top, so that a retransmission
+/// [`lab_policy`] for a run on `path`: the stall timeout gets the path's
+/// [`slack`] on top, so that a retransmission
 /// timeout after a loss on a path with a deep queue or a long round trip
 /// (Linux: at least 200 ms, plus four times the round-trip variation, which
 /// a queue makes) does not pass for a stalled peer.
