@@ -484,6 +484,17 @@ fn stall_and_delivery_timeouts_reach_the_policy() {
             .contains("(policy peer-first (grace 300ms, stall timeout 2s, delivery timeout 60s))"),
         "{stderr}"
     );
+    // serve-http the same, lingering's defaults kept where not given.
+    let server = Server::serve_http_with_fd_limit(
+        1024,
+        "127.0.0.1:0",
+        &["--policy", "lingering-reset", "--delivery-timeout", "3s"],
+    );
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("(policy lingering-reset (stall timeout 5s, delivery timeout 3s))"),
+        "{stderr}"
+    );
 }
 
 #[test]
