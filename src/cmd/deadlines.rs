@@ -32,19 +32,21 @@ pub struct DeadlineArgs {
     /// Progress is a byte written or newly ACKed by the client's kernel, so a client that
     /// reads slowly but steadily is never cut by it; one that stopped reading or vanished
     /// is. What each policy then does: peer-first and fin-then-reset reset
-    /// (delivery-stalled); plain closes with the rest unwritten; lingering also counts a
-    /// byte read from the client as progress, before and after its FIN, and closes
-    /// (lingering-reset: resets). abort and silent never wait and refuse it.
+    /// (reset-delivery-stalled); plain closes with the rest unwritten (plain-close);
+    /// lingering, once its FIN is sent, also counts a byte read from the client as progress,
+    /// and closes (lingering-timeout; lingering-reset resets: reset-after-linger). abort and
+    /// silent never wait and refuse it.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = HEADING)]
     pub stall_timeout: Option<Duration>,
     /// The total cap on delivering what we wrote, from the start of the teardown, even to
     /// a client still taking bytes [default: 60s; lingering 30s]
     ///
     /// It bounds a client that ACKs a byte now and then (a slow-read attack). What each
-    /// policy then does: peer-first resets (delivery-timeout); fin-then-reset resets with
-    /// its FIN unACKed (fin-unacked); plain closes with the rest unwritten; for lingering it
-    /// caps the whole close, reading for the client's FIN included (nginx's
-    /// lingering_time). abort and silent never wait and refuse it.
+    /// policy then does: peer-first resets (reset-delivery-timeout); fin-then-reset resets
+    /// with its FIN unACKed (reset-fin-unacked); plain closes with the rest unwritten
+    /// (plain-close); for lingering it caps the whole close, reading for the client's FIN
+    /// included, as nginx's lingering_time (lingering-timeout, or reset-after-linger).
+    /// abort and silent never wait and refuse it.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = HEADING)]
     pub delivery_timeout: Option<Duration>,
 }

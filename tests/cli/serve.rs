@@ -451,7 +451,7 @@ fn help_lists_the_three_deadlines_and_what_each_policy_does_with_them() {
             "--stall-timeout <DURATION>",
             "--delivery-timeout <DURATION>",
             // Per policy: what the stall and the cap do to lingering.
-            "lingering also counts a",
+            "lingering, once its FIN is",
             "caps the whole close",
         ] {
             assert!(

@@ -664,8 +664,8 @@ int fw_options_set_grace_ms(struct fw_options *options, uint64_t ms);
  * may go without progress (no byte newly ACKed by the peer's kernel) before
  * the teardown gives up. A peer that keeps taking bytes, however slowly, is
  * never cut by it. Peer-first and fin-then-reset then reset; plain closes
- * with the rest unwritten (default 15000 for these); lingering counts a read
- * from the peer as progress too and closes, or resets for
+ * with the rest unwritten (default 15000 for these); lingering, after its FIN,
+ * counts a read from the peer as progress too, and closes, or resets for
  * `"lingering-reset"` (default 5000). Clamped to 24 hours.
  * `fw_closer_new` returns `FW_ERR_INVALID_ARGUMENT` for abort and silent,
  * which never wait.

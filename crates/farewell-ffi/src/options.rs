@@ -193,8 +193,8 @@ pub unsafe extern "C" fn fw_options_set_grace_ms(options: *mut fw_options, ms: u
 /// may go without progress (no byte newly ACKed by the peer's kernel) before
 /// the teardown gives up. A peer that keeps taking bytes, however slowly, is
 /// never cut by it. Peer-first and fin-then-reset then reset; plain closes
-/// with the rest unwritten (default 15000 for these); lingering counts a read
-/// from the peer as progress too and closes, or resets for
+/// with the rest unwritten (default 15000 for these); lingering, after its FIN,
+/// counts a read from the peer as progress too, and closes, or resets for
 /// `"lingering-reset"` (default 5000). Clamped to 24 hours.
 /// `fw_closer_new` returns `FW_ERR_INVALID_ARGUMENT` for abort and silent,
 /// which never wait.
