@@ -14,7 +14,7 @@ export type PolicyName =
 export interface CloseOptions {
   /** The policy (default `'peer-first'`: the client closes first, or is reset once everything is ACKed). */
   policy?: PolicyName;
-  /** The policy's main deadline in ms (peer-first: how long the peer has to close once everything is ACKed; default 2000). */
+  /** Peer-first's grace in ms: how long the peer has to close once everything is ACKed (default 2000). Other policies have no grace and ignore it. */
   grace?: number;
   /** Peer-first: who keeps TIME-WAIT when the peer closes after delivery (default `'auto'`: the peer, unless it is a heavy client). */
   peerTimeWait?: 'auto' | 'keep' | 'spare';

@@ -102,8 +102,9 @@ pub struct LabArgs {
     /// Connections per cell.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub connections: u64,
-    /// The lab's main deadline, e.g. 300ms or 1s: peer-first's grace; every stall timeout is
-    /// twice it (plus a path's slack), the total caps 30 times (at most 8 s), lingering's 5.
+    /// The lab's time scale G, e.g. 300ms or 1s, from which every policy's deadlines derive
+    /// (so that cells compare): peer-first's grace G; every stall timeout 2G (plus a path's
+    /// slack); every delivery timeout 30G (at most 8 s), lingering's 5G.
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     grace: Duration,
     /// How many cells run at once (over all paths).

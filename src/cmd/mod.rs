@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments, its `--help` text and its `run`.
 
 pub mod bench;
+pub mod deadlines;
 pub mod lab;
 pub mod load;
 pub(crate) mod progress;

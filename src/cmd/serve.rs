@@ -11,6 +11,7 @@ use farewell_server::{BusyMode, ServerConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpSocket};
 
+use super::deadlines::DeadlineArgs;
 use crate::duration::parse_duration;
 
 pub const SERVE_HELP: &str = "\
@@ -20,7 +21,9 @@ FLP/1: lines end in \\n and are at most --max-line bytes long. The client sends
 `HELLO <id>` within --handshake-timeout and gets `WELCOME <id>`; after that every line is
 echoed back; `QUIT` ends the session. The server's goodbye is the line `BYE <reason>`:
 quit, handshake-timeout, bad-handshake, idle, line-too-long, shutdown or busy. After it
-the server sends nothing more and tears the connection down with --policy; a cooperative
+the server sends nothing more and tears the connection down with --policy, within its
+deadlines (--grace, --stall-timeout, --delivery-timeout: what each policy does with each is
+under \"Teardown deadlines\" below); a cooperative
 client closes when it reads BYE, and then keeps the TIME-WAIT entry itself: unless it is
 a heavy client (--peer-time-wait auto: more than --heavy-client-threshold connections from
 its address ended in the last minute), which is reset once BYE is ACKed and its FIN is in,
@@ -29,7 +32,8 @@ so that nobody keeps TIME-WAIT. A client that half-closed before BYE always gets
 Try it:  farewell serve   then, in another terminal:  nc 127.0.0.1 7878   and type
 HELLO me, a line or two, QUIT.
 
-On start the real bound address goes to stderr as `listening on ADDR` (and, with
+On start the real bound address goes to stderr as `listening on ADDR (policy P)`, P
+being the policy with its effective deadlines (and, with
 --metrics, `metrics on http://ADDR/metrics`). SIGTERM or Ctrl-C stops accepting, says
 `BYE shutdown` to every connection, tears them down in parallel within --drain-timeout
 (at that deadline, teardowns still waiting for their peer are reset after one check that
@@ -63,9 +67,8 @@ pub struct ServeArgs {
     /// Teardown policy after a goodbye.
     #[arg(long, default_value = "peer-first", value_parser = clap::builder::TypedValueParser::try_map(clap::builder::PossibleValuesParser::new(Policy::NAMES), |s: String| parse_policy(&s)))]
     policy: Policy,
-    /// The policy's main deadline (peer-first: how long the peer has to close after BYE).
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    grace: Duration,
+    #[command(flatten)]
+    deadlines: DeadlineArgs,
     /// Peer-first: who keeps TIME-WAIT when a client closes after BYE (auto: light
     /// clients keep it, heavy ones are reset once BYE is ACKed; keep; spare: nobody).
     #[arg(long, default_value = "auto", value_parser = clap::builder::PossibleValuesParser::new(PeerTimeWait::NAMES))]
@@ -96,7 +99,9 @@ pub struct ServeArgs {
     /// How connections beyond --max-connections are shed.
     #[arg(long, value_enum, default_value_t = Busy::Goodbye)]
     busy: Busy,
-    /// With --busy goodbye: how long a shed client has to close before the reset.
+    /// With --busy goodbye: the grace of a shed client (how long it has to close once
+    /// `BYE busy` is ACKed), and its stall timeout too: one that takes nothing for this
+    /// long is reset as well.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     busy_grace: Duration,
     /// Longest line in bytes, \n included.
@@ -126,8 +131,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     install_tracing(args.verbose);
     let config = ServerConfig {
         policy: args
-            .policy
-            .with_grace(args.grace)
+            .deadlines
+            .apply(args.policy)?
             .with_peer_time_wait(args.peer_time_wait.parse()?),
         heavy_client_threshold: args.heavy_client_threshold,
         handshake_timeout: args.handshake_timeout,
@@ -163,7 +168,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
         })?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        eprintln!("listening on {addr} (policy {})", config.policy);
+        eprintln!("listening on {addr} (policy {:#})", config.policy);
         let shutdown = shutdown_signal().context("installing the SIGTERM handler")?;
         anyhow::Ok(farewell_server::serve(listener, Flp, config, shutdown).await)
     })?;

@@ -11,14 +11,17 @@ use farewell::{PeerTimeWait, Policy};
 use farewell_http::Server;
 use farewell_lab::support::tls;
 
+use super::deadlines::DeadlineArgs;
 use crate::duration::parse_duration;
 
 pub const SERVE_HTTP_HELP: &str = "\
 Serve HTTP/1.1 and HTTP/2 (hyper) on a TCP port and end connections with a teardown policy.
 
 With the default policy, peer-first, the server never sends the first FIN: after the last
-response (`Connection: close`, --max-requests, or shutdown) it waits up to --grace for the
-client's FIN; a client that does not close is reset once the response is ACKed. Idle
+response (`Connection: close`, --max-requests, or shutdown) it delivers the response while
+the client keeps ACKing it (--stall-timeout without progress, --delivery-timeout in all),
+then waits up to --grace for the client's FIN; a client that does not close is reset once
+the response is ACKed (\"Teardown deadlines\" below says what each policy does with each). Idle
 HTTP/1.1 keep-alive connections (--idle-timeout) are reset once everything written is
 ACKed; h2 connections get a GOAWAY. --policy plain behaves like plain hyper (the server
 keeps TIME-WAIT).
@@ -68,7 +71,8 @@ requests (farewell_http_requests_total), teardowns by ending and by who keeps TI
 close-delimited endings, failed TLS handshakes. With port 0 a free port is picked; read it
 from the `metrics on` line, printed after the `listening on` line.
 
-Prints `listening on ADDR` to stderr once bound (so --listen 127.0.0.1:0 works). On SIGTERM
+Prints `listening on ADDR (policy P)` to stderr once bound (so --listen 127.0.0.1:0 works;
+P is the policy with its effective deadlines). On SIGTERM
 or Ctrl-C: stops accepting, lets every connection finish (at most --drain-timeout, then the
 laggards are reset), and prints one summary line to stderr: connections, requests, and how
 each teardown ended (farewell paths, e.g. peer-closed 40, reset-after-grace 2). Exit 0.";
@@ -81,9 +85,8 @@ pub struct ServeHttpArgs {
     /// Teardown policy.
     #[arg(long, default_value = "peer-first", value_parser = clap::builder::PossibleValuesParser::new(Policy::NAMES))]
     policy: String,
-    /// The policy's main deadline: how long a client has to close after the last response.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    grace: Duration,
+    #[command(flatten)]
+    deadlines: DeadlineArgs,
     /// Peer-first: who keeps TIME-WAIT when a client closes after its last response
     /// (auto: light clients keep it, heavy ones are reset; keep; spare: nobody).
     #[arg(long, default_value = "auto", value_parser = clap::builder::PossibleValuesParser::new(PeerTimeWait::NAMES))]
@@ -212,8 +215,9 @@ fn tls_setup(args: &ServeHttpArgs) -> anyhow::Result<Option<Tls>> {
 }
 
 /// The policy named `name` with the server's drain limit (so early answers
-/// drain the unread body) and `grace` as its deadline.
-pub fn http_policy(name: &str, grace: Duration) -> anyhow::Result<Policy> {
+/// drain the unread body, [`farewell_http::DEFAULT_DRAIN_LIMIT`]) and the
+/// deadlines given.
+pub fn http_policy(name: &str, deadlines: &DeadlineArgs) -> anyhow::Result<Policy> {
     let policy: Policy = name.parse()?;
     let policy = match policy {
         Policy::PeerFirst(p) => Policy::PeerFirst(farewell::PeerFirst {
@@ -222,14 +226,14 @@ pub fn http_policy(name: &str, grace: Duration) -> anyhow::Result<Policy> {
         }),
         other => other,
     };
-    Ok(policy.with_grace(grace))
+    deadlines.apply(policy)
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
     // Warnings (accept failures, one per burst) must reach stderr.
     super::serve::install_tracing(0);
-    let policy = http_policy(&args.policy, args.grace)?;
+    let policy = http_policy(&args.policy, &args.deadlines)?;
     let tls = tls_setup(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -237,7 +241,7 @@ pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}; is the port in use?", args.listen))?;
         let addr = listener.local_addr()?;
-        eprintln!("listening on {addr}");
+        eprintln!("listening on {addr} (policy {policy:#})");
         if let Some(metrics) = args.metrics {
             let bound = crate::cmd::serve::install_metrics(metrics).await?;
             eprintln!("metrics on http://{bound}/metrics");

@@ -47,6 +47,7 @@ pub(crate) fn serve_http(args: &[&str]) -> (Server, String, BufReader<std::proce
     let addr = line
         .trim()
         .strip_prefix("listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("first stderr line: {line:?}"))
         .to_owned();
     (Server(child), addr, stderr)

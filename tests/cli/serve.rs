@@ -12,10 +12,9 @@ use std::time::Duration;
 use farewell::TcpState;
 use harness::*;
 
-/// Short deadlines so every goodbye is quick to reach.
+/// Short deadlines so every goodbye is quick to reach (peer-first's grace:
+/// [`args`] adds it).
 const FAST: &[&str] = &[
-    "--grace",
-    "300ms",
     "--handshake-timeout",
     "400ms",
     "--idle-timeout",
@@ -26,7 +25,18 @@ const FAST: &[&str] = &[
     "300ms",
 ];
 
+/// [`FAST`], a short peer-first grace, then `extra`.
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let grace: &[&str] = &["--grace", "300ms"];
+    grace
+        .iter()
+        .chain(without_grace(extra).iter())
+        .copied()
+        .collect()
+}
+
+/// [`FAST`] then `extra`, for a policy that has no grace.
+fn without_grace<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     FAST.iter().copied().chain(extra.iter().copied()).collect()
 }
 
@@ -384,7 +394,7 @@ fn plain_policy_shows_the_server_time_wait_it_causes() {
     ) {
         return;
     }
-    let server = Server::start(&args(&["--policy", "plain"]));
+    let server = Server::start(&without_grace(&["--policy", "plain"]));
     for i in 0..3 {
         // A client that reads until the server closes: the server's FIN comes first.
         let got = python_mode(
@@ -421,7 +431,103 @@ fn bad_flags_say_what_is_accepted() {
     }
     // Every policy name the library knows is accepted (silent falls back without CAP_NET_ADMIN).
     for name in farewell::Policy::NAMES {
-        let server = Server::start(&args(&["--policy", name]));
+        let server = Server::start(&without_grace(&["--policy", name]));
         assert!(server.stderr().contains(&format!("policy {name}")));
+    }
+}
+
+#[test]
+fn help_lists_the_three_deadlines_and_what_each_policy_does_with_them() {
+    for subcommand in ["serve", "serve-http"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+            .args([subcommand, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        for text in [
+            "Teardown deadlines",
+            "--grace <DURATION>",
+            "--stall-timeout <DURATION>",
+            "--delivery-timeout <DURATION>",
+            // Per policy: what the stall and the cap do to lingering.
+            "lingering, once its FIN is",
+            "caps the whole close",
+        ] {
+            assert!(
+                help.contains(text),
+                "{subcommand} --help lacks {text:?}:\n{help}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stall_and_delivery_timeouts_reach_the_policy() {
+    let server = Server::start(&without_grace(&[
+        "--policy",
+        "fin-then-reset",
+        "--stall-timeout",
+        "1500ms",
+        "--delivery-timeout",
+        "7s",
+    ]));
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("(policy fin-then-reset (stall timeout 1.5s, delivery timeout 7s))"),
+        "{stderr}"
+    );
+    let server = Server::start(&args(&["--stall-timeout", "2s"]));
+    let stderr = server.stderr();
+    assert!(
+        stderr
+            .contains("(policy peer-first (grace 300ms, stall timeout 2s, delivery timeout 60s))"),
+        "{stderr}"
+    );
+    // serve-http the same, lingering's defaults kept where not given.
+    let server = Server::serve_http_with_fd_limit(
+        1024,
+        "127.0.0.1:0",
+        &["--policy", "lingering-reset", "--delivery-timeout", "3s"],
+    );
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("(policy lingering-reset (stall timeout 5s, delivery timeout 3s))"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_deadline_the_policy_does_not_have_or_a_bad_value_is_refused_with_a_hint() {
+    let bin = env!("CARGO_BIN_EXE_farewell");
+    for subcommand in ["serve", "serve-http"] {
+        for (flags, hint) in [
+            (&["--stall-timeout", "5"][..], "needs a unit"),
+            (&["--delivery-timeout", "soon"][..], "e.g. 300ms"),
+            (&["--delivery-timeout", "2d"][..], "unknown unit"),
+            (&["--stall-timeout", "25h"][..], "out of range"),
+            (
+                &["--policy", "abort", "--stall-timeout", "1s"][..],
+                "--policy abort does not wait",
+            ),
+            (
+                &["--policy", "silent", "--delivery-timeout", "1s"][..],
+                "--policy silent does not wait",
+            ),
+            (
+                &["--policy", "plain", "--grace", "1s"][..],
+                "its deadlines are --stall-timeout (default 15s) and --delivery-timeout (default 60s)",
+            ),
+        ] {
+            let out = Command::new(bin)
+                .args([subcommand, "--listen", "127.0.0.1:0"])
+                .args(flags)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{subcommand} {flags:?} was accepted");
+            assert!(stderr.contains(hint), "{subcommand} {flags:?}: {stderr}");
+            assert!(!stderr.contains("listening on"), "{subcommand} {flags:?}: {stderr}");
+        }
     }
 }

@@ -12,8 +12,8 @@ use harness::*;
 
 #[test]
 fn drain_deadline_resets_a_lingering_teardown_of_a_client_that_ignores_bye_shutdown() {
-    // Lingering waits for the client's FIN up to its --grace (2 s by default);
-    // the drain deadline comes first.
+    // Lingering waits for the client's FIN up to its --stall-timeout (5 s by
+    // default); the drain deadline comes first.
     let server = Server::start(&["--policy", "lingering", "--drain-timeout", "1s"]);
     let addr = server.addr;
     let mut client = hello(addr, "stays");

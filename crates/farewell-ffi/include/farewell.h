@@ -645,11 +645,13 @@ void fw_options_free(struct fw_options *options);
 int fw_options_set_policy(struct fw_options *options, const char *name);
 
 /**
- * Sets the policy's main deadline in milliseconds: the grace of peer-first
- * (how long the peer has to close once the goodbye was delivered), the cap
- * of plain's flush, the total time of lingering, the FIN-ACK cap of
- * fin-then-reset.
- * Clamped to 24 hours. Abort and silent have none.
+ * Peer-first's grace in milliseconds: how long the peer has to close once
+ * everything written was ACKed (default 2000). Clamped to 24 hours.
+ *
+ * For compatibility with earlier versions, for the policies that have no
+ * grace (plain, lingering, fin-then-reset) it sets their delivery timeout
+ * instead, as `fw_options_set_delivery_timeout_ms` does (which wins when
+ * both are set); abort and silent ignore it.
  *
  * # Safety
  *
@@ -658,11 +660,15 @@ int fw_options_set_policy(struct fw_options *options, const char *name);
 int fw_options_set_grace_ms(struct fw_options *options, uint64_t ms);
 
 /**
- * How long delivering what was written may go without progress (no byte
- * newly ACKed by the peer's kernel) before the teardown gives up and resets
- * (default 15000 ms): peer-first, plain and fin-then-reset. A peer that
- * keeps taking bytes, however slowly, is never cut by it. `fw_closer_new`
- * returns `FW_ERR_INVALID_ARGUMENT` for the other policies.
+ * The stall timeout in milliseconds: how long delivering what was written
+ * may go without progress (no byte newly ACKed by the peer's kernel) before
+ * the teardown gives up. A peer that keeps taking bytes, however slowly, is
+ * never cut by it. Peer-first and fin-then-reset then reset; plain closes
+ * with the rest unwritten (default 15000 for these); lingering, after its FIN,
+ * counts a read from the peer as progress too, and closes, or resets for
+ * `"lingering-reset"` (default 5000). Clamped to 24 hours.
+ * `fw_closer_new` returns `FW_ERR_INVALID_ARGUMENT` for abort and silent,
+ * which never wait.
  *
  * # Safety
  *
@@ -671,10 +677,13 @@ int fw_options_set_grace_ms(struct fw_options *options, uint64_t ms);
 int fw_options_set_stall_timeout_ms(struct fw_options *options, uint64_t ms);
 
 /**
- * Peer-first only: the cap on delivering the goodbye, from the start of the
- * teardown, even to a peer that is still taking bytes (default 60000 ms).
- * `fw_closer_new` returns `FW_ERR_INVALID_ARGUMENT` if the policy is not
- * peer-first.
+ * The delivery timeout in milliseconds: the total cap on delivering what
+ * was written, from the start of the teardown, even to a peer that is still
+ * taking bytes. Peer-first then resets, fin-then-reset resets if its FIN is
+ * not ACKed yet, plain closes with the rest unwritten (default 60000 for
+ * these); for lingering it caps the whole close, reading for the peer's FIN
+ * included (default 30000). Clamped to 24 hours. `fw_closer_new` returns
+ * `FW_ERR_INVALID_ARGUMENT` for abort and silent, which never wait.
  *
  * # Safety
  *

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::os::raw::c_int;
 use std::time::Duration;
 
-use farewell::{FinThenReset, PeerFirst, PeerTimeWait, Plain, Policy};
+use farewell::{PeerFirst, PeerTimeWait, Policy};
 
 use crate::error::{
     guard, guard_or, FW_ERR_INVALID_ARGUMENT, FW_ERR_NULL, FW_ERR_UNKNOWN_POLICY, FW_OK,
@@ -57,8 +57,10 @@ impl Default for fw_options {
 }
 
 impl fw_options {
-    /// The policy these options describe, or `FW_ERR_INVALID_ARGUMENT` when a
-    /// peer-first setting was given for another policy.
+    /// The policy these options describe, or `FW_ERR_INVALID_ARGUMENT` when
+    /// a setting was given for a policy that does not have it (a peer-first
+    /// setting for another policy; a stall or delivery timeout for abort or
+    /// silent).
     pub(crate) fn policy(&self) -> Result<Policy, c_int> {
         let mut policy = self.policy;
         if let Some(choice) = self.peer_time_wait {
@@ -67,35 +69,35 @@ impl fw_options {
             }
             policy = policy.with_peer_time_wait(choice);
         }
-        if self.delivery_timeout.is_some() || self.drain_limit.is_some() {
+        if let Some(limit) = self.drain_limit {
             let Policy::PeerFirst(p) = policy else {
                 return Err(FW_ERR_INVALID_ARGUMENT);
             };
             policy = Policy::PeerFirst(PeerFirst {
-                delivery_timeout: self.delivery_timeout.unwrap_or(p.delivery_timeout),
-                drain_limit: self.drain_limit.unwrap_or(p.drain_limit),
+                drain_limit: limit,
                 ..p
             });
         }
         if let Some(grace) = self.grace {
-            policy = policy.with_grace(grace);
+            // fw_options_set_grace_ms predates the delivery timeout: for a
+            // policy without a grace it sets the delivery timeout, as it
+            // always did (abort and silent have neither).
+            policy = match policy.grace() {
+                Some(_) => policy.with_grace(grace),
+                None => policy.with_delivery_timeout(grace),
+            };
+        }
+        if let Some(cap) = self.delivery_timeout {
+            if policy.delivery_timeout().is_none() {
+                return Err(FW_ERR_INVALID_ARGUMENT);
+            }
+            policy = policy.with_delivery_timeout(cap);
         }
         if let Some(stall) = self.stall_timeout {
-            policy = match policy {
-                Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
-                    stall_timeout: stall,
-                    ..p
-                }),
-                Policy::Plain(p) => Policy::Plain(Plain {
-                    stall_timeout: stall,
-                    ..p
-                }),
-                Policy::FinThenReset(f) => Policy::FinThenReset(FinThenReset {
-                    stall_timeout: stall,
-                    ..f
-                }),
-                _ => return Err(FW_ERR_INVALID_ARGUMENT),
-            };
+            if policy.stall_timeout().is_none() {
+                return Err(FW_ERR_INVALID_ARGUMENT);
+            }
+            policy = policy.with_stall_timeout(stall);
         }
         Ok(policy)
     }
@@ -168,11 +170,13 @@ pub unsafe extern "C" fn fw_options_set_policy(
     })
 }
 
-/// Sets the policy's main deadline in milliseconds: the grace of peer-first
-/// (how long the peer has to close once the goodbye was delivered), the cap
-/// of plain's flush, the total time of lingering, the FIN-ACK cap of
-/// fin-then-reset.
-/// Clamped to 24 hours. Abort and silent have none.
+/// Peer-first's grace in milliseconds: how long the peer has to close once
+/// everything written was ACKed (default 2000). Clamped to 24 hours.
+///
+/// For compatibility with earlier versions, for the policies that have no
+/// grace (plain, lingering, fin-then-reset) it sets their delivery timeout
+/// instead, as `fw_options_set_delivery_timeout_ms` does (which wins when
+/// both are set); abort and silent ignore it.
 ///
 /// # Safety
 ///
@@ -180,16 +184,20 @@ pub unsafe extern "C" fn fw_options_set_policy(
 #[no_mangle]
 pub unsafe extern "C" fn fw_options_set_grace_ms(options: *mut fw_options, ms: u64) -> c_int {
     with_options(options, |o| {
-        o.grace = Some(Duration::from_millis(ms));
+        o.grace = Some(Duration::from_millis(ms).min(farewell::policy::MAX_WAIT));
         FW_OK
     })
 }
 
-/// How long delivering what was written may go without progress (no byte
-/// newly ACKed by the peer's kernel) before the teardown gives up and resets
-/// (default 15000 ms): peer-first, plain and fin-then-reset. A peer that
-/// keeps taking bytes, however slowly, is never cut by it. `fw_closer_new`
-/// returns `FW_ERR_INVALID_ARGUMENT` for the other policies.
+/// The stall timeout in milliseconds: how long delivering what was written
+/// may go without progress (no byte newly ACKed by the peer's kernel) before
+/// the teardown gives up. A peer that keeps taking bytes, however slowly, is
+/// never cut by it. Peer-first and fin-then-reset then reset; plain closes
+/// with the rest unwritten (default 15000 for these); lingering, after its FIN,
+/// counts a read from the peer as progress too, and closes, or resets for
+/// `"lingering-reset"` (default 5000). Clamped to 24 hours.
+/// `fw_closer_new` returns `FW_ERR_INVALID_ARGUMENT` for abort and silent,
+/// which never wait.
 ///
 /// # Safety
 ///
@@ -205,10 +213,13 @@ pub unsafe extern "C" fn fw_options_set_stall_timeout_ms(
     })
 }
 
-/// Peer-first only: the cap on delivering the goodbye, from the start of the
-/// teardown, even to a peer that is still taking bytes (default 60000 ms).
-/// `fw_closer_new` returns `FW_ERR_INVALID_ARGUMENT` if the policy is not
-/// peer-first.
+/// The delivery timeout in milliseconds: the total cap on delivering what
+/// was written, from the start of the teardown, even to a peer that is still
+/// taking bytes. Peer-first then resets, fin-then-reset resets if its FIN is
+/// not ACKed yet, plain closes with the rest unwritten (default 60000 for
+/// these); for lingering it caps the whole close, reading for the peer's FIN
+/// included (default 30000). Clamped to 24 hours. `fw_closer_new` returns
+/// `FW_ERR_INVALID_ARGUMENT` for abort and silent, which never wait.
 ///
 /// # Safety
 ///
@@ -330,4 +341,84 @@ pub unsafe extern "C" fn fw_options_set_outcome_callback(
         o.user = user;
         FW_OK
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(policy: &str) -> fw_options {
+        fw_options {
+            policy: policy.parse().unwrap(),
+            ..fw_options::default()
+        }
+    }
+
+    #[test]
+    fn stall_and_delivery_timeouts_reach_every_policy_that_waits() {
+        let (stall, cap) = (Duration::from_millis(1234), Duration::from_millis(5678));
+        for name in Policy::NAMES {
+            let o = fw_options {
+                stall_timeout: Some(stall),
+                delivery_timeout: Some(cap),
+                ..options(name)
+            };
+            match name {
+                "abort" | "silent" => {
+                    assert_eq!(o.policy(), Err(FW_ERR_INVALID_ARGUMENT), "{name}")
+                }
+                _ => {
+                    let policy = o.policy().unwrap();
+                    assert_eq!(policy.name(), name);
+                    assert_eq!(policy.stall_timeout(), Some(stall), "{name}");
+                    assert_eq!(policy.delivery_timeout(), Some(cap), "{name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grace_ms_is_peer_first_grace_and_the_delivery_timeout_of_the_others() {
+        let grace = Duration::from_millis(700);
+        for name in Policy::NAMES {
+            let policy = fw_options {
+                grace: Some(grace),
+                ..options(name)
+            }
+            .policy()
+            .unwrap();
+            let default: Policy = name.parse().unwrap();
+            match name {
+                "peer-first" => {
+                    assert_eq!(policy.grace(), Some(grace));
+                    assert_eq!(policy.delivery_timeout(), default.delivery_timeout());
+                }
+                "abort" | "silent" => assert_eq!(policy, default),
+                _ => assert_eq!(policy.delivery_timeout(), Some(grace), "{name}"),
+            }
+        }
+        // An explicit delivery timeout wins over the legacy meaning.
+        let policy = fw_options {
+            grace: Some(grace),
+            delivery_timeout: Some(Duration::from_secs(9)),
+            ..options("plain")
+        }
+        .policy()
+        .unwrap();
+        assert_eq!(policy.delivery_timeout(), Some(Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn peer_first_settings_are_refused_for_other_policies() {
+        let o = fw_options {
+            drain_limit: Some(10),
+            ..options("lingering")
+        };
+        assert_eq!(o.policy(), Err(FW_ERR_INVALID_ARGUMENT));
+        let o = fw_options {
+            peer_time_wait: Some(PeerTimeWait::Spare),
+            ..options("plain")
+        };
+        assert_eq!(o.policy(), Err(FW_ERR_INVALID_ARGUMENT));
+    }
 }

@@ -34,9 +34,15 @@ use crate::upgrade::{self, Upgrades};
 
 type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
 
-/// The default drain limit of [`Server`]'s peer-first policy: 2 MiB, so the
-/// unread body of a request answered early (a 413 for a 1 MB upload) is read
-/// and discarded instead of being met with a reset (RFC 9112 §9.6).
+/// The default drain limit of [`Server`]'s peer-first policy: 2 MiB, eight
+/// times the core's [`farewell::policy::DEFAULT_DRAIN_LIMIT`] (256 KiB).
+///
+/// It differs because an HTTP server answers early: a 413 to a 1 MB upload,
+/// a 401 before the body, leaves the unread body in flight. Under the
+/// core's limit that body would get the client a reset before it reads the
+/// answer; read and discarded, the client reads it (RFC 9112 §9.6). A
+/// [`Server::policy`] given the core's default gets this one instead;
+/// [`Server::drain_limit`] sets any other.
 pub const DEFAULT_DRAIN_LIMIT: u64 = 2 * 1024 * 1024;
 
 /// The default idle bound of an upgraded connection (a WebSocket): 300 s
@@ -331,16 +337,14 @@ impl Server {
     /// a zero grace: reset once everything written is ACKed. Other policies are
     /// used as they are for every connection.
     ///
-    /// A [`PeerFirst`] whose `drain_limit` is [`PeerFirst::default`]'s
-    /// (256 KiB, as `Policy::default().with_grace(..)` gives) gets the
-    /// server's [`DEFAULT_DRAIN_LIMIT`] (2 MiB) instead, so an early answer
-    /// (a 413 to a 1 MB upload) is still read by the client rather than met
-    /// with a reset. Any other drain limit is kept; [`Server::drain_limit`]
-    /// sets one explicitly. To change only the grace, [`Server::grace`] is
-    /// simpler.
+    /// A [`PeerFirst`] whose `drain_limit` is the core's default
+    /// ([`farewell::policy::DEFAULT_DRAIN_LIMIT`], as `Policy::default()`
+    /// gives) gets the server's [`DEFAULT_DRAIN_LIMIT`] instead (which says
+    /// why). Any other drain limit is kept; [`Server::drain_limit`] sets one
+    /// explicitly. To change only the grace, [`Server::grace`] is simpler.
     pub fn policy(mut self, policy: Policy) -> Server {
         self.policy = match policy {
-            Policy::PeerFirst(p) if p.drain_limit == PeerFirst::default().drain_limit => {
+            Policy::PeerFirst(p) if p.drain_limit == farewell::policy::DEFAULT_DRAIN_LIMIT => {
                 Policy::PeerFirst(PeerFirst {
                     drain_limit: DEFAULT_DRAIN_LIMIT,
                     ..p
@@ -351,11 +355,11 @@ impl Server {
         self
     }
 
-    /// How long the policy waits at the end of a connection, keeping the rest
-    /// of the policy (the drain limit among it): under peer-first (the
-    /// default) how long the client has to close once the last response is
-    /// ACKed (default 2 s); for the other policies their deadline, as
-    /// [`Policy::with_grace`] says.
+    /// Peer-first's grace, keeping the rest of the policy (the drain limit
+    /// among it): how long the client has to close once the last response is
+    /// ACKed (default 2 s). The other policies have no grace and ignore it;
+    /// their deadlines are set on the policy ([`Policy::with_delivery_timeout`],
+    /// [`Policy::with_stall_timeout`]) given to [`Server::policy`].
     ///
     /// # Examples
     ///

@@ -17,7 +17,7 @@ use crate::error::Refusal;
 pub struct CloseOptions {
     /// A policy name, as `Policy::from_str` takes it (`"peer-first"`, `"abort"`, …).
     pub policy: Option<String>,
-    /// The policy's main deadline in milliseconds (peer-first's grace).
+    /// Peer-first's grace in milliseconds (other policies have none and ignore it).
     pub grace: Option<f64>,
     /// Peer-first: `"auto"`, `"keep"` or `"spare"`.
     pub peer_time_wait: Option<String>,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use farewell::policy::{FinThenReset, PeerFirst, Plain, Policy};
+use farewell::policy::Policy;
 
 /// The default maximum line length, `\n` included.
 pub const DEFAULT_MAX_LINE: usize = 4096;
@@ -22,7 +22,11 @@ pub enum BusyMode {
     /// then reset (peer-first with that grace, whatever the server's policy):
     /// the server never keeps TIME-WAIT for a shed connection.
     Goodbye {
-        /// How long the shed peer has to close after the goodbye.
+        /// Peer-first's grace for the shed peer: how long it has to close
+        /// once the goodbye was ACKed. It is also the stall timeout of the
+        /// goodbye's delivery, so a shed peer that takes nothing is reset
+        /// after the same time rather than the default 15 s: a server over
+        /// its limit should not hold descriptors for peers that do not read.
         grace: Duration,
     },
     /// Reset at once (one non-blocking attempt to write the goodbye first).
@@ -33,11 +37,9 @@ impl BusyMode {
     /// The teardown policy for shed connections.
     pub fn policy(self) -> Policy {
         match self {
-            BusyMode::Goodbye { grace } => Policy::PeerFirst(PeerFirst {
-                grace,
-                stall_timeout: grace,
-                ..PeerFirst::default()
-            }),
+            BusyMode::Goodbye { grace } => Policy::default()
+                .with_grace(grace)
+                .with_stall_timeout(grace),
             BusyMode::Reset => Policy::Abort,
         }
     }
@@ -144,34 +146,69 @@ impl Default for ServerConfig {
     }
 }
 
-/// `policy` with every deadline shortened so its teardown ends within `budget`.
+/// `policy` with every deadline shortened so its teardown ends within
+/// `budget`: peer-first's grace gets up to two thirds of it and delivery
+/// (its stall timeout and its cap) the rest; a policy without a grace gets
+/// the whole budget for delivery.
 ///
 /// Lingering is left as it is: at its deadline it closes plainly, or resets
 /// like the hurry at the drain deadline does, so fitting it would only race
 /// that hurry to a worse (or the same) end.
 pub(crate) fn fit_policy(policy: Policy, budget: Duration) -> Policy {
-    match policy {
-        Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
-            grace: p.grace.min(budget * 2 / 3),
-            stall_timeout: p.stall_timeout.min(budget / 3),
-            delivery_timeout: p.delivery_timeout.min(budget / 3),
-            ..p
-        }),
-        Policy::Plain(p) => Policy::Plain(Plain {
-            flush_timeout: p.flush_timeout.min(budget),
-            ..p
-        }),
-        Policy::FinThenReset(f) => Policy::FinThenReset(FinThenReset {
-            fin_ack_timeout: f.fin_ack_timeout.min(budget),
-            ..f
-        }),
-        other => other,
+    if matches!(policy, Policy::Lingering(_)) {
+        return policy;
     }
+    let (fitted, delivery_budget) = match policy.grace() {
+        Some(grace) => (policy.with_grace(grace.min(budget * 2 / 3)), budget / 3),
+        None => (policy, budget),
+    };
+    let (Some(stall), Some(cap)) = (policy.stall_timeout(), policy.delivery_timeout()) else {
+        return fitted;
+    };
+    fitted
+        .with_stall_timeout(stall.min(delivery_budget))
+        .with_delivery_timeout(cap.min(delivery_budget))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use farewell::policy::{PeerFirst, DEFAULT_STALL_TIMEOUT};
+
+    #[test]
+    fn busy_goodbye_is_peer_first_with_its_grace_as_grace_and_stall_timeout() {
+        let grace = Duration::from_millis(700);
+        let policy = BusyMode::Goodbye { grace }.policy();
+        assert_eq!(policy.name(), "peer-first");
+        assert_eq!(policy.grace(), Some(grace));
+        assert_eq!(policy.stall_timeout(), Some(grace));
+        assert_eq!(
+            policy.delivery_timeout(),
+            Policy::default().delivery_timeout()
+        );
+        assert_eq!(BusyMode::Reset.policy(), Policy::Abort);
+    }
+
+    #[test]
+    fn fit_policy_gives_a_policy_without_grace_the_whole_budget() {
+        let budget = Duration::from_secs(5);
+        for name in ["plain", "fin-then-reset"] {
+            let fitted = fit_policy(name.parse().unwrap(), budget);
+            assert_eq!(fitted.name(), name);
+            assert_eq!(fitted.delivery_timeout(), Some(budget), "{name}");
+            assert_eq!(fitted.stall_timeout(), Some(budget), "{name}");
+        }
+        let lingering: Policy = "lingering-reset".parse().unwrap();
+        assert_eq!(fit_policy(lingering, budget), lingering);
+        assert_eq!(fit_policy(Policy::Abort, budget), Policy::Abort);
+        // Short deadlines stay as they are.
+        let short = "plain"
+            .parse::<Policy>()
+            .unwrap()
+            .with_delivery_timeout(Duration::from_secs(1));
+        assert_eq!(fit_policy(short, budget), short.with_stall_timeout(budget));
+        assert!(DEFAULT_STALL_TIMEOUT > budget);
+    }
 
     #[test]
     fn fit_policy_shortens_long_deadlines_only() {

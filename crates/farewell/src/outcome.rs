@@ -26,13 +26,16 @@ pub enum Ending {
     ConnectionLost,
     /// Lingering: we sent FIN, the peer closed in time, we closed.
     LingeringClose,
-    /// Lingering: a deadline passed; we closed anyway (no reset).
+    /// Lingering: its stall timeout (no read and no progress) or its
+    /// delivery timeout (the whole close) passed; we closed anyway (no reset).
     LingeringTimeout,
-    /// Lingering with `reset_on_timeout`: a deadline passed; we reset.
+    /// Lingering with `reset_on_timeout`: its stall timeout or delivery
+    /// timeout passed; we reset.
     ResetAfterLinger,
     /// Fin-then-reset: our FIN was ACKed, then we reset.
     ResetAfterFinAck,
-    /// Fin-then-reset: our FIN was not ACKed in time; we reset.
+    /// Fin-then-reset: the goodbye and our FIN were not ACKed within the
+    /// policy's `delivery_timeout` (the peer kept ACKing, but too slowly); we reset.
     ResetFinUnacked,
     /// Plain: we wrote the goodbye (or gave up writing it) and closed.
     PlainClose,
@@ -55,7 +58,7 @@ pub enum Ending {
     /// fin-then-reset. [`Outcome::unacked_at_close`] says how much was lost.
     ResetDeliveryStalled,
     /// Peer-first: delivery was still going (the peer kept ACKing) when
-    /// `delivery_timeout`, the total cap, passed; we reset.
+    /// its `delivery_timeout`, the total cap, passed; we reset.
     ResetDeliveryTimeout,
     /// Peer-first: everything we wrote was ACKed, then the peer's FIN came,
     /// and we reset instead of closing passively, so that the peer (a heavy
@@ -295,11 +298,13 @@ impl fmt::Display for Delivery {
 /// # Phases
 ///
 /// A teardown first *delivers* (writes the goodbye and waits until the peer's
-/// kernel ACKed everything written), then gives the peer a *grace* to close
-/// (peer-first's grace; lingering's reading after delivery). [`Outcome::deliver`]
-/// and [`Outcome::grace`] say how long each took; they add up to
-/// [`Outcome::elapsed`]. A teardown that ended while delivering (the peer
-/// closed first, or delivery stalled) has a zero grace.
+/// kernel ACKed everything written), then waits for the peer to close.
+/// [`Outcome::deliver`] and [`Outcome::grace`] say how long each took; they
+/// add up to [`Outcome::elapsed`]. They are the measured times of the
+/// policy's deadlines of the same names ([the policy docs](crate::policy#deadlines)):
+/// `deliver` is bounded by its `stall_timeout` and `delivery_timeout`,
+/// `grace` by peer-first's `grace`. A teardown that ended while delivering
+/// (the peer closed first, or delivery stalled) has a zero grace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Outcome {
@@ -330,8 +335,12 @@ pub struct Outcome {
     /// written was seen ACKed, or, if it never was, until the socket was closed.
     pub deliver: Duration,
     /// The grace phase: from the end of delivery until the socket was closed
-    /// (zero if delivery never completed). For peer-first, the time the peer
-    /// took to close, or the whole grace before the reset.
+    /// (zero if delivery never completed). For peer-first, the measured time
+    /// of its [`grace`](crate::PeerFirst::grace): how long the peer took to
+    /// close, or the whole grace before the reset. Other policies have no
+    /// grace setting; for them it is the time after delivery (lingering:
+    /// reading until the peer's FIN; fin-then-reset: from our FIN's ACK to the
+    /// reset).
     pub grace: Duration,
     /// From the start of the teardown until the descriptor was closed
     /// (`deliver + grace`).

@@ -243,7 +243,7 @@ fn plain_vanished_peer_leaves_fin_wait_1_orphan_on_server() {
     let policy = "plain"
         .parse::<Policy>()
         .unwrap()
-        .with_grace(Duration::from_millis(500));
+        .with_delivery_timeout(Duration::from_millis(500));
     fin_policy_leaves_orphan(policy, Ending::PlainClose);
 }
 
@@ -258,7 +258,7 @@ fn lingering_vanished_peer_leaves_fin_wait_1_orphan_on_server() {
     let policy = "lingering"
         .parse::<Policy>()
         .unwrap()
-        .with_grace(Duration::from_millis(600));
+        .with_delivery_timeout(Duration::from_millis(600));
     fin_policy_leaves_orphan(policy, Ending::LingeringTimeout);
 }
 

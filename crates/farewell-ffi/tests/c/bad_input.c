@@ -95,8 +95,14 @@ int main(void) {
     expect("fw_options_set_threads(0)", fw_options_set_threads(options, 0), FW_ERR_INVALID_ARGUMENT);
     expect("fw_options_set_threads(FW_MAX_THREADS + 1)", fw_options_set_threads(options, FW_MAX_THREADS + 1), FW_ERR_INVALID_ARGUMENT);
     expect("fw_options_set_policy(\"lingering\")", fw_options_set_policy(options, "lingering"), FW_OK);
-    expect("fw_options_set_delivery_timeout_ms(...)", fw_options_set_delivery_timeout_ms(options, 100), FW_OK);
+    expect("fw_options_set_drain_limit(...)", fw_options_set_drain_limit(options, 100), FW_OK);
     expect("fw_closer_new(lingering + a peer-first setting)", fw_closer_new(options, &closer), FW_ERR_INVALID_ARGUMENT);
+    expect("  ... leaves *closer NULL", closer == NULL ? FW_OK : FW_ERR_PANIC, FW_OK);
+    fw_options_free(options);
+    options = fw_options_new();
+    expect("fw_options_set_policy(\"abort\")", fw_options_set_policy(options, "abort"), FW_OK);
+    expect("fw_options_set_stall_timeout_ms(...)", fw_options_set_stall_timeout_ms(options, 100), FW_OK);
+    expect("fw_closer_new(abort + a stall timeout)", fw_closer_new(options, &closer), FW_ERR_INVALID_ARGUMENT);
     expect("  ... leaves *closer NULL", closer == NULL ? FW_OK : FW_ERR_PANIC, FW_OK);
     fw_options_free(options);
     expect("fw_closer_new(NULL, NULL)", fw_closer_new(NULL, NULL), FW_ERR_NULL);

@@ -26,19 +26,18 @@ use farewell::{Delivery, Outcome, Policy, TcpState};
 pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 
 /// The policy `name` with short lab deadlines derived from `grace` (G), so
-/// the whole matrix runs in seconds. Two kinds of deadline, kept apart as
-/// the policies keep them:
+/// the whole matrix runs in seconds. The three deadlines of
+/// [`farewell::policy`] (see its table), each where the policy has it:
 ///
-/// * how long to wait for a peer that does nothing: peer-first's grace G;
-///   the stall timeout 2G of every policy that watches delivery (plain,
-///   fin-then-reset, peer-first: no byte ACKed for that long and the
-///   teardown gives up), and lingering's idle timeout, which is its stall
-///   timeout too (no byte read and none ACKed);
-/// * the total caps, which cut even a peer still taking bytes: 30G (at
-///   most 8 s, under [`TEARDOWN_BOUND`]) for plain's flush, fin-then-reset's
-///   FIN-ACK wait and peer-first's delivery (only a peer that keeps taking
-///   bytes ever reaches them, so they cost no other cell any time); 5G for
-///   lingering's whole close, which also bounds how long
+/// * `grace`, peer-first's wait for the peer's FIN after delivery: G;
+/// * `stall_timeout`, how long delivery may go without progress (no byte
+///   ACKed; for lingering, none read either) before the teardown gives up:
+///   2G for every policy that waits;
+/// * `delivery_timeout`, the total cap that cuts even a peer still taking
+///   bytes: 30G (at most 8 s, under [`TEARDOWN_BOUND`]) for plain,
+///   fin-then-reset and peer-first (only a peer that keeps taking bytes
+///   ever reaches it, so it costs no other cell any time); 5G for
+///   lingering, whose cap covers its whole close and so also bounds how long
 ///   it reads a flooding peer: it must end while the peer still floods (the
 ///   lab's flood stops after 4 GiB, under 3 s on a fast loopback), or the
 ///   cell would show a peer that stopped, not one that floods.
@@ -54,34 +53,14 @@ pub const TEARDOWN_BOUND: Duration = Duration::from_secs(10);
 /// delivery cut live peers there.
 pub fn lab_policy(name: &str, grace: Duration) -> Result<Policy, LabError> {
     let policy: Policy = name.parse()?;
-    let (stall, cap) = (
-        bounded(grace.saturating_mul(2)),
-        bounded(grace.saturating_mul(30)),
-    );
-    Ok(match policy {
-        Policy::Plain(mut p) => {
-            p.flush_timeout = cap;
-            p.stall_timeout = stall;
-            Policy::Plain(p)
-        }
-        Policy::Lingering(mut l) => {
-            l.idle_timeout = stall;
-            l.max_time = bounded(grace.saturating_mul(5));
-            Policy::Lingering(l)
-        }
-        Policy::FinThenReset(mut f) => {
-            f.fin_ack_timeout = cap;
-            f.stall_timeout = stall;
-            Policy::FinThenReset(f)
-        }
-        Policy::PeerFirst(mut p) => {
-            p.grace = grace;
-            p.stall_timeout = stall;
-            p.delivery_timeout = cap;
-            Policy::PeerFirst(p)
-        }
-        other => other,
-    })
+    let cap = match policy {
+        Policy::Lingering(_) => bounded(grace.saturating_mul(5)),
+        _ => bounded(grace.saturating_mul(30)),
+    };
+    Ok(policy
+        .with_grace(grace)
+        .with_stall_timeout(bounded(grace.saturating_mul(2)))
+        .with_delivery_timeout(cap))
 }
 
 /// `wait`, at most 8 s: every lab deadline ends well within [`TEARDOWN_BOUND`].
@@ -89,8 +68,8 @@ fn bounded(wait: Duration) -> Duration {
     wait.min(TEARDOWN_BOUND - Duration::from_secs(2))
 }
 
-/// [`lab_policy`] for a run on `path`: every stall timeout (lingering's idle
-/// timeout too) gets the path's [`slack`] on top, so that a retransmission
+/// [`lab_policy`] for a run on `path`: the stall timeout gets the path's
+/// [`slack`] on top, so that a retransmission
 /// timeout after a loss on a path with a deep queue or a long round trip
 /// (Linux: at least 200 ms, plus four times the round-trip variation, which
 /// a queue makes) does not pass for a stalled peer.
@@ -99,25 +78,10 @@ fn bounded(wait: Duration) -> Duration {
 ///
 /// As [`lab_policy`].
 pub fn lab_policy_on(name: &str, grace: Duration, path: &PathSpec) -> Result<Policy, LabError> {
-    let more = slack(path);
-    Ok(match lab_policy(name, grace)? {
-        Policy::Plain(mut p) => {
-            p.stall_timeout = bounded(p.stall_timeout + more);
-            Policy::Plain(p)
-        }
-        Policy::Lingering(mut l) => {
-            l.idle_timeout = bounded(l.idle_timeout + more);
-            Policy::Lingering(l)
-        }
-        Policy::FinThenReset(mut f) => {
-            f.stall_timeout = bounded(f.stall_timeout + more);
-            Policy::FinThenReset(f)
-        }
-        Policy::PeerFirst(mut p) => {
-            p.stall_timeout = bounded(p.stall_timeout + more);
-            Policy::PeerFirst(p)
-        }
-        other => other,
+    let policy = lab_policy(name, grace)?;
+    Ok(match policy.stall_timeout() {
+        Some(stall) => policy.with_stall_timeout(bounded(stall + slack(path))),
+        None => policy,
     })
 }
 
@@ -631,6 +595,35 @@ mod tests {
         match lab_policy_on("peer-first", grace, &PathKind::Wan.into()).unwrap() {
             Policy::PeerFirst(p) => assert_eq!(p.stall_timeout, Duration::from_millis(760)),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lab_deadlines_are_derived_from_the_grace_for_every_policy() {
+        let g = Duration::from_millis(300);
+        let ms = Duration::from_millis;
+        let expected = [
+            ("plain", None, Some(ms(600)), Some(ms(8000))),
+            ("lingering", None, Some(ms(600)), Some(ms(1500))),
+            ("lingering-reset", None, Some(ms(600)), Some(ms(1500))),
+            ("fin-then-reset", None, Some(ms(600)), Some(ms(8000))),
+            ("abort", None, None, None),
+            ("silent", None, None, None),
+            ("peer-first", Some(g), Some(ms(600)), Some(ms(8000))),
+        ];
+        assert_eq!(expected.len(), Policy::NAMES.len());
+        for (name, grace, stall, cap) in expected {
+            let p = super::lab_policy(name, g).unwrap();
+            assert_eq!(p.name(), name);
+            assert_eq!(
+                (p.grace(), p.stall_timeout(), p.delivery_timeout()),
+                (grace, stall, cap),
+                "{name}"
+            );
+            // On a path, only the stall timeout grows.
+            let on = lab_policy_on(name, g, &PathKind::Wan.into()).unwrap();
+            assert_eq!(on.stall_timeout(), stall.map(|s| s + ms(160)), "{name}");
+            assert_eq!((on.grace(), on.delivery_timeout()), (grace, cap), "{name}");
         }
     }
 

@@ -40,7 +40,7 @@ pub struct LabConfig {
     pub paths: Vec<PathSpec>,
     /// Connections per cell (default 5).
     pub connections: usize,
-    /// The lab's main deadline (default 300 ms); see [`lab_policy`].
+    /// The lab's time scale G (default 300 ms), from which every deadline derives; see [`lab_policy`].
     pub grace: Duration,
     /// How many cells run at once, over all paths (default 6).
     pub concurrency: usize,

@@ -335,30 +335,20 @@ impl Machine {
         self.started + d.min(MAX_WAIT)
     }
 
-    /// The policy's hard cap on delivering: past it, it gives up even on a
-    /// peer still taking bytes.
+    /// The policy's hard cap on delivering ([`Policy::delivery_timeout`]):
+    /// past it, it gives up even on a peer still taking bytes. Abort and
+    /// silent have none: one non-blocking attempt, no waiting.
     fn delivery_cap(&self) -> Instant {
-        match self.policy {
-            Policy::Plain(p) => self.after_start(p.flush_timeout),
-            Policy::Lingering(l) => self.after_start(l.max_time),
-            Policy::FinThenReset(f) => self.after_start(f.fin_ack_timeout),
-            Policy::PeerFirst(p) => self.after_start(p.delivery_timeout),
-            // One non-blocking attempt, no waiting.
-            Policy::Abort | Policy::Silent => self.started,
-        }
+        self.after_start(self.policy.delivery_timeout().unwrap_or(Duration::ZERO))
     }
 
-    /// How long delivery may go without progress.
+    /// How long delivery may go without progress ([`Policy::stall_timeout`];
+    /// lingering's also counts reads as progress).
     fn stall_timeout(&self) -> Duration {
-        let stall = match self.policy {
-            Policy::Plain(p) => p.stall_timeout,
-            // Lingering's idle timeout: no read and no progress.
-            Policy::Lingering(l) => l.idle_timeout,
-            Policy::FinThenReset(f) => f.stall_timeout,
-            Policy::PeerFirst(p) => p.stall_timeout,
-            Policy::Abort | Policy::Silent => Duration::ZERO,
-        };
-        stall.min(MAX_WAIT)
+        self.policy
+            .stall_timeout()
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_WAIT)
     }
 
     /// Delivery has stalled: the stall deadline passed and a probe taken
@@ -494,9 +484,8 @@ impl Machine {
                     let Policy::Lingering(l) = self.policy else {
                         unreachable!("only lingering drains after its FIN")
                     };
-                    // Idle: no read and no delivery progress for `idle_timeout`.
-                    let idle_end =
-                        self.last_read.max(self.progress.last()) + l.idle_timeout.min(MAX_WAIT);
+                    // Stalled: no read and no delivery progress for the stall timeout.
+                    let idle_end = self.last_read.max(self.progress.last()) + self.stall_timeout();
                     let cap = self.delivery_cap();
                     if self.peer_fin {
                         self.finish(Release::Close, Ending::LingeringClose);

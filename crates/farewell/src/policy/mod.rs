@@ -4,13 +4,62 @@
 //! |---|---|---|---|
 //! | [`Policy::Plain`] | write goodbye, `close()` | yes, once the peer closes ([F1](crate::facts#f1)) | yes, unless unread input forces an RST ([F4](crate::facts#f4)) |
 //! | [`Policy::Lingering`] | goodbye, FIN, read and discard until EOF or deadline, close | yes when the peer closes ([F2](crate::facts#f2)) | yes |
-//! | [`Policy::Lingering`] with `reset_on_timeout` | as above, RST when the deadline passes | only for cooperative peers | yes, unless `max_time` cuts a slow reader |
-//! | [`Policy::FinThenReset`] | goodbye, FIN, wait until our FIN is ACKed, RST | only if the peer's FIN wins the race | yes (ACKed before RST) |
+//! | [`Policy::Lingering`] with `reset_on_timeout` | as above, RST when the deadline passes | yes when the peer closes ([F2](crate::facts#f2)) | yes, unless `delivery_timeout` cuts a slow reader |
+//! | [`Policy::FinThenReset`] | goodbye, FIN, wait until our FIN is ACKed, RST | when the peer's FIN comes before the RST ([F2](crate::facts#f2)) | yes (ACKed before RST) |
 //! | [`Policy::Abort`] | RST now | no | **no** ([F3](crate::facts#f3)) |
 //! | [`Policy::Silent`] | `TCP_REPAIR` close: nothing sent | no | no: for abusive peers only |
 //! | [`Policy::PeerFirst`] (default) | **deliver:** goodbye, *no FIN*, wait while the peer ACKs; **grace:** once all is ACKed, wait for the peer's FIN, then close; **reset** only after that | **never** | yes for every peer whose kernel is alive and still taking bytes |
 //!
 //! The F-numbers link to the kernel facts in [`crate::facts`], each verified on Linux 6.x.
+//!
+//! # Deadlines
+//!
+//! Three deadlines, each with one name everywhere (the policies' fields, the
+//! accessors on [`Policy`], libfarewell's `fw_options_set_*_ms`, the CLI's
+//! `--grace`, `--stall-timeout` and `--delivery-timeout`):
+//!
+//! * **`grace`**: how long peer-first waits for the peer's FIN once
+//!   everything it wrote was ACKed. Counted from the end of delivery.
+//! * **`stall_timeout`**: how long delivering what we wrote may go without
+//!   progress (no byte written, none newly ACKed by the peer's kernel).
+//!   Counted from the last progress, so a slow but steady reader is never cut.
+//! * **`delivery_timeout`**: the total cap on delivering what we wrote,
+//!   counted from the start of the teardown; it cuts even a peer that is
+//!   still taking bytes (a slow-read attack).
+//!
+//! What each policy does with each ([`Policy::grace`],
+//! [`Policy::stall_timeout`], [`Policy::delivery_timeout`] read them; the
+//! `with_` methods set them):
+//!
+//! | policy | `grace` | `stall_timeout` | `delivery_timeout` |
+//! |---|---|---|---|
+//! | [`Policy::Plain`] | none | writing the goodbye made no progress: close with the rest unwritten (default 15 s, [`DEFAULT_STALL_TIMEOUT`]) | writing the goodbye took this long in all: close with the rest unwritten (default 60 s, [`DEFAULT_DELIVERY_TIMEOUT`]) |
+//! | [`Policy::Lingering`] | none (it reads for the peer's FIN until one of the other two passes) | writing the goodbye made no progress, or, after our FIN, no byte was read *and* none ACKed for this long: close, or reset with `reset_on_timeout` (nginx `lingering_timeout`, default 5 s) | the whole lingering close, goodbye and reading included: close, or reset with `reset_on_timeout` (nginx `lingering_time`, default 30 s) |
+//! | [`Policy::FinThenReset`] | none (it resets once its FIN is ACKed) | delivering the goodbye and our FIN made no progress: reset, [`Ending::ResetDeliveryStalled`](crate::Ending::ResetDeliveryStalled) (default 15 s) | goodbye and FIN not ACKed within this: reset, [`Ending::ResetFinUnacked`](crate::Ending::ResetFinUnacked) (default 60 s) |
+//! | [`Policy::Abort`], [`Policy::Silent`] | none | none | none: they do not wait |
+//! | [`Policy::PeerFirst`] | after everything was ACKed, the peer has this long to close: then [`GraceEnd`] (default 2 s, [`DEFAULT_GRACE`]) | delivery made no progress: reset, [`Ending::ResetDeliveryStalled`](crate::Ending::ResetDeliveryStalled) (default 15 s) | delivery took this long in all: reset, [`Ending::ResetDeliveryTimeout`](crate::Ending::ResetDeliveryTimeout) (default 60 s) |
+//!
+//! A policy's `with_` method leaves a policy without that deadline as it is
+//! (the accessor says `None`). The measured counterparts are
+//! [`Outcome::deliver`](crate::Outcome::deliver) and
+//! [`Outcome::grace`](crate::Outcome::grace). A [`Closer`](crate::Closer)'s
+//! hard deadline ([`Closer::hurry`](crate::Closer::hurry)) cuts all three.
+//!
+//! ```
+//! use std::time::Duration;
+//! use farewell::Policy;
+//!
+//! let plain: Policy = "plain".parse().unwrap();
+//! let plain = plain.with_delivery_timeout(Duration::from_secs(5));
+//! assert_eq!(plain.delivery_timeout(), Some(Duration::from_secs(5)));
+//! // Plain never waits for the peer's FIN: it has no grace, and setting one changes nothing.
+//! assert_eq!(plain.with_grace(Duration::from_secs(1)), plain);
+//! assert_eq!(plain.grace(), None);
+//!
+//! let peer_first = Policy::default().with_stall_timeout(Duration::from_secs(5));
+//! assert_eq!(peer_first.stall_timeout(), Some(Duration::from_secs(5)));
+//! assert_eq!(peer_first.grace(), Some(farewell::policy::DEFAULT_GRACE));
+//! ```
 //!
 //! # Delivery is judged by progress, not by a clock
 //!
@@ -69,6 +118,26 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// writes, like our stall timeout.)
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The default grace of [`Policy::PeerFirst`]: how long the peer has to
+/// close once everything written was ACKed, 2 s.
+///
+/// A cooperative peer closes within one round trip of reading the goodbye;
+/// 2 s covers a slow application's reaction and a retransmitted FIN, while
+/// a peer that never closes holds its socket only that long after delivery.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
+
+/// The default drain limit of [`Policy::PeerFirst`]: at most 256 KiB read
+/// and discarded from the peer during a teardown before it is reset as a
+/// flood ([`Ending::ResetOnDrainLimit`](crate::Ending::ResetOnDrainLimit)).
+///
+/// Enough for a peer that was still sending when we said goodbye (a request
+/// or two in flight, a protocol's own close message), small enough that a
+/// peer flooding us cannot keep a teardown reading for long. A server whose
+/// peers may have a large unread body in flight when it answers early (an
+/// HTTP 413 to an upload) wants more: farewell-http uses 2 MiB
+/// (`farewell_http::DEFAULT_DRAIN_LIMIT`, which says why).
+pub const DEFAULT_DRAIN_LIMIT: u64 = 256 * 1024;
+
 /// How a connection is torn down. See the [module docs](self) for what each puts on the wire.
 ///
 /// # Examples
@@ -97,7 +166,8 @@ pub enum Policy {
     /// ([F1](crate::facts#f1)); if unread input was pending, `close()` sends RST
     /// instead and the peer may lose what it had not read ([F4](crate::facts#f4),
     /// RFC 9112 §9.6). Writing a goodbye larger than the send buffer waits for
-    /// the peer to take it, as long as it makes progress.
+    /// the peer to take it, as long as it makes progress (its `stall_timeout`
+    /// and `delivery_timeout`: see [Deadlines](self#deadlines)).
     Plain(Plain),
     /// Write the goodbye, send FIN (`shutdown(SHUT_WR)`), read and discard until
     /// the peer's EOF or a deadline, then close (RFC 9112 §9.6, nginx, Apache).
@@ -106,14 +176,16 @@ pub enum Policy {
     /// TIME-WAIT entry on *our* side at once ([F2](crate::facts#f2)). With
     /// `reset_on_timeout`, a peer that never closes gets an RST at the deadline
     /// (nginx `reset_timedout_connection`). A peer still ACKing our bytes is not
-    /// idle: only `max_time` cuts it.
+    /// stalled: only `delivery_timeout` cuts it.
     Lingering(Lingering),
     /// Write the goodbye, send FIN, wait until the FIN is ACKed (`FIN-WAIT-2`), then RST.
     ///
     /// On the wire: data, FIN, RST. No TIME-WAIT unless the peer's FIN arrives
-    /// before the reset ([F2](crate::facts#f2)). The goodbye is confirmed
+    /// before the reset: then we keep it ([F2](crate::facts#f2)). A peer that
+    /// closes as soon as it reads our FIN usually wins that race ([`Policy::may_reset`]
+    /// has the figures). The goodbye is confirmed
     /// delivered before the RST; while the peer keeps ACKing, the wait goes on
-    /// (up to `fin_ack_timeout`), and a stalled one ends as
+    /// (up to `delivery_timeout`), and a stalled one ends as
     /// [`Ending::ResetDeliveryStalled`](crate::Ending::ResetDeliveryStalled).
     FinThenReset(FinThenReset),
     /// Reset now (`uv_tcp_close_reset`, tokio's `set_zero_linger`).
@@ -139,6 +211,7 @@ pub enum Policy {
     ///    or `delivery_timeout` passes
     ///    ([`Ending::ResetDeliveryTimeout`](crate::Ending::ResetDeliveryTimeout)).
     /// 2. **Grace.** Once all is ACKed, give the peer `grace` to close.
+    ///    (These three deadlines, for every policy: [Deadlines](self#deadlines).)
     /// 3. **Reset**, only then ([`Ending::ResetAfterGrace`](crate::Ending::ResetAfterGrace)).
     ///
     /// Throughout, input is read and discarded (at most `drain_limit` bytes).
@@ -167,7 +240,7 @@ impl Default for Policy {
 pub struct Plain {
     /// The longest writing the goodbye may take in all before we close with
     /// the rest unwritten (default 60 s, [`DEFAULT_DELIVERY_TIMEOUT`]).
-    pub flush_timeout: Duration,
+    pub delivery_timeout: Duration,
     /// The longest writing may go without progress (no byte written, none
     /// newly ACKed) before we close anyway (default 15 s, [`DEFAULT_STALL_TIMEOUT`]).
     pub stall_timeout: Duration,
@@ -176,7 +249,7 @@ pub struct Plain {
 impl Default for Plain {
     fn default() -> Self {
         Plain {
-            flush_timeout: DEFAULT_DELIVERY_TIMEOUT,
+            delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
@@ -187,12 +260,12 @@ impl Default for Plain {
 pub struct Lingering {
     /// The longest pause before giving up (nginx `lingering_timeout`, default
     /// 5 s). A pause is a time with no read from the peer *and* no progress in
-    /// delivering our bytes: a slow reader still ACKing is not idle.
-    pub idle_timeout: Duration,
+    /// delivering our bytes: a slow reader still ACKing is not stalled.
+    pub stall_timeout: Duration,
     /// The longest the whole lingering close may take, goodbye included (nginx
     /// `lingering_time`, default 30 s): the hard cap, even on a peer still
     /// taking bytes.
-    pub max_time: Duration,
+    pub delivery_timeout: Duration,
     /// Reset instead of closing when a deadline passes (nginx
     /// `reset_timedout_connection`, default off).
     pub reset_on_timeout: bool,
@@ -201,8 +274,8 @@ pub struct Lingering {
 impl Default for Lingering {
     fn default() -> Self {
         Lingering {
-            idle_timeout: Duration::from_secs(5),
-            max_time: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(5),
+            delivery_timeout: Duration::from_secs(30),
             reset_on_timeout: false,
         }
     }
@@ -214,7 +287,7 @@ pub struct FinThenReset {
     /// How long writing the goodbye and waiting for the FIN's ACK may take in
     /// all before resetting anyway, however the peer is doing (default 60 s,
     /// [`DEFAULT_DELIVERY_TIMEOUT`]).
-    pub fin_ack_timeout: Duration,
+    pub delivery_timeout: Duration,
     /// The longest the delivery of the goodbye and the FIN may go without
     /// progress before resetting (default 15 s, [`DEFAULT_STALL_TIMEOUT`]).
     pub stall_timeout: Duration,
@@ -223,7 +296,7 @@ pub struct FinThenReset {
 impl Default for FinThenReset {
     fn default() -> Self {
         FinThenReset {
-            fin_ack_timeout: DEFAULT_DELIVERY_TIMEOUT,
+            delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
@@ -247,8 +320,8 @@ impl Default for FinThenReset {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerFirst {
     /// How long the peer has to close once everything written was ACKed
-    /// (default 2 s). It counts from the end of delivery, so a slow reader
-    /// gets the whole grace after its last byte.
+    /// (default 2 s, [`DEFAULT_GRACE`]). It counts from the end of delivery,
+    /// so a slow reader gets the whole grace after its last byte.
     pub grace: Duration,
     /// Delivery gives up after this long without progress: no byte written,
     /// none newly ACKed (default 15 s, [`DEFAULT_STALL_TIMEOUT`]). A peer that
@@ -261,7 +334,7 @@ pub struct PeerFirst {
     /// [`Ending::ResetDeliveryTimeout`](crate::Ending::ResetDeliveryTimeout).
     pub delivery_timeout: Duration,
     /// The most bytes to read and discard before resetting a peer that floods
-    /// us (default 256 KiB).
+    /// us (default 256 KiB, [`DEFAULT_DRAIN_LIMIT`]).
     pub drain_limit: u64,
     /// Who keeps TIME-WAIT when the peer closes after everything was
     /// delivered: the peer ([`PeerTimeWait::Keep`]), nobody
@@ -277,10 +350,10 @@ pub struct PeerFirst {
 impl Default for PeerFirst {
     fn default() -> Self {
         PeerFirst {
-            grace: Duration::from_secs(2),
+            grace: DEFAULT_GRACE,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
-            drain_limit: 256 * 1024,
+            drain_limit: DEFAULT_DRAIN_LIMIT,
             peer_time_wait: PeerTimeWait::default(),
             grace_end: GraceEnd::default(),
         }
@@ -467,34 +540,92 @@ impl Policy {
         }
     }
 
-    /// The same policy with its main deadline set to `grace` (clamped to
-    /// [`MAX_WAIT`]): the grace of peer-first, the flush timeout of plain, the
-    /// total time of lingering, the FIN-ACK timeout of fin-then-reset. Abort and
-    /// silent have no deadline and are returned unchanged.
+    /// Peer-first's grace: how long the peer has to close once everything
+    /// written was ACKed. `None` for every other policy: none of them waits
+    /// for the peer's FIN after delivery (see [Deadlines](self#deadlines)).
+    pub fn grace(&self) -> Option<Duration> {
+        let mut policy = *self;
+        policy.deadlines().and_then(|d| d.grace.map(|grace| *grace))
+    }
+
+    /// How long delivering what we wrote may go without progress before the
+    /// policy gives up (lingering: without progress and without a read).
+    /// `None` for abort and silent, which never wait.
+    pub fn stall_timeout(&self) -> Option<Duration> {
+        let mut policy = *self;
+        policy.deadlines().map(|d| *d.stall)
+    }
+
+    /// The total cap on delivering what we wrote, from the start of the
+    /// teardown (lingering: on the whole lingering close). `None` for abort
+    /// and silent, which never wait.
+    pub fn delivery_timeout(&self) -> Option<Duration> {
+        let mut policy = *self;
+        policy.deadlines().map(|d| *d.delivery)
+    }
+
+    /// The same policy with peer-first's grace set (clamped to [`MAX_WAIT`]);
+    /// other policies have no grace and are returned unchanged.
     ///
-    /// # Notes
+    /// # Examples
     ///
-    /// For plain, lingering and fin-then-reset that deadline is the total cap,
-    /// which cuts even a peer still taking bytes; peer-first's grace only
-    /// starts once everything is delivered.
-    pub fn with_grace(self, grace: Duration) -> Policy {
-        let grace = grace.min(MAX_WAIT);
+    /// ```
+    /// use std::time::Duration;
+    /// use farewell::Policy;
+    ///
+    /// let patient = Policy::default().with_grace(Duration::from_secs(5));
+    /// assert_eq!(patient.grace(), Some(Duration::from_secs(5)));
+    /// ```
+    pub fn with_grace(mut self, grace: Duration) -> Policy {
+        if let Some(place) = self.deadlines().and_then(|d| d.grace) {
+            *place = grace.min(MAX_WAIT);
+        }
+        self
+    }
+
+    /// The same policy with its stall timeout set (clamped to [`MAX_WAIT`]);
+    /// abort and silent are returned unchanged.
+    pub fn with_stall_timeout(mut self, stall: Duration) -> Policy {
+        if let Some(d) = self.deadlines() {
+            *d.stall = stall.min(MAX_WAIT);
+        }
+        self
+    }
+
+    /// The same policy with its delivery timeout, the total cap, set (clamped
+    /// to [`MAX_WAIT`]); abort and silent are returned unchanged.
+    pub fn with_delivery_timeout(mut self, cap: Duration) -> Policy {
+        if let Some(d) = self.deadlines() {
+            *d.delivery = cap.min(MAX_WAIT);
+        }
+        self
+    }
+
+    /// The one place that knows which field of which policy holds which
+    /// deadline; `None` for the policies that never wait.
+    fn deadlines(&mut self) -> Option<Deadlines<'_>> {
         match self {
-            Policy::Plain(p) => Policy::Plain(Plain {
-                flush_timeout: grace,
-                ..p
+            Policy::Plain(p) => Some(Deadlines {
+                grace: None,
+                stall: &mut p.stall_timeout,
+                delivery: &mut p.delivery_timeout,
             }),
-            Policy::Lingering(l) => Policy::Lingering(Lingering {
-                max_time: grace,
-                idle_timeout: l.idle_timeout.min(grace),
-                ..l
+            Policy::Lingering(l) => Some(Deadlines {
+                grace: None,
+                stall: &mut l.stall_timeout,
+                delivery: &mut l.delivery_timeout,
             }),
-            Policy::FinThenReset(f) => Policy::FinThenReset(FinThenReset {
-                fin_ack_timeout: grace,
-                ..f
+            Policy::FinThenReset(f) => Some(Deadlines {
+                grace: None,
+                stall: &mut f.stall_timeout,
+                delivery: &mut f.delivery_timeout,
             }),
-            Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst { grace, ..p }),
-            other => other,
+            Policy::PeerFirst(p) => Some(Deadlines {
+                grace: Some(&mut p.grace),
+                stall: &mut p.stall_timeout,
+                delivery: &mut p.delivery_timeout,
+            }),
+            Policy::Abort | Policy::Silent => None,
         }
     }
 
@@ -511,7 +642,22 @@ impl Policy {
         }
     }
 
-    /// True for policies that may send RST (and so never leave TIME-WAIT behind by design).
+    /// True for policies that may end a connection with an RST: lingering
+    /// with `reset_on_timeout`, fin-then-reset, abort, silent (which resets
+    /// when `TCP_REPAIR` is refused) and peer-first.
+    ///
+    /// # Notes
+    ///
+    /// A reset leaves no TIME-WAIT, but a policy that *may* reset does not
+    /// always reset, so this says nothing about TIME-WAIT. Peer-first never
+    /// keeps it on our side (it never sends the first FIN), nor do abort and
+    /// silent. Lingering-reset and fin-then-reset send their FIN first, so a
+    /// peer whose FIN comes before the reset leaves the TIME-WAIT entry with
+    /// us ([F2](crate::facts#f2)): in `farewell lab --path loopback` (Linux
+    /// 6.18, 5 connections for each of 9 peer behaviours), fin-then-reset kept
+    /// it on 12 of 45 connections (every cooperative peer, 2 of 5 slow
+    /// readers, every peer that never handshakes and then closes) and
+    /// lingering-reset on 15.
     pub fn may_reset(&self) -> bool {
         match self {
             Policy::Plain(_) => false,
@@ -521,9 +667,34 @@ impl Policy {
     }
 }
 
+/// Where a policy keeps its deadlines ([`Policy::deadlines`]).
+struct Deadlines<'a> {
+    grace: Option<&'a mut Duration>,
+    stall: &'a mut Duration,
+    delivery: &'a mut Duration,
+}
+
 impl fmt::Display for Policy {
+    /// The name (`peer-first`); with `{:#}`, the name and its deadlines:
+    /// `peer-first (grace 2s, stall timeout 15s, delivery timeout 60s)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
+        if !f.alternate() {
+            return f.pad(self.name());
+        }
+        let deadlines = [
+            ("grace", self.grace()),
+            ("stall timeout", self.stall_timeout()),
+            ("delivery timeout", self.delivery_timeout()),
+        ];
+        let set: Vec<String> = deadlines
+            .iter()
+            .filter_map(|(name, d)| d.map(|d| format!("{name} {d:?}")))
+            .collect();
+        if set.is_empty() {
+            write!(f, "{}", self.name())
+        } else {
+            write!(f, "{} ({})", self.name(), set.join(", "))
+        }
     }
 }
 
@@ -588,5 +759,129 @@ mod tests {
                 ..PeerFirst::default()
             })
         );
+        let policy = Policy::default()
+            .with_stall_timeout(Duration::MAX)
+            .with_delivery_timeout(Duration::MAX);
+        assert_eq!(policy.stall_timeout(), Some(MAX_WAIT));
+        assert_eq!(policy.delivery_timeout(), Some(MAX_WAIT));
+    }
+
+    /// Which field of each policy holds each deadline: (name, grace, stall, delivery).
+    fn deadline_fields(policy: Policy) -> (Option<Duration>, Option<Duration>, Option<Duration>) {
+        match policy {
+            Policy::Plain(p) => (None, Some(p.stall_timeout), Some(p.delivery_timeout)),
+            Policy::Lingering(l) => (None, Some(l.stall_timeout), Some(l.delivery_timeout)),
+            Policy::FinThenReset(f) => (None, Some(f.stall_timeout), Some(f.delivery_timeout)),
+            Policy::PeerFirst(p) => (
+                Some(p.grace),
+                Some(p.stall_timeout),
+                Some(p.delivery_timeout),
+            ),
+            Policy::Abort | Policy::Silent => (None, None, None),
+        }
+    }
+
+    #[test]
+    fn every_policy_reads_every_deadline_from_its_own_field() {
+        let expected = [
+            ("plain", (None, Some(15_000), Some(60_000))),
+            ("lingering", (None, Some(5_000), Some(30_000))),
+            ("lingering-reset", (None, Some(5_000), Some(30_000))),
+            ("fin-then-reset", (None, Some(15_000), Some(60_000))),
+            ("abort", (None, None, None)),
+            ("silent", (None, None, None)),
+            ("peer-first", (Some(2_000), Some(15_000), Some(60_000))),
+        ];
+        assert_eq!(expected.len(), Policy::NAMES.len());
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+        for (name, (grace, stall, delivery)) in expected {
+            let policy: Policy = name.parse().unwrap();
+            assert_eq!(ms(policy.grace()), grace, "{name} grace");
+            assert_eq!(ms(policy.stall_timeout()), stall, "{name} stall");
+            assert_eq!(ms(policy.delivery_timeout()), delivery, "{name} delivery");
+            assert_eq!(
+                (
+                    policy.grace(),
+                    policy.stall_timeout(),
+                    policy.delivery_timeout()
+                ),
+                deadline_fields(policy),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_setter_changes_its_own_deadline_and_nothing_else() {
+        let (g, s, d) = (
+            Duration::from_millis(111),
+            Duration::from_millis(222),
+            Duration::from_millis(333),
+        );
+        for name in Policy::NAMES {
+            let policy: Policy = name.parse().unwrap();
+            let (grace, stall, delivery) = deadline_fields(policy);
+
+            let with = policy.with_grace(g);
+            assert_eq!(
+                deadline_fields(with),
+                (grace.map(|_| g), stall, delivery),
+                "{name}"
+            );
+            assert_eq!(with.grace(), grace.map(|_| g), "{name}");
+
+            let with = policy.with_stall_timeout(s);
+            assert_eq!(
+                deadline_fields(with),
+                (grace, stall.map(|_| s), delivery),
+                "{name}"
+            );
+            assert_eq!(with.stall_timeout(), stall.map(|_| s), "{name}");
+
+            let with = policy.with_delivery_timeout(d);
+            assert_eq!(
+                deadline_fields(with),
+                (grace, stall, delivery.map(|_| d)),
+                "{name}"
+            );
+            assert_eq!(with.delivery_timeout(), delivery.map(|_| d), "{name}");
+
+            // The rest of the policy is kept: its name, and a policy
+            // without the deadline is unchanged.
+            for with in [
+                policy.with_grace(g),
+                policy.with_stall_timeout(s),
+                policy.with_delivery_timeout(d),
+            ] {
+                assert_eq!(with.name(), name);
+            }
+            if grace.is_none() {
+                assert_eq!(policy.with_grace(g), policy, "{name}");
+            }
+            if stall.is_none() {
+                assert_eq!(policy.with_stall_timeout(s), policy, "{name}");
+                assert_eq!(policy.with_delivery_timeout(d), policy, "{name}");
+            }
+        }
+        // Peer-first keeps its other settings.
+        let spare = Policy::default()
+            .with_peer_time_wait(PeerTimeWait::Spare)
+            .with_delivery_timeout(d);
+        assert!(matches!(spare, Policy::PeerFirst(p) if p.peer_time_wait == PeerTimeWait::Spare));
+    }
+
+    #[test]
+    fn alternate_display_lists_the_deadlines_a_policy_has() {
+        assert_eq!(Policy::default().to_string(), "peer-first");
+        assert_eq!(
+            format!("{:#}", Policy::default()),
+            "peer-first (grace 2s, stall timeout 15s, delivery timeout 60s)"
+        );
+        let plain: Policy = "plain".parse().unwrap();
+        assert_eq!(
+            format!("{:#}", plain.with_stall_timeout(Duration::from_millis(300))),
+            "plain (stall timeout 300ms, delivery timeout 60s)"
+        );
+        assert_eq!(format!("{:#}", Policy::Abort), "abort");
     }
 }

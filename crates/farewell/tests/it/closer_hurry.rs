@@ -22,8 +22,8 @@ fn slow_policies() -> [Policy; 2] {
     let minute = Duration::from_secs(60);
     [
         Policy::Lingering(Lingering {
-            idle_timeout: minute,
-            max_time: minute,
+            stall_timeout: minute,
+            delivery_timeout: minute,
             reset_on_timeout: false,
         }),
         Policy::PeerFirst(PeerFirst {

@@ -205,12 +205,12 @@ async fn fin_then_reset_and_lingering_reset_wait_for_a_progressing_slow_reader()
     // nothing) is idle at once; only its ACKs say it is alive.
     let policies = [
         Policy::FinThenReset(FinThenReset {
-            fin_ack_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(3),
         }),
         Policy::Lingering(Lingering {
-            idle_timeout: Duration::from_millis(300),
-            max_time: Duration::from_secs(30),
+            stall_timeout: Duration::from_millis(300),
+            delivery_timeout: Duration::from_secs(30),
             reset_on_timeout: true,
         }),
     ];
@@ -247,7 +247,7 @@ async fn plain_writes_a_large_goodbye_to_a_slow_reader_past_its_stall_timeout() 
         .set_send_buffer_size(64 * 1024)
         .unwrap();
     let policy = Policy::Plain(farewell::Plain {
-        flush_timeout: Duration::from_secs(30),
+        delivery_timeout: Duration::from_secs(30),
         stall_timeout: Duration::from_secs(3),
     });
     let teardown = tokio::spawn(close_bounded(server, policy, large_goodbye()));

@@ -95,7 +95,7 @@ impl InProcess {
 
 /// farewell-http's policy as the bench runs it: peer-first (the default) with
 /// a 2 s grace and the server's drain limit, as `serve-http` sets it; any
-/// other policy with its defaults and a 2 s deadline.
+/// other policy with its defaults and a 2 s delivery timeout.
 fn bench_policy(policy: Option<Policy>) -> Policy {
     let grace = Duration::from_secs(2);
     match policy.unwrap_or(Policy::PeerFirst(PeerFirst::default())) {
@@ -104,6 +104,6 @@ fn bench_policy(policy: Option<Policy>) -> Policy {
             drain_limit: farewell_http::DEFAULT_DRAIN_LIMIT,
             ..p
         }),
-        other => other.with_grace(grace),
+        other => other.with_delivery_timeout(grace),
     }
 }

@@ -62,17 +62,17 @@ fn peer_first_sparing(peer_time_wait: PeerTimeWait) -> Policy {
     })
 }
 
-fn fin_then_reset(fin_ack_timeout: Duration) -> Policy {
+fn fin_then_reset(delivery_timeout: Duration) -> Policy {
     Policy::FinThenReset(FinThenReset {
-        fin_ack_timeout,
+        delivery_timeout,
         stall_timeout: ms(300),
     })
 }
 
 fn lingering(reset_on_timeout: bool) -> Policy {
     Policy::Lingering(Lingering {
-        idle_timeout: ms(30),
-        max_time: ms(100),
+        stall_timeout: ms(30),
+        delivery_timeout: ms(100),
         reset_on_timeout,
     })
 }
@@ -263,7 +263,7 @@ fn test_flushing_peer_first_cap_resets_even_a_progressing_peer() {
 fn test_flushing_plain_stalled_write_closes_after_the_stall_timeout() {
     let t0 = Instant::now();
     let policy = Policy::Plain(Plain {
-        flush_timeout: ms(2000),
+        delivery_timeout: ms(2000),
         stall_timeout: ms(300),
     });
     let mut m = flushing(policy, t0);
@@ -282,7 +282,7 @@ fn test_flushing_plain_stalled_write_closes_after_the_stall_timeout() {
 fn test_flushing_plain_progressing_writes_outlast_the_stall_timeout() {
     let t0 = Instant::now();
     let policy = Policy::Plain(Plain {
-        flush_timeout: ms(5000),
+        delivery_timeout: ms(5000),
         stall_timeout: ms(300),
     });
     let mut m = flushing(policy, t0);
@@ -900,7 +900,7 @@ fn test_lingering_peer_fin_first_leaves_time_wait_with_the_peer() {
 }
 
 #[test]
-fn test_lingering_idle_timeout_is_rearmed_by_each_read() {
+fn test_lingering_stall_timeout_is_rearmed_by_each_read() {
     let t0 = Instant::now();
     let mut m = flushed(lingering(false), t0);
     let _ = m.step(t0);
@@ -925,7 +925,7 @@ fn test_lingering_idle_timeout_is_rearmed_by_each_read() {
 }
 
 #[test]
-fn test_lingering_reset_on_timeout_resets_at_max_time() {
+fn test_lingering_reset_on_timeout_resets_at_delivery_timeout() {
     let t0 = Instant::now();
     let mut m = flushed(lingering(true), t0);
     let _ = m.step(t0);
@@ -955,7 +955,7 @@ fn test_draining_lingering_slow_reader_still_acking_is_not_idle() {
         acked += 100;
         probed(TcpState::FinWait1, 50_000, acked)
     });
-    // Only max_time, the hard cap, ends it.
+    // Only delivery_timeout, the hard cap, ends it.
     assert_eq!(f.unwrap().ending, Ending::LingeringTimeout);
     assert_eq!(t, t0 + ms(100));
 }
