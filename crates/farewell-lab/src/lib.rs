@@ -3,6 +3,10 @@
 //! semver, and the library crates a user adds (`farewell`,
 //! `farewell-server`, `farewell-http`) do not depend on it.
 //!
+//! The lab engine and the support that needs no HTTP or TLS live in
+//! `farewell-testkit` (so that the core's tests need not build hyper and
+//! rustls) and are re-exported here: [`lab`], and the most of [`support`].
+//!
 //! * [`lab`] — `farewell lab`: every policy against every peer behaviour,
 //!   judged by the kernel's socket table and by what the peers received;
 //! * [`load`] — `farewell load`: client populations against any FLP/1 server;
@@ -19,7 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
-pub mod lab;
+pub use farewell_testkit::lab;
 pub mod load;
 pub mod support;
 mod sys;
