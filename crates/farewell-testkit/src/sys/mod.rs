@@ -1,7 +1,8 @@
-//! The lab's own OS calls (the library's are in `farewell::sys`). The only
-//! unsafe code of this crate is here, each block with its SAFETY note: this module (namespaces,
-//! capabilities, signals) and [`packet`] (raw `AF_PACKET` sockets and the
-//! `SIOCETHTOOL` offload switch of the network paths).
+//! The lab's own OS calls (the library's are in `farewell::sys`). All the
+//! unsafe code of this crate is here, each block with its SAFETY note: this
+//! module (entering a namespace, dropping a capability: `capget`/`capset`)
+//! and [`packet`] (raw `AF_PACKET` sockets and the `SIOCETHTOOL` offload
+//! switch of the network paths).
 
 pub(crate) mod packet;
 
@@ -55,7 +56,7 @@ pub(crate) fn drop_capability_on_this_thread(cap: u32) -> io::Result<()> {
     let mut data = [CapData::default(); 2];
     // SAFETY: capget writes one header and two data structs (version 3),
     // which are live, correctly laid out locals.
-    #[allow(unsafe_code)] // SAFETY note below; the lab's only unsafe code
+    #[allow(unsafe_code)] // SAFETY note above
     let rc = unsafe {
         libc::syscall(
             libc::SYS_capget,
@@ -72,7 +73,7 @@ pub(crate) fn drop_capability_on_this_thread(cap: u32) -> io::Result<()> {
     data[0].inheritable &= keep;
     // SAFETY: capset reads one header and two data structs, as above; it
     // changes only the calling thread's credentials.
-    #[allow(unsafe_code)] // SAFETY note below; the lab's only unsafe code
+    #[allow(unsafe_code)] // SAFETY note above
     let rc = unsafe {
         libc::syscall(
             libc::SYS_capset,
