@@ -10,7 +10,7 @@
 //! * [`lab`] — `farewell lab`: every policy against every peer behaviour,
 //!   judged by the kernel's socket table and by what the peers received;
 //! * [`load`] — `farewell load`: client populations against any FLP/1 server;
-//! * [`bench`] — `farewell bench`: what peer-first costs, side by side;
+//! * [`bench`](mod@bench) — `farewell bench`: what peer-first costs, side by side;
 //! * [`support`] — the peer scripts both the lab and the load generator play,
 //!   client source addresses (127.1.x.y), the kernel's settings, quiet ports,
 //!   the HTTP demo handler and plain-hyper baseline, the FLP/1 fixture

@@ -2,7 +2,8 @@
 //! shared with the load generator, see [`support::peer`](crate::support::peer)),
 //! and the loopback plumbing around them.
 //!
-//! Ported from the integration-test harness (`tests/common/mod.rs`), whose
+//! Ported from the core's integration-test harness (which is now a thin
+//! adapter over this crate: `crates/farewell/tests/it/common.rs`), whose
 //! logic was verified against the kernel; the comments keep its reasons.
 
 use std::io;
@@ -249,7 +250,7 @@ pub(crate) async fn run_peer(
             let _ = release.await;
             // Look at what its kernel had queued without consuming it (reading
             // would open the window and make it a cooperative peer). Linux keeps
-            // the queue readable after a reset (F6). Then close with it unread.
+            // the queue readable after a reset: farewell::facts F6. Then close with it unread.
             if let Ok(client) = client.into_std() {
                 if let Ok(n) = client.peek(&mut buf) {
                     received.extend_from_slice(&buf[..n]);
