@@ -3,9 +3,10 @@
 //! semver, and the library crates a user adds (`farewell`,
 //! `farewell-server`, `farewell-http`) do not depend on it.
 //!
-//! The lab engine and the support that needs no HTTP or TLS live in
-//! `farewell-testkit` (so that the core's tests need not build hyper and
-//! rustls) and are re-exported here: [`lab`], and the most of [`support`].
+//! What the core's tests share with the lab lives in `farewell-testkit`
+//! (so that they need not build hyper and rustls) and is re-exported here:
+//! one connection of the lab, its peers and namespaces (in [`lab`]), and the
+//! support that needs no HTTP or TLS (in [`support`]).
 //!
 //! * [`lab`] — `farewell lab`: every policy against every peer behaviour,
 //!   judged by the kernel's socket table and by what the peers received;
@@ -23,7 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
-pub use farewell_testkit::lab;
+pub mod lab;
 pub mod load;
 pub mod support;
 mod sys;

@@ -6,5 +6,4 @@ pub mod kernel;
 pub mod netns;
 pub mod peer;
 pub mod port;
-pub mod table;
 pub mod tools;

@@ -1,10 +1,7 @@
-//! The lab's own OS calls (the library's are in `farewell::sys`). All the
-//! unsafe code of this crate is here, each block with its SAFETY note: this
-//! module (entering a namespace, dropping a capability: `capget`/`capset`)
-//! and [`packet`] (raw `AF_PACKET` sockets and the `SIOCETHTOOL` offload
-//! switch of the network paths).
-
-pub(crate) mod packet;
+//! The test kit's own OS calls (the library's are in `farewell::sys`):
+//! entering a network namespace, dropping a capability (`capget`/`capset`).
+//! The only unsafe code of this crate is here, each block with its SAFETY
+//! note. (The lab's raw packet sockets are `farewell-lab`'s `sys/packet.rs`.)
 
 use std::io;
 use std::os::fd::AsFd;

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 /// columns' widths are measured without such cells. No line ends in spaces.
 ///
 /// ```
-/// use farewell_testkit::support::table;
+/// use farewell_lab::support::table;
 /// let rows = vec![
 ///     vec!["policy".to_owned(), "conns".to_owned(), "paths".to_owned()],
 ///     vec!["plain".to_owned(), "5".to_owned(), "peer-closed 5".to_owned()],

@@ -1,6 +1,11 @@
-//! The bench's signals to the processes it starts (nginx), through nix's
-//! safe wrappers: no unsafe code here (the lab's OS calls, which have some,
-//! are in `farewell_testkit`'s `sys`).
+//! The lab's own OS calls (the library's are in `farewell::sys`, the test
+//! kit's namespaces and capabilities in `farewell_testkit`'s): [`packet`]
+//! (raw `AF_PACKET` sockets and the `SIOCETHTOOL` offload switch of the
+//! network paths), the only unsafe code of this crate, each block with its
+//! SAFETY note; and the bench's signals to the processes it starts (nginx),
+//! through nix's safe wrappers.
+
+pub(crate) mod packet;
 
 use std::io;
 

@@ -49,7 +49,7 @@
 //! use std::net::{TcpListener, TcpStream};
 //! use std::time::Duration;
 //!
-//! use farewell_testkit::lab::path::{NetPath, PathKind};
+//! use farewell_lab::lab::path::{NetPath, PathKind};
 //!
 //! # fn main() -> std::io::Result<()> {
 //! let path = NetPath::new(PathKind::Wan.into())?; // 20 ms each way, 1% loss
