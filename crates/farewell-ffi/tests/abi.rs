@@ -164,7 +164,7 @@ fn one_closer_takes_connections_from_many_threads_at_once() {
 #[test]
 fn an_ipv6_connection_is_taken_too() {
     let Ok(listener) = TcpListener::bind("[::1]:0") else {
-        farewell_lab::support::tools::skip("an_ipv6_connection_is_taken_too", "no ::1 here");
+        farewell_testkit::support::tools::skip("an_ipv6_connection_is_taken_too", "no ::1 here");
         return;
     };
     let closer = closer(c"abort", None, std::ptr::null_mut());

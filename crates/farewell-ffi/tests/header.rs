@@ -62,7 +62,7 @@ fn committed_header_is_up_to_date() {
 
 /// Compiles `source` (which includes the header) with `compiler` and `flags`.
 fn compiles(test: &str, compiler: &str, file: &str, source: &str, flags: &[&str]) {
-    if !farewell_lab::support::tools::require(test, &[compiler]) {
+    if !farewell_testkit::support::tools::require(test, &[compiler]) {
         return;
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-header");

@@ -36,8 +36,8 @@
 //!    two round-trip times; give up as peer-first does (its stall timeout
 //!    without progress, its delivery cap). Input is read and discarded
 //!    meanwhile, up to the drain limit: `close()` with unread bytes sends an
-//!    RST instead of the FIN ([`farewell::facts`] F4), which could erase the
-//!    response in the client's kernel (F9).
+//!    RST instead of the FIN ([F4](farewell::facts#f4)), which could erase
+//!    the response in the client's kernel ([F9](farewell::facts#f9)).
 //! 2. **A short grace** for a framed response only: two round-trip times (5
 //!    to 100 ms), in which a client that closes by itself once it has the
 //!    whole response (nginx's HTTP/1.0 upstream, curl) sends its FIN first.

@@ -3,10 +3,15 @@
 //! semver, and the library crates a user adds (`farewell`,
 //! `farewell-server`, `farewell-http`) do not depend on it.
 //!
+//! What the core's tests share with the lab lives in `farewell-testkit`
+//! (so that they need not build hyper and rustls) and is re-exported here:
+//! one connection of the lab, its peers and namespaces (in [`lab`]), and the
+//! support that needs no HTTP or TLS (in [`support`]).
+//!
 //! * [`lab`] — `farewell lab`: every policy against every peer behaviour,
 //!   judged by the kernel's socket table and by what the peers received;
 //! * [`load`] — `farewell load`: client populations against any FLP/1 server;
-//! * [`bench`] — `farewell bench`: what peer-first costs, side by side;
+//! * [`bench`](mod@bench) — `farewell bench`: what peer-first costs, side by side;
 //! * [`support`] — the peer scripts both the lab and the load generator play,
 //!   client source addresses (127.1.x.y), the kernel's settings, quiet ports,
 //!   the HTTP demo handler and plain-hyper baseline, the FLP/1 fixture

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use farewell_lab::support::tools;
+use farewell_testkit::support::tools;
 
 /// This crate's directory.
 fn crate_dir() -> PathBuf {

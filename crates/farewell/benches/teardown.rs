@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use farewell::{Closer, Policy};
-use farewell_lab::bench::cpu::thread_cpu_now;
+use farewell_testkit::cpu::thread_cpu_now;
 use tokio::io::AsyncWriteExt;
 
 /// The thread's CPU time (user + system): the runtime is current-thread, so

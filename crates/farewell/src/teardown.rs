@@ -6,7 +6,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
@@ -703,12 +703,11 @@ fn fin_then_kernel_reset(stream: TcpStream) {
     drop(stream);
 }
 
-/// Closes `stream` (the runtime's or a std one) with a reset: `SO_LINGER`
-/// 0, then `close()`. Set on the stream itself, which needs no reactor: a
-/// teardown cut while its runtime shuts down still resets.
+/// Closes `stream` (the runtime's or a std one) with a reset
+/// ([`sys::abort`]'s way), which needs no reactor: a teardown cut while its
+/// runtime shuts down still resets.
 fn reset(stream: impl AsFd) {
-    if let Err(e) = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)) {
+    if let Err(e) = sys::close_with_reset(stream) {
         tracing::warn!(error = %e, "SO_LINGER 0 failed; the socket was closed without a reset");
     }
-    drop(stream);
 }

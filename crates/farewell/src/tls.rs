@@ -4,10 +4,11 @@
 //! A TLS server that ends a connection the usual way, tokio-rustls's
 //! `shutdown()`, sends `close_notify` and then shuts down the TCP write side:
 //! the FIN goes first and the server keeps TIME-WAIT, as it would over plain
-//! TCP (verified on Linux 6.x: `tests/tls.rs`). rustls's maintainers point to
-//! `send_close_notify()` followed by a flush instead (rustls/tokio-rustls
-//! PR #102, issue #64). This module does that, and then hands the TCP stream
-//! to the teardown:
+//! TCP (verified on Linux 6.x: `tests/it/tls.rs`,
+//! `tokio_rustls_shutdown_sends_a_fin_and_leaves_server_time_wait`).
+//! rustls's maintainers point to `send_close_notify()` followed by a flush
+//! instead (rustls/tokio-rustls PR #102, issue #64). This module does that,
+//! and then hands the TCP stream to the teardown:
 //!
 //! 1. the goodbye (the protocol's last message, may be empty) is encrypted,
 //!    then the `close_notify` alert; both are written by the teardown as its

@@ -43,14 +43,14 @@ async fn closer_pending_teardowns_cost_at_most_one_kib_each() {
     let mut clients = Vec::with_capacity(n);
     // Warm up allocator arenas and per-thread scratch buffers with one teardown first.
     let (first, first_client) = pairs.pop().unwrap();
-    closer.close(first, farewell_lab::lab::GOODBYE);
+    closer.close(first, farewell_testkit::lab::GOODBYE);
     clients.push(first_client);
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let before = rss_bytes();
     let count = pairs.len();
     for (server, client) in pairs {
-        closer.close(server, farewell_lab::lab::GOODBYE);
+        closer.close(server, farewell_testkit::lab::GOODBYE);
         clients.push(client);
     }
     // Let every teardown run to its wait (goodbye written, draining).

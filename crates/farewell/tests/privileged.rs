@@ -7,7 +7,7 @@
 //! socket sees, never by the library's `Outcome` alone. Without the
 //! privileges a test prints why it is skipped and returns.
 
-use farewell_lab::support::netns;
+use farewell_testkit::support::netns;
 
 use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use farewell_lab::support::tools::require;
+use farewell_testkit::support::tools::require;
 
 use super::{compile, Link};
 

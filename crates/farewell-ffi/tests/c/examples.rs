@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use farewell::census::{self, Filter, StateSet};
 use farewell::TcpState;
-use farewell_lab::support::tools::require;
+use farewell_testkit::support::tools::require;
 
 use super::{
     compile, libuv_flags, quiet_port, require_libuv, settled_server_sockets, table, Client, Link,

@@ -59,7 +59,7 @@ fn require_libuv(test: &str) -> bool {
     if found {
         return true;
     }
-    farewell_lab::support::tools::skip(
+    farewell_testkit::support::tools::skip(
         test,
         "needs libuv's headers (pkg-config libuv); install with \
          `apt-get install libuv1-dev pkg-config`, or run `scripts/test` as root",
@@ -138,8 +138,9 @@ fn libuv_flags() -> Vec<String> {
 /// TIME-WAIT), below the ephemeral range: the census of it sees only the
 /// example's sockets. Released for the C server to bind.
 fn quiet_port() -> u16 {
-    let listener = farewell_lab::support::port::bind_quiet_port(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .expect("a quiet port");
+    let listener =
+        farewell_testkit::support::port::bind_quiet_port(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .expect("a quiet port");
     listener.local_addr().unwrap().port()
 }
 
@@ -371,7 +372,7 @@ fn declared_functions() -> Vec<String> {
 
 #[test]
 fn the_shared_library_exports_exactly_the_headers_functions() {
-    if !farewell_lab::support::tools::require(
+    if !farewell_testkit::support::tools::require(
         "the_shared_library_exports_exactly_the_headers_functions",
         &["nm"],
     ) {

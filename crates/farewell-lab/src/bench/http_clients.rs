@@ -15,8 +15,8 @@
 //! Per request a client connects, writes
 //! `GET / HTTP/1.1\r\nHost: …\r\nConnection: close\r\n\r\n`, reads the whole
 //! response (status line, headers, `Content-Length` body), checks it is a 200
-//! whose body is [`farewell_lab::support::http_demo::HELLO`], and drops the stream (sends
-//! its FIN) — what wrk does after a `Connection: close` response.
+//! whose body is [`HELLO`](crate::support::http_demo::HELLO), and drops the
+//! stream (sends its FIN) — what wrk does after a `Connection: close` response.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -135,7 +135,7 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Runs `load.connections` clients, each doing [`request_hello`] back to back
+/// Runs `load.connections` clients, each doing `request_hello` back to back
 /// from a fresh source address until `load.duration` has passed or
 /// `load.max_requests` were started. A request in progress then finishes,
 /// bounded by [`STEP_BOUND`].

@@ -6,7 +6,7 @@
 
 pub mod churn;
 pub mod clients;
-pub mod cpu;
+pub use farewell_testkit::cpu;
 pub mod http;
 pub mod http_clients;
 pub mod scale;

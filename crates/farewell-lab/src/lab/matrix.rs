@@ -12,12 +12,13 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::cell::run_on;
 use super::net::Net;
 use super::path::{NetPath, PathKind, PathSpec};
 use super::peer::{self, Behaviour};
 use super::LabError;
 use farewell::{census, Policy};
+use farewell_testkit::lab::run_on;
+use farewell_testkit::lab::Net as _;
 
 // Their home is `cell`; re-exported for the paths `lab::matrix::…` that
 // `lab/mod.rs` (and code written against it) uses.

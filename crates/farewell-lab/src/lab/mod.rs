@@ -142,22 +142,22 @@ pub mod heavy;
 pub mod html;
 mod matrix;
 mod net;
-pub mod netns;
 pub mod path;
-mod peer;
 mod report;
 mod svg;
 mod vanish;
 
-use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
-pub use cell::{
-    run_connection, run_connection_on, slack, Trial, PEER_BOUND, PEER_QUIET, TEARDOWN_BOUND,
-};
+pub use cell::{run_connection_on, slack};
+// One connection, its peers and the namespaces: farewell-testkit's, which
+// the core's tests share without building this crate's HTTP and TLS.
 pub use churn::{
     run_churn, ChurnConfig, ChurnReport, ChurnSample, DRAIN_BOUND, MAX_CONNECTIONS, SAMPLE_EVERY,
+};
+use farewell_testkit::lab::peer;
+pub use farewell_testkit::lab::{
+    netns, run_connection, LabError, Trial, PEER_BOUND, PEER_QUIET, TEARDOWN_BOUND,
 };
 pub use heavy::{heavy_path, run_heavy, HeavyConfig, HeavyPolicy, HeavyReport};
 pub use matrix::{
@@ -169,37 +169,6 @@ pub use peer::{
     HANDSHAKE_TIMEOUT_GOODBYE,
 };
 pub use report::{loopback_only_warning, verdicts, KernelInfo, LabReport};
-
-use farewell::census::CensusError;
-use farewell::policy::UnknownPolicy;
-
-/// Why the lab (or one of its connections) could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum LabError {
-    /// A socket operation of the lab itself failed.
-    #[error("{0}: {1}")]
-    Io(&'static str, #[source] io::Error),
-    /// The kernel's socket table could not be read.
-    #[error("cannot read the kernel's socket table: {0}")]
-    Census(#[from] CensusError),
-    /// The census does not show a live loopback connection, so it cannot judge.
-    #[error("the kernel's socket table does not show a live loopback connection")]
-    CensusBlind,
-    /// A bounded wait ran out.
-    #[error("{what} did not end within {bound:?}")]
-    Timeout {
-        /// What was awaited.
-        what: &'static str,
-        /// The bound.
-        bound: Duration,
-    },
-    /// A lab task panicked or was cancelled.
-    #[error("a lab task failed: {0}")]
-    Peer(String),
-    /// A policy name the library does not know.
-    #[error(transparent)]
-    UnknownPolicy(#[from] UnknownPolicy),
-}
 
 /// Runs the whole lab described by `config` — makes its paths, runs the
 /// vanished peers (in network namespaces) and the matrix on each, removes

@@ -13,7 +13,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use super::path::NetPath;
 use super::peer::ClientBuffers;
 use super::LabError;
-use farewell::{census, TcpState};
+use farewell::TcpState;
+use farewell_testkit::lab::{kernel_state, Loopback};
 
 /// How long connecting across a path may take (a lost SYN is sent again
 /// after 1 s, then 3 s).
@@ -28,15 +29,10 @@ pub(crate) enum Net {
     Path(Arc<NetPath>),
 }
 
-impl Net {
-    /// A connected pair: (server side, client side). `buffers` sizes the
-    /// client's socket buffers before it connects.
-    pub(crate) async fn connected_pair(
-        &self,
-        buffers: ClientBuffers,
-    ) -> io::Result<(TcpStream, TcpStream)> {
+impl farewell_testkit::lab::Net for Net {
+    async fn connected_pair(&self, buffers: ClientBuffers) -> io::Result<(TcpStream, TcpStream)> {
         let path = match self {
-            Net::Loopback(ip) => return super::peer::connected_pair(*ip, buffers).await,
+            Net::Loopback(ip) => return Loopback(*ip).connected_pair(buffers).await,
             Net::Path(path) => Arc::clone(path),
         };
         // Sockets keep the namespace they were made in: make them there (on
@@ -81,24 +77,20 @@ impl Net {
         Ok((accepted?.0, client?))
     }
 
-    /// The kernel's state of the server's end `server` → `client` and of the
-    /// client's end, each read in its own namespace (`None`: no such socket).
-    pub(crate) async fn states(
+    /// Each end's state is read in its own namespace.
+    async fn states(
         &self,
         server: SocketAddr,
         client: SocketAddr,
     ) -> Result<(Option<TcpState>, Option<TcpState>), LabError> {
-        let state = |local, remote| -> Result<Option<TcpState>, LabError> {
-            Ok(census::lookup(local, remote)?.map(|entry| entry.state))
-        };
         match self {
-            Net::Loopback(_) => Ok((state(server, client)?, state(client, server)?)),
+            Net::Loopback(ip) => Loopback(*ip).states(server, client).await,
             Net::Path(path) => {
                 let path = Arc::clone(path);
                 tokio::task::spawn_blocking(move || {
                     let io = |e| LabError::Io("entering the path's namespace", e);
-                    let s = path.server(|| state(server, client)).map_err(io)??;
-                    let c = path.client(|| state(client, server)).map_err(io)??;
+                    let s = path.server(|| kernel_state(server, client)).map_err(io)??;
+                    let c = path.client(|| kernel_state(client, server)).map_err(io)??;
                     Ok((s, c))
                 })
                 .await

@@ -11,6 +11,7 @@ use super::heavy::{ClientReport, HeavyReport};
 use super::matrix::PathReport;
 use super::peer::Behaviour;
 pub use crate::support::kernel::KernelInfo;
+use crate::support::table;
 
 /// The whole lab run. Serializes to the JSON object described in the [module docs](super).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -86,7 +87,7 @@ impl LabReport {
                 rows.push(row);
             }
         }
-        align(&rows, 2, true)
+        table::render(&rows, &[0, 1], false)
     }
 
     /// The paths, one line each: name, mechanism, measured round-trip time.
@@ -102,7 +103,7 @@ impl LabReport {
             })
             .collect();
         let mut out = String::from("paths (every cell runs on each):\n");
-        for line in align(&rows, 1, true).lines() {
+        for line in table::render(&rows, &[0], false).lines() {
             let _ = writeln!(out, "  {line}");
         }
         out
@@ -140,7 +141,7 @@ impl LabReport {
                 c.final_client_time_wait.to_string(),
             ]);
         }
-        align(&rows, 1, false)
+        table::render(&rows, &[0], true)
     }
 
     /// The report as one JSON object.
@@ -376,40 +377,7 @@ fn cell_table(cells: &[&CellReport]) -> String {
             paths.join(", "),
         ]);
     }
-    align(&rows, 2, true)
-}
-
-/// Rows as aligned columns: the first `left` left-aligned, the others
-/// right-aligned; a row's last cell is left unpadded when `ragged` (or when
-/// the row ends early).
-fn align(rows: &[Vec<String>], left: usize, ragged: bool) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            rows.iter()
-                .filter(|r| i + 1 < r.len() || !ragged && r.len() == columns)
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            let w = widths[i];
-            if i + 1 == row.len() && (ragged || row.len() < columns) {
-                line.push_str(cell);
-            } else if i < left {
-                let _ = write!(line, "{cell:<w$}  ");
-            } else {
-                let _ = write!(line, "{cell:>w$}  ");
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    table::render(&rows, &[0, 1], false)
 }
 
 fn behaviour_reads(name: &str) -> bool {

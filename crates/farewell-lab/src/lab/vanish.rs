@@ -24,13 +24,14 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use super::cell::{timed_close, CellReport, Trial};
+use super::cell::{CellReport, Trial};
 use super::netns::{self, Netns, VethPair};
 use super::path::{NetPath, PathSpec};
 use super::peer::Behaviour;
 use super::LabError;
 use farewell::census::{self, Filter, SocketEntry};
 use farewell::{Policy, TcpState};
+use farewell_testkit::lab::timed_close;
 
 /// How long connecting (and accepting) across the veth pair may take.
 const CONNECT_BOUND: Duration = Duration::from_secs(5);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Behaviour, ConnResult, End};
+use crate::support::table;
 
 /// Median, 99th percentile (nearest rank) and maximum of one latency, in ms.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -249,7 +250,7 @@ impl LoadReport {
             rows.push(row(name, t));
         }
         rows.push(row("total", &self.totals));
-        let mut out = align(&rows, &[0, 2, 6]);
+        let mut out = table::render(&rows, &[0, 2, 6], false);
 
         let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
         let l = &self.totals.latency_ms;
@@ -270,7 +271,7 @@ impl LoadReport {
             ]);
         }
         out.push('\n');
-        out.push_str(&align(&lat, &[0]));
+        out.push_str(&table::render(&lat, &[0], false));
         let _ = writeln!(
             out,
             "\n{} connections started in {:.1} s{}{}",
@@ -292,32 +293,6 @@ impl LoadReport {
         }
         out
     }
-}
-
-/// Aligns `rows` in columns; the columns in `left` are left-aligned, the
-/// others right-aligned; the last column is not padded.
-fn align(rows: &[Vec<String>], left: &[usize]) -> String {
-    let columns = rows[0].len();
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            let w = widths[i];
-            if i == columns - 1 {
-                line.push_str(cell);
-            } else if left.contains(&i) {
-                let _ = write!(line, "{cell:<w$}  ");
-            } else {
-                let _ = write!(line, "{cell:>w$}  ");
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

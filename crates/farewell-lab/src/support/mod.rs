@@ -1,12 +1,11 @@
 //! What the workspace's tests and benches share: one copy of each fixture.
+//! The fixtures that need no HTTP or TLS are `farewell_testkit`'s, re-exported
+//! here; the HTTP, TLS and FLP/1 ones are this crate's.
 
-pub mod addr;
+pub use farewell_testkit::support::{addr, kernel, netns, peer, port, tools};
+
 pub mod flp_fixture;
 pub mod http_baseline;
 pub mod http_demo;
-pub mod kernel;
-pub mod netns;
-pub mod peer;
-pub mod port;
+pub mod table;
 pub mod tls;
-pub mod tools;

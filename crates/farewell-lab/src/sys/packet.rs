@@ -60,6 +60,11 @@ struct TpacketStats {
 }
 
 /// Turns a `-1` return into `io::Error::last_os_error()`.
+///
+/// A copy of the core's (`farewell`'s `sys/linux.rs`), on purpose: exported
+/// from the core, even `#[doc(hidden)]`, it would let any crate call any
+/// libc function without writing `unsafe`, and the core cannot depend on
+/// this crate.
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
         // SAFETY: the caller of the macro upholds the system call's contract;

@@ -14,6 +14,12 @@ use crate::TcpState;
 const SIOCOUTQNSD: libc::Ioctl = 0x894B;
 
 /// Turns a `-1` return into `io::Error::last_os_error()`.
+///
+/// The lab has a copy (`farewell-lab`'s `sys/packet.rs`), on purpose: a
+/// public macro here, even `#[doc(hidden)]`, would let any crate call any
+/// libc function without writing `unsafe` itself (the block would be the
+/// macro's), and the core cannot depend on the lab. Ten lines twice
+/// are the lesser cost.
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
         // SAFETY: the caller of the macro upholds the system call's contract;

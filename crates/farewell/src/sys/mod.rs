@@ -53,9 +53,15 @@ use crate::TcpState;
 /// Returns the `setsockopt` error when `SO_LINGER` could not be set; the socket
 /// was then closed normally (a FIN, or an RST if unread data was pending).
 pub fn abort(stream: std::net::TcpStream) -> io::Result<()> {
-    let socket = socket2::Socket::from(stream);
-    let linger = socket.set_linger(Some(Duration::ZERO));
-    drop(socket);
+    close_with_reset(stream)
+}
+
+/// [`abort`] for any owner of the descriptor (a tokio stream too: the option
+/// is set on the descriptor itself, which needs no reactor). Crate-private:
+/// `impl AsFd` also takes a borrow, which this would leave open.
+pub(crate) fn close_with_reset(stream: impl AsFd) -> io::Result<()> {
+    let linger = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
     linger
 }
 

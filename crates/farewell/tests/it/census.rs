@@ -39,7 +39,7 @@ fn listen(ip: IpAddr) -> Option<TcpListener> {
         let listener = match TcpListener::bind(SocketAddr::new(ip, 0)) {
             Ok(l) => l,
             Err(e) if ip.is_ipv6() => {
-                farewell_lab::support::tools::skip(
+                farewell_testkit::support::tools::skip(
                     "the IPv6 half of the census tests",
                     &format!("cannot bind [::1] ({e}); is IPv6 disabled?"),
                 );
@@ -375,7 +375,7 @@ fn destroy_of_a_socket_nobody_has_is_no_such_socket() {
 }
 
 fn skip_without_net_admin(test: &str) -> bool {
-    !farewell_lab::support::tools::require_net_admin(test)
+    !farewell_testkit::support::tools::require_net_admin(test)
 }
 
 #[test]

@@ -138,7 +138,7 @@ async fn teardown_future_is_small() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closer_reap_destroys_our_time_wait_entry_after_a_clean_lingering_close() {
-    if !farewell_lab::support::tools::require_net_admin(
+    if !farewell_testkit::support::tools::require_net_admin(
         "closer_reap_destroys_our_time_wait_entry_after_a_clean_lingering_close",
     ) {
         return;

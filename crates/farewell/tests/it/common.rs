@@ -1,4 +1,4 @@
-//! Test harness: a thin adapter over `farewell_lab::lab`, whose peers and
+//! Test harness: a thin adapter over `farewell_testkit::lab`, whose peers and
 //! per-connection runner are the ones the lab command uses — one
 //! implementation, judged by the kernel's socket table.
 
@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 #[allow(unused_imports)] // each test binary uses its own part
-pub use farewell_lab::lab::{Behaviour, Trial as Cell, GOODBYE, TEARDOWN_BOUND};
+pub use farewell_testkit::lab::{Behaviour, Trial as Cell, GOODBYE, TEARDOWN_BOUND};
 
 pub const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
@@ -21,13 +21,13 @@ const TEST_GRACE: Duration = Duration::from_millis(300);
 
 /// Short deadlines so the matrix runs quickly; same shape as the defaults.
 pub fn test_policy(name: &str) -> Policy {
-    farewell_lab::lab::lab_policy(name, TEST_GRACE).expect("known policy")
+    farewell_testkit::lab::lab_policy(name, TEST_GRACE).expect("known policy")
 }
 
 /// Runs one connection: connects on `ip`, lets the peer behave, tears the
 /// server side down with `policy`, and reads the verdict from the kernel.
 pub async fn run_cell(policy: Policy, behaviour: Behaviour, ip: IpAddr) -> Cell {
-    farewell_lab::lab::run_connection(policy, behaviour, ip)
+    farewell_testkit::lab::run_connection(policy, behaviour, ip)
         .await
         .unwrap_or_else(|e| panic!("{policy} against a {behaviour:?} peer on {ip}: {e}"))
 }

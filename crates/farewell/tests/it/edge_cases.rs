@@ -149,6 +149,6 @@ async fn teardown_of_an_already_reset_stream_is_a_peer_reset() {
     assert_eq!(cell.outcome.ending, Ending::PeerReset);
     assert_eq!(
         cell.outcome.unacked_at_close, None,
-        "counters are stale after a reset (F5)"
+        "counters are stale after a reset (farewell::facts F5)"
     );
 }

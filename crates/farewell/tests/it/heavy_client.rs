@@ -163,9 +163,9 @@ async fn fact_reset_after_a_half_close_gives_the_reader_its_data_then_econnreset
     assert_eq!(error, Some(std::io::ErrorKind::ConnectionReset));
 }
 
-/// The other half of F13: a peer that read everything and closed (its
-/// application is gone; its socket waits in FIN-WAIT-1 or -2) is freed by the reset:
-/// no socket is left on either side.
+/// The other half of [F13](farewell::facts#f13): a peer that read everything
+/// and closed (its application is gone; its socket waits in FIN-WAIT-1 or -2)
+/// is freed by the reset: no socket is left on either side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fact_reset_after_the_peers_fin_frees_both_sides() {
     let (server, client) = common::connected_pair(common::V4, None).await;

@@ -15,12 +15,18 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::common::{clean_listener, kernel_state, settle};
 
 /// A self-signed certificate for `localhost`: the server's acceptor and a
-/// client's connector that trusts it.
+/// client's connector that trusts it. The certificate is a committed
+/// fixture (`tests/fixtures/`, valid until 9999), not made by `rcgen`: a
+/// dev-dependency cannot be optional, and `cargo test -p farewell` without
+/// the `rustls` feature would build it for nothing.
 fn tls_pair() -> (TlsAcceptor, TlsConnector) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let der = cert.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let der = CertificateDer::from_pem_slice(include_bytes!("../fixtures/localhost.cert.pem"))
+        .expect("the fixture certificate parses");
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../fixtures/localhost.key.pem"))
+        .expect("the fixture key parses");
     let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -6,7 +6,7 @@
 //! of each in-process server (`proxy`).
 //!
 //! The CLI (`src/cmd/bench/http.rs`) parses flags and prints; everything that
-//! runs is here: the servers ([`in_process`], [`nginx`]), the loads ([`wrk`],
+//! runs is here: the servers (`in_process`, `nginx`), the loads (`wrk`,
 //! and the close-spread clients of [`super::http_clients`]), the census of
 //! both sides' TIME-WAIT, and the summary rows (printed by `table`).
 

@@ -3,9 +3,9 @@
 //!
 //! * the lab ([`crate::lab`]) plays [`Behaviour::LAB`] on raw loopback
 //!   connections against every teardown policy (its player is `lab/peer.rs`);
-//! * the load generator ([`crate::load`]) plays [`Behaviour::LOAD`] against
-//!   any FLP/1 server (its player is `load/client.rs`, each script line by
-//!   line in the [`load`](crate::load) module docs).
+//! * the load generator (`farewell_lab::load`) plays [`Behaviour::LOAD`]
+//!   against any FLP/1 server (its player is farewell-lab's
+//!   `load/client.rs`, each script line by line in that module's docs).
 //!
 //! # Two spellings
 //!

@@ -26,7 +26,7 @@ pub const SKIP_LOG: &str = "FAREWELL_SKIP_LOG";
 ///
 /// ```
 /// # fn ipv6_here() -> bool { true }
-/// if !ipv6_here() && !farewell_lab::support::tools::skip("my_test", "no ::1 here") {
+/// if !ipv6_here() && !farewell_testkit::support::tools::skip("my_test", "no ::1 here") {
 ///     return; // printed why
 /// }
 /// ```
@@ -105,7 +105,7 @@ pub fn missing<'a>(tools: &[&'a str]) -> Vec<&'a str> {
 /// or panics with the same message when `FAREWELL_REQUIRE_TOOLS` is set.
 ///
 /// ```
-/// if !farewell_lab::support::tools::require("my_test", &["sh"]) {
+/// if !farewell_testkit::support::tools::require("my_test", &["sh"]) {
 ///     return; // printed why
 /// }
 /// ```

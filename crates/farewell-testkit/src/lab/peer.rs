@@ -2,7 +2,8 @@
 //! shared with the load generator, see [`support::peer`](crate::support::peer)),
 //! and the loopback plumbing around them.
 //!
-//! Ported from the integration-test harness (`tests/common/mod.rs`), whose
+//! Ported from the core's integration-test harness (which is now a thin
+//! adapter over this crate: `crates/farewell/tests/it/common.rs`), whose
 //! logic was verified against the kernel; the comments keep its reasons.
 
 use std::io;
@@ -69,11 +70,11 @@ pub const COOPERATIVE_REACTION: Duration = Duration::from_millis(2);
 /// The socket buffers a client asks for before it connects (`None`: the
 /// kernel's default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ClientBuffers {
+pub struct ClientBuffers {
     /// `SO_RCVBUF`.
-    pub(crate) rcv: Option<u32>,
+    pub rcv: Option<u32>,
     /// `SO_SNDBUF`.
-    pub(crate) snd: Option<u32>,
+    pub snd: Option<u32>,
 }
 
 /// The buffers `behaviour`'s client socket asks for: a tiny receive buffer
@@ -82,7 +83,7 @@ pub(crate) struct ClientBuffers {
 /// flooding peer (it floods as fast as the path takes bytes either way, but
 /// when the run ends its FIN does not queue behind megabytes of flood on a
 /// slow path, which would outlast the lab's settling).
-pub(crate) fn client_buffers(behaviour: Behaviour) -> ClientBuffers {
+pub fn client_buffers(behaviour: Behaviour) -> ClientBuffers {
     match behaviour {
         Behaviour::NeverReads => ClientBuffers {
             rcv: Some(4096),
@@ -102,7 +103,7 @@ pub(crate) fn client_buffers(behaviour: Behaviour) -> ClientBuffers {
 
 /// A connected pair on `ip`: (server side, client side). `buffers` sizes
 /// the client's socket buffers before it connects.
-pub(crate) async fn connected_pair(
+pub async fn connected_pair(
     ip: IpAddr,
     buffers: ClientBuffers,
 ) -> io::Result<(TcpStream, TcpStream)> {
@@ -125,7 +126,7 @@ pub(crate) async fn connected_pair(
 
 /// Fills the peer's receive window and our send buffer (bounded), so nothing
 /// more can be sent; returns how many bytes it wrote.
-pub(crate) async fn fill_until_blocked(server: &TcpStream) -> io::Result<usize> {
+pub async fn fill_until_blocked(server: &TcpStream) -> io::Result<usize> {
     let chunk = vec![b'x'; 64 * 1024];
     let mut total = 0usize;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -148,7 +149,7 @@ pub(crate) async fn fill_until_blocked(server: &TcpStream) -> io::Result<usize> 
 }
 
 /// Waits (bounded) until the server socket reaches `state`.
-pub(crate) async fn await_state(server: &TcpStream, state: TcpState) -> io::Result<()> {
+pub async fn await_state(server: &TcpStream, state: TcpState) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(2);
     while farewell::sys::tcp_state(server)? != state {
         if Instant::now() >= deadline {
@@ -162,7 +163,8 @@ pub(crate) async fn await_state(server: &TcpStream, state: TcpState) -> io::Resu
     Ok(())
 }
 
-pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+/// True when `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
@@ -171,7 +173,7 @@ pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// peers that close on it read until they hold all of it); `progress`
 /// counts the bytes received so far, for the lab to see that the peer is
 /// still taking bytes.
-pub(crate) async fn run_peer(
+pub async fn run_peer(
     mut client: TcpStream,
     behaviour: Behaviour,
     goodbye: Bytes,
@@ -249,7 +251,7 @@ pub(crate) async fn run_peer(
             let _ = release.await;
             // Look at what its kernel had queued without consuming it (reading
             // would open the window and make it a cooperative peer). Linux keeps
-            // the queue readable after a reset (F6). Then close with it unread.
+            // the queue readable after a reset: farewell::facts F6. Then close with it unread.
             if let Ok(client) = client.into_std() {
                 if let Ok(n) = client.peek(&mut buf) {
                     received.extend_from_slice(&buf[..n]);

@@ -19,7 +19,7 @@ const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 /// # Examples
 ///
 /// ```
-/// use farewell_lab::support::kernel;
+/// use farewell_testkit::support::kernel;
 ///
 /// if let Some(range) = kernel::ephemeral_port_range() {
 ///     assert!(range.start() <= range.end());

@@ -43,7 +43,7 @@ pub const COUNT: usize = PER_BLOCK * 256;
 ///
 /// ```
 /// use std::net::Ipv4Addr;
-/// use farewell_lab::support::addr;
+/// use farewell_testkit::support::addr;
 ///
 /// assert_eq!(addr::source(0), Ipv4Addr::new(127, 1, 0, 1));
 /// assert_eq!(addr::source(299), Ipv4Addr::new(127, 1, 1, 46));

@@ -3,7 +3,7 @@
 //! socket table and TCP counters), sockets made inside them, and a thread
 //! that gives up `CAP_NET_ADMIN`.
 //!
-//! The namespaces themselves are the library's ([`farewell_lab::lab::netns`],
+//! The namespaces themselves are the library's ([`crate::lab::netns`],
 //! which the lab uses for its vanished peers); this harness panics where the
 //! library returns errors, and adds what only tests need.
 //!
