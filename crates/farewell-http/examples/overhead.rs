@@ -11,8 +11,8 @@
 //! (`farewell_lab::support::http_baseline`), in a task on a current-thread
 //! runtime so every instruction is the server's one thread
 //! (`OVERHEAD_WORKERS=N`: a multi-thread runtime with N workers, as
-//! `farewell bench http` runs the servers). It prints `ready` once
-//! listening and stops on SIGTERM or SIGINT (callgrind then writes its
+//! `farewell bench http` runs the servers). It prints `ready ADDRESS` once
+//! listening (PORT 0: a port the kernel picks) and stops on SIGTERM or SIGINT (callgrind then writes its
 //! profile). Drive it from outside valgrind with a client that sends a
 //! known number of requests: `overhead.py` next to this file does it for
 //! both servers and both modes (keep-alive, `Connection: close`) and prints
@@ -23,6 +23,9 @@
 //! python3 crates/farewell-http/examples/overhead.py target/release/examples/overhead /tmp/overhead
 //! callgrind_annotate /tmp/overhead/cg.farewell.keepalive.1300
 //! ```
+//!
+//! `farewell bench overhead` runs the same measurement (and a wrk keep-alive
+//! rate, side by side) with this binary, found next to the `farewell` one.
 
 use std::time::Duration;
 
@@ -75,7 +78,11 @@ fn main() {
                     _ = int.recv() => {}
                 }
             };
-            println!("ready");
+            // The address actually bound (PORT 0: one the kernel chose).
+            let addr = listener
+                .local_addr()
+                .expect("a bound listener has an address");
+            println!("ready {addr}");
             let service = service_fn(http_demo::handle);
             match server.as_str() {
                 "farewell" => {
