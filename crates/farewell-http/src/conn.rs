@@ -199,6 +199,9 @@ pub(crate) struct Shared {
     pub(crate) max_requests: Option<u64>,
     /// Set when the shutdown deadline passed: every connection still open is a laggard.
     pub(crate) forcing: AtomicBool,
+    /// The server is stopping (set before the stop signal is sent): a
+    /// connection's task polls its stop signal only then.
+    pub(crate) stopping: AtomicBool,
     pub(crate) connections: AtomicU64,
     pub(crate) requests: AtomicU64,
     /// TLS handshakes that failed or timed out.

@@ -113,6 +113,9 @@ pub(crate) async fn serve_connection<S, B>(
         // elapsed. In between, the waker it holds wakes the task when it
         // fires; every reset is followed by a poll all the same.
         let timer_unpolled = AtomicBool::new(true);
+        // So is the server's stop: polled once (its waiter keeps the task's
+        // waker), then only once the server says it is stopping.
+        let stop_unpolled = AtomicBool::new(true);
 
         // Told only when there is a request limit: not polled otherwise.
         let limited = state.shared.max_requests.is_some();
@@ -130,7 +133,19 @@ pub(crate) async fn serve_connection<S, B>(
                     }
                     break;
                 }
-                _ = stopped.as_mut(), if !closing => {
+                _ = std::future::poll_fn(|cx| {
+                    if !stop_unpolled.load(Ordering::Relaxed)
+                        && !state.shared.stopping.load(Ordering::Acquire)
+                    {
+                        return std::task::Poll::Pending;
+                    }
+                    // Unconstrained, as the timer below.
+                    let poll = std::pin::pin!(unconstrained(stopped.as_mut())).poll(cx);
+                    if poll.is_pending() {
+                        stop_unpolled.store(false, Ordering::Relaxed);
+                    }
+                    poll
+                }), if !closing => {
                     state.cause.set(Cause::Shutdown);
                     // Server shutdown: in-flight responses finish with `Connection: close`
                     // (or h2 GOAWAY); idle HTTP/1.1 connections end at once.

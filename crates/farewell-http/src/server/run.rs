@@ -146,6 +146,9 @@ impl Server {
 
         drop(listener);
         tracing::debug!(connections = tasks.len(), "shutting down");
+        // The flag first: a connection's task looks at its stop signal only
+        // once the flag is up.
+        shared.stopping.store(true, Ordering::Release);
         let _ = stop_tx.send(true);
         let forced = self.drain(tasks, &shared).await;
         Ok(ServeReport {
@@ -229,6 +232,7 @@ impl Server {
             },
             max_requests: self.max_requests,
             forcing: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             tls_handshakes_failed: AtomicU64::new(0),
