@@ -51,6 +51,17 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    // OVERHEAD_HEAVY_CLIENT_THRESHOLD=N: farewell-http's heavy-client
+    // threshold (0: every client heavy, reset after its FIN; 4294967295:
+    // none, the passive close after it).
+    let heavy_client_threshold: Option<u32> = std::env::var("OVERHEAD_HEAVY_CLIENT_THRESHOLD")
+        .ok()
+        .map(|n| {
+            n.parse().unwrap_or_else(|_| {
+                eprintln!("overhead: OVERHEAD_HEAVY_CLIENT_THRESHOLD must be a number, got {n:?}");
+                std::process::exit(2);
+            })
+        });
     let runtime = if workers == 0 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -86,7 +97,11 @@ fn main() {
             let service = service_fn(http_demo::handle);
             match server.as_str() {
                 "farewell" => {
-                    let report = farewell_http::Server::new()
+                    let mut server = farewell_http::Server::new();
+                    if let Some(threshold) = heavy_client_threshold {
+                        server = server.heavy_client_threshold(threshold);
+                    }
+                    let report = server
                         .shutdown_timeout(Duration::from_secs(2))
                         .serve_hyper(listener, service, stop)
                         .await

@@ -27,7 +27,11 @@ binary: DIR/examples/overhead for DIR/farewell); --binary PATH names another.
 Instructions: each server runs under `valgrind --tool=callgrind` twice per mode, with N1 and N2
 requests from a client in this process (outside valgrind; every response checked):
   keep-alive  all requests on one connection
-  close       each request with `Connection: close` on its own connection
+  close       each request with `Connection: close` on its own connection, twice for
+              farewell-http: every client light (the passive close after its FIN, the client
+              keeps TIME-WAIT) and every client heavy (a reset after its FIN, nobody keeps
+              TIME-WAIT); with the default threshold (500 endings per client and minute) a
+              run from one address would mix both
 The figure is (Ir(N2) - Ir(N1)) / (N2 - N1): start-up and shutdown cancel out. Callgrind counts
 the server's own instructions (not the kernel's), so the figure does not move with the
 machine's noise. The profiles stay in --out (look at one with `callgrind_annotate`).
