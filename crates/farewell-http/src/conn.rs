@@ -191,6 +191,8 @@ pub(crate) struct Shared {
     pub(crate) upgrade_idle_timeout: Duration,
     /// Header, body and send timeouts.
     pub(crate) limits: decide::Limits,
+    /// `limits.tick()`, worked out once for every connection.
+    pub(crate) tick: Option<Duration>,
     /// Once the server asked hyper to end a connection (GOAWAY, idle,
     /// shutdown), how long it may then sit with nothing in flight and no byte
     /// moving before it is ended anyway (an h2 client that answers neither
@@ -503,6 +505,11 @@ impl ConnState {
         let probe = self.ack_probe.lock().unwrap_or_else(|e| e.into_inner());
         let info = farewell::sys::tcp_info(probe.as_ref()?).ok()?;
         Some(info.bytes_acked)
+    }
+
+    /// When the connection started.
+    pub(crate) fn started(&self) -> Instant {
+        self.clock.started()
     }
 
     /// Milliseconds since the connection started ([`PollClock::now_ms`]).

@@ -80,7 +80,7 @@ pub(crate) async fn serve_connection<S, B>(
     let idle = state.shared.idle_timeout;
     let limits = state.shared.limits;
     let closing_timeout = state.shared.closing_timeout;
-    let tick = limits.tick();
+    let tick = state.shared.tick;
     // hyper's connection lives in this block: it is dropped (and with it the
     // IO, unless an upgrade took it) before an upgraded stream is watched.
     let closing = {
@@ -103,7 +103,8 @@ pub(crate) async fn serve_connection<S, B>(
         // armed at the earlier of the two.
         let stopped = stop.wait_for(|stop| *stop);
         let limit_reached = state.limit_reached.notified();
-        let start = Instant::now();
+        // The clock the connection's state started (one reading less).
+        let start = state.started();
         let mut idle_at = start + idle;
         let mut watch_at = tick.map(|tick| start + tick);
         let timer = tokio::time::sleep_until(earlier(idle_at, watch_at).into());

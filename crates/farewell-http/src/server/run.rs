@@ -205,6 +205,11 @@ impl Server {
                 }
             });
         }
+        let limits = decide::Limits {
+            header_read: self.header_read_timeout,
+            body_read: self.body_read_timeout,
+            send: self.send_timeout,
+        };
         let shared = Arc::new(Shared {
             closer: closer.build(),
             policy: self.policy,
@@ -221,11 +226,8 @@ impl Server {
             },
             idle_timeout: self.idle_timeout,
             upgrade_idle_timeout: self.upgrade_idle_timeout,
-            limits: decide::Limits {
-                header_read: self.header_read_timeout,
-                body_read: self.body_read_timeout,
-                send: self.send_timeout,
-            },
+            limits,
+            tick: limits.tick(),
             closing_timeout: match self.policy {
                 Policy::PeerFirst(p) => p.grace.max(Duration::from_secs(1)),
                 _ => Duration::from_secs(2),
