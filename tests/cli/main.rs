@@ -4,6 +4,7 @@
 
 mod abuse;
 mod bench;
+mod bench_overhead;
 mod harness;
 mod http;
 mod lab;

@@ -39,7 +39,7 @@ def run(binary, server, mode, n, outdir):
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         line = proc.stdout.readline()
-        if line.strip() != b"ready":
+        if not line.startswith(b"ready"):
             raise SystemExit(f"{server}: not ready: {line!r}")
         deadline = time.monotonic() + 300
         conn = None

@@ -11,8 +11,8 @@
 //! (`farewell_lab::support::http_baseline`), in a task on a current-thread
 //! runtime so every instruction is the server's one thread
 //! (`OVERHEAD_WORKERS=N`: a multi-thread runtime with N workers, as
-//! `farewell bench http` runs the servers). It prints `ready` once
-//! listening and stops on SIGTERM or SIGINT (callgrind then writes its
+//! `farewell bench http` runs the servers). It prints `ready ADDRESS` once
+//! listening (PORT 0: a port the kernel picks) and stops on SIGTERM or SIGINT (callgrind then writes its
 //! profile). Drive it from outside valgrind with a client that sends a
 //! known number of requests: `overhead.py` next to this file does it for
 //! both servers and both modes (keep-alive, `Connection: close`) and prints
@@ -23,6 +23,9 @@
 //! python3 crates/farewell-http/examples/overhead.py target/release/examples/overhead /tmp/overhead
 //! callgrind_annotate /tmp/overhead/cg.farewell.keepalive.1300
 //! ```
+//!
+//! `farewell bench overhead` runs the same measurement (and a wrk keep-alive
+//! rate, side by side) with this binary, found next to the `farewell` one.
 
 use std::time::Duration;
 
@@ -48,6 +51,17 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    // OVERHEAD_HEAVY_CLIENT_THRESHOLD=N: farewell-http's heavy-client
+    // threshold (0: every client heavy, reset after its FIN; 4294967295:
+    // none, the passive close after it).
+    let heavy_client_threshold: Option<u32> = std::env::var("OVERHEAD_HEAVY_CLIENT_THRESHOLD")
+        .ok()
+        .map(|n| {
+            n.parse().unwrap_or_else(|_| {
+                eprintln!("overhead: OVERHEAD_HEAVY_CLIENT_THRESHOLD must be a number, got {n:?}");
+                std::process::exit(2);
+            })
+        });
     let runtime = if workers == 0 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -75,11 +89,19 @@ fn main() {
                     _ = int.recv() => {}
                 }
             };
-            println!("ready");
+            // The address actually bound (PORT 0: one the kernel chose).
+            let addr = listener
+                .local_addr()
+                .expect("a bound listener has an address");
+            println!("ready {addr}");
             let service = service_fn(http_demo::handle);
             match server.as_str() {
                 "farewell" => {
-                    let report = farewell_http::Server::new()
+                    let mut server = farewell_http::Server::new();
+                    if let Some(threshold) = heavy_client_threshold {
+                        server = server.heavy_client_threshold(threshold);
+                    }
+                    let report = server
                         .shutdown_timeout(Duration::from_secs(2))
                         .serve_hyper(listener, service, stop)
                         .await

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::record::{Cause, CauseCell, CauseCounts, Connections};
 use crate::shutdown::Shutdown;
-use crate::upgrade::{self, UpgradeState, Upgrades};
+use crate::upgrade::{Direction, Ending, UpgradeState, Upgrades};
 use crate::{decide, delimited};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -120,7 +120,7 @@ impl Handover for TcpStream {
                 .ended
                 .close_delimited_ended(cause, requests, delivered);
             if cause == Cause::Upgrade {
-                upgrade::counted(&shared.upgrades, delivered);
+                shared.upgrades.counted(delivered);
                 shared.delimited.ended(None);
             } else {
                 if shared.metrics.is_some() {
@@ -191,6 +191,8 @@ pub(crate) struct Shared {
     pub(crate) upgrade_idle_timeout: Duration,
     /// Header, body and send timeouts.
     pub(crate) limits: decide::Limits,
+    /// `limits.tick()`, worked out once for every connection.
+    pub(crate) tick: Option<Duration>,
     /// Once the server asked hyper to end a connection (GOAWAY, idle,
     /// shutdown), how long it may then sit with nothing in flight and no byte
     /// moving before it is ended anyway (an h2 client that answers neither
@@ -199,6 +201,9 @@ pub(crate) struct Shared {
     pub(crate) max_requests: Option<u64>,
     /// Set when the shutdown deadline passed: every connection still open is a laggard.
     pub(crate) forcing: AtomicBool,
+    /// The server is stopping (set before the stop signal is sent): a
+    /// connection's task polls its stop signal only then.
+    pub(crate) stopping: AtomicBool,
     pub(crate) connections: AtomicU64,
     pub(crate) requests: AtomicU64,
     /// TLS handshakes that failed or timed out.
@@ -502,6 +507,11 @@ impl ConnState {
         Some(info.bytes_acked)
     }
 
+    /// When the connection started.
+    pub(crate) fn started(&self) -> Instant {
+        self.clock.started()
+    }
+
     /// Milliseconds since the connection started ([`PollClock::now_ms`]).
     pub(crate) fn now_ms(&self) -> u64 {
         self.clock.now_ms()
@@ -704,7 +714,7 @@ impl ConnState {
         let shared = &self.shared;
         // An upgraded stream the handler dropped ends with the server's FIN,
         // as a response to a client that reads until the close does (see `upgrade`); a cut one, quietly.
-        let upgraded = upgrade::ending(self);
+        let upgraded = self.upgrade.ending(self.cause.get());
         if self.abort.load(Ordering::Relaxed) {
             // The client stopped taking the response: nothing more can be delivered.
             shared
@@ -725,14 +735,14 @@ impl ConnState {
         mark: u64,
         cause: Cause,
         requests: u64,
-        upgraded: upgrade::Ending,
+        upgraded: Ending,
     ) {
         let shared = &self.shared;
         match decide::teardown(
             (mark != NOT_CLOSING).then_some(mark),
             self.written.load(Ordering::Relaxed),
-            shared.forcing.load(Ordering::Relaxed) || upgraded == upgrade::Ending::Cut,
-            self.owes_fin.load(Ordering::Relaxed) || upgraded == upgrade::Ending::Closed,
+            shared.forcing.load(Ordering::Relaxed) || upgraded == Ending::Cut,
+            self.owes_fin.load(Ordering::Relaxed) || upgraded == Ending::Closed,
         ) {
             decide::Teardown::Quiet => {
                 shared
@@ -750,12 +760,85 @@ impl ConnState {
             }
             decide::Teardown::OwedFin => {
                 let client_may_close = !self.body_close_delimited.load(Ordering::Relaxed)
-                    && upgraded != upgrade::Ending::Closed;
+                    && upgraded != Ending::Closed;
                 // A client that half-closed (`nc -N`) still reads: its FIN is
                 // no goodbye, whatever its weight.
                 let policy = self.unless_half_closed(shared.policy);
                 stream.end_with_our_fin(shared, policy, cause, requests, client_may_close)
             }
+        }
+    }
+
+    /// Watches an upgraded connection, from its task, until its handler drops the
+    /// stream: cuts it after the idle bound, or when the task is aborted.
+    pub(crate) async fn watch_upgraded(&self) {
+        let conn = self;
+        if conn.cause.get() != Some(Cause::Upgrade) || !conn.upgrade.track(&conn.shared.upgrades) {
+            return;
+        }
+        let _cut_on_abort = CutOnDrop(conn);
+        let idle = conn.shared.upgrade_idle_timeout;
+        let timer = tokio::time::sleep(idle);
+        // The send timeout, as for HTTP: a stream whose writes found the socket
+        // full and that moved nothing since (no byte written, none ACKed) is cut.
+        // It bounds what a handler can queue in the kernel; what its library
+        // queues without writing is the handler's to bound (see the crate docs).
+        let limits = conn.shared.limits;
+        let tick = limits
+            .send
+            .map(|send| (send / 4).clamp(Duration::from_millis(25), Duration::from_secs(15)));
+        let send_timer = tokio::time::sleep(tick.unwrap_or(idle));
+        let mut acks = decide::AckClock::default();
+        tokio::pin!(timer, send_timer);
+        let mut cut = false;
+        loop {
+            let released = conn.upgrade.released_notified();
+            if conn.upgrade.is_released() {
+                return;
+            }
+            tokio::select! {
+                () = released => {}
+                () = timer.as_mut(), if !cut => match conn.idle_check(idle, Instant::now()) {
+                    decide::Idle::CheckAt(next) => timer.as_mut().reset(next.into()),
+                    decide::Idle::Expired => {
+                        tracing::debug!("upgraded connection idle: cut");
+                        conn.shared.upgrades.idle_cut.fetch_add(1, Ordering::Relaxed);
+                        conn.upgrade.cut();
+                        cut = true;
+                    }
+                },
+                () = send_timer.as_mut(), if tick.is_some() && !cut => {
+                    let now_ms = conn.now_ms();
+                    let acked_at = acks.sample(conn.acked(), now_ms);
+                    if decide::send_stalled(&conn.watch(now_ms, acked_at), &limits) {
+                        tracing::debug!("upgraded connection takes nothing we send: cut");
+                        conn.shared.upgrades.idle_cut.fetch_add(1, Ordering::Relaxed);
+                        conn.upgrade.cut();
+                        cut = true;
+                    } else if let Some(tick) = tick {
+                        send_timer.as_mut().reset((Instant::now() + tick).into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// For an upgraded connection's IO that returned `Pending`: remembers who to
+    /// wake on a cut, and says whether the stream was cut meanwhile. Does nothing
+    /// (false) before the upgrade, so plain HTTP pays one atomic load.
+    pub(crate) fn park_upgraded(&self, cx: &Context<'_>, direction: Direction) -> bool {
+        self.cause.get() == Some(Cause::Upgrade) && self.upgrade.park(cx, direction)
+    }
+}
+
+/// Cuts the upgraded stream when the connection's task is dropped before the
+/// handler let go of it: the server's shutdown deadline aborted the task.
+struct CutOnDrop<'a>(&'a ConnState);
+
+impl Drop for CutOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.0.upgrade.is_released() {
+            self.0.upgrade.cut();
         }
     }
 }

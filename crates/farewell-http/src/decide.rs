@@ -297,6 +297,28 @@ pub(crate) fn close_delimited(
     request_version == Version::HTTP_10 && !bodiless && !has_content_length && exact_len.is_none()
 }
 
+/// When the client's kernel last ACKed a new byte of ours, sampled by the
+/// connection task (`ConnState::acked`).
+#[derive(Default)]
+pub(crate) struct AckClock {
+    acked: Option<u64>,
+    /// Milliseconds since the connection started of the last rise.
+    at: u64,
+}
+
+impl AckClock {
+    /// Takes the counter's reading `acked` at `now` (ms); returns when it last rose.
+    pub(crate) fn sample(&mut self, acked: Option<u64>, now: u64) -> u64 {
+        if acked.is_some() && acked != self.acked {
+            if self.acked.is_some() {
+                self.at = now;
+            }
+            self.acked = acked;
+        }
+        self.at
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,7 +72,7 @@ impl<S: Handover> TeardownIo<S> {
             Poll::Pending => self.blocked(),
             Poll::Ready(Err(_)) => {}
         }
-        if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Write) {
+        if poll.is_pending() && self.conn.park_upgraded(cx, Direction::Write) {
             return Poll::Ready(Err(upgrade::cut_error()));
         }
         poll
@@ -118,7 +118,7 @@ impl<S: Handover> AsyncRead for TeardownIo<S> {
             // hyper waits for the client: the header or body read clock runs.
             Poll::Pending => self.conn.read_pending(),
         }
-        if poll.is_pending() && upgrade::park(&self.conn, cx, Direction::Read) {
+        if poll.is_pending() && self.conn.park_upgraded(cx, Direction::Read) {
             return Poll::Ready(Err(upgrade::cut_error()));
         }
         poll

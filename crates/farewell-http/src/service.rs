@@ -12,7 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
+};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Empty};
@@ -59,9 +61,10 @@ where
         }
         let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = decide::request_limit(n, conn.shared.max_requests, request.version());
-        // Only HTTP/1.x has a `Connection` header to look up (h2 forbids it).
+        let fields = RequestFields::of(request.headers());
+        // Only HTTP/1.x has a `Connection` header (h2 forbids it).
         let connection = (request.version() < Version::HTTP_2)
-            .then(|| request.headers().get(CONNECTION)?.to_str().ok())
+            .then(|| fields.connection?.to_str().ok())
             .flatten();
         if decide::client_asks_close(request.version(), connection) {
             conn.cause.set(Cause::ClientAsked);
@@ -75,15 +78,7 @@ where
         let version = request.version();
         let method = request.method().clone();
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
-        let headers = request.headers();
-        let host_fields = headers.get_all(HOST).iter().count();
-        let chunked = decide::chunked_codings(
-            headers
-                .get_all(TRANSFER_ENCODING)
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
-        if decide::malformed(version, host_fields, chunked) {
+        if decide::malformed(version, fields.hosts, fields.chunked) {
             // A malformed request: 400, and the connection ends after it.
             conn.cause.set(Cause::Error);
             return CountedFuture {
@@ -104,6 +99,47 @@ where
             _guard: InFlight(Arc::clone(conn)),
         }
     }
+}
+
+/// The request's fields the service looks at, found in one walk over its
+/// header map: a request carries a few fields (hyper bounds them at 100), and
+/// comparing each name costs less than hashing three names to look them up.
+struct RequestFields<'a> {
+    /// The first `Connection` field.
+    connection: Option<&'a HeaderValue>,
+    /// `Host` field lines.
+    hosts: usize,
+    /// How often `chunked` appears among the `Transfer-Encoding` codings.
+    chunked: usize,
+}
+
+impl<'a> RequestFields<'a> {
+    fn of(headers: &'a HeaderMap) -> RequestFields<'a> {
+        let mut fields = RequestFields {
+            connection: None,
+            hosts: 0,
+            chunked: 0,
+        };
+        for (name, value) in headers {
+            if name == HOST {
+                fields.hosts += 1;
+            } else if name == CONNECTION {
+                fields.connection.get_or_insert(value);
+            } else if name == TRANSFER_ENCODING {
+                fields.chunked += decide::chunked_codings(std::iter::once(value.as_bytes()));
+            }
+        }
+        fields
+    }
+}
+
+/// The first `name` field of `headers`: walked when the map is short (the
+/// usual response), looked up by hash when it is not.
+fn first<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    if headers.len() > 8 {
+        return headers.get(name);
+    }
+    headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
 }
 
 /// Decrements the connection's in-flight count when the response future ends or is dropped.
@@ -158,9 +194,7 @@ where
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             conn.cause.set(Cause::Upgrade);
         } else if !*this.close
-            && response
-                .headers()
-                .get(CONNECTION)
+            && first(response.headers(), &CONNECTION)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(decide::says_close)
         {

@@ -5,7 +5,7 @@
 //! hyper's connection future completes at the upgrade: the socket (still
 //! inside [`TeardownIo`](crate::io::TeardownIo)) goes to the handler through
 //! `hyper::upgrade::on`, and nothing of hyper's watches it any more. So the
-//! connection's task goes on with [`watch`]: it ends when the handler drops
+//! connection's task goes on with `ConnState::watch_upgraded`: it ends when the handler drops
 //! the upgraded stream, and it is what the server's drain waits for at
 //! shutdown. Two things cut an upgraded stream (its reads and writes then
 //! fail with [`cut_error`], so the handler ends and drops it):
@@ -28,12 +28,9 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Waker};
-use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::conn::ConnState;
-use crate::decide;
 use crate::record::Cause;
 
 /// Which way an IO poll went, for the waker it leaves behind.
@@ -43,7 +40,7 @@ pub(crate) enum Direction {
     Write,
 }
 
-/// One connection's upgrade state, in its [`ConnState`].
+/// One connection's upgrade state, in its `ConnState`.
 #[derive(Default)]
 pub(crate) struct UpgradeState {
     /// Set (once) when the upgraded stream is to fail every read and write.
@@ -58,7 +55,7 @@ pub(crate) struct UpgradeState {
 struct Tracking {
     /// The socket went to the teardown.
     released: bool,
-    /// Counted in [`Upgrades::open`] by [`watch`].
+    /// Counted in [`Upgrades::open`] by `ConnState::watch_upgraded`.
     counted: bool,
 }
 
@@ -69,7 +66,7 @@ impl UpgradeState {
     }
 
     /// Remembers who to wake on a cut; returns whether the stream was cut meanwhile.
-    fn park(&self, cx: &Context<'_>, direction: Direction) -> bool {
+    pub(crate) fn park(&self, cx: &Context<'_>, direction: Direction) -> bool {
         let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut wakers[direction as usize];
         match slot {
@@ -81,7 +78,7 @@ impl UpgradeState {
     }
 
     /// Makes every later read and write fail, and wakes the tasks waiting on them.
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.cut.store(true, Ordering::Release);
         let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()));
         for waker in wakers.into_iter().flatten() {
@@ -101,7 +98,7 @@ impl UpgradeState {
     }
 
     /// Counts the stream as open, unless it was released already; false then.
-    fn track(&self, upgrades: &Upgrades) -> bool {
+    pub(crate) fn track(&self, upgrades: &Upgrades) -> bool {
         let mut tracking = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
         if tracking.released {
             return false;
@@ -111,11 +108,26 @@ impl UpgradeState {
         true
     }
 
-    fn is_released(&self) -> bool {
+    /// Whether the socket went to the teardown.
+    pub(crate) fn is_released(&self) -> bool {
         self.tracking
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .released
+    }
+
+    /// Completes when [`UpgradeState::released`] is called after it was made.
+    pub(crate) fn released_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.released.notified()
+    }
+
+    /// How the socket ends, on release, given why the connection ended.
+    pub(crate) fn ending(&self, cause: Option<Cause>) -> Ending {
+        match cause {
+            Some(Cause::Upgrade) if self.is_cut() => Ending::Cut,
+            Some(Cause::Upgrade) => Ending::Closed,
+            _ => Ending::NotUpgraded,
+        }
     }
 }
 
@@ -142,6 +154,16 @@ pub(crate) struct Upgrades {
 }
 
 impl Upgrades {
+    /// Counts an upgraded connection's FIN ending (see [`crate::delimited`]).
+    pub(crate) fn counted(&self, delivered: bool) {
+        if delivered {
+            &self.closed
+        } else {
+            &self.reset_undelivered
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
     fn closed_one(&self) {
         if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.all_closed.notify_waiters();
@@ -165,78 +187,6 @@ impl Upgrades {
     }
 }
 
-/// Cuts the upgraded stream when the connection's task is dropped before the
-/// handler let go of it: the server's shutdown deadline aborted the task.
-struct CutOnDrop<'a>(&'a ConnState);
-
-impl Drop for CutOnDrop<'_> {
-    fn drop(&mut self) {
-        if !self.0.upgrade.is_released() {
-            self.0.upgrade.cut();
-        }
-    }
-}
-
-/// Watches an upgraded connection, from its task, until its handler drops the
-/// stream: cuts it after the idle bound, or when the task is aborted.
-pub(crate) async fn watch(conn: &ConnState) {
-    if conn.cause.get() != Some(Cause::Upgrade) || !conn.upgrade.track(&conn.shared.upgrades) {
-        return;
-    }
-    let _cut_on_abort = CutOnDrop(conn);
-    let idle = conn.shared.upgrade_idle_timeout;
-    let timer = tokio::time::sleep(idle);
-    // The send timeout, as for HTTP: a stream whose writes found the socket
-    // full and that moved nothing since (no byte written, none ACKed) is cut.
-    // It bounds what a handler can queue in the kernel; what its library
-    // queues without writing is the handler's to bound (see the crate docs).
-    let limits = conn.shared.limits;
-    let tick = limits
-        .send
-        .map(|send| (send / 4).clamp(Duration::from_millis(25), Duration::from_secs(15)));
-    let send_timer = tokio::time::sleep(tick.unwrap_or(idle));
-    let mut acks = crate::server::AckClock::default();
-    tokio::pin!(timer, send_timer);
-    let mut cut = false;
-    loop {
-        let released = conn.upgrade.released.notified();
-        if conn.upgrade.is_released() {
-            return;
-        }
-        tokio::select! {
-            () = released => {}
-            () = timer.as_mut(), if !cut => match conn.idle_check(idle, Instant::now()) {
-                decide::Idle::CheckAt(next) => timer.as_mut().reset(next.into()),
-                decide::Idle::Expired => {
-                    tracing::debug!("upgraded connection idle: cut");
-                    conn.shared.upgrades.idle_cut.fetch_add(1, Ordering::Relaxed);
-                    conn.upgrade.cut();
-                    cut = true;
-                }
-            },
-            () = send_timer.as_mut(), if tick.is_some() && !cut => {
-                let now_ms = conn.now_ms();
-                let acked_at = acks.sample(conn.acked(), now_ms);
-                if decide::send_stalled(&conn.watch(now_ms, acked_at), &limits) {
-                    tracing::debug!("upgraded connection takes nothing we send: cut");
-                    conn.shared.upgrades.idle_cut.fetch_add(1, Ordering::Relaxed);
-                    conn.upgrade.cut();
-                    cut = true;
-                } else if let Some(tick) = tick {
-                    send_timer.as_mut().reset((Instant::now() + tick).into());
-                }
-            }
-        }
-    }
-}
-
-/// For an upgraded connection's IO that returned `Pending`: remembers who to
-/// wake on a cut, and says whether the stream was cut meanwhile. Does nothing
-/// (false) before the upgrade, so plain HTTP pays one atomic load.
-pub(crate) fn park(conn: &ConnState, cx: &Context<'_>, direction: Direction) -> bool {
-    conn.cause.get() == Some(Cause::Upgrade) && conn.upgrade.park(cx, direction)
-}
-
 /// How an upgraded connection's socket ends, on release.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ending {
@@ -246,25 +196,6 @@ pub(crate) enum Ending {
     Closed,
     /// Cut (idle bound, shutdown deadline): the quiet policy.
     Cut,
-}
-
-/// See [`Ending`].
-pub(crate) fn ending(conn: &ConnState) -> Ending {
-    match conn.cause.get() {
-        Some(Cause::Upgrade) if conn.upgrade.is_cut() => Ending::Cut,
-        Some(Cause::Upgrade) => Ending::Closed,
-        _ => Ending::NotUpgraded,
-    }
-}
-
-/// Counts an upgraded connection's FIN ending (see [`crate::delimited`]).
-pub(crate) fn counted(upgrades: &Upgrades, delivered: bool) {
-    if delivered {
-        &upgrades.closed
-    } else {
-        &upgrades.reset_undelivered
-    }
-    .fetch_add(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `farewell bench [churn|scale|http]`: benchmarks, one module per kind.
+//! `farewell bench [churn|scale|http|overhead]`: benchmarks, one module per kind.
 
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use farewell_lab::bench::scale::{self, ScaleConfig};
 use farewell_lab::bench::{BenchReport, ChurnSettings};
 
 pub mod http;
+pub mod overhead;
 
 pub const BENCH_HELP: &str = "\
 Measure what peer-first costs, side by side with what a server would do without it.
@@ -43,6 +44,9 @@ http: wrk against farewell-http, plain hyper and (if installed) nginx: requests/
 TIME-WAIT, with and without `Connection: close` (see `farewell bench http --help`), plus
 close-spread: our own client, every connection from its own source address (many clients).
 
+overhead: farewell-http vs plain hyper in instructions per request and per connection
+(callgrind) and wrk's keep-alive rate, in one run (see `farewell bench overhead --help`).
+
 With no KIND, runs churn then scale. --quick runs a tiny version of both (for tests).";
 
 #[derive(Args, Debug)]
@@ -63,6 +67,9 @@ enum BenchKind {
     /// farewell-http vs plain hyper (and nginx) under wrk and many-sources clients: requests/s, TIME-WAIT.
     #[command(long_about = http::HTTP_HELP)]
     Http(http::HttpArgs),
+    /// farewell-http vs plain hyper: instructions per request (callgrind) and wrk keep-alive rate.
+    #[command(long_about = overhead::OVERHEAD_HELP)]
+    Overhead(overhead::OverheadArgs),
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +107,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchKind::Churn(common)) => (common, true, false),
         Some(BenchKind::Scale(common)) => (common, false, true),
         Some(BenchKind::Http(args)) => return http::run(args),
+        Some(BenchKind::Overhead(args)) => return overhead::run(args),
     };
     let c = &c;
     let churn_config = ChurnConfig {

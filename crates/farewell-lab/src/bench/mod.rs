@@ -9,6 +9,7 @@ pub mod clients;
 pub use farewell_testkit::cpu;
 pub mod http;
 pub mod http_clients;
+pub mod overhead;
 pub mod scale;
 pub mod servers;
 

@@ -60,6 +60,32 @@ pub(super) fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<u32> {
     ioctl_count(fd, libc::FIONREAD) // SIOCINQ == FIONREAD
 }
 
+pub(super) fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<TcpState> {
+    let mut state: u8 = 0;
+    let mut len = size_of::<u8>() as libc::socklen_t;
+    // SAFETY: `fd` is live; `state` is a buffer of `len` (1) bytes. The kernel
+    // copies at most `len` bytes of its `struct tcp_info`, whose first field
+    // is `tcpi_state` (a `__u8`).
+    syscall!(getsockopt(
+        fd.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        (&mut state as *mut u8).cast(),
+        &mut len,
+    ))?;
+    state_of(state)
+}
+
+/// `tcpi_state` as a [`TcpState`], or an error for a number the kernel does not use.
+fn state_of(state: u8) -> io::Result<TcpState> {
+    TcpState::from_kernel(state).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("kernel reported unknown tcp state {state}"),
+        )
+    })
+}
+
 /// One `getsockopt(TCP_INFO)`: the kernel's struct and how many bytes of it
 /// the kernel filled in (an older kernel fills less).
 fn raw_tcp_info(fd: BorrowedFd<'_>) -> io::Result<(libc::tcp_info, usize)> {
@@ -83,12 +109,7 @@ fn raw_tcp_info(fd: BorrowedFd<'_>) -> io::Result<(libc::tcp_info, usize)> {
 }
 
 fn to_tcp_info(info: &libc::tcp_info) -> io::Result<TcpInfo> {
-    let state = TcpState::from_kernel(info.tcpi_state).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("kernel reported unknown tcp state {}", info.tcpi_state),
-        )
-    })?;
+    let state = state_of(info.tcpi_state)?;
     Ok(TcpInfo {
         state,
         rtt: Duration::from_micros(u64::from(info.tcpi_rtt)),

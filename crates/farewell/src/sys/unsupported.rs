@@ -24,6 +24,10 @@ pub(super) fn unread_bytes(_: BorrowedFd<'_>) -> io::Result<u32> {
     unsupported()
 }
 
+pub(super) fn tcp_state(_: BorrowedFd<'_>) -> io::Result<crate::TcpState> {
+    unsupported()
+}
+
 pub(super) fn tcp_info(_: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     unsupported()
 }

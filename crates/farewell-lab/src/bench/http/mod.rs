@@ -15,7 +15,7 @@ mod in_process;
 mod nginx;
 mod proxy;
 mod table;
-mod wrk;
+pub(crate) mod wrk;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -39,7 +39,7 @@ impl Drop for WrkScript {
 }
 
 /// Fails with an install hint when wrk is not on `PATH`.
-pub(super) fn check() -> anyhow::Result<()> {
+pub(crate) fn check() -> anyhow::Result<()> {
     match std::process::Command::new("wrk")
         .arg("--version")
         .stdout(Stdio::null())
@@ -56,7 +56,7 @@ pub(super) fn check() -> anyhow::Result<()> {
 
 /// Runs wrk against `addr`, inside namespace `ns` when given (`ip netns
 /// exec`, which execs wrk); returns (requests, requests/s, errors).
-pub(super) async fn run(
+pub(crate) async fn run(
     ns: Option<&str>,
     addr: SocketAddr,
     mode: Mode,

@@ -1,36 +1,31 @@
-//! The accept loop, the settings, each connection's task (hyper serving it
-//! until it ends or the server stops it), graceful shutdown and its report.
+//! The server: its settings ([`Server`] and its setters, here), the accept
+//! loop and the graceful shutdown ([`run`]), each connection's task
+//! ([`connection`]), the service made for each connection ([`maker`]) and
+//! what the server did ([`report`]), as hyper-util splits its own.
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use farewell::accept::{self, AcceptBackoff};
-use farewell::{Closer, CloserStats, Outcome, PeerFirst, PeerTimeWait, Policy};
+use farewell::{Outcome, PeerFirst, PeerTimeWait, Policy};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
-use tokio::sync::watch;
-use tokio::task::coop::unconstrained;
-use tokio::task::JoinSet;
 
-use crate::conn::{ConnState, Delimited, Handover, Shared};
-use crate::decide;
-use crate::io::TeardownIo;
-use crate::metrics;
-use crate::record::{Cause, CauseCounts, ConnectionHook, ConnectionOutcome, Connections};
+use crate::record::{ConnectionHook, ConnectionOutcome};
 use crate::serve::{BoxError, Listener, MakeConnectionService};
-use crate::service::Counted;
-use crate::shutdown::Shutdown;
-use crate::upgrade::{self, Upgrades};
+
+mod connection;
+mod maker;
+mod report;
+mod run;
+
+use maker::{HyperMaker, TowerMaker};
+pub use report::ServeReport;
 
 type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
 
@@ -515,7 +510,7 @@ impl Server {
     /// [`Server::serve`] returns within milliseconds of the deadline.
     ///
     /// Upgraded connections (a WebSocket) are waited for too: their handlers
-    /// see the [`Shutdown`] in their request's extensions, say the protocol's
+    /// see the [`Shutdown`](crate::Shutdown) in their request's extensions, say the protocol's
     /// goodbye (close code 1001) and drop the stream. Those still held at the
     /// deadline are cut: their reads and writes fail, and once the handler
     /// drops the stream it is reset after its bytes are ACKed. They count in
@@ -539,8 +534,8 @@ impl Server {
     /// first request of an h2 connection (preface to first HEADERS).
     ///
     /// The cut connection is owed nothing: it is reset once everything written
-    /// before is ACKed, no FIN, no TIME-WAIT on the server; its [`Cause`] is
-    /// [`Cause::ReadTimeout`]. (hyper's own `header_read_timeout` is not used:
+    /// before is ACKed, no FIN, no TIME-WAIT on the server; its [`Cause`](crate::Cause) is
+    /// [`Cause::ReadTimeout`](crate::Cause::ReadTimeout). (hyper's own `header_read_timeout` is not used:
     /// it also cuts idle keep-alive connections, and an h2 one never.)
     pub fn header_read_timeout(mut self, timeout: Option<Duration>) -> Server {
         self.header_read_timeout = timeout.map(|t| t.min(farewell::policy::MAX_WAIT));
@@ -553,7 +548,7 @@ impl Server {
     /// this long after its last byte, the service's body read failing. The
     /// clock runs only while the service reads the body, so a slow handler
     /// that is not reading is never cut. Ended as for
-    /// [`Server::header_read_timeout`] ([`Cause::ReadTimeout`]).
+    /// [`Server::header_read_timeout`] ([`Cause::ReadTimeout`](crate::Cause::ReadTimeout)).
     ///
     /// h2 streams are not covered: their bodies are bounded in memory by
     /// flow control, and a stalled one by [`Server::h2_max_concurrent_streams`].
@@ -567,7 +562,7 @@ impl Server {
     /// written, no body frame taken, and no byte newly ACKed by the client's
     /// kernel. Cuts a client that stopped reading (HTTP/1.1: the socket is
     /// full; h2: streams with a zero window) with an RST at once, since nothing
-    /// more can be delivered ([`Cause::SendTimeout`]; nobody keeps TIME-WAIT).
+    /// more can be delivered ([`Cause::SendTimeout`](crate::Cause::SendTimeout); nobody keeps TIME-WAIT).
     /// A slow reader that keeps ACKing is never cut.
     ///
     /// # How low it may go
@@ -654,7 +649,7 @@ impl Server {
     }
 
     /// Calls `hook` with every HTTP connection's end, on a runtime thread: its
-    /// [`Cause`] (client asked, request limit, idle, shutdown, upgrade,
+    /// [`Cause`](crate::Cause) (client asked, request limit, idle, shutdown, upgrade,
     /// error, ...), the requests it served, whether its last response was
     /// delivered (ACKed by the client's kernel), and the teardown's
     /// [`Outcome`]. Works along with [`Server::on_outcome`], which sees every
@@ -728,660 +723,5 @@ impl Server {
         B::Error: Into<BoxError>,
     {
         self.run(listener, HyperMaker(service), shutdown).await
-    }
-
-    /// The accept loop, then the graceful shutdown.
-    async fn run<L: Listener, M: Maker>(
-        self,
-        mut listener: L,
-        mut maker: M,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> io::Result<ServeReport> {
-        let record = self.metrics && metrics::ON;
-        let handles = record.then(|| {
-            metrics::describe();
-            Arc::new(metrics::Handles::new())
-        });
-        let mut closer =
-            Closer::builder(self.policy).heavy_client_threshold(self.heavy_client_threshold);
-        let close_notify = Arc::new(AtomicU64::new(0));
-        let ended = Arc::new(Connections::new(self.on_connection.clone()));
-        let tls = self.is_tls();
-        let hooked = self.on_outcome.is_some() || self.on_connection.is_some();
-        if tls || hooked || record {
-            // Counting endings (metrics, TLS `close_notify`) needs no
-            // addresses and no last probe: brief outcomes spare those syscalls.
-            closer = closer.brief_outcomes(!hooked);
-            let hook = self.on_outcome.clone();
-            let counted = Arc::clone(&close_notify);
-            let joined = Arc::clone(&ended);
-            let handles = handles.clone();
-            closer = closer.on_outcome(move |outcome| {
-                if tls && outcome.peer_close_notify == Some(true) {
-                    counted.fetch_add(1, Ordering::Relaxed);
-                }
-                joined.teardown_ended(&outcome);
-                if let Some(handles) = &handles {
-                    handles.teardown(&outcome);
-                }
-                if let Some(hook) = &hook {
-                    hook(outcome);
-                }
-            });
-        }
-        #[cfg(feature = "rustls")]
-        let tls = self.tls.clone().map(|config| {
-            (
-                farewell::tls::tokio_rustls::TlsAcceptor::from(config),
-                self.tls_handshake_timeout,
-            )
-        });
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            closer: closer.build(),
-            policy: self.policy,
-            may_reset_after_fin: matches!(
-                self.policy,
-                Policy::PeerFirst(p) if p.peer_time_wait != PeerTimeWait::Keep
-            ),
-            quiet_policy: match self.policy {
-                Policy::PeerFirst(p) => Policy::PeerFirst(PeerFirst {
-                    grace: Duration::ZERO,
-                    ..p
-                }),
-                other => other,
-            },
-            idle_timeout: self.idle_timeout,
-            upgrade_idle_timeout: self.upgrade_idle_timeout,
-            limits: decide::Limits {
-                header_read: self.header_read_timeout,
-                body_read: self.body_read_timeout,
-                send: self.send_timeout,
-            },
-            closing_timeout: match self.policy {
-                Policy::PeerFirst(p) => p.grace.max(Duration::from_secs(1)),
-                _ => Duration::from_secs(2),
-            },
-            max_requests: self.max_requests,
-            forcing: AtomicBool::new(false),
-            connections: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            tls_handshakes_failed: AtomicU64::new(0),
-            delimited: Delimited::default(),
-            causes: CauseCounts::default(),
-            ended,
-            shutdown: Shutdown::new(stop_rx.clone()),
-            upgrades: Upgrades::default(),
-            metrics: handles,
-        });
-        let mut builder = self.hyper.clone();
-        // A client may send its requests and then its FIN (`shutdown(SHUT_WR)`,
-        // `nc -N`) and wait for the answers: RFC 9112 §9.6. Without half-close,
-        // hyper takes the EOF for "the client is gone" and drops the request in
-        // flight. With it, hyper answers every request read before the FIN,
-        // then ends the connection; the teardown finds the FIN already in
-        // (peer-closed: the client keeps TIME-WAIT).
-        builder.http1().half_close(true);
-        let builder = Arc::new(builder);
-        let mut tasks = JoinSet::new();
-
-        // A plaintext 503 means nothing to a TLS client: reset it only.
-        let shed_response: &[u8] = if self.is_tls() { &[] } else { SHED_RESPONSE };
-        let mut backoff = AcceptBackoff::new(MAX_ACCEPT_BACKOFF);
-        let mut shed = 0u64;
-        let mut accept_errors = 0u64;
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = &mut shutdown => break,
-                () = backoff.wait() => continue,
-                accepted = listener.accept(), if !backoff.pausing() => match accepted {
-                    Ok(accepted) => {
-                        backoff.recovered();
-                        // Tasks that ended but were not joined yet free their slot now.
-                        while tasks.try_join_next().is_some() {}
-                        if tasks.len() >= self.max_connections {
-                            // Over the limit: a 503 if it fits at once, then
-                            // one RST; no task, no TIME-WAIT.
-                            accept::shed_with(accepted.0, shed_response);
-                            shed += 1;
-                            continue;
-                        }
-                        accepted
-                    }
-                    Err(e) if accept::is_per_connection(&e) => {
-                        tracing::debug!(error = %e, "a connection failed before accept");
-                        continue;
-                    }
-                    Err(e) => {
-                        accept_errors += 1;
-                        backoff.failed(&e);
-                        // Out of descriptors all the same: clients waiting in
-                        // the backlog get a reset now, not a wait.
-                        if let Some(tcp) = listener.tcp_listener() {
-                            shed += backoff.shed_pending(tcp, shed_response);
-                        }
-                        continue;
-                    }
-                },
-                // Finished connections are not joined here: a `join_next` arm
-                // would wake this task at the end of every connection. They
-                // are collected at the next accept (`try_join_next` above),
-                // so the set holds at most the connections that ended since.
-            };
-            // On by default: responses are written whole; do not let Nagle hold their tails.
-            let _ = stream.set_nodelay(self.nodelay);
-            shared.connections.fetch_add(1, Ordering::Relaxed);
-            if let Some(handles) = &shared.metrics {
-                handles.accepted();
-            }
-            // The service for this connection: a clone, or what the
-            // make-service gives for this client (`ConnectInfo`).
-            let service = match maker.make(peer).await {
-                Ok(service) => service,
-                Err(e) => {
-                    tracing::debug!(error = %e, %peer, "the make-service failed; closing the connection");
-                    stream.hand_over(&shared.closer, shared.quiet_policy);
-                    continue;
-                }
-            };
-            let open = shared.metrics.as_ref().map(|handles| handles.open());
-            #[cfg(feature = "rustls")]
-            if let Some((acceptor, timeout)) = &tls {
-                let connection = serve_tls_connection(
-                    acceptor.clone(),
-                    *timeout,
-                    Arc::clone(&builder),
-                    stream,
-                    service,
-                    Arc::clone(&shared),
-                    stop_rx.clone(),
-                );
-                tasks.spawn(async move {
-                    let _open = open;
-                    connection.await;
-                });
-                continue;
-            }
-            let connection = serve_connection(
-                Arc::clone(&builder),
-                stream,
-                service,
-                Arc::clone(&shared),
-                stop_rx.clone(),
-            );
-            tasks.spawn(async move {
-                // Counted open until the connection's task ends (or is aborted).
-                let _open = open;
-                connection.await;
-            });
-        }
-
-        drop(listener);
-        tracing::debug!(connections = tasks.len(), "shutting down");
-        let _ = stop_tx.send(true);
-        let deadline = tokio::time::sleep(self.shutdown_timeout);
-        tokio::pin!(deadline);
-        let mut forced = 0;
-        loop {
-            tokio::select! {
-                next = tasks.join_next() => if next.is_none() { break },
-                () = &mut deadline => {
-                    forced = tasks.len();
-                    shared.forcing.store(true, Ordering::Relaxed);
-                    // Every teardown, from now on too, ends at once.
-                    shared.closer.hurry();
-                    // Dropping each connection drops its IO, which hands the
-                    // socket to the closer with the quiet (confirmed reset) policy.
-                    // An upgraded connection's task holds no IO (its handler
-                    // does): dropping the task cuts the stream, the handler's
-                    // reads and writes fail, and it drops the stream.
-                    tasks.shutdown().await;
-                    if tokio::time::timeout(CUT_HANDLERS_WAIT, shared.upgrades.all_closed())
-                        .await
-                        .is_err()
-                    {
-                        tracing::warn!(
-                            held = shared.upgrades.open(),
-                            "upgraded connections cut at shutdown are still held by their \
-                             handlers; a handler should end when a read or write fails"
-                        );
-                    }
-                    break;
-                }
-            }
-        }
-        // Teardowns handed to the closer's own tasks (upgraded streams, clients
-        // owed our FIN, connections dropped at the deadline) may outlive their
-        // connection: the same deadline bounds them.
-        let drained = async {
-            shared.delimited.idle().await;
-            shared.closer.idle().await;
-        };
-        tokio::select! {
-            () = drained => {}
-            () = &mut deadline => shared.closer.hurry(),
-        }
-        shared.delimited.idle().await;
-        shared.closer.idle().await;
-        Ok(ServeReport {
-            connections: shared.connections.load(Ordering::Relaxed),
-            requests: shared.requests.load(Ordering::Relaxed),
-            forced,
-            teardowns: shared.closer.stats(),
-            tls: self.is_tls(),
-            tls_handshakes_failed: shared.tls_handshakes_failed.load(Ordering::Relaxed),
-            peer_close_notify: close_notify.load(Ordering::Relaxed),
-            close_delimited: shared.delimited.delivered.load(Ordering::Relaxed),
-            close_delimited_undelivered: shared.delimited.reset_undelivered.load(Ordering::Relaxed),
-            causes: shared.causes.snapshot(),
-            upgrades_closed: shared.upgrades.closed.load(Ordering::Relaxed),
-            upgrades_reset_undelivered: shared.upgrades.reset_undelivered.load(Ordering::Relaxed),
-            upgrades_idle_cut: shared.upgrades.idle_cut.load(Ordering::Relaxed),
-            shed,
-            accept_errors,
-        })
-    }
-}
-
-/// Completes the TLS handshake (bounded), then serves the connection as
-/// [`serve_connection`] does. A handshake that fails, times out or is
-/// dropped (shutdown) hands the TCP stream to the closer.
-#[cfg(feature = "rustls")]
-async fn serve_tls_connection<S, B>(
-    acceptor: farewell::tls::tokio_rustls::TlsAcceptor,
-    timeout: Duration,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    stream: tokio::net::TcpStream,
-    service: S,
-    shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    let accepted = shared
-        .closer
-        .accept_tls(&acceptor, stream, timeout, shared.policy)
-        .await;
-    match accepted {
-        Some(stream) => serve_connection(builder, stream, service, shared, stop).await,
-        None => {
-            shared.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
-            if shared.metrics.is_some() {
-                metrics::tls_handshake_failed();
-            }
-        }
-    }
-}
-
-/// Serves one accepted connection until it ends, then lets the IO's drop hand
-/// the socket to the closer.
-pub(crate) async fn serve_connection<S, B>(
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    stream: impl Handover,
-    service: S,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    let state = Arc::new(ConnState::new(shared));
-    let idle = state.shared.idle_timeout;
-    let limits = state.shared.limits;
-    let closing_timeout = state.shared.closing_timeout;
-    let tick = limits.tick();
-    // hyper's connection lives in this block: it is dropped (and with it the
-    // IO, unless an upgrade took it) before an upgraded stream is watched.
-    let closing = {
-        let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
-        // Boxed: hyper's connection (its buffers, its dispatcher) is most of
-        // this task's size, and tokio moves a task's future whole when it
-        // spawns it and when it ends; one allocation costs less than those
-        // copies.
-        let mut conn = Box::pin(
-            builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state))),
-        );
-        // When the client last ACKed a new byte (read only once a write blocked).
-        let mut acks = AckClock { acked: None, at: 0 };
-
-        // The three things that can end a connection besides hyper itself, each
-        // created once: re-creating them per wakeup would register and deregister a
-        // timer and two waiters every time the connection's task runs. One timer
-        // serves two clocks (a single entry in tokio's timer wheel, one
-        // `Sleep` polled per wakeup): the idle check's and the watchdog's,
-        // armed at the earlier of the two.
-        let stopped = stop.wait_for(|stop| *stop);
-        let limit_reached = state.limit_reached.notified();
-        let start = Instant::now();
-        let mut idle_at = start + idle;
-        let mut watch_at = tick.map(|tick| start + tick);
-        let timer = tokio::time::sleep_until(earlier(idle_at, watch_at).into());
-        tokio::pin!(stopped, limit_reached, timer);
-        // The timer is polled only when it must be, not at every wakeup of the
-        // task: once armed (the poll gives it the task's waker) and once it has
-        // elapsed. In between, the waker it holds wakes the task when it
-        // fires; every reset is followed by a poll all the same.
-        let timer_unpolled = AtomicBool::new(true);
-
-        // Told only when there is a request limit: not polled otherwise.
-        let limited = state.shared.max_requests.is_some();
-        let mut closing = false;
-        loop {
-            let was_closing = closing;
-            tokio::select! {
-                biased;
-                // The requests' reads, writes and body frames in one poll share
-                // one clock reading.
-                result = std::future::poll_fn(|cx| state.poll_clocked(conn.as_mut(), cx)) => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                        state.cause.set(Cause::Error);
-                    }
-                    break;
-                }
-                _ = stopped.as_mut(), if !closing => {
-                    state.cause.set(Cause::Shutdown);
-                    // Server shutdown: in-flight responses finish with `Connection: close`
-                    // (or h2 GOAWAY); idle HTTP/1.1 connections end at once.
-                    state.closing_quietly();
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-                () = limit_reached.as_mut(), if limited && !closing => {
-                    // HTTP/1.1 responses already carry `Connection: close` (see
-                    // `Counted`); for h2 this sends GOAWAY.
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-                () = std::future::poll_fn(|cx| {
-                    if !timer_unpolled.load(Ordering::Relaxed) && !timer.is_elapsed() {
-                        return std::task::Poll::Pending;
-                    }
-                    // Unconstrained: a poll refused for tokio's cooperative
-                    // budget would leave the timer without the waker.
-                    let poll = std::pin::pin!(unconstrained(timer.as_mut())).poll(cx);
-                    if poll.is_pending() {
-                        timer_unpolled.store(false, Ordering::Relaxed);
-                    }
-                    poll
-                }) => {
-                    let now = Instant::now();
-                    if watch_at.is_some_and(|at| at <= now) {
-                        let now_ms = state.now_ms();
-                        let acked_at = acks.sample(state.acked(), now_ms);
-                        match decide::watchdog(&state.watch(now_ms, acked_at), &limits) {
-                            None => watch_at = tick.map(|tick| now + tick),
-                            Some(decide::Cut::Read) if state.h2_preface() && !closing => {
-                                // An h2 client that sent its preface and no
-                                // request: say GOAWAY first (RFC 9113 §6.8), then
-                                // the closing bound ends it if it lingers.
-                                state.cause.replace(Cause::ReadTimeout);
-                                state.closing_quietly();
-                                conn.as_mut().graceful_shutdown();
-                                closing = true;
-                                watch_at = tick.map(|tick| now + tick);
-                            }
-                            Some(decide::Cut::Read) => {
-                                // Nothing is owed: reset once what was written is ACKed.
-                                state.cause.replace(Cause::ReadTimeout);
-                                state.closing_quietly();
-                                break;
-                            }
-                            Some(decide::Cut::Send) => {
-                                // Nothing more can be delivered: reset at once.
-                                state.cause.replace(Cause::SendTimeout);
-                                state.abort();
-                                break;
-                            }
-                        }
-                    }
-                    if idle_at <= now {
-                        // Before closing: the keep-alive idle timeout. After: how long a
-                        // connection asked to end (GOAWAY) may then sit with nothing in
-                        // flight and nothing moving, e.g. an h2 client that answers
-                        // neither the GOAWAY nor its PING.
-                        let bound = if closing { closing_timeout } else { idle };
-                        match state.idle_check(bound, now) {
-                            decide::Idle::CheckAt(next) => idle_at = next,
-                            decide::Idle::Expired if closing => {
-                                tracing::debug!("connection asked to end did not; ending it");
-                                break;
-                            }
-                            decide::Idle::Expired => {
-                                state.cause.set(Cause::Idle);
-                                state.closing_quietly();
-                                conn.as_mut().graceful_shutdown();
-                                closing = true;
-                            }
-                        }
-                    }
-                    timer.as_mut().reset(earlier(idle_at, watch_at).into());
-                    timer_unpolled.store(true, Ordering::Relaxed);
-                }
-            }
-            if closing && !was_closing {
-                idle_at = Instant::now() + closing_timeout;
-                timer.as_mut().reset(earlier(idle_at, watch_at).into());
-                timer_unpolled.store(true, Ordering::Relaxed);
-            }
-        }
-        state.teardown_here(conn)
-    };
-    // The socket's teardown (waiting for the client's FIN, say) goes on in
-    // this task, after the connection's timer and waiters are gone: no second
-    // task per connection. If this task is aborted (the drain's deadline),
-    // dropping the teardown ends it at once.
-    if let Some(closing) = closing {
-        closing.await;
-    }
-    // After an upgrade hyper is done, but the handler holds the socket: watch
-    // it until the handler drops it (the drain at shutdown waits for this task).
-    upgrade::watch(&state).await;
-}
-
-/// The earlier of the idle check's deadline and the watchdog's (if it runs).
-fn earlier(idle_at: Instant, watch_at: Option<Instant>) -> Instant {
-    watch_at.map_or(idle_at, |at| at.min(idle_at))
-}
-
-/// When the client's kernel last ACKed a new byte of ours, sampled by the
-/// connection task ([`ConnState::acked`]).
-#[derive(Default)]
-pub(crate) struct AckClock {
-    acked: Option<u64>,
-    /// Milliseconds since the connection started of the last rise.
-    at: u64,
-}
-
-impl AckClock {
-    /// Takes the counter's reading `acked` at `now` (ms); returns when it last rose.
-    pub(crate) fn sample(&mut self, acked: Option<u64>, now: u64) -> u64 {
-        if acked.is_some() && acked != self.acked {
-            if self.acked.is_some() {
-                self.at = now;
-            }
-            self.acked = acked;
-        }
-        self.at
-    }
-}
-
-/// Gives the hyper service for each connection (the accept loop's view of a
-/// service or make-service).
-trait Maker: Send {
-    type Body: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
-    type Service: Service<
-            Request<Incoming>,
-            Response = Response<Self::Body>,
-            Error: Into<BoxError>,
-            Future: Send + 'static,
-        > + Send
-        + 'static;
-
-    fn make(
-        &mut self,
-        peer: SocketAddr,
-    ) -> impl Future<Output = Result<Self::Service, BoxError>> + Send;
-}
-
-/// A tower service or make-service ([`Server::serve`]).
-struct TowerMaker<M, Marker> {
-    make: M,
-    _marker: std::marker::PhantomData<fn() -> Marker>,
-}
-
-impl<M, Marker> Maker for TowerMaker<M, Marker>
-where
-    M: MakeConnectionService<Marker>,
-{
-    type Body = M::Body;
-    type Service = TowerToHyperService<M::Service>;
-
-    async fn make(&mut self, peer: SocketAddr) -> Result<Self::Service, BoxError> {
-        std::future::poll_fn(|cx| self.make.poll_ready(cx)).await?;
-        let service = self.make.make_service(peer).await?;
-        Ok(TowerToHyperService::new(service))
-    }
-}
-
-/// A hyper service, cloned for each connection ([`Server::serve_hyper`]).
-struct HyperMaker<S>(S);
-
-impl<S, B> Maker for HyperMaker<S>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    type Body = B;
-    type Service = S;
-
-    fn make(
-        &mut self,
-        _: SocketAddr,
-    ) -> impl Future<Output = Result<Self::Service, BoxError>> + Send {
-        std::future::ready(Ok(self.0.clone()))
-    }
-}
-
-/// What a server did, returned when it has shut down.
-///
-/// `Display` gives one line:
-/// `42 connections, 1234 requests, 0 forced at shutdown; teardowns: 0 in flight, 42 finished (peer-closed 40, reset-after-grace 2)`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ServeReport {
-    /// Connections accepted.
-    pub connections: u64,
-    /// Requests handed to the service.
-    pub requests: u64,
-    /// Connections still open (or still in their teardown) when the shutdown
-    /// timeout passed; they were reset once their written bytes were ACKed
-    /// (or the policy's bound ended), a teardown as a hurry ends it.
-    pub forced: usize,
-    /// Every teardown, counted by [`farewell::Ending`].
-    pub teardowns: CloserStats,
-    /// The server served TLS (`Server::tls`, feature `rustls`).
-    pub tls: bool,
-    /// TLS handshakes that failed or timed out (each ended with the policy).
-    pub tls_handshakes_failed: u64,
-    /// TLS connections whose client sent its own `close_notify` before the
-    /// connection ended.
-    pub peer_close_notify: u64,
-    /// Connections (over TCP, under peer-first) whose client reads the last
-    /// response until the server closes: an HTTP/1.0 request without
-    /// `Connection: keep-alive` (whatever the response's framing), or a
-    /// close-delimited body (HTTP/1.0, length unknown). Only the server's FIN
-    /// ends it. Each was delivered (every byte ACKed), then closed with a FIN
-    /// that the kernel follows with an RST once it is ACKed
-    /// ([`farewell::sys::close_reset_on_fin_ack`]): the client reads the whole
-    /// body and the end of file, and nobody keeps TIME-WAIT. These teardowns are not in
-    /// [`ServeReport::teardowns`] and produce no [`Outcome`].
-    pub close_delimited: u64,
-    /// Such responses (see [`ServeReport::close_delimited`]) whose delivery
-    /// stalled or failed: reset without a FIN (the client sees a reset, not
-    /// the end of the response).
-    pub close_delimited_undelivered: u64,
-    /// Connections by why they ended ([`Cause`]), the causes with none left
-    /// out, in [`Cause::ALL`] order.
-    pub causes: Vec<(Cause, u64)>,
-    /// Upgraded connections (a WebSocket, over TCP, under peer-first) whose
-    /// handler dropped the stream: ended as a close-delimited body is, with
-    /// the server's FIN once everything written was ACKed, reset by the
-    /// kernel on that FIN's ACK (or a passive close when the client's FIN came
-    /// first). The client reads the end of file it waits for after the close
-    /// handshake (RFC 6455 §7.1.1), and nobody keeps TIME-WAIT. Not in
-    /// [`ServeReport::teardowns`].
-    pub upgrades_closed: u64,
-    /// Upgraded connections whose last bytes were not ACKed (stalled, or the
-    /// connection failed): reset without a FIN.
-    pub upgrades_reset_undelivered: u64,
-    /// Upgraded connections cut by [`Server::upgrade_idle_timeout`].
-    pub upgrades_idle_cut: u64,
-    /// Connections accepted over [`Server::max_connections`], or while the
-    /// process was out of descriptors
-    /// ([`AcceptBackoff::shed_pending`](farewell::accept::AcceptBackoff::shed_pending)),
-    /// and shed at once with a reset (not in [`ServeReport::connections`]).
-    pub shed: u64,
-    /// Failed `accept()` calls that paused the accept loop (out of
-    /// descriptors or memory).
-    pub accept_errors: u64,
-}
-
-impl fmt::Display for ServeReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} connections, {} requests, {} forced at shutdown; teardowns: {}",
-            self.connections, self.requests, self.forced, self.teardowns
-        )?;
-        if !self.causes.is_empty() {
-            write!(f, "; ended by")?;
-            for (i, (cause, n)) in self.causes.iter().enumerate() {
-                write!(f, "{} {cause} {n}", if i == 0 { ":" } else { "," })?;
-            }
-        }
-        if self.tls {
-            write!(
-                f,
-                "; TLS: {} handshakes failed, close_notify from {} clients",
-                self.tls_handshakes_failed, self.peer_close_notify
-            )?;
-        }
-        if self.upgrades_closed + self.upgrades_reset_undelivered + self.upgrades_idle_cut > 0 {
-            write!(
-                f,
-                "; upgrades: {} ended by the server's close (FIN reset on its ACK, or passive), {} reset undelivered, {} cut idle",
-                self.upgrades_closed, self.upgrades_reset_undelivered, self.upgrades_idle_cut
-            )?;
-        }
-        if self.shed + self.accept_errors > 0 {
-            write!(
-                f,
-                "; accept: {} shed (reset at once), {} failed (paused)",
-                self.shed, self.accept_errors
-            )?;
-        }
-        if self.close_delimited + self.close_delimited_undelivered > 0 {
-            write!(
-                f,
-                "; read to the close: {} ended by our FIN (reset on its ACK), {} reset undelivered",
-                self.close_delimited, self.close_delimited_undelivered
-            )?;
-        }
-        Ok(())
     }
 }
