@@ -72,6 +72,8 @@ fn bench_overhead_prints_instruction_and_rate_ratios_side_by_side() {
         (2, "Ir per Connection: close conn"),
         (3, "  the same, heavy clients (reset)"),
         (4, "wrk keep-alive requests/s"),
+        (6, "Ir per keep-alive request"),
+        (7, "Ir per Connection: close conn"),
     ] {
         let line = lines
             .get(row)
@@ -87,9 +89,14 @@ fn bench_overhead_prints_instruction_and_rate_ratios_side_by_side() {
         let ratio = numbers[0] / numbers[1];
         assert!(
             (ratio - numbers[2]).abs() < 0.01 * ratio,
-            "the ratio is farewell ÷ hyper: {line}"
+            "the ratio is farewell ÷ the baseline: {line}"
         );
     }
+    // The axum pair: the same Router under farewell_http::serve and axum::serve.
+    assert!(
+        lines[5].contains("farewell_http") && lines[5].contains("axum::serve"),
+        "{stdout}"
+    );
     // The profiles stay for callgrind_annotate.
     assert!(
         out_dir.join("cg.farewell.keepalive.30").is_file(),

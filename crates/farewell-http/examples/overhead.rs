@@ -2,8 +2,14 @@
 //! request over plain hyper with `valgrind --tool=callgrind` (issue 16).
 //!
 //! ```text
-//! overhead farewell|hyper PORT
+//! overhead farewell|hyper|axum|farewell-axum PORT
 //! ```
+//!
+//! `axum` and `farewell-axum` are the switch issue 25 is about: the same
+//! axum `Router` (one route, `GET /`, the demo's body) under `axum::serve`
+//! and under `farewell_http::serve`, with graceful shutdown on both. An
+//! axum router puts its own extensions on every request (the matched
+//! path), so this pair counts what farewell-http adds for an axum user.
 //!
 //! Serves the demo handler (`farewell_lab::support::http_demo::handle`, the
 //! handler behind `farewell serve-http`) on `127.0.0.1:PORT` with either
@@ -37,7 +43,7 @@ use tokio::signal::unix::{signal, SignalKind};
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(server), Some(port)) = (args.next(), args.next()) else {
-        eprintln!("usage: overhead farewell|hyper PORT");
+        eprintln!("usage: overhead farewell|hyper|axum|farewell-axum PORT");
         std::process::exit(2);
     };
     let port: u16 = port.parse().unwrap_or_else(|_| {
@@ -113,11 +119,39 @@ fn main() {
                         http_baseline::serve(listener, service, stop, Duration::from_secs(2)).await;
                     eprintln!("{n} connections");
                 }
+                "axum" => {
+                    axum::serve(listener, router())
+                        .with_graceful_shutdown(stop)
+                        .await
+                        .expect("axum::serve");
+                }
+                "farewell-axum" => {
+                    let mut server = farewell_http::Server::new();
+                    if let Some(threshold) = heavy_client_threshold {
+                        server = server.heavy_client_threshold(threshold);
+                    }
+                    farewell_http::serve(listener, router())
+                        .with_server(server)
+                        .with_graceful_shutdown(stop)
+                        .await
+                        .expect("farewell_http::serve");
+                }
                 other => {
-                    eprintln!("overhead: the server is farewell or hyper, not {other:?}");
+                    eprintln!(
+                        "overhead: the server is farewell, hyper, axum or farewell-axum, not {other:?}"
+                    );
                     std::process::exit(2);
                 }
             }
         }))
         .expect("the server task");
+}
+
+/// The axum pair's app: one route answering the demo's body, as an axum
+/// user would write it.
+fn router() -> axum::Router {
+    async fn hello() -> &'static str {
+        http_demo::HELLO
+    }
+    axum::Router::new().route("/", axum::routing::get(hello))
 }

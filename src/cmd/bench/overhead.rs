@@ -39,7 +39,11 @@ machine's noise. The profiles stay in --out (look at one with `callgrind_annotat
 Rate: the same binary runs natively under `wrk -t1` with keep-alive, hyper then farewell-http,
 for --rounds rounds; the mean requests/s of each and their ratio.
 
-Columns: farewell-http's figure, plain hyper's, their ratio, and the goal of issue 25.
+Last, the switch an axum user makes: one axum Router (GET /) under `axum::serve` and under
+`farewell_http::serve`, keep-alive and close (every client light), counted the same way.
+
+Columns: farewell-http's figure, the baseline's (plain hyper; axum::serve in the last two rows),
+their ratio, and the goal of issue 25.
 Needs valgrind (`apt-get install valgrind`) and wrk (`apt-get install wrk`). Under valgrind
 the server runs ~50x slower: the defaults take a few minutes; --requests 20,60 --wrk-duration
 1s --rounds 1 takes well under one (rougher figures).";

@@ -14,6 +14,11 @@
 //! and shutdown cancel out. Then the same binary runs natively under `wrk`
 //! (keep-alive), the two servers interleaved round by round.
 //!
+//! Last, the switch an axum user makes: the example's axum `Router` under
+//! `axum::serve` and under `farewell_http::serve`, keep-alive and close,
+//! counted the same way. axum's router puts its own extensions on every
+//! request, so this pair is the cost an axum application would see.
+//!
 //! Everything is on loopback and bounded: a fixed count of requests, socket
 //! timeouts, a deadline per run, every server stopped by its PID.
 
@@ -59,6 +64,19 @@ const FAREWELL_LIGHT: Variant = Variant {
     label: "farewell-light",
     heavy_client_threshold: Some(u32::MAX),
 };
+/// `axum::serve` with the example's axum `Router`.
+const AXUM: Variant = Variant {
+    server: "axum",
+    label: "axum",
+    heavy_client_threshold: None,
+};
+/// `farewell_http::serve` with the same `Router`, every client light (the
+/// passive close after its FIN, as in [`FAREWELL_LIGHT`]).
+const FAREWELL_AXUM: Variant = Variant {
+    server: "farewell-axum",
+    label: "farewell-axum",
+    heavy_client_threshold: Some(u32::MAX),
+};
 /// Every client heavy: a reset after its FIN (nobody keeps TIME-WAIT).
 const FAREWELL_HEAVY: Variant = Variant {
     server: "farewell",
@@ -84,19 +102,20 @@ pub struct OverheadConfig {
     pub wrk: WrkSettings,
 }
 
-/// One figure for both servers.
+/// One figure for farewell-http and the server it replaces.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Pair {
     /// farewell-http's.
     pub farewell: f64,
-    /// Plain hyper's.
-    pub hyper: f64,
+    /// The baseline's: plain hyper-util's, or `axum::serve`'s in the axum
+    /// pairs.
+    pub baseline: f64,
 }
 
 impl Pair {
-    /// farewell-http's figure ÷ plain hyper's.
+    /// farewell-http's figure ÷ the baseline's.
     pub fn ratio(&self) -> f64 {
-        self.farewell / self.hyper
+        self.farewell / self.baseline
     }
 }
 
@@ -113,6 +132,12 @@ pub struct OverheadReport {
     pub close_heavy_ir: Pair,
     /// wrk keep-alive requests per second (mean over the rounds).
     pub wrk_rate: Pair,
+    /// The switch a user makes: the same axum `Router` under
+    /// `farewell_http::serve` and `axum::serve`, instructions per keep-alive
+    /// request.
+    pub axum_keepalive_ir: Pair,
+    /// The same, per `Connection: close` connection (every client light).
+    pub axum_close_ir: Pair,
     /// The two request counts of the callgrind runs.
     pub requests: (u32, u32),
     /// Where the profiles are (`callgrind_annotate DIR/cg.farewell.keepalive.N2`).
@@ -126,7 +151,7 @@ impl OverheadReport {
             format!(
                 "{what:<34} {:>14.0} {:>12.0} {:>7.3}x  {goal}\n",
                 pair.farewell,
-                pair.hyper,
+                pair.baseline,
                 pair.ratio()
             )
         };
@@ -142,6 +167,12 @@ impl OverheadReport {
             "(reported)",
         );
         out += &row("wrk keep-alive requests/s", &self.wrk_rate, ">= 0.98x");
+        out += &format!(
+            "{:<34} {:>14} {:>12} {:>8}\n",
+            "same axum Router", "farewell_http", "axum::serve", "ratio"
+        );
+        out += &row("Ir per keep-alive request", &self.axum_keepalive_ir, "");
+        out += &row("Ir per Connection: close conn", &self.axum_close_ir, "");
         out += &format!(
             "Ir: callgrind, one server thread, ({} - {} requests) / {}; profiles in {} \
              (callgrind_annotate {}/cg.farewell.keepalive.{})\n",
@@ -203,17 +234,25 @@ pub fn run(
         Ok((b as f64 - a as f64) / f64::from(n2 - n1))
     };
     let keepalive_ir = Pair {
-        hyper: per_request(HYPER, Mode::KeepAlive)?,
+        baseline: per_request(HYPER, Mode::KeepAlive)?,
         farewell: per_request(FAREWELL, Mode::KeepAlive)?,
     };
     let hyper_close = per_request(HYPER, Mode::Close)?;
     let close_ir = Pair {
-        hyper: hyper_close,
+        baseline: hyper_close,
         farewell: per_request(FAREWELL_LIGHT, Mode::Close)?,
     };
     let close_heavy_ir = Pair {
-        hyper: hyper_close,
+        baseline: hyper_close,
         farewell: per_request(FAREWELL_HEAVY, Mode::Close)?,
+    };
+    let axum_keepalive_ir = Pair {
+        baseline: per_request(AXUM, Mode::KeepAlive)?,
+        farewell: per_request(FAREWELL_AXUM, Mode::KeepAlive)?,
+    };
+    let axum_close_ir = Pair {
+        baseline: per_request(AXUM, Mode::Close)?,
+        farewell: per_request(FAREWELL_AXUM, Mode::Close)?,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -246,9 +285,11 @@ pub fn run(
         close_ir,
         close_heavy_ir,
         wrk_rate: Pair {
-            hyper: rates[0],
+            baseline: rates[0],
             farewell: rates[1],
         },
+        axum_keepalive_ir,
+        axum_close_ir,
         requests: config.requests,
         out_dir: config.out_dir.clone(),
     })
@@ -451,7 +492,7 @@ mod tests {
     fn test_pair_ratio_is_farewell_over_hyper() {
         let pair = Pair {
             farewell: 110.0,
-            hyper: 100.0,
+            baseline: 100.0,
         };
         assert!((pair.ratio() - 1.1).abs() < 1e-9);
     }
