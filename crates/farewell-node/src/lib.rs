@@ -63,14 +63,11 @@ pub fn close_fd(
     let options = options.unwrap_or_default();
     let policy = options.policy()?;
     let goodbye = goodbye.map_or_else(Bytes::new, |b| Bytes::copy_from_slice(&b));
+    let started = runtime::hand_over(fd, goodbye, policy, options.heavy_client_threshold)?;
+    // Only now, when nothing can fail: a Promise dropped unsettled would keep
+    // Node's event loop alive (its threadsafe function is never released).
     let (deferred, promise) = env.create_deferred()?;
-    runtime::hand_over(
-        fd,
-        goodbye,
-        policy,
-        options.heavy_client_threshold,
-        |outcome| deferred.resolve(move |_env| Ok(JsOutcome::from(&outcome))),
-    )?;
+    started.then(|outcome| deferred.resolve(move |_env| Ok(JsOutcome::from(&outcome))));
     Ok(promise)
 }
 

@@ -4,7 +4,7 @@
 //! clients we did not write (`curl`, `ab`, `wrk`, python) and count server TIME-WAIT in the
 //! kernel's table (`ss`).
 //!
-//! Needs `node`, `curl`, `ab` and `ss`; skips with the reason when one is
+//! Needs `node`, `curl`, `ab`, `wrk`, `python3`, `openssl` and `ss`; skips with the reason when one is
 //! missing (and fails under `FAREWELL_REQUIRE_TOOLS`, as `scripts/test` sets it).
 
 mod common;
@@ -31,6 +31,8 @@ fn node_test(files: &[PathBuf]) {
     let output = Command::new("node")
         .arg("--test")
         .arg("--test-reporter=spec")
+        // Each test is bounded, and so the file: a hung test fails, it does not hang cargo.
+        .arg("--test-timeout=60000")
         .args(files)
         .env("FAREWELL_NODE_ADDON", addon())
         .current_dir(crate_dir())
@@ -82,6 +84,17 @@ fn node_attached_http_server_with_wrk_python_a_half_closer_and_an_ignorer() {
 }
 
 #[test]
+fn node_attached_https_server_sends_close_notify_without_a_fin() {
+    if !tools::require(
+        "node_attached_https_server_sends_close_notify_without_a_fin",
+        &["node", "openssl", "python3", "curl", "ss"],
+    ) {
+        return;
+    }
+    node_test(&only("tls.test.mjs"));
+}
+
+#[test]
 fn node_close_bad_input_is_rejected_with_codes_never_a_crash() {
     if !tools::require(
         "node_close_bad_input_is_rejected_with_codes_never_a_crash",
@@ -100,6 +113,11 @@ fn every_js_test_file_is_run_by_a_cargo_test() {
         .collect();
     assert_eq!(
         names,
-        ["attach.test.mjs", "bad_input.test.mjs", "clients.test.mjs"]
+        [
+            "attach.test.mjs",
+            "bad_input.test.mjs",
+            "clients.test.mjs",
+            "tls.test.mjs"
+        ]
     );
 }
