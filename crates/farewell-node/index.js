@@ -317,6 +317,16 @@ function attach(server, options) {
     const connection = String(request.headers.connection || '').toLowerCase();
     if (!connection.includes('keep-alive')) request.socket[kEofOwed] = true;
   });
+  // An upgraded connection (a WebSocket): RFC 6455 §7.1.1 has the server
+  // close TCP first after the close handshake, and clients (Chromium) wait
+  // for it, so it gets our FIN once everything is ACKed, as farewell-http
+  // does. Seen on the way to the 'upgrade' listeners, not as one: a listener
+  // of our own would make Node hand over upgrades nobody handles.
+  const emit = server.emit;
+  server.emit = function farewellEmit(event, request, socket) {
+    if (event === 'upgrade' && socket instanceof net.Socket) socket[kEofOwed] = true;
+    return emit.apply(this, arguments);
+  };
   return server;
 }
 

@@ -49,7 +49,7 @@ impl NodeServer {
         let mut child = Command::new("ip")
             .args(["netns", "exec", netns.name(), "node"])
             .arg(&fixture)
-            .args(["--attached", "--host", &ip])
+            .args(["--attached", "--outcomes", "--host", &ip])
             .env("FAREWELL_NODE_ADDON", common::addon())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

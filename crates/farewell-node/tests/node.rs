@@ -4,7 +4,8 @@
 //! clients we did not write (`curl`, `ab`, `wrk`, python) and count server TIME-WAIT in the
 //! kernel's table (`ss`).
 //!
-//! Needs `node`, `curl`, `ab`, `wrk`, `python3`, `openssl` and `ss`; skips with the reason when one is
+//! Needs `node`, `curl`, `ab`, `wrk`, `python3`, `openssl`, `chromium`, the npm
+//! package `ws` (`scripts/test` installs it) and `ss`; skips with the reason when one is
 //! missing (and fails under `FAREWELL_REQUIRE_TOOLS`, as `scripts/test` sets it).
 
 mod common;
@@ -95,6 +96,31 @@ fn node_attached_https_server_sends_close_notify_without_a_fin() {
 }
 
 #[test]
+fn node_websocket_through_ws_with_chromium_closes_cleanly_without_server_time_wait() {
+    let test = "node_websocket_through_ws_with_chromium_closes_cleanly_without_server_time_wait";
+    if !tools::require(test, &["node", "chromium", "ss"]) {
+        return;
+    }
+    let modules = std::env::var_os("FAREWELL_NODE_MODULES").map_or_else(
+        || crate_dir().join("../../target/test-clients/node_modules"),
+        PathBuf::from,
+    );
+    if !modules.join("ws/package.json").exists()
+        && !tools::skip(
+            test,
+            &format!(
+                "needs the npm package ws in {} (npm install --prefix target/test-clients ws@8, \
+                 or run scripts/test)",
+                modules.display()
+            ),
+        )
+    {
+        return;
+    }
+    node_test(&only("websocket.test.mjs"));
+}
+
+#[test]
 fn node_close_bad_input_is_rejected_with_codes_never_a_crash() {
     if !tools::require(
         "node_close_bad_input_is_rejected_with_codes_never_a_crash",
@@ -117,7 +143,8 @@ fn every_js_test_file_is_run_by_a_cargo_test() {
             "attach.test.mjs",
             "bad_input.test.mjs",
             "clients.test.mjs",
-            "tls.test.mjs"
+            "tls.test.mjs",
+            "websocket.test.mjs"
         ]
     );
 }
