@@ -139,28 +139,42 @@ function close(socket, goodbye, options) {
     } catch (error) {
       return reject(fromNative(error));
     }
-    socket[kState] = 'flushing';
-    // Stop libuv reading: the teardown reads the peer's data and FIN itself.
-    socket.pause();
-    // TLS: the goodbye goes through the TLS layer, encrypted, before close_notify.
-    if (isTls && bye && bye.length > 0) socket.write(bye);
-    const limit = (options && options.flushTimeout) || 15000;
-    whenFlushed(socket, limit, (error) => {
-      if (error) return reject(error);
-      if (isTls) return handOverTls(socket, options, resolve, reject);
-      let outcome;
-      try {
-        outcome = native.closeFd(tcpFd(socket), bye, nativeOptions(options));
-      } catch (error) {
-        socket[kState] = undefined;
-        return reject(fromNative(error));
-      }
-      socket[kState] = 'handed';
-      // libuv closes its descriptor; the addon's duplicate keeps the socket
-      // open, so nothing goes on the wire.
-      (socket[kDestroy] || socket.destroy).call(socket);
-      outcome.then(resolve, reject);
-    });
+    handOver(socket, bye, options, true, (error, outcome) => (error ? reject(error) : resolve(outcome)));
+  });
+}
+
+/**
+ * The hand-over once `socket` was checked: stop reading, let Node's writes
+ * reach the kernel, then the teardown. Calls `done(error)`, or `done(null,
+ * outcome)` once it is over; with `report` false, `done(null)` as soon as
+ * the socket is handed over, and no outcome crosses back to JavaScript (no
+ * Promise, no object: what `attach` does when nobody listens for
+ * 'farewell').
+ */
+function handOver(socket, bye, options, report, done) {
+  const isTls = socket instanceof tls.TLSSocket;
+  socket[kState] = 'flushing';
+  // Stop libuv reading: the teardown reads the peer's data and FIN itself.
+  socket.pause();
+  // TLS: the goodbye goes through the TLS layer, encrypted, before close_notify.
+  if (isTls && bye && bye.length > 0) socket.write(bye);
+  const limit = (options && options.flushTimeout) || 15000;
+  whenFlushed(socket, limit, (error) => {
+    if (error) return done(error);
+    if (isTls) return handOverTls(socket, options, report, done);
+    let outcome;
+    try {
+      outcome = native.closeFd(tcpFd(socket), bye, nativeOptions(options), report);
+    } catch (error) {
+      socket[kState] = undefined;
+      return done(fromNative(error));
+    }
+    socket[kState] = 'handed';
+    // libuv closes its descriptor; the addon's duplicate keeps the socket
+    // open, so nothing goes on the wire.
+    (socket[kDestroy] || socket.destroy).call(socket);
+    if (report) outcome.then((result) => done(null, result), done);
+    else done(null);
   });
 }
 
@@ -184,12 +198,12 @@ function tcpFd(socket) {
  * queued in libuv, the hand-over is refused and Node's own ending (FIN)
  * goes on: nothing is lost.
  */
-function handOverTls(socket, options, resolve, reject) {
+function handOverTls(socket, options, report, done) {
   const handle = socket._handle;
   const tcp = handle && handle._parent;
   if (!tcp || typeof handle.shutdown !== 'function') {
     socket[kState] = undefined;
-    return reject(farewellError('EFAREWELL_CLOSED', 'the TLS socket lost its handle'));
+    return done(farewellError('EFAREWELL_CLOSED', 'the TLS socket lost its handle'));
   }
   const shutdown = handle.shutdown;
   handle.shutdown = function farewellShutdown(request) {
@@ -198,23 +212,24 @@ function handOverTls(socket, options, resolve, reject) {
     if (status !== 0 || tcp.writeQueueSize !== 0) {
       socket[kState] = 'handed';
       socket.resume();
-      reject(farewellError('EFAREWELL_TLS', 'close_notify was not taken by the kernel at once; Node ends the connection itself (FIN)'));
+      done(farewellError('EFAREWELL_TLS', 'close_notify was not taken by the kernel at once; Node ends the connection itself (FIN)'));
       return status;
     }
     let outcome;
     try {
-      outcome = native.closeFd(tcp.fd, null, nativeOptions(options));
+      outcome = native.closeFd(tcp.fd, null, nativeOptions(options), report);
     } catch (error) {
       // Reset by the peer meanwhile, say: Node's ending goes on (reading
       // again lets it see the reset and destroy the socket).
       socket[kState] = 'handed';
       socket.resume();
-      reject(fromNative(error));
+      done(fromNative(error));
       return status;
     }
     socket[kState] = 'handed';
     process.nextTick(() => (socket[kDestroy] || socket.destroy).call(socket));
-    outcome.then(resolve, reject);
+    if (report) outcome.then((result) => done(null, result), done);
+    else done(null);
     return status;
   };
   (socket[kEnd] || socket.end).call(socket);
@@ -226,7 +241,7 @@ function handOverTls(socket, options, resolve, reject) {
       delete handle.shutdown;
       socket[kState] = 'handed';
       socket.resume();
-      reject(farewellError('EFAREWELL_TLS', 'the TLS socket did not shut down at once; Node ends the connection itself (FIN)'));
+      done(farewellError('EFAREWELL_TLS', 'the TLS socket did not shut down at once; Node ends the connection itself (FIN)'));
     });
   }
 }
@@ -244,24 +259,29 @@ function wrapSocket(server, socket, options) {
       : socket[kEofOwed]
         ? { ...options, grace: options.eofGrace ?? 5, graceEnd: 'fin' }
         : options;
-    close(socket, null, chosen).then(
-      (outcome) => {
-        if (server.listenerCount('farewell') > 0) server.emit('farewell', outcome, socket);
-        if (callback) callback();
-      },
-      () => {
-        // Not ours to end (a Unix socket, reset by the peer, closed
-        // meanwhile, …): Node's own way, which keeps its pending writes.
-        // Reading again lets Node see the peer's end or reset and finish
-        // the socket itself (it was paused for the hand-over).
-        socket[kState] = 'handed';
-        if (!socket.destroyed) {
-          socket.resume();
-          (idle ? destroy : end).call(socket);
-        }
-        if (callback) callback();
+    const refused = () => {
+      // Not ours to end (a Unix socket, reset by the peer, closed
+      // meanwhile, …): Node's own way, which keeps its pending writes.
+      // Reading again lets Node see the peer's end or reset and finish
+      // the socket itself (it was paused for the hand-over).
+      socket[kState] = 'handed';
+      if (!socket.destroyed) {
+        socket.resume();
+        (idle ? destroy : end).call(socket);
       }
-    );
+      if (callback) callback();
+    };
+    const fd = tcpFd(socket);
+    if (typeof fd !== 'number' || fd < 0 || (socket instanceof tls.TLSSocket && !socket.encrypted)) {
+      return refused();
+    }
+    // The outcome crosses back to JavaScript only for a 'farewell' listener.
+    const report = server.listenerCount('farewell') > 0;
+    handOver(socket, null, chosen, report, (error, outcome) => {
+      if (error) return refused();
+      if (report) server.emit('farewell', outcome, socket);
+      if (callback) callback();
+    });
   };
 
   socket.end = function farewellEnd(data, encoding, callback) {
