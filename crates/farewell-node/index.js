@@ -162,20 +162,29 @@ function handOver(socket, bye, options, report, done) {
   whenFlushed(socket, limit, (error) => {
     if (error) return done(error);
     if (isTls) return handOverTls(socket, options, report, done);
-    let outcome;
-    try {
-      outcome = native.closeFd(tcpFd(socket), bye, nativeOptions(options), report);
-    } catch (error) {
-      socket[kState] = undefined;
-      return done(fromNative(error));
-    }
-    socket[kState] = 'handed';
-    // libuv closes its descriptor; the addon's duplicate keeps the socket
-    // open, so nothing goes on the wire.
-    (socket[kDestroy] || socket.destroy).call(socket);
-    if (report) outcome.then((result) => done(null, result), done);
-    else done(null);
+    // On the next tick, still before libuv runs again: http ends a socket
+    // inside its last write's callback, and a socket destroyed there makes
+    // Node's stream build an Error (with its stack) for nobody.
+    process.nextTick(handOverNow, socket, bye, options, report, done);
   });
+}
+
+/** handOver()'s last step: the descriptor to the addon, then Node's handle closed. */
+function handOverNow(socket, bye, options, report, done) {
+  if (socket.destroyed) return done(farewellError('EFAREWELL_CLOSED', 'the socket was destroyed meanwhile'));
+  let outcome;
+  try {
+    outcome = native.closeFd(tcpFd(socket), bye, nativeOptions(options), report);
+  } catch (error) {
+    socket[kState] = undefined;
+    return done(fromNative(error));
+  }
+  socket[kState] = 'handed';
+  // libuv closes its descriptor; the addon's duplicate keeps the socket
+  // open, so nothing goes on the wire.
+  (socket[kDestroy] || socket.destroy).call(socket);
+  if (report) outcome.then((result) => done(null, result), done);
+  else done(null);
 }
 
 /** The TCP descriptor under `socket` (under its TLS layer for a TLSSocket), if any. */
