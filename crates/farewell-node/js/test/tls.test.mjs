@@ -40,18 +40,22 @@ async function startTls({ attached }) {
   return { server, port, url: `https://127.0.0.1:${port}/` };
 }
 
-// Reads a `Connection: close` response over TLS until the TLS end, then
-// looks at the TCP socket underneath (a duplicate of its descriptor) without
-// blocking: has the server's FIN come too? Then closes. Prints how the TLS
-// stream ended, `fin` or `no-fin`, and the bytes read.
-const CLIENT = `
+// Python's ssl client, connected to argv[1] on loopback (no certificate check):
+// the start of the two programs below.
+const CONNECT = `
 import socket, ssl, sys, time
 port = int(sys.argv[1])
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
 s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), suppress_ragged_eofs=False)
-s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+`;
+
+// Reads a `Connection: close` response over TLS until the TLS end, then
+// looks at the TCP socket underneath (a duplicate of its descriptor) without
+// blocking: has the server's FIN come too? Then closes. Prints how the TLS
+// stream ended, `fin` or `no-fin`, and the bytes read.
+const CLIENT = `${CONNECT}s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
 data = b""
 try:
     while True:
@@ -120,4 +124,53 @@ test('plain https.Server (no attach): close_notify and a FIN at once, the server
   assert.deepEqual(results, Array(5).fill('close_notify fin 1'));
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.equal(await serverTimeWait(port), 5, 'the server closed first each time');
+});
+
+// A keep-alive client that reads its response and waits: the server's
+// closeIdleConnections() ends the connection through farewell, close_notify
+// first, then (idle: grace 0) a reset once everything is ACKed.
+const IDLE = `${CONNECT}s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+data = b""
+while not data.endswith(sys.argv[2].encode()):
+    data += s.recv(65536)
+print("response", flush=True)
+try:
+    end = "close_notify" if s.recv(65536) == b"" else "data"
+except ssl.SSLEOFError:
+    end = "eof-without-close_notify"
+except ConnectionResetError:
+    end = "reset"
+print(end, flush=True)
+`;
+
+test('attached https.Server: closeIdleConnections sends close_notify to an idle keep-alive client, no server TIME-WAIT', async (t) => {
+  const { server, port } = await startTls({ attached: true });
+  t.after(() => stop(server));
+  const outcomes = [];
+  server.on('farewell', (outcome) => outcomes.push(outcome));
+  const { spawn } = await import('node:child_process');
+  const client = spawn('python3', ['-c', IDLE, String(port), BODY.slice(-40)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => client.kill('SIGKILL'));
+  let out = '';
+  client.stdout.setEncoding('utf8');
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no response within 10 s: ${out}`)), 10000);
+    client.stdout.on('data', (text) => {
+      out += text;
+      if (out.includes('response\n')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  server.closeIdleConnections();
+  const code = await new Promise((resolve) => client.on('exit', resolve));
+  assert.equal(code, 0);
+  assert.equal(out, 'response\nclose_notify\n', 'the whole response, then a clean TLS end');
+  await settled();
+  assert.equal(outcomes.length, 1);
+  assert.equal(outcomes[0].ending, 'reset-after-grace');
+  assert.equal(outcomes[0].timeWait, 'nobody');
+  assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
 });
