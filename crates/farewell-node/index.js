@@ -70,13 +70,15 @@ function toBuffer(goodbye) {
 
 function nativeOptions(options) {
   const o = options || {};
-  return {
+  const given = {
     policy: o.policy,
     grace: o.grace,
     peerTimeWait: o.peerTimeWait,
     graceEnd: o.graceEnd,
     heavyClientThreshold: o.heavyClientThreshold,
   };
+  // None given (attach's usual case): nothing for the addon to read, field by field.
+  return Object.values(given).every((v) => v === undefined) ? undefined : given;
 }
 
 /**
