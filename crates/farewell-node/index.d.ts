@@ -1,5 +1,6 @@
 // Types of the `farewell` package (crates/farewell-node).
 import type { Server as NetServer, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 
 /** A teardown policy name, as farewell's `Policy::from_str` takes it. */
 export type PolicyName =
@@ -80,11 +81,14 @@ export interface Stats {
 
 /**
  * Ends `socket` with farewell: what Node still buffers, then `goodbye`, then
- * the policy; the socket is destroyed without a FIN. Rejects with a
- * {@link FarewellError}.
+ * the policy; the socket is destroyed without a FIN. A `tls.TLSSocket` sends
+ * close_notify first (the goodbye goes through TLS, before it); if Node could
+ * not hand close_notify to the kernel at once, it rejects with
+ * `EFAREWELL_TLS` and Node ends the connection itself (close_notify, FIN).
+ * Rejects with a {@link FarewellError}.
  */
 export function close(
-  socket: Socket,
+  socket: Socket | TLSSocket,
   goodbye?: Buffer | Uint8Array | string | null,
   options?: CloseOptions
 ): Promise<Outcome>;
@@ -93,7 +97,8 @@ export function close(
  * Every connection `server` ends (`Connection: close`, `socket.end()`,
  * keep-alive timeout, `closeIdleConnections()`, `server.close()`) ends with
  * farewell. The server emits `'farewell'` with each `(outcome, socket)`.
- * TLS servers are refused (`EFAREWELL_TLS`) for now.
+ * On a `tls.Server` (`https.Server`) each TLS socket sends close_notify, then
+ * no FIN.
  */
 export function attach<S extends NetServer>(server: S, options?: AttachOptions): S;
 

@@ -37,6 +37,8 @@ const native = loadNative();
 const kState = Symbol('farewell.state');
 /** The socket's own destroy(), where attach() replaced it. */
 const kDestroy = Symbol('farewell.destroy');
+/** The socket's own end(), where attach() replaced it. */
+const kEnd = Symbol('farewell.end');
 /** Set on a socket whose client reads until end of file (HTTP/1.0 without keep-alive). */
 const kEofOwed = Symbol('farewell.eofOwed');
 const kAttached = Symbol('farewell.attached');
@@ -68,13 +70,15 @@ function toBuffer(goodbye) {
 
 function nativeOptions(options) {
   const o = options || {};
-  return {
+  const given = {
     policy: o.policy,
     grace: o.grace,
     peerTimeWait: o.peerTimeWait,
     graceEnd: o.graceEnd,
     heavyClientThreshold: o.heavyClientThreshold,
   };
+  // None given (attach's usual case): nothing for the addon to read, field by field.
+  return Object.values(given).every((v) => v === undefined) ? undefined : given;
 }
 
 /**
@@ -105,7 +109,8 @@ function whenFlushed(socket, limit, done) {
 /**
  * Ends `socket` with farewell's policy (peer-first by default): Node's
  * pending writes, then `goodbye`, then the teardown, on the addon's thread;
- * the socket is destroyed without a FIN. Resolves with the outcome.
+ * the socket is destroyed without a FIN. A `tls.TLSSocket` first sends its
+ * close_notify (see `handOverTls`). Resolves with the outcome.
  */
 function close(socket, goodbye, options) {
   return new Promise((resolve, reject) => {
@@ -117,45 +122,139 @@ function close(socket, goodbye, options) {
     if (socket[kState]) {
       return reject(farewellError('EFAREWELL_ALREADY', 'the socket was already handed to farewell'));
     }
-    if (socket instanceof tls.TLSSocket) {
-      return reject(farewellError('EFAREWELL_TLS', 'TLS sockets are not supported yet (no close_notify without a FIN)'));
-    }
     const bye = toBuffer(goodbye);
     if (bye === undefined) {
       const error = new TypeError('farewell: the goodbye is a Buffer, a string, a typed array or null');
       error.code = 'ERR_INVALID_ARG_TYPE';
       return reject(error);
     }
-    const fd = socket._handle && socket._handle.fd;
+    const isTls = socket instanceof tls.TLSSocket;
+    const fd = tcpFd(socket);
     if (socket.destroyed || typeof fd !== 'number' || fd < 0) {
       return reject(farewellError('EFAREWELL_CLOSED', 'the socket is closed (no descriptor)'));
+    }
+    if (isTls && !socket.encrypted) {
+      return reject(farewellError('EFAREWELL_TLS', 'the TLS socket has no TLS layer'));
     }
     try {
       native.checkFd(fd);
     } catch (error) {
       return reject(fromNative(error));
     }
-    socket[kState] = 'flushing';
-    // Stop libuv reading: the teardown reads the peer's data and FIN itself.
-    socket.pause();
-    const limit = (options && options.flushTimeout) || 15000;
-    whenFlushed(socket, limit, (error) => {
-      if (error) return reject(error);
-      const fd = socket._handle && socket._handle.fd;
-      let outcome;
-      try {
-        outcome = native.closeFd(fd, bye, nativeOptions(options));
-      } catch (error) {
-        socket[kState] = undefined;
-        return reject(fromNative(error));
-      }
-      socket[kState] = 'handed';
-      // libuv closes its descriptor; the addon's duplicate keeps the socket
-      // open, so nothing goes on the wire.
-      (socket[kDestroy] || socket.destroy).call(socket);
-      outcome.then(resolve, reject);
-    });
+    handOver(socket, bye, options, true, (error, outcome) => (error ? reject(error) : resolve(outcome)));
   });
+}
+
+/**
+ * The hand-over once `socket` was checked: stop reading, let Node's writes
+ * reach the kernel, then the teardown. Calls `done(error)`, or `done(null,
+ * outcome)` once it is over; with `report` false, `done(null)` as soon as
+ * the socket is handed over, and no outcome crosses back to JavaScript (no
+ * Promise, no object: what `attach` does when nobody listens for
+ * 'farewell').
+ */
+function handOver(socket, bye, options, report, done) {
+  const isTls = socket instanceof tls.TLSSocket;
+  socket[kState] = 'flushing';
+  // Stop libuv reading: the teardown reads the peer's data and FIN itself.
+  socket.pause();
+  // TLS: the goodbye goes through the TLS layer, encrypted, before close_notify.
+  if (isTls && bye && bye.length > 0) socket.write(bye);
+  const limit = (options && options.flushTimeout) || 15000;
+  whenFlushed(socket, limit, (error) => {
+    if (error) return done(error);
+    if (isTls) return handOverTls(socket, options, report, done);
+    // On the next tick, still before libuv runs again: http ends a socket
+    // inside its last write's callback, and a socket destroyed there makes
+    // Node's stream build an Error (with its stack) for nobody.
+    process.nextTick(handOverNow, socket, bye, options, report, done);
+  });
+}
+
+/** handOver()'s last step: the descriptor to the addon, then Node's handle closed. */
+function handOverNow(socket, bye, options, report, done) {
+  if (socket.destroyed) return done(farewellError('EFAREWELL_CLOSED', 'the socket was destroyed meanwhile'));
+  let outcome;
+  try {
+    outcome = native.closeFd(tcpFd(socket), bye, nativeOptions(options), report);
+  } catch (error) {
+    socket[kState] = undefined;
+    return done(fromNative(error));
+  }
+  socket[kState] = 'handed';
+  // libuv closes its descriptor; the addon's duplicate keeps the socket
+  // open, so nothing goes on the wire.
+  (socket[kDestroy] || socket.destroy).call(socket);
+  if (report) outcome.then((result) => done(null, result), done);
+  else done(null);
+}
+
+/** The TCP descriptor under `socket` (under its TLS layer for a TLSSocket), if any. */
+function tcpFd(socket) {
+  const handle = socket._handle;
+  if (!handle) return undefined;
+  return socket instanceof tls.TLSSocket ? handle._parent && handle._parent.fd : handle.fd;
+}
+
+/**
+ * A TLSSocket's close_notify without a FIN, then the hand-over. Node's
+ * `end()` calls its TLS handle's `shutdown()`, which (in C++, synchronously)
+ * has OpenSSL make close_notify, writes it to the TCP handle, and asks libuv
+ * to shut the TCP socket down; libuv defers that shutdown(2) to its next
+ * turn (`uv__drain`). Here `shutdown()` is wrapped for this one call: once it
+ * returns, if libuv's write queue is empty (close_notify is in the kernel),
+ * the descriptor is duplicated for the teardown and the socket destroyed
+ * before libuv turns again (process.nextTick), so the deferred shutdown is
+ * cancelled with the handle and no FIN is sent. If close_notify is still
+ * queued in libuv, the hand-over is refused and Node's own ending (FIN)
+ * goes on: nothing is lost.
+ */
+function handOverTls(socket, options, report, done) {
+  const handle = socket._handle;
+  const tcp = handle && handle._parent;
+  if (!tcp || typeof handle.shutdown !== 'function') {
+    socket[kState] = undefined;
+    return done(farewellError('EFAREWELL_CLOSED', 'the TLS socket lost its handle'));
+  }
+  const shutdown = handle.shutdown;
+  handle.shutdown = function farewellShutdown(request) {
+    delete handle.shutdown;
+    const status = shutdown.call(this, request);
+    if (status !== 0 || tcp.writeQueueSize !== 0) {
+      socket[kState] = 'handed';
+      socket.resume();
+      done(farewellError('EFAREWELL_TLS', 'close_notify was not taken by the kernel at once; Node ends the connection itself (FIN)'));
+      return status;
+    }
+    let outcome;
+    try {
+      outcome = native.closeFd(tcp.fd, null, nativeOptions(options), report);
+    } catch (error) {
+      // Reset by the peer meanwhile, say: Node's ending goes on (reading
+      // again lets it see the reset and destroy the socket).
+      socket[kState] = 'handed';
+      socket.resume();
+      done(fromNative(error));
+      return status;
+    }
+    socket[kState] = 'handed';
+    process.nextTick(() => (socket[kDestroy] || socket.destroy).call(socket));
+    if (report) outcome.then((result) => done(null, result), done);
+    else done(null);
+    return status;
+  };
+  (socket[kEnd] || socket.end).call(socket);
+  // end() calls shutdown() at once when nothing is pending; if it has not,
+  // the flush above left something behind: put it back, Node ends it.
+  if (Object.prototype.hasOwnProperty.call(handle, 'shutdown') && socket[kState] === 'flushing') {
+    process.nextTick(() => {
+      if (socket[kState] !== 'flushing') return;
+      delete handle.shutdown;
+      socket[kState] = 'handed';
+      socket.resume();
+      done(farewellError('EFAREWELL_TLS', 'the TLS socket did not shut down at once; Node ends the connection itself (FIN)'));
+    });
+  }
 }
 
 /** What attach() replaces on each connection's socket. */
@@ -163,6 +262,7 @@ function wrapSocket(server, socket, options) {
   const end = socket.end;
   const destroy = socket.destroy;
   socket[kDestroy] = destroy;
+  socket[kEnd] = end;
 
   const hand = (idle, callback) => {
     const chosen = idle
@@ -170,19 +270,29 @@ function wrapSocket(server, socket, options) {
       : socket[kEofOwed]
         ? { ...options, grace: options.eofGrace ?? 5, graceEnd: 'fin' }
         : options;
-    close(socket, null, chosen).then(
-      (outcome) => {
-        if (server.listenerCount('farewell') > 0) server.emit('farewell', outcome, socket);
-        if (callback) callback();
-      },
-      (error) => {
-        // Not ours to end (a Unix socket, reset by the peer, closed
-        // meanwhile, …): Node's own way, which keeps its pending writes.
-        socket[kState] = 'handed';
-        if (!socket.destroyed) (idle ? destroy : end).call(socket);
-        if (callback) callback();
+    const refused = () => {
+      // Not ours to end (a Unix socket, reset by the peer, closed
+      // meanwhile, …): Node's own way, which keeps its pending writes.
+      // Reading again lets Node see the peer's end or reset and finish
+      // the socket itself (it was paused for the hand-over).
+      socket[kState] = 'handed';
+      if (!socket.destroyed) {
+        socket.resume();
+        (idle ? destroy : end).call(socket);
       }
-    );
+      if (callback) callback();
+    };
+    const fd = tcpFd(socket);
+    if (typeof fd !== 'number' || fd < 0 || (socket instanceof tls.TLSSocket && !socket.encrypted)) {
+      return refused();
+    }
+    // The outcome crosses back to JavaScript only for a 'farewell' listener.
+    const report = server.listenerCount('farewell') > 0;
+    handOver(socket, null, chosen, report, (error, outcome) => {
+      if (error) return refused();
+      if (report) server.emit('farewell', outcome, socket);
+      if (callback) callback();
+    });
   };
 
   socket.end = function farewellEnd(data, encoding, callback) {
@@ -224,13 +334,13 @@ function attach(server, options) {
     error.code = 'ERR_INVALID_ARG_TYPE';
     throw error;
   }
-  if (server instanceof tls.Server) {
-    throw farewellError('EFAREWELL_TLS', 'https/tls servers are not supported yet (no close_notify without a FIN)');
-  }
   if (server[kAttached]) return server;
   server[kAttached] = true;
   const settings = { ...(options || {}) };
-  server.prependListener('connection', (socket) => wrapSocket(server, socket, settings));
+  // A tls.Server (https.Server) hands its TLSSockets to 'secureConnection';
+  // its 'connection' sockets are the TCP ones underneath, which it ends itself.
+  const event = server instanceof tls.Server ? 'secureConnection' : 'connection';
+  server.prependListener(event, (socket) => wrapSocket(server, socket, settings));
   // http.Server: an HTTP/1.0 client without keep-alive reads until end of
   // file, so it gets our FIN (5 ms after the response is ACKed), not a reset.
   server.prependListener('request', (request) => {
@@ -238,6 +348,16 @@ function attach(server, options) {
     const connection = String(request.headers.connection || '').toLowerCase();
     if (!connection.includes('keep-alive')) request.socket[kEofOwed] = true;
   });
+  // An upgraded connection (a WebSocket): RFC 6455 §7.1.1 has the server
+  // close TCP first after the close handshake, and clients (Chromium) wait
+  // for it, so it gets our FIN once everything is ACKed, as farewell-http
+  // does. Seen on the way to the 'upgrade' listeners, not as one: a listener
+  // of our own would make Node hand over upgrades nobody handles.
+  const emit = server.emit;
+  server.emit = function farewellEmit(event, request, socket) {
+    if (event === 'upgrade' && socket instanceof net.Socket) socket[kEofOwed] = true;
+    return emit.apply(this, arguments);
+  };
   return server;
 }
 

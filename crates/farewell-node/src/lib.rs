@@ -46,7 +46,9 @@ pub fn check_fd(fd: i32) -> napi::Result<()> {
 /// Duplicates `fd` and tears the duplicate down with the policy `options`
 /// ask for, after `goodbye`; the caller then closes `fd` itself (nothing goes
 /// on the wire: the duplicate holds the socket). Returns a Promise of the
-/// outcome, resolved from the addon's runtime thread.
+/// outcome, resolved from the addon's runtime thread; with `report` false,
+/// nothing (no Promise, and no outcome object is made: `attach` when nobody
+/// listens for it; `stats()` still counts the ending).
 ///
 /// # Errors
 ///
@@ -59,19 +61,21 @@ pub fn close_fd(
     fd: i32,
     goodbye: Option<Buffer>,
     options: Option<CloseOptions>,
-) -> napi::Result<JsObject> {
+    report: Option<bool>,
+) -> napi::Result<Option<JsObject>> {
     let options = options.unwrap_or_default();
     let policy = options.policy()?;
     let goodbye = goodbye.map_or_else(Bytes::new, |b| Bytes::copy_from_slice(&b));
+    let started = runtime::hand_over(fd, goodbye, policy, options.heavy_client_threshold)?;
+    if report == Some(false) {
+        started.then(|_| {});
+        return Ok(None);
+    }
+    // Only now, when nothing can fail: a Promise dropped unsettled would keep
+    // Node's event loop alive (its threadsafe function is never released).
     let (deferred, promise) = env.create_deferred()?;
-    runtime::hand_over(
-        fd,
-        goodbye,
-        policy,
-        options.heavy_client_threshold,
-        |outcome| deferred.resolve(move |_env| Ok(JsOutcome::from(&outcome))),
-    )?;
-    Ok(promise)
+    started.then(|outcome| deferred.resolve(move |_env| Ok(JsOutcome::from(&outcome))));
+    Ok(Some(promise))
 }
 
 /// The addon's counts: teardowns started, in flight, finished, and finished

@@ -1,6 +1,8 @@
 //! The process's tokio runtime and closers, and the sockets they own.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock};
 
@@ -77,15 +79,40 @@ pub(crate) fn is_owned(id: SocketId) -> bool {
     lock(&OWNED).contains(&id)
 }
 
-/// Checks `fd`, duplicates it and starts the duplicate's teardown; `done`
-/// gets the outcome, on the runtime's thread.
+/// A teardown that took its socket and has not run yet: every check passed,
+/// so what is left cannot fail. [`Started::then`] runs it.
+pub(crate) struct Started {
+    runtime: &'static Runtime,
+    id: SocketId,
+    closing: Pin<Box<dyn Future<Output = Outcome> + Send>>,
+}
+
+impl Started {
+    /// Runs the teardown on the runtime; `done` gets the outcome, on the runtime's thread.
+    pub(crate) fn then(self, done: impl FnOnce(Outcome) + Send + 'static) {
+        let Started {
+            runtime,
+            id,
+            closing,
+        } = self;
+        runtime.spawn(async move {
+            let outcome = closing.await;
+            lock(&OWNED).remove(&id);
+            done(outcome);
+        });
+    }
+}
+
+/// Checks `fd`, duplicates it and makes the duplicate's teardown, which
+/// [`Started::then`] runs. Everything that can fail is done here, before the
+/// caller makes its Promise (a Promise never settled would keep Node's event
+/// loop alive).
 pub(crate) fn hand_over(
     fd: i32,
     goodbye: Bytes,
     policy: Policy,
     threshold: Option<u32>,
-    done: impl FnOnce(Outcome) + Send + 'static,
-) -> Result<(), Refusal> {
+) -> Result<Started, Refusal> {
     let runtime = runtime()?;
     let id = sys::connected_tcp(fd)?;
     let mut owned = lock(&OWNED);
@@ -100,13 +127,11 @@ pub(crate) fn hand_over(
     drop(owned);
     STARTED.fetch_add(1, Ordering::Relaxed);
     let closer = closer(runtime, threshold.unwrap_or(DEFAULT_HEAVY_CLIENT_THRESHOLD));
-    let closing = closer.close_here_reporting(stream, goodbye, policy);
-    runtime.spawn(async move {
-        let outcome = closing.await;
-        lock(&OWNED).remove(&id);
-        done(outcome);
-    });
-    Ok(())
+    Ok(Started {
+        runtime,
+        id,
+        closing: Box::pin(closer.close_here_reporting(stream, goodbye, policy)),
+    })
 }
 
 pub(crate) fn stats() -> Stats {

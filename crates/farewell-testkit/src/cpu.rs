@@ -95,6 +95,13 @@ pub async fn machine_busy_during<T>(
     (out, used)
 }
 
+/// Process `pid`'s CPU time so far (user + system, every thread:
+/// `/proc/PID/stat`), e.g. a server the bench runs as a child.
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    thread_ticks(&format!("/proc/{pid}/stat"))
+        .map(|ticks| Duration::from_secs_f64(ticks as f64 / CLOCK_TICKS_PER_SEC))
+}
+
 /// `USER_HZ`: the unit of the times in `/proc/*/stat`; 100 on every Linux
 /// architecture we know of (the kernel's ABI fixes it, whatever `HZ` is).
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;

@@ -36,7 +36,9 @@ holding a few entries: close-spread models that, so its row compares the servers
 single-source client's cost. The `client TW` column shows where TIME-WAIT went.
 
 Columns:
-  server       farewell-http, hyper (plain hyper-util), nginx
+  server       farewell-http, hyper (plain hyper-util), nginx; with --node also node (a Node.js
+               http.Server, crates/farewell-node/js/fixture/server.mjs) and node+farewell (the
+               same with farewell.attach(server)); their CPU µs/r is the node process's
   mode         close, close-spread or keep-alive (above)
   clients      where the load came from: `lo, 1 wrk`, `lo, spread` (loopback), `N hosts` or
                `N hosts, spread` (--hosts, below)
@@ -148,6 +150,10 @@ pub struct HttpArgs {
     /// Leave nginx out even if installed.
     #[arg(long)]
     no_nginx: bool,
+    /// Also run Node.js: a plain http.Server (`node`) and the same with farewell.attach
+    /// (`node+farewell`); needs node and the addon (cargo build --release -p farewell-node).
+    #[arg(long)]
+    node: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -213,6 +219,7 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         wrk,
         modes: args.modes,
         nginx: !args.no_nginx,
+        node: args.node,
         tls: args.tls,
         hosts: args.hosts,
         rate: args.rate,

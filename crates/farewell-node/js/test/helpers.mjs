@@ -36,6 +36,12 @@ export async function serverTimeWait(port) {
   return stdout.split('\n').filter((line) => line.trim() !== '').length;
 }
 
+/** Client-side TIME-WAIT entries toward `port` (the remote port is the server's), as the kernel counts them. */
+export async function clientTimeWait(port) {
+  const { stdout } = await run('ss', ['-Htan', 'state', 'time-wait', `( dport = :${port} )`]);
+  return stdout.split('\n').filter((line) => line.trim() !== '').length;
+}
+
 /** Waits until farewell has no teardown in flight (at most `limit` ms). */
 export async function settled(limit = 3000) {
   const deadline = Date.now() + limit;

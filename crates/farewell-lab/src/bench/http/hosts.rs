@@ -38,6 +38,7 @@ use farewell::TcpState;
 
 use super::in_process::InProcess;
 use super::nginx::{Nginx, Serves};
+use super::node;
 use super::{
     per_request, time_wait_overflows, wrk, HostsSettings, Load, Measured, Mode, Run, Server,
     Target, WrkSettings,
@@ -278,6 +279,25 @@ pub(super) async fn run_one_hosts(
             hosts.settle();
             drop(nginx);
             (measured?, None, busy)
+        }
+        Target::Node | Target::NodeFarewell => {
+            let attached = server.target == Target::NodeFarewell;
+            let within = Arc::clone(&hosts);
+            let node = tokio::task::spawn_blocking(move || {
+                let listen = Hosts::listen_addr();
+                node::NodeServer::start(attached, listen, listen.ip(), Some(&within.server))
+            })
+            .await??;
+            let cpu_before = node.cpu();
+            let (measured, busy) =
+                machine_busy_during(drive_hosts(&hosts, mode, per_host, load)).await;
+            let cpu = node
+                .cpu()
+                .zip(cpu_before)
+                .map(|(after, before)| after.saturating_sub(before));
+            tokio::task::spawn_blocking(move || node.stop()).await?;
+            hosts.settle();
+            (measured?, cpu, busy)
         }
         _ => {
             let cpu_before = load.server_cpu.total();

@@ -13,6 +13,7 @@
 mod hosts;
 mod in_process;
 mod nginx;
+mod node;
 mod proxy;
 mod table;
 pub(crate) mod wrk;
@@ -45,6 +46,11 @@ pub struct HttpConfig {
     pub modes: Vec<Mode>,
     /// Include nginx when it is installed (a line on stderr says when it is not).
     pub nginx: bool,
+    /// Include Node.js: a plain `http.Server` (`node`) and the same with
+    /// `farewell.attach` (`node+farewell`), when node and the farewell-node
+    /// addon are there (a line on stderr says when not). Plain HTTP only:
+    /// left out with `tls`, and not run behind the proxy.
+    pub node: bool,
     /// Serve TLS (a self-signed certificate made for the run): farewell-http,
     /// hyper on tokio-rustls, nginx with `ssl`; wrk speaks https. The
     /// close-spread client speaks plain HTTP only, so that mode is left out.
@@ -100,6 +106,10 @@ pub enum Target {
     Hyper,
     /// nginx with a generated config, another process.
     Nginx,
+    /// A Node.js `http.Server`, another process.
+    Node,
+    /// The same with `farewell.attach(server)` (the farewell-node addon).
+    NodeFarewell,
 }
 
 impl Target {
@@ -109,7 +119,14 @@ impl Target {
             Target::FarewellHttp => "farewell-http",
             Target::Hyper => "hyper",
             Target::Nginx => "nginx",
+            Target::Node => "node",
+            Target::NodeFarewell => "node+farewell",
         }
+    }
+
+    /// True for the servers that run in this process (farewell-http, hyper).
+    fn in_process(self) -> bool {
+        matches!(self, Target::FarewellHttp | Target::Hyper)
     }
 }
 
@@ -559,11 +576,12 @@ pub fn run(
         },
     };
     if let Some(settings) = &proxy {
-        // The proxy is the origin server's client: nginx behind nginx says nothing.
+        // The proxy is the origin server's client: nginx behind nginx says
+        // nothing; node is left out (its rows are a server's, not a proxy's).
         let behind: Vec<Server> = servers
             .iter()
             .copied()
-            .filter(|s| s.target != Target::Nginx)
+            .filter(|s| s.target.in_process())
             .collect();
         for &mode in &settings.modes {
             for round in 1..=wrk.rounds {
@@ -616,9 +634,14 @@ fn servers(config: &HttpConfig) -> anyhow::Result<Vec<Server>> {
         target: Target::Nginx,
         policy: None,
     };
+    let nodes = [Target::Node, Target::NodeFarewell].map(|target| Server {
+        target,
+        policy: None,
+    });
     let labels: Vec<String> = servers
         .iter()
         .chain(config.nginx.then_some(&nginx))
+        .chain(nodes.iter().filter(|_| config.node))
         .map(Server::label)
         .collect();
     if !labels.contains(&config.baseline) {
@@ -632,6 +655,15 @@ fn servers(config: &HttpConfig) -> anyhow::Result<Vec<Server>> {
         servers.push(nginx);
     } else if config.nginx {
         eprintln!("nginx is not installed (apt-get install nginx); leaving its row out");
+    }
+    if config.node {
+        match node::unavailable() {
+            _ if config.tls => {
+                eprintln!("--tls: the Node rows serve plain HTTP only; leaving them out")
+            }
+            Some(why) => eprintln!("{why}; leaving the Node rows out"),
+            None => servers.extend(nodes),
+        }
     }
     Ok(servers)
 }
@@ -672,6 +704,25 @@ async fn run_one(server: Server, mode: Mode, round: u32, load: &Load) -> anyhow:
             let (measured, busy) = machine_busy_during(drive(nginx.addr, mode, load)).await;
             settle(nginx.addr).await;
             (measured?, nginx.addr, None, busy)
+        }
+        Target::Node | Target::NodeFarewell => {
+            let quiet =
+                crate::support::port::bind_quiet_port(in_process::LOOPBACK)?.local_addr()?;
+            let attached = server.target == Target::NodeFarewell;
+            let node = tokio::task::spawn_blocking(move || {
+                node::NodeServer::start(attached, quiet, quiet.ip(), None)
+            })
+            .await??;
+            let addr = node.addr;
+            let cpu_before = node.cpu();
+            let (measured, busy) = machine_busy_during(drive(addr, mode, load)).await;
+            let cpu = node
+                .cpu()
+                .zip(cpu_before)
+                .map(|(after, before)| after.saturating_sub(before));
+            tokio::task::spawn_blocking(move || node.stop()).await?;
+            settle(addr).await;
+            (measured?, addr, cpu, busy)
         }
         _ => {
             let cpu_before = load.server_cpu.total();

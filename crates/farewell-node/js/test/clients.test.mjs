@@ -1,0 +1,163 @@
+// farewell.attach(http.Server) with more clients we did not write, on
+// loopback: wrk with `Connection: close`, python's http.client, a python
+// client that half-closes after its requests, and one that ignores the
+// goodbye (it keeps its connection open after a `Connection: close`
+// response). Each checks what the client received and both sides' TIME-WAIT
+// in the kernel's table (`ss`: the server's port as the local one, then as
+// the remote one).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { BODY, clientTimeWait, run, serverTimeWait, settled, startServer, stop } from './helpers.mjs';
+
+/** Runs a python3 program with `args`, bounded by `limit` ms; its stdout. */
+async function python(program, args, limit = 20000) {
+  const { stdout } = await run('python3', ['-c', program, ...args.map(String)], {
+    timeout: limit,
+    maxBuffer: 1 << 20,
+  });
+  return stdout;
+}
+
+/** Counts the server's outcomes by ending. */
+function countEndings(server) {
+  const endings = {};
+  server.on('farewell', (outcome) => {
+    endings[outcome.ending] = (endings[outcome.ending] || 0) + 1;
+  });
+  return endings;
+}
+
+test('wrk Connection: close against an attached http.Server: every response, 0 errors, 0 server TIME-WAIT', async (t) => {
+  const { server, port, url } = await startServer({ attached: true });
+  t.after(() => stop(server));
+  const endings = countEndings(server);
+  // wrk checks each response's framing (Content-Length) and counts what it
+  // could not read as errors; a Lua script stops each thread after 400.
+  const script = 'local n = 0\nresponse = function() n = n + 1; if n >= 400 then wrk.thread:stop() end end\n';
+  const { stdout } = await run(
+    'sh',
+    ['-c', `printf '%s' "$0" > "$1.lua" && wrk -t1 -c4 -d3s --timeout 2s -H 'Connection: close' -s "$1.lua" "$2"; rm -f "$1.lua"`,
+      script, `/tmp/farewell-node-wrk-${process.pid}`, url],
+    { timeout: 20000 }
+  );
+  t.diagnostic(stdout);
+  const requests = Number((/(\d+) requests in/.exec(stdout) || [])[1]);
+  assert.ok(requests >= 100, `wrk completed ${requests} requests`);
+  assert.doesNotMatch(stdout, /Socket errors/, 'no connect, read, write or timeout errors');
+  assert.doesNotMatch(stdout, /Non-2xx/, 'every response 200');
+  await settled();
+  assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
+  const clients = await clientTimeWait(port);
+  t.diagnostic(`endings: ${JSON.stringify(endings)}; client TIME-WAIT: ${clients}`);
+  // wrk closes each connection first once it read the response: it keeps the TIME-WAIT.
+  assert.ok(clients >= requests * 0.9, `client TIME-WAIT ${clients} for ${requests} requests`);
+  assert.ok((endings['peer-closed'] || 0) >= requests * 0.9);
+});
+
+const HTTP_CLIENT = `
+import http.client, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+bodies = set()
+for _ in range(n):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/", headers={"Connection": "close"})
+    r = c.getresponse()
+    body = r.read()
+    assert r.status == 200, r.status
+    bodies.add(body)
+    c.close()
+print(len(bodies), n, sum(len(b) for b in bodies))
+`;
+
+test("python http.client, Connection: close x50: whole bodies, the client closes first, 0 server TIME-WAIT", async (t) => {
+  const { server, port } = await startServer({ attached: true });
+  t.after(() => stop(server));
+  const endings = countEndings(server);
+  const out = (await python(HTTP_CLIENT, [port, 50])).trim();
+  // One distinct body, 50 responses, of BODY's length.
+  assert.equal(out, `1 50 ${BODY.length}`);
+  await settled();
+  assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
+  assert.equal(await clientTimeWait(port), 50, 'client TIME-WAIT: python closed each first');
+  assert.deepEqual(endings, { 'peer-closed': 50 });
+});
+
+const HALF_CLOSE = `
+import socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+sock.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" * count)
+sock.shutdown(socket.SHUT_WR)
+data = b""
+try:
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    end = "eof"
+except ConnectionResetError:
+    end = "reset"
+sock.close()
+print(end, data.count(b"HTTP/1.1 200 OK"), len(data))
+`;
+
+test('a python client that half-closes after 3 pipelined requests gets all 3 whole, then end of file, no reset', async (t) => {
+  const { server, port } = await startServer({ attached: true });
+  t.after(() => stop(server));
+  const outcomes = [];
+  server.on('farewell', (outcome) => outcomes.push(outcome));
+  const [end, responses, length] = (await python(HALF_CLOSE, [port, 3])).trim().split(' ');
+  assert.equal(end, 'eof', 'end of file, not a reset');
+  assert.equal(Number(responses), 3);
+  // Each response is its head plus BODY; the last byte is BODY's.
+  assert.ok(Number(length) > 3 * BODY.length, `${length} bytes`);
+  await settled();
+  t.diagnostic(`outcome: ${JSON.stringify(outcomes)}`);
+  assert.equal(outcomes.length, 1);
+  assert.equal(outcomes[0].ending, 'peer-closed');
+  // Node read the FIN before the response ended, so the teardown finds it
+  // at once: a passive close, the client keeps the TIME-WAIT.
+  assert.equal(outcomes[0].timeWait, 'peer');
+  assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
+  assert.equal(await clientTimeWait(port), 1, 'the half-closing client keeps it');
+});
+
+const IGNORER = `
+import socket, sys, time
+port = int(sys.argv[1])
+sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+sock.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+time.sleep(0.3)  # the whole response is in our buffer; we neither read nor close
+start = time.monotonic()
+data = b""
+try:
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            end = "eof"
+            break
+        data += chunk
+except ConnectionResetError:
+    end = "reset"
+print(end, data.count(b"HTTP/1.1 200 OK"), int(data.endswith(sys.argv[2].encode())), round(time.monotonic() - start, 1))
+`;
+
+test('a client that ignores the goodbye (keeps its connection after Connection: close) is reset after the grace, with its response whole', async (t) => {
+  const { server, port } = await startServer({ attached: true, options: { grace: 1000 } });
+  t.after(() => stop(server));
+  const outcomes = [];
+  server.on('farewell', (outcome) => outcomes.push(outcome));
+  const out = (await python(IGNORER, [port, BODY.slice(-40)])).trim().split(' ');
+  t.diagnostic(`client: ${out.join(' ')}`);
+  // The response, whole, was in its receive buffer before the reset came.
+  assert.deepEqual(out.slice(0, 3), ['reset', '1', '1']);
+  await settled();
+  assert.equal(outcomes.length, 1);
+  assert.equal(outcomes[0].ending, 'reset-after-grace');
+  assert.equal(outcomes[0].timeWait, 'nobody');
+  assert.ok(outcomes[0].graceMs >= 900, `grace ${outcomes[0].graceMs} ms`);
+  assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
+  assert.equal(await clientTimeWait(port), 0, 'client TIME-WAIT (a reset leaves none)');
+});
