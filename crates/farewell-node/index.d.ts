@@ -55,6 +55,13 @@ export interface Outcome {
   local?: string;
   /** The peer's address, `host:port`. */
   peer?: string;
+  /**
+   * `true` when `attach` ended the connection on Node's own loop (its fast
+   * path: the client's FIN came after the response with everything ACKed;
+   * `deliverMs` is then the whole wait and `graceMs` 0), absent when the
+   * addon's thread ran the teardown.
+   */
+  onNodeLoop?: boolean;
 }
 
 /** Errors have one of these codes (besides `ERR_INVALID_ARG_TYPE` for a wrong argument). */

@@ -42,6 +42,10 @@ const kEnd = Symbol('farewell.end');
 /** Set on a socket whose client reads until end of file (HTTP/1.0 without keep-alive). */
 const kEofOwed = Symbol('farewell.eofOwed');
 const kAttached = Symbol('farewell.attached');
+/** Set on a socket whose client's FIN came before the server began to end it (a half-close). */
+const kHalfClosed = Symbol('farewell.halfClosed');
+/** Set on an http.Server's socket once a request found the client's FIN not yet in. */
+const kAnswering = Symbol('farewell.answering');
 
 const EMPTY = Buffer.alloc(0);
 
@@ -257,6 +261,150 @@ function handOverTls(socket, options, report, done) {
   }
 }
 
+/**
+ * Whether `options` leave a response's ending to the fast path: peer-first
+ * with the heavy-client choice (`auto`) and a reset at the grace's end, the
+ * defaults.
+ */
+function fastPathFits(options) {
+  return (
+    (options.policy === undefined || options.policy === 'peer-first') &&
+    (options.peerTimeWait === undefined || options.peerTimeWait === 'auto') &&
+    (options.graceEnd === undefined || options.graceEnd === 'reset')
+  );
+}
+
+/**
+ * The fast path of a response's ending (`Connection: close`, `end()`): most
+ * clients close right after the response, so the socket stays on Node's
+ * loop, reading, without a FIN from us. When the client's FIN comes
+ * (`'end'`) and the addon finds everything ACKed (one `SIOCOUTQ`), the
+ * connection ends there: `destroy()` for a light client (the passive close:
+ * it keeps the TIME-WAIT) or `resetAndDestroy()` for a heavy one (nobody
+ * keeps it), the core's choice from the table of recent endings the
+ * hand-overs share. No descriptor is duplicated, no thread woken. A client
+ * still silent after the grace (2 s by default), or whose FIN came while
+ * bytes were unACKed, is handed over as before: the policy's delivery watch,
+ * grace and reset run on the addon's thread.
+ */
+function awaitPeerFin(server, socket, options, report, refused, callback) {
+  const destroy = socket[kDestroy];
+  const started = report ? Date.now() : 0;
+  socket[kState] = 'flushing';
+  const handOverAfterAll = () => {
+    socket[kState] = undefined;
+    handOver(socket, null, options, report, (error, outcome) => {
+      if (error) return refused();
+      if (report) server.emit('farewell', outcome, socket);
+      if (callback) callback();
+    });
+  };
+  whenFlushed(socket, options.flushTimeout || 15000, (error) => {
+    if (error) return refused();
+    const fd = tcpFd(socket);
+    if (socket.destroyed || typeof fd !== 'number' || fd < 0) return refused();
+    // The client's FIN came before a response was answered (a half-close:
+    // it still reads and is owed an end of file): the hand-over's passive
+    // close, once everything is delivered.
+    let inFlight;
+    try {
+      inFlight = native.waitStart(fd);
+    } catch {
+      return handOverAfterAll();
+    }
+    const peerIp = String(socket.remoteAddress);
+    // The FIN is in already: before the server began to end the connection
+    // (a half-close), or after (Node saw it: 'end'; or the kernel has it and
+    // an http.Server checked before answering: the client read and closed).
+    // On the next tick, as handOver() does: a socket destroyed inside its
+    // last write's callback makes Node's stream build an Error for nobody.
+    if (socket[kHalfClosed] || socket.readableEnded || (inFlight < 0 && socket[kAnswering])) {
+      socket[kState] = 'waiting';
+      return process.nextTick(endAfterPeerFin);
+    }
+    // Not an http.Server (nobody checked when the FIN came): as the core
+    // does with CLOSE-WAIT at the start, a half-close.
+    if (inFlight < 0) return handOverAfterAll();
+    socket[kState] = 'waiting';
+    let timer;
+    const onClose = () => {
+      clearTimeout(timer);
+      socket.removeListener('end', onEnd);
+    };
+    const onEnd = () => {
+      clearTimeout(timer);
+      socket.removeListener('close', onClose);
+      endAfterPeerFin();
+    };
+    function endAfterPeerFin() {
+      if (socket.destroyed) {
+        // Reset by the client meanwhile: Node finished it.
+        socket[kState] = 'handed';
+        if (callback) callback();
+        return;
+      }
+      let kind = 0;
+      try {
+        kind = native.afterPeerFin(fd, peerIp, options.heavyClientThreshold, socket[kHalfClosed] === true);
+      } catch {
+        kind = 0;
+      }
+      if (kind === 0) {
+        socket.pause();
+        return handOverAfterAll();
+      }
+      socket[kState] = 'handed';
+      if (kind === 2) socket.resetAndDestroy();
+      else destroy.call(socket);
+      if (report) server.emit('farewell', fastOutcome(socket, kind, Math.max(inFlight, 0), started), socket);
+      if (callback) callback();
+    }
+    timer = setTimeout(() => {
+      socket.removeListener('end', onEnd);
+      socket.removeListener('close', onClose);
+      socket.pause();
+      handOverAfterAll();
+    }, options.grace ?? 2000);
+    socket.once('end', onEnd);
+    socket.once('close', onClose);
+    socket.resume();
+  });
+}
+
+/**
+ * The outcome of a fast-path ending, with the fields of the addon's (the
+ * core's `Outcome`): the response was flushed, the client's FIN came with
+ * everything ACKed (`bytesDelivered`: what was in flight when the wait
+ * began); the wait is `deliverMs` (the fast path does not tell delivery and
+ * grace apart: `graceMs` 0).
+ */
+function fastOutcome(socket, kind, inFlight, started) {
+  const elapsedMs = Date.now() - started;
+  const local = socket.localAddress ? hostPort(socket.localAddress, socket.localPort) : null;
+  const peer = socket.remoteAddress ? hostPort(socket.remoteAddress, socket.remotePort) : null;
+  return {
+    policy: 'peer-first',
+    ending: kind === 2 ? 'reset-after-peer-fin' : 'peer-closed',
+    timeWait: kind === 2 ? 'nobody' : 'peer',
+    goodbye: 'none-sent',
+    goodbyeWritten: 0,
+    bytesDelivered: inFlight,
+    bytesDrained: 0,
+    unackedAtClose: 0,
+    deliverMs: elapsedMs,
+    graceMs: 0,
+    elapsedMs,
+    peerFin: ['light', 'heavy', 'half-close'][kind - 1],
+    local,
+    peer,
+    onNodeLoop: true,
+  };
+}
+
+function hostPort(host, port) {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** What attach() replaces on each connection's socket. */
 function wrapSocket(server, socket, options) {
   const end = socket.end;
@@ -288,12 +436,21 @@ function wrapSocket(server, socket, options) {
     }
     // The outcome crosses back to JavaScript only for a 'farewell' listener.
     const report = server.listenerCount('farewell') > 0;
+    if (!idle && !socket[kEofOwed] && !(socket instanceof tls.TLSSocket) && fastPathFits(options)) {
+      return awaitPeerFin(server, socket, options, report, refused, callback);
+    }
     handOver(socket, null, chosen, report, (error, outcome) => {
       if (error) return refused();
       if (report) server.emit('farewell', outcome, socket);
       if (callback) callback();
     });
   };
+
+  // A FIN before the server began to end the connection is a half-close
+  // (the client may still read); after, the client read and closed.
+  socket.on('end', () => {
+    if (!socket[kState]) socket[kHalfClosed] = true;
+  });
 
   socket.end = function farewellEnd(data, encoding, callback) {
     if (typeof data === 'function') {
@@ -344,6 +501,21 @@ function attach(server, options) {
   // http.Server: an HTTP/1.0 client without keep-alive reads until end of
   // file, so it gets our FIN (5 ms after the response is ACKed), not a reset.
   server.prependListener('request', (request) => {
+    // Before the answer: is the client's FIN in already (sent with its
+    // request: a half-close, owed the passive close)? One getsockopt, as
+    // farewell-http does before a response's first write.
+    const socket = request.socket;
+    if (!socket[kHalfClosed] && !(socket instanceof tls.TLSSocket)) {
+      const fd = tcpFd(socket);
+      let finIn = true;
+      try {
+        finIn = typeof fd !== 'number' || fd < 0 || native.peerFinIn(fd);
+      } catch {
+        finIn = true;
+      }
+      if (finIn) socket[kHalfClosed] = true;
+      else socket[kAnswering] = true;
+    }
     if (request.httpVersion !== '1.0') return;
     const connection = String(request.headers.connection || '').toLowerCase();
     if (!connection.includes('keep-alive')) request.socket[kEofOwed] = true;

@@ -78,6 +78,74 @@ pub fn close_fd(
     Ok(Some(promise))
 }
 
+/// Whether the peer's FIN is already in on `fd` (`CLOSE-WAIT`): `attach`
+/// asks before each request is answered, so that a client that half-closed
+/// after its request (it still reads, and is owed an end of file) keeps the
+/// passive close, as farewell-http does.
+///
+/// # Errors
+///
+/// `EFAREWELL_CLOSED` for a negative descriptor, `EFAREWELL_OS` when the
+/// kernel cannot tell (not a TCP socket).
+#[napi]
+pub fn peer_fin_in(fd: i32) -> napi::Result<bool> {
+    Ok(sys::peer_fin_in(fd)?)
+}
+
+/// Where the fast path's wait starts, once Node flushed a response: `-1`
+/// if the peer's FIN is already in (`CLOSE-WAIT`: a half-close, which gets
+/// the hand-over's passive close), else the bytes `fd` sent that the peer's
+/// kernel has not ACKed yet (`SIOCOUTQ`).
+///
+/// # Errors
+///
+/// `EFAREWELL_CLOSED` for a negative descriptor, `EFAREWELL_OS` when the
+/// kernel cannot tell (not a TCP socket).
+#[napi]
+pub fn wait_start(fd: i32) -> napi::Result<i64> {
+    Ok(match sys::wait_start(fd)? {
+        None => -1,
+        Some(unacked) => i64::from(unacked),
+    })
+}
+
+/// The fast path's end, called once the peer's FIN came after a response
+/// (`'end'` on the socket, or `CLOSE-WAIT`): if everything `fd` sent is
+/// ACKed, what to do: `3` the passive close of a half-close
+/// (`half_closed`: the FIN came before the server began to end the
+/// connection; the client may still read, and is owed an end of file
+/// whatever its weight), else the core's heavy-client choice for `peer_ip`
+/// (one ending recorded in the closers' table): `1` the passive close (a
+/// light client: `destroy()`), `2` a reset (a heavy client:
+/// `resetAndDestroy()`); `0` while bytes are still unACKed (the caller hands
+/// the socket over instead). Counted in [`stats`] as `peer-closed` or
+/// `reset-after-peer-fin`.
+///
+/// # Errors
+///
+/// `EFAREWELL_CLOSED`, `EFAREWELL_OS` as [`wait_start`]; `EFAREWELL_BAD_OPTION`
+/// for a `peer_ip` that is not an IP address.
+#[napi]
+pub fn after_peer_fin(
+    fd: i32,
+    peer_ip: String,
+    threshold: Option<u32>,
+    half_closed: Option<bool>,
+) -> napi::Result<i32> {
+    let peer: std::net::IpAddr = peer_ip
+        .parse()
+        .map_err(|_| Refusal::BadOption(format!("not an IP address: {peer_ip:?}")))?;
+    let half_closed = half_closed.unwrap_or(false);
+    Ok(
+        match runtime::after_peer_fin(fd, peer, threshold, half_closed)? {
+            runtime::AfterFin::Unacked => 0,
+            runtime::AfterFin::Light => 1,
+            runtime::AfterFin::Heavy => 2,
+            runtime::AfterFin::HalfClose => 3,
+        },
+    )
+}
+
 /// The addon's counts: teardowns started, in flight, finished, and finished
 /// by ending (names as `Ending::name`).
 #[napi(object)]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use farewell::{Closer, Ending, Outcome, Policy, DEFAULT_HEAVY_CLIENT_THRESHOLD};
+use farewell::{Closer, Ending, Outcome, PeerFinChoice, Policy, DEFAULT_HEAVY_CLIENT_THRESHOLD};
 use tokio::runtime::Runtime;
 
 use crate::error::Refusal;
@@ -132,6 +132,50 @@ pub(crate) fn hand_over(
         id,
         closing: Box::pin(closer.close_here_reporting(stream, goodbye, policy)),
     })
+}
+
+/// What [`after_peer_fin`] found.
+pub(crate) enum AfterFin {
+    /// Bytes still unACKed: not the fast path's to end.
+    Unacked,
+    /// A light client: the passive close (it keeps the TIME-WAIT).
+    Light,
+    /// A heavy client: a reset (nobody keeps TIME-WAIT).
+    Heavy,
+    /// A half-close (the FIN came before the server began to end the
+    /// connection): the passive close, whatever the client's weight.
+    HalfClose,
+}
+
+/// The fast path's end of a connection whose peer sent its FIN: once
+/// everything `fd` sent is ACKed, the passive close of a half-close, or the
+/// core's heavy-client choice for `peer` (one ending recorded in the table
+/// every closer of the process shares); counted in [`stats`] as the
+/// teardown's ending would be.
+pub(crate) fn after_peer_fin(
+    fd: i32,
+    peer: std::net::IpAddr,
+    threshold: Option<u32>,
+    half_closed: bool,
+) -> Result<AfterFin, Refusal> {
+    if sys::unacked(fd)? > 0 {
+        return Ok(AfterFin::Unacked);
+    }
+    let (ending, after) = if half_closed {
+        (Ending::PeerClosed, AfterFin::HalfClose)
+    } else {
+        let runtime = runtime()?;
+        let closer = closer(runtime, threshold.unwrap_or(DEFAULT_HEAVY_CLIENT_THRESHOLD));
+        match closer.peer_fin_choice(peer) {
+            PeerFinChoice::Heavy { .. } => (Ending::ResetAfterPeerFin, AfterFin::Heavy),
+            _ => (Ending::PeerClosed, AfterFin::Light),
+        }
+    };
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    if let Some(i) = Ending::ALL.iter().position(|&e| e == ending) {
+        BY_ENDING[i].fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(after)
 }
 
 pub(crate) fn stats() -> Stats {

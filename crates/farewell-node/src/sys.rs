@@ -34,3 +34,49 @@ pub(crate) fn duplicate(fd: RawFd) -> Result<OwnedFd, Refusal> {
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     borrowed.try_clone_to_owned().map_err(Refusal::Os)
 }
+
+/// Runs `f` on `fd` borrowed for this one call. `fd` is the descriptor of
+/// a socket Node's JS thread holds open (index.js passes its live handle's
+/// fd), and only that thread, which is making this call, may close it.
+fn with_fd<T>(
+    fd: RawFd,
+    f: impl FnOnce(BorrowedFd<'_>) -> Result<T, Refusal>,
+) -> Result<T, Refusal> {
+    if fd < 0 {
+        return Err(Refusal::Closed);
+    }
+    // SAFETY: as above: `fd` stays open for the whole call, and the borrow
+    // does not outlive it (it is `f`'s argument only).
+    f(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// Bytes `fd` sent that the peer's kernel has not ACKed yet (the core's
+/// [`farewell::sys::unacked_bytes`], `SIOCOUTQ`).
+pub(crate) fn unacked(fd: RawFd) -> Result<u32, Refusal> {
+    with_fd(fd, |socket| {
+        farewell::sys::unacked_bytes(&socket).map_err(Refusal::Os)
+    })
+}
+
+/// `None` if the peer's FIN is already in (`CLOSE-WAIT`), else
+/// [`unacked`].
+pub(crate) fn wait_start(fd: RawFd) -> Result<Option<u32>, Refusal> {
+    with_fd(fd, |socket| {
+        if farewell::sys::tcp_state(&socket).map_err(Refusal::Os)? == farewell::TcpState::CloseWait
+        {
+            return Ok(None);
+        }
+        farewell::sys::unacked_bytes(&socket)
+            .map(Some)
+            .map_err(Refusal::Os)
+    })
+}
+
+/// Whether the peer's FIN is already in on `fd` (`CLOSE-WAIT`).
+pub(crate) fn peer_fin_in(fd: RawFd) -> Result<bool, Refusal> {
+    with_fd(fd, |socket| {
+        farewell::sys::tcp_state(&socket)
+            .map(|state| state == farewell::TcpState::CloseWait)
+            .map_err(Refusal::Os)
+    })
+}

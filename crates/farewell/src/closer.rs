@@ -547,6 +547,42 @@ impl Closer {
         }
     }
 
+    /// The heavy-client choice for a peer whose FIN came once everything we
+    /// wrote was ACKed, for a caller that ends such a connection itself
+    /// instead of handing it over: records one ending from `peer` in this
+    /// closer's table of recent endings (shared with its teardowns and with
+    /// [`CloserBuilder::share_client_counts`]) and says what peer-first's
+    /// [`PeerTimeWait::Auto`](crate::PeerTimeWait::Auto) would do:
+    /// [`PeerFinChoice::Heavy`] (answer the FIN with a reset, so neither side
+    /// keeps TIME-WAIT) or [`PeerFinChoice::Light`] (the passive close).
+    ///
+    /// The Node.js addon calls it on its fast path: a client that closes
+    /// right after a `Connection: close` response is finished on Node's own
+    /// loop, without a hand-over. It is not a teardown of this closer: its
+    /// [`stats`](Closer::stats) do not count it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use farewell::{Closer, PeerFinChoice, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let closer = Closer::builder(Policy::default())
+    ///     .heavy_client_threshold(2)
+    ///     .build();
+    /// let client = "10.0.0.7".parse().unwrap();
+    /// assert!(matches!(closer.peer_fin_choice(client), PeerFinChoice::Light { recent: 1 }));
+    /// assert!(matches!(closer.peer_fin_choice(client), PeerFinChoice::Light { recent: 2 }));
+    /// assert!(matches!(closer.peer_fin_choice(client), PeerFinChoice::Heavy { recent: 3 }));
+    /// # }
+    /// ```
+    pub fn peer_fin_choice(&self, peer: std::net::IpAddr) -> PeerFinChoice {
+        self.inner
+            .hurry
+            .classify(Some(peer), std::time::Instant::now())
+    }
+
     /// Teardowns handed over and not finished yet.
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::Acquire)

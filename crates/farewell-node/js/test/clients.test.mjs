@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { BODY, clientTimeWait, run, serverTimeWait, settled, startServer, stop } from './helpers.mjs';
+import { BODY, clientTimeWait, curlClose, run, serverTimeWait, settled, startServer, stop } from './helpers.mjs';
 
 /** Runs a python3 program with `args`, bounded by `limit` ms; its stdout. */
 async function python(program, args, limit = 20000) {
@@ -103,26 +103,56 @@ sock.close()
 print(end, data.count(b"HTTP/1.1 200 OK"), len(data))
 `;
 
-test('a python client that half-closes after 3 pipelined requests gets all 3 whole, then end of file, no reset', async (t) => {
-  const { server, port } = await startServer({ attached: true });
-  t.after(() => stop(server));
-  const outcomes = [];
-  server.on('farewell', (outcome) => outcomes.push(outcome));
-  const [end, responses, length] = (await python(HALF_CLOSE, [port, 3])).trim().split(' ');
-  assert.equal(end, 'eof', 'end of file, not a reset');
-  assert.equal(Number(responses), 3);
-  // Each response is its head plus BODY; the last byte is BODY's.
-  assert.ok(Number(length) > 3 * BODY.length, `${length} bytes`);
-  await settled();
-  t.diagnostic(`outcome: ${JSON.stringify(outcomes)}`);
-  assert.equal(outcomes.length, 1);
-  assert.equal(outcomes[0].ending, 'peer-closed');
-  // Node read the FIN before the response ended, so the teardown finds it
-  // at once: a passive close, the client keeps the TIME-WAIT.
-  assert.equal(outcomes[0].timeWait, 'peer');
-  assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
-  assert.equal(await clientTimeWait(port), 1, 'the half-closing client keeps it');
-});
+for (const [weight, options] of [['light', undefined], ['heavy', { heavyClientThreshold: 0 }]]) {
+  test(`a ${weight} python client that half-closes after 3 pipelined requests gets all 3 whole, then end of file, no reset`, async (t) => {
+    const { server, port } = await startServer({ attached: true, options });
+    t.after(() => stop(server));
+    const outcomes = [];
+    server.on('farewell', (outcome) => outcomes.push(outcome));
+    const [end, responses, length] = (await python(HALF_CLOSE, [port, 3])).trim().split(' ');
+    assert.equal(end, 'eof', 'end of file, not a reset');
+    assert.equal(Number(responses), 3);
+    // Each response is its head plus BODY; the last byte is BODY's.
+    assert.ok(Number(length) > 3 * BODY.length, `${length} bytes`);
+    await settled();
+    t.diagnostic(`outcome: ${JSON.stringify(outcomes)}`);
+    assert.equal(outcomes.length, 1);
+    assert.equal(outcomes[0].ending, 'peer-closed');
+    // The FIN came before the responses were answered: a half-close,
+    // whatever the client's weight (a heavy one too keeps the passive
+    // close, so it reads to its end of file); the client keeps the TIME-WAIT.
+    assert.equal(outcomes[0].peerFin, 'half-close');
+    assert.equal(outcomes[0].timeWait, 'peer');
+    assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
+    assert.equal(await clientTimeWait(port), 1, 'the half-closing client keeps it');
+  });
+}
+
+for (const [weight, threshold, ending, clientTw] of [
+  ['light', 1000000, 'peer-closed', 10],
+  ['heavy', 0, 'reset-after-peer-fin', 0],
+]) {
+  test(`curl Connection: close x10, every client ${weight}: ended on Node's own loop (${ending}), server TIME-WAIT 0, client ${clientTw}`, async (t) => {
+    const { server, port, url } = await startServer({ attached: true, options: { heavyClientThreshold: threshold } });
+    t.after(() => stop(server));
+    const outcomes = [];
+    server.on('farewell', (outcome) => outcomes.push(outcome));
+    const bodies = await curlClose(url, 10);
+    for (const body of bodies) assert.equal(body, BODY);
+    await settled();
+    t.diagnostic(`outcomes: ${JSON.stringify(outcomes.map((o) => [o.ending, o.peerFin, o.onNodeLoop ?? false, o.elapsedMs]))}`);
+    assert.equal(outcomes.length, 10);
+    for (const outcome of outcomes) {
+      assert.equal(outcome.ending, ending);
+      assert.equal(outcome.peerFin, weight);
+    }
+    // curl reads the response and closes: most end without a hand-over (a
+    // FIN that raced the response's flush is handed over, which is correct too).
+    assert.ok(outcomes.some((o) => o.onNodeLoop === true), 'the fast path ran');
+    assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
+    assert.equal(await clientTimeWait(port), clientTw, 'client TIME-WAIT');
+  });
+}
 
 const IGNORER = `
 import socket, sys, time
