@@ -46,6 +46,19 @@ const kAttached = Symbol('farewell.attached');
 const kHalfClosed = Symbol('farewell.halfClosed');
 /** Set on an http.Server's socket once a request found the client's FIN not yet in. */
 const kAnswering = Symbol('farewell.answering');
+/** While a fast-path socket waits for the client's FIN: ends the wait now (see awaitPeerFin). */
+const kHurry = Symbol('farewell.hurry');
+
+/**
+ * What a fast-path socket may read while it waits for the client's FIN (a
+ * client that keeps sending after its response): past it, the hand-over,
+ * whose teardown drains with its drain limit and resets past that. The
+ * core's `DEFAULT_DRAIN_LIMIT`.
+ */
+const WAIT_READ_LIMIT = 256 * 1024;
+
+/** Peer-first's grace when `options.grace` is not given: the core's default (2 s). */
+const DEFAULT_GRACE_MS = 2000;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -291,9 +304,9 @@ function awaitPeerFin(server, socket, options, report, refused, callback) {
   const destroy = socket[kDestroy];
   const started = report ? Date.now() : 0;
   socket[kState] = 'flushing';
-  const handOverAfterAll = () => {
+  const handOverAfterAll = (chosen = options) => {
     socket[kState] = undefined;
-    handOver(socket, null, options, report, (error, outcome) => {
+    handOver(socket, null, chosen, report, (error, outcome) => {
       if (error) return refused();
       if (report) server.emit('farewell', outcome, socket);
       if (callback) callback();
@@ -327,13 +340,34 @@ function awaitPeerFin(server, socket, options, report, refused, callback) {
     if (inFlight < 0) return handOverAfterAll();
     socket[kState] = 'waiting';
     let timer;
-    const onClose = () => {
+    let read = 0;
+    const stopWaiting = () => {
       clearTimeout(timer);
+      socket[kHurry] = undefined;
       socket.removeListener('end', onEnd);
+      socket.removeListener('close', onClose);
+      socket.removeListener('data', onData);
+    };
+    const onClose = () => stopWaiting();
+    // A client that keeps sending instead of closing: bounded by the
+    // hand-over's drain limit, not by the grace.
+    const onData = (chunk) => {
+      read += chunk.length;
+      if (read <= WAIT_READ_LIMIT) return;
+      stopWaiting();
+      socket.pause();
+      handOverAfterAll();
+    };
+    // destroy() meanwhile (closeAllConnections(), server.close() with a
+    // keep-alive timeout, the application): what an idle connection gets,
+    // at once, instead of the rest of the grace.
+    socket[kHurry] = () => {
+      stopWaiting();
+      socket.pause();
+      handOverAfterAll({ ...options, policy: 'peer-first', grace: 0 });
     };
     const onEnd = () => {
-      clearTimeout(timer);
-      socket.removeListener('close', onClose);
+      stopWaiting();
       endAfterPeerFin();
     };
     function endAfterPeerFin() {
@@ -360,13 +394,13 @@ function awaitPeerFin(server, socket, options, report, refused, callback) {
       if (callback) callback();
     }
     timer = setTimeout(() => {
-      socket.removeListener('end', onEnd);
-      socket.removeListener('close', onClose);
+      stopWaiting();
       socket.pause();
       handOverAfterAll();
-    }, options.grace ?? 2000);
+    }, options.grace ?? DEFAULT_GRACE_MS);
     socket.once('end', onEnd);
     socket.once('close', onClose);
+    socket.on('data', onData);
     socket.resume();
   });
 }
@@ -476,6 +510,7 @@ function wrapSocket(server, socket, options) {
       return destroy.call(this, error);
     }
     if (!this[kState]) hand(true);
+    else if (this[kHurry]) this[kHurry]();
     return this;
   };
 }

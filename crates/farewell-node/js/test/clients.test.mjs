@@ -2,12 +2,15 @@
 // loopback: wrk with `Connection: close`, python's http.client, a python
 // client that half-closes after its requests, and one that ignores the
 // goodbye (it keeps its connection open after a `Connection: close`
-// response). Each checks what the client received and both sides' TIME-WAIT
+// response), one that floods after it, and closeAllConnections() during the
+// wait. Each checks what the client received and both sides' TIME-WAIT
 // in the kernel's table (`ss`: the server's port as the local one, then as
 // the remote one).
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { test } from 'node:test';
 
+import farewell from '../../index.js';
 import { BODY, clientTimeWait, curlClose, run, serverTimeWait, settled, startServer, stop } from './helpers.mjs';
 
 /** Runs a python3 program with `args`, bounded by `limit` ms; its stdout. */
@@ -190,4 +193,95 @@ test('a client that ignores the goodbye (keeps its connection after Connection: 
   assert.ok(outcomes[0].graceMs >= 900, `grace ${outcomes[0].graceMs} ms`);
   assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
   assert.equal(await clientTimeWait(port), 0, 'client TIME-WAIT (a reset leaves none)');
+});
+
+const FLOODER = `
+import socket, sys, time
+port, body_end = int(sys.argv[1]), sys.argv[2].encode()
+sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+sock.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+data = b""
+while not data.endswith(body_end):
+    chunk = sock.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+# The whole response is read; instead of closing, send 8 MiB more.
+start = time.monotonic()
+end = "sent"
+try:
+    for _ in range(128):
+        sock.sendall(b"x" * 65536)
+    while True:
+        if not sock.recv(65536):
+            end = "eof"
+            break
+except (ConnectionResetError, BrokenPipeError):
+    end = "reset"
+except socket.timeout:
+    end = "timeout"
+print(end, int(data.endswith(body_end)), round(time.monotonic() - start, 1))
+`;
+
+/** A net.Server attached to farewell that answers like startServer's (HTTP/1.1, BODY, Connection: close) and ends each socket after its answer. */
+async function startNetServer(options) {
+  const server = net.createServer((socket) => {
+    socket.once('data', () => {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY.length}\r\nConnection: close\r\n\r\n${BODY}`);
+      socket.end();
+    });
+    socket.on('error', () => {});
+  });
+  farewell.attach(server, options);
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: server.address().port };
+}
+
+test('a client that floods after its response is cut by the drain limit, not kept for the grace (net.Server)', async (t) => {
+  // A 10 s grace: the cut must come from the bytes read, long before it.
+  const { server, port } = await startNetServer({ grace: 10000 });
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  const outcomes = [];
+  server.on('farewell', (outcome) => outcomes.push(outcome));
+  const [end, whole, seconds] = (await python(FLOODER, [port, BODY.slice(-40)], 30000)).trim().split(' ');
+  t.diagnostic(`client: ${end} after ${seconds} s of flooding; outcomes ${JSON.stringify(outcomes.map((o) => [o.ending, o.bytesDrained]))}`);
+  assert.equal(whole, '1', 'the response arrived whole first');
+  assert.equal(end, 'reset');
+  assert.ok(Number(seconds) < 5, `cut after ${seconds} s, not at the 10 s grace`);
+  await settled();
+  assert.deepEqual(outcomes.map((o) => o.ending), ['reset-on-drain-limit']);
+  assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
+  assert.equal(await clientTimeWait(port), 0, 'client TIME-WAIT (a reset leaves none)');
+});
+
+test("a client that floods after its response to an http.Server is cut by Node's parser at once", async (t) => {
+  const { server, port } = await startServer({ attached: true, options: { grace: 10000 } });
+  t.after(() => stop(server));
+  const [end, whole, seconds] = (await python(FLOODER, [port, BODY.slice(-40)], 30000)).trim().split(' ');
+  t.diagnostic(`client: ${end} after ${seconds} s of flooding`);
+  assert.equal(whole, '1', 'the response arrived whole first');
+  // Bytes that are no request: Node's http server destroys the socket.
+  assert.equal(end, 'reset');
+  assert.ok(Number(seconds) < 5, `cut after ${seconds} s, not at the 10 s grace`);
+  await settled();
+  assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
+  assert.equal(await clientTimeWait(port), 0, 'client TIME-WAIT');
+});
+
+test('closeAllConnections() while the fast path waits for a silent client ends it at once, its response whole', async (t) => {
+  const { server, port } = await startServer({ attached: true, options: { grace: 10000 } });
+  t.after(() => stop(server));
+  const outcomes = [];
+  server.on('farewell', (outcome) => outcomes.push(outcome));
+  // The ignorer reads nothing for 0.3 s; then, 0.2 s in, the server closes everything.
+  setTimeout(() => server.closeAllConnections(), 200);
+  const out = (await python(IGNORER, [port, BODY.slice(-40)])).trim().split(' ');
+  t.diagnostic(`client: ${out.join(' ')}; outcomes ${JSON.stringify(outcomes.map((o) => [o.ending, o.elapsedMs]))}`);
+  assert.deepEqual(out.slice(0, 3), ['reset', '1', '1'], 'the whole response, then the reset');
+  assert.ok(Number(out[3]) < 5, `ended after ${out[3]} s, not at the 10 s grace`);
+  await settled();
+  assert.equal(outcomes.length, 1);
+  assert.equal(outcomes[0].timeWait, 'nobody');
+  assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
+  assert.equal(await clientTimeWait(port), 0, 'client TIME-WAIT');
 });
