@@ -112,5 +112,13 @@ export function attach<S extends NetServer>(server: S, options?: AttachOptions):
 /** The counts of this process's teardowns. */
 export function stats(): Stats;
 
-declare const farewell: { close: typeof close; attach: typeof attach; stats: typeof stats };
+/**
+ * Resolves once no teardown is in flight; at `deadlineMs` (default 10 000)
+ * hurries them (each ends at once: `reset-at-deadline`, and so does every
+ * later teardown of the process) and resolves when they have, with the
+ * number hurried. Call it before the process exits.
+ */
+export function drain(deadlineMs?: number): Promise<number>;
+
+declare const farewell: { close: typeof close; attach: typeof attach; stats: typeof stats; drain: typeof drain };
 export default farewell;

@@ -573,4 +573,25 @@ function stats() {
   return native.stats();
 }
 
-module.exports = { close, attach, stats };
+/**
+ * Resolves once no teardown of the addon is in flight, for a process about
+ * to exit (the addon's thread does not keep Node alive: a teardown still
+ * running at exit would be cut without its policy). At `deadlineMs` (default
+ * 10 000) it hurries them: each ends at once (`reset-at-deadline`, after one
+ * probe of whether its last bytes were ACKed), as does every later teardown
+ * of the process, and it resolves when they have ended (at most a second
+ * more). Resolves with the number hurried.
+ */
+async function drain(deadlineMs = 10000) {
+  const pause = () => new Promise((resolve) => setTimeout(resolve, 10));
+  const deadline = Date.now() + deadlineMs;
+  while (native.stats().inFlight > 0 && Date.now() < deadline) await pause();
+  const hurried = native.stats().inFlight;
+  if (hurried === 0) return 0;
+  native.hurry();
+  const bound = Date.now() + 1000;
+  while (native.stats().inFlight > 0 && Date.now() < bound) await pause();
+  return hurried;
+}
+
+module.exports = { close, attach, stats, drain };

@@ -146,6 +146,14 @@ pub fn after_peer_fin(
     )
 }
 
+/// Hurries every teardown of the process: those in flight end now
+/// (`reset-at-deadline`), and so does every later one. `drain()` in
+/// `index.js` calls it at its deadline, before the process exits.
+#[napi]
+pub fn hurry() {
+    runtime::hurry();
+}
+
 /// The addon's counts: teardowns started, in flight, finished, and finished
 /// by ending (names as `Ending::name`).
 #[napi(object)]

@@ -178,6 +178,15 @@ pub(crate) fn after_peer_fin(
     Ok(after)
 }
 
+/// Hurries every closer of the process ([`Closer::hurry`]): each teardown
+/// in flight ends now, with one probe of whether its last bytes were ACKed
+/// (`reset-at-deadline`), and so does every later one.
+pub(crate) fn hurry() {
+    for (_, closer) in lock(&CLOSERS).iter() {
+        closer.hurry();
+    }
+}
+
 pub(crate) fn stats() -> Stats {
     let mut by_ending = HashMap::new();
     let mut finished = 0;

@@ -132,6 +132,17 @@ fn node_close_bad_input_is_rejected_with_codes_never_a_crash() {
 }
 
 #[test]
+fn node_drain_hurries_teardowns_at_its_deadline() {
+    if !tools::require(
+        "node_drain_hurries_teardowns_at_its_deadline",
+        &["node", "ss"],
+    ) {
+        return;
+    }
+    node_test(&only("drain.test.mjs"));
+}
+
+#[test]
 fn every_js_test_file_is_run_by_a_cargo_test() {
     let names: Vec<String> = js_tests()
         .iter()
@@ -143,6 +154,7 @@ fn every_js_test_file_is_run_by_a_cargo_test() {
             "attach.test.mjs",
             "bad_input.test.mjs",
             "clients.test.mjs",
+            "drain.test.mjs",
             "tls.test.mjs",
             "websocket.test.mjs"
         ]
