@@ -433,6 +433,14 @@ pub const DEFAULT_HEAVY_CLIENT_THRESHOLD: u32 = 500;
 /// `ECONNRESET` instead of the end of file after its data. Such a peer always
 /// gets the passive close ([`PeerFinChoice::HalfClose`](crate::PeerFinChoice::HalfClose)).
 ///
+/// Without a goodbye, a FIN already in when the teardown starts, with nothing
+/// in flight, cannot be told from a peer that read everything and closed: the
+/// teardown sees the socket only now. The caller knows when its last answer
+/// was written, and one that saw the FIN come before it keeps the passive
+/// close itself: farewell-http checks before each response's first write and
+/// then hands the connection over with [`PeerTimeWait::Keep`]; the Node addon
+/// checks before each request and closes such a socket passively.
+///
 /// # Examples
 ///
 /// ```
