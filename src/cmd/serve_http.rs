@@ -264,6 +264,12 @@ pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
         if let Some(max) = args.max_connections {
             server = server.max_connections(usize::try_from(max).unwrap_or(usize::MAX));
         }
+        // The WebSocket echo's close 1001 at shutdown: one handle, cloned per
+        // request (no allocation), not an extension in every request.
+        let shutdown = server.shutdown_handle();
+        let service = hyper::service::service_fn(move |request| {
+            farewell_lab::support::http_demo::handle_with(request, Some(shutdown.clone()))
+        });
         let report = server
             .policy(policy)
             .peer_time_wait(args.peer_time_wait.parse()?)
@@ -278,11 +284,7 @@ pub fn run(args: ServeHttpArgs) -> anyhow::Result<()> {
             .max_buf_size(args.max_buf_size)
             .h2_max_concurrent_streams(args.h2_max_concurrent_streams)
             .h2_max_send_buf_size(args.h2_max_send_buf_size)
-            .serve_hyper(
-                listener,
-                hyper::service::service_fn(farewell_lab::support::http_demo::handle),
-                shutdown_signal(),
-            )
+            .serve_hyper(listener, service, shutdown_signal())
             .await?;
         eprintln!("shut down: {report}");
         Ok(())

@@ -212,8 +212,9 @@ pub(crate) struct Shared {
     /// Connections by the cause of their end.
     pub(crate) causes: CauseCounts,
     pub(crate) ended: Arc<Connections>,
-    /// Put in every request's extensions.
-    pub(crate) shutdown: Shutdown,
+    /// Put in every request's extensions, if the server was asked to
+    /// ([`Server::shutdown_extension`](crate::Server::shutdown_extension)).
+    pub(crate) shutdown: Option<Shutdown>,
     /// Upgraded connections a handler holds, and how they ended.
     pub(crate) upgrades: Upgrades,
     /// What this server records in [`metrics`](crate::metrics), if it does.

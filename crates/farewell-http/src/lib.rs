@@ -168,13 +168,16 @@
 //! idle timeout does not apply to an upgraded connection; its own bound is
 //! [`Server::upgrade_idle_timeout`] (no byte either way; ping/pong counts).
 //!
-//! Every request carries a [`Shutdown`] in its extensions (axum:
-//! `Extension<Shutdown>`). When the server shuts down, a WebSocket handler
-//! sends close 1001 ("going away", RFC 6455 §7.4.1), reads the client's close,
-//! and drops the stream; the drain waits for it up to
-//! [`Server::shutdown_timeout`]. At the deadline, upgraded streams still held
-//! are cut (reads and writes fail with `ErrorKind::TimedOut`), reset once
-//! their bytes are ACKed, and counted in [`ServeReport::forced`].
+//! [`Server::shutdown_handle`] gives handlers the server's [`Shutdown`]
+//! signal (take it before serving; axum: `State<Shutdown>`, or captured by a
+//! `service_fn`). When the server shuts down, a WebSocket handler sends close
+//! 1001 ("going away", RFC 6455 §7.4.1), reads the client's close, and drops
+//! the stream; the drain waits for it up to [`Server::shutdown_timeout`]. At
+//! the deadline, upgraded streams still held are cut (reads and writes fail
+//! with `ErrorKind::TimedOut`), reset once their bytes are ACKed, and counted
+//! in [`ServeReport::forced`]. Handlers that take `Extension<Shutdown>` need
+//! [`Server::shutdown_extension`]`(true)` (off by default: an allocation per
+//! request).
 //!
 //! Over TLS (`Server::tls`), an upgraded stream ends with `close_notify` and
 //! the policy, as any TLS connection does: no FIN-first ending there.
@@ -194,11 +197,11 @@
 //! never reads is reset when delivery stalls or the drain limit is reached).
 //!
 //! ```no_run
-//! use axum::extract::Request;
-//! use axum::{routing::get, Extension, Router};
-//! use farewell_http::Shutdown;
+//! use axum::extract::{Request, State};
+//! use axum::{routing::get, Router};
+//! use farewell_http::{Server, Shutdown};
 //!
-//! async fn ws(Extension(shutdown): Extension<Shutdown>, request: Request) -> &'static str {
+//! async fn ws(State(shutdown): State<Shutdown>, request: Request) -> &'static str {
 //!     // Upgrade with `hyper::upgrade::on(request)`, then, in the socket's task:
 //!     // tokio::select! { msg = socket.next() => ..., () = shutdown.requested() => {
 //!     //     send close 1001, read until the client's close, return } }
@@ -206,7 +209,9 @@
 //!     "..."
 //! }
 //! # #[allow(dead_code)]
-//! # fn app() -> Router { Router::new().route("/ws", get(ws)) }
+//! # fn app(server: &Server) -> Router {
+//! Router::new().route("/ws", get(ws)).with_state(server.shutdown_handle())
+//! # }
 //! ```
 //!
 //! # Read-ahead

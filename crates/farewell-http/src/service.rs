@@ -48,9 +48,9 @@ where
 
     fn call(&self, mut request: Request<R>) -> Self::Future {
         let conn = &self.conn;
-        request
-            .extensions_mut()
-            .insert(conn.shared.shutdown.clone());
+        if let Some(shutdown) = &conn.shared.shutdown {
+            request.extensions_mut().insert(shutdown.clone());
+        }
         conn.head_done();
         if request.version() == Version::HTTP_2 {
             conn.h2.store(true, Ordering::Relaxed);

@@ -1,14 +1,18 @@
-//! The server's shutdown, as a handler sees it: a signal in every request's
-//! extensions, so a long-lived handler (a WebSocket, a stream) can say its
-//! own goodbye before the drain deadline.
+//! The server's shutdown, as a handler sees it: a signal a long-lived handler
+//! (a WebSocket, a stream) awaits to say its own goodbye before the drain
+//! deadline.
 
 use tokio::sync::watch;
 
 /// Tells a handler that the server is shutting down.
 ///
-/// [`Server`](crate::Server) puts one in the extensions of every request it
-/// hands to the service: take it with `request.extensions().get::<Shutdown>()`
-/// (hyper) or as `Extension<Shutdown>` (axum). It is cheap to clone.
+/// Take one from [`Server::shutdown_handle`](crate::Server::shutdown_handle)
+/// before serving and give it to the handlers once (axum's `State`, or a
+/// `service_fn` closure that captures it). It is cheap to clone (no
+/// allocation). [`Server::shutdown_extension`](crate::Server::shutdown_extension)
+/// puts one in every request's extensions instead, for handlers that take
+/// `Extension<Shutdown>`; that costs an allocation per request, so it is off
+/// by default.
 ///
 /// When the server's `shutdown` future completes, the server stops accepting,
 /// and every `Shutdown` is requested. A handler of an upgraded connection
@@ -21,10 +25,10 @@ use tokio::sync::watch;
 /// # Examples
 ///
 /// ```no_run
-/// use axum::{routing::get, Extension, Router};
-/// use farewell_http::Shutdown;
+/// use axum::{extract::State, routing::get, Router};
+/// use farewell_http::{Server, Shutdown};
 ///
-/// async fn slow(Extension(shutdown): Extension<Shutdown>) -> &'static str {
+/// async fn slow(State(shutdown): State<Shutdown>) -> &'static str {
 ///     tokio::select! {
 ///         () = tokio::time::sleep(std::time::Duration::from_secs(30)) => "done\n",
 ///         () = shutdown.requested() => "server shutting down, try again\n",
@@ -32,7 +36,9 @@ use tokio::sync::watch;
 /// }
 ///
 /// # #[allow(dead_code)]
-/// # fn app() -> Router { Router::new().route("/slow", get(slow)) }
+/// # fn app(server: &Server) -> Router {
+/// Router::new().route("/slow", get(slow)).with_state(server.shutdown_handle())
+/// # }
 /// ```
 #[derive(Clone, Debug)]
 pub struct Shutdown {

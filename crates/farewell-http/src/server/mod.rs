@@ -15,9 +15,11 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
+use tokio::sync::watch;
 
 use crate::record::{ConnectionHook, ConnectionOutcome};
 use crate::serve::{BoxError, Listener, MakeConnectionService};
+use crate::shutdown::Shutdown;
 
 mod connection;
 mod maker;
@@ -137,6 +139,11 @@ pub struct Server {
     heavy_client_threshold: u32,
     on_outcome: Option<OutcomeHook>,
     on_connection: Option<ConnectionHook>,
+    /// Raised when a run of this server (or of a clone) begins its shutdown;
+    /// [`Server::shutdown_handle`] subscribes to it.
+    signal: Arc<watch::Sender<bool>>,
+    /// Put a [`Shutdown`] in every request's extensions.
+    shutdown_extension: bool,
     header_read_timeout: Option<Duration>,
     body_read_timeout: Option<Duration>,
     send_timeout: Option<Duration>,
@@ -166,6 +173,7 @@ impl fmt::Debug for Server {
             .field("max_connections", &self.max_connections)
             .field("tls", &self.is_tls())
             .field("nodelay", &self.nodelay)
+            .field("shutdown_extension", &self.shutdown_extension)
             .finish_non_exhaustive()
     }
 }
@@ -207,6 +215,8 @@ impl Server {
             heavy_client_threshold: farewell::DEFAULT_HEAVY_CLIENT_THRESHOLD,
             on_outcome: None,
             on_connection: None,
+            signal: Arc::new(watch::channel(false).0),
+            shutdown_extension: false,
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
             send_timeout: Some(DEFAULT_SEND_TIMEOUT),
@@ -510,7 +520,7 @@ impl Server {
     /// [`Server::serve`] returns within milliseconds of the deadline.
     ///
     /// Upgraded connections (a WebSocket) are waited for too: their handlers
-    /// see the [`Shutdown`](crate::Shutdown) in their request's extensions, say the protocol's
+    /// see the [`Shutdown`] ([`Server::shutdown_handle`]), say the protocol's
     /// goodbye (close code 1001) and drop the stream. Those still held at the
     /// deadline are cut: their reads and writes fail, and once the handler
     /// drops the stream it is reset after its bytes are ACKed. They count in
@@ -659,6 +669,77 @@ impl Server {
         hook: impl Fn(ConnectionOutcome) + Send + Sync + 'static,
     ) -> Server {
         self.on_connection = Some(Arc::new(hook));
+        self
+    }
+
+    /// The server's shutdown signal, for handlers that must say their own
+    /// goodbye before the drain deadline (a WebSocket, a long poll, a
+    /// stream): take it before serving and give it to the handlers once, in
+    /// axum's `State` or captured by a `service_fn` closure.
+    ///
+    /// It is requested when the server's `shutdown` future completes (the
+    /// server then stops accepting and waits up to
+    /// [`Server::shutdown_timeout`] for the handlers); a new run clears it.
+    /// Handles taken from a server and from its clones are one signal.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use axum::{extract::State, routing::get, Router};
+    /// use farewell_http::{Server, Shutdown};
+    ///
+    /// async fn slow(State(shutdown): State<Shutdown>) -> &'static str {
+    ///     tokio::select! {
+    ///         () = tokio::time::sleep(std::time::Duration::from_secs(30)) => "done\n",
+    ///         () = shutdown.requested() => "server shutting down, try again\n",
+    ///     }
+    /// }
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let server = Server::new();
+    /// let app = Router::new()
+    ///     .route("/slow", get(slow))
+    ///     .with_state(server.shutdown_handle());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// server
+    ///     .serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_handle(&self) -> Shutdown {
+        Shutdown::new(self.signal.subscribe())
+    }
+
+    /// Puts a [`Shutdown`] in every request's extensions (axum:
+    /// `Extension<Shutdown>`), for handlers written that way. Off by default:
+    /// it costs an allocation and a hash-map insert per request (about 760
+    /// instructions per keep-alive request, measured by `farewell bench
+    /// overhead`); [`Server::shutdown_handle`] gives handlers the same
+    /// signal once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use axum::{routing::get, Extension, Router};
+    /// use farewell_http::{Server, Shutdown};
+    ///
+    /// async fn slow(Extension(shutdown): Extension<Shutdown>) -> &'static str {
+    ///     shutdown.requested().await;
+    ///     "server shutting down\n"
+    /// }
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    /// let app = Router::new().route("/slow", get(slow));
+    /// Server::new()
+    ///     .shutdown_extension(true)
+    ///     .serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_extension(mut self, on: bool) -> Server {
+        self.shutdown_extension = on;
         self
     }
 

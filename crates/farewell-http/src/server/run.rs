@@ -33,6 +33,8 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
     ) -> io::Result<ServeReport> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        // A new run: the handles taken before it wait for its shutdown.
+        self.signal.send_replace(false);
         let (shared, close_notify) = self.shared(stop_rx.clone());
         #[cfg(feature = "rustls")]
         let tls = self.tls.clone().map(|config| {
@@ -150,6 +152,7 @@ impl Server {
         // once the flag is up.
         shared.stopping.store(true, Ordering::Release);
         let _ = stop_tx.send(true);
+        self.signal.send_replace(true);
         let forced = self.drain(tasks, &shared).await;
         Ok(ServeReport {
             connections: shared.connections.load(Ordering::Relaxed),
@@ -241,7 +244,9 @@ impl Server {
             delimited: Delimited::default(),
             causes: CauseCounts::default(),
             ended,
-            shutdown: Shutdown::new(stop_rx.clone()),
+            shutdown: self
+                .shutdown_extension
+                .then(|| Shutdown::new(stop_rx.clone())),
             upgrades: Upgrades::default(),
             metrics: handles,
         });

@@ -127,8 +127,8 @@ setTimeout(() => { console.log('timeout'); process.exit(2); }, 25000);
 "#;
 
 /// A server with [`LONG_GRACE`], the demo handler, every connection's end
-/// recorded. `ignore_shutdown`: the handler does not see the [`Shutdown`]
-/// signal (it is taken out of the request), as a handler that ignores it.
+/// recorded. `ignore_shutdown`: the handler is not given the [`Shutdown`]
+/// signal, as a handler that ignores it.
 struct WsServer {
     addr: std::net::SocketAddr,
     connections: Arc<Mutex<Vec<ConnectionOutcome>>>,
@@ -153,12 +153,12 @@ fn start_ws(server: Server, ignore_shutdown: bool) -> WsServer {
     let connections = Arc::new(Mutex::new(Vec::new()));
     let ends = Arc::clone(&connections);
     let (stop, stopped) = oneshot::channel::<()>();
-    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        assert!(request.extensions().get::<Shutdown>().is_some());
-        if ignore_shutdown {
-            request.extensions_mut().remove::<Shutdown>();
-        }
-        farewell_lab::support::http_demo::handle(request)
+    let shutdown = (!ignore_shutdown).then(|| server.shutdown_handle());
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        // The default server puts no `Shutdown` in the request: the handle is
+        // the handler's only way to see the shutdown.
+        assert!(request.extensions().get::<Shutdown>().is_none());
+        farewell_lab::support::http_demo::handle_with(request, shutdown.clone())
     });
     let done = tokio::spawn(
         server
@@ -725,33 +725,96 @@ async fn websocket_oversized_message_gets_1009_and_the_next_client_is_served() {
 // The shutdown signal, for any handler
 // ---------------------------------------------------------------------------
 
-/// An axum handler takes `Extension<Shutdown>` and answers a long poll as
+/// Answers a long poll as soon as the server shuts down; tells `entered`
+/// whether the shutdown was already requested when the request came in.
+async fn long_poll(shutdown: Shutdown, entered: tokio::sync::mpsc::Sender<bool>) -> &'static str {
+    let _ = entered.send(shutdown.is_requested()).await;
+    tokio::select! {
+        () = shutdown.requested() => "server shutting down\n",
+        () = tokio::time::sleep(Duration::from_secs(20)) => "no shutdown\n",
+    }
+}
+
+/// An axum handler given the server's [`Shutdown`] in its `State`
+/// ([`Server::shutdown_handle`], taken before serving) answers a long poll as
 /// soon as the server shuts down; curl gets that answer, well within the
 /// shutdown timeout, and the server keeps no TIME-WAIT.
 #[tokio::test]
-async fn shutdown_signal_reaches_an_axum_handler_and_curl_gets_its_answer() {
-    use axum::{routing::get, Extension, Router};
-    if !tools::require("shutdown_signal_axum", &["curl"]) {
+async fn shutdown_handle_reaches_an_axum_handler_in_its_state() {
+    use axum::{extract::State, routing::get, Router};
+    if !tools::require("shutdown_handle_axum", &["curl"]) {
         return;
     }
-    let (entered_tx, mut entered) = tokio::sync::mpsc::channel::<bool>(1);
+    let (entered_tx, entered) = tokio::sync::mpsc::channel::<bool>(1);
+    let server = ws_server();
+    let app = Router::new()
+        .route(
+            "/poll",
+            get(move |State(shutdown): State<Shutdown>| long_poll(shutdown, entered_tx.clone())),
+        )
+        .with_state(server.shutdown_handle());
+    curl_gets_the_shutdown_answer(server, app, entered).await;
+}
+
+/// With [`Server::shutdown_extension`], an axum handler takes
+/// `Extension<Shutdown>` instead, with the same result; without it the
+/// extension is not there (axum answers 500: a missing extension).
+#[tokio::test]
+async fn shutdown_extension_reaches_an_axum_handler_when_asked_for() {
+    use axum::{routing::get, Extension, Router};
+    if !tools::require("shutdown_extension_axum", &["curl"]) {
+        return;
+    }
+    let (entered_tx, entered) = tokio::sync::mpsc::channel::<bool>(1);
     let app = Router::new().route(
         "/poll",
         get(move |Extension(shutdown): Extension<Shutdown>| {
-            let entered_tx = entered_tx.clone();
-            async move {
-                let _ = entered_tx.send(shutdown.is_requested()).await;
-                tokio::select! {
-                    () = shutdown.requested() => "server shutting down\n",
-                    () = tokio::time::sleep(Duration::from_secs(20)) => "no shutdown\n",
-                }
-            }
+            long_poll(shutdown, entered_tx.clone())
         }),
     );
+    // Not asked for: no extension.
     let listener = quiet_listener();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(ws_server().serve(listener, app, async {
+    let done = tokio::spawn(ws_server().serve(listener, app.clone(), async {
+        let _ = stopped.await;
+    }));
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("http://{addr}/poll"))
+        .output()
+        .await
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "500");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .expect("the server shuts down within 30s")
+        .unwrap()
+        .unwrap();
+    curl_gets_the_shutdown_answer(ws_server().shutdown_extension(true), app, entered).await;
+}
+
+/// Serves `app` with `server`, has curl ask `/poll`, shuts the server down
+/// once the handler has the request, and checks curl got the handler's
+/// shutdown answer, nothing was forced, and no TIME-WAIT is left.
+async fn curl_gets_the_shutdown_answer(
+    server: Server,
+    app: axum::Router,
+    mut entered: tokio::sync::mpsc::Receiver<bool>,
+) {
+    let listener = quiet_listener();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(server.serve(listener, app, async {
         let _ = stopped.await;
     }));
     let url = format!("http://{addr}/poll");

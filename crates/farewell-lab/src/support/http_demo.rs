@@ -140,11 +140,37 @@ pub fn pattern(i: usize) -> u8 {
 
 /// Handles one request (see the [module docs](self)). Use it with
 /// `hyper::service::service_fn(farewell_lab::support::http_demo::handle)`.
+/// A WebSocket echo sees the server's shutdown if the request carries a
+/// [`farewell_http::Shutdown`] in its extensions
+/// ([`farewell_http::Server::shutdown_extension`]); [`handle_with`] takes it
+/// from the caller instead.
 ///
 /// # Errors
 ///
 /// Never: every failure is an HTTP status.
 pub async fn handle<B>(request: Request<B>) -> Result<Response<DemoBody>, Infallible>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let shutdown = request
+        .extensions()
+        .get::<farewell_http::Shutdown>()
+        .cloned();
+    handle_with(request, shutdown).await
+}
+
+/// [`handle`] with the server's shutdown signal given by the caller
+/// ([`farewell_http::Server::shutdown_handle`]): a WebSocket echo sends close
+/// 1001 when it is requested. `None`: the echo ignores the shutdown.
+///
+/// # Errors
+///
+/// Never: every failure is an HTTP status.
+pub async fn handle_with<B>(
+    request: Request<B>,
+    shutdown: Option<farewell_http::Shutdown>,
+) -> Result<Response<DemoBody>, Infallible>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -178,7 +204,7 @@ where
             _ => text(StatusCode::BAD_REQUEST, "want /sleep/MS with MS <= 60000\n"),
         },
         (&Method::POST, "/upload") => upload(request).await,
-        (&Method::GET, "/ws") => websocket(request),
+        (&Method::GET, "/ws") => websocket(request, shutdown),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(response.map(Either::Left))
@@ -227,7 +253,10 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 
 /// `GET /ws`: answers the upgrade with `101` and runs [`echo`] on the upgraded
 /// stream in a task of its own.
-fn websocket<B>(mut request: Request<B>) -> Response<Full<Bytes>> {
+fn websocket<B>(
+    mut request: Request<B>,
+    shutdown: Option<farewell_http::Shutdown>,
+) -> Response<Full<Bytes>> {
     let headers = request.headers();
     let has = |name: header::HeaderName, token: &str| {
         headers
@@ -251,10 +280,6 @@ fn websocket<B>(mut request: Request<B>) -> Response<Full<Bytes>> {
         );
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let shutdown = request
-        .extensions()
-        .get::<farewell_http::Shutdown>()
-        .cloned();
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match upgrade.await {
