@@ -177,24 +177,27 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut response = match this.inner.as_pin_mut() {
-            Some(inner) => std::task::ready!(inner.poll(cx))?.map(Either::Left),
+        let conn = &this._guard.0;
+        let (mut parts, body) = match this.inner.as_pin_mut() {
+            Some(inner) => {
+                let (parts, body) = std::task::ready!(inner.poll(cx))?.into_parts();
+                (parts, Either::Left(body))
+            }
             None => {
-                let mut refused = Response::new(Either::Right(Empty::new()));
-                *refused.status_mut() = StatusCode::BAD_REQUEST;
-                refused
+                let (mut parts, body) = Response::new(Either::Right(Empty::new())).into_parts();
+                parts.status = StatusCode::BAD_REQUEST;
+                (parts, body)
             }
         };
         if *this.close {
-            response
-                .headers_mut()
+            parts
+                .headers
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        let conn = &this._guard.0;
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             conn.cause.set(Cause::Upgrade);
         } else if !*this.close
-            && first(response.headers(), &CONNECTION)
+            && first(&parts.headers, &CONNECTION)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(decide::says_close)
         {
@@ -203,7 +206,6 @@ where
         // Only an HTTP/1.0 response can be close-delimited: the lookups are
         // skipped for the others.
         let close_delimited = *this.version == Version::HTTP_10 && {
-            let body = response.body();
             let exact_len = if body.is_end_stream() {
                 Some(0)
             } else {
@@ -212,8 +214,8 @@ where
             decide::close_delimited(
                 *this.version,
                 this.method,
-                response.status(),
-                response.headers().contains_key(CONTENT_LENGTH),
+                parts.status,
+                parts.headers.contains_key(CONTENT_LENGTH),
                 exact_len,
             )
         };
@@ -223,8 +225,9 @@ where
             conn.body_close_delimited
                 .store(close_delimited, Ordering::Relaxed);
         }
-        let conn = Arc::clone(conn);
-        Poll::Ready(Ok(response.map(|body| Watched::new(body, conn))))
+        // One rebuild of the response: its parts, the body wrapped once.
+        let body = Watched::new(body, Arc::clone(conn));
+        Poll::Ready(Ok(Response::from_parts(parts, body)))
     }
 }
 

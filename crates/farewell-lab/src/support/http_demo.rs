@@ -148,16 +148,20 @@ pub fn pattern(i: usize) -> u8 {
 /// # Errors
 ///
 /// Never: every failure is an HTTP status.
-pub async fn handle<B>(request: Request<B>) -> Result<Response<DemoBody>, Infallible>
+pub fn handle<B>(
+    request: Request<B>,
+) -> impl std::future::Future<Output = Result<Response<DemoBody>, Infallible>>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    // Not an `async fn` awaiting `handle_with`: its future would hold that
+    // one inside it, twice the size, and the server moves it a few times.
     let shutdown = request
         .extensions()
         .get::<farewell_http::Shutdown>()
         .cloned();
-    handle_with(request, shutdown).await
+    handle_with(request, shutdown)
 }
 
 /// [`handle`] with the server's shutdown signal given by the caller
