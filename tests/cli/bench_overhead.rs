@@ -71,9 +71,10 @@ fn bench_overhead_prints_instruction_and_rate_ratios_side_by_side() {
         (1, "Ir per keep-alive request"),
         (2, "Ir per Connection: close conn"),
         (3, "  the same, heavy clients (reset)"),
-        (4, "wrk keep-alive requests/s"),
-        (6, "Ir per keep-alive request"),
-        (7, "Ir per Connection: close conn"),
+        (4, "  light, vs hyper closing after FIN"),
+        (5, "wrk keep-alive requests/s"),
+        (7, "Ir per keep-alive request"),
+        (8, "Ir per Connection: close conn"),
     ] {
         let line = lines
             .get(row)
@@ -94,7 +95,12 @@ fn bench_overhead_prints_instruction_and_rate_ratios_side_by_side() {
     }
     // The axum pair: the same Router under farewell_http::serve and axum::serve.
     assert!(
-        lines[5].contains("farewell_http") && lines[5].contains("axum::serve"),
+        lines[6].contains("farewell_http") && lines[6].contains("axum::serve"),
+        "{stdout}"
+    );
+    // The passive-close yardstick ran, and its profiles are there too.
+    assert!(
+        out_dir.join("cg.hyper-passive.close.30").is_file(),
         "{stdout}"
     );
     // The profiles stay for callgrind_annotate.

@@ -2,8 +2,13 @@
 //! request over plain hyper with `valgrind --tool=callgrind` (issue 16).
 //!
 //! ```text
-//! overhead farewell|hyper|axum|farewell-axum PORT
+//! overhead farewell|hyper|hyper-passive|axum|farewell-axum PORT
 //! ```
+//!
+//! `hyper-passive` is plain hyper that, for a `Connection: close`, sends no
+//! FIN and closes after the client's
+//! (`farewell_lab::support::http_baseline::serve_passive_close`): the one
+//! event peer-first adds to a close, without the rest of farewell-http.
 //!
 //! `axum` and `farewell-axum` are the switch issue 25 is about: the same
 //! axum `Router` (one route, `GET /`, the demo's body) under `axum::serve`
@@ -43,7 +48,7 @@ use tokio::signal::unix::{signal, SignalKind};
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(server), Some(port)) = (args.next(), args.next()) else {
-        eprintln!("usage: overhead farewell|hyper|axum|farewell-axum PORT");
+        eprintln!("usage: overhead farewell|hyper|hyper-passive|axum|farewell-axum PORT");
         std::process::exit(2);
     };
     let port: u16 = port.parse().unwrap_or_else(|_| {
@@ -119,6 +124,16 @@ fn main() {
                         http_baseline::serve(listener, service, stop, Duration::from_secs(2)).await;
                     eprintln!("{n} connections");
                 }
+                "hyper-passive" => {
+                    let n = http_baseline::serve_passive_close(
+                        listener,
+                        service,
+                        stop,
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                    eprintln!("{n} connections");
+                }
                 "axum" => {
                     axum::serve(listener, router())
                         .with_graceful_shutdown(stop)
@@ -138,7 +153,8 @@ fn main() {
                 }
                 other => {
                     eprintln!(
-                        "overhead: the server is farewell, hyper, axum or farewell-axum, not {other:?}"
+                        "overhead: the server is farewell, hyper, hyper-passive, axum or \
+                         farewell-axum, not {other:?}"
                     );
                     std::process::exit(2);
                 }

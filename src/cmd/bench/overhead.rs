@@ -31,10 +31,14 @@ requests from a client in this process (outside valgrind; every response checked
               farewell-http: every client light (the passive close after its FIN, the client
               keeps TIME-WAIT) and every client heavy (a reset after its FIN, nobody keeps
               TIME-WAIT); with the default threshold (500 endings per client and minute) a
-              run from one address would mix both
+              run from one address would mix both; and once for plain hyper that sends no
+              FIN and closes after the client's (`hyper-passive`): the one event peer-first
+              adds to a close, priced apart from the rest of farewell-http
 The figure is (Ir(N2) - Ir(N1)) / (N2 - N1): start-up and shutdown cancel out. Callgrind counts
 the server's own instructions (not the kernel's), so the figure does not move with the
-machine's noise. The profiles stay in --out (look at one with `callgrind_annotate`).
+machine's noise; a close's figure still moves by a few hundred (whether the client's FIN is
+already in when the server looks depends on timing, and that changes the path taken). The
+profiles stay in --out (look at one with `callgrind_annotate`).
 
 Rate: the same binary runs natively under `wrk -t1` with keep-alive, hyper then farewell-http,
 for --rounds rounds; the mean requests/s of each and their ratio.

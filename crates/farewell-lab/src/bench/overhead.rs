@@ -8,7 +8,9 @@
 //! plain hyper-util. For each server and mode (keep-alive: every request on
 //! one connection; close: each request with `Connection: close` on its own
 //! connection; farewell-http once with every client light, once with every
-//! client heavy) it runs under `valgrind --tool=callgrind` twice, with `n1` and
+//! client heavy; and, for the close, plain hyper that waits for the client's
+//! FIN before it closes, as peer-first does, which prices that one event
+//! apart from the rest) it runs under `valgrind --tool=callgrind` twice, with `n1` and
 //! `n2` requests sent by a client in this process (outside valgrind), every
 //! response checked. The figure is `(Ir(n2) - Ir(n1)) / (n2 - n1)`: start-up
 //! and shutdown cancel out. Then the same binary runs natively under `wrk`
@@ -48,6 +50,14 @@ struct Variant {
 const HYPER: Variant = Variant {
     server: "hyper",
     label: "hyper",
+    heavy_client_threshold: None,
+};
+/// Plain hyper that ends a close like peer-first's light ending and does
+/// nothing else: no FIN of its own, the close after the client's
+/// ([`http_baseline::serve_passive_close`](crate::support::http_baseline::serve_passive_close)).
+const HYPER_PASSIVE: Variant = Variant {
+    server: "hyper-passive",
+    label: "hyper-passive",
     heavy_client_threshold: None,
 };
 /// farewell-http as `Server::new()` makes it.
@@ -130,6 +140,12 @@ pub struct OverheadReport {
     /// The same, every client heavy: farewell-http resets after the client's
     /// FIN (plain hyper's figure is the same as in `close_ir`).
     pub close_heavy_ir: Pair,
+    /// farewell-http's light close against plain hyper that also waits for
+    /// the client's FIN and closes after it (and does nothing else): the
+    /// baseline then has the one event peer-first adds, so the ratio is
+    /// farewell-http's own cost. `baseline - close_ir.baseline` is that
+    /// event's cost.
+    pub close_vs_passive_ir: Pair,
     /// wrk keep-alive requests per second (mean over the rounds).
     pub wrk_rate: Pair,
     /// The switch a user makes: the same axum `Router` under
@@ -165,6 +181,14 @@ impl OverheadReport {
             "  the same, heavy clients (reset)",
             &self.close_heavy_ir,
             "(reported)",
+        );
+        out += &row(
+            "  light, vs hyper closing after FIN",
+            &self.close_vs_passive_ir,
+            &format!(
+                "(the FIN's event alone: {:+.0} Ir)",
+                self.close_vs_passive_ir.baseline - self.close_ir.baseline
+            ),
         );
         out += &row("wrk keep-alive requests/s", &self.wrk_rate, ">= 0.98x");
         out += &format!(
@@ -242,6 +266,10 @@ pub fn run(
         baseline: hyper_close,
         farewell: per_request(FAREWELL_LIGHT, Mode::Close)?,
     };
+    let close_vs_passive_ir = Pair {
+        baseline: per_request(HYPER_PASSIVE, Mode::Close)?,
+        farewell: close_ir.farewell,
+    };
     let close_heavy_ir = Pair {
         baseline: hyper_close,
         farewell: per_request(FAREWELL_HEAVY, Mode::Close)?,
@@ -284,6 +312,7 @@ pub fn run(
         keepalive_ir,
         close_ir,
         close_heavy_ir,
+        close_vs_passive_ir,
         wrk_rate: Pair {
             baseline: rates[0],
             farewell: rates[1],

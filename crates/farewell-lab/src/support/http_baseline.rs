@@ -9,6 +9,9 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use farewell::tls::tokio_rustls::TlsAcceptor;
@@ -17,8 +20,8 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -39,7 +42,36 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    serve_maybe_tls(listener, None, service, shutdown, shutdown_timeout).await
+    serve_maybe_tls(listener, None, service, shutdown, shutdown_timeout, false).await
+}
+
+/// As [`serve`], but a connection hyper ends gets no FIN from the server:
+/// the close waits for the client's FIN (or an error, or 2 s), as
+/// peer-first's light ending does, and nothing else differs (the same accept
+/// loop, hyper-util's `auto` builder, the same graceful shutdown).
+///
+/// It prices that one event (waking for the client's FIN, the read that
+/// finds it, the passive close: the client keeps TIME-WAIT) apart from the
+/// rest of farewell-http: `farewell bench overhead` compares farewell-http's
+/// light close with both [`serve`] and this. The stream is handed back from
+/// hyper through a oneshot channel (one allocation per connection). A
+/// yardstick, not a server to deploy: a client that never closes holds its
+/// connection for the 2 s.
+pub async fn serve_passive_close<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    shutdown_timeout: Duration,
+) -> u64
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    serve_maybe_tls(listener, None, service, shutdown, shutdown_timeout, true).await
 }
 
 /// As [`serve`], over TLS: hyper-util on tokio-rustls, as a hand-rolled
@@ -66,16 +98,20 @@ where
         service,
         shutdown,
         shutdown_timeout,
+        false,
     )
     .await
 }
 
+/// The accept loop of the three. `passive`: plain TCP connections end
+/// without a FIN of ours ([`serve_passive_close`]).
 async fn serve_maybe_tls<S, B>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     service: S,
     shutdown: impl Future<Output = ()>,
     shutdown_timeout: Duration,
+    passive: bool,
 ) -> u64
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
@@ -101,6 +137,14 @@ where
                 let service = service.clone();
                 let stop = stop_rx.clone();
                 match &tls {
+                    None if passive => tasks.spawn(async move {
+                        let (back, returned) = tokio::sync::oneshot::channel();
+                        let io = PassiveIo { stream: Some(stream), back: Some(back) };
+                        serve_one(builder, io, service, stop).await;
+                        if let Ok(stream) = returned.await {
+                            wait_for_fin(stream, PASSIVE_FIN_WAIT).await;
+                        }
+                    }),
                     None => tasks.spawn(serve_one(builder, stream, service, stop)),
                     Some(acceptor) => {
                         let accept = acceptor.accept(stream);
@@ -147,4 +191,89 @@ async fn serve_one<IO, S, B>(
         _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
     }
     let _ = conn.await;
+}
+
+/// How long [`serve_passive_close`] waits for a client's FIN.
+const PASSIVE_FIN_WAIT: Duration = Duration::from_secs(2);
+
+/// A TCP stream whose `shutdown()` sends nothing and which goes back to its
+/// connection's task when hyper drops it ([`serve_passive_close`]).
+struct PassiveIo {
+    stream: Option<TcpStream>,
+    back: Option<tokio::sync::oneshot::Sender<TcpStream>>,
+}
+
+impl PassiveIo {
+    fn stream(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(self.stream.as_mut().expect("held until dropped"))
+    }
+}
+
+impl Drop for PassiveIo {
+    fn drop(&mut self) {
+        if let (Some(stream), Some(back)) = (self.stream.take(), self.back.take()) {
+            let _ = back.send(stream);
+        }
+    }
+}
+
+impl AsyncRead for PassiveIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.stream().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PassiveIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+
+    /// No FIN: the client closes first.
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Reads (and drops) until the client's FIN, an error or `bound`; the
+/// caller then drops the stream: a passive close.
+async fn wait_for_fin(stream: TcpStream, bound: Duration) {
+    let _ = tokio::time::timeout(bound, async {
+        let mut buf = [0u8; 512];
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
 }
