@@ -30,13 +30,13 @@ use crate::service::Counted;
 /// dropped (shutdown) hands the TCP stream to the closer.
 #[cfg(feature = "rustls")]
 pub(super) async fn serve_tls_connection<S, B>(
-    acceptor: farewell::tls::tokio_rustls::TlsAcceptor,
-    timeout: Duration,
+    (acceptor, timeout): (farewell::tls::tokio_rustls::TlsAcceptor, Duration),
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: tokio::net::TcpStream,
     service: S,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    open: Option<crate::metrics::Open>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -50,8 +50,9 @@ pub(super) async fn serve_tls_connection<S, B>(
         .accept_tls(&acceptor, stream, timeout, shared.policy)
         .await;
     match accepted {
-        Some(stream) => serve_connection(builder, stream, service, shared, stop).await,
+        Some(stream) => serve_connection(builder, stream, service, shared, stop, open).await,
         None => {
+            drop(open);
             shared.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
             if shared.metrics.is_some() {
                 metrics::tls_handshake_failed();
@@ -61,13 +62,15 @@ pub(super) async fn serve_tls_connection<S, B>(
 }
 
 /// Serves one accepted connection until it ends, then lets the IO's drop hand
-/// the socket to the closer.
+/// the socket to the closer. `open` counts the connection open (in the
+/// metrics) until this future ends or is dropped.
 pub(crate) async fn serve_connection<S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: impl Handover,
     service: S,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    open: Option<crate::metrics::Open>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -76,6 +79,7 @@ pub(crate) async fn serve_connection<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
+    let _open = open;
     let state = Arc::new(ConnState::new(shared));
     let idle = state.shared.idle_timeout;
     let limits = state.shared.limits;

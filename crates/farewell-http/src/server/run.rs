@@ -116,34 +116,28 @@ impl Server {
             };
             let open = shared.metrics.as_ref().map(|handles| handles.open());
             #[cfg(feature = "rustls")]
-            if let Some((acceptor, timeout)) = &tls {
-                let connection = serve_tls_connection(
-                    acceptor.clone(),
-                    *timeout,
+            if let Some(tls) = &tls {
+                tasks.spawn(serve_tls_connection(
+                    tls.clone(),
                     Arc::clone(&builder),
                     stream,
                     service,
                     Arc::clone(&shared),
                     stop_rx.clone(),
-                );
-                tasks.spawn(async move {
-                    let _open = open;
-                    connection.await;
-                });
+                    open,
+                ));
                 continue;
             }
-            let connection = serve_connection(
+            // Spawned as it is: wrapped in another async block, the task's
+            // future would be copied once more.
+            tasks.spawn(serve_connection(
                 Arc::clone(&builder),
                 stream,
                 service,
                 Arc::clone(&shared),
                 stop_rx.clone(),
-            );
-            tasks.spawn(async move {
-                // Counted open until the connection's task ends (or is aborted).
-                let _open = open;
-                connection.await;
-            });
+                open,
+            ));
         }
 
         drop(listener);
