@@ -248,6 +248,11 @@ pub(crate) struct Teardown<D> {
     /// [`Teardown::advance`] stopped at a wait whose non-blocking attempt
     /// found nothing: the next run need not try again before waiting.
     blocked: bool,
+    /// No run yet: the first one takes the start's clock reading instead of
+    /// its own. It usually runs right after [`Teardown::new`]; when a task
+    /// runs it, the reading is a scheduling round old, which only makes
+    /// every deadline (all counted from the start) look further away.
+    fresh: bool,
     drain: D,
 }
 
@@ -279,6 +284,7 @@ impl<D: Drain> Teardown<D> {
             addrs,
             report,
             blocked: false,
+            fresh: true,
             drain,
         }
     }
@@ -299,7 +305,11 @@ impl<D: Drain> Teardown<D> {
         // apart (the machine's deadlines are milliseconds at the least),
         // read again after each read that found bytes: a flood may keep the
         // loop reading, and its deadlines must still come.
-        let mut now = Instant::now();
+        let mut now = if std::mem::take(&mut self.fresh) {
+            self.machine.started()
+        } else {
+            Instant::now()
+        };
         loop {
             if !self.machine.hurried() && hurry.is_hurried() {
                 self.machine.on_event(now, Event::Hurry);
