@@ -367,6 +367,15 @@ pub(crate) struct ConnState {
     written_at_eof: AtomicU64,
     /// Bytes were read since the last look at whether the client's FIN is in.
     fin_unchecked: AtomicBool,
+    /// The client's address, from `accept`.
+    peer: std::net::IpAddr,
+    /// Look, before each response, whether the client's FIN came first
+    /// ([`decide::check_fins`]): the teardown may reset this client after
+    /// its FIN.
+    check_fins: bool,
+    /// A response went out without that look (the client was far from
+    /// heavy): see [`ConnState::unless_half_closed`].
+    fins_unchecked: AtomicBool,
     /// Nothing was read yet (the next read is the connection's first).
     first_read: AtomicBool,
     /// The connection's first bytes were the h2 preface.
@@ -420,8 +429,17 @@ struct Here {
 }
 
 impl ConnState {
-    pub(crate) fn new(shared: Arc<Shared>) -> ConnState {
+    pub(crate) fn new(shared: Arc<Shared>, peer: std::net::IpAddr) -> ConnState {
+        let check_fins = shared.may_reset_after_fin
+            && decide::check_fins(
+                shared.policy.peer_time_wait(),
+                shared.closer.recent_endings(peer),
+                shared.closer.heavy_client_threshold(),
+            );
         ConnState {
+            peer,
+            check_fins,
+            fins_unchecked: AtomicBool::new(false),
             shared,
             clock: PollClock::new(),
             last_activity_ms: AtomicU64::new(0),
@@ -639,8 +657,10 @@ impl ConnState {
     /// A read brought bytes: the next write starts a response, and is worth
     /// asking the kernel first whether the client's FIN came with them.
     pub(crate) fn responding(&self) {
-        if self.shared.may_reset_after_fin {
+        if self.check_fins {
             self.fin_unchecked.store(true, Ordering::Relaxed);
+        } else if self.shared.may_reset_after_fin {
+            self.fins_unchecked.store(true, Ordering::Relaxed);
         }
     }
 
@@ -662,8 +682,23 @@ impl ConnState {
 
     /// `policy`, or, for a client that half-closed before our last response,
     /// `policy` with the passive close after its FIN whatever the client's weight.
+    ///
+    /// A response that went out without a look at the kernel (the client was
+    /// far from heavy when the connection began: no syscall per response)
+    /// cannot tell when the FIN came. If the teardown could now reset this
+    /// client after its FIN (it became heavy meanwhile), it keeps the
+    /// passive close too: one TIME-WAIT for the client rather than a reset
+    /// that might reach it before it read its last response.
     fn unless_half_closed(&self, policy: Policy) -> Policy {
-        if self.half_closed() {
+        let unknown = || {
+            self.fins_unchecked.load(Ordering::Relaxed)
+                && decide::unchecked_fin_may_reset(
+                    policy.peer_time_wait(),
+                    self.shared.closer.recent_endings(self.peer),
+                    self.shared.closer.heavy_client_threshold(),
+                )
+        };
+        if self.half_closed() || unknown() {
             policy.with_peer_time_wait(PeerTimeWait::Keep)
         } else {
             policy

@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use farewell::PeerTimeWait;
 use http::{Method, StatusCode, Version};
 
 /// What the idle timer found when it fired.
@@ -203,6 +204,46 @@ pub(crate) fn watchdog(w: &Watch, limits: &Limits) -> Option<Cut> {
 /// one bound an upgraded connection shares with HTTP.
 pub(crate) fn send_stalled(w: &Watch, limits: &Limits) -> bool {
     w.send_waiting && over(Some(w.send_progress), w.now, limits.send)
+}
+
+/// Whether a connection looks, before each response, at whether the
+/// client's FIN came first (one `TCP_INFO`; see `ConnState::responding`):
+/// only where the teardown may answer that FIN with a reset. With
+/// [`PeerTimeWait::Auto`] that is a client near the heavy-client threshold
+/// when its connection begins (`recent` endings of its address in the last
+/// minute, at least half the threshold): a light client's FIN is always
+/// answered with the passive close, so its timing does not matter, and a
+/// keep-alive request costs no syscall. A client that crosses the threshold
+/// during the connection is caught by [`unchecked_fin_may_reset`].
+pub(crate) fn check_fins(
+    peer_time_wait: Option<PeerTimeWait>,
+    recent: u32,
+    threshold: u32,
+) -> bool {
+    match peer_time_wait {
+        None | Some(PeerTimeWait::Keep) => false,
+        Some(PeerTimeWait::Auto) => recent >= threshold / 2,
+        // `Spare` resets every client after its FIN (and a choice added
+        // later is taken to as well).
+        Some(_) => true,
+    }
+}
+
+/// For a connection that sent a response without that look
+/// ([`check_fins`]): whether its teardown could now answer the client's FIN
+/// with a reset (the client's next ending would pass the threshold). Then
+/// the FIN's timing is unknown, and the passive close is kept.
+pub(crate) fn unchecked_fin_may_reset(
+    peer_time_wait: Option<PeerTimeWait>,
+    recent: u32,
+    threshold: u32,
+) -> bool {
+    match peer_time_wait {
+        None | Some(PeerTimeWait::Keep) => false,
+        // The closer counts the ending it classifies: heavy past the threshold.
+        Some(PeerTimeWait::Auto) => recent.saturating_add(1) > threshold,
+        Some(_) => true,
+    }
 }
 
 /// Whether a `Connection` header value names the `close` option (RFC 9110 §7.6.1).
@@ -701,5 +742,29 @@ mod tests {
             ..off
         };
         assert_eq!(long.tick(), Some(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn fins_are_checked_only_where_a_reset_may_follow() {
+        use farewell::PeerTimeWait::{Auto, Keep, Spare};
+        assert!(!check_fins(None, 1000, 500));
+        assert!(!check_fins(Some(Keep), 1000, 500));
+        assert!(check_fins(Some(Spare), 0, 500));
+        assert!(!check_fins(Some(Auto), 249, 500));
+        assert!(check_fins(Some(Auto), 250, 500));
+        // Threshold 0: every client heavy, every response checked.
+        assert!(check_fins(Some(Auto), 0, 0));
+        assert!(!check_fins(Some(Auto), 1_000_000, u32::MAX));
+    }
+
+    #[test]
+    fn an_unchecked_fin_keeps_the_passive_close_once_a_reset_may_follow() {
+        use farewell::PeerTimeWait::{Auto, Keep, Spare};
+        assert!(!unchecked_fin_may_reset(Some(Keep), 1000, 500));
+        assert!(unchecked_fin_may_reset(Some(Spare), 0, 500));
+        // The next ending is the 500th: not past the threshold.
+        assert!(!unchecked_fin_may_reset(Some(Auto), 499, 500));
+        assert!(unchecked_fin_may_reset(Some(Auto), 500, 500));
+        assert!(!unchecked_fin_may_reset(Some(Auto), u32::MAX, u32::MAX));
     }
 }

@@ -583,6 +583,47 @@ impl Closer {
             .classify(Some(peer), std::time::Instant::now())
     }
 
+    /// The endings from `peer` this closer's table counts in the last minute
+    /// (see [`CloserBuilder::heavy_client_threshold`]), without recording
+    /// one: past the threshold, a peer-first teardown with
+    /// [`PeerTimeWait::Auto`](crate::PeerTimeWait::Auto) answers the peer's
+    /// FIN with a reset. For an adapter that does work only for connections
+    /// that may end that way (farewell-http asks the kernel, before each
+    /// response to a client near the threshold, whether its FIN came first).
+    /// Addresses share a table slot now and then: the count is never lower
+    /// than the peer's own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use farewell::{Closer, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let closer = Closer::builder(Policy::default())
+    ///     .heavy_client_threshold(2)
+    ///     .build();
+    /// let client = "10.0.0.7".parse().unwrap();
+    /// assert_eq!(closer.recent_endings(client), 0);
+    /// closer.peer_fin_choice(client);
+    /// assert_eq!(closer.recent_endings(client), 1);
+    /// assert_eq!(closer.heavy_client_threshold(), 2);
+    /// # }
+    /// ```
+    pub fn recent_endings(&self, peer: std::net::IpAddr) -> u32 {
+        self.inner
+            .hurry
+            .recent
+            .peek(peer, std::time::Instant::now())
+    }
+
+    /// The heavy-client threshold: endings from one address in the last
+    /// minute past which [`PeerTimeWait::Auto`](crate::PeerTimeWait::Auto)
+    /// resets after the peer's FIN ([`CloserBuilder::heavy_client_threshold`]).
+    pub fn heavy_client_threshold(&self) -> u32 {
+        self.inner.hurry.heavy_after
+    }
+
     /// Teardowns handed over and not finished yet.
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::Acquire)

@@ -115,28 +115,52 @@ impl RecentEndings {
         }
     }
 
-    fn slot(&self, ip: IpAddr) -> &AtomicU64 {
+    /// The index of `ip`'s slot.
+    fn index(&self, ip: IpAddr) -> usize {
         // An IPv4-mapped IPv6 peer is the same client as its IPv4 address.
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        let hash = self.hasher.hash_one(ip);
+        (self.hasher.hash_one(ip) as usize) & (SLOTS - 1)
+    }
+
+    fn slot(&self, ip: IpAddr) -> &AtomicU64 {
         let slots = self
             .slots
             .get_or_init(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect());
-        &slots[(hash as usize) & (SLOTS - 1)]
+        &slots[self.index(ip)]
+    }
+
+    /// The window `now` is in and how far into it, counted from the epoch.
+    fn window_of(&self, now: Instant) -> (u16, Duration) {
+        // In u64 milliseconds: u128 division is a call, u64 one instruction
+        // (584 million years before it wraps).
+        let since = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        let window_ms = WINDOW.as_millis() as u64;
+        (
+            (since / window_ms) as u16,
+            Duration::from_millis(since % window_ms),
+        )
+    }
+
+    /// The endings from `ip`'s slot in the last minute at `now`, without
+    /// recording one (and without allocating the table: 0 before the first
+    /// ending).
+    pub(crate) fn peek(&self, ip: IpAddr, now: Instant) -> u32 {
+        let Some(slots) = self.slots.get() else {
+            return 0;
+        };
+        let (window, into) = self.window_of(now);
+        Slot::unpack(slots[self.index(ip)].load(Ordering::Relaxed))
+            .at(window)
+            .estimate(into)
     }
 
     /// Records one ending from `ip` at `now`; returns the endings from its
     /// slot in the last minute, this one included.
     pub(crate) fn record(&self, ip: IpAddr, now: Instant) -> u32 {
-        // In u64 milliseconds: u128 division is a call, u64 one instruction
-        // (584 million years before it wraps).
-        let since = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        let window_ms = WINDOW.as_millis() as u64;
-        let into = Duration::from_millis(since % window_ms);
-        let window = (since / window_ms) as u16;
+        let (window, into) = self.window_of(now);
         let slot = self.slot(ip);
         let mut after = Slot::unpack(0);
         let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
@@ -166,6 +190,21 @@ mod tests {
             current: 7,
         };
         assert_eq!(Slot::unpack(s.pack()), s);
+    }
+
+    #[test]
+    fn peek_counts_without_recording() {
+        let t0 = Instant::now();
+        let recent = RecentEndings::starting_at(t0);
+        assert_eq!(recent.peek(ip(1), t0), 0);
+        assert!(recent.slots.get().is_none(), "a peek allocates nothing");
+        recent.record(ip(1), t0);
+        recent.record(ip(1), t0);
+        assert_eq!(recent.peek(ip(1), t0), 2);
+        assert_eq!(recent.peek(ip(1), t0), 2, "a peek records nothing");
+        assert_eq!(recent.record(ip(1), t0), 3);
+        // Two windows later the endings are out of the last minute.
+        assert_eq!(recent.peek(ip(1), t0 + 2 * WINDOW), 0);
     }
 
     #[test]

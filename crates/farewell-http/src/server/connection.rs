@@ -25,6 +25,15 @@ use crate::metrics;
 use crate::record::Cause;
 use crate::service::Counted;
 
+/// What the accept loop knows of a connection it spawns a task for.
+pub(crate) struct Accepted {
+    /// The client's address, from `accept`.
+    pub(crate) peer: std::net::IpAddr,
+    /// Counts the connection open (in the metrics) until the task ends or
+    /// is dropped.
+    pub(crate) open: Option<crate::metrics::Open>,
+}
+
 /// Completes the TLS handshake (bounded), then serves the connection as
 /// [`serve_connection`] does. A handshake that fails, times out or is
 /// dropped (shutdown) hands the TCP stream to the closer.
@@ -36,7 +45,7 @@ pub(super) async fn serve_tls_connection<S, B>(
     service: S,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
-    open: Option<crate::metrics::Open>,
+    accepted: Accepted,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -45,14 +54,14 @@ pub(super) async fn serve_tls_connection<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let accepted = shared
+    let handshake = shared
         .closer
         .accept_tls(&acceptor, stream, timeout, shared.policy)
         .await;
-    match accepted {
-        Some(stream) => serve_connection(builder, stream, service, shared, stop, open).await,
+    match handshake {
+        Some(stream) => serve_connection(builder, stream, service, shared, stop, accepted).await,
         None => {
-            drop(open);
+            drop(accepted);
             shared.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
             if shared.metrics.is_some() {
                 metrics::tls_handshake_failed();
@@ -62,15 +71,14 @@ pub(super) async fn serve_tls_connection<S, B>(
 }
 
 /// Serves one accepted connection until it ends, then lets the IO's drop hand
-/// the socket to the closer. `open` counts the connection open (in the
-/// metrics) until this future ends or is dropped.
+/// the socket to the closer.
 pub(crate) async fn serve_connection<S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: impl Handover,
     service: S,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-    open: Option<crate::metrics::Open>,
+    accepted: Accepted,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -79,8 +87,8 @@ pub(crate) async fn serve_connection<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let _open = open;
-    let state = Arc::new(ConnState::new(shared));
+    let _open = accepted.open;
+    let state = Arc::new(ConnState::new(shared, accepted.peer));
     let idle = state.shared.idle_timeout;
     let limits = state.shared.limits;
     let closing_timeout = state.shared.closing_timeout;

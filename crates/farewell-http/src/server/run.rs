@@ -11,9 +11,9 @@ use farewell::{Closer, PeerFirst, PeerTimeWait, Policy};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::connection::serve_connection;
 #[cfg(feature = "rustls")]
 use super::connection::serve_tls_connection;
+use super::connection::{serve_connection, Accepted};
 use super::maker::Maker;
 use super::{ServeReport, Server, CUT_HANDLERS_WAIT, MAX_ACCEPT_BACKOFF, SHED_RESPONSE};
 use crate::conn::{Delimited, Handover, Shared};
@@ -114,7 +114,10 @@ impl Server {
                     continue;
                 }
             };
-            let open = shared.metrics.as_ref().map(|handles| handles.open());
+            let accepted = Accepted {
+                peer: peer.ip(),
+                open: shared.metrics.as_ref().map(|handles| handles.open()),
+            };
             #[cfg(feature = "rustls")]
             if let Some(tls) = &tls {
                 tasks.spawn(serve_tls_connection(
@@ -124,7 +127,7 @@ impl Server {
                     service,
                     Arc::clone(&shared),
                     stop_rx.clone(),
-                    open,
+                    accepted,
                 ));
                 continue;
             }
@@ -136,7 +139,7 @@ impl Server {
                 service,
                 Arc::clone(&shared),
                 stop_rx.clone(),
-                open,
+                accepted,
             ));
         }
 

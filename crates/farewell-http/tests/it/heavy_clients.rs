@@ -13,6 +13,8 @@ use crate::common;
 use common::*;
 use farewell::{Ending, PeerFinChoice, PeerTimeWait, TcpState};
 use farewell_lab::support::http_demo::HELLO;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_turns_heavy_past_the_threshold_and_then_keeps_no_time_wait() {
@@ -138,6 +140,79 @@ print("eof", data.count(b"HTTP/1.1 200"))
     // farewell-http saw the FIN come before its responses and asked for the
     // passive close for this connection.
     assert_eq!(outcomes[0].peer_fin, Some(PeerFinChoice::Kept));
+}
+
+/// A client far from heavy when its connection begins gets no look at the
+/// kernel before each response (no syscall per keep-alive request), so its
+/// FIN's timing is unknown. If the client turns heavy while that connection
+/// is open, its teardown keeps the passive close: this one half-closes
+/// (its FIN comes before the response) while other connections from its
+/// address pass the threshold, and still gets its response, its end of
+/// file and no reset. Fails with `ConnState::unless_half_closed`'s check of
+/// unchecked responses removed (the teardown then resets after the FIN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_closer_that_turns_heavy_during_its_request_keeps_the_passive_close() {
+    const HEAVY_AFTER: u32 = 4;
+    let server = start(server(peer_first()).heavy_client_threshold(HEAVY_AFTER)).await;
+    // Its request, then its FIN (a socket's `shutdown(SHUT_WR)`, as `nc -N`
+    // does), then it reads until the end of stream; a reset fails the read.
+    // (A raw socket rather than a Python one: the connection must be open
+    // before the others begin, which an interpreter's start-up can delay.)
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /sleep/1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let half_closer = tokio::spawn(async move {
+        let mut data = Vec::new();
+        stream.read_to_end(&mut data).await.map(|_| data)
+    });
+    // While its handler sleeps, the address turns heavy: connections that
+    // each end (the client closes first) and are counted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..=HEAVY_AFTER {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !response.ends_with(HELLO.as_bytes()) {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .expect("a response within 10 s")
+                .unwrap();
+            assert!(n > 0, "connection {i}: EOF before the whole response");
+            response.extend_from_slice(&buf[..n]);
+        }
+        drop(stream);
+    }
+    let data = tokio::time::timeout(Duration::from_secs(20), half_closer)
+        .await
+        .expect("the half-closer ends within 20 s")
+        .unwrap()
+        .expect("the half-closer reads its response and its end of file, no reset");
+    let data = String::from_utf8_lossy(&data);
+    assert!(
+        data.starts_with("HTTP/1.1 200") && data.ends_with("slept 1500 ms\n"),
+        "{data:?}"
+    );
+    let outcomes = std::sync::Arc::clone(&server.outcomes);
+    let _ = server.shutdown().await;
+    let outcomes = outcomes.lock().unwrap();
+    // The others passed the threshold: the last of them was reset.
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o.peer_fin, Some(PeerFinChoice::Heavy { .. }))),
+        "{outcomes:?}"
+    );
+    // The half-closer's teardown is the last to end: the passive close.
+    let last = outcomes.last().expect("outcomes");
+    assert_eq!(last.ending, Ending::PeerClosed, "{last}");
+    assert_eq!(last.peer_fin, Some(PeerFinChoice::Kept), "{last}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -637,6 +637,23 @@ impl Policy {
         }
     }
 
+    /// Peer-first's [`PeerFirst::peer_time_wait`]: what it does once the
+    /// peer's FIN comes after delivery. `None` for the other policies (they
+    /// never wait for the peer's FIN after delivery).
+    ///
+    /// ```
+    /// use farewell::{PeerTimeWait, Policy};
+    ///
+    /// assert_eq!(Policy::default().peer_time_wait(), Some(PeerTimeWait::Auto));
+    /// assert_eq!(Policy::Abort.peer_time_wait(), None);
+    /// ```
+    pub fn peer_time_wait(&self) -> Option<PeerTimeWait> {
+        match self {
+            Policy::PeerFirst(p) => Some(p.peer_time_wait),
+            _ => None,
+        }
+    }
+
     /// The same policy with peer-first's [`PeerFirst::peer_time_wait`] set;
     /// other policies are returned unchanged (they never wait for the peer's
     /// FIN after delivery).
