@@ -278,6 +278,10 @@ const UNSET: u64 = u64::MAX;
 /// [`PollClock::now_ms`] outside a poll: read the clock.
 const CLOCK_OUTSIDE: u64 = u64::MAX;
 
+/// Requests a connection counts before it adds them to the server's count
+/// ([`ConnState::count_request`]).
+const REQUESTS_BATCH: u64 = 64;
+
 /// Inside a poll, the clock not read yet.
 const CLOCK_UNREAD: u64 = u64::MAX - 1;
 
@@ -544,6 +548,35 @@ impl ConnState {
         cx: &mut Context<'_>,
     ) -> Poll<F::Output> {
         self.clock.poll(conn, cx)
+    }
+
+    /// Counts a request; returns the connection's count so far. The
+    /// server's count and the requests metric get them in batches of
+    /// [`REQUESTS_BATCH`] and at the connection's end
+    /// ([`ConnState::flush_requests`]): one shared atomic per request was a
+    /// cache line every worker thread fought over.
+    pub(crate) fn count_request(&self) -> u64 {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % REQUESTS_BATCH == 0 {
+            self.add_requests(REQUESTS_BATCH);
+        }
+        n
+    }
+
+    /// Adds the requests not yet counted in the server's count and metric:
+    /// once, when the connection's task ends (or is dropped).
+    pub(crate) fn flush_requests(&self) {
+        self.add_requests(self.requests.load(Ordering::Relaxed) % REQUESTS_BATCH);
+    }
+
+    fn add_requests(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.shared.requests.fetch_add(n, Ordering::Relaxed);
+        if let Some(handles) = &self.shared.metrics {
+            handles.requests(n);
+        }
     }
 
     /// A read returned `n` bytes (0: end of file or error): no read is pending

@@ -104,8 +104,8 @@ mod recording {
             }
         }
 
-        pub(crate) fn request(&self) {
-            self.requests.increment(1);
+        pub(crate) fn requests(&self, n: u64) {
+            self.requests.increment(n);
         }
 
         pub(crate) fn accepted(&self) {
@@ -185,7 +185,7 @@ mod silent {
         pub(crate) fn new() -> Handles {
             Handles(())
         }
-        pub(crate) fn request(&self) {}
+        pub(crate) fn requests(&self, _: u64) {}
         pub(crate) fn accepted(&self) {}
         pub(crate) fn open(&self) -> Open {
             Open(())

@@ -55,11 +55,7 @@ where
         if request.version() == Version::HTTP_2 {
             conn.h2.store(true, Ordering::Relaxed);
         }
-        conn.shared.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(handles) = &conn.shared.metrics {
-            handles.request();
-        }
-        let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = conn.count_request();
         let limit = decide::request_limit(n, conn.shared.max_requests, request.version());
         let fields = RequestFields::of(request.headers());
         // Only HTTP/1.x has a `Connection` header (h2 forbids it).

@@ -25,6 +25,15 @@ use crate::metrics;
 use crate::record::Cause;
 use crate::service::Counted;
 
+/// Adds a connection's last requests to the server's count when dropped.
+struct FlushRequests(Arc<ConnState>);
+
+impl Drop for FlushRequests {
+    fn drop(&mut self) {
+        self.0.flush_requests();
+    }
+}
+
 /// What the accept loop knows of a connection it spawns a task for.
 pub(crate) struct Accepted {
     /// The client's address, from `accept`.
@@ -89,6 +98,9 @@ pub(crate) async fn serve_connection<S, B>(
 {
     let _open = accepted.open;
     let state = Arc::new(ConnState::new(shared, accepted.peer));
+    // The requests not yet in the server's count go there when this future
+    // ends or is dropped (an abort at the shutdown deadline too).
+    let _flush = FlushRequests(Arc::clone(&state));
     let idle = state.shared.idle_timeout;
     let limits = state.shared.limits;
     let closing_timeout = state.shared.closing_timeout;

@@ -144,3 +144,49 @@ async fn peer_first_idle_http1_keep_alive_is_reset_after_the_response_was_acked(
 fn server_addr(port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// The server's request count is kept per connection and added in batches
+/// (no shared atomic per request): a connection of 130 requests the client
+/// ends, and one of 70 still open at the shutdown, count 200 in the report,
+/// and each connection's own count is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_count_is_whole_across_batches_and_at_shutdown() {
+    let server = start(server(peer_first())).await;
+    let port = server.addr.port();
+    let mut ended = None;
+    let mut open = None;
+    for (requests, keep_open) in [(130, false), (70, true)] {
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        for _ in 0..requests {
+            sender.ready().await.unwrap();
+            let response = sender.send_request(get("/", false)).await.unwrap();
+            assert_eq!(response.status(), 200);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, farewell_lab::support::http_demo::HELLO.as_bytes());
+        }
+        if keep_open {
+            open = Some((sender, conn));
+        } else {
+            drop(sender);
+            ended = Some(conn);
+        }
+    }
+    client_connection_ends(ended.unwrap()).await;
+    let connections = std::sync::Arc::clone(&server.connections);
+    let report = server.shutdown().await;
+    assert_eq!(report.requests, 200, "{report}");
+    let mut per_connection: Vec<u64> = connections
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.requests)
+        .collect();
+    per_connection.sort_unstable();
+    assert_eq!(per_connection, [70, 130]);
+    drop(open);
+    assert_no_server_time_wait_nor_leftovers(port).await;
+}
