@@ -17,7 +17,10 @@ pub(crate) use silent::*;
 pub const CONNECTIONS_ACCEPTED: &str = "farewell_http_connections_accepted_total";
 /// Gauge: connections being served (accepted, not yet handed to the teardown).
 pub const CONNECTIONS_OPEN: &str = "farewell_http_connections_open";
-/// Counter: requests handed to the service.
+/// Counter: requests handed to the service. Each connection adds its
+/// requests every 64 and when it ends (a shared counter per request costs
+/// every worker thread a contended cache line), so a long keep-alive
+/// connection's last few requests show once it ends or reaches the next 64.
 pub const REQUESTS: &str = "farewell_http_requests_total";
 /// Counter: finished teardowns, by `ending` ([`farewell::Ending::name`], e.g.
 /// `peer-closed`, `reset-after-grace`) and by who keeps TIME-WAIT
