@@ -17,7 +17,7 @@ use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 use tokio::task::coop::unconstrained;
 
-use crate::conn::{ConnState, Handover, Shared};
+use crate::conn::{ConnState, Handover};
 use crate::decide::{self, AckClock};
 use crate::io::TeardownIo;
 #[cfg(feature = "rustls")]
@@ -25,22 +25,22 @@ use crate::metrics;
 use crate::record::Cause;
 use crate::service::Counted;
 
-/// Adds a connection's last requests to the server's count when dropped.
-struct FlushRequests(Arc<ConnState>);
-
-impl Drop for FlushRequests {
-    fn drop(&mut self) {
-        self.0.flush_requests();
-    }
+/// A connection's task's own state, made by the accept loop: the
+/// connection's shared state and its place in the open-connections gauge.
+/// When the task ends or is dropped (an abort at the shutdown deadline too),
+/// the requests not yet in the server's count go there
+/// ([`ConnState::flush_requests`]) and the gauge goes down.
+pub(crate) struct ConnTask {
+    pub(crate) state: Arc<ConnState>,
+    /// Held, not read: dropped with the task.
+    #[allow(dead_code)]
+    pub(crate) open: Option<crate::metrics::Open>,
 }
 
-/// What the accept loop knows of a connection it spawns a task for.
-pub(crate) struct Accepted {
-    /// The client's address, from `accept`.
-    pub(crate) peer: std::net::IpAddr,
-    /// Counts the connection open (in the metrics) until the task ends or
-    /// is dropped.
-    pub(crate) open: Option<crate::metrics::Open>,
+impl Drop for ConnTask {
+    fn drop(&mut self) {
+        self.state.flush_requests();
+    }
 }
 
 /// Completes the TLS handshake (bounded), then serves the connection as
@@ -52,9 +52,8 @@ pub(super) async fn serve_tls_connection<S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: tokio::net::TcpStream,
     service: S,
-    shared: Arc<Shared>,
+    task: ConnTask,
     stop: watch::Receiver<bool>,
-    accepted: Accepted,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -63,14 +62,14 @@ pub(super) async fn serve_tls_connection<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
+    let shared = &task.state.shared;
     let handshake = shared
         .closer
         .accept_tls(&acceptor, stream, timeout, shared.policy)
         .await;
     match handshake {
-        Some(stream) => serve_connection(builder, stream, service, shared, stop, accepted).await,
+        Some(stream) => serve_connection(builder, stream, service, task, stop).await,
         None => {
-            drop(accepted);
             shared.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
             if shared.metrics.is_some() {
                 metrics::tls_handshake_failed();
@@ -85,9 +84,8 @@ pub(crate) async fn serve_connection<S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: impl Handover,
     service: S,
-    shared: Arc<Shared>,
+    task: ConnTask,
     mut stop: watch::Receiver<bool>,
-    accepted: Accepted,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -96,11 +94,9 @@ pub(crate) async fn serve_connection<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let _open = accepted.open;
-    let state = Arc::new(ConnState::new(shared, accepted.peer));
-    // The requests not yet in the server's count go there when this future
-    // ends or is dropped (an abort at the shutdown deadline too).
-    let _flush = FlushRequests(Arc::clone(&state));
+    // Borrowed from the argument, which the future holds anyway (an async
+    // fn keeps its arguments for its whole life): no second copy.
+    let state = &task.state;
     let idle = state.shared.idle_timeout;
     let limits = state.shared.limits;
     let closing_timeout = state.shared.closing_timeout;
@@ -108,13 +104,13 @@ pub(crate) async fn serve_connection<S, B>(
     // hyper's connection lives in this block: it is dropped (and with it the
     // IO, unless an upgrade took it) before an upgraded stream is watched.
     let closing = {
-        let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(&state)));
+        let io = TokioIo::new(TeardownIo::new(stream, Arc::clone(state)));
         // Boxed: hyper's connection (its buffers, its dispatcher) is most of
         // this task's size, and tokio moves a task's future whole when it
         // spawns it and when it ends; one allocation costs less than those
         // copies.
         let mut conn = Box::pin(
-            builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(&state))),
+            builder.serve_connection_with_upgrades(io, Counted::new(service, Arc::clone(state))),
         );
         // When the client last ACKed a new byte (read only once a write blocked).
         let mut acks = AckClock::default();

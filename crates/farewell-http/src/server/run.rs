@@ -13,10 +13,10 @@ use tokio::task::JoinSet;
 
 #[cfg(feature = "rustls")]
 use super::connection::serve_tls_connection;
-use super::connection::{serve_connection, Accepted};
+use super::connection::{serve_connection, ConnTask};
 use super::maker::Maker;
 use super::{ServeReport, Server, CUT_HANDLERS_WAIT, MAX_ACCEPT_BACKOFF, SHED_RESPONSE};
-use crate::conn::{Delimited, Handover, Shared};
+use crate::conn::{ConnState, Delimited, Handover, Shared};
 use crate::decide;
 use crate::metrics;
 use crate::record::{CauseCounts, Connections};
@@ -114,8 +114,8 @@ impl Server {
                     continue;
                 }
             };
-            let accepted = Accepted {
-                peer: peer.ip(),
+            let task = ConnTask {
+                state: Arc::new(ConnState::new(Arc::clone(&shared), peer.ip())),
                 open: shared.metrics.as_ref().map(|handles| handles.open()),
             };
             #[cfg(feature = "rustls")]
@@ -125,9 +125,8 @@ impl Server {
                     Arc::clone(&builder),
                     stream,
                     service,
-                    Arc::clone(&shared),
+                    task,
                     stop_rx.clone(),
-                    accepted,
                 ));
                 continue;
             }
@@ -137,9 +136,8 @@ impl Server {
                 Arc::clone(&builder),
                 stream,
                 service,
-                Arc::clone(&shared),
+                task,
                 stop_rx.clone(),
-                accepted,
             ));
         }
 
