@@ -392,21 +392,10 @@ function startWait(wait) {
       if (!socket[kAnswering]) return handOverAfterAll(wait);
       return endSoon(wait);
     }
-  } else {
-    // An http.Server checked before answering that the FIN was not in:
-    // if it is now, the client read and closed already (a fast client, a
-    // short path): one call to the addon chooses, and arms the reset.
-    let kind;
-    try {
-      kind = native.finEnd(fd, false, wait.options.heavyClientThreshold);
-    } catch {
-      kind = -2;
-    }
-    if (kind !== -1) {
-      wait.kind = kind;
-      return endSoon(wait);
-    }
   }
+  // An http.Server checked before answering that the FIN was not in; if it
+  // came since, Node reads it at once (onReadWhileWaiting): no look at the
+  // kernel here, which over a real path would find nothing most times.
   const handle = socket._handle;
   if (nodeOnRead === undefined) nodeOnRead = handle.onread;
   if (handle.onread !== nodeOnRead) return handOverAfterAll(wait);
@@ -580,12 +569,13 @@ function hostPort(host, port) {
 }
 
 /**
- * attach()'s 'connection' listener (`this` is the server): what it replaces
- * on each socket, with functions shared by every socket (no closure per
- * connection).
+ * What attach() replaces on each new connection's socket, before the
+ * server's 'connection' listeners see it: functions shared by every socket
+ * (no closure per connection).
  */
-function onConnection(socket) {
-  if (socket.server !== this) socket[kServer] = this;
+function onConnection(server, socket) {
+  if (!(socket instanceof net.Socket)) return;
+  if (socket.server !== server) socket[kServer] = server;
   if (socket.end !== SOCKET.end) socket[kEnd] = socket.end;
   if (socket.destroy !== SOCKET.destroy) socket[kDestroy] = socket.destroy;
   socket.end = farewellEnd;
@@ -719,18 +709,21 @@ function attach(server, options) {
   const settings = { ...(options || {}) };
   server[kSettings] = settings;
   server[kFastPath] = fastPathFits(settings);
-  // A tls.Server (https.Server) hands its TLSSockets to 'secureConnection';
-  // its 'connection' sockets are the TCP ones underneath, which it ends itself.
-  server.prependListener(server instanceof tls.Server ? 'secureConnection' : 'connection', onConnection);
-  // Requests (see onRequest) and upgrades are seen on their way to the
-  // listeners, not as listeners. An upgraded connection (a WebSocket):
-  // RFC 6455 §7.1.1 has the server close TCP first after the close
-  // handshake, and clients (Chromium) wait for it, so it gets our FIN once
-  // everything is ACKed, as farewell-http does; a listener of our own would
-  // make Node hand over upgrades nobody handles.
+  // New connections (see onConnection), requests (see onRequest) and
+  // upgrades are seen on their way to the listeners, not as listeners: a
+  // second 'connection' listener would have Node copy the listener array
+  // for every connection, and an 'upgrade' listener of our own would make
+  // Node hand over upgrades nobody handles. A tls.Server (https.Server)
+  // hands its TLSSockets to 'secureConnection'; its 'connection' sockets
+  // are the TCP ones underneath, which it ends itself. An upgraded
+  // connection (a WebSocket): RFC 6455 §7.1.1 has the server close TCP
+  // first after the close handshake, and clients (Chromium) wait for it, so
+  // it gets our FIN once everything is ACKed, as farewell-http does.
+  const connection = server instanceof tls.Server ? 'secureConnection' : 'connection';
   const emit = server.emit;
   server.emit = function farewellEmit(event, request, socket) {
     if (event === 'request') onRequest(request);
+    else if (event === connection) onConnection(this, request);
     else if (event === 'upgrade' && socket instanceof net.Socket) socket[kEofOwed] = true;
     return emit.apply(this, arguments);
   };
