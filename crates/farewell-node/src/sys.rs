@@ -81,15 +81,21 @@ pub(crate) enum FinState {
 
 /// One look at a socket the fast path waits on: its state, then, once the
 /// peer's FIN is in, its unACKed bytes and (when all are ACKed) the peer's
-/// address; `TCP_INFO`, `SIOCOUTQ`, `getpeername`.
+/// address; `TCP_INFO` (which tells the unACKed bytes too when no segment
+/// is in flight, else `SIOCOUTQ`), `getpeername`.
 pub(crate) fn fin_state(fd: RawFd) -> Result<FinState, Refusal> {
     with_fd(fd, |socket| {
-        match farewell::sys::tcp_state(&socket).map_err(Refusal::Os)? {
+        let (info, unacked) = farewell::sys::tcp_info_and_unacked(&socket).map_err(Refusal::Os)?;
+        match info.state {
             farewell::TcpState::CloseWait => {}
             farewell::TcpState::Established => return Ok(FinState::NotYet),
             _ => return Ok(FinState::Gone),
         }
-        let unacked = farewell::sys::unacked_bytes(&socket).map_err(Refusal::Os)?;
+        // A segment in flight: TCP_INFO does not tell the bytes, SIOCOUTQ does.
+        let unacked = match unacked {
+            Some(unacked) => unacked,
+            None => farewell::sys::unacked_bytes(&socket).map_err(Refusal::Os)?,
+        };
         let peer = if unacked == 0 {
             socket2::SockRef::from(&socket)
                 .peer_addr()
