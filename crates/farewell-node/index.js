@@ -33,11 +33,15 @@ function loadNative() {
 
 const native = loadNative();
 
-/** Our state on a socket: 'flushing' (waiting for Node's writes), then 'handed'. */
+/**
+ * Our state on a socket: 'flushing' (waiting for Node's writes), 'waiting'
+ * (attach's fast path: for the client's FIN), 'ending' (its FIN is in: the
+ * ending is on the next tick), then 'handed'.
+ */
 const kState = Symbol('farewell.state');
-/** The socket's own destroy(), where attach() replaced it. */
+/** The socket's own destroy(), where attach() replaced one that was not Node's own. */
 const kDestroy = Symbol('farewell.destroy');
-/** The socket's own end(), where attach() replaced it. */
+/** The socket's own end(), where attach() replaced one that was not Node's own. */
 const kEnd = Symbol('farewell.end');
 /** Set on a socket whose client reads until end of file (HTTP/1.0 without keep-alive). */
 const kEofOwed = Symbol('farewell.eofOwed');
@@ -46,8 +50,18 @@ const kAttached = Symbol('farewell.attached');
 const kHalfClosed = Symbol('farewell.halfClosed');
 /** Set on an http.Server's socket once a request found the client's FIN not yet in. */
 const kAnswering = Symbol('farewell.answering');
-/** While a fast-path socket waits for the client's FIN: ends the wait now (see awaitPeerFin). */
-const kHurry = Symbol('farewell.hurry');
+/** attach()'s options, on the server. */
+const kSettings = Symbol('farewell.settings');
+/** On an attached server: whether its options leave responses' endings to the fast path. */
+const kFastPath = Symbol('farewell.fastPath');
+/** On a socket whose `server` is not the attached server (one emitted by hand). */
+const kServer = Symbol('farewell.server');
+/** On a fast-path socket's handle while it waits for the client's FIN: the Wait. */
+const kWait = Symbol('farewell.wait');
+
+const SOCKET = net.Socket.prototype;
+/** Node's own onread of a TCP handle (`onStreamRead`), taken from the first socket that waits. */
+let nodeOnRead;
 
 /**
  * What a fast-path socket may read while it waits for the client's FIN (a
@@ -201,7 +215,7 @@ function handOverNow(socket, bye, options, report, done) {
   socket[kState] = 'handed';
   // libuv closes its descriptor; the addon's duplicate keeps the socket
   // open, so nothing goes on the wire.
-  (socket[kDestroy] || socket.destroy).call(socket);
+  nodeDestroy(socket);
   if (report) outcome.then((result) => done(null, result), done);
   else done(null);
 }
@@ -255,12 +269,12 @@ function handOverTls(socket, options, report, done) {
       return status;
     }
     socket[kState] = 'handed';
-    process.nextTick(() => (socket[kDestroy] || socket.destroy).call(socket));
+    process.nextTick(nodeDestroy, socket);
     if (report) outcome.then((result) => done(null, result), done);
     else done(null);
     return status;
   };
-  (socket[kEnd] || socket.end).call(socket);
+  nodeEnd(socket);
   // end() calls shutdown() at once when nothing is pending; if it has not,
   // the flush above left something behind: put it back, Node ends it.
   if (Object.prototype.hasOwnProperty.call(handle, 'shutdown') && socket[kState] === 'flushing') {
@@ -287,122 +301,237 @@ function fastPathFits(options) {
   );
 }
 
+/** The server that `attach` wrapped `socket` for. */
+function serverOf(socket) {
+  return socket[kServer] || socket.server;
+}
+
+/** The socket's own destroy(), as it was before attach() replaced it. */
+function nodeDestroy(socket, error) {
+  const destroy = socket[kDestroy] || socket.destroy;
+  return (destroy === farewellDestroy ? SOCKET.destroy : destroy).call(socket, error);
+}
+
+/** The socket's own end(), as it was before attach() replaced it. */
+function nodeEnd(socket) {
+  const end = socket[kEnd] || socket.end;
+  return (end === farewellEnd ? SOCKET.end : end).call(socket);
+}
+
+/**
+ * A fast-path socket's wait for its client's FIN, one object per
+ * connection: no closure, listener or Promise is made for it (the wait's
+ * functions are shared and take this).
+ */
+class Wait {
+  constructor(socket, server, options, report, callback) {
+    this.socket = socket;
+    this.server = server;
+    this.options = options;
+    this.report = report;
+    this.callback = callback;
+    this.fd = -1;
+    this.halfClosed = false;
+    /** What the addon's finEnd() said, once it was asked. */
+    this.kind = -1;
+    this.inFlight = 0;
+    this.started = report ? Date.now() : 0;
+    this.timer = null;
+    /** The socket's bytesRead when the wait began (the drain limit counts from there). */
+    this.readAt = 0;
+  }
+}
+
 /**
  * The fast path of a response's ending (`Connection: close`, `end()`): most
  * clients close right after the response, so the socket stays on Node's
- * loop, reading, without a FIN from us. When the client's FIN comes
- * (`'end'`) and the addon finds everything ACKed (one `SIOCOUTQ`), the
- * connection ends there: `destroy()` for a light client (the passive close:
- * it keeps the TIME-WAIT) or `resetAndDestroy()` for a heavy one (nobody
- * keeps it), the core's choice from the table of recent endings the
- * hand-overs share. No descriptor is duplicated, no thread woken. A client
- * still silent after the grace (2 s by default), or whose FIN came while
- * bytes were unACKed, is handed over as before: the policy's delivery watch,
- * grace and reset run on the addon's thread.
+ * loop, reading, without a FIN from us. When the client's FIN comes (Node
+ * reads end of file) and the addon finds everything ACKed, the connection
+ * ends there: `destroy()`, a passive close for a light client (it keeps the
+ * TIME-WAIT), a reset for a heavy one (nobody keeps it; the addon set
+ * `SO_LINGER {on, 0}` in the same call that chose, from the table of recent
+ * endings the hand-overs share). No descriptor is duplicated, no thread
+ * woken. A client still silent after the grace (2 s by default), or whose
+ * FIN came while bytes were unACKed, is handed over as before: the policy's
+ * delivery watch, grace and reset run on the addon's thread.
  */
-function awaitPeerFin(server, socket, options, report, refused, callback) {
-  const destroy = socket[kDestroy];
-  const started = report ? Date.now() : 0;
+function awaitPeerFin(socket, server, options, report, callback) {
+  const wait = new Wait(socket, server, options, report, callback);
   socket[kState] = 'flushing';
-  const handOverAfterAll = (chosen = options) => {
-    socket[kState] = undefined;
-    handOver(socket, null, chosen, report, (error, outcome) => {
-      if (error) return refused();
-      if (report) server.emit('farewell', outcome, socket);
-      if (callback) callback();
-    });
-  };
+  if (socket.writableLength === 0) return startWait(wait);
   whenFlushed(socket, options.flushTimeout || 15000, (error) => {
-    if (error) return refused();
-    const fd = tcpFd(socket);
-    if (socket.destroyed || typeof fd !== 'number' || fd < 0) return refused();
-    // The client's FIN came before a response was answered (a half-close:
-    // it still reads and is owed an end of file): the hand-over's passive
-    // close, once everything is delivered.
-    let inFlight;
+    if (error) return refuse(socket, false, callback);
+    startWait(wait);
+  });
+}
+
+/** awaitPeerFin() once Node flushed the response. */
+function startWait(wait) {
+  const socket = wait.socket;
+  const fd = tcpFd(socket);
+  if (socket.destroyed || typeof fd !== 'number' || fd < 0) return refuse(socket, false, wait.callback);
+  wait.fd = fd;
+  // The client's FIN came before a response was answered (a half-close: it
+  // still reads and is owed an end of file): the passive close.
+  wait.halfClosed = socket[kHalfClosed] === true;
+  // Or Node read it already, after the server began to end the connection
+  // ('end' emitted, or about to be): the client read and closed.
+  if (wait.halfClosed || socket.readableEnded || socket._readableState.ended) return endSoon(wait);
+  if (wait.report || !socket[kAnswering]) {
+    // Where the wait starts (what the outcome calls bytesDelivered), and
+    // whether the FIN is in already.
     try {
-      inFlight = native.waitStart(fd);
+      wait.inFlight = native.waitStart(fd);
     } catch {
-      return handOverAfterAll();
+      return handOverAfterAll(wait);
     }
-    const peerIp = String(socket.remoteAddress);
-    // The FIN is in already: before the server began to end the connection
-    // (a half-close), or after (Node saw it: 'end'; or the kernel has it and
-    // an http.Server checked before answering: the client read and closed).
-    // On the next tick, as handOver() does: a socket destroyed inside its
-    // last write's callback makes Node's stream build an Error for nobody.
-    if (socket[kHalfClosed] || socket.readableEnded || (inFlight < 0 && socket[kAnswering])) {
-      socket[kState] = 'waiting';
-      return process.nextTick(endAfterPeerFin);
+    if (wait.inFlight < 0) {
+      wait.inFlight = 0;
+      // Not an http.Server (nobody checked when the FIN came): as the core
+      // does with CLOSE-WAIT at the start, a half-close.
+      if (!socket[kAnswering]) return handOverAfterAll(wait);
+      return endSoon(wait);
     }
-    // Not an http.Server (nobody checked when the FIN came): as the core
-    // does with CLOSE-WAIT at the start, a half-close.
-    if (inFlight < 0) return handOverAfterAll();
-    socket[kState] = 'waiting';
-    let timer;
-    let read = 0;
-    const stopWaiting = () => {
-      clearTimeout(timer);
-      socket[kHurry] = undefined;
-      socket.removeListener('end', onEnd);
-      socket.removeListener('close', onClose);
-      socket.removeListener('data', onData);
-    };
-    const onClose = () => stopWaiting();
+  }
+  // An http.Server checked before answering that the FIN was not in; if it
+  // came since, Node reads it at once (onReadWhileWaiting): no look at the
+  // kernel here, which over a real path would find nothing most times.
+  const handle = socket._handle;
+  if (nodeOnRead === undefined) nodeOnRead = handle.onread;
+  if (handle.onread !== nodeOnRead) return handOverAfterAll(wait);
+  wait.readAt = handle.bytesRead;
+  // The client's FIN reaches us as Node's own end of file, one level below
+  // the stream: the handle's onread (see onReadWhileWaiting).
+  handle[kWait] = wait;
+  handle.onread = onReadWhileWaiting;
+  socket[kState] = 'waiting';
+  wait.timer = setTimeout(graceOver, wait.options.grace ?? DEFAULT_GRACE_MS, wait);
+  socket.resume();
+}
+
+/**
+ * The handle's onread while a fast-path socket waits for the client's FIN,
+ * in place of Node's (`onStreamRead`, which would push the end of file
+ * through the stream: `'end'` on the next tick, its listeners, then ours).
+ * Data (a `net.Server`'s socket; an `http.Server`'s parser takes it before
+ * this) goes to Node's, bounded by the drain limit. Anything else is an
+ * end of file, an error, or nothing (libuv's EAGAIN): the addon's one look
+ * at the kernel tells, and ends the connection if the FIN is in.
+ */
+function onReadWhileWaiting(arrayBuffer) {
+  const wait = this[kWait];
+  const socket = wait.socket;
+  if (arrayBuffer !== undefined) {
+    const result = nodeOnRead.call(this, arrayBuffer);
     // A client that keeps sending instead of closing: bounded by the
     // hand-over's drain limit, not by the grace.
-    const onData = (chunk) => {
-      read += chunk.length;
-      if (read <= WAIT_READ_LIMIT) return;
-      stopWaiting();
+    if (socket[kState] === 'waiting' && this.bytesRead - wait.readAt > WAIT_READ_LIMIT) {
+      stopWaiting(wait);
       socket.pause();
-      handOverAfterAll();
-    };
-    // destroy() meanwhile (closeAllConnections(), server.close() with a
-    // keep-alive timeout, the application): what an idle connection gets,
-    // at once, instead of the rest of the grace.
-    socket[kHurry] = () => {
-      stopWaiting();
-      socket.pause();
-      handOverAfterAll({ ...options, policy: 'peer-first', grace: 0 });
-    };
-    const onEnd = () => {
-      stopWaiting();
-      endAfterPeerFin();
-    };
-    function endAfterPeerFin() {
-      if (socket.destroyed) {
-        // Reset by the client meanwhile: Node finished it.
-        socket[kState] = 'handed';
-        if (callback) callback();
-        return;
-      }
-      let kind = 0;
-      try {
-        kind = native.afterPeerFin(fd, peerIp, options.heavyClientThreshold, socket[kHalfClosed] === true);
-      } catch {
-        kind = 0;
-      }
-      if (kind === 0) {
-        socket.pause();
-        return handOverAfterAll();
-      }
-      socket[kState] = 'handed';
-      if (kind === 2) socket.resetAndDestroy();
-      else destroy.call(socket);
-      if (report) server.emit('farewell', fastOutcome(socket, kind, Math.max(inFlight, 0), started), socket);
-      if (callback) callback();
+      handOverAfterAll(wait);
     }
-    timer = setTimeout(() => {
-      stopWaiting();
-      socket.pause();
-      handOverAfterAll();
-    }, options.grace ?? DEFAULT_GRACE_MS);
-    socket.once('end', onEnd);
-    socket.once('close', onClose);
-    socket.on('data', onData);
-    socket.resume();
+    return result;
+  }
+  let kind;
+  try {
+    kind = native.finEnd(wait.fd, wait.halfClosed, wait.options.heavyClientThreshold);
+  } catch {
+    kind = -2;
+  }
+  // Still open: nothing was read (Node's own returns at once).
+  if (kind === -1) return nodeOnRead.call(this, arrayBuffer);
+  stopWaiting(wait);
+  wait.kind = kind;
+  if (kind === -2) {
+    // Not a FIN (reset by the client, say): Node's own reading finishes it.
+    socket[kState] = 'handed';
+    nodeOnRead.call(this, arrayBuffer);
+    if (!socket.destroyed) nodeDestroy(socket);
+    if (wait.callback) wait.callback();
+    return;
+  }
+  endAfterPeerFin(wait);
+}
+
+/** Ends the wait's timer and hands Node's onread back. */
+function stopWaiting(wait) {
+  clearTimeout(wait.timer);
+  const handle = wait.socket._handle;
+  if (handle && handle[kWait] === wait) {
+    handle[kWait] = undefined;
+    handle.onread = nodeOnRead;
+  }
+}
+
+/** The grace is over and the client is still silent: the hand-over. */
+function graceOver(wait) {
+  if (wait.socket[kState] !== 'waiting') return;
+  stopWaiting(wait);
+  wait.socket.pause();
+  handOverAfterAll(wait);
+}
+
+/**
+ * destroy() while the socket waits (closeAllConnections(), server.close()
+ * with a keep-alive timeout, the application): what an idle connection
+ * gets, at once, instead of the rest of the grace.
+ */
+function hurry(wait) {
+  stopWaiting(wait);
+  wait.socket.pause();
+  handOverAfterAll(wait, { ...wait.options, policy: 'peer-first', grace: 0 });
+}
+
+/** The hand-over to the addon's thread, for a socket the fast path does not end. */
+function handOverAfterAll(wait, chosen = wait.options) {
+  const socket = wait.socket;
+  socket[kState] = undefined;
+  handOver(socket, null, chosen, wait.report, (error, outcome) => {
+    if (error) return refuse(socket, false, wait.callback);
+    if (wait.report) wait.server.emit('farewell', outcome, socket);
+    if (wait.callback) wait.callback();
   });
+}
+
+/**
+ * The client's FIN is in already: its ending on the next tick, still before
+ * libuv runs again (http ends a socket inside its last write's callback,
+ * and a socket destroyed there makes Node's stream build an Error, with its
+ * stack, for nobody).
+ */
+function endSoon(wait) {
+  wait.socket[kState] = 'ending';
+  process.nextTick(endAfterPeerFin, wait);
+}
+
+/** The ending once the client's FIN came: the addon's choice (if not made yet), then destroy(). */
+function endAfterPeerFin(wait) {
+  const socket = wait.socket;
+  if (socket.destroyed) {
+    // Reset by the client meanwhile: Node finished it.
+    socket[kState] = 'handed';
+    if (wait.callback) wait.callback();
+    return;
+  }
+  let kind = wait.kind;
+  if (kind === -1) {
+    try {
+      kind = native.finEnd(wait.fd, wait.halfClosed, wait.options.heavyClientThreshold);
+    } catch {
+      kind = 0;
+    }
+  }
+  if (kind <= 0) {
+    socket.pause();
+    return handOverAfterAll(wait);
+  }
+  socket[kState] = 'handed';
+  // A heavy client (2): the addon set SO_LINGER {on, 0}, so this close resets.
+  nodeDestroy(socket);
+  if (wait.report) {
+    wait.server.emit('farewell', fastOutcome(socket, kind, wait.inFlight, wait.started), socket);
+  }
+  if (wait.callback) wait.callback();
 }
 
 /**
@@ -439,80 +568,129 @@ function hostPort(host, port) {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** What attach() replaces on each connection's socket. */
-function wrapSocket(server, socket, options) {
-  const end = socket.end;
-  const destroy = socket.destroy;
-  socket[kDestroy] = destroy;
-  socket[kEnd] = end;
+/**
+ * What attach() replaces on each new connection's socket, before the
+ * server's 'connection' listeners see it: functions shared by every socket
+ * (no closure per connection).
+ */
+function onConnection(server, socket) {
+  if (!(socket instanceof net.Socket)) return;
+  if (socket.server !== server) socket[kServer] = server;
+  if (socket.end !== SOCKET.end) socket[kEnd] = socket.end;
+  if (socket.destroy !== SOCKET.destroy) socket[kDestroy] = socket.destroy;
+  socket.end = farewellEnd;
+  socket.destroySoon = farewellDestroySoon;
+  socket.destroy = farewellDestroy;
+}
 
-  const hand = (idle, callback) => {
-    const chosen = idle
-      ? { ...options, policy: 'peer-first', grace: 0 }
-      : socket[kEofOwed]
-        ? { ...options, grace: options.eofGrace ?? 5, graceEnd: 'fin' }
-        : options;
-    const refused = () => {
-      // Not ours to end (a Unix socket, reset by the peer, closed
-      // meanwhile, …): Node's own way, which keeps its pending writes.
-      // Reading again lets Node see the peer's end or reset and finish
-      // the socket itself (it was paused for the hand-over).
-      socket[kState] = 'handed';
-      if (!socket.destroyed) {
-        socket.resume();
-        (idle ? destroy : end).call(socket);
-      }
-      if (callback) callback();
-    };
-    const fd = tcpFd(socket);
-    if (typeof fd !== 'number' || fd < 0 || (socket instanceof tls.TLSSocket && !socket.encrypted)) {
-      return refused();
-    }
-    // The outcome crosses back to JavaScript only for a 'farewell' listener.
-    const report = server.listenerCount('farewell') > 0;
-    if (!idle && !socket[kEofOwed] && !(socket instanceof tls.TLSSocket) && fastPathFits(options)) {
-      return awaitPeerFin(server, socket, options, report, refused, callback);
-    }
-    handOver(socket, null, chosen, report, (error, outcome) => {
-      if (error) return refused();
-      if (report) server.emit('farewell', outcome, socket);
-      if (callback) callback();
-    });
-  };
+function farewellEnd(data, encoding, callback) {
+  if (typeof data === 'function') {
+    callback = data;
+    data = undefined;
+  } else if (typeof encoding === 'function') {
+    callback = encoding;
+    encoding = undefined;
+  }
+  if (this[kState] || this.destroyed) {
+    if (callback) process.nextTick(callback);
+    return this;
+  }
+  if (data != null) this.write(data, encoding);
+  hand(this, false, callback);
+  return this;
+}
 
-  // A FIN before the server began to end the connection is a half-close
-  // (the client may still read); after, the client read and closed.
-  socket.on('end', () => {
-    if (!socket[kState]) socket[kHalfClosed] = true;
-  });
+function farewellDestroySoon() {
+  if (!this[kState] && !this.destroyed) hand(this, false);
+}
 
-  socket.end = function farewellEnd(data, encoding, callback) {
-    if (typeof data === 'function') {
-      callback = data;
-      data = undefined;
-    } else if (typeof encoding === 'function') {
-      callback = encoding;
-      encoding = undefined;
-    }
-    if (this[kState] || this.destroyed) {
-      if (callback) process.nextTick(callback);
+function farewellDestroy(error) {
+  const state = this[kState];
+  if (state === 'waiting') {
+    const wait = this._handle && this._handle[kWait];
+    if (wait && !error && !this.destroyed) {
+      hurry(wait);
       return this;
     }
-    if (data != null) this.write(data, encoding);
-    hand(false, callback);
-    return this;
-  };
-  socket.destroySoon = function farewellDestroySoon() {
-    if (!this[kState] && !this.destroyed) hand(false);
-  };
-  socket.destroy = function farewellDestroy(error) {
-    if (error || this.destroyed || !this._handle || this[kState] === 'handed') {
-      return destroy.call(this, error);
+    if (wait) stopWaiting(wait);
+    this[kState] = 'handed';
+    return nodeDestroy(this, error);
+  }
+  if (error || this.destroyed || !this._handle || state === 'handed') {
+    return nodeDestroy(this, error);
+  }
+  if (!state) hand(this, true);
+  return this;
+}
+
+/**
+ * Not ours to end (a Unix socket, reset by the peer, closed meanwhile, …):
+ * Node's own way, which keeps its pending writes. Reading again lets Node
+ * see the peer's end or reset and finish the socket itself (it was paused
+ * for the hand-over).
+ */
+function refuse(socket, idle, callback) {
+  socket[kState] = 'handed';
+  if (!socket.destroyed) {
+    socket.resume();
+    if (idle) nodeDestroy(socket);
+    else nodeEnd(socket);
+  }
+  if (callback) callback();
+}
+
+/** The server ends `socket` (idle: destroy() of a connection between requests). */
+function hand(socket, idle, callback) {
+  const server = serverOf(socket);
+  const options = server[kSettings];
+  // A FIN Node read before the server began to end the connection: a
+  // half-close (the client may still read).
+  if (socket.readableEnded) socket[kHalfClosed] = true;
+  const fd = tcpFd(socket);
+  const isTls = socket instanceof tls.TLSSocket;
+  if (typeof fd !== 'number' || fd < 0 || (isTls && !socket.encrypted)) {
+    return refuse(socket, idle, callback);
+  }
+  // The outcome crosses back to JavaScript only for a 'farewell' listener.
+  const report = server.listenerCount('farewell') > 0;
+  if (!idle && !socket[kEofOwed] && !isTls && server[kFastPath]) {
+    return awaitPeerFin(socket, server, options, report, callback);
+  }
+  const chosen = idle
+    ? { ...options, policy: 'peer-first', grace: 0 }
+    : socket[kEofOwed]
+      ? { ...options, grace: options.eofGrace ?? 5, graceEnd: 'fin' }
+      : options;
+  handOver(socket, null, chosen, report, (error, outcome) => {
+    if (error) return refuse(socket, idle, callback);
+    if (report) server.emit('farewell', outcome, socket);
+    if (callback) callback();
+  });
+}
+
+/**
+ * Before an http.Server answers a request: is the client's FIN in already
+ * (sent with its request: a half-close, owed the passive close)? One
+ * getsockopt, as farewell-http does before a response's first write. And
+ * an HTTP/1.0 client without keep-alive reads until end of file, so it gets
+ * our FIN (5 ms after the response is ACKed), not a reset.
+ */
+function onRequest(request) {
+  const socket = request.socket;
+  if (!socket[kHalfClosed] && !(socket instanceof tls.TLSSocket)) {
+    const fd = tcpFd(socket);
+    let finIn = true;
+    try {
+      finIn = typeof fd !== 'number' || fd < 0 || native.peerFinIn(fd);
+    } catch {
+      finIn = true;
     }
-    if (!this[kState]) hand(true);
-    else if (this[kHurry]) this[kHurry]();
-    return this;
-  };
+    if (finIn) socket[kHalfClosed] = true;
+    else socket[kAnswering] = true;
+  }
+  if (request.httpVersion !== '1.0') return;
+  const connection = String(request.headers.connection || '').toLowerCase();
+  if (!connection.includes('keep-alive')) socket[kEofOwed] = true;
 }
 
 /**
@@ -529,40 +707,24 @@ function attach(server, options) {
   if (server[kAttached]) return server;
   server[kAttached] = true;
   const settings = { ...(options || {}) };
-  // A tls.Server (https.Server) hands its TLSSockets to 'secureConnection';
-  // its 'connection' sockets are the TCP ones underneath, which it ends itself.
-  const event = server instanceof tls.Server ? 'secureConnection' : 'connection';
-  server.prependListener(event, (socket) => wrapSocket(server, socket, settings));
-  // http.Server: an HTTP/1.0 client without keep-alive reads until end of
-  // file, so it gets our FIN (5 ms after the response is ACKed), not a reset.
-  server.prependListener('request', (request) => {
-    // Before the answer: is the client's FIN in already (sent with its
-    // request: a half-close, owed the passive close)? One getsockopt, as
-    // farewell-http does before a response's first write.
-    const socket = request.socket;
-    if (!socket[kHalfClosed] && !(socket instanceof tls.TLSSocket)) {
-      const fd = tcpFd(socket);
-      let finIn = true;
-      try {
-        finIn = typeof fd !== 'number' || fd < 0 || native.peerFinIn(fd);
-      } catch {
-        finIn = true;
-      }
-      if (finIn) socket[kHalfClosed] = true;
-      else socket[kAnswering] = true;
-    }
-    if (request.httpVersion !== '1.0') return;
-    const connection = String(request.headers.connection || '').toLowerCase();
-    if (!connection.includes('keep-alive')) request.socket[kEofOwed] = true;
-  });
-  // An upgraded connection (a WebSocket): RFC 6455 §7.1.1 has the server
-  // close TCP first after the close handshake, and clients (Chromium) wait
-  // for it, so it gets our FIN once everything is ACKed, as farewell-http
-  // does. Seen on the way to the 'upgrade' listeners, not as one: a listener
-  // of our own would make Node hand over upgrades nobody handles.
+  server[kSettings] = settings;
+  server[kFastPath] = fastPathFits(settings);
+  // New connections (see onConnection), requests (see onRequest) and
+  // upgrades are seen on their way to the listeners, not as listeners: a
+  // second 'connection' listener would have Node copy the listener array
+  // for every connection, and an 'upgrade' listener of our own would make
+  // Node hand over upgrades nobody handles. A tls.Server (https.Server)
+  // hands its TLSSockets to 'secureConnection'; its 'connection' sockets
+  // are the TCP ones underneath, which it ends itself. An upgraded
+  // connection (a WebSocket): RFC 6455 §7.1.1 has the server close TCP
+  // first after the close handshake, and clients (Chromium) wait for it, so
+  // it gets our FIN once everything is ACKed, as farewell-http does.
+  const connection = server instanceof tls.Server ? 'secureConnection' : 'connection';
   const emit = server.emit;
   server.emit = function farewellEmit(event, request, socket) {
-    if (event === 'upgrade' && socket instanceof net.Socket) socket[kEofOwed] = true;
+    if (event === 'request') onRequest(request);
+    else if (event === connection) onConnection(this, request);
+    else if (event === 'upgrade' && socket instanceof net.Socket) socket[kEofOwed] = true;
     return emit.apply(this, arguments);
   };
   return server;

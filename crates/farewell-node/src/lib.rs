@@ -109,41 +109,34 @@ pub fn wait_start(fd: i32) -> napi::Result<i64> {
     })
 }
 
-/// The fast path's end, called once the peer's FIN came after a response
-/// (`'end'` on the socket, or `CLOSE-WAIT`): if everything `fd` sent is
-/// ACKed, what to do: `3` the passive close of a half-close
-/// (`half_closed`: the FIN came before the server began to end the
-/// connection; the client may still read, and is owed an end of file
-/// whatever its weight), else the core's heavy-client choice for `peer_ip`
-/// (one ending recorded in the closers' table): `1` the passive close (a
-/// light client: `destroy()`), `2` a reset (a heavy client:
-/// `resetAndDestroy()`); `0` while bytes are still unACKed (the caller hands
-/// the socket over instead). Counted in [`stats`] as `peer-closed` or
-/// `reset-after-peer-fin`.
+/// The fast path's end, in one call: once Node flushed a response (is the
+/// client's FIN in already?) and when Node reads end of file on the socket.
+/// Returns what the caller does: `-1` wait on (the FIN is not in yet), `-2`
+/// not ours (the connection is neither open nor half-closed: reset, say),
+/// `0` hand the socket over (the FIN is in but bytes are still unACKed),
+/// else `destroy()` it: `1` the passive close of a light client, `2` a
+/// heavy client (the core's heavy-client choice for the peer's address, one
+/// ending recorded in the closers' table), for which `SO_LINGER {on, 0}` is
+/// already set on `fd`, so that Node's close resets, `3` the passive close
+/// of a half-close (`half_closed`: the FIN came before the server began to
+/// end the connection; the client may still read, and is owed an end of
+/// file whatever its weight). `1` to `3` are counted in [`stats`] as
+/// `peer-closed` or `reset-after-peer-fin`.
 ///
 /// # Errors
 ///
-/// `EFAREWELL_CLOSED`, `EFAREWELL_OS` as [`wait_start`]; `EFAREWELL_BAD_OPTION`
-/// for a `peer_ip` that is not an IP address.
+/// `EFAREWELL_CLOSED` for a negative descriptor, `EFAREWELL_OS` when the
+/// kernel cannot tell (not a TCP socket).
 #[napi]
-pub fn after_peer_fin(
-    fd: i32,
-    peer_ip: String,
-    threshold: Option<u32>,
-    half_closed: Option<bool>,
-) -> napi::Result<i32> {
-    let peer: std::net::IpAddr = peer_ip
-        .parse()
-        .map_err(|_| Refusal::BadOption(format!("not an IP address: {peer_ip:?}")))?;
-    let half_closed = half_closed.unwrap_or(false);
-    Ok(
-        match runtime::after_peer_fin(fd, peer, threshold, half_closed)? {
-            runtime::AfterFin::Unacked => 0,
-            runtime::AfterFin::Light => 1,
-            runtime::AfterFin::Heavy => 2,
-            runtime::AfterFin::HalfClose => 3,
-        },
-    )
+pub fn fin_end(fd: i32, half_closed: bool, threshold: Option<u32>) -> napi::Result<i32> {
+    Ok(match runtime::fin_end(fd, threshold, half_closed)? {
+        runtime::FinEnd::NotYet => -1,
+        runtime::FinEnd::Gone => -2,
+        runtime::FinEnd::Unacked => 0,
+        runtime::FinEnd::Light => 1,
+        runtime::FinEnd::Heavy => 2,
+        runtime::FinEnd::HalfClose => 3,
+    })
 }
 
 /// Hurries every teardown of the process: those in flight end now

@@ -134,42 +134,59 @@ pub(crate) fn hand_over(
     })
 }
 
-/// What [`after_peer_fin`] found.
-pub(crate) enum AfterFin {
-    /// Bytes still unACKed: not the fast path's to end.
+/// What [`fin_end`] found, and did.
+pub(crate) enum FinEnd {
+    /// The peer's FIN is not in yet (`ESTABLISHED`): wait on.
+    NotYet,
+    /// Neither open nor half-closed by the peer (reset, say): not the fast
+    /// path's to end.
+    Gone,
+    /// The FIN is in, with bytes still unACKed: not the fast path's to end.
     Unacked,
     /// A light client: the passive close (it keeps the TIME-WAIT).
     Light,
-    /// A heavy client: a reset (nobody keeps TIME-WAIT).
+    /// A heavy client: `SO_LINGER {on, 0}` is set, so the caller's close
+    /// resets (nobody keeps TIME-WAIT).
     Heavy,
     /// A half-close (the FIN came before the server began to end the
     /// connection): the passive close, whatever the client's weight.
     HalfClose,
 }
 
-/// The fast path's end of a connection whose peer sent its FIN: once
-/// everything `fd` sent is ACKed, the passive close of a half-close, or the
-/// core's heavy-client choice for `peer` (one ending recorded in the table
-/// every closer of the process shares); counted in [`stats`] as the
+/// The fast path's end of a connection, in one call: if the peer's FIN is
+/// in and everything `fd` sent is ACKed, the passive close of a half-close,
+/// or the core's heavy-client choice for the peer's address (one ending
+/// recorded in the table every closer of the process shares), with the
+/// reset armed on `fd` for a heavy one; counted in [`stats`] as the
 /// teardown's ending would be.
-pub(crate) fn after_peer_fin(
+pub(crate) fn fin_end(
     fd: i32,
-    peer: std::net::IpAddr,
     threshold: Option<u32>,
     half_closed: bool,
-) -> Result<AfterFin, Refusal> {
-    if sys::unacked(fd)? > 0 {
-        return Ok(AfterFin::Unacked);
-    }
-    let (ending, after) = if half_closed {
-        (Ending::PeerClosed, AfterFin::HalfClose)
-    } else {
-        let runtime = runtime()?;
-        let closer = closer(runtime, threshold.unwrap_or(DEFAULT_HEAVY_CLIENT_THRESHOLD));
-        match closer.peer_fin_choice(peer) {
-            PeerFinChoice::Heavy { .. } => (Ending::ResetAfterPeerFin, AfterFin::Heavy),
-            _ => (Ending::PeerClosed, AfterFin::Light),
+) -> Result<FinEnd, Refusal> {
+    let peer = match sys::fin_state(fd)? {
+        sys::FinState::NotYet => return Ok(FinEnd::NotYet),
+        sys::FinState::Gone => return Ok(FinEnd::Gone),
+        sys::FinState::In { unacked, .. } if unacked > 0 => return Ok(FinEnd::Unacked),
+        sys::FinState::In { peer, .. } => peer,
+    };
+    let after = match peer {
+        _ if half_closed => FinEnd::HalfClose,
+        // No address (a peer reset meanwhile): nothing to count it under.
+        None => FinEnd::Light,
+        Some(peer) => {
+            let runtime = runtime()?;
+            let closer = closer(runtime, threshold.unwrap_or(DEFAULT_HEAVY_CLIENT_THRESHOLD));
+            match closer.peer_fin_choice(peer) {
+                // Without the linger option the close would be passive: say so.
+                PeerFinChoice::Heavy { .. } if sys::set_reset_on_close(fd).is_ok() => FinEnd::Heavy,
+                _ => FinEnd::Light,
+            }
         }
+    };
+    let ending = match after {
+        FinEnd::Heavy => Ending::ResetAfterPeerFin,
+        _ => Ending::PeerClosed,
     };
     STARTED.fetch_add(1, Ordering::Relaxed);
     if let Some(i) = Ending::ALL.iter().position(|&e| e == ending) {

@@ -50,16 +50,9 @@ fn with_fd<T>(
     f(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
-/// Bytes `fd` sent that the peer's kernel has not ACKed yet (the core's
+/// `None` if the peer's FIN is already in (`CLOSE-WAIT`), else the bytes
+/// `fd` sent that the peer's kernel has not ACKed yet (the core's
 /// [`farewell::sys::unacked_bytes`], `SIOCOUTQ`).
-pub(crate) fn unacked(fd: RawFd) -> Result<u32, Refusal> {
-    with_fd(fd, |socket| {
-        farewell::sys::unacked_bytes(&socket).map_err(Refusal::Os)
-    })
-}
-
-/// `None` if the peer's FIN is already in (`CLOSE-WAIT`), else
-/// [`unacked`].
 pub(crate) fn wait_start(fd: RawFd) -> Result<Option<u32>, Refusal> {
     with_fd(fd, |socket| {
         if farewell::sys::tcp_state(&socket).map_err(Refusal::Os)? == farewell::TcpState::CloseWait
@@ -68,6 +61,61 @@ pub(crate) fn wait_start(fd: RawFd) -> Result<Option<u32>, Refusal> {
         }
         farewell::sys::unacked_bytes(&socket)
             .map(Some)
+            .map_err(Refusal::Os)
+    })
+}
+
+/// What [`fin_state`] found on a socket the fast path waits on.
+pub(crate) enum FinState {
+    /// `ESTABLISHED`: the peer's FIN is not in yet.
+    NotYet,
+    /// The peer's FIN is in (`CLOSE-WAIT`), with this many bytes of ours
+    /// still unACKed (`SIOCOUTQ`) and the peer's address.
+    In {
+        unacked: u32,
+        peer: Option<std::net::IpAddr>,
+    },
+    /// Any other state (reset, closed): not the fast path's to end.
+    Gone,
+}
+
+/// One look at a socket the fast path waits on: its state, then, once the
+/// peer's FIN is in, its unACKed bytes and (when all are ACKed) the peer's
+/// address; `TCP_INFO` (which tells the unACKed bytes too when no segment
+/// is in flight, else `SIOCOUTQ`), `getpeername`.
+pub(crate) fn fin_state(fd: RawFd) -> Result<FinState, Refusal> {
+    with_fd(fd, |socket| {
+        let (info, unacked) = farewell::sys::tcp_info_and_unacked(&socket).map_err(Refusal::Os)?;
+        match info.state {
+            farewell::TcpState::CloseWait => {}
+            farewell::TcpState::Established => return Ok(FinState::NotYet),
+            _ => return Ok(FinState::Gone),
+        }
+        // A segment in flight: TCP_INFO does not tell the bytes, SIOCOUTQ does.
+        let unacked = match unacked {
+            Some(unacked) => unacked,
+            None => farewell::sys::unacked_bytes(&socket).map_err(Refusal::Os)?,
+        };
+        let peer = if unacked == 0 {
+            socket2::SockRef::from(&socket)
+                .peer_addr()
+                .ok()
+                .and_then(|address| address.as_socket())
+                .map(|address| address.ip())
+        } else {
+            None
+        };
+        Ok(FinState::In { unacked, peer })
+    })
+}
+
+/// Sets `SO_LINGER {on, 0}` on `fd`, whose owner (Node) closes it next: that
+/// close sends a reset, as Node's `resetAndDestroy()` would, without its
+/// extra work.
+pub(crate) fn set_reset_on_close(fd: RawFd) -> Result<(), Refusal> {
+    with_fd(fd, |socket| {
+        socket2::SockRef::from(&socket)
+            .set_linger(Some(std::time::Duration::ZERO))
             .map_err(Refusal::Os)
     })
 }

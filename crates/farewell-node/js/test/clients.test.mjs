@@ -273,8 +273,12 @@ test('closeAllConnections() while the fast path waits for a silent client ends i
   t.after(() => stop(server));
   const outcomes = [];
   server.on('farewell', (outcome) => outcomes.push(outcome));
-  // The ignorer reads nothing for 0.3 s; then, 0.2 s in, the server closes everything.
-  setTimeout(() => server.closeAllConnections(), 200);
+  // The ignorer reads nothing for 0.3 s; 0.1 s after its response went out
+  // (not after the client was started: python may take longer than that to
+  // connect on a busy machine), the server closes everything.
+  server.on('request', (request, response) => {
+    response.on('finish', () => setTimeout(() => server.closeAllConnections(), 100));
+  });
   const out = (await python(IGNORER, [port, BODY.slice(-40)])).trim().split(' ');
   t.diagnostic(`client: ${out.join(' ')}; outcomes ${JSON.stringify(outcomes.map((o) => [o.ending, o.elapsedMs]))}`);
   assert.deepEqual(out.slice(0, 3), ['reset', '1', '1'], 'the whole response, then the reset');

@@ -13,6 +13,7 @@
 //! | [`unread_bytes`] | `ioctl(SIOCINQ)` | bytes waiting in the receive queue (closing with these sends RST, [F4](crate::facts#f4)) |
 //! | [`tcp_state`] | `getsockopt(TCP_INFO)` | the connection's [`TcpState`] |
 //! | [`tcp_info`] | `getsockopt(TCP_INFO)` | state, round-trip time, bytes ACKed: delivery progress ([F12](crate::facts#f12)) |
+//! | [`tcp_info_and_unacked`] | `getsockopt(TCP_INFO)` | [`tcp_info`], and [`unacked_bytes`] when no segment is in flight (no `ioctl`) |
 //! | [`set_user_timeout`] | `TCP_USER_TIMEOUT` via socket2 | bounds how long unACKed data keeps a connection ([F7](crate::facts#f7)) |
 //! | [`close_reset_on_fin_ack`] | `TCP_LINGER2` = -1 + `close()` | FIN; the ACK of that FIN destroys the socket and is answered with RST: no TIME-WAIT even if the peer's FIN rides on that ACK |
 //! | [`close_silently`] | `TCP_REPAIR` + `close()` | nothing on the wire; needs `CAP_NET_ADMIN` ([F8](crate::facts#f8)) |
@@ -159,12 +160,13 @@ pub fn tcp_info(socket: &impl AsFd) -> io::Result<TcpInfo> {
 /// = 0) the send queue is exactly what is not sent yet
 /// (`tcpi_notsent_bytes`, Linux 4.6+). `None` when a segment is in flight
 /// (or the kernel is older): ask [`unacked_bytes`]. Saves the teardown's
-/// `ioctl` in the common case, where everything written was ACKed.
+/// `ioctl` in the common case, where everything written was ACKed (the
+/// Node addon's too, when the client's FIN comes).
 ///
 /// # Errors
 ///
 /// As [`tcp_info`].
-pub(crate) fn tcp_info_and_unacked(socket: &impl AsFd) -> io::Result<(TcpInfo, Option<u32>)> {
+pub fn tcp_info_and_unacked(socket: &impl AsFd) -> io::Result<(TcpInfo, Option<u32>)> {
     imp::tcp_info_and_unacked(socket.as_fd())
 }
 
