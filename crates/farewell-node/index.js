@@ -50,6 +50,10 @@ const kAttached = Symbol('farewell.attached');
 const kHalfClosed = Symbol('farewell.halfClosed');
 /** Set on an http.Server's socket once a request found the client's FIN not yet in. */
 const kAnswering = Symbol('farewell.answering');
+/** Whether this connection looks, before each request, at the client's FIN (see onRequest). */
+const kCheckFins = Symbol('farewell.checkFins');
+/** A request was answered without that look: the FIN's timing is unknown. */
+const kUnchecked = Symbol('farewell.unchecked');
 /** attach()'s options, on the server. */
 const kSettings = Symbol('farewell.settings');
 /** On an attached server: whether its options leave responses' endings to the fast path. */
@@ -434,7 +438,12 @@ function onReadWhileWaiting(arrayBuffer) {
   }
   let kind;
   try {
-    kind = native.finEnd(wait.fd, wait.halfClosed, wait.options.heavyClientThreshold);
+    kind = native.finEnd(
+      wait.fd,
+      wait.halfClosed,
+      wait.options.heavyClientThreshold,
+      wait.socket[kUnchecked] === true,
+    );
   } catch {
     kind = -2;
   }
@@ -516,7 +525,12 @@ function endAfterPeerFin(wait) {
   let kind = wait.kind;
   if (kind === -1) {
     try {
-      kind = native.finEnd(wait.fd, wait.halfClosed, wait.options.heavyClientThreshold);
+      kind = native.finEnd(
+        wait.fd,
+        wait.halfClosed,
+        wait.options.heavyClientThreshold,
+        wait.socket[kUnchecked] === true,
+      );
     } catch {
       kind = 0;
     }
@@ -678,19 +692,46 @@ function hand(socket, idle, callback) {
 function onRequest(request) {
   const socket = request.socket;
   if (!socket[kHalfClosed] && !(socket instanceof tls.TLSSocket)) {
-    const fd = tcpFd(socket);
-    let finIn = true;
-    try {
-      finIn = typeof fd !== 'number' || fd < 0 || native.peerFinIn(fd);
-    } catch {
-      finIn = true;
+    if (socket[kCheckFins] === undefined) socket[kCheckFins] = checkFins(socket);
+    if (!socket[kCheckFins]) {
+      // A client far from heavy: its FIN gets the passive close whatever
+      // its timing, so no syscall per request; one that turns heavy
+      // meanwhile is told apart when its FIN comes (finEnd's `unchecked`).
+      socket[kAnswering] = true;
+      socket[kUnchecked] = true;
+    } else {
+      const fd = tcpFd(socket);
+      let finIn = true;
+      try {
+        finIn = typeof fd !== 'number' || fd < 0 || native.peerFinIn(fd);
+      } catch {
+        finIn = true;
+      }
+      if (finIn) socket[kHalfClosed] = true;
+      else socket[kAnswering] = true;
     }
-    if (finIn) socket[kHalfClosed] = true;
-    else socket[kAnswering] = true;
   }
   if (request.httpVersion !== '1.0') return;
   const connection = String(request.headers.connection || '').toLowerCase();
   if (!connection.includes('keep-alive')) socket[kEofOwed] = true;
+}
+
+/**
+ * Once per connection, at its first request: whether to look at the
+ * client's FIN before each request is answered. Only the fast path's
+ * settings (the heavy-client choice, `auto`) can skip it, and only for a
+ * client under half the heavy-client threshold (the addon's table of recent
+ * endings per address), as farewell-http does.
+ */
+function checkFins(socket) {
+  const server = serverOf(socket);
+  const settings = server && server[kSettings];
+  if (!settings || !server[kFastPath]) return true;
+  try {
+    return native.checkFins(String(socket.remoteAddress), settings.heavyClientThreshold);
+  } catch {
+    return true;
+  }
 }
 
 /**

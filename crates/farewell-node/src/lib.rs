@@ -127,16 +127,42 @@ pub fn wait_start(fd: i32) -> napi::Result<i64> {
 ///
 /// `EFAREWELL_CLOSED` for a negative descriptor, `EFAREWELL_OS` when the
 /// kernel cannot tell (not a TCP socket).
+///
+/// `unchecked`: the request was answered without that look at the kernel
+/// ([`check_fins`] said no): a heavy client gets `3`, the passive close, as
+/// its FIN may have come before the response.
 #[napi]
-pub fn fin_end(fd: i32, half_closed: bool, threshold: Option<u32>) -> napi::Result<i32> {
-    Ok(match runtime::fin_end(fd, threshold, half_closed)? {
-        runtime::FinEnd::NotYet => -1,
-        runtime::FinEnd::Gone => -2,
-        runtime::FinEnd::Unacked => 0,
-        runtime::FinEnd::Light => 1,
-        runtime::FinEnd::Heavy => 2,
-        runtime::FinEnd::HalfClose => 3,
-    })
+pub fn fin_end(
+    fd: i32,
+    half_closed: bool,
+    threshold: Option<u32>,
+    unchecked: Option<bool>,
+) -> napi::Result<i32> {
+    Ok(
+        match runtime::fin_end(fd, threshold, half_closed, unchecked.unwrap_or(false))? {
+            runtime::FinEnd::NotYet => -1,
+            runtime::FinEnd::Gone => -2,
+            runtime::FinEnd::Unacked => 0,
+            runtime::FinEnd::Light => 1,
+            runtime::FinEnd::Heavy => 2,
+            runtime::FinEnd::HalfClose => 3,
+        },
+    )
+}
+
+/// Whether to look, before each request of a connection from `address`
+/// (Node's `socket.remoteAddress`) is answered, at whether the client's FIN
+/// came first ([`peer_fin_in`]): only for a client at least half-way to the
+/// heavy-client threshold (`threshold`, default 500 endings per minute).
+/// Asked once per connection; a request answered without the look is
+/// passed to [`fin_end`] as `unchecked`.
+///
+/// # Errors
+///
+/// `EFAREWELL_OS` if the addon's runtime (its thread) could not start.
+#[napi]
+pub fn check_fins(address: String, threshold: Option<u32>) -> napi::Result<bool> {
+    Ok(runtime::check_fins(&address, threshold)?)
 }
 
 /// Hurries every teardown of the process: those in flight end now

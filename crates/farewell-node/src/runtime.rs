@@ -159,10 +159,16 @@ pub(crate) enum FinEnd {
 /// recorded in the table every closer of the process shares), with the
 /// reset armed on `fd` for a heavy one; counted in [`stats`] as the
 /// teardown's ending would be.
+///
+/// `unchecked`: the server answered without looking whether the FIN came
+/// first ([`check_fins`] said the client was far from heavy), so the FIN's
+/// timing is unknown; a client that turned heavy meanwhile gets the passive
+/// close (it may still be reading) rather than a reset.
 pub(crate) fn fin_end(
     fd: i32,
     threshold: Option<u32>,
     half_closed: bool,
+    unchecked: bool,
 ) -> Result<FinEnd, Refusal> {
     let peer = match sys::fin_state(fd)? {
         sys::FinState::NotYet => return Ok(FinEnd::NotYet),
@@ -178,6 +184,7 @@ pub(crate) fn fin_end(
             let runtime = runtime()?;
             let closer = closer(runtime, threshold.unwrap_or(DEFAULT_HEAVY_CLIENT_THRESHOLD));
             match closer.peer_fin_choice(peer) {
+                PeerFinChoice::Heavy { .. } if unchecked => FinEnd::HalfClose,
                 // Without the linger option the close would be passive: say so.
                 PeerFinChoice::Heavy { .. } if sys::set_reset_on_close(fd).is_ok() => FinEnd::Heavy,
                 _ => FinEnd::Light,
@@ -193,6 +200,22 @@ pub(crate) fn fin_end(
         BY_ENDING[i].fetch_add(1, Ordering::Relaxed);
     }
     Ok(after)
+}
+
+/// Whether an `http.Server` looks, before each request is answered, at
+/// whether the client's FIN came first (one `getsockopt`): only for a client
+/// at least half-way to the heavy-client threshold (endings of its address
+/// in the last minute, in the table every closer of the process shares), as
+/// farewell-http does. A light client's FIN gets the passive close whatever
+/// its timing; one that turns heavy during the connection is caught by
+/// [`fin_end`]'s `unchecked`. An address that does not parse is checked.
+pub(crate) fn check_fins(address: &str, threshold: Option<u32>) -> Result<bool, Refusal> {
+    let Ok(peer) = address.parse::<std::net::IpAddr>() else {
+        return Ok(true);
+    };
+    let threshold = threshold.unwrap_or(DEFAULT_HEAVY_CLIENT_THRESHOLD);
+    let closer = closer(runtime()?, threshold);
+    Ok(closer.recent_endings(peer) >= threshold / 2)
 }
 
 /// Hurries every closer of the process ([`Closer::hurry`]): each teardown

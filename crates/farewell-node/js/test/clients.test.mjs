@@ -289,3 +289,63 @@ test('closeAllConnections() while the fast path waits for a silent client ends i
   assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
   assert.equal(await clientTimeWait(port), 0, 'client TIME-WAIT');
 });
+
+const TURNS_HEAVY = `
+import socket, sys, subprocess
+port, others = int(sys.argv[1]), int(sys.argv[2])
+sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+def response(sock, data=b""):
+    while b"\\r\\n\\r\\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\\r\\n\\r\\n")
+    length = int([l for l in head.split(b"\\r\\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return body
+# A first request while the address is light: no look at the FIN per request.
+sock.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+response(sock)
+# The address turns heavy meanwhile: other connections that end.
+for _ in range(others):
+    other = socket.create_connection(("127.0.0.1", port), timeout=10)
+    other.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+    response(other)
+    other.close()
+# Then the last request and the FIN at once (a half-close): read to the end.
+sock.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+sock.shutdown(socket.SHUT_WR)
+data = b""
+try:
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    end = "eof"
+except ConnectionResetError:
+    end = "reset"
+print(end, data.count(b"HTTP/1.1 200 OK"))
+`;
+
+// A client far from heavy gets no look at its FIN per request (one
+// getsockopt less per request); here one turns heavy during its keep-alive
+// connection and then sends its last request with its FIN. Node reads that
+// FIN before the server begins to end the connection, which marks the
+// half-close; were it read only after, the addon's finEnd(unchecked) would
+// still keep the passive close for a client that turned heavy.
+test('a keep-alive client that turns heavy and then half-closes with its last request gets it whole, then end of file', async (t) => {
+  const { server, port } = await startServer({ attached: true, options: { heavyClientThreshold: 4 } });
+  t.after(() => stop(server));
+  const outcomes = [];
+  server.on('farewell', (outcome) => outcomes.push(outcome));
+  const [end, responses] = (await python(TURNS_HEAVY, [port, 6])).trim().split(' ');
+  await settled();
+  t.diagnostic(`outcomes: ${JSON.stringify(outcomes.map((o) => [o.ending, o.peerFin]))}`);
+  assert.equal(end, 'eof', 'end of file, not a reset');
+  assert.equal(Number(responses), 1);
+  // The others turned the address heavy: the last of them was reset.
+  assert.ok(outcomes.some((o) => o.ending === 'reset-after-peer-fin'));
+  // The half-closer's ending (the last): the passive close.
+  assert.equal(outcomes[outcomes.length - 1].ending, 'peer-closed');
+  assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
+});
