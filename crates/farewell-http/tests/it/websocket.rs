@@ -756,6 +756,44 @@ async fn shutdown_handle_reaches_an_axum_handler_in_its_state() {
     curl_gets_the_shutdown_answer(server, app, entered).await;
 }
 
+/// A handle taken before serving is requested when the server's shutdown
+/// begins, completes `requested()` then, and a new run of the same server
+/// (a clone) clears it until that run shuts down in turn.
+#[tokio::test]
+async fn shutdown_handle_follows_each_run_of_its_server() {
+    let server = Server::new().shutdown_timeout(Duration::from_secs(2));
+    let handle = server.shutdown_handle();
+    assert!(!handle.is_requested(), "requested before any run");
+    for run in 0..2 {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(server.clone().serve_hyper(
+            quiet_listener(),
+            service_fn(farewell_lab::support::http_demo::handle),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        // The run has begun once it cleared the previous run's request.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while handle.is_requested() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("run {run}: a new run clears the request within 10 s"));
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), handle.requested())
+            .await
+            .unwrap_or_else(|_| panic!("run {run}: requested() completes at shutdown"));
+        assert!(handle.is_requested());
+        tokio::time::timeout(Duration::from_secs(10), done)
+            .await
+            .expect("the server shuts down within 10 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
 /// With [`Server::shutdown_extension`], an axum handler takes
 /// `Extension<Shutdown>` instead, with the same result; without it the
 /// extension is not there (axum answers 500: a missing extension).
