@@ -379,7 +379,7 @@ pub(crate) struct ConnState {
     check_fins: bool,
     /// A response went out without that look (the client was far from
     /// heavy): see [`ConnState::unless_half_closed`].
-    fins_unchecked: AtomicBool,
+    fin_timing_unknown: AtomicBool,
     /// Nothing was read yet (the next read is the connection's first).
     first_read: AtomicBool,
     /// The connection's first bytes were the h2 preface.
@@ -443,7 +443,7 @@ impl ConnState {
         ConnState {
             peer,
             check_fins,
-            fins_unchecked: AtomicBool::new(false),
+            fin_timing_unknown: AtomicBool::new(false),
             shared,
             clock: PollClock::new(),
             last_activity_ms: AtomicU64::new(0),
@@ -693,7 +693,7 @@ impl ConnState {
         if self.check_fins {
             self.fin_unchecked.store(true, Ordering::Relaxed);
         } else if self.shared.may_reset_after_fin {
-            self.fins_unchecked.store(true, Ordering::Relaxed);
+            self.fin_timing_unknown.store(true, Ordering::Relaxed);
         }
     }
 
@@ -724,7 +724,7 @@ impl ConnState {
     /// that might reach it before it read its last response.
     fn unless_half_closed(&self, policy: Policy) -> Policy {
         let unknown = || {
-            self.fins_unchecked.load(Ordering::Relaxed)
+            self.fin_timing_unknown.load(Ordering::Relaxed)
                 && decide::unchecked_fin_may_reset(
                     policy.peer_time_wait(),
                     self.shared.closer.recent_endings(self.peer),
