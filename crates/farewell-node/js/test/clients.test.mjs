@@ -124,7 +124,12 @@ for (const [weight, options] of [['light', undefined], ['heavy', { heavyClientTh
     // The FIN came before the responses were answered: a half-close,
     // whatever the client's weight (a heavy one too keeps the passive
     // close, so it reads to its end of file); the client keeps the TIME-WAIT.
-    assert.equal(outcomes[0].peerFin, 'half-close');
+    // A light client's requests are answered without a look at the kernel
+    // (its FIN gets the passive close whatever its timing), so its outcome
+    // names the half-close only when Node read the FIN before the server
+    // began to end the connection, else 'light': the same ending on the wire.
+    if (weight === 'heavy') assert.equal(outcomes[0].peerFin, 'half-close');
+    else assert.ok(['half-close', 'light'].includes(outcomes[0].peerFin), outcomes[0].peerFin);
     assert.equal(outcomes[0].timeWait, 'peer');
     assert.equal(await serverTimeWait(port), 0, 'server TIME-WAIT');
     assert.equal(await clientTimeWait(port), 1, 'the half-closing client keeps it');
