@@ -54,6 +54,8 @@ const kAnswering = Symbol('farewell.answering');
 const kCheckFins = Symbol('farewell.checkFins');
 /** A request was answered without that look: the FIN's timing is unknown. */
 const kUnchecked = Symbol('farewell.unchecked');
+/** The client's address, once asked for (Node caches it: finEnd needs no getpeername). */
+const kPeer = Symbol('farewell.peer');
 /** attach()'s options, on the server. */
 const kSettings = Symbol('farewell.settings');
 /** On an attached server: whether its options leave responses' endings to the fast path. */
@@ -443,6 +445,7 @@ function onReadWhileWaiting(arrayBuffer) {
       wait.halfClosed,
       wait.options.heavyClientThreshold,
       wait.socket[kUnchecked] === true,
+      wait.socket[kPeer],
     );
   } catch {
     kind = -2;
@@ -530,6 +533,7 @@ function endAfterPeerFin(wait) {
         wait.halfClosed,
         wait.options.heavyClientThreshold,
         wait.socket[kUnchecked] === true,
+        wait.socket[kPeer],
       );
     } catch {
       kind = 0;
@@ -728,7 +732,8 @@ function checkFins(socket) {
   const settings = server && server[kSettings];
   if (!settings || !server[kFastPath]) return true;
   try {
-    return native.checkFins(String(socket.remoteAddress), settings.heavyClientThreshold);
+    socket[kPeer] = socket.remoteAddress;
+    return native.checkFins(String(socket[kPeer]), settings.heavyClientThreshold);
   } catch {
     return true;
   }

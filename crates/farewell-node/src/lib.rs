@@ -130,16 +130,21 @@ pub fn wait_start(fd: i32) -> napi::Result<i64> {
 ///
 /// `unchecked`: the request was answered without that look at the kernel
 /// ([`check_fins`] said no): a heavy client gets `3`, the passive close, as
-/// its FIN may have come before the response.
+/// its FIN may have come before the response. `address`: the client's
+/// address if known (`socket.remoteAddress`, which Node caches), sparing the
+/// addon a `getpeername`.
 #[napi]
 pub fn fin_end(
     fd: i32,
     half_closed: bool,
     threshold: Option<u32>,
     unchecked: Option<bool>,
+    address: Option<String>,
 ) -> napi::Result<i32> {
+    let known_peer = address.and_then(|address| address.parse().ok());
+    let unchecked = unchecked.unwrap_or(false);
     Ok(
-        match runtime::fin_end(fd, threshold, half_closed, unchecked.unwrap_or(false))? {
+        match runtime::fin_end(fd, threshold, half_closed, unchecked, known_peer)? {
             runtime::FinEnd::NotYet => -1,
             runtime::FinEnd::Gone => -2,
             runtime::FinEnd::Unacked => 0,

@@ -164,17 +164,23 @@ pub(crate) enum FinEnd {
 /// first ([`check_fins`] said the client was far from heavy), so the FIN's
 /// timing is unknown; a client that turned heavy meanwhile gets the passive
 /// close (it may still be reading) rather than a reset.
+///
+/// `known_peer`: the peer's address if the caller has it (Node caches
+/// `socket.remoteAddress`), sparing a `getpeername`.
 pub(crate) fn fin_end(
     fd: i32,
     threshold: Option<u32>,
     half_closed: bool,
     unchecked: bool,
+    known_peer: Option<std::net::IpAddr>,
 ) -> Result<FinEnd, Refusal> {
-    let peer = match sys::fin_state(fd)? {
+    // A half-close needs no address: it is not classified.
+    let ask_peer = known_peer.is_none() && !half_closed;
+    let peer = match sys::fin_state(fd, ask_peer)? {
         sys::FinState::NotYet => return Ok(FinEnd::NotYet),
         sys::FinState::Gone => return Ok(FinEnd::Gone),
         sys::FinState::In { unacked, .. } if unacked > 0 => return Ok(FinEnd::Unacked),
-        sys::FinState::In { peer, .. } => peer,
+        sys::FinState::In { peer, .. } => known_peer.or(peer),
     };
     let after = match peer {
         _ if half_closed => FinEnd::HalfClose,

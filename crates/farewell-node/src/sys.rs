@@ -80,10 +80,10 @@ pub(crate) enum FinState {
 }
 
 /// One look at a socket the fast path waits on: its state, then, once the
-/// peer's FIN is in, its unACKed bytes and (when all are ACKed) the peer's
-/// address; `TCP_INFO` (which tells the unACKed bytes too when no segment
-/// is in flight, else `SIOCOUTQ`), `getpeername`.
-pub(crate) fn fin_state(fd: RawFd) -> Result<FinState, Refusal> {
+/// peer's FIN is in, its unACKed bytes and (when all are ACKed and `ask_peer`)
+/// the peer's address; `TCP_INFO` (which tells the unACKed bytes too when no
+/// segment is in flight, else `SIOCOUTQ`), `getpeername`.
+pub(crate) fn fin_state(fd: RawFd, ask_peer: bool) -> Result<FinState, Refusal> {
     with_fd(fd, |socket| {
         let (info, unacked) = farewell::sys::tcp_info_and_unacked(&socket).map_err(Refusal::Os)?;
         match info.state {
@@ -96,7 +96,7 @@ pub(crate) fn fin_state(fd: RawFd) -> Result<FinState, Refusal> {
             Some(unacked) => unacked,
             None => farewell::sys::unacked_bytes(&socket).map_err(Refusal::Os)?,
         };
-        let peer = if unacked == 0 {
+        let peer = if unacked == 0 && ask_peer {
             socket2::SockRef::from(&socket)
                 .peer_addr()
                 .ok()
