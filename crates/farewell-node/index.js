@@ -696,8 +696,11 @@ function hand(socket, idle, callback) {
 function onRequest(request) {
   const socket = request.socket;
   if (!socket[kHalfClosed] && !(socket instanceof tls.TLSSocket)) {
-    if (socket[kCheckFins] === undefined) socket[kCheckFins] = checkFins(socket);
-    if (!socket[kCheckFins]) {
+    // Asked at the second request (a keep-alive connection: the first one
+    // was answered): a connection of one request (`Connection: close`)
+    // keeps its one look and pays no call into the addon for the question.
+    if (socket[kCheckFins] === undefined && socket[kAnswering]) socket[kCheckFins] = checkFins(socket);
+    if (socket[kCheckFins] === false) {
       // A client far from heavy: its FIN gets the passive close whatever
       // its timing, so no syscall per request; one that turns heavy
       // meanwhile is told apart when its FIN comes (finEnd's `unchecked`).
@@ -721,8 +724,8 @@ function onRequest(request) {
 }
 
 /**
- * Once per connection, at its first request: whether to look at the
- * client's FIN before each request is answered. Only the fast path's
+ * Once per keep-alive connection, at its second request: whether to look at
+ * the client's FIN before each request is answered. Only the fast path's
  * settings (the heavy-client choice, `auto`) can skip it, and only for a
  * client under half the heavy-client threshold (the addon's table of recent
  * endings per address), as farewell-http does.
