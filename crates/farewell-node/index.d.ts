@@ -113,8 +113,8 @@ export function attach<S extends NetServer>(server: S, options?: AttachOptions):
 export function stats(): Stats;
 
 /**
- * Resolves once no teardown is in flight; at `deadlineMs` (default 10 000)
- * hurries them (each ends at once: `reset-at-deadline`, and so does every
+ * Resolves once no teardown is in flight and no connection waits on Node's
+ * loop for its client's FIN; at `deadlineMs` (default 10 000) hurries them (each ends at once: `reset-at-deadline`, and so does every
  * later teardown of the process) and resolves when they have, with the
  * number hurried. Call it before the process exits.
  */

@@ -363,10 +363,14 @@ class Wait {
  */
 function awaitPeerFin(socket, server, options, report, callback) {
   const wait = new Wait(socket, server, options, report, callback);
+  waits.add(wait);
   socket[kState] = 'flushing';
   if (socket.writableLength === 0) return startWait(wait);
   whenFlushed(socket, options.flushTimeout || 15000, (error) => {
-    if (error) return refuse(socket, false, callback);
+    if (error) {
+      waits.delete(wait);
+      return refuse(socket, false, callback);
+    }
     startWait(wait);
   });
 }
@@ -375,8 +379,14 @@ function awaitPeerFin(socket, server, options, report, callback) {
 function startWait(wait) {
   const socket = wait.socket;
   const fd = tcpFd(socket);
-  if (socket.destroyed || typeof fd !== 'number' || fd < 0) return refuse(socket, false, wait.callback);
+  if (socket.destroyed || typeof fd !== 'number' || fd < 0) {
+    waits.delete(wait);
+    return refuse(socket, false, wait.callback);
+  }
   wait.fd = fd;
+  // drain()'s deadline passed: no wait on Node's loop, what an idle
+  // connection gets (the hand-over, hurried like every teardown then).
+  if (drainHurried) return hurry(wait);
   // The client's FIN came before a response was answered (a half-close: it
   // still reads and is owed an end of file): the passive close.
   wait.halfClosed = socket[kHalfClosed] === true;
@@ -416,6 +426,28 @@ function startWait(wait) {
 }
 
 /**
+ * The fast path's waits of this process not yet ended on Node's loop or
+ * handed over: drain() awaits them too (a wait holds only its timer, and at
+ * the grace's end it is handed over to the addon's thread, which does not
+ * keep Node alive). Each leaves the set when it ends or is handed over.
+ */
+const waits = new Set();
+/** drain()'s deadline passed: every wait, and every later one, is handed over at once. */
+let drainHurried = false;
+
+/** Whether `wait` is still on Node's loop (flushing, waiting or about to end there). */
+function waitPending(wait) {
+  const state = wait.socket[kState];
+  return state === 'flushing' || state === 'waiting' || state === 'ending';
+}
+
+/** The waits still pending (any left behind by a path that ended one are forgotten). */
+function pendingWaits() {
+  for (const wait of waits) if (!waitPending(wait)) waits.delete(wait);
+  return waits.size;
+}
+
+/**
  * The handle's onread while a fast-path socket waits for the client's FIN,
  * in place of Node's (`onStreamRead`, which would push the end of file
  * through the stream: `'end'` on the next tick, its listeners, then ours).
@@ -438,24 +470,14 @@ function onReadWhileWaiting(arrayBuffer) {
     }
     return result;
   }
-  let kind;
-  try {
-    kind = native.finEnd(
-      wait.fd,
-      wait.halfClosed,
-      wait.options.heavyClientThreshold,
-      wait.socket[kUnchecked] === true,
-      wait.socket[kPeer],
-    );
-  } catch {
-    kind = -2;
-  }
+  const kind = askFinEnd(wait, -2);
   // Still open: nothing was read (Node's own returns at once).
   if (kind === -1) return nodeOnRead.call(this, arrayBuffer);
   stopWaiting(wait);
   wait.kind = kind;
   if (kind === -2) {
     // Not a FIN (reset by the client, say): Node's own reading finishes it.
+    waits.delete(wait);
     socket[kState] = 'handed';
     nodeOnRead.call(this, arrayBuffer);
     if (!socket.destroyed) nodeDestroy(socket);
@@ -463,6 +485,21 @@ function onReadWhileWaiting(arrayBuffer) {
     return;
   }
   endAfterPeerFin(wait);
+}
+
+/** The addon's finEnd() for this wait (see its docs in src/lib.rs); `failed` if it throws. */
+function askFinEnd(wait, failed) {
+  try {
+    return native.finEnd(
+      wait.fd,
+      wait.halfClosed,
+      wait.options.heavyClientThreshold,
+      wait.socket[kUnchecked] === true,
+      wait.socket[kPeer],
+    );
+  } catch {
+    return failed;
+  }
 }
 
 /** Ends the wait's timer and hands Node's onread back. */
@@ -496,6 +533,7 @@ function hurry(wait) {
 
 /** The hand-over to the addon's thread, for a socket the fast path does not end. */
 function handOverAfterAll(wait, chosen = wait.options) {
+  waits.delete(wait);
   const socket = wait.socket;
   socket[kState] = undefined;
   handOver(socket, null, chosen, wait.report, (error, outcome) => {
@@ -518,6 +556,7 @@ function endSoon(wait) {
 
 /** The ending once the client's FIN came: the addon's choice (if not made yet), then destroy(). */
 function endAfterPeerFin(wait) {
+  waits.delete(wait);
   const socket = wait.socket;
   if (socket.destroyed) {
     // Reset by the client meanwhile: Node finished it.
@@ -525,20 +564,7 @@ function endAfterPeerFin(wait) {
     if (wait.callback) wait.callback();
     return;
   }
-  let kind = wait.kind;
-  if (kind === -1) {
-    try {
-      kind = native.finEnd(
-        wait.fd,
-        wait.halfClosed,
-        wait.options.heavyClientThreshold,
-        wait.socket[kUnchecked] === true,
-        wait.socket[kPeer],
-      );
-    } catch {
-      kind = 0;
-    }
-  }
+  const kind = wait.kind === -1 ? askFinEnd(wait, 0) : wait.kind;
   if (kind <= 0) {
     socket.pause();
     return handOverAfterAll(wait);
@@ -785,23 +811,30 @@ function stats() {
 }
 
 /**
- * Resolves once no teardown of the addon is in flight, for a process about
- * to exit (the addon's thread does not keep Node alive: a teardown still
- * running at exit would be cut without its policy). At `deadlineMs` (default
- * 10 000) it hurries them: each ends at once (`reset-at-deadline`, after one
+ * Resolves once no teardown of the addon is in flight and no connection
+ * waits on Node's loop for its client's FIN (the fast path), for a process
+ * about to exit (the addon's thread does not keep Node alive: a teardown
+ * still running at exit would be cut without its policy). At `deadlineMs`
+ * (default 10 000) it hurries them: a waiting connection is handed over with
+ * no grace, and each ends at once (`reset-at-deadline`, after one
  * probe of whether its last bytes were ACKed), as does every later teardown
  * of the process, and it resolves when they have ended (at most a second
  * more). Resolves with the number hurried.
  */
 async function drain(deadlineMs = 10000) {
   const pause = () => new Promise((resolve) => setTimeout(resolve, 10));
+  const left = () => native.stats().inFlight + pendingWaits();
   const deadline = Date.now() + deadlineMs;
-  while (native.stats().inFlight > 0 && Date.now() < deadline) await pause();
-  const hurried = native.stats().inFlight;
+  while (left() > 0 && Date.now() < deadline) await pause();
+  const hurried = left();
   if (hurried === 0) return 0;
+  // The waits on Node's loop first: handed over with no grace (a flushing
+  // one when its flush ends), then every teardown of the addon hurried.
+  drainHurried = true;
+  for (const wait of waits) if (wait.socket[kState] === 'waiting') hurry(wait);
   native.hurry();
   const bound = Date.now() + 1000;
-  while (native.stats().inFlight > 0 && Date.now() < bound) await pause();
+  while (left() > 0 && Date.now() < bound) await pause();
   return hurried;
 }
 

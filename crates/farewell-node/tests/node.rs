@@ -143,6 +143,17 @@ fn node_drain_hurries_teardowns_at_its_deadline() {
 }
 
 #[test]
+fn node_drain_hurries_a_connection_waiting_on_nodes_loop() {
+    if !tools::require(
+        "node_drain_hurries_a_connection_waiting_on_nodes_loop",
+        &["node", "ss"],
+    ) {
+        return;
+    }
+    node_test(&only("drain_fast_path.test.mjs"));
+}
+
+#[test]
 fn every_js_test_file_is_run_by_a_cargo_test() {
     let names: Vec<String> = js_tests()
         .iter()
@@ -155,6 +166,7 @@ fn every_js_test_file_is_run_by_a_cargo_test() {
             "bad_input.test.mjs",
             "clients.test.mjs",
             "drain.test.mjs",
+            "drain_fast_path.test.mjs",
             "tls.test.mjs",
             "websocket.test.mjs"
         ]
