@@ -26,22 +26,21 @@ use std::os::fd::{AsFd, OwnedFd};
 
 /// A stream a connection is served on, and how the closer takes it over.
 pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// Hands the stream, which hyper is done with, to `closer`.
-    fn hand_over(self, closer: &Closer, policy: Policy);
+    /// Hands the stream, which hyper is done with, to `closer`. `peer` is
+    /// the client's address, as `accept` gave it: the closer need not ask
+    /// the kernel for it.
+    fn hand_over(self, closer: &Closer, policy: Policy, peer: SocketAddr);
 
     /// As [`Handover::hand_over`], but a teardown that must wait is returned
     /// for the connection's own task to await ([`Closer::close_here`]),
     /// rather than spawned. By default it is spawned.
-    fn hand_over_here(self, closer: &Closer, policy: Policy) -> Option<Closing>
+    fn hand_over_here(self, closer: &Closer, policy: Policy, peer: SocketAddr) -> Option<Closing>
     where
         Self: Sized,
     {
-        self.hand_over(closer, policy);
+        self.hand_over(closer, policy, peer);
         None
     }
-
-    /// The client's address, as the teardown's outcome will name it.
-    fn peer(&self) -> Option<SocketAddr>;
 
     /// The client's FIN is in, whether or not a read has reached it yet
     /// (the kernel says `CLOSE-WAIT`): one `getsockopt(TCP_INFO)`. (tokio's
@@ -67,16 +66,15 @@ pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         self,
         shared: &Arc<Shared>,
         policy: Policy,
+        peer: SocketAddr,
         cause: Cause,
         requests: u64,
         _client_may_close: bool,
     ) where
         Self: Sized,
     {
-        shared
-            .ended
-            .handed_over(|| self.peer(), cause, requests, true);
-        self.hand_over(&shared.closer, policy);
+        shared.ended.handed_over(peer, cause, requests, true);
+        self.hand_over(&shared.closer, policy, peer);
     }
 }
 
@@ -85,12 +83,12 @@ impl Handover for TcpStream {
     /// response, an h2 GOAWAY); it is already in the socket, so the
     /// teardown's own goodbye is empty. Its delivery phase (ACK progress,
     /// then `SIOCOUTQ` = 0) covers those bytes all the same.
-    fn hand_over(self, closer: &Closer, policy: Policy) {
-        closer.close_with(self, Bytes::new(), policy);
+    fn hand_over(self, closer: &Closer, policy: Policy, peer: SocketAddr) {
+        closer.close_with((self, peer), Bytes::new(), policy);
     }
 
-    fn hand_over_here(self, closer: &Closer, policy: Policy) -> Option<Closing> {
-        Some(closer.close_here(self, Bytes::new(), policy))
+    fn hand_over_here(self, closer: &Closer, policy: Policy, peer: SocketAddr) -> Option<Closing> {
+        Some(closer.close_here((self, peer), Bytes::new(), policy))
     }
 
     /// Under peer-first: deliver, then FIN, reset by the kernel on its ACK
@@ -101,20 +99,20 @@ impl Handover for TcpStream {
         self,
         shared: &Arc<Shared>,
         policy: Policy,
+        peer: SocketAddr,
         cause: Cause,
         requests: u64,
         client_may_close: bool,
     ) {
         let Policy::PeerFirst(settings) = policy else {
-            shared
-                .ended
-                .handed_over(|| self.peer(), cause, requests, true);
-            return self.hand_over(&shared.closer, policy);
+            shared.ended.handed_over(peer, cause, requests, true);
+            return self.hand_over(&shared.closer, policy, peer);
         };
         shared.delimited.started();
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
-            let end = delimited::end(self, &shared.closer, settings, client_may_close).await;
+            let end =
+                delimited::end((self, peer), &shared.closer, settings, client_may_close).await;
             let delivered = end != delimited::End::ResetUndelivered;
             shared
                 .ended
@@ -129,10 +127,6 @@ impl Handover for TcpStream {
                 shared.delimited.ended(Some(end));
             }
         });
-    }
-
-    fn peer(&self) -> Option<SocketAddr> {
-        self.peer_addr().ok()
     }
 
     fn ack_probe(&self) -> Option<OwnedFd> {
@@ -152,16 +146,12 @@ impl Handover for farewell::tls::tokio_rustls::server::TlsStream<TcpStream> {
     /// As for TCP, after `close_notify` (no FIN): the teardown writes what
     /// tokio-rustls had not flushed, then the alert, and watches for the
     /// peer's `close_notify` in what it drains.
-    fn hand_over(self, closer: &Closer, policy: Policy) {
-        closer.close_tls_with(self, b"", policy);
+    fn hand_over(self, closer: &Closer, policy: Policy, peer: SocketAddr) {
+        closer.close_tls_with((self, peer), b"", policy);
     }
 
-    fn hand_over_here(self, closer: &Closer, policy: Policy) -> Option<Closing> {
-        Some(closer.close_tls_here(self, b"", policy))
-    }
-
-    fn peer(&self) -> Option<SocketAddr> {
-        self.get_ref().0.peer_addr().ok()
+    fn hand_over_here(self, closer: &Closer, policy: Policy, peer: SocketAddr) -> Option<Closing> {
+        Some(closer.close_tls_here((self, peer), b"", policy))
     }
 
     fn ack_probe(&self) -> Option<OwnedFd> {
@@ -372,7 +362,7 @@ pub(crate) struct ConnState {
     /// Bytes were read since the last look at whether the client's FIN is in.
     fin_unchecked: AtomicBool,
     /// The client's address, from `accept`.
-    peer: std::net::IpAddr,
+    peer: SocketAddr,
     /// Look, before each response, whether the client's FIN came first
     /// ([`decide::check_fins`]): the teardown may reset this client after
     /// its FIN.
@@ -433,11 +423,11 @@ struct Here {
 }
 
 impl ConnState {
-    pub(crate) fn new(shared: Arc<Shared>, peer: std::net::IpAddr) -> ConnState {
+    pub(crate) fn new(shared: Arc<Shared>, peer: SocketAddr) -> ConnState {
         let check_fins = shared.may_reset_after_fin
             && decide::check_fins(
                 shared.policy.peer_time_wait(),
-                shared.closer.recent_endings(peer),
+                shared.closer.recent_endings(peer.ip()),
                 shared.closer.heavy_client_threshold(),
             );
         ConnState {
@@ -501,10 +491,10 @@ impl ConnState {
         // while the task collects).
         let mut here = self.here();
         if here.open {
-            here.closing = stream.hand_over_here(closer, policy);
+            here.closing = stream.hand_over_here(closer, policy, self.peer);
         } else {
             drop(here);
-            stream.hand_over(closer, policy);
+            stream.hand_over(closer, policy, self.peer);
         }
     }
 
@@ -727,7 +717,7 @@ impl ConnState {
             self.fin_timing_unknown.load(Ordering::Relaxed)
                 && decide::unchecked_fin_may_reset(
                     policy.peer_time_wait(),
-                    self.shared.closer.recent_endings(self.peer),
+                    self.shared.closer.recent_endings(self.peer.ip()),
                     self.shared.closer.heavy_client_threshold(),
                 )
         };
@@ -786,9 +776,7 @@ impl ConnState {
         let upgraded = self.upgrade.ending(self.cause.get());
         if self.abort.load(Ordering::Relaxed) {
             // The client stopped taking the response: nothing more can be delivered.
-            shared
-                .ended
-                .handed_over(|| stream.peer(), cause, requests, false);
+            shared.ended.handed_over(self.peer, cause, requests, false);
             self.give(stream, Policy::Abort);
         } else {
             self.hand_over(stream, mark, cause, requests, upgraded);
@@ -814,9 +802,7 @@ impl ConnState {
             self.owes_fin.load(Ordering::Relaxed) || upgraded == Ending::Closed,
         ) {
             decide::Teardown::Quiet => {
-                shared
-                    .ended
-                    .handed_over(|| stream.peer(), cause, requests, false);
+                shared.ended.handed_over(self.peer, cause, requests, false);
                 self.give(stream, self.unless_half_closed(shared.quiet_policy))
             }
             decide::Teardown::AfterGoodbye => {
@@ -824,7 +810,7 @@ impl ConnState {
                 let goodbye = requests > 0 || cause != Cause::ClientClosed;
                 shared
                     .ended
-                    .handed_over(|| stream.peer(), cause, requests, goodbye);
+                    .handed_over(self.peer, cause, requests, goodbye);
                 self.give(stream, self.unless_half_closed(shared.policy))
             }
             decide::Teardown::OwedFin => {
@@ -833,7 +819,14 @@ impl ConnState {
                 // A client that half-closed (`nc -N`) still reads: its FIN is
                 // no goodbye, whatever its weight.
                 let policy = self.unless_half_closed(shared.policy);
-                stream.end_with_our_fin(shared, policy, cause, requests, client_may_close)
+                stream.end_with_our_fin(
+                    shared,
+                    policy,
+                    self.peer,
+                    cause,
+                    requests,
+                    client_may_close,
+                )
             }
         }
     }

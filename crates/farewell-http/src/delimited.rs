@@ -68,7 +68,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use farewell::{Closer, Ending, GraceEnd, PeerFirst, Policy};
-use tokio::net::TcpStream;
 
 /// The shortest wait for the client's own FIN once a length-framed response
 /// is ACKed (see [`end`]), and the longest: two round-trip times between.
@@ -134,12 +133,13 @@ pub(crate) fn end_of(ending: Ending, client_may_close: bool) -> End {
 /// passive close, or for a heavy client a reset) and this returns
 /// [`End::ClientClosed`]. Otherwise our FIN goes as above.
 pub(crate) async fn end(
-    stream: TcpStream,
+    stream: impl Into<farewell::Handoff>,
     closer: &Closer,
     settings: PeerFirst,
     client_may_close: bool,
 ) -> End {
-    let rtt = farewell::sys::tcp_info(&stream).map_or(Duration::ZERO, |info| info.rtt);
+    let stream = stream.into();
+    let rtt = farewell::sys::tcp_info(stream.stream()).map_or(Duration::ZERO, |info| info.rtt);
     let policy = policy(settings, client_may_close, rtt);
     let outcome = closer
         .close_here_reporting(stream, Bytes::new(), policy)

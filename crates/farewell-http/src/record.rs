@@ -231,40 +231,27 @@ impl Connections {
     }
 
     /// A connection's socket goes to the closer: its outcome will come to
-    /// [`Connections::teardown_ended`]. `peer` is asked only when a hook
-    /// listens (`getpeername` costs a system call per connection).
+    /// [`Connections::teardown_ended`], which finds it by `peer` (the
+    /// closer is given the same address: its outcome names it).
     pub(crate) fn handed_over(
         &self,
-        peer: impl FnOnce() -> Option<SocketAddr>,
+        peer: SocketAddr,
         cause: Cause,
         requests: u64,
         has_goodbye: bool,
     ) {
-        let Some(hook) = &self.hook else { return };
+        if self.hook.is_none() {
+            return;
+        }
         let pending = Pending {
             cause,
             requests,
             has_goodbye,
         };
-        match peer() {
-            Some(peer) => {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(peer, pending);
-            }
-            None => hook(ConnectionOutcome {
-                cause,
-                requests,
-                last_response: if has_goodbye {
-                    Delivery::Unconfirmed
-                } else {
-                    Delivery::NoneSent
-                },
-                close_delimited: false,
-                outcome: None,
-            }),
-        }
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer, pending);
     }
 
     /// A teardown ended (called from the closer's outcome hook).

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,6 +41,7 @@ enum Read {
 /// until the send timeout.
 pub(super) async fn serve<P: Protocol>(
     stream: TcpStream,
+    peer: SocketAddr,
     shared: Arc<Shared<P>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -118,7 +120,7 @@ pub(super) async fn serve<P: Protocol>(
         }
     };
     // The teardown goes on in this task: no second task per connection.
-    shared.goodbye_here(stream, reason, unsent).await;
+    shared.goodbye_here(stream, peer, reason, unsent).await;
 }
 
 /// Reads once into the thread's scratch buffer, feeds the conversation and
@@ -171,9 +173,17 @@ impl<P: Protocol> Shared<P> {
     /// Says goodbye: counts it and hands the stream to the closer, with the
     /// replies not yet written in front of the protocol's goodbye.
     /// `served` is false for a connection shed at accept (never counted as open).
-    pub(super) fn goodbye(&self, stream: TcpStream, reason: Reason, unsent: Vec<u8>, served: bool) {
-        let (goodbye, policy) = self.farewell(&stream, reason, unsent, served);
-        self.closer.close_with(stream, goodbye, policy);
+    pub(super) fn goodbye(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        reason: Reason,
+        unsent: Vec<u8>,
+        served: bool,
+    ) {
+        let (goodbye, policy) = self.farewell(peer, reason, unsent, served);
+        // With the address `accept` gave: no `getpeername` in the teardown.
+        self.closer.close_with((stream, peer), goodbye, policy);
         // Only now: the drain waits for no connection open *and* the closer
         // idle, so the teardown must be in flight before the connection stops
         // counting as open, or the drain could end between the two.
@@ -185,11 +195,12 @@ impl<P: Protocol> Shared<P> {
     pub(super) fn goodbye_here(
         &self,
         stream: TcpStream,
+        peer: SocketAddr,
         reason: Reason,
         unsent: Vec<u8>,
     ) -> farewell::Closing {
-        let (goodbye, policy) = self.farewell(&stream, reason, unsent, true);
-        let closing = self.closer.close_here(stream, goodbye, policy);
+        let (goodbye, policy) = self.farewell(peer, reason, unsent, true);
+        let closing = self.closer.close_here((stream, peer), goodbye, policy);
         // After the hand-over, as in `goodbye`: the closer counts it now.
         self.counts.goodbye(reason, true);
         closing
@@ -198,18 +209,13 @@ impl<P: Protocol> Shared<P> {
     /// The goodbye's bytes (unsent replies first) and the policy for `reason`.
     fn farewell(
         &self,
-        stream: &TcpStream,
+        peer: SocketAddr,
         reason: Reason,
         unsent: Vec<u8>,
         served: bool,
     ) -> (Bytes, farewell::Policy) {
         super::metrics::goodbye(reason);
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            match stream.peer_addr() {
-                Ok(peer) => tracing::debug!(%peer, %reason, "goodbye"),
-                Err(_) => tracing::debug!(peer = "gone", %reason, "goodbye"),
-            }
-        }
+        tracing::debug!(%peer, %reason, "goodbye");
         let goodbye = self.protocol.goodbye(reason);
         let goodbye = if unsent.is_empty() {
             goodbye

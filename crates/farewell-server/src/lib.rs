@@ -224,9 +224,9 @@ async fn accept_loop<P: Protocol>(
                 );
             }
             accepted = listener.accept(), if !backoff.pausing() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     backoff.recovered();
-                    shared.admit(stream, stopped);
+                    shared.admit(stream, peer, stopped);
                 }
                 Err(e) if accept::is_per_connection(&e) => {
                     tracing::debug!(error = %e, "a connection failed before accept");
@@ -266,18 +266,28 @@ impl<P: Protocol> Shared<P> {
     }
 
     /// Serves a new connection, or sheds it when the server is full.
-    fn admit(self: &Arc<Self>, stream: TcpStream, stopped: &watch::Receiver<bool>) {
+    fn admit(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+        stopped: &watch::Receiver<bool>,
+    ) {
         self.counts.accepted.fetch_add(1, Ordering::Relaxed);
         metrics::accepted();
         if self.counts.open() >= self.config.max_connections {
-            self.goodbye(stream, Reason::Busy, Vec::new(), false);
+            self.goodbye(stream, peer, Reason::Busy, Vec::new(), false);
             return;
         }
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
         self.counts.opened();
-        tokio::spawn(connection::serve(stream, Arc::clone(self), stopped.clone()));
+        tokio::spawn(connection::serve(
+            stream,
+            peer,
+            Arc::clone(self),
+            stopped.clone(),
+        ));
     }
 
     fn summary(&self, drain: Duration) -> Summary {

@@ -21,6 +21,80 @@ use crate::teardown::{Report, Teardown, Urgency};
 
 type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 
+/// What a [`Closer`] is handed: the stream (a [`TcpStream`], or for
+/// [`Closer::close_tls`] a TLS stream) and, when the caller has it, the
+/// peer's address.
+///
+/// Every `close` method takes `impl Into<Handoff<_>>`: the stream alone, or
+/// the `(stream, SocketAddr)` pair that
+/// [`TcpListener::accept`](tokio::net::TcpListener::accept) returns. With the
+/// address, a teardown that counts the peer's endings
+/// ([`PeerTimeWait::Auto`](crate::PeerTimeWait::Auto), the default) or
+/// reports it in full need not ask the kernel for it: one `getpeername`
+/// less per connection, and a peer that reset meanwhile is still named. The
+/// address must be the stream's own peer: the heavy-client count goes by it.
+///
+/// # Examples
+///
+/// ```no_run
+/// use farewell::{Closer, Policy};
+/// use tokio::net::TcpListener;
+///
+/// # #[allow(dead_code)]
+/// # async fn demo() -> std::io::Result<()> {
+/// let closer = Closer::new(Policy::default());
+/// let listener = TcpListener::bind("127.0.0.1:7878").await?;
+/// // The pair `accept` returns is a `Handoff`: the address comes along.
+/// closer.close(listener.accept().await?, &b"BYE busy\n"[..]);
+/// // A stream alone is one too: the address is asked of the kernel if needed.
+/// let (stream, _) = listener.accept().await?;
+/// closer.close(stream, &b"BYE busy\n"[..]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Handoff<S = TcpStream> {
+    pub(crate) stream: S,
+    pub(crate) peer: Option<std::net::SocketAddr>,
+}
+
+impl<S> Handoff<S> {
+    /// `stream`, whose peer is at `peer`.
+    pub fn new(stream: S, peer: std::net::SocketAddr) -> Handoff<S> {
+        Handoff {
+            stream,
+            peer: Some(peer),
+        }
+    }
+
+    /// The stream.
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
+    /// The peer's address, if the caller gave it.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.peer
+    }
+
+    /// The stream and the address, apart.
+    pub fn into_parts(self) -> (S, Option<std::net::SocketAddr>) {
+        (self.stream, self.peer)
+    }
+}
+
+impl<S> From<S> for Handoff<S> {
+    fn from(stream: S) -> Handoff<S> {
+        Handoff { stream, peer: None }
+    }
+}
+
+impl<S> From<(S, std::net::SocketAddr)> for Handoff<S> {
+    fn from((stream, peer): (S, std::net::SocketAddr)) -> Handoff<S> {
+        Handoff::new(stream, peer)
+    }
+}
+
 /// Owns closing connections so the caller does not have to: [`Closer::close`]
 /// returns at once, and the teardown runs as a tokio task.
 ///
@@ -296,14 +370,19 @@ impl Closer {
 
     /// Tears `stream` down in the background with the closer's policy, after `goodbye`.
     /// Returns at once.
-    pub fn close(&self, stream: TcpStream, goodbye: impl Into<Bytes>) {
+    pub fn close(&self, stream: impl Into<Handoff>, goodbye: impl Into<Bytes>) {
         self.close_with(stream, goodbye, self.inner.policy);
     }
 
     /// As [`Closer::close`], with another policy for this one connection (e.g.
     /// [`Policy::Abort`] for a peer that is shed for overload).
-    pub fn close_with(&self, stream: TcpStream, goodbye: impl Into<Bytes>, policy: Policy) {
-        self.close_drained(stream, goodbye.into(), policy, ());
+    pub fn close_with(
+        &self,
+        stream: impl Into<Handoff>,
+        goodbye: impl Into<Bytes>,
+        policy: Policy,
+    ) {
+        self.close_drained(stream.into(), goodbye.into(), policy, ());
     }
 
     /// As [`Closer::close_with`], but a teardown that must wait runs in the
@@ -350,11 +429,11 @@ impl Closer {
     /// ```
     pub fn close_here(
         &self,
-        stream: TcpStream,
+        stream: impl Into<Handoff>,
         goodbye: impl Into<Bytes>,
         policy: Policy,
     ) -> Closing {
-        self.close_drained_here(stream, goodbye.into(), policy, ())
+        self.close_drained_here(stream.into(), goodbye.into(), policy, ())
     }
 
     /// As [`Closer::close_here`], and the future also yields the
@@ -382,12 +461,12 @@ impl Closer {
     /// ```
     pub fn close_here_reporting(
         &self,
-        stream: TcpStream,
+        stream: impl Into<Handoff>,
         goodbye: impl Into<Bytes>,
         policy: Policy,
     ) -> impl Future<Output = Outcome> + Send + 'static {
         let inner = Arc::clone(&self.inner);
-        let mut teardown = self.counted_teardown(stream, goodbye.into(), policy, ());
+        let mut teardown = self.counted_teardown(stream.into(), goodbye.into(), policy, ());
         let ended = match teardown.advance(&inner.hurry) {
             Ok(finish) => Ok(teardown.conclude(finish)),
             Err(_wait) => Err(crate::teardown::drive(
@@ -410,7 +489,7 @@ impl Closer {
     /// discards (the TLS layer's hook, [`crate::tls`]).
     pub(crate) fn close_drained_here(
         &self,
-        stream: TcpStream,
+        stream: Handoff,
         goodbye: Bytes,
         policy: Policy,
         drain: impl crate::teardown::Drain,
@@ -426,7 +505,7 @@ impl Closer {
     /// discards (the TLS layer's hook, [`crate::tls`]).
     pub(crate) fn close_drained(
         &self,
-        stream: TcpStream,
+        stream: Handoff,
         goodbye: Bytes,
         policy: Policy,
         drain: impl crate::teardown::Drain,
@@ -440,7 +519,7 @@ impl Closer {
     /// it must wait, for the caller to spawn or await.
     fn start<D: crate::teardown::Drain>(
         &self,
-        stream: TcpStream,
+        stream: Handoff,
         goodbye: Bytes,
         policy: Policy,
         drain: D,
@@ -469,7 +548,7 @@ impl Closer {
     /// Counts a teardown in flight and sets it up.
     fn counted_teardown<D: crate::teardown::Drain>(
         &self,
-        stream: TcpStream,
+        stream: Handoff,
         goodbye: Bytes,
         policy: Policy,
         drain: D,
@@ -487,7 +566,7 @@ impl Closer {
         } else {
             Report::EndingOnly
         };
-        Teardown::new(stream, policy, goodbye, report, drain)
+        Teardown::new(stream.stream, stream.peer, policy, goodbye, report, drain)
     }
 
     /// The runtime the teardowns run on.

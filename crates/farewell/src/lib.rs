@@ -91,7 +91,7 @@ mod teardown;
 #[cfg(feature = "rustls")]
 pub mod tls;
 
-pub use closer::{Closer, CloserBuilder, CloserStats, Closing};
+pub use closer::{Closer, CloserBuilder, CloserStats, Closing, Handoff};
 pub use outcome::{Delivery, Ending, Outcome, PeerFinChoice, TimeWait};
 pub use policy::{
     FinThenReset, GraceEnd, Lingering, PeerFirst, PeerTimeWait, Plain, Policy,

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::AsFd;
 use std::task::Poll;
 use std::time::Instant;
@@ -175,7 +175,7 @@ pub(crate) fn teardown<H: Urgency, D: Drain>(
     drain: D,
 ) -> impl Future<Output = Outcome> + Send + 'static {
     drive(
-        Teardown::new(stream, policy, goodbye, report, drain),
+        Teardown::new(stream, None, policy, goodbye, report, drain),
         hurry,
         LeaveOpen,
     )
@@ -244,6 +244,9 @@ pub(crate) struct Teardown<D> {
     /// is reported in full (a reset peer's address cannot be had later).
     /// Boxed: 8 bytes in every pending teardown rather than 64.
     addrs: Option<Box<Addrs>>,
+    /// The peer's address as the caller gave it ([`Handoff`](crate::Handoff)):
+    /// the heavy-client count needs no `getpeername` then.
+    peer: Option<IpAddr>,
     report: Report,
     /// [`Teardown::advance`] stopped at a wait whose non-blocking attempt
     /// found nothing: the next run need not try again before waiting.
@@ -263,6 +266,7 @@ impl<D: Drain> Teardown<D> {
     /// rust-lang/rust#62958, and a pending teardown should be small.)
     pub(crate) fn new(
         stream: TcpStream,
+        peer: Option<SocketAddr>,
         policy: Policy,
         goodbye: Bytes,
         report: Report,
@@ -273,7 +277,7 @@ impl<D: Drain> Teardown<D> {
         let addrs = match report {
             Report::Full => Some(Box::new(Addrs {
                 local: stream.local_addr().ok(),
-                peer: stream.peer_addr().ok(),
+                peer: peer.or_else(|| stream.peer_addr().ok()),
             })),
             Report::EndingOnly => None,
         };
@@ -282,6 +286,7 @@ impl<D: Drain> Teardown<D> {
             goodbye,
             machine,
             addrs,
+            peer: peer.map(|peer| peer.ip()),
             report,
             blocked: false,
             fresh: true,
@@ -344,11 +349,11 @@ impl<D: Drain> Teardown<D> {
                     self.machine.on_event(now, event);
                 }
                 Step::Classify => {
-                    let peer = match &self.addrs {
-                        Some(addrs) => addrs.peer,
-                        None => self.stream.peer_addr().ok(),
-                    };
-                    let choice = hurry.classify(peer.map(|peer| peer.ip()), now);
+                    let peer = self.peer.or_else(|| match &self.addrs {
+                        Some(addrs) => addrs.peer.map(|peer| peer.ip()),
+                        None => self.stream.peer_addr().ok().map(|peer| peer.ip()),
+                    });
+                    let choice = hurry.classify(peer, now);
                     self.machine.on_event(now, Event::Classified(choice));
                 }
                 Step::ShutdownWrite => {

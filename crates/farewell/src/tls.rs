@@ -92,7 +92,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::outcome::Outcome;
 use crate::policy::Policy;
 use crate::teardown::{teardown, Drain, NoHurry, Report};
-use crate::{Closer, Closing};
+use crate::{Closer, Closing, Handoff};
 
 pub use rustls;
 pub use tokio_rustls;
@@ -134,7 +134,11 @@ impl Closer {
     /// [`Outcome::peer_close_notify`]) goes to the closer's hook.
     ///
     /// Needs the `rustls` feature.
-    pub fn close_tls(&self, stream: TlsStream<TcpStream>, goodbye: impl AsRef<[u8]>) {
+    pub fn close_tls(
+        &self,
+        stream: impl Into<Handoff<TlsStream<TcpStream>>>,
+        goodbye: impl AsRef<[u8]>,
+    ) {
         self.close_tls_with(stream, goodbye, self.policy());
     }
 
@@ -143,12 +147,13 @@ impl Closer {
     /// Needs the `rustls` feature.
     pub fn close_tls_with(
         &self,
-        stream: TlsStream<TcpStream>,
+        stream: impl Into<Handoff<TlsStream<TcpStream>>>,
         goodbye: impl AsRef<[u8]>,
         policy: Policy,
     ) {
+        let (stream, peer) = stream.into().into_parts();
         let (tcp, records, drain) = seal(stream, goodbye.as_ref());
-        self.close_drained(tcp, records, policy, drain);
+        self.close_drained(Handoff { stream: tcp, peer }, records, policy, drain);
     }
 
     /// As [`Closer::close_tls_with`], the teardown running in the caller's
@@ -157,12 +162,13 @@ impl Closer {
     /// Needs the `rustls` feature.
     pub fn close_tls_here(
         &self,
-        stream: TlsStream<TcpStream>,
+        stream: impl Into<Handoff<TlsStream<TcpStream>>>,
         goodbye: impl AsRef<[u8]>,
         policy: Policy,
     ) -> Closing {
+        let (stream, peer) = stream.into().into_parts();
         let (tcp, records, drain) = seal(stream, goodbye.as_ref());
-        self.close_drained_here(tcp, records, policy, drain)
+        self.close_drained_here(Handoff { stream: tcp, peer }, records, policy, drain)
     }
 }
 

@@ -110,12 +110,12 @@ impl Server {
                 Ok(service) => service,
                 Err(e) => {
                     tracing::debug!(error = %e, %peer, "the make-service failed; closing the connection");
-                    stream.hand_over(&shared.closer, shared.quiet_policy);
+                    stream.hand_over(&shared.closer, shared.quiet_policy, peer);
                     continue;
                 }
             };
             let task = ConnTask {
-                state: Arc::new(ConnState::new(Arc::clone(&shared), peer.ip())),
+                state: Arc::new(ConnState::new(Arc::clone(&shared), peer)),
                 open: shared.metrics.as_ref().map(|handles| handles.open()),
             };
             #[cfg(feature = "rustls")]

@@ -188,6 +188,18 @@ async fn half_closer_that_turns_heavy_during_its_request_keeps_the_passive_close
             response.extend_from_slice(&buf[..n]);
         }
         drop(stream);
+        // Its ending counted before the next connection begins: a connection
+        // that began before the count reached half the threshold would get no
+        // look before its response, and the fallback's passive close, which
+        // counts no ending (on a loaded machine none would then pass it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while server.outcomes.lock().unwrap().len() <= i as usize {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "connection {i}: no outcome in 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     let data = tokio::time::timeout(Duration::from_secs(20), half_closer)
         .await

@@ -132,8 +132,8 @@ async fn accept_loop(
         tokio::select! {
             _ = &mut stop => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(serve_connection(stream, closer.clone()));
+                Ok((stream, peer)) => {
+                    tokio::spawn(serve_connection(stream, peer, closer.clone()));
                 }
                 // EMFILE and friends: let the clients' errors show it; do not spin.
                 Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
@@ -143,7 +143,7 @@ async fn accept_loop(
 }
 
 /// FLP/1 over one connection, then the server's ending.
-async fn serve_connection(mut stream: TcpStream, closer: Option<Closer>) {
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, closer: Option<Closer>) {
     let mut session = farewell_server::flp::Session::new(farewell_server::flp::DEFAULT_MAX_LINE);
     let mut input = [0u8; 512];
     let mut reply = Vec::new();
@@ -165,7 +165,12 @@ async fn serve_connection(mut stream: TcpStream, closer: Option<Closer>) {
     match closer {
         // In this connection's own task, as a server that ends each
         // connection where it served it would: no second task.
-        Some(closer) => closer.close_here(stream, goodbye, closer.policy()).await,
+        // With the address `accept` gave, as the closer's docs advise.
+        Some(closer) => {
+            closer
+                .close_here((stream, peer), goodbye, closer.policy())
+                .await
+        }
         None => {
             let _ = stream.write_all(goodbye).await;
             drop(stream);

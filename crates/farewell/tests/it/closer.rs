@@ -262,3 +262,72 @@ async fn closer_without_a_hook_waits_for_the_peer_in_a_task_and_counts_its_endin
         "no server TIME-WAIT"
     );
 }
+
+/// A `Handoff` with the address `accept` gave: the teardown counts and
+/// reports that address, and asks the kernel for none (here the given
+/// address is a documentation one, 192.0.2.7, that no socket has: had the
+/// teardown asked the kernel, the loopback address would be counted).
+#[tokio::test]
+async fn closer_counts_and_reports_the_address_a_handoff_gives() {
+    use tokio::io::AsyncWriteExt;
+    let given: std::net::SocketAddr = "192.0.2.7:4242".parse().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let closer = Closer::builder(Policy::default())
+        .heavy_client_threshold(1)
+        .on_outcome(move |outcome| sink.lock().unwrap().push(outcome))
+        .build();
+    let mut kernel_peers = Vec::new();
+    for _ in 0..2 {
+        let (server, mut client) = connected_pair(V4, None).await;
+        let (local, peer) = (server.local_addr().unwrap(), server.peer_addr().unwrap());
+        kernel_peers.push(peer.ip());
+        // The client's FIN is in before the hand-over, after everything (nothing) was
+        // delivered: the teardown ends inside close(), after classifying the client.
+        client.shutdown().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server.readable())
+            .await
+            .expect("the client's FIN within 5 s")
+            .unwrap();
+        closer.close(farewell::Handoff::new(server, given), bytes::Bytes::new());
+        assert_eq!(closer.in_flight(), 0, "{}", closer.stats());
+        // The client gets EOF (light) or a reset (heavy), never data.
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
+            .await
+            .expect("the end within 5 s");
+        assert!(rest.is_empty(), "{rest:?}");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while kernel_state(local, peer) == Some(TcpState::LastAck) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            kernel_state(local, peer),
+            None,
+            "the server keeps no socket"
+        );
+    }
+    assert_eq!(
+        closer.recent_endings(given.ip()),
+        2,
+        "the given address is counted"
+    );
+    for ip in kernel_peers {
+        assert_eq!(closer.recent_endings(ip), 0, "the kernel's address is not");
+    }
+    let outcomes = seen.lock().unwrap().clone();
+    assert_eq!(outcomes.len(), 2);
+    assert!(
+        outcomes.iter().all(|o| o.peer == Some(given)),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[0].ending, Ending::PeerClosed, "{}", outcomes[0]);
+    // Past the threshold of 1: the second ending is a heavy client's.
+    assert_eq!(
+        outcomes[1].ending,
+        Ending::ResetAfterPeerFin,
+        "{}",
+        outcomes[1]
+    );
+    assert_eq!(outcomes[1].time_wait, TimeWait::Nobody, "{}", outcomes[1]);
+}
