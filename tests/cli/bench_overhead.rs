@@ -69,12 +69,13 @@ fn bench_overhead_prints_instruction_and_rate_ratios_side_by_side() {
     );
     for (row, what) in [
         (1, "Ir per keep-alive request"),
-        (2, "Ir per Connection: close conn"),
-        (3, "  the same, heavy clients (reset)"),
-        (4, "  light, vs hyper closing after FIN"),
-        (5, "wrk keep-alive requests/s"),
-        (7, "Ir per keep-alive request"),
-        (8, "Ir per Connection: close conn"),
+        (2, "  vs hyper with header timeout"),
+        (3, "Ir per Connection: close conn"),
+        (4, "  the same, heavy clients (reset)"),
+        (5, "  light, vs hyper closing after FIN"),
+        (6, "wrk keep-alive requests/s"),
+        (8, "Ir per keep-alive request"),
+        (9, "Ir per Connection: close conn"),
     ] {
         let line = lines
             .get(row)
@@ -95,12 +96,16 @@ fn bench_overhead_prints_instruction_and_rate_ratios_side_by_side() {
     }
     // The axum pair: the same Router under farewell_http::serve and axum::serve.
     assert!(
-        lines[6].contains("farewell_http") && lines[6].contains("axum::serve"),
+        lines[7].contains("farewell_http") && lines[7].contains("axum::serve"),
         "{stdout}"
     );
-    // The passive-close yardstick ran, and its profiles are there too.
+    // The passive-close and header-timeout yardsticks ran, and their profiles are there too.
     assert!(
         out_dir.join("cg.hyper-passive.close.30").is_file(),
+        "{stdout}"
+    );
+    assert!(
+        out_dir.join("cg.hyper-timeouts.keepalive.30").is_file(),
         "{stdout}"
     );
     // The profiles stay for callgrind_annotate.

@@ -48,7 +48,9 @@ use tokio::signal::unix::{signal, SignalKind};
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(server), Some(port)) = (args.next(), args.next()) else {
-        eprintln!("usage: overhead farewell|hyper|hyper-passive|axum|farewell-axum PORT");
+        eprintln!(
+            "usage: overhead farewell|hyper|hyper-timeouts|hyper-passive|axum|farewell-axum PORT"
+        );
         std::process::exit(2);
     };
     let port: u16 = port.parse().unwrap_or_else(|_| {
@@ -124,6 +126,16 @@ fn main() {
                         http_baseline::serve(listener, service, stop, Duration::from_secs(2)).await;
                     eprintln!("{n} connections");
                 }
+                "hyper-timeouts" => {
+                    let n = http_baseline::serve_with_header_timeout(
+                        listener,
+                        service,
+                        stop,
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                    eprintln!("{n} connections");
+                }
                 "hyper-passive" => {
                     let n = http_baseline::serve_passive_close(
                         listener,
@@ -153,8 +165,8 @@ fn main() {
                 }
                 other => {
                     eprintln!(
-                        "overhead: the server is farewell, hyper, hyper-passive, axum or \
-                         farewell-axum, not {other:?}"
+                        "overhead: the server is farewell, hyper, hyper-timeouts, \
+                         hyper-passive, axum or farewell-axum, not {other:?}"
                     );
                     std::process::exit(2);
                 }

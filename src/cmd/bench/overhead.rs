@@ -26,7 +26,10 @@ binary: DIR/examples/overhead for DIR/farewell); --binary PATH names another.
 
 Instructions: each server runs under `valgrind --tool=callgrind` twice per mode, with N1 and N2
 requests from a client in this process (outside valgrind; every response checked):
-  keep-alive  all requests on one connection
+  keep-alive  all requests on one connection; also once for plain hyper with its own HTTP/1
+              header-read timeout (`hyper-timeouts`, 30 s on hyper-util's TokioTimer): the
+              one bound hyper offers, which farewell-http has with the body-read, send and
+              idle bounds besides
   close       each request with `Connection: close` on its own connection, twice for
               farewell-http: every client light (the passive close after its FIN, the client
               keeps TIME-WAIT) and every client heavy (a reset after its FIN, nobody keeps

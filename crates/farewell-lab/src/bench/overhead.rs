@@ -60,6 +60,14 @@ const HYPER_PASSIVE: Variant = Variant {
     label: "hyper-passive",
     heavy_client_threshold: None,
 };
+/// Plain hyper with the one defence it offers itself: its HTTP/1
+/// header-read timeout (30 s, on `TokioTimer`)
+/// ([`http_baseline::serve_with_header_timeout`](crate::support::http_baseline::serve_with_header_timeout)).
+const HYPER_TIMEOUTS: Variant = Variant {
+    server: "hyper-timeouts",
+    label: "hyper-timeouts",
+    heavy_client_threshold: None,
+};
 /// farewell-http as `Server::new()` makes it.
 const FAREWELL: Variant = Variant {
     server: "farewell",
@@ -134,6 +142,11 @@ impl Pair {
 pub struct OverheadReport {
     /// Instructions per keep-alive request.
     pub keepalive_ir: Pair,
+    /// The same, against hyper with its own header-read timeout (the one
+    /// bound hyper has; farewell-http has it and the body-read, send and
+    /// idle bounds besides): what plain hyper costs once it defends itself
+    /// at all.
+    pub keepalive_vs_timeouts_ir: Pair,
     /// Instructions per `Connection: close` connection (one request each),
     /// every client light: farewell-http closes after the client's FIN.
     pub close_ir: Pair,
@@ -176,6 +189,11 @@ impl OverheadReport {
             "", "farewell-http", "plain hyper", "ratio"
         );
         out += &row("Ir per keep-alive request", &self.keepalive_ir, "<= 1.03x");
+        out += &row(
+            "  vs hyper with header timeout",
+            &self.keepalive_vs_timeouts_ir,
+            "(hyper's own bound on a slow head)",
+        );
         out += &row("Ir per Connection: close conn", &self.close_ir, "<= 1.15x");
         out += &row(
             "  the same, heavy clients (reset)",
@@ -261,6 +279,10 @@ pub fn run(
         baseline: per_request(HYPER, Mode::KeepAlive)?,
         farewell: per_request(FAREWELL, Mode::KeepAlive)?,
     };
+    let keepalive_vs_timeouts_ir = Pair {
+        baseline: per_request(HYPER_TIMEOUTS, Mode::KeepAlive)?,
+        farewell: keepalive_ir.farewell,
+    };
     let hyper_close = per_request(HYPER, Mode::Close)?;
     let close_ir = Pair {
         baseline: hyper_close,
@@ -310,6 +332,7 @@ pub fn run(
     }
     Ok(OverheadReport {
         keepalive_ir,
+        keepalive_vs_timeouts_ir,
         close_ir,
         close_heavy_ir,
         close_vs_passive_ir,

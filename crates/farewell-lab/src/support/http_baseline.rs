@@ -74,6 +74,42 @@ where
     serve_maybe_tls(listener, None, service, shutdown, shutdown_timeout, true).await
 }
 
+/// As [`serve`], with the one defence hyper itself offers: its HTTP/1
+/// header-read timeout (30 s, as farewell-http's default, on hyper-util's
+/// `TokioTimer`). A yardstick for what a bound on a slow request head costs
+/// hyper per request: `farewell bench overhead` prices farewell-http's
+/// keep-alive request against it as well as against plain hyper.
+pub async fn serve_with_header_timeout<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    shutdown_timeout: Duration,
+) -> u64
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    accept_loop(
+        builder,
+        listener,
+        None,
+        service,
+        shutdown,
+        shutdown_timeout,
+        false,
+    )
+    .await
+}
+
 /// As [`serve`], over TLS: hyper-util on tokio-rustls, as a hand-rolled
 /// hyper + rustls server does it (a 10 s handshake timeout; a failed
 /// handshake just drops the stream).
@@ -121,7 +157,38 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let builder = std::sync::Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    accept_loop(
+        builder,
+        listener,
+        tls,
+        service,
+        shutdown,
+        shutdown_timeout,
+        passive,
+    )
+    .await
+}
+
+/// The accept loop of every baseline, with `builder`'s settings.
+async fn accept_loop<S, B>(
+    builder: auto::Builder<TokioExecutor>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    shutdown_timeout: Duration,
+    passive: bool,
+) -> u64
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let builder = std::sync::Arc::new(builder);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut accepted = 0;
