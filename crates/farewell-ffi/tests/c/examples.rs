@@ -2,7 +2,7 @@
 //! we did not write: the same protocol, arguments and output, so the same
 //! scenarios run against both.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use farewell::census::{self, Filter, StateSet};
 use farewell::TcpState;
@@ -228,6 +228,21 @@ fn shutdown_hurries_teardowns_in_their_grace(test: &str, example: Example) {
 
     let lingerer = Client::python("lingerer", port); // QUIT, then never closes: in its grace
     let ignoring = Client::python("ignoring", port); // greeted, idle: says goodbye at shutdown
+                                                     // Both connected first (bounded): a loaded machine can take longer than
+                                                     // the pause below to start two interpreters.
+    let established = Filter::local_port(port).states(StateSet::single(TcpState::Established));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while census::count_by_state(&established)
+        .expect("census")
+        .total()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the two clients did not connect in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(700));
     let started = std::time::Instant::now();
     let status = server
