@@ -26,19 +26,24 @@ use std::os::fd::{AsFd, OwnedFd};
 
 /// A stream a connection is served on, and how the closer takes it over.
 pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// hyper's end of a response may wait, in the IO, for the client's FIN
+    /// ([`ConnState::fin_wait`]). Not over TLS: the client may be waiting
+    /// for our `close_notify`, which the teardown sends.
+    const WAITS_FOR_FIN: bool = false;
+
     /// Hands the stream, which hyper is done with, to `closer`. `peer` is
     /// the client's address, as `accept` gave it: the closer need not ask
     /// the kernel for it.
-    fn hand_over(self, closer: &Closer, policy: Policy, peer: SocketAddr);
+    fn hand_over(self, closer: &Closer, policy: Policy, client: Client);
 
     /// As [`Handover::hand_over`], but a teardown that must wait is returned
     /// for the connection's own task to await ([`Closer::close_here`]),
     /// rather than spawned. By default it is spawned.
-    fn hand_over_here(self, closer: &Closer, policy: Policy, peer: SocketAddr) -> Option<Closing>
+    fn hand_over_here(self, closer: &Closer, policy: Policy, client: Client) -> Option<Closing>
     where
         Self: Sized,
     {
-        self.hand_over(closer, policy, peer);
+        self.hand_over(closer, policy, client);
         None
     }
 
@@ -66,29 +71,31 @@ pub(crate) trait Handover: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         self,
         shared: &Arc<Shared>,
         policy: Policy,
-        peer: SocketAddr,
+        client: Client,
         cause: Cause,
         requests: u64,
         _client_may_close: bool,
     ) where
         Self: Sized,
     {
-        shared.ended.handed_over(peer, cause, requests, true);
-        self.hand_over(&shared.closer, policy, peer);
+        shared.ended.handed_over(client.addr, cause, requests, true);
+        self.hand_over(&shared.closer, policy, client);
     }
 }
 
 impl Handover for TcpStream {
+    const WAITS_FOR_FIN: bool = true;
+
     /// The goodbye is whatever hyper wrote last (a `Connection: close`
     /// response, an h2 GOAWAY); it is already in the socket, so the
     /// teardown's own goodbye is empty. Its delivery phase (ACK progress,
     /// then `SIOCOUTQ` = 0) covers those bytes all the same.
-    fn hand_over(self, closer: &Closer, policy: Policy, peer: SocketAddr) {
-        closer.close_with((self, peer), Bytes::new(), policy);
+    fn hand_over(self, closer: &Closer, policy: Policy, client: Client) {
+        closer.close_with(client.handoff(self), Bytes::new(), policy);
     }
 
-    fn hand_over_here(self, closer: &Closer, policy: Policy, peer: SocketAddr) -> Option<Closing> {
-        Some(closer.close_here((self, peer), Bytes::new(), policy))
+    fn hand_over_here(self, closer: &Closer, policy: Policy, client: Client) -> Option<Closing> {
+        Some(closer.close_here(client.handoff(self), Bytes::new(), policy))
     }
 
     /// Under peer-first: deliver, then FIN, reset by the kernel on its ACK
@@ -99,20 +106,25 @@ impl Handover for TcpStream {
         self,
         shared: &Arc<Shared>,
         policy: Policy,
-        peer: SocketAddr,
+        client: Client,
         cause: Cause,
         requests: u64,
         client_may_close: bool,
     ) {
         let Policy::PeerFirst(settings) = policy else {
-            shared.ended.handed_over(peer, cause, requests, true);
-            return self.hand_over(&shared.closer, policy, peer);
+            shared.ended.handed_over(client.addr, cause, requests, true);
+            return self.hand_over(&shared.closer, policy, client);
         };
         shared.delimited.started();
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
-            let end =
-                delimited::end((self, peer), &shared.closer, settings, client_may_close).await;
+            let end = delimited::end(
+                client.handoff(self),
+                &shared.closer,
+                settings,
+                client_may_close,
+            )
+            .await;
             let delivered = end != delimited::End::ResetUndelivered;
             shared
                 .ended
@@ -146,12 +158,14 @@ impl Handover for farewell::tls::tokio_rustls::server::TlsStream<TcpStream> {
     /// As for TCP, after `close_notify` (no FIN): the teardown writes what
     /// tokio-rustls had not flushed, then the alert, and watches for the
     /// peer's `close_notify` in what it drains.
-    fn hand_over(self, closer: &Closer, policy: Policy, peer: SocketAddr) {
-        closer.close_tls_with((self, peer), b"", policy);
+    /// (A TLS read that returned 0 may have been the client's
+    /// `close_notify`, not its FIN: the address goes over, not the read.)
+    fn hand_over(self, closer: &Closer, policy: Policy, client: Client) {
+        closer.close_tls_with((self, client.addr), b"", policy);
     }
 
-    fn hand_over_here(self, closer: &Closer, policy: Policy, peer: SocketAddr) -> Option<Closing> {
-        Some(closer.close_tls_here((self, peer), b"", policy))
+    fn hand_over_here(self, closer: &Closer, policy: Policy, client: Client) -> Option<Closing> {
+        Some(closer.close_tls_here((self, client.addr), b"", policy))
     }
 
     fn ack_probe(&self) -> Option<OwnedFd> {
@@ -160,6 +174,36 @@ impl Handover for farewell::tls::tokio_rustls::server::TlsStream<TcpStream> {
 
     fn fin_received(&self) -> bool {
         self.get_ref().0.fin_received()
+    }
+}
+
+/// The client as a hand-over tells the closer about it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Client {
+    /// Its address, as `accept` gave it: the closer asks no `getpeername`.
+    pub(crate) addr: SocketAddr,
+    /// A read of ours returned 0: its FIN is read, nothing is left unread
+    /// ([`farewell::Handoff::peer_fin_read`]).
+    pub(crate) fin_read: bool,
+}
+
+impl Client {
+    /// A client whose FIN no read has reached.
+    pub(crate) fn at(addr: SocketAddr) -> Client {
+        Client {
+            addr,
+            fin_read: false,
+        }
+    }
+
+    /// `stream`'s hand-over, with what is known of this client.
+    fn handoff<S>(self, stream: S) -> farewell::Handoff<S> {
+        let handoff = farewell::Handoff::new(stream, self.addr);
+        if self.fin_read {
+            handoff.peer_fin_read()
+        } else {
+            handoff
+        }
     }
 }
 
@@ -264,6 +308,15 @@ const NO_EOF: u64 = u64::MAX;
 
 /// Marks an unset clock (milliseconds since the connection started).
 const UNSET: u64 = u64::MAX;
+
+/// How long hyper's end of a connection waits, in the IO, for the client's
+/// FIN at most (less if the policy's grace is shorter): a client that
+/// closes once it has its response does so within a round trip or two.
+/// Past it, the teardown waits as usual, with the policy's whole grace.
+pub(crate) const FIN_WAIT_IN_IO: Duration = Duration::from_millis(250);
+
+/// [`ConnState::fin_wait`] decided not to wait, or the wait is over.
+const FIN_WAIT_OVER: u64 = u64::MAX - 1;
 
 /// [`PollClock::now_ms`] outside a poll: read the clock.
 const CLOCK_OUTSIDE: u64 = u64::MAX;
@@ -411,6 +464,12 @@ pub(crate) struct ConnState {
     /// Where the IO's drop leaves the teardown for the connection's task to
     /// run ([`ConnState::teardown_here`]).
     here: Mutex<Here>,
+    /// Until when (ms since the start) hyper's shutdown waits for the
+    /// client's FIN ([`ConnState::fin_wait`]): [`UNSET`] before it is
+    /// asked, [`FIN_WAIT_OVER`] once it does not or no longer waits.
+    fin_wait_until_ms: AtomicU64,
+    /// A read returned 0: the client's FIN is read (not only arrived).
+    eof_read: AtomicBool,
 }
 
 /// The hand-over slot of [`ConnState::teardown_here`].
@@ -460,6 +519,8 @@ impl ConnState {
             abort: AtomicBool::new(false),
             ack_probe: Mutex::new(None),
             here: Mutex::default(),
+            fin_wait_until_ms: AtomicU64::new(UNSET),
+            eof_read: AtomicBool::new(false),
         }
     }
 
@@ -491,10 +552,10 @@ impl ConnState {
         // while the task collects).
         let mut here = self.here();
         if here.open {
-            here.closing = stream.hand_over_here(closer, policy, self.peer);
+            here.closing = stream.hand_over_here(closer, policy, self.client());
         } else {
             drop(here);
-            stream.hand_over(closer, policy, self.peer);
+            stream.hand_over(closer, policy, self.client());
         }
     }
 
@@ -655,6 +716,81 @@ impl ConnState {
         );
     }
 
+    /// Whether hyper's shutdown, after the last response of a connection
+    /// (`Connection: close`, the request limit, a 400), waits in the IO for
+    /// the client's FIN rather than hand the socket over at once. Then the
+    /// teardown finds the FIN already in and ends inside the hand-over: no
+    /// waiting teardown (its timer, its hurry waiter, its allocation), the
+    /// connection's own timer bounding the wait instead. The wait is short
+    /// ([`FIN_WAIT_IN_IO`], or the policy's grace if shorter); past it the
+    /// teardown waits as it always does, from the start of its own
+    /// delivery and grace. Only under peer-first, and not for a connection
+    /// ended quietly (shutdown, idle: no response just went out), one owed
+    /// our FIN, an h2 connection, an aborted one, the shutdown deadline's,
+    /// or a client whose FIN is in already. The first call decides and
+    /// starts the clock; later calls say whether it still runs.
+    pub(crate) fn fin_wait(&self) -> bool {
+        let until = self.fin_wait_until_ms.load(Ordering::Relaxed);
+        if until == FIN_WAIT_OVER {
+            return false;
+        }
+        if until != UNSET {
+            if self.now_ms() < until {
+                return true;
+            }
+            self.fin_wait_over();
+            return false;
+        }
+        let window = match self.shared.policy {
+            Policy::PeerFirst(p) => p.grace.min(FIN_WAIT_IN_IO),
+            _ => Duration::ZERO,
+        };
+        let waits = !window.is_zero()
+            && self.written_at_quiet_close.load(Ordering::Relaxed) == NOT_CLOSING
+            && !self.owes_fin.load(Ordering::Relaxed)
+            && !self.abort.load(Ordering::Relaxed)
+            && !self.h2.load(Ordering::Relaxed)
+            && !self.h2_preface()
+            && !self.shared.forcing.load(Ordering::Relaxed)
+            && !self.peer_fin_known();
+        if !waits {
+            self.fin_wait_until_ms
+                .store(FIN_WAIT_OVER, Ordering::Relaxed);
+            return false;
+        }
+        let until = self.now_ms() + window.as_millis() as u64;
+        self.fin_wait_until_ms.store(until, Ordering::Relaxed);
+        true
+    }
+
+    /// The wait for the client's FIN in the IO ended (its FIN, bytes, an error).
+    pub(crate) fn fin_wait_over(&self) {
+        self.fin_wait_until_ms
+            .store(FIN_WAIT_OVER, Ordering::Relaxed);
+    }
+
+    /// When the wait for the client's FIN in the IO ends, while one runs:
+    /// the connection task's timer must fire by then (see [`ConnState::fin_wait`]).
+    pub(crate) fn fin_wait_deadline(&self) -> Option<Instant> {
+        let until = self.fin_wait_until_ms.load(Ordering::Relaxed);
+        (until < FIN_WAIT_OVER).then(|| self.started() + Duration::from_millis(until))
+    }
+
+    /// A read of the IO's returned 0: the client's FIN is read, and
+    /// nothing is left unread before it.
+    pub(crate) fn eof_read(&self) {
+        self.eof_read.store(true, Ordering::Relaxed);
+        self.peer_fin_seen();
+    }
+
+    /// The client, as the hand-over tells the closer.
+    fn client(&self) -> Client {
+        Client {
+            addr: self.peer,
+            fin_read: self.eof_read.load(Ordering::Relaxed),
+        }
+    }
+
     /// The client's FIN was seen already.
     pub(crate) fn peer_fin_known(&self) -> bool {
         self.written_at_eof.load(Ordering::Relaxed) != NO_EOF
@@ -755,7 +891,13 @@ impl ConnState {
     /// If hyper then writes nothing more (HTTP/1.1 closes an idle connection
     /// silently), the teardown has nothing to deliver and uses the quiet policy.
     /// If it does write (a response finishing, an h2 GOAWAY), it uses the normal one.
+    /// Once hyper's shutdown waits for the client's FIN ([`ConnState::fin_wait`]),
+    /// its last response is out: that one is the goodbye, and the teardown
+    /// delivers it with the normal policy, whatever ends the wait.
     pub(crate) fn closing_quietly(&self) {
+        if self.fin_wait_deadline().is_some() {
+            return;
+        }
         let written = self.written.load(Ordering::Relaxed);
         self.written_at_quiet_close
             .store(written, Ordering::Relaxed);
@@ -822,7 +964,7 @@ impl ConnState {
                 stream.end_with_our_fin(
                     shared,
                     policy,
-                    self.peer,
+                    self.client(),
                     cause,
                     requests,
                     client_may_close,

@@ -107,7 +107,7 @@ impl<S: Handover> AsyncRead for TeardownIo<S> {
                 // or after a request but before its response is caught by the
                 // look before the response's first write.
                 if room && n == 0 {
-                    self.conn.peer_fin_seen();
+                    self.conn.eof_read();
                 } else if n > 0 {
                     self.conn.first_bytes(&buf.filled()[before..]);
                     self.conn.responding();
@@ -159,10 +159,30 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         poll
     }
 
-    /// Flushes and returns: **no FIN**. Whether one is ever sent is the
-    /// teardown policy's decision, made when hyper drops the IO.
+    /// Flushes, and sends **no FIN**: whether one is ever sent is the
+    /// teardown policy's decision, made when hyper drops the IO. Before it
+    /// returns, it may wait a little for the client's FIN
+    /// ([`ConnState::fin_wait`]), so that the teardown finds it in and ends
+    /// at once; bytes instead of the FIN (nothing a client may send after
+    /// the last response) end the wait too, discarded as the teardown
+    /// would discard them.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream().poll_flush(cx)
+        std::task::ready!(self.stream().poll_flush(cx))?;
+        if !S::WAITS_FOR_FIN || !self.conn.fin_wait() {
+            return Poll::Ready(Ok(()));
+        }
+        let mut scratch = [0u8; 256];
+        let mut buf = ReadBuf::new(&mut scratch);
+        match self.stream().poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(read) => {
+                if read.is_ok() && buf.filled().is_empty() {
+                    self.conn.eof_read();
+                }
+                self.conn.fin_wait_over();
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use crate::teardown::{Report, Teardown, Urgency};
 type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 
 /// What a [`Closer`] is handed: the stream (a [`TcpStream`], or for
-/// [`Closer::close_tls`] a TLS stream) and, when the caller has it, the
+/// `Closer::close_tls`, with the `rustls` feature, a TLS stream) and, when the caller has it, the
 /// peer's address.
 ///
 /// Every `close` method takes `impl Into<Handoff<_>>`: the stream alone, or
@@ -56,6 +56,7 @@ type OutcomeHook = Box<dyn Fn(Outcome) + Send + Sync>;
 pub struct Handoff<S = TcpStream> {
     pub(crate) stream: S,
     pub(crate) peer: Option<std::net::SocketAddr>,
+    pub(crate) fin_read: bool,
 }
 
 impl<S> Handoff<S> {
@@ -64,7 +65,37 @@ impl<S> Handoff<S> {
         Handoff {
             stream,
             peer: Some(peer),
+            fin_read: false,
         }
+    }
+
+    /// The caller already read the peer's FIN on this stream (a read
+    /// returned 0), so the teardown need not read again to learn it: one
+    /// `recv` less. It is the caller's word: a stream whose FIN only
+    /// *arrived* (the kernel says `CLOSE-WAIT`, bytes may be unread before
+    /// it) must not be marked, or closing it over those bytes would send a
+    /// reset ([F4](crate::facts#f4)). The TLS teardowns
+    /// (`Closer::close_tls` and the like) leave it aside: a TLS read that returns 0 may
+    /// be the peer's `close_notify`, with its FIN still to come.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use farewell::{Closer, Handoff};
+    /// use tokio::io::AsyncReadExt;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(closer: Closer, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    /// let (mut stream, peer) = listener.accept().await?;
+    /// let mut buf = [0u8; 512];
+    /// while stream.read(&mut buf).await? > 0 {} // the client sends until it closes
+    /// closer.close(Handoff::new(stream, peer).peer_fin_read(), &b"BYE\n"[..]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn peer_fin_read(mut self) -> Handoff<S> {
+        self.fin_read = true;
+        self
     }
 
     /// The stream.
@@ -85,7 +116,11 @@ impl<S> Handoff<S> {
 
 impl<S> From<S> for Handoff<S> {
     fn from(stream: S) -> Handoff<S> {
-        Handoff { stream, peer: None }
+        Handoff {
+            stream,
+            peer: None,
+            fin_read: false,
+        }
     }
 }
 
@@ -566,7 +601,12 @@ impl Closer {
         } else {
             Report::EndingOnly
         };
-        Teardown::new(stream.stream, stream.peer, policy, goodbye, report, drain)
+        let mut teardown =
+            Teardown::new(stream.stream, stream.peer, policy, goodbye, report, drain);
+        if stream.fin_read {
+            teardown.peer_fin_read();
+        }
+        teardown
     }
 
     /// The runtime the teardowns run on.

@@ -294,6 +294,13 @@ impl<D: Drain> Teardown<D> {
         }
     }
 
+    /// The caller read the peer's FIN before the hand-over
+    /// ([`Handoff::peer_fin_read`](crate::Handoff::peer_fin_read)): the
+    /// machine knows it from the start, and nothing is left to read.
+    pub(crate) fn peer_fin_read(&mut self) {
+        self.machine.on_event(self.machine.started(), Event::Eof);
+    }
+
     /// Runs every step that needs no waiting: probes, the half-close, and
     /// writes and reads that do not block. Returns the machine's decision, or
     /// the wait it asked for once a non-blocking attempt found nothing to do.

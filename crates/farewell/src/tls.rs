@@ -151,9 +151,8 @@ impl Closer {
         goodbye: impl AsRef<[u8]>,
         policy: Policy,
     ) {
-        let (stream, peer) = stream.into().into_parts();
-        let (tcp, records, drain) = seal(stream, goodbye.as_ref());
-        self.close_drained(Handoff { stream: tcp, peer }, records, policy, drain);
+        let (tcp, records, drain) = seal_handoff(stream.into(), goodbye.as_ref());
+        self.close_drained(tcp, records, policy, drain);
     }
 
     /// As [`Closer::close_tls_with`], the teardown running in the caller's
@@ -166,10 +165,25 @@ impl Closer {
         goodbye: impl AsRef<[u8]>,
         policy: Policy,
     ) -> Closing {
-        let (stream, peer) = stream.into().into_parts();
-        let (tcp, records, drain) = seal(stream, goodbye.as_ref());
-        self.close_drained_here(Handoff { stream: tcp, peer }, records, policy, drain)
+        let (tcp, records, drain) = seal_handoff(stream.into(), goodbye.as_ref());
+        self.close_drained_here(tcp, records, policy, drain)
     }
+}
+
+/// [`seal`] for a [`Handoff`]: the TCP stream's hand-over keeps the peer's
+/// address, not [`Handoff::peer_fin_read`] (a TLS read that returned 0 may
+/// have been the peer's `close_notify`, its FIN still to come).
+fn seal_handoff(
+    handoff: Handoff<TlsStream<TcpStream>>,
+    goodbye: &[u8],
+) -> (Handoff, Bytes, PeerCloseNotify) {
+    let (tcp, records, drain) = seal(handoff.stream, goodbye);
+    let tcp = Handoff {
+        stream: tcp,
+        peer: handoff.peer,
+        fin_read: false,
+    };
+    (tcp, records, drain)
 }
 
 /// Takes the TLS stream apart: the TCP stream, every TLS record still to be

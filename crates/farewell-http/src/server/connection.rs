@@ -181,6 +181,16 @@ pub(crate) async fn serve_connection<S, B>(
                     closing = true;
                 }
                 () = std::future::poll_fn(|cx| {
+                    // While hyper's shutdown waits for the client's FIN
+                    // (`ConnState::fin_wait`), this timer bounds the wait,
+                    // whatever else re-armed it. (When it fires, the next
+                    // poll of hyper's shutdown ends the wait.)
+                    if let Some(at) = state.fin_wait_deadline() {
+                        if at < timer.deadline().into_std() {
+                            timer.as_mut().reset(at.into());
+                            timer_unpolled.store(true, Ordering::Relaxed);
+                        }
+                    }
                     if !timer_unpolled.load(Ordering::Relaxed) && !timer.is_elapsed() {
                         return std::task::Poll::Pending;
                     }

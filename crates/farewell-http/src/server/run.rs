@@ -16,7 +16,7 @@ use super::connection::serve_tls_connection;
 use super::connection::{serve_connection, ConnTask};
 use super::maker::Maker;
 use super::{ServeReport, Server, CUT_HANDLERS_WAIT, MAX_ACCEPT_BACKOFF, SHED_RESPONSE};
-use crate::conn::{ConnState, Delimited, Handover, Shared};
+use crate::conn::{Client, ConnState, Delimited, Handover, Shared};
 use crate::decide;
 use crate::metrics;
 use crate::record::{CauseCounts, Connections};
@@ -110,7 +110,7 @@ impl Server {
                 Ok(service) => service,
                 Err(e) => {
                     tracing::debug!(error = %e, %peer, "the make-service failed; closing the connection");
-                    stream.hand_over(&shared.closer, shared.quiet_policy, peer);
+                    stream.hand_over(&shared.closer, shared.quiet_policy, Client::at(peer));
                     continue;
                 }
             };

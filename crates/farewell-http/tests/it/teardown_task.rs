@@ -85,3 +85,79 @@ async fn shutdown_timeout_cuts_a_teardown_still_waiting_for_the_clients_fin() {
     );
     assert_no_server_time_wait_nor_leftovers(port).await;
 }
+
+/// A `Connection: close` request whose client closes `pause` after reading
+/// the whole response; returns the client's own outcome: the response, then
+/// end of file (no reset), and the teardown's outcome.
+async fn close_after(pause: Duration) -> (Vec<u8>, farewell::Outcome, u16) {
+    let running = start(server(peer_first())).await;
+    let port = running.addr.port();
+    let outcomes = std::sync::Arc::clone(&running.outcomes);
+    let mut client = TcpStream::connect(running.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let response = read_until(&mut client, b"hello from farewell-http\n").await;
+    tokio::time::sleep(pause).await;
+    // Our FIN; the server's answer is its FIN (the passive close): end of file.
+    client.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(BOUND, client.read_to_end(&mut rest))
+        .await
+        .expect("the server's FIN within the bound")
+        .expect("end of file, not a reset");
+    assert!(rest.is_empty(), "nothing after the response: {rest:?}");
+    drop(client);
+    let deadline = std::time::Instant::now() + BOUND;
+    while outcomes.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no outcome within the bound"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = running.shutdown().await;
+    let outcome = outcomes.lock().unwrap()[0].clone();
+    assert_eq!(outcome.ending, Ending::PeerClosed, "{outcome}");
+    assert_eq!(
+        outcome.peer_fin,
+        Some(farewell::PeerFinChoice::Light { recent: 1 }),
+        "{outcome}"
+    );
+    assert_no_server_time_wait_nor_leftovers(port).await;
+    // The client keeps the TIME-WAIT: a light client's passive close.
+    assert_eq!(
+        client_sockets(port).await.get(farewell::TcpState::TimeWait),
+        1
+    );
+    (response, outcome, port)
+}
+
+/// hyper's end of a `Connection: close` response waits in the IO (a
+/// quarter of a second at most) for the client's FIN: a client that closes
+/// within it, here 100 ms after its response, finds the teardown not begun
+/// yet, which then ends at once inside the hand-over (no waiting teardown,
+/// no timer of its own). Its outcome's time is the teardown's: under the
+/// client's pause. Before (the teardown handed over at the response's end)
+/// it spanned the pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_closing_soon_after_its_response_meets_a_teardown_that_ends_at_once() {
+    let pause = Duration::from_millis(100);
+    let (response, outcome, _) = close_after(pause).await;
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+    assert!(
+        outcome.elapsed < pause,
+        "the teardown began after the client's FIN: {outcome}"
+    );
+}
+
+/// A client that closes after that wait (600 ms after its response) meets
+/// the teardown that took over when the wait ended: the same passive close,
+/// its end of file, nothing kept on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_closing_after_the_wait_in_the_io_gets_the_same_passive_close() {
+    let (response, outcome, _) = close_after(Duration::from_millis(600)).await;
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+    assert!(outcome.elapsed > Duration::ZERO, "{outcome}");
+}

@@ -176,6 +176,28 @@ async fn closer_reap_destroys_our_time_wait_entry_after_a_clean_lingering_close(
     );
 }
 
+/// The kernel: the server's socket is gone (its LAST-ACK passes at once on loopback).
+async fn server_released(local: std::net::SocketAddr, peer: std::net::SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while kernel_state(local, peer) == Some(TcpState::LastAck) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        kernel_state(local, peer),
+        None,
+        "the server keeps no socket"
+    );
+}
+
+/// The kernel after a passive close: the server keeps nothing, the client TIME-WAIT.
+async fn assert_passive_close_left_time_wait_to_the_client(
+    local: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+) {
+    server_released(local, peer).await;
+    assert_eq!(kernel_state(peer, local), Some(TcpState::TimeWait));
+}
+
 /// Reads exactly the goodbye (bounded), as a cooperative client does.
 async fn read_goodbye(client: &mut tokio::net::TcpStream) -> Vec<u8> {
     let mut got = vec![0; GOODBYE.len()];
@@ -226,16 +248,7 @@ async fn closer_ends_a_teardown_whose_peer_fin_is_queued_inside_close() {
         .unwrap();
     assert!(rest.is_empty(), "nothing after the goodbye: {rest:?}");
     // The kernel: the client keeps TIME-WAIT, the server nothing (LAST-ACK passes at once).
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while kernel_state(local, peer) == Some(TcpState::LastAck) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(
-        kernel_state(local, peer),
-        None,
-        "the server keeps no socket"
-    );
-    assert_eq!(kernel_state(peer, local), Some(TcpState::TimeWait));
+    assert_passive_close_left_time_wait_to_the_client(local, peer).await;
 }
 
 #[tokio::test]
@@ -297,15 +310,7 @@ async fn closer_counts_and_reports_the_address_a_handoff_gives() {
             .await
             .expect("the end within 5 s");
         assert!(rest.is_empty(), "{rest:?}");
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while kernel_state(local, peer) == Some(TcpState::LastAck) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(
-            kernel_state(local, peer),
-            None,
-            "the server keeps no socket"
-        );
+        server_released(local, peer).await;
     }
     assert_eq!(
         closer.recent_endings(given.ip()),
@@ -330,4 +335,53 @@ async fn closer_counts_and_reports_the_address_a_handoff_gives() {
         outcomes[1]
     );
     assert_eq!(outcomes[1].time_wait, TimeWait::Nobody, "{}", outcomes[1]);
+}
+
+/// `Handoff::peer_fin_read`: the caller read the client's FIN (and all it
+/// sent before); the teardown takes its word, ends inside close(), and the
+/// client gets the goodbye, then end of file (the passive close), no reset.
+#[tokio::test]
+async fn closer_takes_a_fin_the_caller_read_and_closes_passively_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let (mut server, mut client) = connected_pair(V4, None).await;
+    let (local, peer) = (server.local_addr().unwrap(), server.peer_addr().unwrap());
+    client.write_all(b"last words").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), server.read_to_end(&mut got))
+        .await
+        .expect("the client's bytes and FIN within 5 s")
+        .unwrap();
+    assert_eq!(got, b"last words");
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let closer = Closer::builder(Policy::default())
+        .on_outcome(move |outcome| sink.lock().unwrap().push(outcome))
+        .build();
+    closer.close(
+        farewell::Handoff::new(server, peer).peer_fin_read(),
+        GOODBYE,
+    );
+    assert_eq!(
+        closer.in_flight(),
+        0,
+        "ended inside close(): {}",
+        closer.stats()
+    );
+    let outcomes = seen.lock().unwrap().clone();
+    assert_eq!(outcomes.len(), 1);
+    // The FIN came before the goodbye: a half-close, answered passively.
+    assert_eq!(outcomes[0].ending, Ending::PeerClosed, "{}", outcomes[0]);
+    assert_eq!(outcomes[0].time_wait, TimeWait::Peer, "{}", outcomes[0]);
+    assert_eq!(outcomes[0].bytes_drained, 0, "nothing read after the FIN");
+
+    assert_eq!(read_goodbye(&mut client).await, GOODBYE);
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
+        .await
+        .expect("EOF within 5 s")
+        .expect("end of file, not a reset");
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_passive_close_left_time_wait_to_the_client(local, peer).await;
 }
