@@ -342,7 +342,14 @@ class Wait {
     this.kind = -1;
     this.inFlight = 0;
     this.started = report ? Date.now() : 0;
+    /** A timer of its own, only for a grace shorter than a sweep (see armGrace). */
     this.timer = null;
+    /** When the grace ends (Date.now() ms), for the shared sweep. */
+    this.deadline = 0;
+    /** The grace's queue while the wait is in it, and its neighbours there. */
+    this.queue = null;
+    this.prev = null;
+    this.next = null;
     /** The socket's bytesRead when the wait began (the drain limit counts from there). */
     this.readAt = 0;
   }
@@ -421,15 +428,84 @@ function startWait(wait) {
   handle[kWait] = wait;
   handle.onread = onReadWhileWaiting;
   socket[kState] = 'waiting';
-  wait.timer = setTimeout(graceOver, wait.options.grace ?? DEFAULT_GRACE_MS, wait);
+  armGrace(wait, wait.options.grace ?? DEFAULT_GRACE_MS);
   socket.resume();
 }
 
 /**
+ * The grace's end for the waits: one shared timer, every SWEEP_MS while
+ * some wait is queued, and a queue per grace length (a linked list, oldest
+ * first: their deadlines come in order), instead of a Node timer per
+ * connection. Most waits end within a round trip, which with a timer each
+ * had Node make and drop its timer list for that length again and again
+ * (the list, its place in the priority queue, libuv's timer, the loop's
+ * ref). A wait leaves its queue when it stops (stopWaiting), so nothing is
+ * kept for an ended connection; the grace ends up to SWEEP_MS late. A grace
+ * shorter than a sweep gets a timer of its own.
+ */
+const SWEEP_MS = 50;
+/** grace ms -> { head, tail } of the waits with that grace, oldest first. */
+const graceQueues = new Map();
+let sweepTimer = null;
+
+function armGrace(wait, grace) {
+  if (!(grace >= SWEEP_MS)) {
+    wait.timer = setTimeout(graceOver, grace, wait);
+    return;
+  }
+  wait.deadline = Date.now() + grace;
+  let queue = graceQueues.get(grace);
+  if (queue === undefined) {
+    queue = { head: null, tail: null };
+    graceQueues.set(grace, queue);
+  }
+  wait.queue = queue;
+  wait.prev = queue.tail;
+  if (queue.tail === null) queue.head = wait;
+  else queue.tail.next = wait;
+  queue.tail = wait;
+  if (sweepTimer === null) {
+    sweepTimer = setInterval(sweepGraces, SWEEP_MS);
+    // The waiting sockets keep Node's loop alive; this timer need not.
+    sweepTimer.unref();
+  }
+}
+
+/** Takes `wait` out of its grace's queue, if it is in one. */
+function unqueue(wait) {
+  const queue = wait.queue;
+  if (queue === null) return;
+  if (wait.prev === null) queue.head = wait.next;
+  else wait.prev.next = wait.next;
+  if (wait.next === null) queue.tail = wait.prev;
+  else wait.next.prev = wait.prev;
+  wait.queue = wait.prev = wait.next = null;
+}
+
+/** The shared timer: the waits whose grace is over are handed over; stops once no wait is queued. */
+function sweepGraces() {
+  const now = Date.now();
+  let queued = false;
+  for (const queue of graceQueues.values()) {
+    while (queue.head !== null && queue.head.deadline <= now) {
+      const wait = queue.head;
+      unqueue(wait);
+      graceOver(wait);
+    }
+    if (queue.head !== null) queued = true;
+  }
+  if (!queued) {
+    clearInterval(sweepTimer);
+    sweepTimer = null;
+  }
+}
+
+/**
  * The fast path's waits of this process not yet ended on Node's loop or
- * handed over: drain() awaits them too (a wait holds only its timer, and at
- * the grace's end it is handed over to the addon's thread, which does not
- * keep Node alive). Each leaves the set when it ends or is handed over.
+ * handed over: drain() awaits them too (a wait holds only its place in its
+ * grace's queue, whose timer does not keep Node alive, and at the grace's
+ * end it is handed over to the addon's thread, which does not either).
+ * Each leaves the set when it ends or is handed over.
  */
 const waits = new Set();
 /** drain()'s deadline passed: every wait, and every later one, is handed over at once. */
@@ -504,7 +580,8 @@ function askFinEnd(wait, failed) {
 
 /** Ends the wait's timer and hands Node's onread back. */
 function stopWaiting(wait) {
-  clearTimeout(wait.timer);
+  if (wait.timer !== null) clearTimeout(wait.timer);
+  unqueue(wait);
   const handle = wait.socket._handle;
   if (handle && handle[kWait] === wait) {
     handle[kWait] = undefined;

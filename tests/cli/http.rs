@@ -843,3 +843,23 @@ fn bench_http_unknown_baseline_is_refused_with_the_labels() {
         "the error names the choices: {stderr}"
     );
 }
+
+#[test]
+fn bench_http_node_only_takes_a_node_row_as_baseline() {
+    let out = Command::new(env!("CARGO_BIN_EXE_farewell"))
+        .args([
+            "bench",
+            "http",
+            "--node-only",
+            "--baseline",
+            "farewell-http",
+        ])
+        .output()
+        .expect("the farewell binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--node-only") && stderr.contains("node, node+farewell"),
+        "the error names the Node rows: {stderr}"
+    );
+}

@@ -87,6 +87,13 @@ many-host run client_time_wait_per_source_max, the most entries one client sourc
 holds (a wrk: all its host's; spread: a few). Needs
 CAP_NET_ADMIN and CAP_SYS_ADMIN (without them the many-host runs are skipped with a message).
 
+With --node, node and node+farewell swap places every other round (node first in odd rounds),
+and under the table each mode and clients get the pair round by round: the ratio of the rates
+(node+farewell over node in the same round), the node process's CPU µs per response of each,
+and the medians (JSON: node_rounds), so that one noisy round does not decide the figure.
+--node-only runs the Node rows alone (no farewell-http, hyper nor nginx; baseline node), so
+that more rounds fit: e.g. --node-only --hosts 4 --modes close --rounds 8.
+
 --tls serves TLS instead: farewell-http (close_notify, no FIN, then peer-first), plain hyper on
 tokio-rustls (its shutdown sends close_notify and a FIN), and nginx with `ssl`, all with a
 self-signed certificate made for the run; wrk speaks https (it does not verify certificates).
@@ -154,6 +161,10 @@ pub struct HttpArgs {
     /// (`node+farewell`); needs node and the addon (cargo build --release -p farewell-node).
     #[arg(long)]
     node: bool,
+    /// Only the Node rows (node, node+farewell; implies --node): more rounds of the pair in the
+    /// same time. The baseline is then node unless --baseline says node+farewell.
+    #[arg(long)]
+    node_only: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -219,12 +230,18 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         wrk,
         modes: args.modes,
         nginx: !args.no_nginx,
-        node: args.node,
+        node: args.node || args.node_only,
+        node_only: args.node_only,
         tls: args.tls,
         hosts: args.hosts,
         rate: args.rate,
         policies,
-        baseline: args.baseline,
+        // --node-only has no hyper row: its default baseline is plain node.
+        baseline: if args.node_only && args.baseline == "hyper" {
+            "node".to_owned()
+        } else {
+            args.baseline
+        },
         proxy: args.proxy,
     };
     let report = http::run(&config, |server, mode, clients, round| {

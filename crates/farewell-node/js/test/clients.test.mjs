@@ -200,6 +200,36 @@ test('a client that ignores the goodbye (keeps its connection after Connection: 
   assert.equal(await clientTimeWait(port), 0, 'client TIME-WAIT (a reset leaves none)');
 });
 
+test('silent clients of servers with different graces are each handed over when their own grace ends (one shared timer; a grace under a sweep has its own)', async (t) => {
+  // 20 ms: a timer of its own; 300 and 700 ms: two queues of the shared sweep.
+  const graces = [20, 300, 700];
+  const servers = await Promise.all(graces.map((grace) => startServer({ attached: true, options: { grace } })));
+  t.after(() => servers.forEach(({ server }) => stop(server)));
+  const started = Date.now();
+  const arrived = graces.map(() => null);
+  const outcomes = graces.map(() => []);
+  servers.forEach(({ server }, i) =>
+    server.on('farewell', (outcome) => {
+      outcomes[i].push(outcome);
+      arrived[i] = Date.now() - started;
+    })
+  );
+  const outs = await Promise.all(servers.map(({ port }) => python(IGNORER, [port, BODY.slice(-40)])));
+  await settled();
+  t.diagnostic(`outcomes after ${arrived.join(', ')} ms; clients: ${outs.map((o) => o.trim()).join(' / ')}`);
+  for (const [i, grace] of graces.entries()) {
+    assert.deepEqual(outs[i].trim().split(' ').slice(0, 3), ['reset', '1', '1'], `grace ${grace}: response whole, then the reset`);
+    assert.equal(outcomes[i].length, 1);
+    assert.equal(outcomes[i][0].ending, 'reset-after-grace');
+    // The fast path's wait, then the hand-over's own grace: twice the grace.
+    assert.ok(arrived[i] >= 2 * grace * 0.9, `grace ${grace}: ended after ${arrived[i]} ms`);
+    assert.ok(arrived[i] < 2 * grace + 1000, `grace ${grace}: ended after ${arrived[i]} ms`);
+    assert.equal(await serverTimeWait(servers[i].port), 0, 'server TIME-WAIT');
+    assert.equal(await clientTimeWait(servers[i].port), 0, 'client TIME-WAIT');
+  }
+  assert.ok(arrived[0] < arrived[1] && arrived[1] < arrived[2], `in order of their graces: ${arrived.join(', ')}`);
+});
+
 const FLOODER = `
 import socket, sys, time
 port, body_end = int(sys.argv[1]), sys.argv[2].encode()

@@ -51,6 +51,10 @@ pub struct HttpConfig {
     /// addon are there (a line on stderr says when not). Plain HTTP only:
     /// left out with `tls`, and not run behind the proxy.
     pub node: bool,
+    /// Only the Node rows (`node`, `node+farewell`): no farewell-http, hyper
+    /// nor nginx, so that more rounds of the pair fit in the same time.
+    /// Implies `node`.
+    pub node_only: bool,
     /// Serve TLS (a self-signed certificate made for the run): farewell-http,
     /// hyper on tokio-rustls, nginx with `ssl`; wrk speaks https. The
     /// close-spread client speaks plain HTTP only, so that mode is left out.
@@ -381,6 +385,9 @@ pub struct HttpReport {
     pub baseline: String,
     /// One summary row per server and mode (means over the rounds).
     pub rows: Vec<Row>,
+    /// With the Node rows: `node+farewell` against `node` round by round,
+    /// per clients and mode (empty without them).
+    pub node_rounds: Vec<NodeRounds>,
     /// Every run.
     pub runs: Vec<Run>,
 }
@@ -517,7 +524,7 @@ pub fn run(
     let mut runs = Vec::new();
     for &mode in &modes {
         for round in 1..=wrk.rounds {
-            for &server in &servers {
+            for server in round_order(&servers, round) {
                 on_run(server, mode, Clients::Loopback, round);
                 runs.push(runtime.block_on(run_one(server, mode, round, &load))?);
             }
@@ -543,7 +550,7 @@ pub fn run(
     if let Some(settings) = hosts {
         for &mode in &modes {
             for round in 1..=wrk.rounds {
-                for &server in &servers {
+                for server in round_order(&servers, round) {
                     on_run(server, mode, Clients::Hosts(settings.hosts), round);
                     runs.push(
                         runtime
@@ -607,6 +614,7 @@ pub fn run(
         proxy,
         proxy_skipped,
         rows: summarise(&runs, &config.baseline),
+        node_rounds: node_rounds(&runs),
         baseline: config.baseline.clone(),
         runs,
     })
@@ -616,6 +624,25 @@ pub fn run(
 /// policy, plain hyper, and nginx when asked for and installed. Fails when
 /// the baseline names none of them (nor nginx, whose absence is only noted).
 fn servers(config: &HttpConfig) -> anyhow::Result<Vec<Server>> {
+    let nodes = [Target::Node, Target::NodeFarewell].map(|target| Server {
+        target,
+        policy: None,
+    });
+    if config.node_only {
+        if !nodes.iter().any(|n| n.label() == config.baseline) {
+            anyhow::bail!(
+                "--baseline {:?} names no server of this run (--node-only); choose from node, node+farewell",
+                config.baseline
+            );
+        }
+        if config.tls {
+            anyhow::bail!("--node-only: the Node rows serve plain HTTP only (no --tls)");
+        }
+        if let Some(why) = node::unavailable() {
+            anyhow::bail!("--node-only: {why}");
+        }
+        return Ok(nodes.to_vec());
+    }
     let mut servers: Vec<Server> = Vec::new();
     for &policy in &config.policies {
         let server = Server {
@@ -634,10 +661,6 @@ fn servers(config: &HttpConfig) -> anyhow::Result<Vec<Server>> {
         target: Target::Nginx,
         policy: None,
     };
-    let nodes = [Target::Node, Target::NodeFarewell].map(|target| Server {
-        target,
-        policy: None,
-    });
     let labels: Vec<String> = servers
         .iter()
         .chain(config.nginx.then_some(&nginx))
@@ -666,6 +689,141 @@ fn servers(config: &HttpConfig) -> anyhow::Result<Vec<Server>> {
         }
     }
     Ok(servers)
+}
+
+/// The servers of round `round` (from 1), in the order they run: as
+/// given, except that `node` and `node+farewell` swap places in the even
+/// rounds (A B, B A, A B, …), so neither always runs right after the other
+/// (a run's leftovers, such as the kernel's cleanup of a deleted namespace
+/// full of TIME-WAIT entries, fall on the next run).
+fn round_order(servers: &[Server], round: u32) -> Vec<Server> {
+    let mut order = servers.to_vec();
+    let at = |target| order.iter().position(|s: &Server| s.target == target);
+    if round % 2 == 0 {
+        if let (Some(a), Some(b)) = (at(Target::Node), at(Target::NodeFarewell)) {
+            order.swap(a, b);
+        }
+    }
+    order
+}
+
+/// `node+farewell` against `node`, round by round, in one mode from one
+/// kind of clients (`NodeRounds::median_ratio` is the figure to quote: one
+/// noisy round does not move it).
+#[derive(Debug, Serialize)]
+pub struct NodeRounds {
+    /// How the load ran.
+    pub mode: Mode,
+    /// The number of client hosts; `None`: loopback.
+    pub hosts: Option<u32>,
+    /// Each round with both rows.
+    pub rounds: Vec<NodeRound>,
+    /// The median of the rounds' `ratio`.
+    pub median_ratio: Option<f64>,
+    /// The median of the rounds' `cpu_us_delta`.
+    pub median_cpu_us_delta: Option<f64>,
+}
+
+/// One round of the Node pair.
+#[derive(Debug, Serialize)]
+pub struct NodeRound {
+    /// Which round (from 1).
+    pub round: u32,
+    /// Which of the two ran first in the round (see [`round_order`]).
+    pub first: Target,
+    /// Plain node's responses per second.
+    pub node_requests_per_sec: f64,
+    /// The attached server's.
+    pub attached_requests_per_sec: f64,
+    /// `attached_requests_per_sec / node_requests_per_sec`.
+    pub ratio: f64,
+    /// The node process's CPU µs per response, plain.
+    pub node_cpu_us_per_request: Option<f64>,
+    /// The same, attached.
+    pub attached_cpu_us_per_request: Option<f64>,
+    /// Attached minus plain CPU µs per response.
+    pub cpu_us_delta: Option<f64>,
+}
+
+/// The Node pair round by round, per clients and mode (loopback first, in
+/// [`Mode::ALL`]'s order), for the rounds where both ran.
+fn node_rounds(runs: &[Run]) -> Vec<NodeRounds> {
+    let mut clients: Vec<Clients> = Vec::new();
+    for run in runs.iter().filter(|r| r.server == Target::Node) {
+        if !clients.contains(&run.clients()) {
+            clients.push(run.clients());
+        }
+    }
+    let mut out = Vec::new();
+    for (from, mode) in clients
+        .iter()
+        .flat_map(|&c| Mode::ALL.into_iter().map(move |m| (c, m)))
+    {
+        let at = |target: Target, round: u32| {
+            runs.iter().position(|r| {
+                r.server == target && r.mode == mode && r.clients() == from && r.round == round
+            })
+        };
+        let mut rounds = Vec::new();
+        let last = runs.iter().map(|r| r.round).max().unwrap_or(0);
+        for round in 1..=last {
+            let (Some(plain), Some(attached)) =
+                (at(Target::Node, round), at(Target::NodeFarewell, round))
+            else {
+                continue;
+            };
+            let (p, a) = (&runs[plain], &runs[attached]);
+            if p.requests_per_sec <= 0.0 {
+                continue;
+            }
+            rounds.push(NodeRound {
+                round,
+                first: if plain < attached {
+                    Target::Node
+                } else {
+                    Target::NodeFarewell
+                },
+                node_requests_per_sec: p.requests_per_sec,
+                attached_requests_per_sec: a.requests_per_sec,
+                ratio: a.requests_per_sec / p.requests_per_sec,
+                node_cpu_us_per_request: p.server_cpu_us_per_request,
+                attached_cpu_us_per_request: a.server_cpu_us_per_request,
+                cpu_us_delta: a
+                    .server_cpu_us_per_request
+                    .zip(p.server_cpu_us_per_request)
+                    .map(|(a, p)| a - p),
+            });
+        }
+        if rounds.is_empty() {
+            continue;
+        }
+        let deltas: Option<Vec<f64>> = rounds.iter().map(|r| r.cpu_us_delta).collect();
+        out.push(NodeRounds {
+            mode,
+            hosts: match from {
+                Clients::Hosts(n) => Some(n),
+                _ => None,
+            },
+            median_ratio: median(rounds.iter().map(|r| r.ratio).collect()),
+            median_cpu_us_delta: deltas.and_then(median),
+            rounds,
+        });
+    }
+    out
+}
+
+/// The median (the mean of the middle two for an even count); `None` for none.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
 }
 
 /// What drives the load: wrk's settings, or our clients on their own runtime.
@@ -1017,6 +1175,68 @@ mod tests {
             client_time_wait_per_source_max: None,
             time_wait_overflow: None,
         }
+    }
+
+    #[test]
+    fn node_and_node_farewell_swap_places_every_other_round() {
+        let server = |target| Server {
+            target,
+            policy: None,
+        };
+        let servers = [
+            server(Target::Hyper),
+            server(Target::Node),
+            server(Target::NodeFarewell),
+        ];
+        let targets = |round| -> Vec<Target> {
+            round_order(&servers, round)
+                .iter()
+                .map(|s| s.target)
+                .collect()
+        };
+        assert_eq!(
+            targets(1),
+            [Target::Hyper, Target::Node, Target::NodeFarewell]
+        );
+        assert_eq!(
+            targets(2),
+            [Target::Hyper, Target::NodeFarewell, Target::Node]
+        );
+        assert_eq!(targets(3), targets(1));
+        let no_node = [server(Target::Hyper), server(Target::FarewellHttp)];
+        assert_eq!(round_order(&no_node, 2), no_node);
+    }
+
+    #[test]
+    fn node_rounds_pair_each_round_and_take_the_median() {
+        let mut runs = Vec::new();
+        // Round 3 is the noisy one; round 2 ran node+farewell first.
+        for (round, plain, attached) in [(1, 100.0, 90.0), (2, 100.0, 95.0), (3, 100.0, 50.0)] {
+            let mut p = run(Target::Node, None, plain, false);
+            let mut a = run(Target::NodeFarewell, None, attached, false);
+            p.round = round;
+            a.round = round;
+            p.server_cpu_us_per_request = Some(100.0);
+            a.server_cpu_us_per_request = Some(100.0 + f64::from(round));
+            if round == 2 {
+                runs.extend([a, p]);
+            } else {
+                runs.extend([p, a]);
+            }
+        }
+        runs.push(run(Target::Hyper, None, 500.0, false));
+        let pairs = node_rounds(&runs);
+        assert_eq!(pairs.len(), 1);
+        let pair = &pairs[0];
+        assert_eq!((pair.mode, pair.hosts), (Mode::KeepAlive, None));
+        let ratios: Vec<f64> = pair.rounds.iter().map(|r| r.ratio).collect();
+        assert_eq!(ratios, [0.9, 0.95, 0.5]);
+        let firsts: Vec<Target> = pair.rounds.iter().map(|r| r.first).collect();
+        assert_eq!(firsts, [Target::Node, Target::NodeFarewell, Target::Node]);
+        assert_eq!(pair.median_ratio, Some(0.9));
+        assert_eq!(pair.median_cpu_us_delta, Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert!(node_rounds(&runs[6..]).is_empty());
     }
 
     #[test]

@@ -54,8 +54,57 @@ impl HttpReport {
             }
             self.proxy_table(&mut out, &behind, width, base);
         }
+        self.node_rounds_table(&mut out);
         self.overflow_note(&mut out);
         out
+    }
+
+    /// With the Node rows: node+farewell against node round by round (the
+    /// ratio of the rates, the node process's CPU µs per response of each),
+    /// and the medians.
+    fn node_rounds_table(&self, out: &mut String) {
+        for pair in &self.node_rounds {
+            let clients = match pair.hosts {
+                Some(n) => format!("{n} hosts"),
+                None => "lo".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "node+farewell vs node, {} from {clients}, by round (first to run; ratio of req/s; \
+                 node CPU µs/r plain / attached):",
+                pair.mode.name()
+            );
+            for r in &pair.rounds {
+                let first = if r.first == Target::Node {
+                    "node"
+                } else {
+                    "node+farewell"
+                };
+                let _ = writeln!(
+                    out,
+                    "  round {:>2} ({first:<13}) {:>10.0} {:>10.0} {:>6.3}x   {:>7} / {:<7}",
+                    r.round,
+                    r.node_requests_per_sec,
+                    r.attached_requests_per_sec,
+                    r.ratio,
+                    or_dash(r.node_cpu_us_per_request, 1),
+                    or_dash(r.attached_cpu_us_per_request, 1),
+                );
+            }
+            let ratios: Vec<String> = pair
+                .rounds
+                .iter()
+                .map(|r| format!("{:.3}", r.ratio))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  median {}x (rounds: {}); median CPU µs/r attached minus plain: {}",
+                or_dash(pair.median_ratio, 3),
+                ratios.join(" "),
+                pair.median_cpu_us_delta
+                    .map_or_else(|| "-".to_owned(), |d| format!("{d:+.1}")),
+            );
+        }
     }
 
     /// The lines above the tables: how wrk, the spread clients, the hosts and
@@ -64,11 +113,16 @@ impl HttpReport {
         let w = self.wrk;
         let _ = writeln!(
             out,
-            "wrk -t{} -c{} -d{}s, {} round(s) per mode, interleaved{}",
+            "wrk -t{} -c{} -d{}s, {} round(s) per mode, interleaved{}{}",
             w.threads,
             w.connections,
             w.duration_s,
             w.rounds,
+            if self.node_rounds.is_empty() || w.rounds < 2 {
+                ""
+            } else {
+                " (node and node+farewell swap places every other round)"
+            },
             if self.tls {
                 "; TLS (self-signed, rustls with ring in-process, nginx ssl)"
             } else {
