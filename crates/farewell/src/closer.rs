@@ -196,6 +196,11 @@ struct Inner {
     started: AtomicU64,
     by_ending: [AtomicU64; Ending::ALL.len()],
     idle: Notify,
+    /// Callers waiting in [`Closer::idle`]: a teardown that ends the last
+    /// one in flight wakes them only if there are any (`Notify::notify_waiters`
+    /// takes a lock, a cache line every worker thread would fight over for
+    /// every teardown).
+    idle_waiters: AtomicUsize,
     hurry: Arc<Hurry>,
 }
 
@@ -364,6 +369,7 @@ impl CloserBuilder {
                 started: AtomicU64::new(0),
                 by_ending: std::array::from_fn(|_| AtomicU64::new(0)),
                 idle: Notify::new(),
+                idle_waiters: AtomicUsize::new(0),
                 hurry: Arc::new(Hurry {
                     hurried: AtomicBool::new(false),
                     now: Notify::new(),
@@ -764,11 +770,24 @@ impl Closer {
 
     /// Waits until no teardown is in flight.
     pub async fn idle(&self) {
+        /// Counts this caller among the waiters while it waits (a drop,
+        /// say a timeout around it, included).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        // Counted before the look at `in_flight`, each SeqCst: a teardown
+        // that ends the last one after this look sees the waiter and wakes
+        // it; one that ended before, the look sees (see `Inner::finish`).
+        self.inner.idle_waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.inner.idle_waiters);
         loop {
             let notified = self.inner.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.in_flight() == 0 {
+            if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
                 return;
             }
             notified.await;
@@ -874,7 +893,9 @@ impl Inner {
         if let Some(hook) = &self.on_outcome {
             hook(outcome);
         }
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.idle_waiters.load(Ordering::SeqCst) > 0
+        {
             self.idle.notify_waiters();
         }
     }
