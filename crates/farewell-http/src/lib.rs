@@ -43,6 +43,16 @@
 //! (h2, 100 × 64 KiB), provided the service streams large bodies rather than
 //! building them whole.
 //!
+//! **Where the wait for the client's FIN runs.** Most clients close within a
+//! round trip of a `Connection: close` response. So the first part of the
+//! wait (at most 250 ms, or the grace if shorter) runs inside the
+//! connection's own task, on its own timer, before hyper lets go of the
+//! socket; a client that closes by then meets a teardown that ends at once,
+//! inside the hand-over (no waiting teardown of its own: see
+//! [`farewell::Handoff::peer_fin_read`]). A later FIN finds the teardown
+//! waiting as the table says, with the whole grace. Over TLS the teardown
+//! sends `close_notify` first, so the whole wait is the teardown's.
+//!
 //! **Why an idle HTTP/1.1 connection is reset rather than given a grace.**
 //! HTTP/1.1 has no message that tells a client "this idle connection is going
 //! away": a grace would wait for a FIN the client has no reason to send. A
