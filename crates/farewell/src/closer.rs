@@ -171,8 +171,8 @@ impl<S> From<(S, std::net::SocketAddr)> for Handoff<S> {
 ///     .build();
 ///
 /// let listener = TcpListener::bind("127.0.0.1:7878").await?;
-/// let (stream, _) = listener.accept().await?;
-/// closer.close(stream, &b"BYE busy\n"[..]); // returns at once
+/// let (stream, peer) = listener.accept().await?;
+/// closer.close((stream, peer), &b"BYE busy\n"[..]); // returns at once
 ///
 /// closer.idle().await; // e.g. at shutdown: wait for every teardown
 /// while let Ok(outcome) = outcomes.try_recv() {
