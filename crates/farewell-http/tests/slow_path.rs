@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use farewell::census::{self, Filter, StateSet};
 use farewell::{Ending, Outcome, PeerFirst, Plain, Policy, TcpState, TimeWait};
-use farewell_lab::lab::path::{NetPath, PathKind, PathSpec, Slow};
+use farewell_lab::lab::path::{NetPath, PathKind, PathSpec, Slow, Wan};
 use farewell_lab::support::http_demo;
 use hyper::service::service_fn;
 
@@ -50,6 +50,8 @@ struct Fetched {
     report: farewell_http::ServeReport,
     /// The server's sockets by state once everything settled.
     counts: census::StateCounts,
+    /// The server's address.
+    addr: std::net::SocketAddr,
 }
 
 /// Serves one GET of `route` to curl (with `curl_args`) in the client
@@ -146,6 +148,7 @@ fn fetch_with(
         outcome,
         report,
         counts,
+        addr,
     }
 }
 
@@ -293,4 +296,64 @@ fn send_timeout_does_not_cut_a_client_slowed_by_the_path() {
         "server sockets left: {:?}",
         got.counts
     );
+}
+
+/// The wait for the client's FIN in the connection's own IO, over a path
+/// with a round trip (40 ms each way, 4 Mbit/s, no loss): curl closes once
+/// it has the short `Connection: close` response, and its FIN crosses the
+/// path inside the wait (250 ms), so the teardown begins with the FIN in and
+/// ends at once: its outcome's time is under the one-way delay, where a
+/// teardown begun at the response's end spans the round trip. The census in
+/// each namespace: the server keeps nothing, the client its one TIME-WAIT.
+#[test]
+fn a_short_close_response_over_a_delayed_path_ends_at_the_clients_fin() {
+    let test = "a_short_close_response_over_a_delayed_path_ends_at_the_clients_fin";
+    if let Some(why) = PathKind::Wan.unavailable() {
+        farewell_lab::support::tools::skip(test, &why);
+        return;
+    }
+    if !farewell_lab::support::tools::require(test, &["curl"]) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let delay = Duration::from_millis(40);
+    let path = NetPath::new(PathSpec::Wan(Wan {
+        delay,
+        loss_percent: 0.0,
+        rate: Some(4_000_000),
+    }))
+    .expect("the delayed path");
+    eprintln!("{path}");
+    let got = fetch(
+        &path,
+        server_peer_first(),
+        "/",
+        &["-H", "Connection: close"],
+    );
+    assert_eq!(got.body, http_demo::HELLO.as_bytes());
+    let outcome = got.outcome.expect("one teardown");
+    eprintln!("{outcome}");
+    assert_eq!(outcome.ending, Ending::PeerClosed, "{outcome}");
+    assert_eq!(outcome.time_wait, TimeWait::Peer, "{outcome}");
+    assert!(
+        outcome.elapsed < delay,
+        "the teardown began with the client's FIN in: {outcome}"
+    );
+    assert_eq!(
+        got.counts.total(),
+        0,
+        "server sockets left: {:?}",
+        got.counts
+    );
+    let port = got.addr.port();
+    let client = path
+        .client(move || census::count_by_state(&Filter::remote_port(port)))
+        .expect("in the client namespace")
+        .expect("census");
+    assert_eq!(
+        client.get(TcpState::TimeWait),
+        1,
+        "the client's table: {client:?}"
+    );
+    assert_eq!(client.total(), 1, "the client's table: {client:?}");
 }
