@@ -7,7 +7,7 @@
 //!
 //! `hyper-passive` is plain hyper that, for a `Connection: close`, sends no
 //! FIN and closes after the client's
-//! (`farewell_lab::support::http_baseline::serve_passive_close`): the one
+//! (`farewell_lab::support::http_baseline::Baseline::PassiveClose`): the one
 //! event peer-first adds to a close, without the rest of farewell-http.
 //!
 //! `axum` and `farewell-axum` are the switch issue 25 is about: the same
@@ -121,29 +121,15 @@ fn main() {
                         .expect("serve");
                     eprintln!("{report}");
                 }
-                "hyper" => {
+                "hyper" | "hyper-timeouts" | "hyper-passive" => {
+                    let baseline = match server.as_str() {
+                        "hyper" => http_baseline::Baseline::Plain,
+                        "hyper-timeouts" => http_baseline::Baseline::HeaderReadTimeout,
+                        _ => http_baseline::Baseline::PassiveClose,
+                    };
+                    let timeout = Duration::from_secs(2);
                     let n =
-                        http_baseline::serve(listener, service, stop, Duration::from_secs(2)).await;
-                    eprintln!("{n} connections");
-                }
-                "hyper-timeouts" => {
-                    let n = http_baseline::serve_with_header_timeout(
-                        listener,
-                        service,
-                        stop,
-                        Duration::from_secs(2),
-                    )
-                    .await;
-                    eprintln!("{n} connections");
-                }
-                "hyper-passive" => {
-                    let n = http_baseline::serve_passive_close(
-                        listener,
-                        service,
-                        stop,
-                        Duration::from_secs(2),
-                    )
-                    .await;
+                        http_baseline::serve_as(baseline, listener, service, stop, timeout).await;
                     eprintln!("{n} connections");
                 }
                 "axum" => {

@@ -54,7 +54,7 @@ const HYPER: Variant = Variant {
 };
 /// Plain hyper that ends a close like peer-first's light ending and does
 /// nothing else: no FIN of its own, the close after the client's
-/// ([`http_baseline::serve_passive_close`](crate::support::http_baseline::serve_passive_close)).
+/// ([`Baseline::PassiveClose`](crate::support::http_baseline::Baseline::PassiveClose)).
 const HYPER_PASSIVE: Variant = Variant {
     server: "hyper-passive",
     label: "hyper-passive",
@@ -62,7 +62,7 @@ const HYPER_PASSIVE: Variant = Variant {
 };
 /// Plain hyper with the one defence it offers itself: its HTTP/1
 /// header-read timeout (30 s, on `TokioTimer`)
-/// ([`http_baseline::serve_with_header_timeout`](crate::support::http_baseline::serve_with_header_timeout)).
+/// ([`Baseline::HeaderReadTimeout`](crate::support::http_baseline::Baseline::HeaderReadTimeout)).
 const HYPER_TIMEOUTS: Variant = Variant {
     server: "hyper-timeouts",
     label: "hyper-timeouts",

@@ -25,6 +25,66 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// What every baseline serves: a hyper service (the demo's `service_fn`, say)
+/// that hyper-util can run on any connection.
+pub trait BaselineService<B>:
+    Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Future: Send + 'static,
+        Error: Into<Box<dyn StdError + Send + Sync>>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> BaselineService<B> for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Future: Send + 'static,
+            Error: Into<Box<dyn StdError + Send + Sync>>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The response body a [`BaselineService`] gives.
+pub trait BaselineBody:
+    http_body::Body<Data: Send, Error: Into<Box<dyn StdError + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> BaselineBody for B where
+    B: http_body::Body<Data: Send, Error: Into<Box<dyn StdError + Send + Sync>>> + Send + 'static
+{
+}
+
+/// Which plain-hyper yardstick to serve ([`serve_as`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// hyper-util's `auto` builder as it comes: when hyper ends a
+    /// connection, our FIN goes first ([`serve`]).
+    Plain,
+    /// No FIN from the server: a connection hyper ends waits for the
+    /// client's FIN (or an error, or 2 s), then closes, as peer-first's light
+    /// ending does; nothing else differs. It prices that one event (waking
+    /// for the client's FIN, the read that finds it, the passive close: the
+    /// client keeps TIME-WAIT) apart from the rest of farewell-http. The
+    /// stream comes back from hyper through a oneshot channel (one
+    /// allocation per connection). A yardstick, not a server to deploy: a
+    /// client that never closes holds its connection for the 2 s.
+    PassiveClose,
+    /// The one defence hyper itself offers: its HTTP/1 header-read timeout
+    /// (30 s, as farewell-http's default, on hyper-util's `TokioTimer`),
+    /// which arms a timer per request.
+    HeaderReadTimeout,
+}
+
 /// Serves `service` on `listener` with plain hyper until `shutdown` completes;
 /// then asks every connection to finish (bounded by `shutdown_timeout`) and
 /// returns how many connections were accepted.
@@ -35,77 +95,50 @@ pub async fn serve<S, B>(
     shutdown_timeout: Duration,
 ) -> u64
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S: BaselineService<B>,
+    B: BaselineBody,
 {
-    serve_maybe_tls(listener, None, service, shutdown, shutdown_timeout, false).await
-}
-
-/// As [`serve`], but a connection hyper ends gets no FIN from the server:
-/// the close waits for the client's FIN (or an error, or 2 s), as
-/// peer-first's light ending does, and nothing else differs (the same accept
-/// loop, hyper-util's `auto` builder, the same graceful shutdown).
-///
-/// It prices that one event (waking for the client's FIN, the read that
-/// finds it, the passive close: the client keeps TIME-WAIT) apart from the
-/// rest of farewell-http: `farewell bench overhead` compares farewell-http's
-/// light close with both [`serve`] and this. The stream is handed back from
-/// hyper through a oneshot channel (one allocation per connection). A
-/// yardstick, not a server to deploy: a client that never closes holds its
-/// connection for the 2 s.
-pub async fn serve_passive_close<S, B>(
-    listener: TcpListener,
-    service: S,
-    shutdown: impl Future<Output = ()>,
-    shutdown_timeout: Duration,
-) -> u64
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    serve_maybe_tls(listener, None, service, shutdown, shutdown_timeout, true).await
-}
-
-/// As [`serve`], with the one defence hyper itself offers: its HTTP/1
-/// header-read timeout (30 s, as farewell-http's default, on hyper-util's
-/// `TokioTimer`). A yardstick for what a bound on a slow request head costs
-/// hyper per request: `farewell bench overhead` prices farewell-http's
-/// keep-alive request against it as well as against plain hyper.
-pub async fn serve_with_header_timeout<S, B>(
-    listener: TcpListener,
-    service: S,
-    shutdown: impl Future<Output = ()>,
-    shutdown_timeout: Duration,
-) -> u64
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    accept_loop(
-        builder,
+    serve_as(
+        Baseline::Plain,
         listener,
-        None,
         service,
         shutdown,
         shutdown_timeout,
-        false,
+    )
+    .await
+}
+
+/// As [`serve`], the way `baseline` says (`farewell bench overhead` prices
+/// farewell-http against each).
+pub async fn serve_as<S, B>(
+    baseline: Baseline,
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    shutdown_timeout: Duration,
+) -> u64
+where
+    S: BaselineService<B>,
+    B: BaselineBody,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if baseline == Baseline::HeaderReadTimeout {
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30));
+    }
+    let accept = Accept {
+        tls: None,
+        passive: baseline == Baseline::PassiveClose,
+    };
+    accept_loop(
+        builder,
+        listener,
+        accept,
+        service,
+        shutdown,
+        shutdown_timeout,
     )
     .await
 }
@@ -121,72 +154,44 @@ pub async fn serve_tls<S, B>(
     shutdown_timeout: Duration,
 ) -> u64
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S: BaselineService<B>,
+    B: BaselineBody,
 {
-    serve_maybe_tls(
-        listener,
-        Some(acceptor),
-        service,
-        shutdown,
-        shutdown_timeout,
-        false,
-    )
-    .await
-}
-
-/// The accept loop of the three. `passive`: plain TCP connections end
-/// without a FIN of ours ([`serve_passive_close`]).
-async fn serve_maybe_tls<S, B>(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    service: S,
-    shutdown: impl Future<Output = ()>,
-    shutdown_timeout: Duration,
-    passive: bool,
-) -> u64
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
+    let accept = Accept {
+        tls: Some(acceptor),
+        passive: false,
+    };
     let builder = auto::Builder::new(TokioExecutor::new());
     accept_loop(
         builder,
         listener,
-        tls,
+        accept,
         service,
         shutdown,
         shutdown_timeout,
-        passive,
     )
     .await
+}
+
+/// How the accept loop takes a connection: over TLS, and (plain TCP only)
+/// without a FIN of ours ([`Baseline::PassiveClose`]).
+struct Accept {
+    tls: Option<TlsAcceptor>,
+    passive: bool,
 }
 
 /// The accept loop of every baseline, with `builder`'s settings.
 async fn accept_loop<S, B>(
     builder: auto::Builder<TokioExecutor>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    Accept { tls, passive }: Accept,
     service: S,
     shutdown: impl Future<Output = ()>,
     shutdown_timeout: Duration,
-    passive: bool,
 ) -> u64
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S: BaselineService<B>,
+    B: BaselineBody,
 {
     let builder = std::sync::Arc::new(builder);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -244,12 +249,8 @@ async fn serve_one<IO, S, B>(
     mut stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S: BaselineService<B>,
+    B: BaselineBody,
 {
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -260,11 +261,11 @@ async fn serve_one<IO, S, B>(
     let _ = conn.await;
 }
 
-/// How long [`serve_passive_close`] waits for a client's FIN.
+/// How long [`Baseline::PassiveClose`] waits for a client's FIN.
 const PASSIVE_FIN_WAIT: Duration = Duration::from_secs(2);
 
 /// A TCP stream whose `shutdown()` sends nothing and which goes back to its
-/// connection's task when hyper drops it ([`serve_passive_close`]).
+/// connection's task when hyper drops it ([`Baseline::PassiveClose`]).
 struct PassiveIo {
     stream: Option<TcpStream>,
     back: Option<tokio::sync::oneshot::Sender<TcpStream>>,

@@ -729,7 +729,7 @@ pub struct NodeRounds {
 pub struct NodeRound {
     /// Which round (from 1).
     pub round: u32,
-    /// Which of the two ran first in the round (see [`round_order`]).
+    /// Which of the two ran first in the round (see `round_order`).
     pub first: Target,
     /// Plain node's responses per second.
     pub node_requests_per_sec: f64,
