@@ -245,3 +245,33 @@ resp = conn.getresponse()
 print(resp.status, resp.read().decode(), end="")
 conn.close()
 "#;
+
+/// curl's status code for `url` with `extra` (no `--fail`), or its exit code
+/// as `exit N` when it got no response.
+pub async fn curl_status(url: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "-sS",
+        "--max-time",
+        "20",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new("curl")
+            .args(&args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("curl ends within 30s")
+    .expect("curl runs");
+    match out.status.code() {
+        Some(0) => String::from_utf8(out.stdout).unwrap(),
+        code => format!("exit {code:?}"),
+    }
+}

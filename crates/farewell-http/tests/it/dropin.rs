@@ -582,36 +582,6 @@ async fn tcp_nodelay_is_on_by_default_and_can_be_turned_off() {
     assert!(!nodelay_after_one_request(Server::new().tcp_nodelay(false)).await);
 }
 
-/// curl's status code for `url` with `extra` (no `--fail`), or its exit code
-/// as `exit N` when it got no response.
-async fn curl_status(url: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "-sS",
-        "--max-time",
-        "20",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-    ];
-    args.extend_from_slice(extra);
-    args.push(url);
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new("curl")
-            .args(&args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("curl ends within 30s")
-    .expect("curl runs");
-    match out.status.code() {
-        Some(0) => String::from_utf8(out.stdout).unwrap(),
-        code => format!("exit {code:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hyper_http1_and_http2_settings_reach_hyper() {
     if !farewell_lab::support::tools::require(

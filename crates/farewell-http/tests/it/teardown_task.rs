@@ -34,6 +34,18 @@ async fn read_until(client: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
     got
 }
 
+/// Connects to `addr`, sends `GET /` with `Connection: close` and reads the
+/// whole response (bounded); returns the client, still open, and what it read.
+async fn get_with_close(addr: std::net::SocketAddr) -> (TcpStream, Vec<u8>) {
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let response = read_until(&mut client, b"hello from farewell-http\n").await;
+    (client, response)
+}
+
 /// A client that read its `Connection: close` response and never closes:
 /// peer-first waits for its FIN for the whole grace (a minute here). The
 /// shutdown's 300 ms bound ends that wait (`Running::shutdown` would fail
@@ -54,12 +66,7 @@ async fn shutdown_timeout_cuts_a_teardown_still_waiting_for_the_clients_fin() {
     let port = running.addr.port();
     let outcomes = std::sync::Arc::clone(&running.outcomes);
 
-    let mut client = TcpStream::connect(running.addr).await.unwrap();
-    client
-        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let response = read_until(&mut client, b"hello from farewell-http\n").await;
+    let (mut client, response) = get_with_close(running.addr).await;
     assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
     // hyper is done once the response is out; give the task a moment to
     // reach the teardown's wait (it has nothing else to do).
@@ -93,12 +100,7 @@ async fn close_after(pause: Duration) -> (Vec<u8>, farewell::Outcome, u16) {
     let running = start(server(peer_first())).await;
     let port = running.addr.port();
     let outcomes = std::sync::Arc::clone(&running.outcomes);
-    let mut client = TcpStream::connect(running.addr).await.unwrap();
-    client
-        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let response = read_until(&mut client, b"hello from farewell-http\n").await;
+    let (mut client, response) = get_with_close(running.addr).await;
     tokio::time::sleep(pause).await;
     // Our FIN; the server's answer is its FIN (the passive close): end of file.
     client.shutdown().await.unwrap();

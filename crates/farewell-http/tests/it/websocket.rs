@@ -817,21 +817,10 @@ async fn shutdown_extension_reaches_an_axum_handler_when_asked_for() {
     let done = tokio::spawn(ws_server().serve(listener, app.clone(), async {
         let _ = stopped.await;
     }));
-    let output = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("http://{addr}/poll"))
-        .output()
-        .await
-        .expect("curl runs");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "500");
+    assert_eq!(
+        curl_status(&format!("http://{addr}/poll"), &[]).await,
+        "500"
+    );
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(30), done)
         .await
