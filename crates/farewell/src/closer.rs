@@ -71,7 +71,9 @@ impl<S> Handoff<S> {
 
     /// The caller already read the peer's FIN on this stream (a read
     /// returned 0), so the teardown need not read again to learn it: one
-    /// `recv` less. It is the caller's word: a stream whose FIN only
+    /// `recv` less. With an empty goodbye, the teardown's start asks the
+    /// kernel only whether what was written is ACKed (`SIOCOUTQ`), not for
+    /// the whole `TCP_INFO`. It is the caller's word: a stream whose FIN only
     /// *arrived* (the kernel says `CLOSE-WAIT`, bytes may be unread before
     /// it) must not be marked, or closing it over those bytes would send a
     /// reset ([F4](crate::facts#f4)). The TLS teardowns

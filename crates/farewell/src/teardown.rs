@@ -345,6 +345,11 @@ impl<D: Drain> Teardown<D> {
                     }
                     Err(_) => self.machine.on_event(now, Event::ProbeFailed),
                 },
+                Step::CheckUnacked => {
+                    let event = sys::unacked_bytes(&self.stream)
+                        .map_or(Event::ProbeFailed, Event::UnackedAtStart);
+                    self.machine.on_event(now, event);
+                }
                 Step::Probe => {
                     let probed = if self.machine.saw_eof() {
                         // After the peer's FIN was read nothing is left unread: spare the ioctl.

@@ -14,6 +14,8 @@
 //!      │                  └─(lingering, fin-then-reset)─▶ HalfClosing ──FIN sent──▶ Draining | AwaitingFinAck
 //!      └─ not established / already reset ─▶ Done
 //!
+//!  Starting ──peer's FIN read by the caller, no goodbye: SIOCOUTQ only──▶ Flushing ──▶ Delivering ──▶ Done
+//!
 //!  any state but Done ──Hurry──▶ Hurrying ──peer FIN──▶ Done(close)
 //!                                   │ one write attempt, one probe
 //!                                   └──────────────────▶ Done(reset at deadline)
@@ -56,7 +58,8 @@
 //! [`Event::Hurry`] is the hard deadline of a [`Closer`](crate::Closer) (a
 //! server's drain): every deadline of the policy is cut short. From `Starting`
 //! the kernel is asked for the state first, so a connection that is not
-//! established still ends as `not-established`.
+//! established still ends as `not-established` (unless the caller read the
+//! peer's FIN: that connection was established, see [`Step::CheckUnacked`]).
 
 use std::fmt;
 use std::io;
@@ -168,6 +171,13 @@ pub(crate) enum Step {
     /// Ask the kernel for `TCP_INFO` only, then report [`Event::StateIs`].
     /// The start needs no more: the queues matter only once something was written.
     CheckState,
+    /// In place of [`Step::CheckState`] when the caller read the peer's FIN
+    /// and there is no goodbye ([`Handoff::peer_fin_read`](crate::Handoff::peer_fin_read)):
+    /// the connection is `CLOSE-WAIT` (a read returned end of file), and
+    /// the one question left is whether what was written before is ACKed.
+    /// Ask `SIOCOUTQ` only (half the cost of `TCP_INFO`), then report
+    /// [`Event::UnackedAtStart`].
+    CheckUnacked,
     /// Ask the kernel for `TCP_INFO` and the queues, then report [`Event::Probed`].
     Probe,
     /// Record one ending from the peer's address in the closer's table of
@@ -215,6 +225,8 @@ pub(crate) enum Event {
     /// `tcpi_notsent_bytes` = 0): what the application wrote before the
     /// teardown is delivered.
     NothingInFlight,
+    /// The kernel's answer to [`Step::CheckUnacked`]: `SIOCOUTQ`.
+    UnackedAtStart(u32),
     /// The kernel's answer to [`Step::Probe`].
     Probed(Probe),
     /// The kernel could not be asked (not a TCP socket, or an unsupported system).
@@ -413,6 +425,12 @@ impl Machine {
                 return Step::Finish(finish);
             }
             match self.state {
+                // The peer's FIN read before the hand-over, nothing to write:
+                // no state to learn (a reset since the read would only
+                // change the ending's name; nothing on the wire differs).
+                State::Starting if self.peer_fin && self.goodbye_len == 0 => {
+                    return Step::CheckUnacked
+                }
                 State::Starting => return Step::CheckState,
                 State::Flushing => {
                     if self.drain_limit_exceeded() {
@@ -678,6 +696,14 @@ impl Machine {
                 // no probe. (Other policies judge their own FIN or flush.)
                 if self.goodbye_len == 0 && matches!(self.policy, Policy::PeerFirst(_)) {
                     self.progress.delivered_before(now);
+                }
+            }
+            Event::UnackedAtStart(unacked) => {
+                if self.state == State::Starting {
+                    self.established();
+                }
+                if unacked == 0 {
+                    self.on_event(now, Event::NothingInFlight);
                 }
             }
             Event::Failed(kind) => {

@@ -117,6 +117,17 @@ async fn peer_first_auto_light_client_keeps_time_wait_until_it_turns_heavy() {
     assert_eq!(theirs.total(), HEAVY_AFTER as usize, "{theirs:?}");
 }
 
+/// Reads (bounded) what the client sent until its FIN: the server has read
+/// the FIN, as a server that hands over with `Handoff::peer_fin_read`.
+async fn read_until_fin(server: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    tokio::time::timeout(PEER_BOUND, server.read_to_end(&mut got))
+        .await
+        .expect("the client's bytes and FIN arrive")
+        .unwrap();
+    got
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_first_half_closed_peer_still_reading_gets_eof_not_a_reset() {
     let listener = common::clean_listener().await;
@@ -127,11 +138,7 @@ async fn peer_first_half_closed_peer_still_reading_gets_eof_not_a_reset() {
     // The client sends its request and half-closes (`nc -N`), then reads.
     client.write_all(b"QUIT\n").await.unwrap();
     client.shutdown().await.unwrap();
-    let mut request = Vec::new();
-    tokio::time::timeout(PEER_BOUND, server.read_to_end(&mut request))
-        .await
-        .expect("the request and the FIN arrive")
-        .unwrap();
+    assert_eq!(read_until_fin(&mut server).await, b"QUIT\n");
     closer.close(server, GOODBYE);
     let (got, error) = read_to_end_or_error(&mut client).await;
     assert_eq!(got, GOODBYE);
@@ -217,4 +224,80 @@ async fn peer_first_grace_end_fin_gives_a_reader_eof_and_nobody_time_wait() {
     let (ours, theirs) = both_sides(addr).await;
     assert_eq!(ours.total(), 0, "server side: {ours:?}");
     assert_eq!(theirs.get(TcpState::TimeWait), 0, "client side: {theirs:?}");
+}
+
+/// A server that read the client's FIN itself (`Handoff::peer_fin_read`)
+/// and has nothing more to say: everything it wrote ACKed, the FIN is a
+/// goodbye, and a spared client gets the reset at once; neither side keeps
+/// anything, and the client read the whole reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fin_read_by_the_caller_everything_acked_spared_nobody_keeps_time_wait() {
+    let listener = common::clean_listener().await;
+    let addr = listener.local_addr().unwrap();
+    let (closer, mut outcomes) = closer_with_outcomes(peer_first(PeerTimeWait::Spare));
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let (mut server, peer) = listener.accept().await.unwrap();
+    server.write_all(b"reply").await.unwrap();
+    let mut reply = [0u8; 5];
+    tokio::time::timeout(PEER_BOUND, client.read_exact(&mut reply))
+        .await
+        .expect("the reply arrives")
+        .unwrap();
+    client.shutdown().await.unwrap();
+    assert!(read_until_fin(&mut server).await.is_empty());
+    // The reply's ACK came before the FIN, which the server has read.
+    closer.close(
+        farewell::Handoff::new(server, peer).peer_fin_read(),
+        &b""[..],
+    );
+    let o = outcomes.recv().await.unwrap();
+    assert_eq!(o.ending, Ending::ResetAfterPeerFin, "{o}");
+    assert_eq!(o.peer_fin, Some(PeerFinChoice::Spared), "{o}");
+    assert_eq!(&reply, b"reply");
+    drop(client);
+    let (ours, theirs) = both_sides(addr).await;
+    assert_eq!(ours.total(), 0, "the server keeps nothing: {ours:?}");
+    assert_eq!(theirs.total(), 0, "nor does the client: {theirs:?}");
+}
+
+/// The same hand-over while the client, having sent its FIN, is still
+/// taking the server's bytes (its receive buffer full, a large reply
+/// unACKed): the one question the start asks (`SIOCOUTQ`) sees bytes in
+/// flight, so it is a half-close: the passive close, never the reset a
+/// spared client would get, and the client reads every byte, then EOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fin_read_by_the_caller_with_bytes_in_flight_is_a_half_close_and_gets_eof() {
+    const REPLY: usize = 1 << 20;
+    let (mut server, mut client) = common::connected_pair(common::V4, Some(4096)).await;
+    let peer = server.peer_addr().unwrap();
+    let (closer, mut outcomes) = closer_with_outcomes(peer_first(PeerTimeWait::Spare));
+    client.shutdown().await.unwrap();
+    assert!(read_until_fin(&mut server).await.is_empty());
+    // More than the client's buffers take: the rest stays queued, unACKed
+    // (what the server's send buffer does not take is not sent at all).
+    let reply: Vec<u8> = (0..REPLY).map(|i| (i % 251) as u8).collect();
+    let mut written = 0;
+    while written < REPLY {
+        match server.try_write(&reply[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    let unacked = farewell::sys::unacked_bytes(&server).unwrap();
+    assert!(unacked > 0, "the client's buffers took the whole reply");
+    closer.close(
+        farewell::Handoff::new(server, peer).peer_fin_read(),
+        &b""[..],
+    );
+    let (got, error) = read_to_end_or_error(&mut client).await;
+    assert_eq!(error, None, "the half-closed client gets EOF, not a reset");
+    assert_eq!(got.len(), written);
+    assert!(
+        got == reply[..written],
+        "the bytes arrive whole and in order"
+    );
+    let o = outcomes.recv().await.unwrap();
+    assert_eq!(o.ending, Ending::PeerClosed, "{o}");
+    assert_eq!(o.peer_fin, Some(PeerFinChoice::HalfClose), "{o}");
 }

@@ -699,20 +699,33 @@ fn test_delivering_peer_fin_keep_closes_passively_without_a_probe() {
     );
 }
 
+/// The machine ends with the passive close of a half-close at `now`.
+fn assert_half_close(m: &mut Machine, now: Instant) {
+    let f = finish_of(m.step(now));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerClosed));
+    assert_eq!(
+        m.outcome(f, None, ms(0)).peer_fin,
+        Some(PeerFinChoice::HalfClose)
+    );
+}
+
+/// The two answers of the heavy-client table, and what each ends with.
+const LIGHT_AND_HEAVY: [(PeerFinChoice, Release, Ending); 2] = [
+    (
+        PeerFinChoice::Light { recent: 2 },
+        Release::Close,
+        Ending::PeerClosed,
+    ),
+    (
+        PeerFinChoice::Heavy { recent: 3 },
+        Release::Reset,
+        Ending::ResetAfterPeerFin,
+    ),
+];
+
 #[test]
 fn test_delivering_peer_fin_auto_asks_how_heavy_the_client_is() {
-    for (choice, release, ending) in [
-        (
-            PeerFinChoice::Light { recent: 2 },
-            Release::Close,
-            Ending::PeerClosed,
-        ),
-        (
-            PeerFinChoice::Heavy { recent: 3 },
-            Release::Reset,
-            Ending::ResetAfterPeerFin,
-        ),
-    ] {
+    for (choice, release, ending) in LIGHT_AND_HEAVY {
         let t0 = Instant::now();
         let mut m = fin_while_delivering(PeerTimeWait::Auto, t0);
         assert_eq!(m.step(t0 + ms(1)), Step::Probe);
@@ -748,12 +761,7 @@ fn test_starting_close_wait_before_the_goodbye_is_a_half_close() {
     let _ = m.step(t0);
     m.on_event(t0, Event::Eof);
     // No probe, no reset: the peer gets the goodbye, then our FIN (EOF).
-    let f = finish_of(m.step(t0));
-    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerClosed));
-    assert_eq!(
-        m.outcome(f, None, ms(0)).peer_fin,
-        Some(PeerFinChoice::HalfClose)
-    );
+    assert_half_close(&mut m, t0);
 }
 
 #[test]
@@ -1421,4 +1429,64 @@ fn test_starting_nothing_in_flight_with_a_goodbye_still_watches_its_delivery() {
     m.on_event(t0, Event::Wrote(GOODBYE));
     let _ = m.step(t0);
     assert_eq!(m.state(), State::Delivering);
+}
+
+/// A FIN the caller read (`Handoff::peer_fin_read`), no goodbye: the start
+/// asks `SIOCOUTQ` only, and with nothing in flight the FIN is a goodbye,
+/// classified as any other.
+#[test]
+fn test_starting_after_a_fin_read_asks_only_what_is_unacked() {
+    for (choice, release, ending) in LIGHT_AND_HEAVY {
+        let t0 = Instant::now();
+        let mut m = Machine::new(peer_first_sparing(PeerTimeWait::Auto), 0, t0);
+        m.on_event(t0, Event::Eof);
+        assert_eq!(m.step(t0), Step::CheckUnacked);
+        m.on_event(t0, Event::UnackedAtStart(0));
+        assert_eq!(m.step(t0), Step::Classify);
+        m.on_event(t0, Event::Classified(choice));
+        let f = finish_of(m.step(t0));
+        assert_eq!((f.release, f.ending), (release, ending), "{choice:?}");
+        let o = m.outcome(f, None, ms(0));
+        assert_eq!(o.peer_fin, Some(choice));
+        assert_eq!(o.goodbye, Delivery::NoneSent);
+    }
+}
+
+/// The same start with bytes still unACKed: the FIN came while the peer was
+/// still taking them (a half-close), so one probe confirms it and the peer
+/// gets the passive close, unclassified.
+#[test]
+fn test_starting_after_a_fin_read_with_bytes_in_flight_is_a_half_close() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(peer_first_sparing(PeerTimeWait::Auto), 0, t0);
+    m.on_event(t0, Event::Eof);
+    assert_eq!(m.step(t0), Step::CheckUnacked);
+    m.on_event(t0, Event::UnackedAtStart(120));
+    assert_eq!(m.step(t0), Step::Probe);
+    m.on_event(t0, probe(TcpState::CloseWait, 120));
+    assert_half_close(&mut m, t0);
+}
+
+/// A goodbye still to write, or no FIN read: the start asks for the state.
+#[test]
+fn test_starting_asks_the_state_unless_a_fin_was_read_and_nothing_is_to_write() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(peer_first(), GOODBYE, t0);
+    m.on_event(t0, Event::Eof);
+    assert_eq!(m.step(t0), Step::CheckState);
+    let mut m = Machine::new(peer_first(), 0, t0);
+    assert_eq!(m.step(t0), Step::CheckState);
+}
+
+/// Hurried before the start, after a FIN read: still the passive close.
+#[test]
+fn test_starting_after_a_fin_read_hurried_closes_passively() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(peer_first_sparing(PeerTimeWait::Spare), 0, t0);
+    m.on_event(t0, Event::Eof);
+    m.on_event(t0, Event::Hurry);
+    assert_eq!(m.step(t0), Step::CheckUnacked);
+    m.on_event(t0, Event::UnackedAtStart(0));
+    let f = finish_of(m.step(t0));
+    assert_eq!((f.release, f.ending), (Release::Close, Ending::PeerClosed));
 }
