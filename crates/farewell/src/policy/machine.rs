@@ -617,7 +617,11 @@ impl Machine {
             Policy::Silent => self.finish(Release::Silent, Ending::Silent),
             Policy::Lingering(_) | Policy::FinThenReset(_) => self.set_state(State::HalfClosing),
             Policy::PeerFirst(_) => {
-                self.watch_from(now);
+                // Delivered already (nothing was in flight at the start):
+                // nothing to watch, no probe to schedule.
+                if !self.delivered() {
+                    self.watch_from(now);
+                }
                 self.set_state(State::Delivering);
             }
         }
