@@ -728,18 +728,17 @@ impl ConnState {
     /// ended quietly (shutdown, idle: no response just went out), one owed
     /// our FIN, an h2 connection, an aborted one, the shutdown deadline's,
     /// or a client whose FIN is in already. The first call decides and
-    /// starts the clock; later calls say whether it still runs.
+    /// starts the clock; later calls say whether it was not ended since,
+    /// without reading the clock: the caller reads first, and asks
+    /// [`ConnState::fin_wait_expired`] only when the read finds nothing (the
+    /// FIN that ends most waits needs no clock).
     pub(crate) fn fin_wait(&self) -> bool {
         let until = self.fin_wait_until_ms.load(Ordering::Relaxed);
         if until == FIN_WAIT_OVER {
             return false;
         }
         if until != UNSET {
-            if self.now_ms() < until {
-                return true;
-            }
-            self.fin_wait_over();
-            return false;
+            return true;
         }
         let window = match self.shared.policy {
             Policy::PeerFirst(p) => p.grace.min(FIN_WAIT_IN_IO),
@@ -760,6 +759,17 @@ impl ConnState {
         }
         let until = self.now_ms() + window.as_millis() as u64;
         self.fin_wait_until_ms.store(until, Ordering::Relaxed);
+        true
+    }
+
+    /// A read in the wait for the client's FIN found nothing: whether the
+    /// wait's time is up (then it is over, and hyper's shutdown goes on).
+    pub(crate) fn fin_wait_expired(&self) -> bool {
+        let until = self.fin_wait_until_ms.load(Ordering::Relaxed);
+        if until < FIN_WAIT_OVER && self.now_ms() < until {
+            return false;
+        }
+        self.fin_wait_over();
         true
     }
 

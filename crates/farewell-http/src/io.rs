@@ -174,7 +174,8 @@ impl<S: Handover> AsyncWrite for TeardownIo<S> {
         let mut scratch = [0u8; 256];
         let mut buf = ReadBuf::new(&mut scratch);
         match self.stream().poll_read(cx, &mut buf) {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending if !self.conn.fin_wait_expired() => Poll::Pending,
+            Poll::Pending => Poll::Ready(Ok(())),
             Poll::Ready(read) => {
                 if read.is_ok() && buf.filled().is_empty() {
                     self.conn.eof_read();
