@@ -13,6 +13,10 @@
 //!   live peer ends with the goodbye delivered and no server TIME-WAIT.
 //! * A peer that never reads is still released, by the stall timeout, with
 //!   nothing of it left in the kernel's table.
+//! * A peer that half-closed and reads on, whose FIN the server read itself
+//!   (`Handoff::peer_fin_read`) while its reply was still queued behind the
+//!   link, gets every byte and end of file, not the reset a client whose FIN
+//!   came after everything was ACKed would get.
 //!
 //! The policies are the lab's ([`lab_policy_on`]: grace 300 ms, stall
 //! timeout 600 ms plus the path's slack for its queue and round trip, total
@@ -303,6 +307,119 @@ async fn never_reading_peer_is_released_by_the_stall_timeout_leaving_nothing() {
             let left = sockets(&path, server_end);
             assert!(left.is_empty(), "left in the {end} namespace: {left:?}");
         }
+        remove(path).await;
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{test} took over {TEST_BOUND:?}"));
+}
+
+// ---- a FIN the server read itself, with bytes still in flight ----
+
+/// The reply of the test below: more than the server's send buffer takes at
+/// once (it starts near 128 KiB), which the 2 Mbit/s link carries in half a second.
+const REPLY: usize = 768 * 1024;
+
+/// A client that half-closes, then reads on, across the slow path; the
+/// server reads its FIN itself, writes a large reply, and hands the stream
+/// over with `Handoff::peer_fin_read` and nothing more to say, under a
+/// policy that resets a client whose FIN comes once everything was ACKed
+/// (`PeerTimeWait::Spare`). Nearly all of what the buffer took is still
+/// queued behind the link at the hand-over, so the teardown's start, which asks only `SIOCOUTQ`, must see it in
+/// flight and answer the FIN passively: a reset here would throw away what
+/// the link had not carried yet. Judged by what the client read (every byte,
+/// in order, then end of file) and by each end's table (the server keeps
+/// nothing, the client its TIME-WAIT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_path_fin_read_by_the_server_with_bytes_in_flight_is_answered_passively() {
+    let test = "slow_path_fin_read_by_the_server_with_bytes_in_flight_is_answered_passively";
+    let _turn = one_at_a_time().await;
+    if !may_run(test, PathKind::Slow) {
+        return;
+    }
+    tokio::time::timeout(TEST_BOUND, async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let path = make(slow_spec()).await;
+        let listener = path
+            .server(|| std::net::TcpListener::bind((path.server_ip(), 0)))
+            .expect("enter the server's namespace")
+            .expect("bind in the server's namespace");
+        let to = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let client = path
+            .client(|| std::net::TcpStream::connect_timeout(&to, Duration::from_secs(10)))
+            .expect("enter the client's namespace")
+            .expect("connect across the path");
+        client.set_nonblocking(true).unwrap();
+        let mut client = tokio::net::TcpStream::from_std(client).unwrap();
+        let (mut server, peer) = listener.accept().await.unwrap();
+        let client_port = client.local_addr().unwrap().port();
+
+        // The client's request, then its FIN; the server reads both.
+        client.write_all(b"GET\n").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut request = Vec::new();
+        server.read_to_end(&mut request).await.unwrap();
+        assert_eq!(request, b"GET\n");
+
+        // The reply, as much as the server's buffer takes at once.
+        let reply: Vec<u8> = (0..REPLY).map(|i| b'a' + (i % 26) as u8).collect();
+        let written = farewell_lab::support::send::write_what_fits(&server, &reply);
+        let in_flight = farewell::sys::unacked_bytes(&server).unwrap();
+        assert!(in_flight > 0, "the link carried the whole reply at once");
+        eprintln!("{written} B written, {in_flight} B in flight at the hand-over");
+
+        let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+        let closer = farewell::Closer::builder(Policy::PeerFirst(farewell::PeerFirst {
+            peer_time_wait: farewell::PeerTimeWait::Spare,
+            ..farewell::PeerFirst::default()
+        }))
+        .on_outcome(move |o| {
+            let _ = tx.send(o);
+        })
+        .build();
+        closer.close(
+            farewell::Handoff::new(server, peer).peer_fin_read(),
+            Bytes::new(),
+        );
+
+        let mut got = Vec::with_capacity(written);
+        let read = client.read_to_end(&mut got).await;
+        assert!(
+            read.is_ok(),
+            "the half-closed client got {read:?}, not end of file"
+        );
+        assert_eq!(got.len(), written, "{in_flight} B were in flight");
+        assert!(
+            got == reply[..written],
+            "the bytes arrive whole and in order"
+        );
+        let outcome = outcomes.recv().await.expect("one outcome");
+        eprintln!("{outcome}");
+        assert_eq!(outcome.ending, Ending::PeerClosed, "{outcome}");
+        assert_eq!(
+            outcome.peer_fin,
+            Some(farewell::PeerFinChoice::HalfClose),
+            "{outcome}"
+        );
+        drop(client);
+
+        // Each end's table, once the passive close's LAST-ACK has passed (bounded).
+        let mut ours = sockets(&path, true);
+        for _ in 0..150 {
+            if ours.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            ours = sockets(&path, true);
+        }
+        assert!(ours.is_empty(), "left in the server namespace: {ours:?}");
+        let theirs: Vec<_> = sockets(&path, false)
+            .into_iter()
+            .filter(|e| e.local.port() == client_port)
+            .collect();
+        assert_eq!(theirs.len(), 1, "the client's table: {theirs:?}");
+        assert_eq!(theirs[0].state, TcpState::TimeWait, "{theirs:?}");
         remove(path).await;
     })
     .await

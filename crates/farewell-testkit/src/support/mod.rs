@@ -6,4 +6,5 @@ pub mod kernel;
 pub mod netns;
 pub mod peer;
 pub mod port;
+pub mod send;
 pub mod tools;

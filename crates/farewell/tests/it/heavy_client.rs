@@ -276,14 +276,7 @@ async fn fin_read_by_the_caller_with_bytes_in_flight_is_a_half_close_and_gets_eo
     // More than the client's buffers take: the rest stays queued, unACKed
     // (what the server's send buffer does not take is not sent at all).
     let reply: Vec<u8> = (0..REPLY).map(|i| (i % 251) as u8).collect();
-    let mut written = 0;
-    while written < REPLY {
-        match server.try_write(&reply[written..]) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => panic!("write: {e}"),
-        }
-    }
+    let written = farewell_testkit::support::send::write_what_fits(&server, &reply);
     let unacked = farewell::sys::unacked_bytes(&server).unwrap();
     assert!(unacked > 0, "the client's buffers took the whole reply");
     closer.close(
