@@ -244,8 +244,9 @@ pub(crate) struct Teardown<D> {
     /// is reported in full (a reset peer's address cannot be had later).
     /// Boxed: 8 bytes in every pending teardown rather than 64.
     addrs: Option<Box<Addrs>>,
-    /// The peer's address as the caller gave it ([`Handoff`](crate::Handoff)):
-    /// the heavy-client count needs no `getpeername` then.
+    /// The peer's address, as the caller gave it ([`Handoff`](crate::Handoff))
+    /// or as the full report asked it at the start: the heavy-client count
+    /// then needs no `getpeername` of its own.
     peer: Option<IpAddr>,
     report: Report,
     /// [`Teardown::advance`] stopped at a wait whose non-blocking attempt
@@ -274,19 +275,20 @@ impl<D: Drain> Teardown<D> {
     ) -> Self {
         let started = Instant::now();
         let machine = Machine::new(policy, goodbye.len(), started);
-        let addrs = match report {
-            Report::Full => Some(Box::new(Addrs {
-                local: stream.local_addr().ok(),
-                peer: peer.or_else(|| stream.peer_addr().ok()),
-            })),
-            Report::EndingOnly => None,
+        let (peer, addrs) = match report {
+            Report::Full => {
+                let peer = peer.or_else(|| stream.peer_addr().ok());
+                let local = stream.local_addr().ok();
+                (peer, Some(Box::new(Addrs { local, peer })))
+            }
+            Report::EndingOnly => (peer, None),
         };
         Teardown {
             stream,
             goodbye,
             machine,
-            addrs,
             peer: peer.map(|peer| peer.ip()),
+            addrs,
             report,
             blocked: false,
             fresh: true,
@@ -361,10 +363,9 @@ impl<D: Drain> Teardown<D> {
                     self.machine.on_event(now, event);
                 }
                 Step::Classify => {
-                    let peer = self.peer.or_else(|| match &self.addrs {
-                        Some(addrs) => addrs.peer.map(|peer| peer.ip()),
-                        None => self.stream.peer_addr().ok().map(|peer| peer.ip()),
-                    });
+                    let peer = self
+                        .peer
+                        .or_else(|| self.stream.peer_addr().ok().map(|peer| peer.ip()));
                     let choice = hurry.classify(peer, now);
                     self.machine.on_event(now, Event::Classified(choice));
                 }
